@@ -1,0 +1,1 @@
+"""The `quarry` command line: the local stack, migrations, settings, workers, chunking."""

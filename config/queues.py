@@ -1,0 +1,42 @@
+"""Queue names, worker profiles and task routing: constants every process agrees on.
+
+Must not import: anything of Quarry (config is the leaf).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+INGEST: Final = "quarry.ingest"
+CHUNK: Final = "quarry.chunk"
+EMBED: Final = "quarry.embed"
+WRITE: Final = "quarry.write"
+WEBHOOK: Final = "quarry.webhook"
+
+ALL_QUEUES: Final[tuple[str, ...]] = (INGEST, CHUNK, EMBED, WRITE, WEBHOOK)
+
+# A profile is the set of queues one worker process consumes. GPU hosts run `embed`
+# only; everything else is CPU-bound or I/O-bound and shares the `cpu` profile.
+WORKER_PROFILES: Final[dict[str, tuple[str, ...]]] = {
+    "cpu": (INGEST, CHUNK, WRITE, WEBHOOK),
+    "embed": (EMBED,),
+    "all": ALL_QUEUES,
+}
+
+# Task names are `quarry.<stage>.<verb>`; the stage picks the queue.
+TASK_ROUTES: Final[dict[str, dict[str, str]]] = {
+    "quarry.ingest.*": {"queue": INGEST},
+    "quarry.chunk.*": {"queue": CHUNK},
+    "quarry.embed.*": {"queue": EMBED},
+    "quarry.write.*": {"queue": WRITE},
+    "quarry.webhook.*": {"queue": WEBHOOK},
+}
+
+
+def queues_for_profile(profile: str) -> tuple[str, ...]:
+    """The queues of a worker profile; a ValueError names an unknown profile."""
+    try:
+        return WORKER_PROFILES[profile]
+    except KeyError:
+        known = ", ".join(sorted(WORKER_PROFILES))
+        raise ValueError(f"unknown worker profile {profile!r} (known: {known})") from None

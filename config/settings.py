@@ -1,0 +1,321 @@
+"""Typed settings: the ONLY code in Quarry that reads ``os.environ``.
+
+Every setting is a field of :class:`QuarrySettings`, documented here with its default;
+``quarry config docs`` renders this module as the table in docs/configuration.md.
+Sources, highest priority first: keyword arguments, ``QUARRY_*`` environment variables,
+the TOML config file (``QUARRY_CONFIG_FILE``, else ``./quarry.toml`` if it exists),
+defaults. An unknown key or an invalid value raises :class:`ConfigError` with one line
+that names the key and the value; secret values are never echoed.
+
+Must not import: anything of Quarry but ``pipeline.errors`` (config is the leaf).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from config.redaction import redact_url
+from pipeline.errors import ConfigError
+
+ENV_PREFIX = "QUARRY_"
+CONFIG_FILE_ENV = "QUARRY_CONFIG_FILE"
+DEFAULT_CONFIG_FILE = "quarry.toml"
+
+Port = int
+_PORT_FIELDS = (
+    "stack_redis_port",
+    "stack_postgres_port",
+    "stack_bolt_port",
+    "stack_graph_http_port",
+    "stack_api_port",
+    "stack_flower_port",
+)
+_URL_FIELDS = ("redis_url", "postgres_dsn", "neo4j_uri", "api_url")
+
+
+class QuarrySettings(BaseSettings):
+    """All of Quarry's settings. Env var = ``QUARRY_`` + the upper-cased field name."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        case_sensitive=False,
+        extra="forbid",
+        validate_default=True,
+        frozen=True,
+    )
+
+    # --- data and logs ---------------------------------------------------------------
+    data_dir: Path = Field(
+        Path(".quarry"),
+        description="Folder that holds all local state: services' data, logs, pid files, clones.",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Minimum level of log lines."
+    )
+    log_json: bool = Field(False, description="Write log lines as JSON objects.")
+
+    # --- service endpoints (unset: use the local stack's) ----------------------------
+    redis_url: str | None = Field(
+        None,
+        description="Redis for the Celery broker, queues and breaker state. "
+        "Unset: the local stack's Redis.",
+    )
+    postgres_dsn: str | None = Field(
+        None,
+        description="PostgreSQL 16 + pgvector DSN. Unset: the local stack's PostgreSQL.",
+    )
+    neo4j_uri: str | None = Field(
+        None, description="Bolt URI of Neo4j 5. Unset: the local stack's Bolt graph server."
+    )
+    neo4j_user: str | None = Field(
+        None, description="Graph user. Unset: `root` for the local stack."
+    )
+    neo4j_password: SecretStr | None = Field(
+        None, description="Graph password. Unset: the local stack's generated password."
+    )
+    neo4j_database: str | None = Field(
+        None, description="Graph database name. Unset: `graph` for the local stack."
+    )
+    api_url: str | None = Field(
+        None, description="Base URL of the Quarry API for the CLI. Unset: the local stack's."
+    )
+    api_token: SecretStr | None = Field(
+        None, description="Bearer token the CLI sends. Unset: the local stack's development token."
+    )
+
+    # --- the local development stack (`quarry dev up`) -------------------------------
+    stack_host: Literal["127.0.0.1"] = Field(
+        "127.0.0.1", description="Address every local service binds to (loopback only)."
+    )
+    stack_redis_port: Port = Field(6390, description="Local Redis port.")
+    stack_postgres_port: Port = Field(5433, description="Local PostgreSQL port.")
+    stack_bolt_port: Port = Field(7687, description="Local Bolt graph server port.")
+    stack_graph_http_port: Port = Field(2480, description="Local graph server HTTP port.")
+    stack_api_port: Port = Field(8080, description="Local Quarry API port.")
+    stack_flower_port: Port = Field(5555, description="Local Flower port.")
+    stack_graph_heap_mb: int = Field(
+        1024, ge=256, le=65536, description="Java heap of the local graph server, in MiB."
+    )
+    stack_workers: tuple[str, ...] = Field(
+        ("cpu", "embed"),
+        description="Worker profiles the local stack runs (see `quarry worker --help`).",
+    )
+    stack_start_timeout_s: float = Field(
+        90.0,
+        gt=0,
+        le=600,
+        description="How long `quarry dev up` waits for a service to be healthy.",
+    )
+    stack_restart_backoff_max_s: float = Field(
+        30.0, gt=0, le=600, description="Longest wait before the stack restarts a dead process."
+    )
+
+    # --- workers --------------------------------------------------------------------
+    worker_cpu_concurrency: int = Field(
+        2, ge=1, le=64, description="Processes of a `cpu` worker (ingest, chunk, write, webhook)."
+    )
+    worker_embed_concurrency: int = Field(
+        1, ge=1, le=16, description="Processes of an `embed` worker (one model per process)."
+    )
+
+    # --- flower ---------------------------------------------------------------------
+    flower_user: str = Field("quarry", min_length=1, description="Flower basic-auth user.")
+    flower_password: SecretStr | None = Field(
+        None, description="Flower basic-auth password. Unset: the local stack's generated one."
+    )
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute_data_dir(cls, value: Path) -> Path:
+        return value.expanduser().absolute()
+
+    @field_validator(*_PORT_FIELDS)
+    @classmethod
+    def _valid_port(cls, value: int) -> int:
+        if not 1024 <= value <= 65535:
+            raise ValueError("must be a port between 1024 and 65535")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        return _require_scheme(value, ("redis", "rediss", "unix"))
+
+    @field_validator("postgres_dsn")
+    @classmethod
+    def _postgres_scheme(cls, value: str | None) -> str | None:
+        return _require_scheme(value, ("postgresql", "postgres"))
+
+    @field_validator("neo4j_uri")
+    @classmethod
+    def _bolt_scheme(cls, value: str | None) -> str | None:
+        schemes = ("bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc")
+        return _require_scheme(value, schemes)
+
+    @field_validator("api_url")
+    @classmethod
+    def _http_scheme(cls, value: str | None) -> str | None:
+        return _require_scheme(value, ("http", "https"))
+
+    @field_validator("stack_workers", mode="before")
+    @classmethod
+    def _split_workers(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @model_validator(mode="after")
+    def _distinct_ports(self) -> QuarrySettings:
+        seen: dict[int, str] = {}
+        for name in _PORT_FIELDS:
+            port = getattr(self, name)
+            if port in seen:
+                raise ValueError(f"port {port} is used by both {seen[port]} and {name}")
+            seen[port] = name
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # load_settings merges file < environment itself and passes the result as
+        # kwargs, so that it can name the source of a bad value and take an explicit env.
+        return (init_settings,)
+
+
+def _require_scheme(value: str | None, schemes: tuple[str, ...]) -> str | None:
+    if value is None:
+        return None
+    scheme = value.split("://", 1)[0].lower() if "://" in value else ""
+    if scheme not in schemes:
+        raise ValueError(f"must start with one of {', '.join(s + '://' for s in schemes)}")
+    return value
+
+
+def field_names() -> tuple[str, ...]:
+    return tuple(QuarrySettings.model_fields)
+
+
+def env_name(field: str) -> str:
+    return ENV_PREFIX + field.upper()
+
+
+def is_secret(field: str) -> bool:
+    annotation = str(QuarrySettings.model_fields[field].annotation)
+    return "SecretStr" in annotation
+
+
+def shown_value(field: str, value: object) -> str:
+    """How a setting's value may appear in a message: secrets hidden, URLs redacted."""
+    if is_secret(field):
+        return "'<hidden>'"
+    if field in _URL_FIELDS and isinstance(value, str):
+        return repr(redact_url(value))
+    return repr(value)
+
+
+def load_settings(
+    env: Mapping[str, str] | None = None,
+    config_file: Path | None = None,
+    **overrides: Any,
+) -> QuarrySettings:
+    """Build the settings from ``env`` (default ``os.environ``) and the config file.
+
+    Raises :class:`ConfigError` with one line naming the first bad key and its value.
+    """
+    environ = dict(os.environ if env is None else env)
+    _reject_unknown_env(environ)
+    path = config_file or _config_file_path(environ)
+    from_file = _read_config_file(path) if path is not None else {}
+    ours = {k.upper(): v for k, v in environ.items() if k.upper().startswith(ENV_PREFIX)}
+    ours.pop(CONFIG_FILE_ENV, None)
+    merged: dict[str, Any] = dict(from_file)
+    merged.update({key[len(ENV_PREFIX) :].lower(): value for key, value in ours.items()})
+    merged.update(overrides)
+    try:
+        return QuarrySettings(**merged)
+    except ValidationError as exc:
+        raise ConfigError(_one_line(exc, ours, from_file, path)) from None
+
+
+def _reject_unknown_env(environ: Mapping[str, str]) -> None:
+    known = {env_name(f) for f in field_names()} | {CONFIG_FILE_ENV}
+    for key in sorted(environ):
+        upper = key.upper()
+        if upper.startswith(ENV_PREFIX) and upper not in known:
+            raise ConfigError(f"unknown setting {key}{_suggestion(upper, known)}")
+
+
+def _config_file_path(environ: Mapping[str, str]) -> Path | None:
+    explicit = environ.get(CONFIG_FILE_ENV)
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"{CONFIG_FILE_ENV}={explicit!r}: no such file")
+        return path
+    default = Path(DEFAULT_CONFIG_FILE)
+    return default if default.is_file() else None
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"config file {path}: {exc}") from None
+    known = set(field_names())
+    for key in data:
+        if key not in known:
+            raise ConfigError(
+                f"config file {path}: unknown setting {key!r}{_suggestion(key, known)}"
+            )
+    return data
+
+
+def _suggestion(key: str, known: set[str]) -> str:
+    match = difflib.get_close_matches(key, sorted(known), n=1)
+    return f" (did you mean {match[0]}?)" if match else ""
+
+
+def _one_line(
+    exc: ValidationError,
+    env: Mapping[str, str],
+    from_file: Mapping[str, Any],
+    path: Path | None,
+) -> str:
+    parts = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else ""
+        message = error["msg"].removeprefix("Value error, ")
+        if field and env_name(field) in env:
+            where, raw = env_name(field), env[env_name(field)]
+        elif field and field in from_file:
+            where, raw = f"{path}: {field}", from_file[field]
+        elif field:
+            where, raw = field, error.get("input")
+        else:
+            parts.append(f"invalid settings: {message}")
+            continue
+        parts.append(f"invalid setting {where}={shown_value(field, raw)}: {message}")
+    return "; ".join(parts)
+
+
+def child_environment(settings: QuarrySettings, **extra: str) -> dict[str, str]:
+    """The environment for a process the local stack starts: ours, pinned to our data dir."""
+    environ = dict(os.environ)
+    environ[env_name("data_dir")] = str(settings.data_dir)
+    environ.setdefault("PYTHONUNBUFFERED", "1")
+    environ.update(extra)
+    return environ

@@ -1,0 +1,1 @@
+"""Numbered SQL and Cypher migrations and their runner (see runner.py)."""

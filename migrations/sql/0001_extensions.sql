@@ -1,0 +1,2 @@
+-- pgvector: the `vector` type, distance operators and the HNSW index method.
+CREATE EXTENSION IF NOT EXISTS vector;

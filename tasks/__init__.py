@@ -1,0 +1,1 @@
+"""Thin Celery glue: tasks decode arguments, call a use case, encode the result."""

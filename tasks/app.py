@@ -1,0 +1,63 @@
+"""The Celery application: queues, routing, delivery guarantees.
+
+``celery -A tasks.app`` finds ``app`` here. Settings are read when the module is
+imported (config is cheap and has no I/O but the optional stack secrets file); drivers,
+pools and the model are built per process after the fork, in workers/.
+
+Must not import: workers/, api/, cli/, drivers.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu.entity import Exchange, Queue
+
+from config.endpoints import resolve_endpoints
+from config.queues import ALL_QUEUES, INGEST, TASK_ROUTES
+from config.settings import QuarrySettings, load_settings
+
+# The longest task (a large file's chunking or a write batch under an outage) stays well
+# below this; Redis redelivers an unacknowledged task only after it.
+VISIBILITY_TIMEOUT_S = 3600
+TASK_SOFT_TIME_LIMIT_S = 600
+TASK_TIME_LIMIT_S = 900
+
+
+def create_app(settings: QuarrySettings | None = None) -> Celery:
+    settings = settings or load_settings()
+    endpoints = resolve_endpoints(settings)
+    app = Celery("quarry", broker=endpoints.redis_url, backend=endpoints.redis_url)
+    exchange = Exchange("quarry", type="direct")  # type: ignore[no-untyped-call]
+    app.conf.update(
+        task_queues=[
+            Queue(name, exchange, routing_key=name)  # type: ignore[no-untyped-call]
+            for name in ALL_QUEUES
+        ],
+        task_default_queue=INGEST,
+        task_default_exchange="quarry",
+        task_default_routing_key=INGEST,
+        task_routes=TASK_ROUTES,
+        # A task is acknowledged after it ran, and a worker lost mid-task gives it back:
+        # the task is delivered again (tasks are idempotent), never lost.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_track_started=True,
+        task_soft_time_limit=TASK_SOFT_TIME_LIMIT_S,
+        task_time_limit=TASK_TIME_LIMIT_S,
+        worker_prefetch_multiplier=1,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        worker_hijack_root_logger=False,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_S},
+        result_backend_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_S},
+        result_expires=86400,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        timezone="UTC",
+    )
+    return app
+
+
+app = create_app()

@@ -1,0 +1,1 @@
+"""Process entrypoints and the composition root: worker profiles, the local stack."""

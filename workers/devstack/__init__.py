@@ -1,0 +1,1 @@
+"""The local development stack: real services on loopback, without docker."""

@@ -1,0 +1,339 @@
+"""`quarry dev up | down | status | env`: the whole local stack, started and stopped as one.
+
+``up`` is idempotent and returns only when every service answers its health check; if
+any step fails, what this call started is stopped again and a StackError names the
+cause. ``down`` stops exactly what ``up`` started (pid files) and leaves no process.
+
+Must not import: api/, cli/.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets as token_source
+import shlex
+import subprocess
+import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from config.endpoints import (
+    Endpoints,
+    StackSecrets,
+    read_stack_secrets,
+    resolve_endpoints,
+    secrets_path,
+)
+from config.queues import queues_for_profile
+from config.settings import QuarrySettings, child_environment, env_name
+from pipeline.adapters.probes import probe_http
+from pipeline.errors import StackError
+from workers.devstack.layout import StackLayout
+from workers.devstack.migrate import migrate_all
+from workers.devstack.processes import (
+    read_pid,
+    require_free_port,
+    stop_process,
+    wait_until,
+)
+from workers.devstack.services import GraphService, PostgresService, RedisService
+from workers.main import node_name
+from workers.supervisor import read_state, write_spec
+
+log = logging.getLogger(__name__)
+Reporter = Callable[[str], None]
+
+
+@dataclass
+class Stack:
+    settings: QuarrySettings
+    report: Reporter = field(default=lambda line: None)
+
+    def __post_init__(self) -> None:
+        self.layout = StackLayout(self.settings.data_dir)
+
+    # --- up ---------------------------------------------------------------------------
+    def up(self) -> None:
+        self.layout.prepare()
+        secrets = self._ensure_secrets()
+        endpoints = resolve_endpoints(self.settings, secrets)
+        started: list[Callable[[], None]] = []
+        try:
+            self._up(endpoints, secrets, started)
+        except BaseException:
+            for stop in reversed(started):
+                try:
+                    stop()
+                except StackError as exc:
+                    log.warning("while rolling back: %s", exc)
+            raise
+
+    def _up(
+        self, endpoints: Endpoints, secrets: StackSecrets, started: list[Callable[[], None]]
+    ) -> None:
+        s = self.settings
+        redis = RedisService(s, self.layout, endpoints)
+        postgres = PostgresService(s, self.layout, endpoints)
+        graph = GraphService(s, self.layout, endpoints, secrets)
+        timeout = s.stack_start_timeout_s
+
+        # Ports first, for everything this call will start: fail before starting anything.
+        if endpoints.redis_local and redis.pid() is None:
+            require_free_port(
+                s.stack_host, s.stack_redis_port, "redis", env_name("stack_redis_port")
+            )
+        if endpoints.postgres_local and postgres.pid() is None:
+            require_free_port(
+                s.stack_host, s.stack_postgres_port, "postgres", env_name("stack_postgres_port")
+            )
+        if endpoints.graph_local and graph.pid() is None:
+            require_free_port(
+                s.stack_host, s.stack_bolt_port, "graph (bolt)", env_name("stack_bolt_port")
+            )
+            require_free_port(
+                s.stack_host,
+                s.stack_graph_http_port,
+                "graph (http)",
+                env_name("stack_graph_http_port"),
+            )
+        supervisor_running = read_pid(self.layout.pidfile("supervisor")) is not None
+        if not supervisor_running:
+            require_free_port(s.stack_host, s.stack_api_port, "api", env_name("stack_api_port"))
+            require_free_port(
+                s.stack_host, s.stack_flower_port, "flower", env_name("stack_flower_port")
+            )
+
+        # The graph server takes seconds to boot: start it first, wait for it last.
+        if endpoints.graph_local and graph.pid() is None:
+            self.report("starting graph server (ArcadeDB + Bolt)")
+            graph.start()
+            started.append(graph.stop)
+        if endpoints.redis_local and redis.pid() is None:
+            self.report("starting redis")
+            redis.start()
+            started.append(redis.stop)
+        if endpoints.postgres_local and postgres.pid() is None:
+            self.report("starting postgres")
+            postgres.start()
+            started.append(postgres.stop)
+
+        wait_until(
+            lambda: redis.probe().healthy, timeout, "redis", log_hint=self.layout.logfile("redis")
+        )
+        wait_until(
+            lambda: postgres.probe().healthy,
+            timeout,
+            "postgres",
+            log_hint=self.layout.logfile("postgres"),
+        )
+        if endpoints.graph_local:
+            graph.wait_healthy(timeout)
+        else:
+            wait_until(lambda: graph.probe().healthy, timeout, "the graph server")
+
+        self.report("migrating")
+        for line in migrate_all(endpoints):
+            self.report(f"  {line}")
+
+        if not supervisor_running:
+            self.report("starting workers, api and flower")
+            self._start_supervisor()
+            started.append(self._stop_supervisor)
+        self._wait_programs(endpoints, timeout)
+
+    def _ensure_secrets(self) -> StackSecrets:
+        existing = read_stack_secrets(self.settings)
+        if existing is not None:
+            return existing
+        created = StackSecrets(
+            graph_password=token_source.token_urlsafe(18),
+            api_token="qdev_" + token_source.token_urlsafe(24),
+            flower_password=token_source.token_urlsafe(12),
+        )
+        path = secrets_path(self.settings)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(
+                {
+                    "graph_password": created.graph_password,
+                    "api_token": created.api_token,
+                    "flower_password": created.flower_password,
+                },
+                handle,
+            )
+        return created
+
+    def programs(self) -> dict[str, list[str]]:
+        s, py = self.settings, sys.executable
+        programs = {
+            f"worker-{profile}": [py, "-m", "workers.main", "--profile", profile]
+            for profile in s.stack_workers
+        }
+        programs["api"] = [
+            py,
+            "-m",
+            "uvicorn",
+            "api.app:create_app",
+            "--factory",
+            "--host",
+            s.stack_host,
+            "--port",
+            str(s.stack_api_port),
+            "--no-access-log",
+        ]
+        programs["flower"] = [py, "-m", "workers.flower"]
+        return programs
+
+    def _start_supervisor(self) -> None:
+        for profile in self.settings.stack_workers:
+            queues_for_profile(profile)  # an unknown profile fails here, with its name
+        write_spec(self.layout, self.programs(), self.settings.stack_restart_backoff_max_s)
+        logfile = self.layout.logfile("supervisor").open("ab")
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "workers.supervisor", str(self.layout.root)],
+                stdin=subprocess.DEVNULL,
+                stdout=logfile,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=child_environment(self.settings),
+            )
+        finally:
+            logfile.close()
+        wait_until(
+            lambda: read_pid(self.layout.pidfile("supervisor")) == process.pid,
+            10,
+            "the supervisor",
+            alive=lambda: process.poll() is None,
+            log_hint=self.layout.logfile("supervisor"),
+        )
+
+    def _wait_programs(self, endpoints: Endpoints, timeout_s: float) -> None:
+        checks = self._program_checks(endpoints)
+        for name, check in checks.items():
+            wait_until(check, timeout_s, name, log_hint=self.layout.logfile(name), interval_s=0.3)
+
+    def _program_checks(self, endpoints: Endpoints) -> dict[str, Callable[[], bool]]:
+        s = self.settings
+        checks: dict[str, Callable[[], bool]] = {
+            "api": lambda: probe_http(f"{endpoints.api_url}/healthz").healthy,
+            "flower": lambda: probe_http(f"{endpoints.flower_url}/healthcheck").healthy,
+        }
+        for profile in s.stack_workers:
+            checks[f"worker-{profile}"] = _worker_check(profile)
+        return checks
+
+    # --- down -------------------------------------------------------------------------
+    def down(self) -> list[str]:
+        """Stop everything; returns the names of what was stopped."""
+        secrets = read_stack_secrets(self.settings)
+        endpoints = resolve_endpoints(self.settings, secrets)
+        stopped = []
+        if read_pid(self.layout.pidfile("supervisor")) is not None:
+            self._stop_supervisor()
+            stopped.append("supervisor (workers, api, flower)")
+        services: list[Any] = [
+            GraphService(self.settings, self.layout, endpoints, secrets or _NO_SECRETS),
+            PostgresService(self.settings, self.layout, endpoints),
+            RedisService(self.settings, self.layout, endpoints),
+        ]
+        for service in services:
+            if service.pid() is not None:
+                service.stop()
+                stopped.append(service.name)
+        return stopped
+
+    def _stop_supervisor(self) -> None:
+        pid = read_pid(self.layout.pidfile("supervisor"))
+        if pid is not None:
+            stop_process(pid, group=False, timeout_s=45)
+        # If the supervisor itself was killed, its programs are still ours to stop.
+        for name, entry in read_state(self.layout).items():
+            child = entry.get("pid")
+            if isinstance(child, int) and read_pid(self.layout.pidfile(name)) == child:
+                stop_process(child, group=True)
+            self.layout.pidfile(name).unlink(missing_ok=True)
+        self.layout.pidfile("supervisor").unlink(missing_ok=True)
+
+    # --- status -----------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        secrets = read_stack_secrets(self.settings)
+        endpoints = resolve_endpoints(self.settings, secrets)
+        redacted = endpoints.redacted()
+        s, layout = self.settings, self.layout
+        graph = GraphService(s, layout, endpoints, secrets or _NO_SECRETS)
+        infra: dict[str, Any] = {
+            "redis": (RedisService(s, layout, endpoints), endpoints.redis_local),
+            "postgres": (PostgresService(s, layout, endpoints), endpoints.postgres_local),
+            "graph": (graph, endpoints.graph_local),
+        }
+        state = read_state(layout)
+        checks = self._program_checks(endpoints)
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            probes = {n: pool.submit(svc.probe) for n, (svc, _) in infra.items()}
+            program_health = {n: pool.submit(c) for n, c in checks.items()}
+        services: dict[str, Any] = {}
+        for name, (service, local) in infra.items():
+            services[name] = {
+                "url": redacted[name],
+                "healthy": probes[name].result().healthy,
+                "pid": service.pid() if local else None,
+                "managed": local,
+                "detail": probes[name].result().detail,
+            }
+        for name in ("api", "flower"):
+            services[name] = {
+                "url": redacted[name],
+                "healthy": program_health[name].result(),
+                "pid": read_pid(layout.pidfile(name)),
+                "restarts": state.get(name, {}).get("restarts", 0),
+            }
+        services["workers"] = {
+            profile: {
+                "pid": read_pid(layout.pidfile(f"worker-{profile}")),
+                "queues": list(queues_for_profile(profile)),
+                "healthy": program_health[f"worker-{profile}"].result(),
+                "restarts": state.get(f"worker-{profile}", {}).get("restarts", 0),
+            }
+            for profile in s.stack_workers
+        }
+        return {
+            "data_dir": str(layout.root),
+            "supervisor": {"pid": read_pid(layout.pidfile("supervisor"))},
+            "services": services,
+        }
+
+    def env_lines(self) -> list[str]:
+        endpoints = resolve_endpoints(self.settings)
+        values = {
+            "QUARRY_REDIS_URL": endpoints.redis_url,
+            "QUARRY_POSTGRES_DSN": endpoints.postgres_dsn,
+            "QUARRY_NEO4J_URI": endpoints.neo4j_uri,
+            "QUARRY_NEO4J_USER": endpoints.neo4j_user,
+            "QUARRY_NEO4J_PASSWORD": endpoints.neo4j_password,
+            "QUARRY_NEO4J_DATABASE": endpoints.neo4j_database,
+            "QUARRY_API_URL": endpoints.api_url,
+            "QUARRY_API_TOKEN": endpoints.api_token,
+        }
+        return [f"export {k}={shlex.quote(v)}" for k, v in values.items()]
+
+
+_NO_SECRETS = StackSecrets(graph_password="", api_token="", flower_password="")
+
+
+def _worker_check(profile: str) -> Callable[[], bool]:
+    def check() -> bool:
+        from tasks.app import app
+
+        name = node_name(profile)
+        try:
+            replies = app.control.ping(destination=[name], timeout=1.0, limit=1)
+        except Exception:  # noqa: BLE001 (a broker hiccup means "not healthy yet")
+            return False
+        return any(name in reply for reply in replies)
+
+    return check
