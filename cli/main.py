@@ -8,7 +8,6 @@ Must not import: torch at module level (commands import heavy parts when they ru
 
 from __future__ import annotations
 
-import importlib
 import json
 import sys
 from collections.abc import Callable
@@ -36,7 +35,7 @@ config_app = typer.Typer(help="Settings: check them, document them.", no_args_is
 app.add_typer(dev_app, name="dev")
 app.add_typer(config_app, name="config")
 
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False)
 
 
@@ -186,18 +185,6 @@ def worker(
             raise typer.Exit(2)
     settings()
     run_worker(profile, chosen)
-
-
-def _register_optional() -> None:
-    # `quarry chunk` lives in its own module; the CLI works without it while it is built.
-    try:
-        module = importlib.import_module("cli.chunk")
-    except ModuleNotFoundError:
-        return
-    module.register(app)
-
-
-_register_optional()
 
 
 def main() -> None:

@@ -3,8 +3,8 @@
 Every setting is a field of :class:`QuarrySettings`, documented here with its default;
 ``quarry config docs`` renders this module as the table in docs/configuration.md.
 Sources, highest priority first: keyword arguments, ``QUARRY_*`` environment variables,
-the TOML config file (``QUARRY_CONFIG_FILE``, else ``./quarry.toml`` if it exists),
-defaults. An unknown key or an invalid value raises :class:`ConfigError` with one line
+files in ``QUARRY_SECRETS_DIR`` named after a setting (Docker secrets), the TOML config
+file (``QUARRY_CONFIG_FILE``, else ``./quarry.toml`` if it exists), defaults. An unknown key or an invalid value raises :class:`ConfigError` with one line
 that names the key and the value; secret values are never echoed.
 
 Must not import: anything of Quarry but ``pipeline.errors`` (config is the leaf).
@@ -22,11 +22,13 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from config.queues import WORKER_PROFILES
 from config.redaction import redact_url
 from pipeline.errors import ConfigError
 
 ENV_PREFIX = "QUARRY_"
 CONFIG_FILE_ENV = "QUARRY_CONFIG_FILE"
+SECRETS_DIR_ENV = "QUARRY_SECRETS_DIR"
 DEFAULT_CONFIG_FILE = "quarry.toml"
 
 Port = int
@@ -131,6 +133,9 @@ class QuarrySettings(BaseSettings):
     flower_password: SecretStr | None = Field(
         None, description="Flower basic-auth password. Unset: the local stack's generated one."
     )
+    flower_bind_host: str = Field(
+        "127.0.0.1", description="Address Flower listens on (`0.0.0.0` in containers)."
+    )
 
     @field_validator("data_dir")
     @classmethod
@@ -170,6 +175,15 @@ class QuarrySettings(BaseSettings):
     def _split_workers(cls, value: Any) -> Any:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("stack_workers")
+    @classmethod
+    def _known_profiles(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for profile in value:
+            if profile not in WORKER_PROFILES:
+                known = ", ".join(sorted(WORKER_PROFILES))
+                raise ValueError(f"unknown worker profile {profile!r} (known: {known})")
         return value
 
     @model_validator(mode="after")
@@ -240,8 +254,10 @@ def load_settings(
     _reject_unknown_env(environ)
     path = config_file or _config_file_path(environ)
     from_file = _read_config_file(path) if path is not None else {}
+    from_file.update(_read_secrets_dir(environ))
     ours = {k.upper(): v for k, v in environ.items() if k.upper().startswith(ENV_PREFIX)}
     ours.pop(CONFIG_FILE_ENV, None)
+    ours.pop(SECRETS_DIR_ENV, None)
     merged: dict[str, Any] = dict(from_file)
     merged.update({key[len(ENV_PREFIX) :].lower(): value for key, value in ours.items()})
     merged.update(overrides)
@@ -252,7 +268,7 @@ def load_settings(
 
 
 def _reject_unknown_env(environ: Mapping[str, str]) -> None:
-    known = {env_name(f) for f in field_names()} | {CONFIG_FILE_ENV}
+    known = {env_name(f) for f in field_names()} | {CONFIG_FILE_ENV, SECRETS_DIR_ENV}
     for key in sorted(environ):
         upper = key.upper()
         if upper.startswith(ENV_PREFIX) and upper not in known:
@@ -268,6 +284,29 @@ def _config_file_path(environ: Mapping[str, str]) -> Path | None:
         return path
     default = Path(DEFAULT_CONFIG_FILE)
     return default if default.is_file() else None
+
+
+def _read_secrets_dir(environ: Mapping[str, str]) -> dict[str, str]:
+    """Settings from files named after them, e.g. Docker secrets in ``/run/secrets``.
+
+    ``QUARRY_SECRETS_DIR=/run/secrets`` and a file ``/run/secrets/neo4j_password`` set
+    ``neo4j_password``; the environment still wins.
+    """
+    folder = environ.get(SECRETS_DIR_ENV)
+    if not folder:
+        return {}
+    root = Path(folder)
+    if not root.is_dir():
+        raise ConfigError(f"{SECRETS_DIR_ENV}={folder!r}: no such folder")
+    values = {}
+    for name in field_names():
+        candidate = root / name
+        if candidate.is_file():
+            try:
+                values[name] = candidate.read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigError(f"secret file {candidate} is unreadable: {exc}") from None
+    return values
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:
@@ -312,10 +351,31 @@ def _one_line(
     return "; ".join(parts)
 
 
+def settings_as_env(settings: QuarrySettings) -> dict[str, str]:
+    """``QUARRY_*`` variables that rebuild ``settings`` in another process."""
+    values: dict[str, str] = {}
+    for name in field_names():
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        elif isinstance(value, tuple):
+            value = ",".join(str(v) for v in value)
+        elif isinstance(value, bool):
+            value = "true" if value else "false"
+        values[env_name(name)] = str(value)
+    return values
+
+
 def child_environment(settings: QuarrySettings, **extra: str) -> dict[str, str]:
-    """The environment for a process the local stack starts: ours, pinned to our data dir."""
-    environ = dict(os.environ)
-    environ[env_name("data_dir")] = str(settings.data_dir)
+    """The environment for a process the local stack starts: ours, with these settings.
+
+    The settings are passed whole, so a child sees exactly what its parent resolved
+    (including values that came from a config file or from keyword arguments).
+    """
+    environ = {k: v for k, v in os.environ.items() if not k.upper().startswith(ENV_PREFIX)}
+    environ.update(settings_as_env(settings))
     environ.setdefault("PYTHONUNBUFFERED", "1")
     environ.update(extra)
     return environ

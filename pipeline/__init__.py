@@ -1,1 +1,1 @@
-"""placeholder"""
+"""The domain: values, errors, ports, pure logic. Never imports celery, tasks, workers, api."""

@@ -1,8 +1,7 @@
 """The Celery application: queues, routing, delivery guarantees.
 
-``celery -A tasks.app`` finds ``app`` here. Settings are read when the module is
-imported (config is cheap and has no I/O but the optional stack secrets file); drivers,
-pools and the model are built per process after the fork, in workers/.
+``celery -A tasks.app`` finds ``app`` here, built on first access from the settings;
+drivers, pools and the model are built per process after the fork, in workers/.
 
 Must not import: workers/, api/, cli/, drivers.
 """
@@ -60,4 +59,15 @@ def create_app(settings: QuarrySettings | None = None) -> Celery:
     return app
 
 
-app = create_app()
+_app: Celery | None = None
+
+
+def __getattr__(name: str) -> Celery:
+    # `celery -A tasks.app` reads `app`; built on first access, so that importing this
+    # module reads no settings and a bad setting surfaces where it is handled.
+    global _app  # noqa: PLW0603 (one app per process, built once)
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if _app is None:
+        _app = create_app()
+    return _app

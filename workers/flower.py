@@ -21,7 +21,7 @@ def main() -> None:
     app.start(
         [
             "flower",
-            f"--address={settings.stack_host}",
+            f"--address={settings.flower_bind_host}",
             f"--port={settings.stack_flower_port}",
             f"--basic-auth={endpoints.flower_user}:{endpoints.flower_password}",
             "--purge_offline_workers=60",

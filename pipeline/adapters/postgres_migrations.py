@@ -51,7 +51,13 @@ class PgMigrationTarget:
                 conn.execute("SELECT pg_advisory_unlock(%s)", (_ADVISORY_LOCK_KEY,))
 
     def applied(self) -> dict[int, AppliedMigration]:
-        conn = self._require_conn()
+        if self._conn is not None:
+            return self._applied(self._conn)
+        with connect(self._dsn, autocommit=True) as conn:
+            return self._applied(conn)
+
+    @staticmethod
+    def _applied(conn: psycopg.Connection) -> dict[int, AppliedMigration]:
         with map_psycopg_errors():
             # A dry run on a fresh database must not create even the bookkeeping table.
             exists = conn.execute("SELECT to_regclass('schema_migrations')").fetchone()

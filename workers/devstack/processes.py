@@ -10,11 +10,46 @@ import errno
 import os
 import signal
 import socket
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.errors import StackError
+
+# Daemons we spawned, by pid: kept so that they are reaped (no zombie, no ResourceWarning)
+# when stopped from this same process, as tests and long-lived callers do.
+_spawned: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def spawn_detached(
+    argv: list[str], *, logfile: Path, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> int:
+    """Start ``argv`` in a new session (its own process group), output to ``logfile``."""
+    with logfile.open("ab") as log:
+        process = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    _spawned[process.pid] = process
+    return process.pid
+
+
+def reap(pid: int) -> None:
+    process = _spawned.get(pid)
+    if process is not None and process.poll() is not None:
+        del _spawned[pid]
+
+
+def spawned_exited(pid: int) -> bool:
+    """Whether a daemon this process spawned has already exited."""
+    process = _spawned.get(pid)
+    return process is not None and process.poll() is not None
 
 
 def read_pid(pidfile: Path) -> int | None:
@@ -33,6 +68,8 @@ def write_pid(pidfile: Path, pid: int) -> None:
 def is_alive(pid: int) -> bool:
     if pid <= 0:
         return False
+    if pid in _spawned:
+        return _spawned[pid].poll() is None
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -105,6 +142,7 @@ def stop_process(pid: int, *, group: bool, timeout_s: float = 15.0) -> None:
     deadline = time.monotonic() + 5.0
     while is_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
+    reap(pid)
 
 
 def kill_group(pgid: int) -> None:

@@ -24,7 +24,13 @@ from config.settings import QuarrySettings
 from pipeline.adapters.probes import Probe, probe_graph, probe_http, probe_postgres, probe_redis
 from pipeline.errors import StackError
 from workers.devstack.layout import StackLayout
-from workers.devstack.processes import read_pid, stop_process, wait_until, write_pid
+from workers.devstack.processes import (
+    read_pid,
+    spawn_detached,
+    stop_process,
+    wait_until,
+    write_pid,
+)
 
 log = logging.getLogger(__name__)
 
@@ -195,23 +201,16 @@ class GraphService:
         fd = os.open(argfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write("\n".join(self._java_options(home)) + "\n")
-        logfile = self.layout.logfile(self.name).open("ab")
-        try:
-            process = subprocess.Popen(
-                [
-                    str(home / "jre" / "bin" / "java"),
-                    f"@{argfile}",
-                    "com.arcadedb.server.ArcadeDBServer",
-                ],
-                cwd=self.layout.graph,
-                stdin=subprocess.DEVNULL,
-                stdout=logfile,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        finally:
-            logfile.close()
-        write_pid(self.layout.pidfile(self.name), process.pid)
+        pid = spawn_detached(
+            [
+                str(home / "jre" / "bin" / "java"),
+                f"@{argfile}",
+                "com.arcadedb.server.ArcadeDBServer",
+            ],
+            logfile=self.layout.logfile(self.name),
+            cwd=self.layout.graph,
+        )
+        write_pid(self.layout.pidfile(self.name), pid)
 
     def _java_options(self, home: Path) -> list[str]:
         root = self.layout.graph

@@ -14,12 +14,13 @@ import logging
 import os
 import secrets as token_source
 import shlex
-import subprocess
 import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
+
+from celery import Celery
 
 from config.endpoints import (
     Endpoints,
@@ -32,11 +33,14 @@ from config.queues import queues_for_profile
 from config.settings import QuarrySettings, child_environment, env_name
 from pipeline.adapters.probes import probe_http
 from pipeline.errors import StackError
+from tasks.app import create_app
 from workers.devstack.layout import StackLayout
 from workers.devstack.migrate import migrate_all
 from workers.devstack.processes import (
     read_pid,
     require_free_port,
+    spawn_detached,
+    spawned_exited,
     stop_process,
     wait_until,
 )
@@ -55,6 +59,7 @@ class Stack:
 
     def __post_init__(self) -> None:
         self.layout = StackLayout(self.settings.data_dir)
+        self._celery_app: Celery | None = None
 
     # --- up ---------------------------------------------------------------------------
     def up(self) -> None:
@@ -192,23 +197,16 @@ class Stack:
         for profile in self.settings.stack_workers:
             queues_for_profile(profile)  # an unknown profile fails here, with its name
         write_spec(self.layout, self.programs(), self.settings.stack_restart_backoff_max_s)
-        logfile = self.layout.logfile("supervisor").open("ab")
-        try:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "workers.supervisor", str(self.layout.root)],
-                stdin=subprocess.DEVNULL,
-                stdout=logfile,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                env=child_environment(self.settings),
-            )
-        finally:
-            logfile.close()
+        pid = spawn_detached(
+            [sys.executable, "-m", "workers.supervisor", str(self.layout.root)],
+            logfile=self.layout.logfile("supervisor"),
+            env=child_environment(self.settings),
+        )
         wait_until(
-            lambda: read_pid(self.layout.pidfile("supervisor")) == process.pid,
+            lambda: read_pid(self.layout.pidfile("supervisor")) == pid,
             10,
             "the supervisor",
-            alive=lambda: process.poll() is None,
+            alive=lambda: not spawned_exited(pid),
             log_hint=self.layout.logfile("supervisor"),
         )
 
@@ -224,8 +222,24 @@ class Stack:
             "flower": lambda: probe_http(f"{endpoints.flower_url}/healthcheck").healthy,
         }
         for profile in s.stack_workers:
-            checks[f"worker-{profile}"] = _worker_check(profile)
+            checks[f"worker-{profile}"] = self._worker_check(profile)
         return checks
+
+    def _worker_check(self, profile: str) -> Callable[[], bool]:
+        def check() -> bool:
+            name = node_name(profile)
+            try:
+                replies = self._celery().control.ping(destination=[name], timeout=1.0, limit=1)
+            except Exception:  # noqa: BLE001 (a broker hiccup means "not healthy yet")
+                return False
+            return any(name in reply for reply in replies)
+
+        return check
+
+    def _celery(self) -> Celery:
+        if self._celery_app is None:
+            self._celery_app = create_app(self.settings)
+        return self._celery_app
 
     # --- down -------------------------------------------------------------------------
     def down(self) -> list[str]:
@@ -323,17 +337,3 @@ class Stack:
 
 
 _NO_SECRETS = StackSecrets(graph_password="", api_token="", flower_password="")
-
-
-def _worker_check(profile: str) -> Callable[[], bool]:
-    def check() -> bool:
-        from tasks.app import app
-
-        name = node_name(profile)
-        try:
-            replies = app.control.ping(destination=[name], timeout=1.0, limit=1)
-        except Exception:  # noqa: BLE001 (a broker hiccup means "not healthy yet")
-            return False
-        return any(name in reply for reply in replies)
-
-    return check

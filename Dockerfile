@@ -1,0 +1,20 @@
+# One image for the API and every worker profile. GPU hosts build with
+# --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu124 to get CUDA wheels.
+FROM python:3.11-slim-bookworm
+ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
+ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 HF_HUB_OFFLINE=1
+RUN useradd --create-home --uid 10001 quarry
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY config ./config
+COPY pipeline ./pipeline
+COPY tasks ./tasks
+COPY workers ./workers
+COPY api ./api
+COPY cli ./cli
+COPY migrations ./migrations
+RUN pip install --index-url "$TORCH_INDEX" torch==2.13.0 \
+ && pip install .
+USER quarry
+EXPOSE 8080
+CMD ["uvicorn", "api.app:create_app", "--factory", "--host", "0.0.0.0", "--port", "8080"]

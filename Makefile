@@ -1,0 +1,62 @@
+# Quarry: two commands on a fresh machine.
+#   make demo   install, start the local stack (real services on loopback), show it healthy
+#   make test   install, lint, type-check, run the whole suite (it starts its own services)
+# Both are safe to re-run.
+
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+APT_PACKAGES := redis-server
+
+.PHONY: demo test install system-deps lint typecheck pytest docs down status
+
+demo: install
+	$(BIN)/quarry dev up
+	$(BIN)/quarry dev status
+	@echo
+	@echo "Stack is up. Next: eval \"\$$($(BIN)/quarry dev env)\"; stop it with: $(BIN)/quarry dev down"
+
+test: install lint typecheck pytest
+
+install: system-deps $(STAMP)
+
+# torch first, from its pinned CPU wheel, so that nothing pulls a CUDA build from PyPI.
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "make: $(PYTHON) is required"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+system-deps:
+	@missing=""; \
+	for pkg in $(APT_PACKAGES); do \
+	  dpkg -s $$pkg >/dev/null 2>&1 || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO="sudo"; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy
+
+pytest: install
+	$(BIN)/pytest
+
+docs: install
+	$(BIN)/python -c "import pathlib,re,subprocess; p=pathlib.Path('docs/configuration.md'); head=p.read_text().split('| variable |')[0]; p.write_text(head + subprocess.run(['$(BIN)/quarry','config','docs'],capture_output=True,text=True,check=True).stdout)"
+
+status: install
+	$(BIN)/quarry dev status
+
+down: install
+	$(BIN)/quarry dev down

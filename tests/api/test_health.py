@@ -1,0 +1,41 @@
+"""The API's health endpoints against the real stack and against missing services."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from config.settings import QuarrySettings, load_settings
+from tests.stackutil import free_ports
+from workers.devstack.stack import Stack
+
+
+def test_readyz_is_ready_when_redis_postgres_and_graph_answer(stack: Stack) -> None:
+    from api.app import create_app
+
+    with TestClient(create_app(stack.settings)) as client:
+        response = client.get("/readyz")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ready"
+    assert set(body["checks"]) == {"redis", "postgres", "graph"}
+
+
+def test_readyz_names_every_unreachable_service_with_503() -> None:
+    from api.app import create_app
+
+    redis_port, pg_port, bolt_port = free_ports(3)
+    settings: QuarrySettings = load_settings(
+        env={
+            "QUARRY_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+            "QUARRY_POSTGRES_DSN": f"postgresql://postgres@127.0.0.1:{pg_port}/quarry",
+            "QUARRY_NEO4J_URI": f"bolt://127.0.0.1:{bolt_port}",
+            "QUARRY_NEO4J_PASSWORD": "x",
+        }
+    )
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/healthz").json() == {"status": "ok"}
+        response = client.get("/readyz")
+    assert response.status_code == 503
+    checks = response.json()["checks"]
+    assert all(check["healthy"] is False for check in checks.values())
+    assert set(checks) == {"redis", "postgres", "graph"}

@@ -1,0 +1,38 @@
+"""Session fixtures: one real local stack (Redis, PostgreSQL + pgvector, the Bolt graph
+server, Celery workers, Flower, the API) on free ports, started once per test session.
+
+A service that cannot start fails the tests that need it; nothing is skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from config.endpoints import Endpoints, resolve_endpoints
+from config.settings import QuarrySettings, load_settings
+from tests.stackutil import stack_env, stack_folder
+from workers.devstack.stack import Stack
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Stack]:
+    with stack_folder("quarry-test-stack-") as data_dir:
+        settings = load_settings(env=stack_env(data_dir))
+        running = Stack(settings)
+        try:
+            running.up()
+            yield running
+        finally:
+            running.down()
+
+
+@pytest.fixture(scope="session")
+def stack_settings(stack: Stack) -> QuarrySettings:
+    return stack.settings
+
+
+@pytest.fixture(scope="session")
+def endpoints(stack: Stack) -> Endpoints:
+    return resolve_endpoints(stack.settings)

@@ -1,0 +1,70 @@
+"""Helpers for tests that run real local stacks: free ports, world-traversable folders."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+QUARRY = str(Path(sys.executable).with_name("quarry"))
+PORT_KEYS = (
+    "QUARRY_STACK_REDIS_PORT",
+    "QUARRY_STACK_POSTGRES_PORT",
+    "QUARRY_STACK_BOLT_PORT",
+    "QUARRY_STACK_GRAPH_HTTP_PORT",
+    "QUARRY_STACK_API_PORT",
+    "QUARRY_STACK_FLOWER_PORT",
+)
+
+
+def free_ports(count: int) -> list[int]:
+    sockets, ports = [], []
+    try:
+        for _ in range(count):
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)
+            ports.append(sock.getsockname()[1])
+    finally:
+        for sock in sockets:
+            sock.close()
+    return ports
+
+
+def stack_env(data_dir: Path) -> dict[str, str]:
+    """QUARRY_* variables for a private stack: its own folder and free ports."""
+    env = {"QUARRY_DATA_DIR": str(data_dir), "QUARRY_STACK_START_TIMEOUT_S": "120"}
+    env.update(zip(PORT_KEYS, map(str, free_ports(len(PORT_KEYS))), strict=True))
+    return env
+
+
+@contextlib.contextmanager
+def stack_folder(prefix: str) -> Iterator[Path]:
+    """A scratch folder the unprivileged postgres user can traverse (mode 711)."""
+    root = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    root.chmod(0o711)
+    try:
+        yield root / "data"
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def run_quarry(
+    *args: str, env: dict[str, str], timeout_s: float = 240
+) -> subprocess.CompletedProcess[str]:
+    """Run the real console script with only our QUARRY_* variables set."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("QUARRY_")}
+    return subprocess.run(
+        [QUARRY, *args],
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )

