@@ -4,10 +4,11 @@ Every setting is a field of :class:`QuarrySettings`, documented here with its de
 ``quarry config docs`` renders this module as the table in docs/configuration.md.
 Sources, highest priority first: keyword arguments, ``QUARRY_*`` environment variables,
 files in ``QUARRY_SECRETS_DIR`` named after a setting (Docker secrets), the TOML config
-file (``QUARRY_CONFIG_FILE``, else ``./quarry.toml`` if it exists), defaults. An unknown key or an invalid value raises :class:`ConfigError` with one line
-that names the key and the value; secret values are never echoed.
+file (``QUARRY_CONFIG_FILE``, else ``./quarry.toml`` if it exists), defaults. An unknown
+key or an invalid value raises :class:`ConfigError` with one line that names the key and
+the value; secret values are never echoed.
 
-Must not import: anything of Quarry but ``pipeline.errors`` (config is the leaf).
+Must not import: anything of Quarry but ``config`` and ``pipeline.errors`` (config is the leaf).
 """
 
 from __future__ import annotations
