@@ -1,0 +1,64 @@
+"""One file in, chunks and graph out: the entry point the producer and the CLI call.
+
+Owns the order of the per-file steps: content checks (size, binary, minified,
+generated), decoding, one parse under a time limit shared by chunking and graph
+extraction, and the line-window fallback when there is no usable tree.
+Must not import: celery, tasks/, workers/, api/, cli/, or any driver; does no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pipeline.chunking import ChunkingOptions, chunk_source
+from pipeline.encoding import source_file
+from pipeline.extraction import extract_graph
+from pipeline.imports import RepoPaths
+from pipeline.languages import has_grammar
+from pipeline.models import Chunk, FileExtraction, SkippedFile, SourceFile
+from pipeline.parsing import parse
+from pipeline.selection import content_skip_reason
+from pipeline.tokens import TokenCounter
+
+
+@dataclass(frozen=True, slots=True)
+class FileAnalysis:
+    """A file's chunks and graph. ``parse_timed_out``: chunks are line windows."""
+
+    source: SourceFile
+    chunks: tuple[Chunk, ...]
+    extraction: FileExtraction
+    parse_timed_out: bool = False
+
+
+def analyze_file(
+    path: str,
+    data: bytes,
+    *,
+    options: ChunkingOptions | None = None,
+    counter: TokenCounter | None = None,
+    repo: RepoPaths | None = None,
+    check_content: bool = True,
+) -> FileAnalysis | SkippedFile:
+    """Chunks and graph of ``data`` read from repo-relative ``path``, or why it was skipped."""
+    opts = options or ChunkingOptions()
+    if check_content:
+        skipped = content_skip_reason(path, data, max_file_bytes=opts.max_file_bytes)
+        if skipped is not None:
+            return skipped
+    source = source_file(path, data)
+    encoded = source.text.encode("utf-8")
+    tree = parse(encoded, source.language, opts.parse_timeout_s) if source.text else None
+    timed_out = tree is None and has_grammar(source.language) and bool(source.text)
+    extraction = extract_graph(path, source.language, source.text, tree, repo)
+    chunks = chunk_source(
+        path,
+        source.language,
+        source.text,
+        tree=tree,
+        symbols=extraction.symbols,
+        module=extraction.module,
+        options=opts,
+        counter=counter,
+    )
+    return FileAnalysis(source, chunks, extraction, timed_out)

@@ -1,0 +1,165 @@
+"""Frozen values that flow through the pipeline: source files, chunks, symbols and edges.
+
+Owns the plain data shapes only; no behaviour beyond trivial derived properties.
+Must not import: celery, tasks/, workers/, api/, cli/, or any driver or model library.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class ChunkKind(enum.StrEnum):
+    """What a chunk mainly holds; ``other`` for prose, text and line windows."""
+
+    FUNCTION = "function"
+    METHOD = "method"
+    CLASS = "class"
+    MODULE = "module"
+    OTHER = "other"
+
+
+class SymbolKind(enum.StrEnum):
+    """The kinds of definition the code graph records."""
+
+    MODULE = "module"
+    CLASS = "class"
+    FUNCTION = "function"
+    METHOD = "method"
+
+
+class EdgeKind(enum.StrEnum):
+    """Relations between files and symbols in the code graph."""
+
+    DEFINES = "defines"
+    IMPORTS = "imports"
+    CALLS = "calls"
+    CONTAINS = "contains"
+    INHERITS = "inherits"
+
+
+class SkipReason(enum.StrEnum):
+    """Why a file was not chunked; every skipped file carries exactly one."""
+
+    IGNORED = "ignored"
+    DEFAULT_EXCLUDED = "default_excluded"
+    TOO_LARGE = "too_large"
+    BINARY = "binary"
+    MINIFIED = "minified"
+    GENERATED = "generated"
+    SYMLINK_OUTSIDE_ROOT = "symlink_outside_root"
+    SYMLINKED_DIRECTORY = "symlinked_directory"
+    UNREADABLE = "unreadable"
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A region of a file: 1-based inclusive lines and 0-based half-open byte offsets."""
+
+    start_line: int
+    end_line: int
+    start_byte: int
+    end_byte: int
+
+
+@dataclass(frozen=True, slots=True)
+class SourceFile:
+    """A decoded file ready for parsing.
+
+    ``text`` is the cleaned text (NUL bytes removed, undecodable bytes replaced); all
+    byte offsets in chunks and symbols refer to ``text`` encoded as UTF-8.
+    """
+
+    path: str
+    language: str
+    text: str
+    encoding: str
+    replaced_count: int = 0
+    removed_nul_count: int = 0
+
+    @property
+    def had_decode_errors(self) -> bool:
+        return self.replaced_count > 0
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """One piece of a file, sized for the embedding model."""
+
+    chunk_id: str
+    path: str
+    language: str
+    span: Span
+    symbol: str
+    kind: ChunkKind
+    content_hash: str
+    tokens: int
+    text: str
+
+    @property
+    def start_line(self) -> int:
+        return self.span.start_line
+
+    @property
+    def end_line(self) -> int:
+        return self.span.end_line
+
+
+@dataclass(frozen=True, slots=True)
+class Symbol:
+    """A definition: module, class, function or method."""
+
+    name: str
+    qualified_name: str
+    kind: SymbolKind
+    path: str
+    span: Span
+    parent: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Edge:
+    """A relation; ``resolved`` is False when ``target`` is a bare, unresolved name."""
+
+    kind: EdgeKind
+    source: str
+    target: str
+    resolved: bool
+    path: str = ""
+    line: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class FileExtraction:
+    """Everything the code graph learns from one file."""
+
+    path: str
+    language: str
+    module: str
+    symbols: tuple[Symbol, ...] = ()
+    edges: tuple[Edge, ...] = ()
+    parse_failed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SkippedFile:
+    """A file that selection or chunking left out, with the reason and a short detail."""
+
+    path: str
+    reason: SkipReason
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """The result of walking a tree: files to process and files skipped, with reasons."""
+
+    files: tuple[str, ...] = ()
+    skipped: tuple[SkippedFile, ...] = field(default_factory=tuple)
+
+    def skipped_by_reason(self) -> dict[SkipReason, int]:
+        counts: dict[SkipReason, int] = {}
+        for item in self.skipped:
+            counts[item.reason] = counts.get(item.reason, 0) + 1
+        return counts
