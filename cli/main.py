@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cli import chunk
 from config.settings import QuarrySettings, load_settings
 from pipeline.errors import ConfigError, InvalidInputError, PipelineError
 
@@ -185,6 +186,9 @@ def worker(
             raise typer.Exit(2)
     settings()
     run_worker(profile, chosen)
+
+
+chunk.register(app)
 
 
 def main() -> None:
