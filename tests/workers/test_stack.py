@@ -77,6 +77,12 @@ def test_up_status_idempotent_up_restart_and_down_leave_no_process() -> None:
             _wait(restarted, 90)
             pids = _all_pids(_status(env)[1])
 
+            for log in (data_dir / "logs").iterdir():
+                text = log.read_text(encoding="utf-8", errors="replace")
+                for name, secret in secrets.items():
+                    assert secret not in text, f"{name} leaked into {log.name}"
+            assert (data_dir / "run" / "graph.args").stat().st_mode & 0o077 == 0
+
             exports = run_quarry("dev", "env", env=env, timeout_s=60)
             assert f"export QUARRY_NEO4J_PASSWORD={secrets['graph_password']}" in exports.stdout
             assert "export QUARRY_API_TOKEN=" in exports.stdout
