@@ -13,10 +13,11 @@ import argparse
 import cProfile
 import json
 import os
-import platform
 import pstats
 import time
 from pathlib import Path
+
+from machine import cpu_model  # bench/ is the script folder, so on sys.path
 
 from cli.chunk import model_token_counter
 from pipeline.analysis import FileAnalysis, analyze_file
@@ -25,16 +26,6 @@ from pipeline.imports import RepoPaths
 from pipeline.resolution import resolve_across_files
 from pipeline.selection import select_files
 from pipeline.tokens import CharBoundTokenCounter
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main() -> None:
@@ -90,7 +81,7 @@ def main() -> None:
         "skipped": {k.value: v for k, v in selection.skipped_by_reason().items()},
         "token_counter": type(counter).__name__,
         "nproc": os.cpu_count(),
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
     }
     if args.json:
         print(json.dumps(result))

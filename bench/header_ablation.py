@@ -21,13 +21,14 @@ import argparse
 import ast
 import json
 import os
-import platform
 import random
 import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from machine import cpu_model  # bench/ is the script folder, so on sys.path
 
 from cli.chunk import model_token_counter
 from pipeline.analysis import analyze_file
@@ -64,16 +65,6 @@ class VariantResult:
     recall_at_10: float
     mrr_at_10: float
     embed_s: float
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _package_files(corpus: Path) -> list[Path]:
@@ -255,7 +246,7 @@ def main() -> None:
     report: dict[str, Any] = {
         "corpus": args.corpus.name,
         "files": len(blanked),
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "nproc": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "variants": [asdict(r) for r in results],
