@@ -53,10 +53,16 @@ def module_name(path: str) -> str:
     return ".".join(parts) or path
 
 
+# The TSX grammar extends TypeScript's with JSX; the same definitions, imports and calls
+# are captured by the same patterns, so both languages share one query file.
+_QUERY_FILE = {"tsx": "typescript"}
+
+
 @functools.cache
 def _query(language: str) -> Query | None:
     lang = grammar(language)
-    source = resources.files("pipeline").joinpath("queries", f"{language}.scm")
+    name = _QUERY_FILE.get(language, language)
+    source = resources.files("pipeline").joinpath("queries", f"{name}.scm")
     if lang is None or not source.is_file():
         return None
     return Query(lang, source.read_text(encoding="utf-8"))
