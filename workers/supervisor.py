@@ -98,7 +98,6 @@ class Supervisor:
                     self.start(program)
             self.write_state()
             time.sleep(POLL_S)
-        self.stop_all()
 
     def stop_all(self) -> None:
         for program in self.programs:
