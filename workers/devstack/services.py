@@ -43,6 +43,8 @@ class RedisService:
     layout: StackLayout
     endpoints: Endpoints
     name: str = "redis"
+    # (setting, label) of each port the service listens on
+    ports: tuple[tuple[str, str], ...] = (("stack_redis_port", "redis"),)
 
     @property
     def port(self) -> int:
@@ -98,6 +100,7 @@ class PostgresService:
     layout: StackLayout
     endpoints: Endpoints
     name: str = "postgres"
+    ports: tuple[tuple[str, str], ...] = (("stack_postgres_port", "postgres"),)
 
     @property
     def port(self) -> int:
@@ -189,6 +192,10 @@ class GraphService:
     endpoints: Endpoints
     secrets: StackSecrets
     name: str = "graph"
+    ports: tuple[tuple[str, str], ...] = (
+        ("stack_bolt_port", "graph (bolt)"),
+        ("stack_graph_http_port", "graph (http)"),
+    )
 
     def pid(self) -> int | None:
         return read_pid(self.layout.pidfile(self.name))

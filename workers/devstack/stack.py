@@ -9,6 +9,7 @@ Must not import: api/, cli/.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -81,50 +82,24 @@ class Stack:
         self, endpoints: Endpoints, secrets: StackSecrets, started: list[Callable[[], None]]
     ) -> None:
         s = self.settings
-        redis = RedisService(s, self.layout, endpoints)
-        postgres = PostgresService(s, self.layout, endpoints)
-        graph = GraphService(s, self.layout, endpoints, secrets)
+        infra = self._infra(endpoints, secrets)
+        redis, postgres, graph = (infra[n][0] for n in ("redis", "postgres", "graph"))
         timeout = s.stack_start_timeout_s
+        # The graph server takes seconds to boot: start it first, wait for it last.
+        to_start = [svc for svc, local in infra.values() if local and svc.pid() is None]
+        supervisor_running = read_pid(self.layout.pidfile("supervisor")) is not None
 
         # Ports first, for everything this call will start: fail before starting anything.
-        if endpoints.redis_local and redis.pid() is None:
-            require_free_port(
-                s.stack_host, s.stack_redis_port, "redis", env_name("stack_redis_port")
-            )
-        if endpoints.postgres_local and postgres.pid() is None:
-            require_free_port(
-                s.stack_host, s.stack_postgres_port, "postgres", env_name("stack_postgres_port")
-            )
-        if endpoints.graph_local and graph.pid() is None:
-            require_free_port(
-                s.stack_host, s.stack_bolt_port, "graph (bolt)", env_name("stack_bolt_port")
-            )
-            require_free_port(
-                s.stack_host,
-                s.stack_graph_http_port,
-                "graph (http)",
-                env_name("stack_graph_http_port"),
-            )
-        supervisor_running = read_pid(self.layout.pidfile("supervisor")) is not None
+        ports = [port for svc in to_start for port in svc.ports]
         if not supervisor_running:
-            require_free_port(s.stack_host, s.stack_api_port, "api", env_name("stack_api_port"))
-            require_free_port(
-                s.stack_host, s.stack_flower_port, "flower", env_name("stack_flower_port")
-            )
+            ports += [("stack_api_port", "api"), ("stack_flower_port", "flower")]
+        for setting, label in ports:
+            require_free_port(s.stack_host, getattr(s, setting), label, env_name(setting))
 
-        # The graph server takes seconds to boot: start it first, wait for it last.
-        if endpoints.graph_local and graph.pid() is None:
-            self.report("starting graph server (ArcadeDB + Bolt)")
-            graph.start()
-            started.append(graph.stop)
-        if endpoints.redis_local and redis.pid() is None:
-            self.report("starting redis")
-            redis.start()
-            started.append(redis.stop)
-        if endpoints.postgres_local and postgres.pid() is None:
-            self.report("starting postgres")
-            postgres.start()
-            started.append(postgres.stop)
+        for service in to_start:
+            self.report(f"starting {service.name}")
+            service.start()
+            started.append(service.stop)
 
         wait_until(
             lambda: redis.probe().healthy, timeout, "redis", log_hint=self.layout.logfile("redis")
@@ -162,15 +137,25 @@ class Stack:
         path = secrets_path(self.settings)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(
-                {
-                    "graph_password": created.graph_password,
-                    "api_token": created.api_token,
-                    "flower_password": created.flower_password,
-                },
-                handle,
-            )
+            json.dump(dataclasses.asdict(created), handle)
         return created
+
+    def _infra(
+        self, endpoints: Endpoints, secrets: StackSecrets | None
+    ) -> dict[str, tuple[Any, bool]]:
+        """Each infrastructure service and whether the stack runs it (False: external).
+
+        In start order: the slow graph server first.
+        """
+        s, layout = self.settings, self.layout
+        return {
+            "graph": (
+                GraphService(s, layout, endpoints, secrets or _NO_SECRETS),
+                endpoints.graph_local,
+            ),
+            "redis": (RedisService(s, layout, endpoints), endpoints.redis_local),
+            "postgres": (PostgresService(s, layout, endpoints), endpoints.postgres_local),
+        }
 
     def programs(self) -> dict[str, list[str]]:
         s, py = self.settings, sys.executable
@@ -194,8 +179,6 @@ class Stack:
         return programs
 
     def _start_supervisor(self) -> None:
-        for profile in self.settings.stack_workers:
-            queues_for_profile(profile)  # an unknown profile fails here, with its name
         write_spec(self.layout, self.programs(), self.settings.stack_restart_backoff_max_s)
         pid = spawn_detached(
             [sys.executable, "-m", "workers.supervisor", str(self.layout.root)],
@@ -250,12 +233,7 @@ class Stack:
         if read_pid(self.layout.pidfile("supervisor")) is not None:
             self._stop_supervisor()
             stopped.append("supervisor (workers, api, flower)")
-        services: list[Any] = [
-            GraphService(self.settings, self.layout, endpoints, secrets or _NO_SECRETS),
-            PostgresService(self.settings, self.layout, endpoints),
-            RedisService(self.settings, self.layout, endpoints),
-        ]
-        for service in services:
+        for service, _ in self._infra(endpoints, secrets).values():
             if service.pid() is not None:
                 service.stop()
                 stopped.append(service.name)
@@ -279,12 +257,7 @@ class Stack:
         endpoints = resolve_endpoints(self.settings, secrets)
         redacted = endpoints.redacted()
         s, layout = self.settings, self.layout
-        graph = GraphService(s, layout, endpoints, secrets or _NO_SECRETS)
-        infra: dict[str, Any] = {
-            "redis": (RedisService(s, layout, endpoints), endpoints.redis_local),
-            "postgres": (PostgresService(s, layout, endpoints), endpoints.postgres_local),
-            "graph": (graph, endpoints.graph_local),
-        }
+        infra = self._infra(endpoints, secrets)
         state = read_state(layout)
         checks = self._program_checks(endpoints)
         with ThreadPoolExecutor(max_workers=8) as pool:
