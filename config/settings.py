@@ -129,6 +129,75 @@ class QuarrySettings(BaseSettings):
         1, ge=1, le=16, description="Processes of an `embed` worker (one model per process)."
     )
 
+    # --- embedding ------------------------------------------------------------------
+    embed_model: str = Field(
+        "all-MiniLM-L6-v2",
+        min_length=1,
+        description=(
+            "Embedding model: `all-MiniLM-L6-v2` (bundled, loaded offline) or the path of a"
+            " sentence-transformers model folder."
+        ),
+    )
+    embed_backend: Literal["torch", "onnx-int8"] = Field(
+        "torch",
+        description=(
+            "`torch` (CUDA fp16 or CPU fp32) or `onnx-int8` (CPU: the model exported to ONNX"
+            " and quantised to int8; its vectors carry another model id)."
+        ),
+    )
+    embed_device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="Embedding device; `auto` takes CUDA when present, else the CPU."
+    )
+    embed_batch_tokens: int | None = Field(
+        None,
+        ge=256,
+        le=1_048_576,
+        description=(
+            "Token budget of one device batch. Unset: 65536 on a GPU, a quarter of it on the CPU."
+        ),
+    )
+    embed_batch_max_chunks: int = Field(
+        1024, ge=1, le=8192, description="Most chunks in one device batch (a GPU cap)."
+    )
+    embed_flush_messages: int = Field(
+        64,
+        ge=1,
+        le=4096,
+        description="Embed messages buffered before a flush (each holds one file's chunks).",
+    )
+    embed_flush_interval_s: float = Field(
+        0.05, gt=0, le=10, description="Longest wait before a partial embed batch is flushed."
+    )
+    embed_torch_threads: int | None = Field(
+        None,
+        ge=1,
+        le=256,
+        description="Torch threads per embed process. Unset: the cores divided by the processes.",
+    )
+    embed_idle_unload_s: float = Field(
+        0, ge=0, description="Unload the model after this long unused (0: keep it loaded)."
+    )
+    query_cache_ttl_s: int = Field(
+        86400, ge=0, description="Lifetime of a cached query embedding in Redis (0: no cache)."
+    )
+
+    # --- stores ---------------------------------------------------------------------
+    breaker_fail_max: int = Field(
+        5, ge=1, le=1000, description="Consecutive store failures that open its circuit breaker."
+    )
+    breaker_reset_timeout_s: float = Field(
+        30.0, gt=0, le=3600, description="How long an open breaker refuses calls before a trial."
+    )
+    graph_batch_size: int = Field(
+        500, ge=1, le=100_000, description="Rows per UNWIND batch in graph writes."
+    )
+    write_max_retries: int = Field(
+        20,
+        ge=0,
+        le=1000,
+        description="Retries of a write on a transient error before it goes to the dead letters.",
+    )
+
     # --- flower ---------------------------------------------------------------------
     flower_user: str = Field("quarry", min_length=1, description="Flower basic-auth user.")
     flower_password: SecretStr | None = Field(

@@ -7,7 +7,9 @@ Must not import: celery, tasks/, workers/, api/, cli/, or any driver or model li
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 
 class ChunkKind(enum.StrEnum):
@@ -163,3 +165,73 @@ class Selection:
         for item in self.skipped:
             counts[item.reason] = counts.get(item.reason, 0) + 1
         return counts
+
+
+@dataclass(frozen=True, slots=True)
+class RepoRef:
+    """A repository as the stores know it: its tenant and its name within the tenant.
+
+    ``key`` is the stable prefix of every graph id of the repository, so that two tenants
+    (or two repositories) never share a node.
+    """
+
+    tenant: str
+    name: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.tenant}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class FileVersion:
+    """One version of one file: the unit a snapshot lists and the stores replace."""
+
+    path: str
+    sha256: str
+    language: str
+    size_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredChunk:
+    """A chunk as the vector store holds it: the chunk, its file version and its vector.
+
+    ``embedding`` is an L2-normalised float32 vector (a sequence of floats; a numpy
+    array in practice), or None for a chunk that has no vector yet. It takes no part
+    in equality.
+    """
+
+    chunk: Chunk
+    file_sha256: str
+    model_id: str
+    embedding: Sequence[float] | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class FileGraph:
+    """What the graph store writes for one file version: its symbols, edges and chunks.
+
+    ``chunks`` are (chunk id, qualified name of the symbol the chunk belongs to, or
+    ``""``) so that a vector hit maps to a graph node.
+    """
+
+    file: FileVersion
+    extraction: FileExtraction
+    chunks: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A task that failed for good: its name, arguments, the error and when.
+
+    ``payload`` holds the task's JSON arguments unchanged, so that a replay sends the
+    same task again.
+    """
+
+    letter_id: str
+    task: str
+    payload: Mapping[str, Any]
+    error: str
+    attempts: int
+    failed_at: float
