@@ -40,3 +40,9 @@ def queues_for_profile(profile: str) -> tuple[str, ...]:
     except KeyError:
         known = ", ".join(sorted(WORKER_PROFILES))
         raise ValueError(f"unknown worker profile {profile!r} (known: {known})") from None
+
+
+# Task names: explicit and stable, since messages in flight and dead letters carry them.
+EMBED_CHUNKS_TASK: Final = "quarry.embed.chunks"
+WRITE_CHUNKS_TASK: Final = "quarry.write.chunks"
+WRITE_GRAPH_TASK: Final = "quarry.write.graph"

@@ -20,12 +20,18 @@ from config.settings import QuarrySettings, load_settings
 VISIBILITY_TIMEOUT_S = 3600
 TASK_SOFT_TIME_LIMIT_S = 600
 TASK_TIME_LIMIT_S = 900
+TASK_MODULES = ("tasks.embed", "tasks.write")
 
 
 def create_app(settings: QuarrySettings | None = None) -> Celery:
     settings = settings or load_settings()
     endpoints = resolve_endpoints(settings)
-    app = Celery("quarry", broker=endpoints.redis_url, backend=endpoints.redis_url)
+    app = Celery(
+        "quarry",
+        broker=endpoints.redis_url,
+        backend=endpoints.redis_url,
+        include=TASK_MODULES,
+    )
     exchange = Exchange("quarry", type="direct")  # type: ignore[no-untyped-call]
     app.conf.update(
         task_queues=[

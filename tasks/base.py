@@ -1,0 +1,97 @@
+"""The retry policy of every stage task, in one base class.
+
+* :class:`BreakerOpenError`: the store is known to be down. The task is retried after
+  the breaker's remaining timeout plus jitter, for as long as it takes: never dropped,
+  never counted against the task's attempts.
+* Any other :class:`TransientError`: retried with exponential backoff and jitter, up to
+  ``write_max_retries`` attempts, then kept as a dead letter.
+* :class:`PermanentError` (bad input, a constraint the data breaks): never retried,
+  kept as a dead letter at once.
+
+Attempts travel in the task's ``attempt`` keyword, so that breaker waits do not use
+them up. Anything else is a bug: it propagates (and Celery records the failure).
+
+Must not import: workers/, api/, cli/, drivers.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from celery import Task
+
+from pipeline.errors import BreakerOpenError, PermanentError, TransientError
+from pipeline.models import DeadLetter
+from tasks import metrics
+from tasks.context import current
+
+log = logging.getLogger("quarry.tasks")
+T = TypeVar("T")
+
+BACKOFF_BASE_S = 1.0
+BACKOFF_CAP_S = 300.0
+
+
+def backoff_s(attempt: int, *, rng: Callable[[], float] = random.random) -> float:
+    """Exponential backoff with jitter: 1, 2, 4 ... s (capped), each scaled by 0.5-1.0."""
+    return min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2.0**attempt) * (0.5 + rng() / 2)
+
+
+def breaker_wait_s(retry_after_s: float, *, rng: Callable[[], float] = random.random) -> float:
+    """The breaker's remaining timeout plus up to 20 % (at least 0.5 s) of jitter."""
+    return retry_after_s + max(0.5, 0.2 * retry_after_s) * rng()
+
+
+def dead_letter(
+    task: str, letter_id: str, payload: Mapping[str, Any], exc: Exception, *, attempts: int
+) -> None:
+    """Keep a task that failed for good, with its arguments, and count it."""
+    letter = DeadLetter(
+        letter_id=letter_id,
+        task=task,
+        payload=dict(payload),
+        error=f"{type(exc).__name__}: {exc}",
+        attempts=attempts,
+        failed_at=time.time(),
+    )
+    dead_letters = current().dead_letters
+    if dead_letters is None:
+        raise RuntimeError(f"no dead-letter store in this worker; {task} {letter_id} failed: {exc}")
+    dead_letters.add(letter)
+    metrics.DEAD_LETTERS.labels(task).inc()
+    log.error("task %s %s dead-lettered after %d attempts: %s", task, letter_id, attempts, exc)
+
+
+class StageTask(Task):  # type: ignore[misc]
+    """Base of the stage tasks: late acknowledgement and the retry policy above."""
+
+    abstract = True
+    acks_late = True
+    reject_on_worker_lost = True
+    max_retries = None  # attempts are counted in the `attempt` keyword, see the module doc
+
+    def guarded(self, payload: Mapping[str, Any], attempt: int, fn: Callable[[], T]) -> T | None:
+        """Run ``fn`` under the policy; None when the task was dead-lettered."""
+        try:
+            return fn()
+        except BreakerOpenError as exc:
+            wait_s = breaker_wait_s(exc.retry_after_s)
+            log.warning("%s waits %.1f s for %s: %s", self.name, wait_s, exc.store, exc)
+            raise self.retry(kwargs={**payload, "attempt": attempt}, countdown=wait_s) from exc
+        except TransientError as exc:
+            limit = current().settings.write_max_retries
+            if attempt >= limit:
+                dead_letter(self.name, self.request.id, payload, exc, attempts=attempt + 1)
+                return None
+            wait_s = backoff_s(attempt)
+            log.warning(
+                "%s attempt %d failed, retry in %.1f s: %s", self.name, attempt + 1, wait_s, exc
+            )
+            raise self.retry(kwargs={**payload, "attempt": attempt + 1}, countdown=wait_s) from exc
+        except PermanentError as exc:
+            dead_letter(self.name, self.request.id, payload, exc, attempts=attempt + 1)
+            return None

@@ -1,0 +1,45 @@
+"""The per-process resources that tasks use, installed by the workers' composition root.
+
+Tasks never build drivers, pools or the model themselves: workers/ builds them after the
+fork (``worker_process_init``) or at start-up (the embed worker's model) and installs
+them here; tests install fakes the same way.
+
+Must not import: workers/, api/, cli/, drivers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from config.settings import QuarrySettings
+from pipeline.embedding import EmbeddingService
+from pipeline.ports import CircuitBreaker, DeadLetters, GraphStore, VectorStore
+
+
+@dataclass(slots=True)
+class Resources:
+    """What one worker process holds. A profile that does not need a part leaves it None."""
+
+    settings: QuarrySettings
+    embedding: EmbeddingService | None = None
+    vectors: VectorStore | None = None
+    graph: GraphStore | None = None
+    dead_letters: DeadLetters | None = None
+    breakers: Mapping[str, CircuitBreaker] = field(default_factory=dict)
+
+
+_current: Resources | None = None
+
+
+def install(resources: Resources | None) -> None:
+    """Make ``resources`` this process's (None uninstalls)."""
+    global _current  # noqa: PLW0603 (one set of resources per process)
+    _current = resources
+
+
+def current() -> Resources:
+    """This process's resources; a RuntimeError if the worker did not install any."""
+    if _current is None:
+        raise RuntimeError("no worker resources installed in this process")
+    return _current
