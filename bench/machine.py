@@ -1,17 +1,7 @@
-"""The machine a benchmark ran on, for recorded results."""
+"""The machine a benchmark ran on: bench/ scripts share the CLI benchmarks' helper."""
 
 from __future__ import annotations
 
-import platform
-from pathlib import Path
+from cli.machine import cpu_model
 
-
-def cpu_model() -> str:
-    """The CPU model name from /proc/cpuinfo, else what platform reports."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+__all__ = ["cpu_model"]

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cli import chunk
+from cli.bench import bench_app
 from config.settings import QuarrySettings, load_settings
 from pipeline.errors import ConfigError, InvalidInputError, PipelineError
 
@@ -189,6 +190,7 @@ def worker(
 
 
 chunk.register(app)
+app.add_typer(bench_app, name="bench")
 
 
 def main() -> None:

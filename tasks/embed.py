@@ -68,6 +68,16 @@ def embed_chunks(requests: Sequence[Any]) -> None:
         _retry_each(pending, exc)
         return
     metrics.record_embed(outcome, service.embedder.device)
+    device_s = sum(b.seconds for b in outcome.batches)
+    log.info(
+        "flushed %d messages: %d chunks embedded in %d batches (%.2f s), %d cached, %d empty",
+        len(pending),
+        outcome.embedded,
+        len(outcome.batches),
+        device_s,
+        outcome.cached,
+        outcome.empty,
+    )
     app = embed_chunks.app
     for _request, batch, _attempt in pending:
         vectors = [outcome.vectors.get(c.content_hash) for c in batch.chunks]

