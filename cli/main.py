@@ -10,19 +10,14 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from cli import chunk
+from cli import chunk, dlq
 from cli.bench import bench_app
-from config.settings import QuarrySettings, load_settings
-from pipeline.errors import ConfigError, InvalidInputError, PipelineError
-
-T = TypeVar("T")
+from cli.console import err, guarded, out, settings
 
 app = typer.Typer(
     name="quarry",
@@ -36,25 +31,6 @@ dev_app = typer.Typer(
 config_app = typer.Typer(help="Settings: check them, document them.", no_args_is_help=True)
 app.add_typer(dev_app, name="dev")
 app.add_typer(config_app, name="config")
-
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-out = Console(highlight=False)
-
-
-def guarded(action: Callable[[], T]) -> T:
-    """Run ``action``; a Quarry error becomes one line on stderr and an exit code."""
-    try:
-        return action()
-    except (ConfigError, InvalidInputError) as exc:
-        err.print(f"quarry: error: {exc}", markup=False)
-        raise typer.Exit(2) from None
-    except PipelineError as exc:
-        err.print(f"quarry: error: {exc}", markup=False)
-        raise typer.Exit(1) from None
-
-
-def settings() -> QuarrySettings:
-    return guarded(load_settings)
 
 
 # --- dev -------------------------------------------------------------------------------
@@ -191,6 +167,7 @@ def worker(
 
 chunk.register(app)
 app.add_typer(bench_app, name="bench")
+app.add_typer(dlq.dlq_app, name="dlq")
 
 
 def main() -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -51,7 +52,8 @@ def dead_letter(
 ) -> None:
     """Keep a task that failed for good, with its arguments, and count it."""
     letter = DeadLetter(
-        letter_id=letter_id,
+        # A task called directly (not from a queue) has no id; it still gets a letter.
+        letter_id=letter_id or f"direct-{uuid.uuid4()}",
         task=task,
         payload=dict(payload),
         error=f"{type(exc).__name__}: {exc}",

@@ -39,7 +39,13 @@ def free_ports(count: int) -> list[int]:
 
 def stack_env(data_dir: Path) -> dict[str, str]:
     """QUARRY_* variables for a private stack: its own folder and free ports."""
-    env = {"QUARRY_DATA_DIR": str(data_dir), "QUARRY_STACK_START_TIMEOUT_S": "120"}
+    env = {
+        "QUARRY_DATA_DIR": str(data_dir),
+        "QUARRY_STACK_START_TIMEOUT_S": "120",
+        # Short breaker timings so that outage tests see open -> half-open -> closed fast.
+        "QUARRY_BREAKER_FAIL_MAX": "3",
+        "QUARRY_BREAKER_RESET_TIMEOUT_S": "2",
+    }
     env.update(zip(PORT_KEYS, map(str, free_ports(len(PORT_KEYS))), strict=True))
     return env
 

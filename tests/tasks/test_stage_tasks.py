@@ -1,0 +1,247 @@
+"""Stage tasks called directly with fakes: the write path, the retry policy, dead letters."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pytest
+
+from config.queues import EMBED_CHUNKS_TASK, WRITE_CHUNKS_TASK
+from config.settings import load_settings
+from pipeline.adapters.breakers import InMemoryCircuitBreaker
+from pipeline.adapters.memory_embedder import InMemoryEmbedder
+from pipeline.adapters.memory_graph_store import InMemoryGraphStore
+from pipeline.adapters.memory_vector_store import InMemoryEmbeddingCache, InMemoryVectorStore
+from pipeline.adapters.redis_dead_letters import InMemoryDeadLetters
+from pipeline.analysis import FileAnalysis, analyze_file
+from pipeline.embedding import EmbeddingService
+from pipeline.errors import StoreUnavailableError
+from pipeline.guarded import Deferred, GuardedGraphStore, GuardedVectorStore
+from pipeline.messages import FileChunks, encode_file_chunks, encode_file_graph, encode_vectors
+from pipeline.models import FileGraph, FileVersion, RepoRef
+from pipeline.ports import VectorStore
+from tasks import context
+from tasks.base import backoff_s, breaker_wait_s
+from tasks.embed import embed_chunks
+from tasks.write import write_chunks, write_graph
+
+REPO = RepoRef("acme", "tools")
+SOURCE = (
+    b"class Greeter:\n    def greet(self, name):\n        return helper(name)\n\n\n"
+    b"def helper(name):\n    return name\n"
+)
+FILE = FileVersion("src/greet.py", "cd" * 32, "python", len(SOURCE))
+
+
+class Retried(Exception):  # noqa: N818 (stands in for celery's Retry)
+    def __init__(self, kwargs: dict[str, Any], countdown: float) -> None:
+        super().__init__("retry")
+        self.kwargs = kwargs
+        self.countdown = countdown
+
+
+class FlakyStore(InMemoryVectorStore):
+    """Down (a transient error on every call) until ``failures`` upserts have failed."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    def ensure_repository(self, repo: RepoRef) -> None:
+        if self.failures > 0:
+            raise StoreUnavailableError("postgres", "connection refused")
+        super().ensure_repository(repo)
+
+    def upsert_chunks(self, repo: RepoRef, chunks: Any) -> int:
+        if self.failures > 0:
+            self.failures -= 1
+            raise StoreUnavailableError("postgres", "connection refused")
+        return super().upsert_chunks(repo, chunks)
+
+
+@dataclass
+class Fixture:
+    vectors: VectorStore
+    store: InMemoryVectorStore
+    graph: InMemoryGraphStore
+    letters: InMemoryDeadLetters
+    breaker: InMemoryCircuitBreaker
+    sent: list[tuple[str, dict[str, Any], float | None]] = field(default_factory=list)
+
+
+def _analysis() -> FileAnalysis:
+    result = analyze_file(FILE.path, SOURCE)
+    assert isinstance(result, FileAnalysis)
+    return result
+
+
+def _install(store: InMemoryVectorStore, *, fail_max: int = 5, max_retries: int = 3) -> Fixture:
+    breaker = InMemoryCircuitBreaker("postgres", fail_max=fail_max, reset_timeout_s=30)
+    graph = InMemoryGraphStore()
+    letters = InMemoryDeadLetters()
+    vectors = GuardedVectorStore(Deferred(lambda: store), breaker)
+    embedder = InMemoryEmbedder()
+    context.install(
+        context.Resources(
+            settings=load_settings(env={}, write_max_retries=max_retries),
+            embedding=EmbeddingService(
+                embedder, InMemoryEmbeddingCache(), batch_tokens=4096, max_chunks=64
+            ),
+            vectors=vectors,
+            graph=GuardedGraphStore(
+                Deferred(lambda: graph), InMemoryCircuitBreaker("graph", fail_max=5)
+            ),
+            dead_letters=letters,
+            breakers={"postgres": breaker},
+        )
+    )
+    return Fixture(vectors, store, graph, letters, breaker)
+
+
+@pytest.fixture
+def retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fake_retry(*, kwargs: dict[str, Any], countdown: float, **_: Any) -> Retried:
+        return Retried(kwargs, countdown)
+
+    monkeypatch.setattr(write_chunks, "retry", fake_retry)
+
+
+@pytest.fixture(autouse=True)
+def _uninstall() -> Iterator[None]:
+    yield
+    context.install(None)
+
+
+def _write_message() -> dict[str, Any]:
+    chunks = _analysis().chunks
+    message = encode_file_chunks(FileChunks("job-1", REPO, FILE, chunks))
+    message["model_id"] = "fake-embedder"
+    message["vectors"] = encode_vectors(InMemoryEmbedder().embed([c.text for c in chunks]))
+    return json.loads(json.dumps(message))
+
+
+def test_a_write_lands_and_replaying_it_changes_nothing() -> None:
+    f = _install(InMemoryVectorStore())
+    message = _write_message()
+    written = write_chunks.run(message=message)
+    assert written == len(message["chunks"])
+    keys = f.store.chunk_keys(REPO)
+    write_chunks.run(message=message)
+    assert f.store.chunk_keys(REPO) == keys
+    assert {k[2] for k in keys} == {c["id"] for c in message["chunks"]}
+
+
+def test_a_malformed_write_is_dead_lettered_with_its_payload_not_retried() -> None:
+    f = _install(InMemoryVectorStore())
+    message = _write_message()
+    message["vectors"] = ["not base64"] * len(message["chunks"])
+    assert write_chunks.run(message=message) is None
+    (letter,) = f.letters.list()
+    assert letter.task == WRITE_CHUNKS_TASK
+    assert letter.payload == {"message": message}
+    assert "vectors" in letter.error
+    assert f.breaker.state == "closed"
+
+
+@pytest.mark.usefixtures("retries")
+def test_a_transient_failure_is_retried_with_backoff_and_a_raised_attempt() -> None:
+    _install(FlakyStore(failures=1))
+    with pytest.raises(Retried) as caught:
+        write_chunks.run(message=_write_message(), attempt=0)
+    assert caught.value.kwargs["attempt"] == 1
+    assert 0.5 <= caught.value.countdown <= 1.0
+
+
+@pytest.mark.usefixtures("retries")
+def test_exhausted_retries_end_in_the_dead_letters() -> None:
+    f = _install(FlakyStore(failures=10), max_retries=3)
+    assert write_chunks.run(message=_write_message(), attempt=3) is None
+    (letter,) = f.letters.list()
+    assert letter.attempts == 4
+    assert "connection refused" in letter.error
+
+
+@pytest.mark.usefixtures("retries")
+def test_an_open_breaker_waits_its_remaining_time_without_using_an_attempt() -> None:
+    f = _install(FlakyStore(failures=100), fail_max=2)
+    for attempt in range(2):
+        with pytest.raises(Retried):
+            write_chunks.run(message=_write_message(), attempt=attempt)
+    assert f.breaker.state == "open"
+    with pytest.raises(Retried) as caught:
+        write_chunks.run(message=_write_message(), attempt=2)
+    assert caught.value.kwargs["attempt"] == 2
+    assert 25 <= caught.value.countdown <= 37
+    assert f.letters.list() == []
+
+
+def test_a_graph_write_replaces_the_file_and_is_idempotent() -> None:
+    f = _install(InMemoryVectorStore())
+    analysis = _analysis()
+    pairs = tuple((c.chunk_id, c.symbol) for c in analysis.chunks)
+    message = encode_file_graph("job-1", REPO, FileGraph(FILE, analysis.extraction, pairs))
+    first = write_graph.run(message=message)
+    assert first and first > 0
+    nodes = f.graph.node_ids(REPO)
+    write_graph.run(message=message)
+    assert f.graph.node_ids(REPO) == nodes
+    assert f.graph.file_versions(REPO) == {FILE.path: FILE.sha256}
+
+
+@dataclass
+class FakeRequest:
+    id: str
+    kwargs: dict[str, Any]
+
+
+def test_one_flush_embeds_many_files_once_each_and_forwards_vectors(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    f = _install(InMemoryVectorStore())
+
+    def send_task(name: str, kwargs: dict[str, Any], countdown: float | None = None) -> None:
+        f.sent.append((name, kwargs, countdown))
+
+    monkeypatch.setattr(embed_chunks.app, "send_task", send_task)
+    chunks = _analysis().chunks
+    other = FileVersion("copy/greet.py", FILE.sha256, "python", FILE.size_bytes)
+    requests = [
+        FakeRequest("r1", {"message": encode_file_chunks(FileChunks("j1", REPO, FILE, chunks))}),
+        FakeRequest("r2", {"message": encode_file_chunks(FileChunks("j2", REPO, other, chunks))}),
+        FakeRequest("r3", {"message": {"file": "nonsense"}}),
+    ]
+    embed_chunks.run(requests)
+    service = context.current().embedding
+    assert service is not None
+    embedder = service.embedder
+    assert isinstance(embedder, InMemoryEmbedder)
+    assert len(embedder.embedded_texts) == len({c.content_hash for c in chunks})
+    assert [name for name, _, _ in f.sent] == [WRITE_CHUNKS_TASK, WRITE_CHUNKS_TASK]
+    for _, kwargs, _ in f.sent:
+        vectors = kwargs["message"]["vectors"]
+        assert len(vectors) == len(chunks) and all(v for v in vectors)
+    (letter,) = f.letters.list()
+    assert (letter.task, letter.letter_id) == (EMBED_CHUNKS_TASK, "r3")
+
+
+def test_backoff_grows_and_stays_jittered_within_bounds() -> None:
+    assert backoff_s(0, rng=lambda: 0.0) == 0.5
+    assert backoff_s(3, rng=lambda: 1.0) == 8.0
+    assert backoff_s(30, rng=lambda: 1.0) == 300.0
+    assert breaker_wait_s(10.0, rng=lambda: 1.0) == pytest.approx(12.0)
+    assert breaker_wait_s(0.1, rng=lambda: 1.0) == pytest.approx(0.6)
+
+
+def test_vectors_survive_the_trip_through_the_write_stage() -> None:
+    f = _install(InMemoryVectorStore())
+    message = _write_message()
+    write_chunks.run(message=message)
+    texts = [c["text"] for c in message["chunks"]]
+    expected = InMemoryEmbedder().embed(texts)
+    got = [f.store.embedding(REPO, FILE.sha256, c["id"]) for c in message["chunks"]]
+    assert all(v is not None for v in got)
+    np.testing.assert_allclose(np.stack(got), expected, atol=1e-6)  # type: ignore[arg-type]
