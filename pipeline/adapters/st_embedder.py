@@ -249,3 +249,36 @@ def _quiet_progress_bars() -> None:
     except ImportError:
         return
     transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+
+
+def raw_encode_seconds(
+    model_path: Path, texts: Sequence[str], *, threads: int, batch_size: int
+) -> tuple[float, str]:
+    """The reference for benchmarks: plain ``model.encode`` over ``texts``, timed.
+
+    The same device choice as the adapter (CUDA in fp16, else the CPU with ``threads``);
+    one warm-up batch first. Returns the seconds and the device's label.
+    """
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    _quiet_progress_bars()
+    torch.set_num_threads(threads)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = SentenceTransformer(str(model_path), device=device, local_files_only=True)
+    if device == "cuda":
+        model.half()
+    model.encode(list(texts[:batch_size]), batch_size=batch_size, show_progress_bar=False)
+    started = time.perf_counter()
+    model.encode(
+        list(texts), batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False
+    )
+    if device == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - started
+    label = (
+        f"cuda:0 {torch.cuda.get_device_name(0)}"
+        if device == "cuda"
+        else f"cpu ({threads} threads)"
+    )
+    return seconds, label

@@ -1,0 +1,239 @@
+"""PgVectorStore upsert throughput (chunks/s) with 384-dim vectors on real chunks.
+
+Usage: .venv/bin/python bench/stores_pg.py --corpus bench/corpora/django-5.2.19
+       [--vectors bow|random] [--batch-size 2000] [--writers 1] [--limit N]
+       [--without-hnsw] [--update] [--dsn ADMIN_DSN] [--json]
+
+Chunks: ``pipeline.analysis.analyze_file`` on the corpus's Python files with the exact
+WordPiece counter, as the pipeline chunks them (not timed). Vectors (the model is not
+what is measured): ``bow`` sums a fixed random 384-dim vector per word of the chunk's
+lexical text, so chunks that share words get near vectors and the HNSW graph sees
+clustered data as with a real model; ``random`` is uniform on the sphere (HNSW's worst
+case). Unless ``--dsn`` names a running server, a private PostgreSQL 16 + pgvector (the
+stack's binaries, default settings) is started on a free loopback port and removed
+afterwards; each run migrates a fresh database with the shipped migrations.
+
+Timed, in this order:
+- rows: ``pipeline.sql.chunk_rows`` (checks + lexical text), Python only;
+- copy: the adapter's binary COPY of those rows into its staging table, rolled back;
+- cold: ``upsert_chunks`` of every batch into the empty table (all indexes maintained);
+- replay: the same batches again (no row changes, nothing written);
+- update (``--update``): the batches with other vectors (every row rewritten).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import socket
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import cast
+
+import numpy as np
+import psycopg
+from machine import cpu_model  # bench/ is the script folder, so on sys.path
+from pgvector.psycopg import register_vector
+
+from cli.chunk import model_token_counter
+from config.endpoints import resolve_endpoints
+from config.settings import load_settings
+from migrations.runner import run
+from pipeline import sql
+from pipeline.adapters.pg_vector_store import PgVectorStore
+from pipeline.adapters.postgres import ensure_database
+from pipeline.adapters.postgres_migrations import PgMigrationTarget
+from pipeline.analysis import FileAnalysis, analyze_file
+from pipeline.lexical import lexical_text
+from pipeline.models import Chunk, RepoRef, StoredChunk
+from pipeline.selection import select_files
+from workers.devstack.layout import StackLayout
+from workers.devstack.processes import wait_until
+from workers.devstack.services import PostgresService
+
+DIMENSION = 384
+Vectors = np.ndarray
+
+
+@contextlib.contextmanager
+def private_postgres() -> Iterator[str]:
+    """A throwaway PostgreSQL + pgvector on a free loopback port; yields the admin DSN."""
+    root = Path(tempfile.mkdtemp(prefix="quarry-bench-pg-", dir="/tmp"))
+    root.chmod(0o711)  # the unprivileged postgres user must reach its data folder
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {"QUARRY_DATA_DIR": str(root / "data"), "QUARRY_STACK_POSTGRES_PORT": str(port)}
+    settings = load_settings(env=env)
+    layout = StackLayout(settings.data_dir)
+    layout.prepare()
+    service = PostgresService(settings, layout, resolve_endpoints(settings))
+    try:
+        service.start()
+        wait_until(lambda: service.probe().healthy, 60, "postgres")
+        yield service.endpoints.postgres_dsn.rsplit("/", 1)[0] + "/postgres"
+    finally:
+        service.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def fresh_database(admin_dsn: str) -> str:
+    dsn = admin_dsn.rsplit("/", 1)[0] + f"/bench_{uuid.uuid4().hex[:8]}"
+    ensure_database(dsn)
+    run(PgMigrationTarget(dsn))
+    return dsn
+
+
+def corpus_chunks(corpus: Path, limit: int | None) -> list[tuple[Chunk, str]]:
+    """(chunk, file sha256) of every Python file of ``corpus``."""
+    found: list[tuple[Chunk, str]] = []
+    counter = model_token_counter()
+    for path in select_files(corpus).files:
+        if not path.endswith(".py"):
+            continue
+        data = (corpus / path).read_bytes()
+        analysis = analyze_file(path, data, counter=counter)
+        if isinstance(analysis, FileAnalysis):
+            sha = hashlib.sha256(data).hexdigest()
+            found.extend((chunk, sha) for chunk in analysis.chunks)
+        if limit is not None and len(found) >= limit:
+            return found[:limit]
+    return found
+
+
+def _unit(rows: Vectors) -> Vectors:
+    unit: Vectors = (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+    return unit
+
+
+def random_vectors(count: int, seed: int) -> Vectors:
+    return _unit(np.random.default_rng(seed).standard_normal((count, DIMENSION)))
+
+
+def bow_vectors(chunks: Sequence[tuple[Chunk, str]], seed: int) -> Vectors:
+    """Sum of a fixed random vector per distinct word of each chunk's lexical text."""
+    vocab: dict[str, int] = {}
+    ids = [
+        [vocab.setdefault(w, len(vocab)) for w in set(lexical_text(c.text).split())]
+        for c, _ in chunks
+    ]
+    table = np.random.default_rng(seed).standard_normal((len(vocab), DIMENSION))
+    return _unit(np.stack([table[row].sum(axis=0) for row in ids]))
+
+
+def stored_batches(
+    chunks: Sequence[tuple[Chunk, str]], vectors: Vectors, size: int
+) -> list[list[StoredChunk]]:
+    stored = [
+        StoredChunk(chunk, sha, "bench", cast("Sequence[float]", vectors[i]))
+        for i, (chunk, sha) in enumerate(chunks)
+    ]
+    return [stored[i : i + size] for i in range(0, len(stored), size)]
+
+
+def timed_copy(dsn: str, rows: Sequence[sql.ChunkRow]) -> float:
+    with psycopg.connect(dsn) as conn:
+        register_vector(conn)
+        started = time.perf_counter()
+        conn.execute(sql.CREATE_CHUNK_STAGING)
+        with conn.cursor() as cur, cur.copy(sql.COPY_CHUNK_STAGING) as copy:
+            copy.set_types(list(sql.CHUNK_STAGING_TYPES))
+            for row in rows:
+                copy.write_row(row)
+        elapsed = time.perf_counter() - started
+        conn.rollback()
+    return elapsed
+
+
+def timed_upserts(
+    store: PgVectorStore, repo: RepoRef, batches: Sequence[Sequence[StoredChunk]], writers: int
+) -> tuple[float, int]:
+    started = time.perf_counter()
+    with ThreadPoolExecutor(writers) as pool:
+        written = sum(pool.map(lambda batch: store.upsert_chunks(repo, batch), batches))
+    return time.perf_counter() - started, written
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--corpus", type=Path, required=True)
+    parser.add_argument("--vectors", choices=("bow", "random"), default="bow")
+    parser.add_argument("--batch-size", type=int, default=2000)
+    parser.add_argument("--writers", type=int, default=1, help="threads calling upsert")
+    parser.add_argument("--limit", type=int, default=None, help="at most this many chunks")
+    parser.add_argument("--without-hnsw", action="store_true", help="drop the HNSW index")
+    parser.add_argument("--update", action="store_true", help="also time a full rewrite")
+    parser.add_argument("--dsn", help="admin DSN of a running server (default: start one)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    chunks = corpus_chunks(args.corpus, args.limit)
+
+    def make(seed: int) -> Vectors:
+        if args.vectors == "bow":
+            return bow_vectors(chunks, seed)
+        return random_vectors(len(chunks), seed)
+
+    batches = stored_batches(chunks, make(1), args.batch_size)
+    total = len(chunks)
+    figures: dict[str, object] = {}
+
+    started = time.perf_counter()
+    rows = [row for batch in batches for row in sql.chunk_rows(batch, DIMENSION)]
+    figures["rows_per_s"] = round(total / (time.perf_counter() - started))
+
+    with contextlib.ExitStack() as stack:
+        admin = args.dsn or stack.enter_context(private_postgres())
+        dsn = fresh_database(admin)
+        figures["copy_per_s"] = round(total / timed_copy(dsn, rows))
+        if args.without_hnsw:
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute("DROP INDEX chunks_embedding_hnsw")
+        store = stack.enter_context(PgVectorStore(dsn, dimension=DIMENSION, pool_size=args.writers))
+        repo = RepoRef("bench", args.corpus.name.lower())
+        store.ensure_repository(repo)
+        phases = [("cold", batches), ("replay", batches)]
+        if args.update:
+            phases.append(("update", stored_batches(chunks, make(2), args.batch_size)))
+        for name, phase in phases:
+            elapsed, written = timed_upserts(store, repo, phase, args.writers)
+            figures[f"{name}_s"] = round(elapsed, 2)
+            figures[f"{name}_per_s"] = round(total / elapsed)
+            figures[f"{name}_written"] = written
+        with psycopg.connect(dsn) as conn:
+            server = conn.execute("SHOW server_version").fetchone()
+            ext = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+            pgvector = ext.fetchone()
+
+    result = {
+        "corpus": args.corpus.name,
+        "chunks": total,
+        "content_mb": round(sum(len(c.text.encode()) for c, _ in chunks) / 1e6, 2),
+        "vectors": args.vectors,
+        "batch_size": args.batch_size,
+        "writers": args.writers,
+        "hnsw": not args.without_hnsw,
+        **figures,
+        "postgres": server[0] if server else "?",
+        "pgvector": pgvector[0] if pgvector else "?",
+        "nproc": os.cpu_count(),
+        "loadavg_after": os.getloadavg()[0],
+        "cpu": cpu_model(),
+    }
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key:>16}: {value}")
+
+
+if __name__ == "__main__":
+    main()
