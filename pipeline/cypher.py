@@ -1,0 +1,450 @@
+"""Cypher of the code graph: node ids, the rows a write sends, and the query text.
+
+Owns the graph model and every Cypher statement the graph store runs. Pure: builds
+strings and parameter dicts, validates what cannot be bound (labels, relationship
+types) against fixed allow-lists; no driver, no I/O. Statements use only what both
+Neo4j 5 and ArcadeDB's Bolt server accept (no APOC, no FULLTEXT/VECTOR indexes).
+
+Model::
+
+    (:Repository)-[:HAS_FILE]->(:File)-[:DEFINES]->(:Symbol)
+    (:File)-[:IMPORTS]->(:File)
+    (:Symbol)-[:CONTAINS|CALLS|INHERITS]->(:Symbol)
+    (:Symbol)-[:HAS_CHUNK]->(:Chunk)   or (:File)-[:HAS_CHUNK]->(:Chunk) when the chunk's
+                                       symbol is not one the file defines
+
+Ids start with ``RepoRef.key``: the key itself for the repository, then ``#file:<path>``,
+``#symbol:<qualified name>``, ``#chunk:<chunk id>``. A qualified name is one node per
+repository: two files that define the same name share it, and the last written sets
+its properties. Unresolved edges (``resolved=False``: a bare name, an external module)
+are skipped, and so are the file -> module ``CONTAINS`` edges (``DEFINES`` says it) and
+edges whose source is not a node of the file. A resolved target outside the file is
+MERGEd by id as a placeholder (only ``repo`` and ``path`` or ``qualified_name``) that
+the defining file's write fills in; a placeholder nothing points at any more is removed.
+
+Must not import: celery, tasks/, workers/, api/, cli/, or any driver.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from pipeline.errors import InvalidInputError
+from pipeline.models import EdgeKind, FileGraph, RepoRef
+
+Statement = tuple[str, dict[str, Any]]
+Row = dict[str, Any]
+T = TypeVar("T")
+
+LABELS = ("Repository", "File", "Symbol", "Chunk")
+RELATIONS = ("HAS_FILE", "DEFINES", "IMPORTS", "CONTAINS", "CALLS", "INHERITS", "HAS_CHUNK")
+
+
+@dataclass(frozen=True, slots=True)
+class Relation:
+    """How one edge kind is written: end labels, and whether the target may be elsewhere."""
+
+    source: str
+    target: str
+    placeholder_target: bool
+
+
+# Edge kinds written from FileExtraction.edges, in write order.
+EDGE_RELATIONS = {
+    "CONTAINS": Relation("Symbol", "Symbol", placeholder_target=False),
+    "CALLS": Relation("Symbol", "Symbol", placeholder_target=True),
+    "INHERITS": Relation("Symbol", "Symbol", placeholder_target=True),
+    "IMPORTS": Relation("File", "File", placeholder_target=True),
+}
+_MAX_INT = 2**63  # Bolt integers are signed 64-bit
+
+
+def label(name: str) -> str:
+    if name not in LABELS:
+        raise ValueError(f"unknown node label {name!r}; expected one of {LABELS}")
+    return name
+
+
+def relation(name: str) -> str:
+    if name not in RELATIONS:
+        raise ValueError(f"unknown relationship type {name!r}; expected one of {RELATIONS}")
+    return name
+
+
+def repo_id(repo: RepoRef) -> str:
+    """The repository's node id, its key; refuses keys that would make ids ambiguous."""
+    if not repo.tenant or not repo.name or "/" in repo.tenant or "#" in repo.key:
+        raise InvalidInputError(
+            f"repository {repo.key!r}: tenant and name must be non-empty, the tenant "
+            "without '/', neither with '#'"
+        )
+    return repo.key
+
+
+def file_id(key: str, path: str) -> str:
+    return f"{key}#file:{path}"
+
+
+def symbol_id(key: str, qualified_name: str) -> str:
+    return f"{key}#symbol:{qualified_name}"
+
+
+def chunk_node_id(key: str, chunk_id: str) -> str:
+    return f"{key}#chunk:{chunk_id}"
+
+
+@dataclass(slots=True)
+class GraphRows:
+    """What one write sends: node rows and edge rows, deduplicated, ready to bind."""
+
+    repository: Row
+    files: list[Row] = field(default_factory=list)  # id, props
+    symbols: list[Row] = field(default_factory=list)  # id, file, props
+    chunks: dict[str, list[Row]] = field(default_factory=dict)  # owner label -> id, owner, props
+    edges: dict[str, list[Row]] = field(default_factory=dict)  # type -> source, target, line, ...
+
+    @property
+    def file_ids(self) -> list[str]:
+        return [row["id"] for row in self.files]
+
+    def outgoing(self) -> set[tuple[str, str, str]]:
+        """(type, source, target) of every edge out of the files and their symbols."""
+        edges = {("DEFINES", r["file"], r["id"]) for r in self.symbols}
+        edges |= {("HAS_CHUNK", r["owner"], r["id"]) for rs in self.chunks.values() for r in rs}
+        edges |= {(k, r["source"], r["target"]) for k, rs in self.edges.items() for r in rs}
+        return edges
+
+    def count(self) -> int:
+        """Nodes plus edges: a file brings HAS_FILE, a symbol DEFINES, a chunk HAS_CHUNK."""
+        chunks = sum(len(rows) for rows in self.chunks.values())
+        edges = sum(len(rows) for rows in self.edges.values())
+        return 2 * (len(self.files) + len(self.symbols) + chunks) + edges
+
+
+def graph_rows(repo: RepoRef, graphs: Sequence[FileGraph]) -> GraphRows:
+    """Rows of a write; the last graph of a path wins. Raises InvalidInputError naming it."""
+    key = repo_id(repo)
+    rows = GraphRows({"repo": key, "tenant": repo.tenant, "name": repo.name})
+    rows.chunks = {"Symbol": [], "File": []}
+    rows.edges = {kind: [] for kind in EDGE_RELATIONS}
+    for graph in {g.file.path: g for g in graphs}.values():
+        _add_file(rows, key, graph)
+    return rows
+
+
+def _add_file(rows: GraphRows, key: str, graph: FileGraph) -> None:
+    version, extraction = graph.file, graph.extraction
+    path = version.path
+    check = _Checker(path)
+    fid = file_id(key, check.text(path))
+    rows.files.append(
+        {
+            "id": fid,
+            "props": {
+                "repo": key,
+                "path": path,
+                "sha256": check.text(version.sha256),
+                "language": check.text(version.language),
+                "size_bytes": check.int(version.size_bytes),
+                "module": check.text(extraction.module),
+            },
+        }
+    )
+    own: set[str] = set()
+    for symbol in extraction.symbols:
+        sid = symbol_id(key, check.text(symbol.qualified_name))
+        if sid in own:
+            continue
+        own.add(sid)
+        props = {
+            "repo": key,
+            "path": path,
+            "name": check.text(symbol.name),
+            "qualified_name": symbol.qualified_name,
+            "kind": symbol.kind.value,
+            "start_line": check.int(symbol.span.start_line),
+            "end_line": check.int(symbol.span.end_line),
+        }
+        rows.symbols.append({"id": sid, "file": fid, "props": props})
+    seen: set[tuple[str, str, str]] = set()
+    for edge in extraction.edges:
+        if not edge.resolved or edge.kind is EdgeKind.DEFINES:
+            continue
+        kind = edge.kind.value.upper()
+        if edge.kind is EdgeKind.IMPORTS:
+            source = fid if edge.source == path else ""
+            target = file_id(key, check.text(edge.target))
+            placeholder = {"repo": key, "path": edge.target}
+        else:
+            source = symbol_id(key, edge.source)
+            target = symbol_id(key, check.text(edge.target))
+            placeholder = {"repo": key, "qualified_name": edge.target}
+            if source not in own or (kind == "CONTAINS" and target not in own):
+                continue
+        if not source or (kind, source, target) in seen:
+            continue
+        seen.add((kind, source, target))
+        row: Row = {"source": source, "target": target, "line": check.int(edge.line)}
+        if EDGE_RELATIONS[kind].placeholder_target:
+            row["placeholder"] = placeholder
+        rows.edges[kind].append(row)
+    for chunk_id, qualified_name in graph.chunks:
+        owner = symbol_id(key, qualified_name) if qualified_name else ""
+        owner_label = "Symbol" if owner in own else "File"
+        cid = check.text(chunk_id)
+        rows.chunks[owner_label].append(
+            {
+                "id": chunk_node_id(key, cid),
+                "owner": owner if owner in own else fid,
+                "props": {
+                    "repo": key,
+                    "chunk_id": cid,
+                    "path": path,
+                    "sha256": version.sha256,
+                    "symbol": check.text(qualified_name),
+                },
+            }
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Checker:
+    """Values the driver cannot send (lone surrogates, integers past 64 bits), by file."""
+
+    path: str
+
+    def text(self, value: str) -> str:
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise InvalidInputError(
+                    f"graph write of {self.path!a}: {value!a} is not valid UTF-8"
+                ) from exc
+        return value
+
+    def int(self, value: int) -> int:
+        if not -_MAX_INT <= value < _MAX_INT:
+            raise InvalidInputError(f"graph write of {self.path!a}: {value} exceeds 64 bits")
+        return value
+
+
+# Writes, in the order one transaction runs them.
+
+
+def merge_repository(rows: GraphRows) -> Statement:
+    props = rows.repository
+    # ON CREATE: every write of the repository MERGEs this node, and setting it again
+    # would make concurrent transactions conflict on it.
+    query = "MERGE (r:Repository {id: $id}) ON CREATE SET r += $props"
+    return query, {"id": props["repo"], "props": props}
+
+
+def merge_files(repo: str, rows: list[Row]) -> Statement:
+    return (
+        "UNWIND $rows AS row MATCH (r:Repository {id: $repo}) "
+        "MERGE (f:File {id: row.id}) SET f += row.props MERGE (r)-[:HAS_FILE]->(f)",
+        {"repo": repo, "rows": rows},
+    )
+
+
+def merge_symbols(rows: list[Row]) -> Statement:
+    return (
+        "UNWIND $rows AS row MATCH (f:File {id: row.file}) "
+        "MERGE (s:Symbol {id: row.id}) SET s += row.props MERGE (f)-[:DEFINES]->(s)",
+        {"rows": rows},
+    )
+
+
+def merge_edges(kind: str, rows: list[Row]) -> Statement:
+    if kind not in EDGE_RELATIONS:
+        raise ValueError(f"{kind!r} is not an edge kind a file writes: {sorted(EDGE_RELATIONS)}")
+    spec = EDGE_RELATIONS[relation(kind)]
+    source, target = label(spec.source), label(spec.target)
+    if spec.placeholder_target:
+        find_target = f"MERGE (t:{target} {{id: row.target}}) ON CREATE SET t += row.placeholder"
+    else:
+        find_target = f"MATCH (t:{target} {{id: row.target}})"
+    return (
+        f"UNWIND $rows AS row MATCH (s:{source} {{id: row.source}}) {find_target} "
+        f"MERGE (s)-[r:{kind}]->(t) SET r.line = row.line",
+        {"rows": rows},
+    )
+
+
+def merge_chunks(owner: str, rows: list[Row]) -> Statement:
+    return (
+        f"UNWIND $rows AS row MATCH (o:{label(owner)} {{id: row.owner}}) "
+        "MERGE (c:Chunk {id: row.id}) SET c += row.props MERGE (o)-[:HAS_CHUNK]->(c)",
+        {"rows": rows},
+    )
+
+
+# Replacing and deleting: read what the files held, remove only what the new rows lack.
+
+# The target label of every edge a file's write creates, by type.
+EDGE_TARGETS = {"DEFINES": "Symbol", "HAS_CHUNK": "Chunk"} | {
+    kind: relation.target for kind, relation in EDGE_RELATIONS.items()
+}
+
+
+def prior_edges(file_ids: list[str]) -> Statement:
+    """Rows (label, source, type, target) of the edges out of the files and their symbols.
+
+    Every existing file gives at least one row (type null when it has no edge).
+    """
+    return (
+        "UNWIND $ids AS id MATCH (f:File {id: id}) OPTIONAL MATCH (f)-[r]->(t) "
+        "RETURN 'File' AS label, f.id AS source, type(r) AS type, t.id AS target "
+        "UNION ALL UNWIND $ids AS id MATCH (:File {id: id})-[:DEFINES]->(s:Symbol)-[r]->(t) "
+        "RETURN 'Symbol' AS label, s.id AS source, type(r) AS type, t.id AS target",
+        {"ids": file_ids},
+    )
+
+
+PriorEdge = tuple[str, str, str, str]  # type, source label, source id, target id
+
+
+@dataclass(slots=True)
+class Replacement:
+    """What a write (or, with no new rows, a delete) removes, from the files' prior edges."""
+
+    files: list[str] = field(default_factory=list)  # file nodes that existed
+    chunks: list[str] = field(default_factory=list)  # chunk nodes to DETACH DELETE
+    edges: dict[tuple[str, str], list[Row]] = field(default_factory=dict)  # (type, label)
+    defined: list[str] = field(default_factory=list)  # delete if no file defines them
+    targets: dict[str, list[str]] = field(default_factory=dict)  # label -> delete if orphan
+
+
+def replacement(
+    prior: Sequence[PriorEdge], existing: Sequence[str], new: GraphRows | None
+) -> Replacement:
+    """Old edges and chunks the new rows lack, and the nodes that may be left behind."""
+    kept = new.outgoing() if new is not None else set()
+    kept_nodes = {t for _, _, t in kept}
+    still_defined = {t for kind, _, t in kept if kind == "DEFINES"}
+    plan = Replacement(files=list(dict.fromkeys(existing)))
+    chunks: dict[str, None] = {}
+    for kind, source_label, source, target in dict.fromkeys(prior):
+        if (kind, source, target) in kept:
+            continue
+        if kind == "HAS_CHUNK" and target not in kept_nodes:
+            chunks[target] = None  # its edges go with it
+            continue
+        if kind in EDGE_TARGETS:
+            rows = plan.edges.setdefault((kind, source_label), [])
+            rows.append({"source": source, "target": target})
+        if kind == "DEFINES" and target not in still_defined:
+            plan.defined.append(target)
+        elif kind in {"CALLS", "INHERITS", "IMPORTS"} and target not in kept_nodes:
+            plan.targets.setdefault(EDGE_TARGETS[kind], []).append(target)
+    plan.chunks = list(chunks)
+    return plan
+
+
+def delete_chunks(chunk_ids: list[str]) -> Statement:
+    return (
+        "UNWIND $ids AS id MATCH (c:Chunk {id: id}) DETACH DELETE c RETURN count(*) AS n",
+        {"ids": chunk_ids},
+    )
+
+
+def delete_edges(kind: str, source_label: str, rows: list[Row]) -> Statement:
+    source, target = label(source_label), label(EDGE_TARGETS[relation(kind)])
+    return (
+        f"UNWIND $rows AS row MATCH (s:{source} {{id: row.source}})-[r:{kind}]->"
+        f"(t:{target} {{id: row.target}}) DELETE r",
+        {"rows": rows},
+    )
+
+
+def delete_file_nodes(file_ids: list[str]) -> Statement:
+    return (
+        "UNWIND $ids AS id MATCH (f:File {id: id}) DETACH DELETE f RETURN count(*) AS n",
+        {"ids": file_ids},
+    )
+
+
+def delete_undefined_symbols(symbol_ids: list[str]) -> Statement:
+    """Symbols no file defines any more go, with the edges other files had to them.
+
+    The pattern starts at the bound node: ArcadeDB scans every DEFINES edge for
+    ``NOT ()-[:DEFINES]->(s)``.
+    """
+    return (
+        "UNWIND $ids AS id MATCH (s:Symbol {id: id}) WHERE NOT (s)<-[:DEFINES]-() "
+        "DETACH DELETE s RETURN count(*) AS n",
+        {"ids": symbol_ids},
+    )
+
+
+def delete_orphans(node_label: str, node_ids: list[str]) -> Statement:
+    """Placeholders nothing points at any more (a written file or symbol always has one)."""
+    return (
+        f"UNWIND $ids AS id MATCH (x:{label(node_label)} {{id: id}}) WHERE NOT (x)--() "
+        "DELETE x RETURN count(*) AS n",
+        {"ids": node_ids},
+    )
+
+
+def delete_repository_batch(node_label: str, repo: str, limit: int) -> Statement:
+    return (
+        f"MATCH (x:{label(node_label)} {{repo: $repo}}) WITH x LIMIT $limit "
+        "DETACH DELETE x RETURN count(*) AS n",
+        {"repo": repo, "limit": limit},
+    )
+
+
+# Reads.
+
+
+def file_versions(repo: str) -> Statement:
+    return (
+        "MATCH (f:File {repo: $repo}) WHERE f.sha256 IS NOT NULL "
+        "RETURN f.path AS path, f.sha256 AS sha256",
+        {"repo": repo},
+    )
+
+
+def chunk_ids(repo: str) -> Statement:
+    return "MATCH (c:Chunk {repo: $repo}) RETURN c.chunk_id AS chunk_id", {"repo": repo}
+
+
+def node_ids(node_label: str, repo: str) -> Statement:
+    return f"MATCH (n:{label(node_label)} {{repo: $repo}}) RETURN n.id AS id", {"repo": repo}
+
+
+def edges_from(node_label: str, repo: str) -> Statement:
+    return (
+        f"MATCH (s:{label(node_label)} {{repo: $repo}})-[r]->(t) "
+        "RETURN type(r) AS type, s.id AS source, t.id AS target",
+        {"repo": repo},
+    )
+
+
+def node_properties(node_label: str, node_id: str) -> Statement:
+    return f"MATCH (n:{label(node_label)} {{id: $id}}) RETURN properties(n) AS props", {
+        "id": node_id
+    }
+
+
+def file_ids_of(repo: RepoRef, paths: Sequence[str]) -> list[str]:
+    """Node ids of ``paths``, each once, in order."""
+    key = repo_id(repo)
+    return [file_id(key, _Checker(path).text(path)) for path in dict.fromkeys(paths)]
+
+
+def describe_files(repo: RepoRef, paths: Sequence[str], shown: int = 3) -> str:
+    """The repository and its first few paths, each cut short, for error messages."""
+    cut = [p if len(p) <= 120 else f"{p[:120]}..." for p in paths[:shown]]
+    more = f" and {len(paths) - shown} more" if len(paths) > shown else ""
+    return f"{repo.key}: {', '.join(map(ascii, cut))}{more}"
+
+
+def batches(rows: list[T], batch_size: int) -> list[list[T]]:
+    """``rows`` in batches of at most ``batch_size``."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    return [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
