@@ -9,10 +9,19 @@ Must not import: api/, cli/.
 from __future__ import annotations
 
 import argparse
+import logging
 import socket
+import sys
+from typing import Any
 
-from config.queues import WORKER_PROFILES, queues_for_profile
+from config.logging import configure_logging
+from config.queues import EMBED_CHUNKS_TASK, WORKER_PROFILES, queues_for_profile
 from config.settings import QuarrySettings, load_settings
+from pipeline.errors import PipelineError
+from tasks import context
+from workers.resources import Closers, build_embedder, build_resources
+
+log = logging.getLogger("quarry.worker")
 
 
 def node_name(profile: str, host: str | None = None) -> str:
@@ -25,30 +34,81 @@ def concurrency_for(profile: str, settings: QuarrySettings) -> int:
     return settings.worker_cpu_concurrency
 
 
+def pool_for(profile: str) -> str:
+    # The embed worker runs its batches in one thread of its own process: the model is
+    # loaded once, at start-up, in the process that uses it (no fork after torch), and
+    # the consumer keeps buffering the next batch while the device works on this one.
+    return "threads" if profile == "embed" else "prefork"
+
+
+def prefetch_multiplier_for(profile: str, settings: QuarrySettings) -> int:
+    # celery-batches can only flush `flush_every` messages if that many are prefetched:
+    # concurrency x multiplier must reach it; twice it keeps the next batch ready.
+    if profile in ("embed", "all"):
+        concurrency = 1 if profile == "embed" else settings.worker_cpu_concurrency
+        return max(1, -(-2 * settings.embed_flush_messages // concurrency))
+    return 1
+
+
 def worker_argv(
     profile: str, settings: QuarrySettings, queues: tuple[str, ...] | None = None
 ) -> list[str]:
+    concurrency = 1 if profile == "embed" else concurrency_for(profile, settings)
     return [
         "worker",
         "--queues",
         ",".join(queues or queues_for_profile(profile)),
         "--concurrency",
-        str(concurrency_for(profile, settings)),
+        str(concurrency),
         "--hostname",
         node_name(profile),
         "--loglevel",
         settings.log_level,
         "--pool",
-        "prefork",
+        pool_for(profile),
+        "--prefetch-multiplier",
+        str(prefetch_multiplier_for(profile, settings)),
         "--without-mingle",
         "--without-gossip",
     ]
 
 
 def run_worker(profile: str, queues: tuple[str, ...] | None = None) -> None:
+    """Build the profile's resources, then consume; a bad model or setting exits 2."""
+    from celery import signals
+
     from tasks.app import app
 
     settings = load_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    closers = Closers()
+    app.loader.import_default_modules()
+    embed_task = app.tasks[EMBED_CHUNKS_TASK]
+    embed_task.flush_every = settings.embed_flush_messages
+    embed_task.flush_interval = settings.embed_flush_interval_s
+    try:
+        if pool_for(profile) == "threads":
+            embedder = build_embedder(settings) if profile in ("embed", "all") else None
+            context.install(build_resources(profile, settings, closers, embedder=embedder))
+        elif profile in ("embed", "all"):
+            from pipeline.adapters.st_embedder import resolve_model_path
+
+            resolve_model_path(settings.embed_model)
+    except PipelineError as exc:
+        sys.stderr.write(f"quarry worker: error: {exc}\n")
+        raise SystemExit(2) from exc
+
+    def on_process_init(**_: Any) -> None:
+        context.install(build_resources(profile, settings, closers))
+
+    def on_process_shutdown(**_: Any) -> None:
+        closers.close()
+        context.install(None)
+
+    if pool_for(profile) == "prefork":
+        signals.worker_process_init.connect(on_process_init, weak=False)
+        signals.worker_process_shutdown.connect(on_process_shutdown, weak=False)
+    signals.worker_shutdown.connect(on_process_shutdown, weak=False)
     app.worker_main(worker_argv(profile, settings, queues))
 
 
