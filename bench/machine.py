@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from cli.machine import cpu_model
+from cli.machine import cpu_model, free_ports
 
-__all__ = ["cpu_model"]
+__all__ = ["cpu_model", "free_ports"]

@@ -21,7 +21,6 @@ import hashlib
 import json
 import os
 import secrets
-import socket
 import tempfile
 import time
 from collections import defaultdict
@@ -30,7 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from machine import cpu_model  # bench/ is the script folder, so on sys.path
+from machine import cpu_model, free_ports  # bench/ is the script folder, so on sys.path
 
 import pipeline.adapters.neo4j_graph_store as store_module
 from cli.chunk import model_token_counter
@@ -70,22 +69,11 @@ def file_graphs(corpus: Path, max_files: int | None) -> list[FileGraph]:
     return graphs
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
 @contextmanager
 def private_graph_server(heap_mb: int) -> Iterator[tuple[str, str, str, str]]:
     """(uri, user, password, database) of a fresh ArcadeDB, stopped on exit."""
     with tempfile.TemporaryDirectory(prefix="quarry-bench-graph-") as root:
-        bolt, http = _free_ports(2)
+        bolt, http = free_ports(2)
         settings = load_settings(
             env={
                 "QUARRY_DATA_DIR": f"{root}/data",

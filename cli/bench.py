@@ -31,7 +31,7 @@ from typing import Annotated, Any
 import typer
 
 from cli.chunk import model_token_counter
-from cli.machine import cpu_model
+from cli.machine import cpu_model, free_ports
 from config.settings import child_environment, load_settings
 from pipeline.adapters.st_embedder import BUNDLED_MODEL, raw_encode_seconds, resolve_model_path
 from pipeline.analysis import FileAnalysis, analyze_file
@@ -90,19 +90,6 @@ def load_corpus(root: Path, repo: RepoRef, limit_files: int | None) -> Corpus:
     return Corpus(root.name, tuple(batches))
 
 
-def _free_ports(count: int) -> list[int]:
-    import socket
-
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
 def _quarry(*args: str, env: dict[str, str]) -> None:
     quarry = str(Path(sys.executable).with_name("quarry"))
     result = subprocess.run(
@@ -120,7 +107,7 @@ def quarry_embed_s(corpus: Corpus, threads: int) -> float:
 
     root = Path(tempfile.mkdtemp(prefix="quarry-bench-", dir="/tmp"))
     root.chmod(0o711)
-    ports = dict(zip(PORT_NAMES, _free_ports(len(PORT_NAMES)), strict=True))
+    ports = dict(zip(PORT_NAMES, free_ports(len(PORT_NAMES)), strict=True))
     overrides: dict[str, Any] = {f"stack_{n.lower()}_port": p for n, p in ports.items()}
     settings = load_settings(
         data_dir=root / "data",

@@ -6,6 +6,7 @@ Must not import: anything of Quarry.
 from __future__ import annotations
 
 import platform
+import socket
 from pathlib import Path
 
 
@@ -18,3 +19,15 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports free on loopback right now, for a private stack."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()

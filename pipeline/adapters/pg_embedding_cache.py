@@ -10,17 +10,16 @@ Must not import: celery, tasks, workers, api, cli.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from types import TracebackType
 
 import numpy as np
 import numpy.typing as npt
 
 from pipeline import sql
-from pipeline.adapters.pg_vector_store import check_vector_column, open_pool
+from pipeline.adapters.pg_vector_store import PooledStore, check_vector_column, open_pool
 from pipeline.adapters.postgres import map_psycopg_errors
 
 
-class PgEmbeddingCache:
+class PgEmbeddingCache(PooledStore):
     """``dimension`` must match ``embedding_cache.embedding`` (checked here, ConfigError
     otherwise). Call :meth:`close` when done."""
 
@@ -32,20 +31,6 @@ class PgEmbeddingCache:
         self._pool = open_pool(
             dsn, pool_size=pool_size, timeout_s=timeout_s, name="quarry-embedding-cache"
         )
-
-    def close(self) -> None:
-        self._pool.close()
-
-    def __enter__(self) -> PgEmbeddingCache:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def get_many(
         self, model_id: str, content_hashes: Sequence[str]

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import psycopg
 from pgvector.psycopg import register_vector
@@ -70,7 +70,27 @@ def open_pool(dsn: str, *, pool_size: int, timeout_s: float, name: str) -> Pool:
     return pool
 
 
-class PgVectorStore:
+class PooledStore:
+    """A store over a connection pool: :meth:`close` it, or use it as a context manager."""
+
+    _pool: Pool
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class PgVectorStore(PooledStore):
     """Chunks of tenants' repositories in the ``chunks`` table.
 
     ``dimension`` must match ``chunks.embedding`` (checked here, :class:`ConfigError`
@@ -96,20 +116,6 @@ class PgVectorStore:
     @property
     def dimension(self) -> int:
         return self._dimension
-
-    def close(self) -> None:
-        self._pool.close()
-
-    def __enter__(self) -> PgVectorStore:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def ensure_repository(self, repo: RepoRef) -> None:
         sql.check_repo(repo)
