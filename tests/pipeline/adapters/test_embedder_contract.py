@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from pipeline.adapters.memory_embedder import InMemoryEmbedder
+from pipeline.adapters.onnx_embedder import OnnxInt8Embedder
 from pipeline.adapters.st_embedder import (
     BUNDLED_MODEL,
     SentenceTransformerEmbedder,
@@ -23,10 +24,19 @@ CODE = [
 ]
 
 
-@pytest.fixture(scope="module", params=["memory", "torch"])
-def embedder(request: pytest.FixtureRequest) -> Iterator[Embedder]:
+@pytest.fixture(scope="module", params=["memory", "torch", "onnx-int8"])
+def embedder(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Embedder]:
     if request.param == "memory":
         yield InMemoryEmbedder()
+        return
+    if request.param == "onnx-int8":
+        onnx = OnnxInt8Embedder(
+            resolve_model_path(BUNDLED_MODEL), tmp_path_factory.mktemp("onnx-models")
+        )
+        yield onnx
+        onnx.unload()
         return
     real = SentenceTransformerEmbedder(
         resolve_model_path(BUNDLED_MODEL), model_id=BUNDLED_MODEL, device="cpu"
@@ -81,4 +91,5 @@ def test_model_id_is_stable_and_non_empty(embedder: Embedder) -> None:
 def test_vectors_do_not_depend_on_batch_company(embedder: Embedder) -> None:
     alone = embedder.embed([CODE[2]])[0]
     together = embedder.embed(CODE)[2]
-    assert float(alone @ together) > 0.999
+    # int8 activations are quantised per batch, so company moves a vector a little
+    assert float(alone @ together) > 0.99
