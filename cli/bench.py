@@ -32,6 +32,7 @@ import typer
 
 from cli.chunk import model_token_counter
 from cli.machine import cpu_model, free_ports
+from config.endpoints import resolve_endpoints
 from config.settings import child_environment, load_settings
 from pipeline.adapters.st_embedder import BUNDLED_MODEL, raw_encode_seconds, resolve_model_path
 from pipeline.analysis import FileAnalysis, analyze_file
@@ -99,7 +100,7 @@ def _quarry(*args: str, env: dict[str, str]) -> None:
         raise RuntimeError(f"quarry {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
 
 
-def quarry_embed_s(corpus: Corpus, threads: int) -> float:
+def quarry_embed_s(corpus: Corpus, threads: int, backend: str) -> float:
     """Seconds from the first embed message to the last write message, cold cache."""
     from celery import Celery
 
@@ -113,14 +114,14 @@ def quarry_embed_s(corpus: Corpus, threads: int) -> float:
         data_dir=root / "data",
         stack_workers=("embed",),
         embed_torch_threads=threads,
+        embed_backend=backend,
         stack_start_timeout_s=300,
         **overrides,
     )
     env = child_environment(settings)
     _quarry("dev", "up", env=env)
     try:
-        secrets = json.loads((root / "data/stack/secrets.json").read_text())
-        redis_url = f"redis://:{secrets['redis_password']}@127.0.0.1:{ports['REDIS']}/0"
+        redis_url = resolve_endpoints(settings).redis_url
         client = connect_redis(redis_url, timeout_s=5)
         app = Celery("quarry-bench", broker=redis_url)
         app.conf.task_routes = {"quarry.*": {"queue": "quarry.embed"}}
@@ -151,6 +152,9 @@ def bench_embed(
         int, typer.Option(help="Torch threads for both runs (default: all cores).")
     ] = 0,
     batch_size: Annotated[int, typer.Option(help="Raw encode's batch size.")] = 32,
+    backend: Annotated[
+        str, typer.Option(help="Quarry's embed backend: torch or onnx-int8 (raw is fp32 torch).")
+    ] = "torch",
 ) -> None:
     """Raw model.encode vs Quarry's embed stage through real Celery workers, one run."""
     if not corpus.exists():
@@ -163,7 +167,7 @@ def bench_embed(
     chunk_total = sum(len(b.chunks) for b in loaded.batches)
     model_path = resolve_model_path(BUNDLED_MODEL)
     raw_s, device = raw_encode_seconds(model_path, texts, threads=threads, batch_size=batch_size)
-    quarry_s = quarry_embed_s(loaded, threads)
+    quarry_s = quarry_embed_s(loaded, threads, backend)
     result: dict[str, Any] = {
         "corpus": corpus.name,
         "files": len(loaded.batches),
@@ -175,6 +179,7 @@ def bench_embed(
         "quarry_chunks_per_s": round(len(texts) / quarry_s, 1),
         "ratio": round(raw_s / quarry_s, 3),
         "device": device,
+        "backend": backend,
         "threads": threads,
         "machine": {
             "cpu": cpu_model(),
