@@ -13,6 +13,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -31,7 +32,7 @@ def query_key(model_id: str, query: str) -> str:
 class RedisQueryEmbeddingCache:
     """A :class:`~pipeline.ports.QueryEmbeddingCache` in Redis; ``ttl_s`` 0 disables it."""
 
-    def __init__(self, client: "redis.Redis[bytes]", *, ttl_s: int) -> None:
+    def __init__(self, client: redis.Redis[Any], *, ttl_s: int) -> None:
         self._client = client
         self._ttl_s = ttl_s
 
