@@ -5,11 +5,9 @@ Each case gets a fresh database on the session's real services.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import psycopg
 import pytest
 
@@ -18,15 +16,11 @@ from migrations.runner import discover, run
 from pipeline.adapters.memory_migrations import InMemoryMigrationTarget
 from pipeline.adapters.neo4j_graph import make_driver
 from pipeline.adapters.neo4j_migrations import RECORD_LABEL, Neo4jMigrationTarget
-from pipeline.adapters.postgres import ensure_database
 from pipeline.adapters.postgres_migrations import PgMigrationTarget
 from pipeline.errors import MigrationError
 from pipeline.ports import MigrationTarget
+from tests.databases import fresh_graph_database, fresh_pg_database
 from workers.devstack.stack import Stack
-
-
-def _pg_dsn(endpoints: Endpoints, name: str) -> str:
-    return endpoints.postgres_dsn.rsplit("/", 1)[0] + f"/{name}"
 
 
 @pytest.fixture(params=["memory", "postgres", "graph"])
@@ -36,30 +30,12 @@ def target(request: pytest.FixtureRequest) -> Iterator[MigrationTarget]:
         return
     stack: Stack = request.getfixturevalue("stack")
     endpoints: Endpoints = request.getfixturevalue("endpoints")
-    name = f"mig_{uuid.uuid4().hex[:10]}"
     if request.param == "postgres":
-        dsn = _pg_dsn(endpoints, name)
-        ensure_database(dsn)
-        yield PgMigrationTarget(dsn)
-        with psycopg.connect(_pg_dsn(endpoints, "postgres"), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        with fresh_pg_database(endpoints, "mig") as dsn:
+            yield PgMigrationTarget(dsn)
         return
-    http = f"http://{stack.settings.stack_host}:{stack.settings.stack_graph_http_port}"
-    auth = (endpoints.neo4j_user, endpoints.neo4j_password)
-    httpx.post(
-        f"{http}/api/v1/server", json={"command": f"create database {name}"}, auth=auth, timeout=30
-    ).raise_for_status()
-    driver = make_driver(endpoints.neo4j_uri, endpoints.neo4j_user, endpoints.neo4j_password)
-    try:
+    with fresh_graph_database(stack.settings, endpoints, "mig") as (driver, name):
         yield Neo4jMigrationTarget(driver, name)
-    finally:
-        driver.close()
-        httpx.post(
-            f"{http}/api/v1/server",
-            json={"command": f"drop database {name}"},
-            auth=auth,
-            timeout=30,
-        )
 
 
 def _write(root: Path, kind: str, files: dict[str, str]) -> Path:

@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import httpx
 import neo4j
 import pytest
 from neo4j import exceptions as neo4j_errors
@@ -22,7 +21,7 @@ from neo4j import exceptions as neo4j_errors
 from config.endpoints import Endpoints
 from migrations.runner import discover, run
 from pipeline.adapters.memory_graph_store import InMemoryGraphStore
-from pipeline.adapters.neo4j_graph import make_driver, retry_constraint_races
+from pipeline.adapters.neo4j_graph import retry_constraint_races
 from pipeline.adapters.neo4j_graph_store import Neo4jGraphStore
 from pipeline.adapters.neo4j_migrations import Neo4jMigrationTarget
 from pipeline.analysis import FileAnalysis, analyze_file
@@ -40,6 +39,7 @@ from pipeline.models import (
     SymbolKind,
 )
 from pipeline.resolution import resolve_across_files
+from tests.databases import fresh_graph_database
 from workers.devstack.stack import Stack
 
 GraphStoreUnderTest = InMemoryGraphStore | Neo4jGraphStore
@@ -65,24 +65,9 @@ SOURCES = {
 def graph_database(request: pytest.FixtureRequest) -> Iterator[tuple[neo4j.Driver, str]]:
     stack: Stack = request.getfixturevalue("stack")
     endpoints: Endpoints = request.getfixturevalue("endpoints")
-    name = f"graphstore_{uuid.uuid4().hex[:10]}"
-    http = f"http://{stack.settings.stack_host}:{stack.settings.stack_graph_http_port}"
-    auth = (endpoints.neo4j_user, endpoints.neo4j_password)
-    httpx.post(
-        f"{http}/api/v1/server", json={"command": f"create database {name}"}, auth=auth, timeout=30
-    ).raise_for_status()
-    driver = make_driver(endpoints.neo4j_uri, endpoints.neo4j_user, endpoints.neo4j_password)
-    try:
+    with fresh_graph_database(stack.settings, endpoints, "graphstore") as (driver, name):
         run(Neo4jMigrationTarget(driver, name), discover("cypher"))
         yield driver, name
-    finally:
-        driver.close()
-        httpx.post(
-            f"{http}/api/v1/server",
-            json={"command": f"drop database {name}"},
-            auth=auth,
-            timeout=30,
-        )
 
 
 @pytest.fixture(params=["memory", "graph"])

@@ -23,11 +23,11 @@ from migrations.runner import run
 from pipeline.adapters.memory_vector_store import InMemoryEmbeddingCache, InMemoryVectorStore
 from pipeline.adapters.pg_embedding_cache import PgEmbeddingCache
 from pipeline.adapters.pg_vector_store import PgVectorStore
-from pipeline.adapters.postgres import ensure_database
 from pipeline.adapters.postgres_migrations import PgMigrationTarget
 from pipeline.errors import ConfigError, InvalidInputError, PermanentError, StoreUnavailableError
 from pipeline.models import Chunk, ChunkKind, RepoRef, Span, StoredChunk
 from pipeline.ports import EmbeddingCache, VectorStore
+from tests.databases import fresh_pg_database
 
 DIM = 384
 Vector = npt.NDArray[np.float32]
@@ -65,21 +65,13 @@ class PgBackend:
         return None if row[0] is None else row[0].to_numpy()
 
 
-def _database_dsn(endpoints: Endpoints, name: str) -> str:
-    return endpoints.postgres_dsn.rsplit("/", 1)[0] + f"/{name}"
-
-
 @pytest.fixture(scope="module")
 def pg_dsn(request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh database on the session's PostgreSQL with the shipped migrations."""
     endpoints: Endpoints = request.getfixturevalue("endpoints")
-    name = f"vs_{uuid.uuid4().hex[:10]}"
-    dsn = _database_dsn(endpoints, name)
-    ensure_database(dsn)
-    run(PgMigrationTarget(dsn))
-    yield dsn
-    with psycopg.connect(_database_dsn(endpoints, "postgres"), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    with fresh_pg_database(endpoints, "vs") as dsn:
+        run(PgMigrationTarget(dsn))
+        yield dsn
 
 
 @pytest.fixture(params=["memory", "postgres"])
