@@ -35,12 +35,10 @@ from tasks.context import current
 
 log = logging.getLogger("quarry.embed")
 
-EMBED_TASK = EMBED_CHUNKS_TASK
-
 
 @shared_task(  # type: ignore[untyped-decorator]
     base=Batches,
-    name=EMBED_TASK,
+    name=EMBED_CHUNKS_TASK,
     flush_every=64,
     flush_interval=0.05,
     acks_late=True,
@@ -55,7 +53,7 @@ def embed_chunks(requests: Sequence[Any]) -> None:
         try:
             pending.append((request, decode_file_chunks(kwargs.get("message")), attempt))
         except PermanentError as exc:
-            dead_letter(EMBED_TASK, request.id, kwargs, exc, attempts=attempt + 1)
+            dead_letter(EMBED_CHUNKS_TASK, request.id, kwargs, exc, attempts=attempt + 1)
     if not pending:
         return
     service = current().embedding
@@ -93,8 +91,10 @@ def _retry_each(pending: Sequence[tuple[Any, FileChunks, int]], exc: TransientEr
     for request, _batch, attempt in pending:
         payload = {"message": dict(request.kwargs or {}).get("message")}
         if attempt >= limit:
-            dead_letter(EMBED_TASK, request.id, payload, exc, attempts=attempt + 1)
+            dead_letter(EMBED_CHUNKS_TASK, request.id, payload, exc, attempts=attempt + 1)
             continue
         wait_s = backoff_s(attempt)
         log.warning("embedding failed, message %s again in %.1f s: %s", request.id, wait_s, exc)
-        app.send_task(EMBED_TASK, kwargs={**payload, "attempt": attempt + 1}, countdown=wait_s)
+        app.send_task(
+            EMBED_CHUNKS_TASK, kwargs={**payload, "attempt": attempt + 1}, countdown=wait_s
+        )

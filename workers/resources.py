@@ -35,6 +35,7 @@ from pipeline.adapters.st_embedder import (
     resolve_model_path,
 )
 from pipeline.embedding import EmbeddingService
+from pipeline.errors import ConfigError
 from pipeline.guarded import Deferred, GuardedEmbeddingCache, GuardedGraphStore, GuardedVectorStore
 from pipeline.ports import CircuitBreaker, Embedder, EmbeddingCache, GraphStore, VectorStore
 from tasks import metrics
@@ -105,8 +106,7 @@ def batch_tokens(settings: QuarrySettings, embedder: Embedder) -> int:
     return GPU_BATCH_TOKENS if embedder.device.startswith("cuda") else CPU_BATCH_TOKENS
 
 
-def build_breakers(settings: QuarrySettings, endpoints: Endpoints) -> dict[str, CircuitBreaker]:
-    client = connect_redis(endpoints.redis_url)
+def build_breakers(settings: QuarrySettings, client: Any) -> dict[str, CircuitBreaker]:
     return {
         store: RedisCircuitBreaker(
             store,
@@ -128,17 +128,16 @@ def build_resources(
 ) -> Resources:
     """The resources of ``profile``; ``embedder`` is passed when already loaded."""
     endpoints = resolve_endpoints(settings)
-    breakers = build_breakers(settings, endpoints)
+    redis_client = connect_redis(endpoints.redis_url)
+    breakers = build_breakers(settings, redis_client)
     resources = Resources(
         settings=settings,
         breakers=breakers,
-        dead_letters=RedisDeadLetters(connect_redis(endpoints.redis_url)),
+        dead_letters=RedisDeadLetters(redis_client),
     )
     if profile in ("embed", "all"):
         model = embedder or build_embedder(settings)
         if model.dimension != VECTOR_DIMENSION:
-            from pipeline.errors import ConfigError
-
             raise ConfigError(
                 f"embed_model {settings.embed_model!r} gives {model.dimension}-dimension "
                 f"vectors; the chunks table holds {VECTOR_DIMENSION} (needs a migration)"

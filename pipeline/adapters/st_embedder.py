@@ -121,10 +121,6 @@ class SentenceTransformerEmbedder:
     def loaded(self) -> bool:
         return self._model is not None
 
-    @property
-    def is_cuda(self) -> bool:
-        return self.device.startswith("cuda")
-
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         model = self._ensure_loaded()
         encoded = model.tokenizer(list(texts), add_special_tokens=True, truncation=False)
