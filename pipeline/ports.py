@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
+from pipeline.jobs import Job, JobError, JobRequest, JobSource, JobStatus, WebhookDelivery
 from pipeline.migration import AppliedMigration, Kind, Migration
-from pipeline.models import DeadLetter, FileGraph, RepoRef, StoredChunk
+from pipeline.models import DeadLetter, FileGraph, FileVersion, RepoRef, StoredChunk
 
 T = TypeVar("T")
 
@@ -214,4 +216,177 @@ class DeadLetters(Protocol):
 
     def remove(self, letter_id: str) -> bool:
         """Drop one letter; False if there was none."""
+        ...
+
+
+class JobStore(Protocol):
+    """Job records (PostgreSQL): the durable truth of every job, scoped by tenant."""
+
+    def create(self, request: JobRequest, *, job_id: str, commit: str | None) -> tuple[Job, bool]:
+        """Insert a queued job (creating tenant and repository rows as needed), or return
+        the existing job with the same idempotency key, or for the same repository and
+        commit unless that one failed or was cancelled. The bool: a new job was made."""
+        ...
+
+    def get(self, job_id: str, tenant: str | None = None) -> Job | None:
+        """One job; with ``tenant``, None unless the job is that tenant's."""
+        ...
+
+    def list(self, tenant: str, repo: str | None = None, limit: int = 50) -> list[Job]:
+        """The tenant's newest jobs, optionally of one repository."""
+        ...
+
+    def start(self, job_id: str, stage: str, commit: str | None = None) -> bool:
+        """queued -> running at ``stage`` (sets started_at, and the commit when it was
+        unknown); False when the job is already terminal."""
+        ...
+
+    def set_stage(self, job_id: str, stage: str) -> None:
+        """Record the stage of a running job (no-op for a terminal one)."""
+        ...
+
+    def save_progress(
+        self, job_id: str, counters: Mapping[str, int], errors: Sequence[JobError] = ()
+    ) -> None:
+        """Overwrite the counters and append errors (the newest MAX_ERRORS are kept)."""
+        ...
+
+    def finish(self, job_id: str, status: JobStatus, message: str = "") -> bool:
+        """Make the job terminal (done, failed, cancelled) with finished_at; False when it
+        already was terminal (the first caller wins)."""
+        ...
+
+    def set_snapshot(self, job_id: str, snapshot_id: int) -> None: ...
+
+    def add_webhook(self, job_id: str, delivery: WebhookDelivery) -> None:
+        """Append one delivery attempt to the job's delivery log."""
+        ...
+
+
+class SnapshotStore(Protocol):
+    """The files of each indexed commit and which snapshot search reads (PostgreSQL)."""
+
+    def searchable_files(self, repo: RepoRef) -> dict[str, FileVersion]:
+        """path -> file version of the repository's searchable snapshot ({} if none)."""
+        ...
+
+    def begin(self, repo: RepoRef, commit: str, files: Sequence[FileVersion]) -> int:
+        """Create (or reset) the snapshot of ``commit`` as ``indexing`` with ``files``;
+        returns its id. The searchable snapshot is untouched."""
+        ...
+
+    def snapshot_files(self, snapshot_id: int) -> dict[str, FileVersion]: ...
+
+    def publish(self, repo: RepoRef, snapshot_id: int) -> None:
+        """In one transaction: the snapshot becomes ``ready`` and searchable, and the one
+        it replaces ``superseded``."""
+        ...
+
+    def abandon(self, snapshot_id: int, status: str) -> None:
+        """Mark an unpublished snapshot ``failed`` or ``cancelled``."""
+        ...
+
+    def put_symbols(
+        self, repo: RepoRef, symbols: Mapping[tuple[str, str], Sequence[tuple[str, str, str]]]
+    ) -> None:
+        """Keep each file version's symbols, (path, sha256) -> [(name, qualified name,
+        kind)], so that a later job resolves calls into files it does not re-read."""
+        ...
+
+    def symbols(
+        self, repo: RepoRef, files: Mapping[str, str]
+    ) -> dict[str, list[tuple[str, str, str]]]:
+        """The kept symbols of the given file versions (path -> sha256), by path."""
+        ...
+
+    def repositories(self, tenant: str) -> list[dict[str, object]]:
+        """The tenant's repositories with their searchable commit, file and chunk counts."""
+        ...
+
+    def repository(self, tenant: str, name: str) -> dict[str, object] | None: ...
+
+
+class TokenStore(Protocol):
+    """API tokens, stored as sha256 digests, each bound to one tenant."""
+
+    def create(self, tenant: str, label: str = "") -> str:
+        """A new token for ``tenant`` (created if absent); the clear token is returned once."""
+        ...
+
+    def register(self, tenant: str, token: str, label: str = "") -> None:
+        """Store a token chosen elsewhere (the local stack's development token); idempotent."""
+        ...
+
+    def authenticate(self, token: str) -> str | None:
+        """The tenant of a valid, unrevoked token, else None."""
+        ...
+
+
+class JobBoard(Protocol):
+    """Live, shared job state for the workers (Redis): counters updated atomically,
+    the cancel flag, one-time markers and the files' graph extractions awaiting the
+    job's graph stage."""
+
+    def add(self, job_id: str, deltas: Mapping[str, int]) -> dict[str, int]:
+        """Add ``deltas`` atomically; returns every counter of the job after the add."""
+        ...
+
+    def counters(self, job_id: str) -> dict[str, int]: ...
+
+    def push_error(self, job_id: str, error: JobError) -> None: ...
+
+    def take_errors(self, job_id: str) -> list[JobError]:
+        """The errors pushed since the last take (to be appended to the record)."""
+        ...
+
+    def once(self, job_id: str, marker: str) -> bool:
+        """True for the first caller only (a stage started, the commit enqueued)."""
+        ...
+
+    def cancel(self, job_id: str) -> None: ...
+
+    def cancelled(self, job_id: str) -> bool: ...
+
+    def stash(self, job_id: str, items: Mapping[str, str]) -> None:
+        """Keep payloads by key (path -> encoded file graph) until the job is cleared."""
+        ...
+
+    def stashed(self, job_id: str) -> dict[str, str]: ...
+
+    def clear(self, job_id: str) -> None:
+        """Drop the job's live state (counters stay until they expire)."""
+        ...
+
+
+class Admission(Protocol):
+    """Bounded queues: a message is pushed only if its queue is below its bound, checked
+    and pushed atomically (one Lua script in Redis)."""
+
+    def push(self, queue: str, message: bytes) -> int:
+        """Push one broker message; returns the depth after the push. Raises
+        :class:`~pipeline.errors.QueueFullError` (with ``retry_after_s``) when full."""
+        ...
+
+    def depth(self, queue: str) -> int: ...
+
+    def bound(self, queue: str) -> int: ...
+
+
+class WebhookSender(Protocol):
+    """Delivers one signed event to a callback URL, once (the task retries)."""
+
+    def send(self, url: str, body: bytes, headers: Mapping[str, str]) -> int:
+        """POST ``body``; returns the 2xx status. Raises
+        :class:`~pipeline.errors.WebhookDeliveryError` on a timeout, a connection error or
+        5xx, :class:`~pipeline.errors.WebhookRejectedError` on 4xx or a refused address."""
+        ...
+
+
+class SourceFetcher(Protocol):
+    """Materialises a job's source as a folder of files under the data folder."""
+
+    def fetch(self, source: JobSource, workdir: Path) -> tuple[Path, str | None]:
+        """The folder to index and the commit it is at (None when not a git checkout).
+        ``workdir`` is an empty folder the fetcher may fill (clone, extracted archive);
+        nothing is written outside it. Raises InvalidInputError naming the bad source."""
         ...
