@@ -331,7 +331,18 @@ class JobBoard(Protocol):
         """Add ``deltas`` atomically; returns every counter of the job after the add."""
         ...
 
-    def counters(self, job_id: str) -> dict[str, int]: ...
+    def set_counters(self, job_id: str, values: Mapping[str, int]) -> None:
+        """Set counters to absolute values (the producer's totals: replay-safe)."""
+        ...
+
+    def mark(self, job_id: str, counter: str, members: Sequence[str]) -> list[str]:
+        """Add members (file paths) to the set ``counter``; returns those that were new.
+        A set counter reads as its size, so a replayed task never counts a file twice."""
+        ...
+
+    def counters(self, job_id: str) -> dict[str, int]:
+        """Every counter: added and set ones, and each marked set's size."""
+        ...
 
     def push_error(self, job_id: str, error: JobError) -> None: ...
 

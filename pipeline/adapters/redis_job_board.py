@@ -1,0 +1,262 @@
+"""The live state of running jobs in Redis, and the in-memory fake.
+
+Redis layout for job ``J`` under ``quarry:job:J``: ``:counters`` a hash of counter ->
+int (HINCRBY, so concurrent workers never lose an update), ``:errors`` a list of JSON
+errors, ``:once:<marker>`` and ``:throttle:<marker>`` keys set with NX, ``:cancel``
+and ``:stash`` a hash of path -> payload. Every key expires ``ttl_s`` after its last
+write (a day by default): the durable record is the job row in PostgreSQL, to which
+the counters are flushed.
+
+Must not import: celery, tasks, workers, api, cli.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import redis
+
+from pipeline.errors import StoreUnavailableError
+from pipeline.jobs import JobError
+
+DEFAULT_TTL_S = 86400
+
+_MARK = """
+local added = {}
+for i = 2, #ARGV do
+  if redis.call('SADD', KEYS[1], ARGV[i]) == 1 then added[#added + 1] = ARGV[i] end
+end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+redis.call('SADD', KEYS[2], KEYS[3])
+redis.call('EXPIRE', KEYS[2], ARGV[1])
+return added
+"""
+
+_ADD = """
+local out = {}
+for i = 1, #ARGV - 1, 2 do
+  redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1])
+end
+redis.call('EXPIRE', KEYS[1], ARGV[#ARGV])
+return redis.call('HGETALL', KEYS[1])
+"""
+
+
+@contextmanager
+def _redis_errors(what: str) -> Iterator[None]:
+    try:
+        yield
+    except redis.RedisError as exc:
+        raise StoreUnavailableError("redis", f"job board {what}: {exc}") from exc
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _error_json(error: JobError) -> str:
+    return json.dumps({"path": error.path, "message": error.message, "at": error.at})
+
+
+def _error_from(raw: str) -> JobError:
+    data = json.loads(raw)
+    return JobError(str(data["path"]), str(data["message"]), float(data["at"]))
+
+
+class RedisJobBoard:
+    """A :class:`~pipeline.ports.JobBoard` in Redis."""
+
+    def __init__(self, client: redis.Redis[Any], *, ttl_s: int = DEFAULT_TTL_S) -> None:
+        self._client = client
+        self._ttl_s = ttl_s
+        self._add_script = client.register_script(_ADD)
+        self._mark_script = client.register_script(_MARK)
+
+    def _key(self, job_id: str, part: str) -> str:
+        return f"quarry:job:{job_id}:{part}"
+
+    def add(self, job_id: str, deltas: Mapping[str, int]) -> dict[str, int]:
+        args: list[str | int] = []
+        for name, delta in deltas.items():
+            args += [name, int(delta)]
+        with _redis_errors("add"):
+            flat = self._add_script(keys=[self._key(job_id, "counters")], args=[*args, self._ttl_s])
+        return {_text(flat[i]): int(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+    def set_counters(self, job_id: str, values: Mapping[str, int]) -> None:
+        if not values:
+            return
+        key = self._key(job_id, "counters")
+        mapping = {k: int(v) for k, v in values.items()}
+        with _redis_errors("set_counters"):
+            self._client.pipeline().hset(key, mapping=mapping).expire(key, self._ttl_s).execute()
+
+    def mark(self, job_id: str, counter: str, members: Sequence[str]) -> list[str]:
+        if not members:
+            return []
+        keys = [self._key(job_id, f"set:{counter}"), self._key(job_id, "sets"), counter]
+        with _redis_errors("mark"):
+            added = self._mark_script(keys=keys, args=[self._ttl_s, *members])
+        return [_text(m) for m in added]
+
+    def counters(self, job_id: str) -> dict[str, int]:
+        with _redis_errors("counters"):
+            raw, names = (
+                self._client.pipeline()
+                .hgetall(self._key(job_id, "counters"))
+                .smembers(self._key(job_id, "sets"))
+                .execute()
+            )
+            set_names = sorted(_text(n) for n in names)
+            pipe = self._client.pipeline()
+            for name in set_names:
+                pipe.scard(self._key(job_id, f"set:{name}"))
+            sizes = pipe.execute()
+        counters = {_text(k): int(v) for k, v in raw.items()}
+        counters.update(zip(set_names, (int(n) for n in sizes), strict=True))
+        return counters
+
+    def push_error(self, job_id: str, error: JobError) -> None:
+        key = self._key(job_id, "errors")
+        with _redis_errors("push_error"):
+            self._client.pipeline().rpush(key, _error_json(error)).expire(
+                key, self._ttl_s
+            ).execute()
+
+    def take_errors(self, job_id: str) -> list[JobError]:
+        key = self._key(job_id, "errors")
+        with _redis_errors("take_errors"):
+            raw, _ = self._client.pipeline().lrange(key, 0, -1).delete(key).execute()
+        return [_error_from(_text(item)) for item in raw]
+
+    def once(self, job_id: str, marker: str) -> bool:
+        with _redis_errors("once"):
+            return bool(
+                self._client.set(self._key(job_id, f"once:{marker}"), 1, nx=True, ex=self._ttl_s)
+            )
+
+    def throttle(self, job_id: str, marker: str, interval_s: float) -> bool:
+        px = max(1, int(interval_s * 1000))
+        with _redis_errors("throttle"):
+            return bool(
+                self._client.set(self._key(job_id, f"throttle:{marker}"), 1, nx=True, px=px)
+            )
+
+    def cancel(self, job_id: str) -> None:
+        with _redis_errors("cancel"):
+            self._client.set(self._key(job_id, "cancel"), 1, ex=self._ttl_s)
+
+    def cancelled(self, job_id: str) -> bool:
+        with _redis_errors("cancelled"):
+            return bool(self._client.exists(self._key(job_id, "cancel")))
+
+    def stash(self, job_id: str, items: Mapping[str, str]) -> None:
+        if not items:
+            return
+        key = self._key(job_id, "stash")
+        with _redis_errors("stash"):
+            self._client.pipeline().hset(key, mapping=dict(items)).expire(
+                key, self._ttl_s
+            ).execute()
+
+    def stashed(self, job_id: str) -> dict[str, str]:
+        with _redis_errors("stashed"):
+            raw = self._client.hgetall(self._key(job_id, "stash"))
+        return {_text(k): _text(v) for k, v in raw.items()}
+
+    def clear(self, job_id: str) -> None:
+        with _redis_errors("clear"):
+            self._client.delete(self._key(job_id, "stash"), self._key(job_id, "errors"))
+
+
+class InMemoryJobBoard:
+    """The fake: the same semantics in one process, thread-safe."""
+
+    def __init__(self, *, clock: Any = time.monotonic) -> None:
+        self._lock = threading.Lock()
+        self._counters: dict[str, dict[str, int]] = {}
+        self._sets: dict[str, dict[str, set[str]]] = {}
+        self._errors: dict[str, list[JobError]] = {}
+        self._once: set[tuple[str, str]] = set()
+        self._throttle: dict[tuple[str, str], float] = {}
+        self._cancelled: set[str] = set()
+        self._stash: dict[str, dict[str, str]] = {}
+        self._clock = clock
+
+    def add(self, job_id: str, deltas: Mapping[str, int]) -> dict[str, int]:
+        with self._lock:
+            counters = self._counters.setdefault(job_id, {})
+            for name, delta in deltas.items():
+                counters[name] = counters.get(name, 0) + int(delta)
+            return dict(counters)
+
+    def set_counters(self, job_id: str, values: Mapping[str, int]) -> None:
+        with self._lock:
+            self._counters.setdefault(job_id, {}).update({k: int(v) for k, v in values.items()})
+
+    def mark(self, job_id: str, counter: str, members: Sequence[str]) -> list[str]:
+        if not members:
+            return []
+        with self._lock:
+            marked = self._sets.setdefault(job_id, {}).setdefault(counter, set())
+            added = []
+            for member in members:
+                if member not in marked:
+                    marked.add(member)
+                    added.append(member)
+            return added
+
+    def counters(self, job_id: str) -> dict[str, int]:
+        with self._lock:
+            counters = dict(self._counters.get(job_id, {}))
+            counters.update({k: len(v) for k, v in self._sets.get(job_id, {}).items()})
+            return counters
+
+    def push_error(self, job_id: str, error: JobError) -> None:
+        with self._lock:
+            self._errors.setdefault(job_id, []).append(error)
+
+    def take_errors(self, job_id: str) -> list[JobError]:
+        with self._lock:
+            return self._errors.pop(job_id, [])
+
+    def once(self, job_id: str, marker: str) -> bool:
+        with self._lock:
+            if (job_id, marker) in self._once:
+                return False
+            self._once.add((job_id, marker))
+            return True
+
+    def throttle(self, job_id: str, marker: str, interval_s: float) -> bool:
+        now = self._clock()
+        with self._lock:
+            if self._throttle.get((job_id, marker), float("-inf")) > now:
+                return False
+            self._throttle[(job_id, marker)] = now + interval_s
+            return True
+
+    def cancel(self, job_id: str) -> None:
+        with self._lock:
+            self._cancelled.add(job_id)
+
+    def cancelled(self, job_id: str) -> bool:
+        with self._lock:
+            return job_id in self._cancelled
+
+    def stash(self, job_id: str, items: Mapping[str, str]) -> None:
+        with self._lock:
+            self._stash.setdefault(job_id, {}).update(items)
+
+    def stashed(self, job_id: str) -> dict[str, str]:
+        with self._lock:
+            return dict(self._stash.get(job_id, {}))
+
+    def clear(self, job_id: str) -> None:
+        with self._lock:
+            self._stash.pop(job_id, None)
+            self._errors.pop(job_id, None)

@@ -1,0 +1,144 @@
+"""One contract for every JobBoard (the fake and real Redis): the live state of jobs."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from config.endpoints import Endpoints
+from pipeline.adapters.redis_job_board import InMemoryJobBoard, RedisJobBoard
+from pipeline.jobs import JobError
+from pipeline.ports import JobBoard
+
+
+@pytest.fixture(params=["memory", "redis"])
+def board(request: pytest.FixtureRequest) -> Iterator[JobBoard]:
+    if request.param == "memory":
+        yield InMemoryJobBoard()
+        return
+    endpoints: Endpoints = request.getfixturevalue("endpoints")
+    client: redis.Redis[Any] = redis.Redis.from_url(endpoints.redis_url)
+    try:
+        yield RedisJobBoard(client, ttl_s=600)
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def job_id() -> str:
+    return str(uuid.uuid4())
+
+
+def test_add_returns_every_counter_after_the_add(board: JobBoard, job_id: str) -> None:
+    assert board.add(job_id, {"files.total": 10, "files.skipped": 2}) == {
+        "files.total": 10,
+        "files.skipped": 2,
+    }
+    after = board.add(job_id, {"files.written": 1, "files.skipped": 1})
+    assert after == {"files.total": 10, "files.skipped": 3, "files.written": 1}
+    assert board.counters(job_id) == after
+
+
+def test_unknown_job_has_no_counters(board: JobBoard, job_id: str) -> None:
+    assert board.counters(job_id) == {}
+
+
+def test_concurrent_adds_lose_no_update(board: JobBoard, job_id: str) -> None:
+    def work() -> None:
+        for _ in range(200):
+            board.add(job_id, {"files.written": 1, "chunks.total": 3})
+
+    threads = [threading.Thread(target=work) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert board.counters(job_id) == {"files.written": 1200, "chunks.total": 3600}
+
+
+def test_errors_are_taken_once_in_order(board: JobBoard, job_id: str) -> None:
+    board.push_error(job_id, JobError("a.py", "boom", 1.0))
+    board.push_error(job_id, JobError("", "job-wide", 2.0))
+    assert board.take_errors(job_id) == [
+        JobError("a.py", "boom", 1.0),
+        JobError("", "job-wide", 2.0),
+    ]
+    assert board.take_errors(job_id) == []
+
+
+def test_once_is_true_for_the_first_caller_only(board: JobBoard, job_id: str) -> None:
+    results: list[bool] = []
+    lock = threading.Lock()
+
+    def work() -> None:
+        got = board.once(job_id, "commit")
+        with lock:
+            results.append(got)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [False] * 7 + [True]
+    assert board.once(job_id, "other") is True
+
+
+def test_throttle_allows_once_per_interval(board: JobBoard, job_id: str) -> None:
+    assert board.throttle(job_id, "flush", 30.0) is True
+    assert board.throttle(job_id, "flush", 30.0) is False
+    assert board.throttle(job_id, "other", 30.0) is True
+
+
+def test_cancel_flag(board: JobBoard, job_id: str) -> None:
+    assert board.cancelled(job_id) is False
+    board.cancel(job_id)
+    assert board.cancelled(job_id) is True
+
+
+def test_stash_keeps_payloads_until_cleared(board: JobBoard, job_id: str) -> None:
+    board.stash(job_id, {"a.py": '{"x": 1}', "dir/ü.py": "[]"})
+    board.stash(job_id, {"a.py": '{"x": 2}'})
+    board.stash(job_id, {})
+    assert board.stashed(job_id) == {"a.py": '{"x": 2}', "dir/ü.py": "[]"}
+    board.push_error(job_id, JobError("a.py", "x", 1.0))
+    board.clear(job_id)
+    assert board.stashed(job_id) == {}
+    assert board.take_errors(job_id) == []
+
+
+def test_set_counters_is_absolute_and_replay_safe(board: JobBoard, job_id: str) -> None:
+    board.set_counters(job_id, {"files.total": 5, "files.todo": 3})
+    board.set_counters(job_id, {"files.total": 5, "files.todo": 3})
+    board.add(job_id, {"chunks.total": 2})
+    assert board.counters(job_id) == {"files.total": 5, "files.todo": 3, "chunks.total": 2}
+
+
+def test_marks_count_each_member_once(board: JobBoard, job_id: str) -> None:
+    assert board.mark(job_id, "files.written", ["a.py", "b.py"]) == ["a.py", "b.py"]
+    assert board.mark(job_id, "files.written", ["b.py", "c ü.py"]) == ["c ü.py"]
+    assert board.mark(job_id, "files.failed", []) == []
+    board.mark(job_id, "files.settled", ["a.py"])
+    assert board.counters(job_id) == {"files.written": 3, "files.settled": 1}
+
+
+def test_concurrent_marks_of_one_member_admit_one(board: JobBoard, job_id: str) -> None:
+    wins: list[list[str]] = []
+    lock = threading.Lock()
+
+    def work() -> None:
+        got = board.mark(job_id, "files.settled", ["x.py"])
+        with lock:
+            wins.append(got)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(len(w) for w in wins) == [0] * 7 + [1]
