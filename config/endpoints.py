@@ -32,6 +32,8 @@ class StackSecrets:
     graph_password: str
     api_token: str
     flower_password: str
+    # Added after the first stacks were made: an older secrets file gets one on `dev up`.
+    webhook_secret: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +54,7 @@ class Endpoints:
     flower_url: str
     flower_user: str
     flower_password: str
+    webhook_secret: str = ""
 
     def redacted(self) -> dict[str, str]:
         """URLs without passwords, for status lines and logs."""
@@ -81,6 +84,7 @@ def read_stack_secrets(settings: QuarrySettings) -> StackSecrets | None:
             graph_password=str(raw["graph_password"]),
             api_token=str(raw["api_token"]),
             flower_password=str(raw["flower_password"]),
+            webhook_secret=str(raw.get("webhook_secret", "")),
         )
     except KeyError as exc:
         raise ConfigError(f"stack secrets file {path} lacks {exc.args[0]!r}") from None
@@ -130,6 +134,7 @@ def resolve_endpoints(settings: QuarrySettings, secrets: StackSecrets | None = N
         flower_password=secret(
             settings.flower_password, secrets.flower_password if secrets else None
         ),
+        webhook_secret=secret(settings.webhook_secret, secrets.webhook_secret if secrets else None),
     )
 
 

@@ -46,3 +46,7 @@ def queues_for_profile(profile: str) -> tuple[str, ...]:
 EMBED_CHUNKS_TASK: Final = "quarry.embed.chunks"
 WRITE_CHUNKS_TASK: Final = "quarry.write.chunks"
 WRITE_GRAPH_TASK: Final = "quarry.write.graph"
+INGEST_JOB_TASK: Final = "quarry.ingest.job"
+CHUNK_FILES_TASK: Final = "quarry.chunk.files"
+COMMIT_JOB_TASK: Final = "quarry.write.commit"
+WEBHOOK_DELIVER_TASK: Final = "quarry.webhook.deliver"

@@ -44,6 +44,16 @@ _PORT_FIELDS = (
 _URL_FIELDS = ("redis_url", "postgres_dsn", "neo4j_uri", "api_url")
 
 
+WEBHOOK_ADDRESS_KINDS = (
+    "loopback",
+    "private",
+    "link-local",
+    "reserved",
+    "multicast",
+    "unspecified",
+)
+
+
 class QuarrySettings(BaseSettings):
     """All of Quarry's settings. Env var = ``QUARRY_`` + the upper-cased field name."""
 
@@ -198,6 +208,76 @@ class QuarrySettings(BaseSettings):
         description="Retries of a write on a transient error before it goes to the dead letters.",
     )
 
+    # --- jobs: chunking, batching, bounded queues ---------------------------------------
+    chunk_max_tokens: int = Field(
+        256,
+        ge=32,
+        le=8192,
+        description="Largest chunk in word-pieces: the embedding model's window (256 for MiniLM).",
+    )
+    chunk_max_file_bytes: int = Field(
+        1_000_000, ge=1, description="Files larger than this are skipped (`too_large`)."
+    )
+    job_batch_files: int = Field(32, ge=1, le=10_000, description="Most files in one chunk task.")
+    job_batch_bytes: int = Field(
+        1_000_000, ge=1, description="About the most bytes of files in one chunk task."
+    )
+    queue_bound_ingest: int = Field(
+        1000, ge=1, description="Most waiting messages on the ingest queue (one per job)."
+    )
+    queue_bound_chunk: int = Field(
+        10_000, ge=1, description="Most waiting messages on the chunk queue (file batches)."
+    )
+    queue_bound_embed: int = Field(
+        20_000, ge=1, description="Most waiting messages on the embed queue (one per file)."
+    )
+    queue_bound_write: int = Field(
+        20_000, ge=1, description="Most waiting messages on the write queue."
+    )
+    queue_bound_webhook: int = Field(
+        10_000, ge=1, description="Most waiting messages on the webhook queue."
+    )
+    queue_wait_s: float = Field(
+        600.0,
+        gt=0,
+        description="How long a stage waits for room on a full queue before it retries later.",
+    )
+
+    # --- sources ------------------------------------------------------------------------
+    source_max_archive_bytes: int = Field(
+        200 * 2**20, ge=1, description="Largest uploaded .tar.gz accepted (compressed bytes)."
+    )
+    source_max_extracted_bytes: int = Field(
+        2 * 2**30, ge=1, description="Most bytes an archive may extract to."
+    )
+    source_max_members: int = Field(
+        200_000, ge=1, description="Most members (files and folders) of an archive."
+    )
+    source_clone_timeout_s: float = Field(
+        300.0, gt=0, description="Time limit of a shallow git clone."
+    )
+    source_allow_file_urls: bool = Field(
+        False,
+        description="Accept local git repositories as clone sources (`file://`); for tests.",
+    )
+
+    # --- webhooks -----------------------------------------------------------------------
+    webhook_secret: SecretStr | None = Field(
+        None,
+        description="HMAC-SHA256 key of webhook signatures. Unset: the local stack's own.",
+    )
+    webhook_allow_addresses: tuple[str, ...] = Field(
+        (),
+        description="Address kinds callbacks may resolve to anyway: loopback, private, link-local.",
+    )
+    webhook_timeout_s: float = Field(10.0, gt=0, le=120, description="Time limit of one delivery.")
+    webhook_max_attempts: int = Field(
+        6,
+        ge=1,
+        le=50,
+        description="Deliveries tried per event (timeouts, 5xx, 429) before giving up.",
+    )
+
     # --- flower ---------------------------------------------------------------------
     flower_user: str = Field("quarry", min_length=1, description="Flower basic-auth user.")
     flower_password: SecretStr | None = Field(
@@ -240,7 +320,7 @@ class QuarrySettings(BaseSettings):
     def _http_scheme(cls, value: str | None) -> str | None:
         return _require_scheme(value, ("http", "https"))
 
-    @field_validator("stack_workers", mode="before")
+    @field_validator("stack_workers", "webhook_allow_addresses", mode="before")
     @classmethod
     def _split_workers(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -254,6 +334,15 @@ class QuarrySettings(BaseSettings):
             if profile not in WORKER_PROFILES:
                 known = ", ".join(sorted(WORKER_PROFILES))
                 raise ValueError(f"unknown worker profile {profile!r} (known: {known})")
+        return value
+
+    @field_validator("webhook_allow_addresses")
+    @classmethod
+    def _known_address_kinds(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for kind in value:
+            if kind not in WEBHOOK_ADDRESS_KINDS:
+                known = ", ".join(WEBHOOK_ADDRESS_KINDS)
+                raise ValueError(f"unknown address kind {kind!r} (known: {known})")
         return value
 
     @model_validator(mode="after")

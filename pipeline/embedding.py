@@ -52,6 +52,7 @@ class EmbedOutcome:
     truncated: int = 0
     halvings: int = 0
     batches: list[BatchStat] = field(default_factory=list)
+    cached_hashes: frozenset[str] = frozenset()
 
     @property
     def cache_hit_ratio(self) -> float:
@@ -95,6 +96,7 @@ class EmbeddingService:
         model_id = self.embedder.model_id
         outcome.vectors = self._cached(model_id, list(texts))
         outcome.cached = len(outcome.vectors)
+        outcome.cached_hashes = frozenset(outcome.vectors)
         misses = [h for h in texts if h not in outcome.vectors]
         if misses:
             computed = self._compute([texts[h] for h in misses], outcome)

@@ -228,6 +228,10 @@ class JobStore(Protocol):
         commit unless that one failed or was cancelled. The bool: a new job was made."""
         ...
 
+    def discard(self, job_id: str) -> None:
+        """Delete a job that never started (its ingest task was not admitted)."""
+        ...
+
     def get(self, job_id: str, tenant: str | None = None) -> Job | None:
         """One job; with ``tenant``, None unless the job is that tenant's."""
         ...

@@ -1,0 +1,98 @@
+"""The chunk stage: a batch of one job's files read, checked, chunked and handed on.
+
+For each file of the batch: read it from the job's tree, check that its content is the
+version the producer listed (a file edited since is a failed file, with the reason),
+analyse it (content checks, one parse, chunks and graph), then
+
+* send its chunks to the embed queue (one message per file version);
+* keep its graph extraction on the job board for the job's graph stage, which resolves
+  calls across files once every file is known;
+* settle the files that end here: skipped on content, no chunks (written: the graph
+  stage still writes the file node), or failed.
+
+Must not import: celery, tasks/, workers/, api/, cli/, or any driver.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from config.queues import EMBED_CHUNKS_TASK
+from pipeline.analysis import analyze_file
+from pipeline.chunking import ChunkingOptions
+from pipeline.imports import RepoPaths
+from pipeline.indexing import JobContext, record_error, settle
+from pipeline.messages import FileChunks, encode_file_chunks, encode_file_graph
+from pipeline.models import FileGraph, FileVersion, RepoRef, SkippedFile
+from pipeline.tokens import TokenCounter
+
+
+def chunk_files(
+    ctx: JobContext,
+    job_id: str,
+    repo: RepoRef,
+    root: Path,
+    files: Sequence[FileVersion],
+    *,
+    options: ChunkingOptions,
+    counter: TokenCounter,
+    repo_paths: Callable[[], RepoPaths | None],
+) -> None:
+    """Chunk ``files`` of the job's tree at ``root``; see the module docstring."""
+    if ctx.board.cancelled(job_id):
+        return
+    paths = repo_paths()
+    messages: list[dict[str, object]] = []
+    graphs: dict[str, str] = {}
+    chunk_counts: dict[str, int] = {}
+    skipped: dict[str, list[str]] = {}
+    empty: list[str] = []
+    failed: list[str] = []
+    for file in files:
+        try:
+            data = (root / file.path).read_bytes()
+        except OSError as exc:
+            failed.append(file.path)
+            record_error(ctx, job_id, file.path, f"unreadable: {exc.strerror or exc}")
+            continue
+        if hashlib.sha256(data).hexdigest() != file.sha256:
+            failed.append(file.path)
+            record_error(ctx, job_id, file.path, "changed while the job was running")
+            continue
+        result = analyze_file(file.path, data, options=options, counter=counter, repo=paths)
+        if isinstance(result, SkippedFile):
+            skipped.setdefault(result.reason.value, []).append(file.path)
+            continue
+        chunks = result.chunks
+        graph = FileGraph(file, result.extraction, tuple((c.chunk_id, c.symbol) for c in chunks))
+        graphs[file.path] = json.dumps(encode_file_graph(job_id, repo, graph))
+        if chunks:
+            messages.append(encode_file_chunks(FileChunks(job_id, repo, file, chunks)))
+            chunk_counts[file.path] = len(chunks)
+        else:
+            empty.append(file.path)
+
+    # The graph first: once a file's chunks are sent, its write may settle the job's
+    # last file and start the graph stage, which must find every extraction.
+    ctx.board.stash(job_id, graphs)
+    new = ctx.board.mark(job_id, "files.chunked", [*chunk_counts, *empty])
+    if new:
+        ctx.board.add(
+            job_id,
+            {
+                "chunks.total": sum(chunk_counts.get(p, 0) for p in new),
+                "bytes.processed": sum(f.size_bytes for f in files if f.path in set(new)),
+            },
+        )
+    if messages:
+        ctx.send(EMBED_CHUNKS_TASK, [{"message": m} for m in messages])
+    for reason, reason_paths in skipped.items():
+        fresh = ctx.board.mark(job_id, f"skipped_paths.{reason}", reason_paths)
+        if fresh:
+            ctx.board.add(job_id, {f"skipped.{reason}": len(fresh)})
+        settle(ctx, job_id, "files.skipped_content", reason_paths)
+    settle(ctx, job_id, "files.written", empty)
+    settle(ctx, job_id, "files.failed", failed)

@@ -1,0 +1,132 @@
+"""The bookkeeping every stage of a job shares: counters, settling files, finishing.
+
+Owns :class:`JobContext` (the ports a stage needs, and how it enqueues the next task)
+and the rules that keep a job's numbers exact under redelivery:
+
+* per-file events are *marks* (sets of paths), so a task delivered twice never counts a
+  file twice; ``files.settled`` holds every file that reached its end (written, failed,
+  or skipped by a content check), and the job's commit is enqueued exactly once, by
+  whoever settles the last file (``JobBoard.once``);
+* counters live in Redis while the job runs and are flushed to the job record at most
+  once a second, and always when the job finishes;
+* finishing is first-caller-wins, and sends the job's webhook event when it has a
+  callback URL.
+
+Must not import: celery, tasks/, workers/, api/, cli/, or any driver.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from config.queues import COMMIT_JOB_TASK, WEBHOOK_DELIVER_TASK
+from pipeline.jobs import Job, JobError, JobStatus, merge_counters
+from pipeline.ports import JobBoard, JobStore, SnapshotStore
+
+log = logging.getLogger("quarry.jobs")
+
+# Enqueues one task per kwargs mapping, through admission (waiting while a queue is full).
+Send = Callable[[str, Sequence[Mapping[str, Any]]], None]
+
+FLUSH_INTERVAL_S = 1.0
+SETTLED = "files.settled"
+
+
+@dataclass(frozen=True, slots=True)
+class JobContext:
+    """What a stage needs to account for its work and hand it on."""
+
+    jobs: JobStore
+    snapshots: SnapshotStore
+    board: JobBoard
+    send: Send
+    clock: Callable[[], float] = field(default=time.time)
+
+
+def public_counters(raw: Mapping[str, int]) -> dict[str, int]:
+    """The job's counters as reported: ``files.skipped`` is the producer's skips
+    (unchanged or excluded) plus the files the chunk stage skipped on content."""
+    counters = dict(raw)
+    counters["files.skipped"] = raw.get("files.skipped_listed", 0) + raw.get(
+        "files.skipped_content", 0
+    )
+    return counters
+
+
+def live_job(ctx: JobContext, job: Job) -> Job:
+    """The job record with the live counters of a running job laid over it."""
+    if job.status.terminal:
+        return job
+    live = ctx.board.counters(job.job_id)
+    if not live:
+        return job
+    return replace(job, counters=public_counters(merge_counters(job.counters, live)))
+
+
+def flush_progress(ctx: JobContext, job_id: str, *, force: bool = False) -> None:
+    """Copy the live counters and new errors to the job record (throttled)."""
+    if not force and not ctx.board.throttle(job_id, "flush", FLUSH_INTERVAL_S):
+        return
+    counters = public_counters(ctx.board.counters(job_id))
+    ctx.jobs.save_progress(job_id, counters, ctx.board.take_errors(job_id))
+
+
+def record_error(ctx: JobContext, job_id: str, path: str, message: str) -> None:
+    ctx.board.push_error(job_id, JobError(path, message[:500], ctx.clock()))
+
+
+def settle(ctx: JobContext, job_id: str, counter: str, paths: Sequence[str]) -> None:
+    """Count ``paths`` under ``counter`` and as settled; the last file enqueues the commit."""
+    if not paths:
+        return
+    ctx.board.mark(job_id, counter, paths)
+    ctx.board.mark(job_id, SETTLED, paths)
+    counters = ctx.board.counters(job_id)
+    maybe_commit(ctx, job_id, counters)
+    flush_progress(ctx, job_id)
+
+
+def maybe_commit(ctx: JobContext, job_id: str, counters: Mapping[str, int]) -> bool:
+    """Enqueue the job's commit once every file to do has settled (exactly once)."""
+    todo = counters.get("files.todo")
+    if todo is None or counters.get(SETTLED, 0) < todo:
+        return False
+    if not ctx.board.once(job_id, "commit"):
+        return False
+    ctx.send(COMMIT_JOB_TASK, [{"job_id": job_id}])
+    return True
+
+
+def finish(ctx: JobContext, job: Job, status: JobStatus, message: str = "") -> bool:
+    """Make the job terminal (first caller wins), flush it, and send its webhook event."""
+    flush_progress(ctx, job.job_id, force=True)
+    if not ctx.jobs.finish(job.job_id, status, message):
+        return False
+    log.info("job %s %s: %s", job.job_id, status.value, message or "ok")
+    notify(ctx, job, f"job.{status.value}")
+    return True
+
+
+def notify(ctx: JobContext, job: Job, event: str) -> None:
+    """Enqueue the delivery of ``event`` to the job's callback URL, if it has one."""
+    if not job.callback_url:
+        return
+    ctx.send(
+        WEBHOOK_DELIVER_TASK,
+        [{"job_id": job.job_id, "event": event, "delivery_id": str(uuid.uuid4())}],
+    )
+
+
+def cancel(ctx: JobContext, job: Job) -> bool:
+    """Stop new work for the job and keep the previous snapshot searchable."""
+    ctx.board.cancel(job.job_id)
+    cancelled = finish(ctx, job, JobStatus.CANCELLED, "cancelled by request")
+    current = ctx.jobs.get(job.job_id)
+    if cancelled and current is not None and current.snapshot_id is not None:
+        ctx.snapshots.abandon(current.snapshot_id, "cancelled")
+    return cancelled
