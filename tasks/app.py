@@ -20,7 +20,7 @@ from config.settings import QuarrySettings, load_settings
 VISIBILITY_TIMEOUT_S = 3600
 TASK_SOFT_TIME_LIMIT_S = 600
 TASK_TIME_LIMIT_S = 900
-TASK_MODULES = ("tasks.embed", "tasks.write")
+TASK_MODULES = ("tasks.embed", "tasks.write", "tasks.jobs", "tasks.webhook")
 
 
 def create_app(settings: QuarrySettings | None = None) -> Celery:

@@ -88,6 +88,7 @@ class StageTask(Task):  # type: ignore[misc]
             limit = current().settings.write_max_retries
             if attempt >= limit:
                 dead_letter(self.name, self.request.id, payload, exc, attempts=attempt + 1)
+                self._after_dead_letter(payload, exc)
                 return None
             wait_s = backoff_s(attempt)
             log.warning(
@@ -96,4 +97,16 @@ class StageTask(Task):  # type: ignore[misc]
             raise self.retry(kwargs={**payload, "attempt": attempt + 1}, countdown=wait_s) from exc
         except PermanentError as exc:
             dead_letter(self.name, self.request.id, payload, exc, attempts=attempt + 1)
+            self._after_dead_letter(payload, exc)
             return None
+
+    def on_dead_letter(self, payload: Mapping[str, Any], exc: Exception) -> None:
+        """What else fails with this task: its job or its files (subclasses say)."""
+
+    def _after_dead_letter(self, payload: Mapping[str, Any], exc: Exception) -> None:
+        # The letter is kept; failing the job or its files is bookkeeping that must not
+        # turn a dead letter into a crash loop.
+        try:
+            self.on_dead_letter(payload, exc)
+        except Exception:
+            log.exception("%s: could not record the failure in its job", self.name)

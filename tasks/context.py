@@ -9,12 +9,23 @@ Must not import: workers/, api/, cli/, drivers.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from config.settings import QuarrySettings
+from pipeline.chunking import ChunkingOptions
 from pipeline.embedding import EmbeddingService
-from pipeline.ports import CircuitBreaker, DeadLetters, GraphStore, VectorStore
+from pipeline.indexing import JobContext
+from pipeline.ports import (
+    CircuitBreaker,
+    DeadLetters,
+    GraphStore,
+    SourceFetcher,
+    VectorStore,
+    WebhookSender,
+)
+from pipeline.tokens import TokenCounter
 
 
 @dataclass(slots=True)
@@ -27,6 +38,11 @@ class Resources:
     graph: GraphStore | None = None
     dead_letters: DeadLetters | None = None
     breakers: Mapping[str, CircuitBreaker] = field(default_factory=dict)
+    jobs: JobContext | None = None
+    fetcher: SourceFetcher | None = None
+    chunking: tuple[ChunkingOptions, TokenCounter] | None = None
+    webhooks: WebhookSender | None = None
+    webhook_secret: str = ""
 
 
 _current: Resources | None = None
@@ -43,3 +59,14 @@ def current() -> Resources:
     if _current is None:
         raise RuntimeError("no worker resources installed in this process")
     return _current
+
+
+def send_tasks(app: Any, task_name: str, kwargs_list: Sequence[Mapping[str, Any]]) -> None:
+    """Enqueue tasks through this process's job context (admission, waiting while the
+    queue is full), or straight through Celery where a worker has none (tests)."""
+    jobs = _current.jobs if _current is not None else None
+    if jobs is not None:
+        jobs.send(task_name, kwargs_list)
+        return
+    for kwargs in kwargs_list:
+        app.send_task(task_name, kwargs=dict(kwargs))

@@ -28,10 +28,12 @@ from celery_batches import Batches
 
 from config.queues import EMBED_CHUNKS_TASK, WRITE_CHUNKS_TASK
 from pipeline.errors import PermanentError, TransientError
+from pipeline.indexing import JobContext
 from pipeline.messages import FileChunks, decode_file_chunks, encode_file_chunks, encode_vectors
 from tasks import metrics
 from tasks.base import backoff_s, dead_letter
-from tasks.context import current
+from tasks.context import current, send_tasks
+from tasks.write import fail_file
 
 log = logging.getLogger("quarry.embed")
 
@@ -47,13 +49,19 @@ log = logging.getLogger("quarry.embed")
 def embed_chunks(requests: Sequence[Any]) -> None:
     """Embed the chunks of every buffered message, then hand each file to the write stage."""
     pending: list[tuple[Any, FileChunks, int]] = []
+    jobs = current().jobs
     for request in requests:
         kwargs = dict(request.kwargs or {})
         attempt = int(kwargs.pop("attempt", 0) or 0)
         try:
-            pending.append((request, decode_file_chunks(kwargs.get("message")), attempt))
+            batch = decode_file_chunks(kwargs.get("message"))
         except PermanentError as exc:
             dead_letter(EMBED_CHUNKS_TASK, request.id, kwargs, exc, attempts=attempt + 1)
+            fail_file(kwargs.get("message"), exc)
+            continue
+        if batch.job_id and jobs is not None and jobs.board.cancelled(batch.job_id):
+            continue  # cancel stops new work
+        pending.append((request, batch, attempt))
     if not pending:
         return
     service = current().embedding
@@ -76,13 +84,23 @@ def embed_chunks(requests: Sequence[Any]) -> None:
         outcome.cached,
         outcome.empty,
     )
-    app = embed_chunks.app
+    writes = []
     for _request, batch, _attempt in pending:
         vectors = [outcome.vectors.get(c.content_hash) for c in batch.chunks]
         message = encode_file_chunks(batch)
         message["model_id"] = service.model_id
         message["vectors"] = encode_vectors(vectors)
-        app.send_task(WRITE_CHUNKS_TASK, kwargs={"message": message})
+        writes.append({"message": message})
+        if batch.job_id and jobs is not None:
+            _count_embedded(jobs, batch, outcome.cached_hashes)
+    send_tasks(embed_chunks.app, WRITE_CHUNKS_TASK, writes)
+
+
+def _count_embedded(jobs: JobContext, batch: FileChunks, cached: frozenset[str]) -> None:
+    job_id = batch.job_id or ""
+    if jobs.board.mark(job_id, "files.embedded", [batch.file.path]):
+        hits = sum(1 for c in batch.chunks if c.content_hash in cached)
+        jobs.board.add(job_id, {"chunks.embedded": len(batch.chunks) - hits, "chunks.cached": hits})
 
 
 def _retry_each(pending: Sequence[tuple[Any, FileChunks, int]], exc: TransientError) -> None:
@@ -92,6 +110,7 @@ def _retry_each(pending: Sequence[tuple[Any, FileChunks, int]], exc: TransientEr
         payload = {"message": dict(request.kwargs or {}).get("message")}
         if attempt >= limit:
             dead_letter(EMBED_CHUNKS_TASK, request.id, payload, exc, attempts=attempt + 1)
+            fail_file(payload["message"], exc)
             continue
         wait_s = backoff_s(attempt)
         log.warning("embedding failed, message %s again in %.1f s: %s", request.id, wait_s, exc)

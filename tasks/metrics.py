@@ -73,6 +73,11 @@ DEAD_LETTERS = Counter(
 WRITTEN = Counter(
     "quarry_written_items_total", "Rows and nodes written to a store.", ["store", "item"]
 )
+WEBHOOK_DELIVERIES = Counter(
+    "quarry_webhook_deliveries_total",
+    "Webhook delivery attempts by event and outcome (delivered, retrying, failed, refused).",
+    ["event", "outcome"],
+)
 
 _BREAKER_STATES = {"closed": 0, "open": 1, "half-open": 2}
 
@@ -117,3 +122,8 @@ def record_device(device: str, model_id: str) -> None:
 @never_raises
 def record_breaker_state(store: str, state: str) -> None:
     BREAKER_STATE.labels(store).set(_BREAKER_STATES.get(state, 1))
+
+
+@never_raises
+def record_webhook(event: str, outcome: str) -> None:
+    WEBHOOK_DELIVERIES.labels(event, outcome).inc()

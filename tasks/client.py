@@ -1,0 +1,162 @@
+"""Enqueue Celery tasks by name through admission: bounded queues, refused when full.
+
+``TaskClient.send`` builds the exact message ``app.send_task`` would publish (see
+tasks/envelopes.py) and pushes it with an :class:`~pipeline.ports.Admission`, which
+checks the queue's bound and pushes in one atomic step. A full queue raises
+:class:`~pipeline.errors.QueueFullError` (the API answers 429 / 503 with its
+``retry_after_s``); ``send_blocking`` is for stage-to-stage sends inside workers, which
+wait for room instead, up to a timeout.
+
+Gauges (defined here for now; they belong in tasks/metrics.py): the depth and fill ratio
+of a queue as the last push through this process saw them.
+
+Must not import: workers/, api/, cli/, drivers (the admission adapter is injected).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from celery import Celery
+from prometheus_client import Gauge
+
+from pipeline.errors import QueueFullError
+from pipeline.ports import Admission
+from tasks.envelopes import Envelope, TaskEnvelopes
+
+log = logging.getLogger("quarry.tasks.client")
+
+QUEUE_DEPTH = Gauge(
+    "quarry_queue_depth",
+    "Messages waiting in a queue, as the last admission through this process saw it.",
+    ["queue"],
+    multiprocess_mode="mostrecent",
+)
+QUEUE_FILL_RATIO = Gauge(
+    "quarry_queue_fill_ratio",
+    "Queue depth over its bound (1 is full), as the last admission saw it.",
+    ["queue"],
+    multiprocess_mode="mostrecent",
+)
+
+# send_blocking waits retry_after_s times 1.0-1.5, so that producers refused together
+# do not all come back in the same instant.
+BLOCKING_JITTER = 0.5
+
+
+class BatchAdmission(Admission, Protocol):
+    """Admission with all-or-nothing batches (both adapters have it; the port may gain it)."""
+
+    def push_many(self, queue: str, messages: Sequence[bytes]) -> int: ...
+
+
+class TaskClient:
+    """Sends tasks by name to their routed queue, through admission.
+
+    ``sleep``, ``clock`` and ``rng`` are injectable for tests of ``send_blocking``.
+    """
+
+    def __init__(
+        self,
+        app: Celery,
+        admission: BatchAdmission,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self._envelopes = TaskEnvelopes(app)
+        self._admission = admission
+        self._sleep = sleep
+        self._clock = clock
+        self._rng = rng
+
+    def queue_for(self, task_name: str) -> str:
+        return self._envelopes.queue_for(task_name)
+
+    def send(
+        self,
+        task_name: str,
+        kwargs: dict[str, Any],
+        *,
+        countdown: float | None = None,
+        task_id: str | None = None,
+    ) -> str:
+        """Enqueue one task; returns its id. QueueFullError when the queue is full."""
+        envelope = self._envelopes.build(task_name, kwargs, countdown=countdown, task_id=task_id)
+        self._push(envelope)
+        return envelope.task_id
+
+    def send_many(
+        self,
+        task_name: str,
+        kwargs_list: Sequence[dict[str, Any]],
+        *,
+        countdown: float | None = None,
+    ) -> list[str]:
+        """Enqueue one task per kwargs, all or none (one admission call); returns the ids
+        in order. QueueFullError when they do not all fit now."""
+        if not kwargs_list:
+            return []
+        envelopes = [
+            self._envelopes.build(task_name, kwargs, countdown=countdown) for kwargs in kwargs_list
+        ]
+        queue = envelopes[0].queue
+        try:
+            depth = self._admission.push_many(queue, [e.message for e in envelopes])
+        except QueueFullError as exc:
+            self._observe(queue, exc.depth, exc.bound)
+            raise
+        self._observe(queue, depth, self._admission.bound(queue))
+        return [e.task_id for e in envelopes]
+
+    def send_blocking(
+        self,
+        task_name: str,
+        kwargs: dict[str, Any],
+        *,
+        timeout_s: float,
+        countdown: float | None = None,
+        task_id: str | None = None,
+    ) -> str:
+        """``send``, but a full queue is waited on (its ``retry_after_s`` with jitter) and
+        tried again until ``timeout_s`` has passed; then the last QueueFullError is raised.
+
+        The message is built once: the same task id on every attempt, and a
+        ``countdown`` counts from the first attempt.
+        """
+        envelope = self._envelopes.build(task_name, kwargs, countdown=countdown, task_id=task_id)
+        deadline = self._clock() + timeout_s
+        while True:
+            try:
+                self._push(envelope)
+            except QueueFullError as exc:
+                left_s = deadline - self._clock()
+                if left_s <= 0:
+                    raise
+                wait_s = exc.retry_after_s * (1.0 + BLOCKING_JITTER * self._rng())
+                log.debug("queue %s full, retrying in %.2f s", exc.queue, wait_s)
+                self._sleep(min(wait_s, left_s))
+            else:
+                return envelope.task_id
+
+    def _push(self, envelope: Envelope) -> None:
+        try:
+            depth = self._admission.push(envelope.queue, envelope.message)
+        except QueueFullError as exc:
+            self._observe(envelope.queue, exc.depth, exc.bound)
+            raise
+        self._observe(envelope.queue, depth, self._admission.bound(envelope.queue))
+
+    @staticmethod
+    def _observe(queue: str, depth: int, bound: int) -> None:
+        # An observer never fails the work: a metric error is logged and the send stands.
+        try:
+            QUEUE_DEPTH.labels(queue).set(depth)
+            QUEUE_FILL_RATIO.labels(queue).set(depth / bound if bound > 0 else 1.0)
+        except Exception:
+            log.exception("queue gauges for %s could not be set", queue)
