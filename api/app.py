@@ -1,39 +1,98 @@
 """The API app factory: ``uvicorn api.app:create_app --factory``.
 
+Errors map to status codes in one place: bad input 422 (400 for a bad source), a full
+queue 429 with ``Retry-After``, a store down 503; every error body is
+``{"detail": "..."}`` naming the bad input, never a traceback.
+
 Must not import: workers/, torch, celery (it enqueues through tasks.client).
 """
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Response
+import logging
+import math
+
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from api import routes_jobs, routes_repos
+from api.auth import tenant
+from api.state import ApiState
 from config.endpoints import Endpoints, resolve_endpoints
 from config.settings import QuarrySettings, load_settings
 from pipeline.adapters.probes import probe_graph, probe_postgres, probe_redis
+from pipeline.errors import (
+    ConfigError,
+    PermanentError,
+    QueueFullError,
+    StoreUnavailableError,
+    UnsupportedInputError,
+)
+
+log = logging.getLogger("quarry.api")
 
 
 def create_app(settings: QuarrySettings | None = None) -> FastAPI:
     settings = settings or load_settings()
     endpoints = resolve_endpoints(settings)
-    app = FastAPI(title="Quarry", version="0.1.0", docs_url="/docs")
+    app = FastAPI(
+        title="Quarry",
+        version="0.1.0",
+        docs_url="/docs",
+        description="Index code repositories; follow jobs; search. Bearer tokens: "
+        "`quarry token create --tenant T`.",
+    )
+    app.state.quarry = ApiState(settings, endpoints)
+    app.include_router(routes_jobs.router)
+    app.include_router(routes_repos.router)
+    _error_handlers(app)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:
         """The process is up. Needs no token."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"])
+    @app.get("/readyz", tags=["health"], dependencies=[Depends(tenant)])
     def readyz() -> JSONResponse:
         """Redis, PostgreSQL and the graph answer; 503 names the ones that do not."""
         return _readiness(endpoints)
 
-    @app.get("/metrics", tags=["health"])
+    @app.get("/metrics", tags=["health"], dependencies=[Depends(tenant)])
     def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    @app.on_event("shutdown")
+    def close() -> None:
+        app.state.quarry.close()
+
     return app
+
+
+def _error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(QueueFullError)
+    def queue_full(_request: Request, exc: QueueFullError) -> JSONResponse:
+        retry_after = max(1, math.ceil(exc.retry_after_s))
+        return JSONResponse(
+            {"detail": f"{exc}; retry after {retry_after} s", "retry_after_s": retry_after},
+            status_code=429,
+            headers={"Retry-After": str(retry_after)},
+        )
+
+    @app.exception_handler(StoreUnavailableError)
+    def unavailable(_request: Request, exc: StoreUnavailableError) -> JSONResponse:
+        log.warning("store unavailable: %s", exc)
+        return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "5"})
+
+    @app.exception_handler(ConfigError)
+    def misconfigured(_request: Request, exc: ConfigError) -> JSONResponse:
+        log.error("configuration: %s", exc)
+        return JSONResponse({"detail": f"server misconfigured: {exc}"}, status_code=500)
+
+    @app.exception_handler(PermanentError)
+    def bad_input(_request: Request, exc: PermanentError) -> JSONResponse:
+        code = 415 if isinstance(exc, UnsupportedInputError) else 422
+        return JSONResponse({"detail": str(exc)}, status_code=code)
 
 
 def _readiness(endpoints: Endpoints) -> JSONResponse:

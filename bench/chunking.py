@@ -19,7 +19,7 @@ from pathlib import Path
 
 from machine import cpu_model  # bench/ is the script folder, so on sys.path
 
-from cli.chunk import model_token_counter
+from pipeline.adapters.vocab import model_token_counter
 from pipeline.analysis import FileAnalysis, analyze_file
 from pipeline.chunking import ChunkingOptions
 from pipeline.imports import RepoPaths

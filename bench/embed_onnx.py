@@ -29,13 +29,13 @@ import numpy as np
 import numpy.typing as npt
 from machine import cpu_model  # bench/ is the script folder, so on sys.path
 
-from cli.chunk import model_token_counter
 from pipeline.adapters.onnx_embedder import (
     OnnxInt8Embedder,
     cache_file,
     export_int8_onnx,
     export_once,
 )
+from pipeline.adapters.vocab import model_token_counter
 from pipeline.analysis import FileAnalysis, analyze_file
 from pipeline.selection import select_files
 

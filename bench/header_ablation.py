@@ -30,7 +30,7 @@ from typing import Any
 
 from machine import cpu_model  # bench/ is the script folder, so on sys.path
 
-from cli.chunk import model_token_counter
+from pipeline.adapters.vocab import model_token_counter
 from pipeline.analysis import analyze_file
 from pipeline.chunking import ChunkingOptions
 from pipeline.models import Chunk, SkippedFile

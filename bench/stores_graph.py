@@ -32,13 +32,13 @@ from typing import Any
 from machine import cpu_model, free_ports  # bench/ is the script folder, so on sys.path
 
 import pipeline.adapters.neo4j_graph_store as store_module
-from cli.chunk import model_token_counter
 from config.endpoints import StackSecrets, resolve_endpoints
 from config.settings import load_settings
 from migrations.runner import discover, run
 from pipeline.adapters.neo4j_graph import make_driver
 from pipeline.adapters.neo4j_graph_store import Neo4jGraphStore
 from pipeline.adapters.neo4j_migrations import Neo4jMigrationTarget
+from pipeline.adapters.vocab import model_token_counter
 from pipeline.analysis import FileAnalysis, analyze_file
 from pipeline.imports import RepoPaths
 from pipeline.models import FileGraph, FileVersion, RepoRef

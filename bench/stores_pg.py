@@ -43,7 +43,6 @@ import psycopg
 from machine import cpu_model  # bench/ is the script folder, so on sys.path
 from pgvector.psycopg import register_vector
 
-from cli.chunk import model_token_counter
 from config.endpoints import resolve_endpoints
 from config.settings import load_settings
 from migrations.runner import run
@@ -51,6 +50,7 @@ from pipeline import sql
 from pipeline.adapters.pg_vector_store import PgVectorStore
 from pipeline.adapters.postgres import ensure_database
 from pipeline.adapters.postgres_migrations import PgMigrationTarget
+from pipeline.adapters.vocab import model_token_counter
 from pipeline.analysis import FileAnalysis, analyze_file
 from pipeline.lexical import lexical_text
 from pipeline.models import Chunk, RepoRef, StoredChunk

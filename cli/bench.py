@@ -30,11 +30,11 @@ from typing import Annotated, Any
 
 import typer
 
-from cli.chunk import model_token_counter
 from cli.machine import cpu_model, free_ports
 from config.endpoints import resolve_endpoints
 from config.settings import child_environment, load_settings
 from pipeline.adapters.st_embedder import BUNDLED_MODEL, raw_encode_seconds, resolve_model_path
+from pipeline.adapters.vocab import model_token_counter
 from pipeline.analysis import FileAnalysis, analyze_file
 from pipeline.messages import FileChunks, encode_file_chunks
 from pipeline.models import FileVersion, RepoRef

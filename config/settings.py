@@ -23,7 +23,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from config.queues import WORKER_PROFILES
+from config.queues import CHUNK, EMBED, INGEST, WEBHOOK, WORKER_PROFILES, WRITE
 from config.redaction import redact_url
 from pipeline.errors import ConfigError
 
@@ -286,6 +286,16 @@ class QuarrySettings(BaseSettings):
     flower_bind_host: str = Field(
         "127.0.0.1", description="Address Flower listens on (`0.0.0.0` in containers)."
     )
+
+    def queue_bounds(self) -> dict[str, int]:
+        """Each stage queue's bound, by queue name."""
+        return {
+            INGEST: self.queue_bound_ingest,
+            CHUNK: self.queue_bound_chunk,
+            EMBED: self.queue_bound_embed,
+            WRITE: self.queue_bound_write,
+            WEBHOOK: self.queue_bound_webhook,
+        }
 
     @field_validator("data_dir")
     @classmethod

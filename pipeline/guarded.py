@@ -115,3 +115,18 @@ class GuardedEmbeddingCache:
 
     def put_many(self, model_id: str, vectors: Mapping[str, npt.NDArray[np.float32]]) -> None:
         self.breaker.call(lambda: self.inner.get().put_many(model_id, vectors))
+
+
+class GuardedProxy:
+    """Any store (jobs, snapshots) built lazily, every method call through ``breaker``:
+    while the store is known to be down, callers get BreakerOpenError at once."""
+
+    def __init__(self, inner: Deferred[Any], breaker: CircuitBreaker) -> None:
+        self.inner = inner
+        self.breaker = breaker
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return self.breaker.call(lambda: getattr(self.inner.get(), name)(*args, **kwargs))
+
+        return call

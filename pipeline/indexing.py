@@ -98,7 +98,11 @@ def maybe_commit(ctx: JobContext, job_id: str, counters: Mapping[str, int]) -> b
         return False
     if not ctx.board.once(job_id, "commit"):
         return False
-    ctx.send(COMMIT_JOB_TASK, [{"job_id": job_id}])
+    try:
+        ctx.send(COMMIT_JOB_TASK, [{"job_id": job_id}])
+    except BaseException:
+        ctx.board.reset(job_id, "commit")  # the next settle (or this task's retry) sends it
+        raise
     return True
 
 

@@ -25,7 +25,7 @@ from typing import Any
 from config.queues import CHUNK_FILES_TASK, INGEST_JOB_TASK
 from pipeline.errors import InvalidInputError, PermanentError, QueueFullError
 from pipeline.indexing import JobContext, finish, flush_progress, maybe_commit
-from pipeline.inventory import take_inventory, tree_digest
+from pipeline.inventory import Inventory, estimate, take_inventory, tree_digest
 from pipeline.jobs import Job, JobRequest, JobStatus, Stage, check_repo_name
 from pipeline.messages import encode_file, encode_repo
 from pipeline.models import FileVersion
@@ -205,3 +205,36 @@ def _repository_busy(ctx: JobContext, job: Job) -> bool:
         and now - (other.started_at or now) < STALE_JOB_S
         for other in ctx.jobs.list(job.repo.tenant, job.repo.name, limit=20)
     )
+
+
+def dry_run(
+    ctx: JobContext,
+    request: JobRequest,
+    *,
+    fetcher: SourceFetcher,
+    workdir: Path,
+    max_file_bytes: int,
+) -> dict[str, Any]:
+    """What a job for ``request`` would do, enqueueing nothing: the files and bytes of
+    the commit, how many changed since the searchable snapshot, and the chunks and
+    seconds to expect for those."""
+    validate_request(request)
+    root, commit = fetcher.fetch(request.source, workdir)
+    inventory = take_inventory(root, max_file_bytes=max_file_bytes)
+    plan = plan_changes(inventory.files, ctx.snapshots.searchable_files(request.repo))
+    work = Inventory(
+        files=plan.work,
+        skipped=inventory.skipped,
+        bytes_total=sum(f.size_bytes for f in plan.work),
+    )
+    return {
+        "repo": request.repo.name,
+        "commit": request.commit or commit or tree_digest(inventory.files),
+        "files_total": len(inventory.files),
+        "bytes_total": inventory.bytes_total,
+        "added": len(plan.added),
+        "changed": len(plan.changed),
+        "unchanged": len(plan.unchanged),
+        "deleted": len(plan.deleted),
+        **estimate(work),
+    }

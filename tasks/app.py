@@ -77,3 +77,9 @@ def __getattr__(name: str) -> Celery:
     if _app is None:
         _app = create_app()
     return _app
+
+
+def celery_app() -> Celery:
+    """This process's app (the one ``celery -A tasks.app`` runs)."""
+    app: Celery = __getattr__("app")
+    return app

@@ -18,27 +18,53 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
 
 from config.endpoints import Endpoints, resolve_endpoints
 from config.settings import QuarrySettings
 from pipeline.adapters.breakers import RedisCircuitBreaker
+from pipeline.adapters.httpx_webhook_sender import HttpxWebhookSender, httpx_client
 from pipeline.adapters.neo4j_graph import make_driver
 from pipeline.adapters.neo4j_graph_store import Neo4jGraphStore
 from pipeline.adapters.pg_embedding_cache import PgEmbeddingCache
+from pipeline.adapters.pg_job_store import PgJobStore
+from pipeline.adapters.pg_snapshot_store import PgSnapshotStore
 from pipeline.adapters.pg_vector_store import PgVectorStore
 from pipeline.adapters.redis_client import connect_redis
+from pipeline.adapters.redis_admission import RedisAdmission
 from pipeline.adapters.redis_dead_letters import RedisDeadLetters
+from pipeline.adapters.redis_job_board import RedisJobBoard
+from pipeline.adapters.source_fetcher import LocalSourceFetcher
 from pipeline.adapters.st_embedder import (
     SentenceTransformerEmbedder,
     model_id_for,
     resolve_model_path,
 )
+from pipeline.adapters.vocab import model_token_counter
+from pipeline.chunking import ChunkingOptions
 from pipeline.embedding import EmbeddingService
 from pipeline.errors import ConfigError
-from pipeline.guarded import Deferred, GuardedEmbeddingCache, GuardedGraphStore, GuardedVectorStore
-from pipeline.ports import CircuitBreaker, Embedder, EmbeddingCache, GraphStore, VectorStore
+from pipeline.guarded import (
+    Deferred,
+    GuardedEmbeddingCache,
+    GuardedGraphStore,
+    GuardedProxy,
+    GuardedVectorStore,
+)
+from pipeline.indexing import JobContext
+from pipeline.ports import (
+    CircuitBreaker,
+    Embedder,
+    EmbeddingCache,
+    GraphStore,
+    JobStore,
+    SnapshotStore,
+    VectorStore,
+)
 from tasks import metrics
+from tasks.app import celery_app
+from tasks.client import TaskClient
 from tasks.context import Resources
 
 log = logging.getLogger("quarry.worker")
@@ -134,6 +160,8 @@ def build_resources(
         settings=settings,
         breakers=breakers,
         dead_letters=RedisDeadLetters(redis_client),
+        jobs=build_job_context(settings, endpoints, redis_client, breakers["postgres"], closers),
+        webhook_secret=endpoints.webhook_secret,
     )
     if profile in ("embed", "all"):
         model = embedder or build_embedder(settings)
@@ -160,7 +188,54 @@ def build_resources(
         closers.items.extend([vectors, graph])
         resources.vectors = GuardedVectorStore(vectors, breakers["postgres"])
         resources.graph = GuardedGraphStore(graph, breakers["graph"])
+        resources.fetcher = LocalSourceFetcher(
+            max_archive_bytes=settings.source_max_archive_bytes,
+            max_extracted_bytes=settings.source_max_extracted_bytes,
+            max_members=settings.source_max_members,
+            clone_timeout_s=settings.source_clone_timeout_s,
+            allow_local_git=settings.source_allow_file_urls,
+        )
+        options = ChunkingOptions(
+            max_tokens=settings.chunk_max_tokens, max_file_bytes=settings.chunk_max_file_bytes
+        )
+        resources.chunking = (options, model_token_counter())
+        http = httpx_client(settings.webhook_timeout_s)
+        closers.items.append(http)
+        resources.webhooks = HttpxWebhookSender(
+            http,
+            allow=frozenset(settings.webhook_allow_addresses),
+            timeout_s=settings.webhook_timeout_s,
+        )
     return resources
+
+
+def build_job_context(
+    settings: QuarrySettings,
+    endpoints: Endpoints,
+    redis_client: Any,
+    breaker: CircuitBreaker,
+    closers: Closers,
+) -> JobContext:
+    """Jobs and snapshots (PostgreSQL, behind its breaker), the job board and the
+    admission-checked sender that every stage uses to hand work on."""
+    jobs: Deferred[JobStore] = Deferred(lambda: PgJobStore(endpoints.postgres_dsn))
+    snapshots: Deferred[SnapshotStore] = Deferred(lambda: PgSnapshotStore(endpoints.postgres_dsn))
+    closers.items.extend([jobs, snapshots])
+    admission = RedisAdmission(
+        redis_client, settings.queue_bounds(), default_bound=settings.queue_bound_write
+    )
+    client = TaskClient(celery_app(), admission)
+
+    def send(task_name: str, kwargs_list: Sequence[Mapping[str, Any]]) -> None:
+        for kwargs in kwargs_list:
+            client.send_blocking(task_name, dict(kwargs), timeout_s=settings.queue_wait_s)
+
+    return JobContext(
+        jobs=cast(JobStore, GuardedProxy(jobs, breaker)),
+        snapshots=cast(SnapshotStore, GuardedProxy(snapshots, breaker)),
+        board=RedisJobBoard(redis_client),
+        send=send,
+    )
 
 
 def _graph_store(settings: QuarrySettings, endpoints: Endpoints) -> Neo4jGraphStore:

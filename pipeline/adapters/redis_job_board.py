@@ -140,6 +140,10 @@ class RedisJobBoard:
                 self._client.set(self._key(job_id, f"once:{marker}"), 1, nx=True, ex=self._ttl_s)
             )
 
+    def reset(self, job_id: str, marker: str) -> None:
+        with _redis_errors("reset"):
+            self._client.delete(self._key(job_id, f"once:{marker}"))
+
     def throttle(self, job_id: str, marker: str, interval_s: float) -> bool:
         px = max(1, int(interval_s * 1000))
         with _redis_errors("throttle"):
@@ -231,6 +235,10 @@ class InMemoryJobBoard:
                 return False
             self._once.add((job_id, marker))
             return True
+
+    def reset(self, job_id: str, marker: str) -> None:
+        with self._lock:
+            self._once.discard((job_id, marker))
 
     def throttle(self, job_id: str, marker: str, interval_s: float) -> bool:
         now = self._clock()

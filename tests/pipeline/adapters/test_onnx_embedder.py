@@ -20,8 +20,8 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from cli.chunk import model_token_counter
 from pipeline.adapters.onnx_embedder import OnnxInt8Embedder, export_once
+from pipeline.adapters.vocab import model_token_counter
 from pipeline.analysis import FileAnalysis, analyze_file
 from pipeline.errors import ConfigError
 

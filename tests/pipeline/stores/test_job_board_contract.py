@@ -142,3 +142,10 @@ def test_concurrent_marks_of_one_member_admit_one(board: JobBoard, job_id: str) 
     for t in threads:
         t.join()
     assert sorted(len(w) for w in wins) == [0] * 7 + [1]
+
+
+def test_reset_forgets_a_once_marker(board: JobBoard, job_id: str) -> None:
+    assert board.once(job_id, "commit") is True
+    board.reset(job_id, "commit")
+    assert board.once(job_id, "commit") is True
+    assert board.once(job_id, "commit") is False

@@ -1,0 +1,187 @@
+"""``/v1/jobs``: enqueue, follow, list and cancel indexing jobs.
+
+Must not import: workers/, cli/, torch, celery.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+from pydantic import BaseModel, Field
+
+from api.auth import State, Tenant
+from pipeline.errors import InvalidInputError
+from pipeline.indexing import cancel, live_job
+from pipeline.jobs import JobRequest, JobSource, SourceKind, job_status
+from pipeline.models import RepoRef
+from pipeline.producer import dry_run, submit
+from pipeline.sources import parse_source, repo_name_from
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+UPLOAD_CHUNK_BYTES = 1 << 20
+
+
+class JobCreate(BaseModel):
+    """A job: a source (a local path the workers can read, or a git URL), optionally a
+    ref, the repository name (default: from the source), the commit, a callback URL and
+    an idempotency key."""
+
+    source: str = Field(min_length=1, max_length=4096)
+    repo: str | None = Field(None, max_length=200)
+    ref: str | None = Field(None, max_length=256)
+    commit: str | None = Field(None, max_length=100)
+    callback_url: str | None = Field(None, max_length=2048)
+    idempotency_key: str | None = Field(None, max_length=200)
+
+
+class JobCreated(BaseModel):
+    job_id: str
+    status_url: str
+    created: bool
+
+
+def _request(tenant: str, body: JobCreate, source: JobSource) -> JobRequest:
+    name = body.repo or repo_name_from(source)
+    return JobRequest(
+        repo=RepoRef(tenant, name),
+        source=source,
+        commit=body.commit or None,
+        callback_url=body.callback_url or None,
+        idempotency_key=body.idempotency_key or None,
+    )
+
+
+def _enqueue(state: State, request: JobRequest, response: Response, http: Request) -> JobCreated:
+    client = state.client
+
+    def admit(task_name: str, kwargs: Mapping[str, Any]) -> None:
+        client.send(task_name, dict(kwargs))  # QueueFullError: 429, see api.app
+
+    job, created = submit(state.jobs, request, admit=admit)
+    response.status_code = 202 if created else 200
+    return JobCreated(
+        job_id=job.job_id,
+        status_url=str(http.url_for("get_job", job_id=job.job_id)),
+        created=created,
+    )
+
+
+@router.post("", status_code=202, response_model=JobCreated)
+def create_job(
+    body: JobCreate,
+    *,
+    tenant: Tenant,
+    state: State,
+    response: Response,
+    http: Request,
+    dry_run_: Annotated[bool, Query(alias="dry_run")] = False,
+) -> Any:
+    """Enqueue a job (202), or return the existing one for the same idempotency key or
+    repository + commit (200). ``?dry_run=true``: what it would do, enqueueing nothing.
+    429 with Retry-After when the ingest queue is full."""
+    source = parse_source(
+        body.source, body.ref, allow_file_urls=state.settings.source_allow_file_urls
+    )
+    if source.kind is SourceKind.PATH and not Path(source.location).is_absolute():
+        raise InvalidInputError(f"source {body.source!r}: a local path must be absolute")
+    request = _request(tenant, body, source)
+    if dry_run_:
+        with tempfile.TemporaryDirectory(dir=_scratch(state)) as workdir:
+            return dry_run(
+                state.jobs,
+                request,
+                fetcher=state.fetcher,
+                workdir=Path(workdir),
+                max_file_bytes=state.settings.chunk_max_file_bytes,
+            )
+    return _enqueue(state, request, response, http)
+
+
+@router.post("/archive", status_code=202, response_model=JobCreated)
+async def create_job_from_archive(
+    http: Request,
+    *,
+    tenant: Tenant,
+    state: State,
+    response: Response,
+    repo: Annotated[str, Query(min_length=1, max_length=200)],
+    commit: Annotated[str | None, Query(max_length=100)] = None,
+    callback_url: Annotated[str | None, Query(max_length=2048)] = None,
+    idempotency_key: Annotated[str | None, Query(max_length=200)] = None,
+) -> JobCreated:
+    """Enqueue a job for an uploaded .tar.gz (the request body, `application/gzip`)."""
+    limit = state.settings.source_max_archive_bytes
+    uploads = state.settings.data_dir / "uploads"
+    uploads.mkdir(parents=True, exist_ok=True)
+    target = uploads / f"{uuid.uuid4()}.tar.gz"
+    size = 0
+    try:
+        with target.open("wb") as out:
+            async for piece in http.stream():
+                size += len(piece)
+                if size > limit:
+                    raise HTTPException(413, f"archive is larger than {limit} bytes")
+                out.write(piece)
+        if size == 0:
+            raise InvalidInputError("archive: the request body is empty")
+        body = JobCreate(
+            source=str(target),
+            repo=repo,
+            commit=commit,
+            callback_url=callback_url,
+            idempotency_key=idempotency_key,
+        )
+        source = JobSource(SourceKind.ARCHIVE, str(target))
+        return _enqueue(state, _request(tenant, body, source), response, http)
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+
+
+@router.get("/{job_id}", name="get_job")
+def get_job(job_id: str, tenant: Tenant, state: State) -> dict[str, Any]:
+    """The job's status: counters, percent, ETA, errors and webhook deliveries."""
+    ctx = state.jobs
+    job = ctx.jobs.get(job_id, tenant)
+    if job is None:
+        raise HTTPException(404, f"job {job_id!r} not found")
+    return job_status(live_job(ctx, job), time.time())
+
+
+@router.get("")
+def list_jobs(
+    tenant: Tenant,
+    state: State,
+    repo: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> dict[str, Any]:
+    """The tenant's newest jobs, optionally of one repository."""
+    ctx, now = state.jobs, time.time()
+    jobs = ctx.jobs.list(tenant, repo, limit)
+    return {"jobs": [job_status(live_job(ctx, j), now) for j in jobs]}
+
+
+@router.delete("/{job_id}")
+def cancel_job(job_id: str, tenant: Tenant, state: State) -> dict[str, Any]:
+    """Cancel a job: no new work starts, the previous snapshot stays searchable. A job
+    already finished is returned as it is."""
+    ctx = state.jobs
+    job = ctx.jobs.get(job_id, tenant)
+    if job is None:
+        raise HTTPException(404, f"job {job_id!r} not found")
+    if not job.status.terminal:
+        cancel(ctx, job)
+        job = ctx.jobs.get(job_id, tenant) or job
+    return job_status(live_job(ctx, job), time.time())
+
+
+def _scratch(state: State) -> Path:
+    path = state.settings.data_dir / "work"
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,124 @@
+"""The API's composition root: the stores, the job board and the admission-checked task
+client, built once per process on first use; and the token check.
+
+Must not import: workers/, cli/, torch, celery (it enqueues through tasks.client).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from config.endpoints import Endpoints
+from config.settings import QuarrySettings
+from pipeline.adapters.pg_job_store import PgJobStore
+from pipeline.adapters.pg_snapshot_store import PgSnapshotStore
+from pipeline.adapters.pg_token_store import PgTokenStore
+from pipeline.adapters.redis_admission import RedisAdmission
+from pipeline.adapters.redis_client import connect_redis
+from pipeline.adapters.redis_job_board import RedisJobBoard
+from pipeline.adapters.source_fetcher import LocalSourceFetcher
+from pipeline.indexing import JobContext
+from pipeline.ports import TokenStore
+from tasks.app import create_app
+from tasks.client import TaskClient
+
+TOKEN_CACHE_S = 10.0
+
+
+@dataclass
+class ApiState:
+    """Everything the routes use. Built lazily so that the API starts (and answers
+    /healthz and /readyz) while a store is still down."""
+
+    settings: QuarrySettings
+    endpoints: Endpoints
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _built: dict[str, Any] = field(default_factory=dict)
+    _tokens_seen: dict[str, tuple[str | None, float]] = field(default_factory=dict)
+
+    def _get(self, name: str, build: Any) -> Any:
+        with self._lock:
+            if name not in self._built:
+                self._built[name] = build()
+            return self._built[name]
+
+    @property
+    def redis(self) -> Any:
+        return self._get("redis", lambda: connect_redis(self.endpoints.redis_url))
+
+    @property
+    def client(self) -> TaskClient:
+        s = self.settings
+
+        def build() -> TaskClient:
+            admission = RedisAdmission(
+                self.redis, s.queue_bounds(), default_bound=s.queue_bound_write
+            )
+            return TaskClient(create_app(s), admission)
+
+        client: TaskClient = self._get("client", build)
+        return client
+
+    @property
+    def jobs(self) -> JobContext:
+        dsn = self.endpoints.postgres_dsn
+
+        def build() -> JobContext:
+            client = self.client
+
+            def send(task_name: str, kwargs_list: Sequence[Mapping[str, Any]]) -> None:
+                for kwargs in kwargs_list:
+                    client.send_blocking(task_name, dict(kwargs), timeout_s=5.0)
+
+            return JobContext(
+                jobs=PgJobStore(dsn),
+                snapshots=PgSnapshotStore(dsn),
+                board=RedisJobBoard(self.redis),
+                send=send,
+            )
+
+        ctx: JobContext = self._get("jobs", build)
+        return ctx
+
+    @property
+    def tokens(self) -> TokenStore:
+        store: TokenStore = self._get("tokens", lambda: PgTokenStore(self.endpoints.postgres_dsn))
+        return store
+
+    @property
+    def fetcher(self) -> LocalSourceFetcher:
+        s = self.settings
+        fetcher: LocalSourceFetcher = self._get(
+            "fetcher",
+            lambda: LocalSourceFetcher(
+                max_archive_bytes=s.source_max_archive_bytes,
+                max_extracted_bytes=s.source_max_extracted_bytes,
+                max_members=s.source_max_members,
+                clone_timeout_s=s.source_clone_timeout_s,
+                allow_local_git=s.source_allow_file_urls,
+            ),
+        )
+        return fetcher
+
+    def tenant_for(self, token: str) -> str | None:
+        """The tenant of a token; answers are kept for a few seconds (revocation takes
+        at most that long to apply)."""
+        now = time.monotonic()
+        seen = self._tokens_seen.get(token)
+        if seen is not None and now - seen[1] < TOKEN_CACHE_S:
+            return seen[0]
+        tenant = self.tokens.authenticate(token)
+        if len(self._tokens_seen) > 10_000:
+            self._tokens_seen.clear()
+        self._tokens_seen[token] = (tenant, now)
+        return tenant
+
+    def close(self) -> None:
+        for item in self._built.values():
+            close = getattr(item, "close", None)
+            if callable(close):
+                close()
