@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from cli import chunk, dlq
+from cli import chunk, dlq, jobs
 from cli.bench import bench_app
 from cli.console import err, guarded, out, settings
 
@@ -166,6 +166,7 @@ def worker(
 
 
 chunk.register(app)
+jobs.register(app)
 app.add_typer(bench_app, name="bench")
 app.add_typer(dlq.dlq_app, name="dlq")
 

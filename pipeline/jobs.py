@@ -203,7 +203,11 @@ def job_status(job: Job, now: float) -> dict[str, Any]:
         "stage": job.stage,
         "message": job.message,
         "files": {name: c.get(f"files.{name}", 0) for name in FILE_COUNTERS}
-        | {"deleted": c.get("files.deleted", 0), "skipped_by_reason": skipped_by_reason},
+        | {
+            "todo": c.get("files.todo", 0),
+            "deleted": c.get("files.deleted", 0),
+            "skipped_by_reason": skipped_by_reason,
+        },
         "chunks": {name: c.get(f"chunks.{name}", 0) for name in CHUNK_COUNTERS},
         "bytes": {"total": c.get("bytes.total", 0), "processed": c.get("bytes.processed", 0)},
         "percent": percent_done(job),

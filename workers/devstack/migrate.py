@@ -10,6 +10,7 @@ from migrations.runner import MigrationReport, run
 from pipeline.adapters.neo4j_graph import make_driver
 from pipeline.adapters.neo4j_migrations import Neo4jMigrationTarget
 from pipeline.adapters.postgres import ensure_database
+from pipeline.adapters.pg_token_store import PgTokenStore
 from pipeline.adapters.postgres_migrations import PgMigrationTarget
 
 
@@ -37,3 +38,12 @@ def describe(report: MigrationReport) -> list[str]:
 
 def migrate_all(endpoints: Endpoints, *, dry_run: bool = False) -> list[str]:
     return [line for r in migrate_reports(endpoints, dry_run=dry_run) for line in describe(r)]
+
+
+def register_token(dsn: str, tenant: str, token: str, label: str) -> None:
+    """Store ``token`` (hashed) for ``tenant``; idempotent."""
+    store = PgTokenStore(dsn, pool_size=1)
+    try:
+        store.register(tenant, token, label)
+    finally:
+        store.close()

@@ -36,7 +36,7 @@ from pipeline.adapters.probes import probe_http
 from pipeline.errors import StackError
 from tasks.app import create_app
 from workers.devstack.layout import StackLayout
-from workers.devstack.migrate import migrate_all
+from workers.devstack.migrate import migrate_all, register_token
 from workers.devstack.processes import (
     read_pid,
     require_free_port,
@@ -118,6 +118,8 @@ class Stack:
         self.report("migrating")
         for line in migrate_all(endpoints):
             self.report(f"  {line}")
+        # The development token the CLI uses by default, bound to the `default` tenant.
+        register_token(endpoints.postgres_dsn, LOCAL_API_TENANT, secrets.api_token, "local stack")
 
         if not supervisor_running:
             self.report("starting workers, api and flower")
@@ -127,17 +129,21 @@ class Stack:
 
     def _ensure_secrets(self) -> StackSecrets:
         existing = read_stack_secrets(self.settings)
-        if existing is not None:
+        if existing is not None and existing.webhook_secret:
             return existing
-        created = StackSecrets(
+        created = existing or StackSecrets(
             graph_password=token_source.token_urlsafe(18),
             api_token="qdev_" + token_source.token_urlsafe(24),
             flower_password=token_source.token_urlsafe(12),
         )
+        created = dataclasses.replace(created, webhook_secret=token_source.token_urlsafe(32))
         path = secrets_path(self.settings)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        tmp = path.with_suffix(".tmp")
+        tmp.unlink(missing_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(dataclasses.asdict(created), handle)
+        tmp.replace(path)
         return created
 
     def _infra(

@@ -1,0 +1,257 @@
+"""``quarry index | status | jobs | cancel`` (through the API) and ``quarry token create``.
+
+The CLI talks to the API at ``QUARRY_API_URL`` with ``QUARRY_API_TOKEN`` (defaults: the
+local stack and its development token). ``index --wait`` polls the job's status and
+draws one progress bar per stage; its exit code is 0 when the job is done and 1 when it
+failed or was cancelled, so that a CI step fails with the job. A full queue (429) is
+waited on with backoff, as the server's Retry-After says.
+
+Must not import: torch, drivers.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from cli.console import err, guarded, out, settings
+from config.endpoints import resolve_endpoints
+from pipeline.errors import QueueFullError
+from pipeline.sources import parse_source
+
+POLL_S = 0.5
+TERMINAL = {"done", "failed", "cancelled"}
+
+
+def _client() -> Any:
+    from pipeline.adapters.api_client import QuarryApiClient
+
+    endpoints = guarded(lambda: resolve_endpoints(settings()))
+    return QuarryApiClient(endpoints.api_url, endpoints.api_token)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("index")(index)
+    app.command("status")(status)
+    app.command("jobs")(jobs)
+    app.command("cancel")(cancel)
+    token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
+    token_app.command("create")(token_create)
+    app.add_typer(token_app, name="token")
+
+
+def _admitted(action: Any, max_wait_s: float) -> Any:
+    """Run ``action``; on 429 wait (Retry-After, growing, with jitter) and try again."""
+    deadline = time.monotonic() + max_wait_s
+    attempt = 0
+    while True:
+        try:
+            return action()
+        except QueueFullError as exc:
+            wait_s = min(60.0, exc.retry_after_s * 2**attempt) * (1 + random.random() / 4)  # noqa: S311
+            if time.monotonic() + wait_s > deadline:
+                raise
+            err.print(f"queue full, retrying in {wait_s:.1f} s", markup=False)
+            time.sleep(wait_s)
+            attempt += 1
+
+
+def index(
+    source: Annotated[str, typer.Argument(help="A folder, a .tar.gz, or a git URL.")],
+    *,
+    repo: Annotated[
+        str | None, typer.Option(help="Repository name (default: from SOURCE).")
+    ] = None,
+    ref: Annotated[str | None, typer.Option(help="Git branch, tag or commit to clone.")] = None,
+    commit: Annotated[str | None, typer.Option(help="The commit id to record.")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Follow the job until it ends.")] = False,
+    callback: Annotated[str | None, typer.Option(help="Webhook URL for job events.")] = None,
+    idempotency_key: Annotated[str | None, typer.Option(help="Same key, same job.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Estimate; enqueue nothing.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    max_wait_s: Annotated[float, typer.Option(help="Longest wait for a full queue.")] = 600.0,
+) -> None:
+    """Enqueue SOURCE for indexing and print the job id (its last line)."""
+    local = Path(source).expanduser()
+    is_archive = local.is_file() and source.endswith((".tar.gz", ".tgz"))
+    location = str(local.resolve()) if local.exists() else source
+    client = _client()
+    body = {
+        "source": location,
+        "repo": repo,
+        "ref": ref,
+        "commit": commit,
+        "callback_url": callback,
+        "idempotency_key": idempotency_key,
+    }
+    if dry_run:
+        if is_archive:
+            err.print("quarry: error: --dry-run takes a folder or a git URL", markup=False)
+            raise typer.Exit(2)
+        report = guarded(lambda: client.create_job(body, dry_run=True))
+        _print_dry_run(report, as_json)
+        return
+    if is_archive:
+        params = {k: v for k, v in body.items() if v and k not in ("source", "ref")}
+        params["repo"] = repo or guarded(lambda: _default_name(location))
+        created = guarded(
+            lambda: _admitted(lambda: client.upload_archive(local, params), max_wait_s)
+        )
+    else:
+        created = guarded(lambda: _admitted(lambda: client.create_job(body), max_wait_s))
+    job_id = created["job_id"]
+    if not wait:
+        sys.stdout.write(json.dumps({"job_id": job_id}) + "\n" if as_json else f"{job_id}\n")
+        return
+    if not as_json:
+        err.print(f"job {job_id}", markup=False)
+    final = _follow(client, job_id, quiet=as_json)
+    if as_json:
+        sys.stdout.write(json.dumps(final) + "\n")
+    else:
+        _print_summary(final)
+        sys.stdout.write(f"{job_id}\n")
+    raise typer.Exit(0 if final["status"] == "done" else 1)
+
+
+def _default_name(location: str) -> str:
+    from pipeline.sources import repo_name_from
+
+    return repo_name_from(parse_source(location))
+
+
+def _follow(client: Any, job_id: str, *, quiet: bool) -> dict[str, Any]:
+    """Poll until the job ends; with a progress bar per stage unless ``quiet``."""
+    progress = Progress(
+        TextColumn("{task.description:<8}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[note]}"),
+        TimeElapsedColumn(),
+        console=err,
+        disable=quiet,
+    )
+    with progress:
+        bars = {
+            name: progress.add_task(name, total=None, note="")
+            for name in ("chunk", "embed", "write")
+        }
+        while True:
+            status = guarded(lambda: client.job(job_id))
+            files, chunks = status["files"], status["chunks"]
+            todo = max(files["todo"], files["chunked"])
+            progress.update(
+                bars["chunk"], total=todo or None, completed=files["chunked"], note="files"
+            )
+            progress.update(
+                bars["embed"],
+                total=chunks["total"] or None,
+                completed=chunks["embedded"] + chunks["cached"],
+                note=f"chunks ({chunks['cached']} cached)",
+            )
+            eta = status.get("eta_s")
+            progress.update(
+                bars["write"],
+                total=todo or None,
+                completed=files["written"] + files["failed"],
+                note=f"files  {status['stage']}" + (f"  eta {eta:.0f} s" if eta else ""),
+            )
+            if status["status"] in TERMINAL:
+                return status  # type: ignore[no-any-return]
+            time.sleep(POLL_S)
+
+
+def _print_summary(status: dict[str, Any]) -> None:
+    files, chunks = status["files"], status["chunks"]
+    err.print(
+        f"{status['status']}: {status['repo']}@{status['commit']}  files {files['total']} "
+        f"(written {files['written']}, skipped {files['skipped']}, failed {files['failed']}, "
+        f"deleted {files['deleted']})  chunks {chunks['total']} "
+        f"(embedded {chunks['embedded']}, cached {chunks['cached']})",
+        markup=False,
+    )
+    if status.get("message"):
+        err.print(f"  {status['message']}", markup=False)
+    for error in status.get("errors", [])[:10]:
+        err.print(f"  error {error['path'] or '-'}: {error['message']}", markup=False)
+
+
+def _print_dry_run(report: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(report) + "\n")
+        return
+    for key, value in report.items():
+        sys.stdout.write(f"{key}: {value}\n")
+
+
+def status(
+    job_id: Annotated[str, typer.Argument(help="The job id `quarry index` printed.")],
+    *,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Print a job's status (exit 1 if it failed or was cancelled)."""
+    current = guarded(lambda: _client().job(job_id))
+    if as_json:
+        sys.stdout.write(json.dumps(current, indent=2) + "\n")
+    else:
+        _print_summary(current)
+        sys.stdout.write(f"{current['percent']} % {current['stage']}\n")
+    raise typer.Exit(1 if current["status"] in ("failed", "cancelled") else 0)
+
+
+def jobs(
+    repo: Annotated[str | None, typer.Option(help="Only this repository's jobs.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 20,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The newest jobs of your tenant."""
+    listed = guarded(lambda: _client().jobs(repo, limit))
+    if as_json:
+        sys.stdout.write(json.dumps(listed, indent=2) + "\n")
+        return
+    table = Table("job", "repo", "commit", "status", "stage", "%", "files", "created")
+    for job in listed:
+        table.add_row(
+            job["job_id"],
+            job["repo"],
+            (job["commit"] or "")[:12],
+            job["status"],
+            job["stage"],
+            str(job["percent"]),
+            str(job["files"]["total"]),
+            (job["created_at"] or "")[:19],
+        )
+    out.print(table)
+
+
+def cancel(job_id: Annotated[str, typer.Argument()]) -> None:
+    """Cancel a job: no new work; the previous snapshot stays searchable."""
+    result = guarded(lambda: _client().cancel(job_id))
+    sys.stdout.write(f"{result['job_id']} {result['status']}\n")
+
+
+def token_create(
+    tenant: Annotated[str, typer.Option(help="The tenant the token acts for.")],
+    label: Annotated[str, typer.Option(help="A note kept with the token.")] = "",
+) -> None:
+    """Create an API token for TENANT; it is printed once, on the last line."""
+    from pipeline.adapters.pg_token_store import PgTokenStore
+    from pipeline.jobs import check_tenant
+
+    endpoints = guarded(lambda: resolve_endpoints(settings()))
+    guarded(lambda: check_tenant(tenant))
+    store = guarded(lambda: PgTokenStore(endpoints.postgres_dsn, pool_size=1))
+    try:
+        token = guarded(lambda: store.create(tenant, label))
+    finally:
+        store.close()
+    err.print(f"token for tenant {tenant!r} (shown once; stored hashed):", markup=False)
+    sys.stdout.write(token + "\n")

@@ -1,0 +1,125 @@
+"""A client of Quarry's own HTTP API, for the CLI (and CI hooks written in Python).
+
+Maps answers to pipeline errors once, here: 429 -> QueueFullError with the server's
+``Retry-After``; 401/403 -> ConfigError (the token); 404 and other 4xx ->
+InvalidInputError with the server's detail; 5xx and connection errors ->
+StoreUnavailableError("api", ...).
+
+Must not import: celery, tasks, workers, api, cli.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from pipeline.errors import ConfigError, InvalidInputError, QueueFullError, StoreUnavailableError
+
+
+@contextmanager
+def _http_errors(base_url: str) -> Iterator[None]:
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise StoreUnavailableError("api", f"{base_url} timed out: {exc}") from exc
+    except httpx.TransportError as exc:
+        raise StoreUnavailableError("api", f"cannot reach {base_url}: {exc}") from exc
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        detail = response.json().get("detail", response.text)
+    except ValueError:
+        detail = response.text
+    if isinstance(detail, list):  # FastAPI's validation errors
+        detail = "; ".join(
+            f"{'.'.join(str(p) for p in d.get('loc', ())[1:])}: {d.get('msg')}" for d in detail
+        )
+    return str(detail)[:500]
+
+
+class QuarryApiClient:
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        timeout_s: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._client = httpx.Client(
+            base_url=self.base_url,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=timeout_s,
+            transport=transport,
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _check(self, response: httpx.Response) -> Any:
+        code = response.status_code
+        if code == 429:
+            retry_after = float(response.headers.get("Retry-After", "1") or 1)
+            raise QueueFullError("ingest", 0, 0, retry_after)
+        if code in (401, 403):
+            raise ConfigError(
+                f"the API at {self.base_url} refused the token ({_detail(response)}): "
+                "set QUARRY_API_TOKEN (`quarry token create --tenant T`)"
+            )
+        if 400 <= code < 500:
+            raise InvalidInputError(_detail(response))
+        if code >= 500:
+            raise StoreUnavailableError(
+                "api", f"{self.base_url} answered {code}: {_detail(response)}"
+            )
+        return response.json()
+
+    def create_job(self, body: Mapping[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
+        params = {"dry_run": "true"} if dry_run else None
+        with _http_errors(self.base_url):
+            result: dict[str, Any] = self._check(
+                self._client.post("/v1/jobs", json=dict(body), params=params)
+            )
+        return result
+
+    def upload_archive(self, path: Path, params: Mapping[str, str]) -> dict[str, Any]:
+        with _http_errors(self.base_url), path.open("rb") as handle:
+            response = self._client.post(
+                "/v1/jobs/archive",
+                content=handle,
+                params=dict(params),
+                headers={"Content-Type": "application/gzip"},
+            )
+            result: dict[str, Any] = self._check(response)
+        return result
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        with _http_errors(self.base_url):
+            result: dict[str, Any] = self._check(self._client.get(f"/v1/jobs/{job_id}"))
+        return result
+
+    def jobs(self, repo: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"limit": limit}
+        if repo:
+            params["repo"] = repo
+        with _http_errors(self.base_url):
+            result = self._check(self._client.get("/v1/jobs", params=params))
+        jobs: list[dict[str, Any]] = result["jobs"]
+        return jobs
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        with _http_errors(self.base_url):
+            result: dict[str, Any] = self._check(self._client.delete(f"/v1/jobs/{job_id}"))
+        return result
+
+    def repos(self) -> list[dict[str, Any]]:
+        with _http_errors(self.base_url):
+            result = self._check(self._client.get("/v1/repos"))
+        repos: list[dict[str, Any]] = result["repos"]
+        return repos
