@@ -45,6 +45,9 @@ def stack_env(data_dir: Path) -> dict[str, str]:
         # Short breaker timings so that outage tests see open -> half-open -> closed fast.
         "QUARRY_BREAKER_FAIL_MAX": "3",
         "QUARRY_BREAKER_RESET_TIMEOUT_S": "2",
+        # Tests receive webhooks on loopback and clone local git repositories.
+        "QUARRY_WEBHOOK_ALLOW_ADDRESSES": "loopback",
+        "QUARRY_SOURCE_ALLOW_FILE_URLS": "true",
     }
     env.update(zip(PORT_KEYS, map(str, free_ports(len(PORT_KEYS))), strict=True))
     return env
