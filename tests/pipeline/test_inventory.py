@@ -1,0 +1,185 @@
+"""The inventory of a tree: file versions with real hashes, skips with reasons, the digest
+that names a plain folder, and the dry-run estimate."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from pipeline.inventory import (
+    DEFAULT_BYTES_PER_CHUNK,
+    Inventory,
+    estimate,
+    take_inventory,
+    tree_digest,
+)
+from pipeline.models import FileVersion, SkippedFile, SkipReason
+from pipeline.selection import select_files
+
+FILES: dict[str, bytes] = {
+    "main.py": b"print('hello')\n",
+    "src/app.ts": b"export const x = 1;\n",
+    "src/tool": b"#!/usr/bin/env python3\nprint(1)\n",
+    "src/bom_tool": b"\xef\xbb\xbf#!/bin/bash\necho hi\n",
+    "docs/guide.md": b"# Guide\n",
+    "notes.txt": b"plain words\n",
+    "empty.py": b"",
+    "image.png": b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR",
+    "app.min.js": b"var a=1;",
+    "debug.log": b"log\n",
+    ".gitignore": b"*.log\n",
+    "node_modules/lib/index.js": b"module.exports = 1;\n",
+    "big.py": b"x = 1\n" * 500,
+}
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    root = tmp_path / "repo"
+    for rel, data in FILES.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return root
+
+
+KEPT = {
+    ".gitignore": "text",
+    "docs/guide.md": "markdown",
+    "empty.py": "python",
+    "main.py": "python",
+    "notes.txt": "text",
+    "src/app.ts": "typescript",
+    "src/bom_tool": "bash",
+    "src/tool": "python",
+}
+
+
+@pytest.mark.parametrize("workers", [1, 4])
+def test_versions_carry_the_sha256_language_and_size_of_each_kept_file(
+    tree: Path, workers: int
+) -> None:
+    inventory = take_inventory(tree, max_file_bytes=2_000, workers=workers)
+    assert [f.path for f in inventory.files] == sorted(KEPT)
+    for version in inventory.files:
+        data = FILES[version.path]
+        assert version == FileVersion(
+            version.path, hashlib.sha256(data).hexdigest(), KEPT[version.path], len(data)
+        )
+    assert inventory.bytes_total == sum(len(FILES[p]) for p in KEPT)
+
+
+def test_every_left_out_file_is_reported_with_its_reason(tree: Path) -> None:
+    inventory = take_inventory(tree, max_file_bytes=2_000)
+    reasons = {s.path: s.reason for s in inventory.skipped}
+    assert reasons == {
+        "app.min.js": SkipReason.MINIFIED,
+        "big.py": SkipReason.TOO_LARGE,
+        "debug.log": SkipReason.IGNORED,
+        "image.png": SkipReason.BINARY,
+        "node_modules/": SkipReason.DEFAULT_EXCLUDED,
+    }
+    assert [s.path for s in inventory.skipped] == sorted(reasons)
+
+
+def test_it_agrees_with_select_files_and_without_content_checks_keeps_binaries(
+    tree: Path,
+) -> None:
+    selection = select_files(tree, max_file_bytes=2_000)
+    inventory = take_inventory(tree, max_file_bytes=2_000)
+    assert tuple(f.path for f in inventory.files) == selection.files
+    assert set(inventory.skipped) == set(selection.skipped)
+    unchecked = take_inventory(tree, max_file_bytes=2_000, check_content=False)
+    assert {"image.png", "app.min.js"} <= {f.path for f in unchecked.files}
+
+
+def test_a_file_that_vanishes_grows_or_turns_unreadable_after_listing_is_skipped(
+    tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pipeline.inventory as inventory_module
+
+    real_select = inventory_module.select_files
+
+    def select_then_change(root: Path, **kwargs: object) -> object:
+        selection = real_select(root, **kwargs)  # type: ignore[arg-type]
+        (root / "main.py").unlink()
+        (root / "notes.txt").write_bytes(b"y" * 3_000)
+        (root / "docs" / "guide.md").unlink()
+        (root / "docs" / "guide.md").mkdir()  # open() fails, even for root
+        return selection
+
+    monkeypatch.setattr(inventory_module, "select_files", select_then_change)
+    inventory = take_inventory(tree, max_file_bytes=2_000)
+    skipped = {s.path: s for s in inventory.skipped}
+    assert skipped["main.py"] == SkippedFile(
+        "main.py", SkipReason.UNREADABLE, "vanished after listing"
+    )
+    assert skipped["notes.txt"].reason is SkipReason.TOO_LARGE
+    assert skipped["docs/guide.md"] == SkippedFile(
+        "docs/guide.md", SkipReason.UNREADABLE, "Is a directory"
+    )
+    kept = {f.path for f in inventory.files}
+    assert not {"main.py", "notes.txt", "docs/guide.md"} & kept
+    assert "src/app.ts" in kept
+
+
+def test_a_symlink_out_of_the_tree_is_never_read(tree: Path, tmp_path: Path) -> None:
+    secret = tmp_path / "secret.py"
+    secret.write_text("TOKEN = 'x'\n")
+    (tree / "leak.py").symlink_to(secret)
+    inventory = take_inventory(tree, max_file_bytes=2_000)
+    assert "leak.py" not in {f.path for f in inventory.files}
+    assert SkipReason.SYMLINK_OUTSIDE_ROOT in {s.reason for s in inventory.skipped}
+
+
+def version(path: str, sha: str = "a" * 64) -> FileVersion:
+    return FileVersion(path, sha, "python", 1)
+
+
+def test_tree_digest_is_stable_order_free_and_sensitive_to_every_change() -> None:
+    files = [version("a.py"), version("b/c.py", "b" * 64), version("d.py", "c" * 64)]
+    digest = tree_digest(files)
+    assert digest.startswith("tree-") and len(digest) == len("tree-") + 16
+    lines = "".join(f"{f.path}\0{f.sha256}\n" for f in sorted(files, key=lambda f: f.path))
+    assert digest == "tree-" + hashlib.sha256(lines.encode()).hexdigest()[:16]
+    assert tree_digest(reversed(files)) == digest
+    assert tree_digest(files[:2]) != digest  # removed
+    assert tree_digest([*files, version("e.py")]) != digest  # added
+    assert tree_digest([version("a2.py"), *files[1:]]) != digest  # renamed
+    assert tree_digest([version("a.py", "f" * 64), *files[1:]]) != digest  # edited
+    # The separators keep ("ab", sha) and ("a", "b" + sha) apart.
+    assert tree_digest([version("ab", "1" * 64)]) != tree_digest([version("a", "b" + "1" * 63)])
+
+
+def test_tree_digest_of_the_same_folder_twice_is_equal(tree: Path) -> None:
+    first = tree_digest(take_inventory(tree, max_file_bytes=2_000).files)
+    assert tree_digest(take_inventory(tree, max_file_bytes=2_000).files) == first
+    (tree / "main.py").write_bytes(b"print('changed')\n")
+    assert tree_digest(take_inventory(tree, max_file_bytes=2_000).files) != first
+
+
+def test_estimate_counts_files_bytes_skips_chunks_and_seconds() -> None:
+    inventory = Inventory(
+        files=(FileVersion("a.py", "a" * 64, "python", 1_000),) * 3,
+        skipped=(
+            SkippedFile("x.png", SkipReason.BINARY),
+            SkippedFile("y.png", SkipReason.BINARY),
+            SkippedFile("z/", SkipReason.IGNORED),
+        ),
+        bytes_total=3_000,
+    )
+    assert estimate(inventory, bytes_per_chunk=1_000, chunks_per_s=2) == {
+        "files": 3,
+        "bytes": 3_000,
+        "skipped": 3,
+        "skipped_by_reason": {"binary": 2, "ignored": 1},
+        "estimated_chunks": 3,
+        "estimated_s": 1.5,
+    }
+    assert estimate(inventory, bytes_per_chunk=999)["estimated_chunks"] == 4
+    assert estimate(inventory)["estimated_chunks"] == -(-3_000 // DEFAULT_BYTES_PER_CHUNK)
+    assert estimate(Inventory())["estimated_s"] == 0.0
+    with pytest.raises(ValueError, match="positive"):
+        estimate(inventory, chunks_per_s=0)
