@@ -92,7 +92,9 @@ class RedisJobBoard:
         if not values:
             return
         key = self._key(job_id, "counters")
-        mapping = {k: int(v) for k, v in values.items()}
+        mapping: dict[str | bytes, bytes | float | int | str] = {
+            k: int(v) for k, v in values.items()
+        }
         with _redis_errors("set_counters"):
             self._client.pipeline().hset(key, mapping=mapping).expire(key, self._ttl_s).execute()
 
@@ -163,10 +165,9 @@ class RedisJobBoard:
         if not items:
             return
         key = self._key(job_id, "stash")
+        mapping: dict[str | bytes, bytes | float | int | str] = dict(items)
         with _redis_errors("stash"):
-            self._client.pipeline().hset(key, mapping=dict(items)).expire(
-                key, self._ttl_s
-            ).execute()
+            self._client.pipeline().hset(key, mapping=mapping).expire(key, self._ttl_s).execute()
 
     def stashed(self, job_id: str) -> dict[str, str]:
         with _redis_errors("stashed"):

@@ -24,6 +24,7 @@ from typing import Any
 from celery import Celery
 
 from config.endpoints import (
+    LOCAL_API_TENANT,
     Endpoints,
     StackSecrets,
     read_stack_secrets,
