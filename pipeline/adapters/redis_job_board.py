@@ -165,7 +165,7 @@ class RedisJobBoard:
         if not items:
             return
         key = self._key(job_id, "stash")
-        mapping: dict[str | bytes, bytes | float | int | str] = dict(items)
+        mapping: dict[str | bytes, bytes | float | int | str] = {k: v for k, v in items.items()}
         with _redis_errors("stash"):
             self._client.pipeline().hset(key, mapping=mapping).expire(key, self._ttl_s).execute()
 
