@@ -36,7 +36,7 @@ class ApiState:
 
     settings: QuarrySettings
     endpoints: Endpoints
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _lock: threading.RLock = field(default_factory=threading.RLock)
     _built: dict[str, Any] = field(default_factory=dict)
     _tokens_seen: dict[str, tuple[str | None, float]] = field(default_factory=dict)
 

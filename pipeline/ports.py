@@ -321,6 +321,10 @@ class TokenStore(Protocol):
         """Store a token chosen elsewhere (the local stack's development token); idempotent."""
         ...
 
+    def revoke(self, token: str) -> bool:
+        """Revoke a token for good; False when it is unknown or already revoked."""
+        ...
+
     def authenticate(self, token: str) -> str | None:
         """The tenant of a valid, unrevoked token, else None."""
         ...

@@ -1,0 +1,352 @@
+"""One contract for the snapshot store: the fake and PostgreSQL.
+
+The PostgreSQL cases run on a fresh database of the session's real server, migrated with
+the shipped migrations; every test works in a tenant of its own. Chunk counts come from
+the vector store of the same backend (the fake's, or PostgreSQL's ``chunks`` table).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+
+import psycopg
+import pytest
+
+from config.endpoints import Endpoints
+from migrations.runner import run
+from pipeline.adapters.memory_snapshot_store import InMemorySnapshotStore
+from pipeline.adapters.memory_vector_store import InMemoryVectorStore
+from pipeline.adapters.pg_snapshot_store import PgSnapshotStore
+from pipeline.adapters.pg_vector_store import PgVectorStore
+from pipeline.adapters.postgres_migrations import PgMigrationTarget
+from pipeline.errors import InvalidInputError
+from pipeline.models import Chunk, ChunkKind, FileVersion, RepoRef, Span, StoredChunk
+from pipeline.ports import SnapshotStore, VectorStore
+from tests.databases import fresh_pg_database
+
+DIM = 384
+
+
+class Backend:
+    """The store under test, its vector store, and a way to read a snapshot's status."""
+
+    def __init__(self, snapshots: SnapshotStore, vectors: VectorStore, dsn: str | None) -> None:
+        self.snapshots = snapshots
+        self.vectors = vectors
+        self.dsn = dsn
+
+    def status(self, snapshot_id: int) -> str | None:
+        if self.dsn is None:
+            assert isinstance(self.snapshots, InMemorySnapshotStore)
+            return self.snapshots.status(snapshot_id)
+        with psycopg.connect(self.dsn) as conn:
+            row = conn.execute("SELECT status FROM snapshots WHERE id = %s", (snapshot_id,))
+            found = row.fetchone()
+        return None if found is None else str(found[0])
+
+
+@pytest.fixture(scope="module")
+def pg_dsn(request: pytest.FixtureRequest) -> Iterator[str]:
+    endpoints: Endpoints = request.getfixturevalue("endpoints")
+    with fresh_pg_database(endpoints, "snapshots") as dsn:
+        run(PgMigrationTarget(dsn))
+        yield dsn
+
+
+@pytest.fixture(params=["memory", "postgres"])
+def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
+    if request.param == "memory":
+        vectors = InMemoryVectorStore(dimension=DIM)
+        yield Backend(InMemorySnapshotStore(vectors), vectors, None)
+        return
+    dsn = request.getfixturevalue("pg_dsn")
+    with PgSnapshotStore(dsn, pool_size=4) as store, PgVectorStore(dsn, dimension=DIM) as vs:
+        yield Backend(store, vs, dsn)
+
+
+@pytest.fixture
+def store(backend: Backend) -> SnapshotStore:
+    return backend.snapshots
+
+
+@pytest.fixture
+def repo() -> RepoRef:
+    return RepoRef(f"t{uuid.uuid4().hex[:8]}", "app")
+
+
+def fv(path: str, sha: str, size: int = 10) -> FileVersion:
+    return FileVersion(path, sha, "python", size)
+
+
+def files(*versions: FileVersion) -> dict[str, FileVersion]:
+    return {f.path: f for f in versions}
+
+
+V1 = (fv("a.py", "a1"), fv("b.py", "b1"), fv("docs/ü.md", "u1", 0))
+V2 = (fv("a.py", "a2"), fv("b.py", "b1"), fv("c.py", "c1", 12345))
+
+
+def chunk(path: str, sha: str, n: int) -> StoredChunk:
+    piece = Chunk(f"{path}#{n}", path, "python", Span(1, 2, 0, 9), "f", ChunkKind.FUNCTION,
+                  f"h{n}", 3, "def f(): pass")  # fmt: skip
+    return StoredChunk(piece, sha, "model", None)
+
+
+# --- begin, publish, read ---------------------------------------------------------------
+
+
+def test_a_begun_snapshot_is_not_searchable_until_published(
+    backend: Backend, store: SnapshotStore, repo: RepoRef
+) -> None:
+    sid = store.begin(repo, "c1", V1)
+    assert store.snapshot_files(sid) == files(*V1)
+    assert backend.status(sid) == "indexing"
+    assert store.searchable_files(repo) == {}
+    before = store.repository(repo.tenant, repo.name)
+    assert before is not None
+    assert (before["searchable_commit"], before["files"], before["last_indexed_at"]) == (
+        None, 0, None)  # fmt: skip
+    store.publish(repo, sid)
+    assert backend.status(sid) == "ready"
+    assert store.searchable_files(repo) == files(*V1)
+    after = store.repository(repo.tenant, repo.name)
+    assert after is not None
+    assert (after["name"], after["searchable_commit"], after["files"]) == ("app", "c1", 3)
+    assert isinstance(after["last_indexed_at"], float)
+    assert abs(after["last_indexed_at"] - time.time()) < 60
+    assert isinstance(after["created_at"], float)
+    assert after["created_at"] <= after["last_indexed_at"]
+
+
+def test_publish_supersedes_the_previous_snapshot_and_drops_its_file_list(
+    backend: Backend, store: SnapshotStore, repo: RepoRef
+) -> None:
+    first = store.begin(repo, "c1", V1)
+    store.publish(repo, first)
+    second = store.begin(repo, "c2", V2)
+    assert store.searchable_files(repo) == files(*V1)  # begin leaves search alone
+    store.publish(repo, second)
+    assert store.searchable_files(repo) == files(*V2)
+    assert (backend.status(first), backend.status(second)) == ("superseded", "ready")
+    assert store.snapshot_files(first) == {}
+    assert (store.repository(repo.tenant, repo.name) or {})["searchable_commit"] == "c2"
+    store.publish(repo, second)  # replayed: nothing changes
+    assert store.searchable_files(repo) == files(*V2)
+
+
+def test_a_superseded_commit_can_be_indexed_again(
+    backend: Backend, store: SnapshotStore, repo: RepoRef
+) -> None:
+    first = store.begin(repo, "c1", V1)
+    store.publish(repo, first)
+    store.publish(repo, store.begin(repo, "c2", V2))
+    with pytest.raises(InvalidInputError, match="superseded"):
+        store.publish(repo, first)
+    again = store.begin(repo, "c1", V1)
+    assert (again, backend.status(again)) == (first, "indexing")
+    store.publish(repo, again)
+    assert store.searchable_files(repo) == files(*V1)
+
+
+def test_beginning_the_searchable_commit_again_keeps_it_ready_and_searchable(
+    backend: Backend, store: SnapshotStore, repo: RepoRef
+) -> None:
+    sid = store.begin(repo, "c1", V1)
+    store.publish(repo, sid)
+    again = store.begin(repo, "c1", V1)
+    assert again == sid
+    assert backend.status(sid) == "ready"
+    assert store.searchable_files(repo) == files(*V1)
+    assert (store.repository(repo.tenant, repo.name) or {})["last_indexed_at"] is not None
+    store.abandon(sid, "failed")  # the re-index failed: search keeps the snapshot
+    assert backend.status(sid) == "ready"
+    assert store.searchable_files(repo) == files(*V1)
+
+
+def test_an_abandoned_snapshot_is_marked_and_cannot_be_published_until_begun_again(
+    backend: Backend, store: SnapshotStore, repo: RepoRef
+) -> None:
+    live = store.begin(repo, "c1", V1)
+    store.publish(repo, live)
+    doomed = store.begin(repo, "c2", V2)
+    store.abandon(doomed, "cancelled")
+    assert backend.status(doomed) == "cancelled"
+    assert store.snapshot_files(doomed) == {}
+    with pytest.raises(InvalidInputError, match=f"snapshot {doomed} .* cancelled"):
+        store.publish(repo, doomed)
+    assert store.searchable_files(repo) == files(*V1)
+    store.abandon(doomed, "failed")  # no longer indexing: left as it is
+    assert backend.status(doomed) == "cancelled"
+    assert store.begin(repo, "c2", V2) == doomed
+    assert (backend.status(doomed), store.snapshot_files(doomed)) == ("indexing", files(*V2))
+    with pytest.raises(InvalidInputError, match="'ready'"):
+        store.abandon(doomed, "ready")
+    store.abandon(10**9, "failed")  # unknown: nothing happens
+
+
+def test_begin_replaces_the_file_list_of_its_snapshot(store: SnapshotStore, repo: RepoRef) -> None:
+    sid = store.begin(repo, "c1", V1)
+    assert store.begin(repo, "c1", V2) == sid
+    assert store.snapshot_files(sid) == files(*V2)
+    assert store.begin(repo, "c1", []) == sid
+    assert store.snapshot_files(sid) == {}
+
+
+@pytest.mark.timeout(60)
+def test_ten_thousand_files_go_in_and_come_back(store: SnapshotStore, repo: RepoRef) -> None:
+    many = [fv(f"src/pkg{n % 97}/mod_{n}.py", f"{n:064x}", n) for n in range(12_000)]
+    sid = store.begin(repo, "big", many)
+    store.publish(repo, sid)
+    assert store.searchable_files(repo) == files(*many)
+    assert (store.repository(repo.tenant, repo.name) or {})["files"] == 12_000
+
+
+def test_publish_refuses_a_snapshot_of_another_repository_or_an_unknown_one(
+    store: SnapshotStore, repo: RepoRef
+) -> None:
+    mine = store.begin(repo, "c1", V1)
+    store.publish(repo, mine)
+    other = RepoRef(repo.tenant, "lib")
+    theirs = store.begin(other, "c1", V2)
+    with pytest.raises(InvalidInputError, match=f"snapshot {theirs} is not one of"):
+        store.publish(repo, theirs)
+    with pytest.raises(InvalidInputError, match="is not one of"):
+        store.publish(repo, 10**9)
+    with pytest.raises(InvalidInputError, match="does not exist"):
+        store.publish(RepoRef(repo.tenant, "never"), mine)
+    assert store.searchable_files(repo) == files(*V1)
+    assert store.searchable_files(other) == {}
+
+
+@pytest.mark.timeout(60)
+def test_readers_see_one_whole_snapshot_while_publishes_switch(
+    store: SnapshotStore, repo: RepoRef
+) -> None:
+    width = 300
+    store.publish(repo, store.begin(repo, "c0", [fv(f"f{i}", "s0") for i in range(width)]))
+    seen: list[dict[str, FileVersion]] = []
+    stop = threading.Event()
+
+    def read() -> None:
+        while not stop.is_set():
+            seen.append(store.searchable_files(repo))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for n in range(1, 8):
+            sid = store.begin(repo, f"c{n}", [fv(f"f{i}", f"s{n}") for i in range(width)])
+            store.publish(repo, sid)
+    finally:
+        stop.set()
+        reader.join()
+    assert seen
+    for snapshot in seen:
+        assert len(snapshot) == width
+        assert len({f.sha256 for f in snapshot.values()}) == 1
+
+
+# --- symbols ------------------------------------------------------------------------------
+
+
+def test_symbols_are_kept_per_file_version(store: SnapshotStore, repo: RepoRef) -> None:
+    found = [("f", "pkg.a.f", "function"), ("A", "pkg.a.A", "class")]
+    store.put_symbols(repo, {("a.py", "a1"): found, ("b.py", "b1"): []})
+    assert store.symbols(repo, {"a.py": "a1", "b.py": "b1", "c.py": "c1"}) == {
+        "a.py": found,
+        "b.py": [],
+    }
+    assert store.symbols(repo, {"a.py": "a2"}) == {}
+    assert store.symbols(repo, {}) == {}
+    store.put_symbols(repo, {("a.py", "a1"): [("g", "pkg.a.g", "function")]})
+    assert store.symbols(repo, {"a.py": "a1"}) == {"a.py": [("g", "pkg.a.g", "function")]}
+    assert store.symbols(RepoRef(f"{repo.tenant}-b", repo.name), {"a.py": "a1"}) == {}
+
+
+def test_publish_drops_symbols_of_versions_no_current_snapshot_lists(
+    store: SnapshotStore, repo: RepoRef
+) -> None:
+    sym = [("f", "m.f", "function")]
+    store.put_symbols(repo, {(f.path, f.sha256): sym for f in (*V1, *V2)})
+    store.put_symbols(repo, {("z.py", "z9"): sym})
+    pending = store.begin(repo, "c9", [fv("z.py", "z9")])  # another job still indexing
+    store.publish(repo, store.begin(repo, "c2", V2))
+    every = {"a.py": "a1", "docs/ü.md": "u1", "c.py": "c1", "b.py": "b1", "z.py": "z9"}
+    assert set(store.symbols(repo, every)) == {"c.py", "b.py", "z.py"}
+    assert store.symbols(repo, {"a.py": "a2"}) == {"a.py": sym}
+    store.abandon(pending, "failed")
+    store.publish(repo, store.begin(repo, "c3", V1))
+    assert set(store.symbols(repo, every | {"a.py": "a2"})) == {"b.py"}
+
+
+# --- repositories ------------------------------------------------------------------------
+
+
+def test_repositories_are_listed_per_tenant_by_name_with_counts(
+    backend: Backend, store: SnapshotStore, repo: RepoRef
+) -> None:
+    lib = RepoRef(repo.tenant, "lib")
+    store.publish(repo, store.begin(repo, "c1", V1))
+    store.begin(lib, "x1", V2)
+    backend.vectors.ensure_repository(repo)
+    backend.vectors.upsert_chunks(
+        repo,
+        [chunk("a.py", "a1", 1), chunk("a.py", "a1", 2), chunk("b.py", "b1", 1),
+         chunk("a.py", "a0", 1), chunk("gone.py", "g1", 1)],
+    )  # fmt: skip
+    listed = store.repositories(repo.tenant)
+    assert [r["name"] for r in listed] == ["app", "lib"]
+    app, unpublished = listed
+    assert set(app) == {"name", "searchable_commit", "files", "chunks", "last_indexed_at",
+                        "created_at"}  # fmt: skip
+    assert (app["searchable_commit"], app["files"], app["chunks"]) == ("c1", 3, 3)
+    assert (unpublished["searchable_commit"], unpublished["files"]) == (None, 0)
+    assert (unpublished["chunks"], unpublished["last_indexed_at"]) == (0, None)
+    assert store.repository(repo.tenant, "app") == app
+    assert store.repository(repo.tenant, "missing") is None
+
+
+def test_tenants_never_see_each_others_repositories(store: SnapshotStore, repo: RepoRef) -> None:
+    store.publish(repo, store.begin(repo, "c1", V1))
+    other = f"{repo.tenant}-b"
+    assert store.repositories(other) == []
+    assert store.repository(other, repo.name) is None
+    assert store.searchable_files(RepoRef(other, repo.name)) == {}
+    store.publish(RepoRef(other, repo.name), store.begin(RepoRef(other, repo.name), "c2", V2))
+    assert [r["searchable_commit"] for r in store.repositories(other)] == ["c2"]
+    assert [r["searchable_commit"] for r in store.repositories(repo.tenant)] == ["c1"]
+
+
+# --- bad input ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("listed", "named"),
+    [
+        ([fv("a.py", "1"), fv("a.py", "2")], "file path 'a.py' is listed twice"),
+        ([fv("a\x00.py", "1")], "file path"),
+        ([fv("", "1")], "file path is empty"),
+        ([fv("a.py", "")], "sha256 of 'a.py' is empty"),
+        ([fv("a.py", "1", -1)], "size of 'a.py' is -1"),
+    ],
+)
+def test_bad_file_lists_are_refused_naming_the_file(
+    store: SnapshotStore, repo: RepoRef, listed: Sequence[FileVersion], named: str
+) -> None:
+    with pytest.raises(InvalidInputError, match=named):
+        store.begin(repo, "c1", listed)
+    assert store.repository(repo.tenant, repo.name) is None
+
+
+def test_other_bad_input_is_refused_naming_it(store: SnapshotStore, repo: RepoRef) -> None:
+    with pytest.raises(InvalidInputError, match="commit is empty"):
+        store.begin(repo, "", V1)
+    with pytest.raises(InvalidInputError, match="tenant 'Nope'"):
+        store.begin(RepoRef("Nope", "app"), "c1", V1)
+    with pytest.raises(InvalidInputError, match="tenant 'Nope'"):
+        store.repositories("Nope")
+    with pytest.raises(InvalidInputError, match=r"symbol .* of 'a\.py'"):
+        store.put_symbols(repo, {("a.py", "a1"): [("f", "m.f")]})  # type: ignore[list-item]
