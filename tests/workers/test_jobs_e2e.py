@@ -232,6 +232,7 @@ def test_webhook_is_signed_and_a_500_is_retried(
             time.sleep(0.2)
     finally:
         server.shutdown()
+        server.server_close()
     assert len(_Receiver.received) == 2
     for headers, body in _Receiver.received:
         verify(endpoints.webhook_secret.encode(), headers, body, now=time.time())
