@@ -1,5 +1,6 @@
 # Quarry: two commands on a fresh machine.
-#   make demo   install, start the local stack (real services on loopback), show it healthy
+#   make demo   install, start the local stack (real services on loopback), index a real
+#               repository with a progress bar, query it
 #   make test   install, lint, type-check, run the whole suite (it starts its own services)
 # Both are safe to re-run.
 
@@ -15,6 +16,7 @@ APT_PACKAGES := redis-server
 demo: install
 	$(BIN)/quarry dev up
 	$(BIN)/quarry dev status
+	BIN=$(BIN) scripts/demo.sh
 	@echo
 	@echo "Stack is up. Next: eval \"\$$($(BIN)/quarry dev env)\"; stop it with: $(BIN)/quarry dev down"
 

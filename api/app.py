@@ -9,8 +9,10 @@ Must not import: workers/, torch, celery (it enqueues through tasks.client).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+from collections.abc import AsyncIterator
 
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
@@ -36,14 +38,24 @@ log = logging.getLogger("quarry.api")
 def create_app(settings: QuarrySettings | None = None) -> FastAPI:
     settings = settings or load_settings()
     endpoints = resolve_endpoints(settings)
+    state = ApiState(settings, endpoints)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            state.close()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="Quarry",
         version="0.1.0",
         docs_url="/docs",
         description="Index code repositories; follow jobs; search. Bearer tokens: "
         "`quarry token create --tenant T`.",
     )
-    app.state.quarry = ApiState(settings, endpoints)
+    app.state.quarry = state
     app.include_router(routes_jobs.router)
     app.include_router(routes_repos.router)
     _error_handlers(app)
@@ -61,10 +73,6 @@ def create_app(settings: QuarrySettings | None = None) -> FastAPI:
     @app.get("/metrics", tags=["health"], dependencies=[Depends(tenant)])
     def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-
-    @app.on_event("shutdown")
-    def close() -> None:
-        app.state.quarry.close()
 
     return app
 

@@ -118,7 +118,11 @@ class ApiState:
         return tenant
 
     def close(self) -> None:
-        for item in self._built.values():
-            close = getattr(item, "close", None)
-            if callable(close):
-                close()
+        with self._lock:
+            built, self._built = list(self._built.values()), {}
+        for item in built:
+            parts = [item.jobs, item.snapshots] if isinstance(item, JobContext) else [item]
+            for part in parts:
+                close = getattr(part, "close", None)
+                if callable(close):
+                    close()
