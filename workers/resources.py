@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from config.endpoints import Endpoints, resolve_endpoints
@@ -31,8 +31,8 @@ from pipeline.adapters.pg_embedding_cache import PgEmbeddingCache
 from pipeline.adapters.pg_job_store import PgJobStore
 from pipeline.adapters.pg_snapshot_store import PgSnapshotStore
 from pipeline.adapters.pg_vector_store import PgVectorStore
-from pipeline.adapters.redis_client import connect_redis
 from pipeline.adapters.redis_admission import RedisAdmission
+from pipeline.adapters.redis_client import connect_redis
 from pipeline.adapters.redis_dead_letters import RedisDeadLetters
 from pipeline.adapters.redis_job_board import RedisJobBoard
 from pipeline.adapters.source_fetcher import LocalSourceFetcher

@@ -9,8 +9,8 @@ from config.endpoints import Endpoints
 from migrations.runner import MigrationReport, run
 from pipeline.adapters.neo4j_graph import make_driver
 from pipeline.adapters.neo4j_migrations import Neo4jMigrationTarget
-from pipeline.adapters.postgres import ensure_database
 from pipeline.adapters.pg_token_store import PgTokenStore
+from pipeline.adapters.postgres import ensure_database
 from pipeline.adapters.postgres_migrations import PgMigrationTarget
 
 
