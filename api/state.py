@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +19,7 @@ from pipeline.adapters.pg_token_store import PgTokenStore
 from pipeline.adapters.redis_admission import RedisAdmission
 from pipeline.adapters.redis_client import connect_redis
 from pipeline.adapters.redis_job_board import RedisJobBoard
-from pipeline.adapters.source_fetcher import LocalSourceFetcher
+from pipeline.adapters.source_fetcher import LocalSourceFetcher, fetcher_from_settings
 from pipeline.indexing import JobContext
 from pipeline.ports import TokenStore
 from tasks.app import create_app
@@ -68,17 +67,11 @@ class ApiState:
         dsn = self.endpoints.postgres_dsn
 
         def build() -> JobContext:
-            client = self.client
-
-            def send(task_name: str, kwargs_list: Sequence[Mapping[str, Any]]) -> None:
-                for kwargs in kwargs_list:
-                    client.send_blocking(task_name, dict(kwargs), timeout_s=5.0)
-
             return JobContext(
                 jobs=PgJobStore(dsn),
                 snapshots=PgSnapshotStore(dsn),
                 board=RedisJobBoard(self.redis),
-                send=send,
+                send=self.client.sender(timeout_s=5.0),
             )
 
         ctx: JobContext = self._get("jobs", build)
@@ -91,16 +84,8 @@ class ApiState:
 
     @property
     def fetcher(self) -> LocalSourceFetcher:
-        s = self.settings
         fetcher: LocalSourceFetcher = self._get(
-            "fetcher",
-            lambda: LocalSourceFetcher(
-                max_archive_bytes=s.source_max_archive_bytes,
-                max_extracted_bytes=s.source_max_extracted_bytes,
-                max_members=s.source_max_members,
-                clone_timeout_s=s.source_clone_timeout_s,
-                allow_local_git=s.source_allow_file_urls,
-            ),
+            "fetcher", lambda: fetcher_from_settings(self.settings)
         )
         return fetcher
 

@@ -78,13 +78,13 @@ def chunk_files(
     # The graph first: once a file's chunks are sent, its write may settle the job's
     # last file and start the graph stage, which must find every extraction.
     ctx.board.stash(job_id, graphs)
-    new = ctx.board.mark(job_id, "files.chunked", [*chunk_counts, *empty])
+    new = set(ctx.board.mark(job_id, "files.chunked", [*chunk_counts, *empty]))
     if new:
         ctx.board.add(
             job_id,
             {
                 "chunks.total": sum(chunk_counts.get(p, 0) for p in new),
-                "bytes.processed": sum(f.size_bytes for f in files if f.path in set(new)),
+                "bytes.processed": sum(f.size_bytes for f in files if f.path in new),
             },
         )
     if messages:

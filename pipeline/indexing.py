@@ -68,12 +68,19 @@ def live_job(ctx: JobContext, job: Job) -> Job:
     return replace(job, counters=public_counters(merge_counters(job.counters, live)))
 
 
-def flush_progress(ctx: JobContext, job_id: str, *, force: bool = False) -> None:
-    """Copy the live counters and new errors to the job record (throttled)."""
+def flush_progress(
+    ctx: JobContext,
+    job_id: str,
+    *,
+    force: bool = False,
+    counters: Mapping[str, int] | None = None,
+) -> None:
+    """Copy the live counters (``counters`` when the caller just read them) and new
+    errors to the job record (throttled)."""
     if not force and not ctx.board.throttle(job_id, "flush", FLUSH_INTERVAL_S):
         return
-    counters = public_counters(ctx.board.counters(job_id))
-    ctx.jobs.save_progress(job_id, counters, ctx.board.take_errors(job_id))
+    live = counters if counters is not None else ctx.board.counters(job_id)
+    ctx.jobs.save_progress(job_id, public_counters(live), ctx.board.take_errors(job_id))
 
 
 def record_error(ctx: JobContext, job_id: str, path: str, message: str) -> None:
@@ -88,7 +95,7 @@ def settle(ctx: JobContext, job_id: str, counter: str, paths: Sequence[str]) -> 
     ctx.board.mark(job_id, SETTLED, paths)
     counters = ctx.board.counters(job_id)
     maybe_commit(ctx, job_id, counters)
-    flush_progress(ctx, job_id)
+    flush_progress(ctx, job_id, counters=counters)
 
 
 def maybe_commit(ctx: JobContext, job_id: str, counters: Mapping[str, int]) -> bool:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from celery import Celery
@@ -143,6 +143,15 @@ class TaskClient:
                 self._sleep(min(wait_s, left_s))
             else:
                 return envelope.task_id
+
+    def sender(self, timeout_s: float) -> Callable[[str, Sequence[Mapping[str, Any]]], None]:
+        """A stage's ``send``: each task through ``send_blocking`` with ``timeout_s``."""
+
+        def send(task_name: str, kwargs_list: Sequence[Mapping[str, Any]]) -> None:
+            for kwargs in kwargs_list:
+                self.send_blocking(task_name, dict(kwargs), timeout_s=timeout_s)
+
+        return send
 
     def _push(self, envelope: Envelope) -> None:
         try:

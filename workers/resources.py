@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -35,7 +34,7 @@ from pipeline.adapters.redis_admission import RedisAdmission
 from pipeline.adapters.redis_client import connect_redis
 from pipeline.adapters.redis_dead_letters import RedisDeadLetters
 from pipeline.adapters.redis_job_board import RedisJobBoard
-from pipeline.adapters.source_fetcher import LocalSourceFetcher
+from pipeline.adapters.source_fetcher import fetcher_from_settings
 from pipeline.adapters.st_embedder import (
     SentenceTransformerEmbedder,
     model_id_for,
@@ -188,13 +187,7 @@ def build_resources(
         closers.items.extend([vectors, graph])
         resources.vectors = GuardedVectorStore(vectors, breakers["postgres"])
         resources.graph = GuardedGraphStore(graph, breakers["graph"])
-        resources.fetcher = LocalSourceFetcher(
-            max_archive_bytes=settings.source_max_archive_bytes,
-            max_extracted_bytes=settings.source_max_extracted_bytes,
-            max_members=settings.source_max_members,
-            clone_timeout_s=settings.source_clone_timeout_s,
-            allow_local_git=settings.source_allow_file_urls,
-        )
+        resources.fetcher = fetcher_from_settings(settings)
         options = ChunkingOptions(
             max_tokens=settings.chunk_max_tokens, max_file_bytes=settings.chunk_max_file_bytes
         )
@@ -226,15 +219,11 @@ def build_job_context(
     )
     client = TaskClient(celery_app(), admission)
 
-    def send(task_name: str, kwargs_list: Sequence[Mapping[str, Any]]) -> None:
-        for kwargs in kwargs_list:
-            client.send_blocking(task_name, dict(kwargs), timeout_s=settings.queue_wait_s)
-
     return JobContext(
         jobs=cast(JobStore, GuardedProxy(jobs, breaker)),
         snapshots=cast(SnapshotStore, GuardedProxy(snapshots, breaker)),
         board=RedisJobBoard(redis_client),
-        send=send,
+        send=client.sender(timeout_s=settings.queue_wait_s),
     )
 
 

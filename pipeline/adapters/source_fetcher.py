@@ -39,6 +39,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from config.settings import QuarrySettings
 from pipeline.adapters.archives import ArchiveLimits, extract_tar_gz
 from pipeline.errors import ConfigError, InvalidInputError
 from pipeline.jobs import JobSource, SourceKind
@@ -183,6 +184,17 @@ _SAFE_CONFIG = (
     "-c", "advice.detachedHead=false",
     "-c", "init.defaultBranch=main",
 )  # fmt: skip
+
+
+def fetcher_from_settings(settings: QuarrySettings) -> LocalSourceFetcher:
+    """The fetcher the API (dry runs) and the ingest workers use, with the source limits."""
+    return LocalSourceFetcher(
+        max_archive_bytes=settings.source_max_archive_bytes,
+        max_extracted_bytes=settings.source_max_extracted_bytes,
+        max_members=settings.source_max_members,
+        clone_timeout_s=settings.source_clone_timeout_s,
+        allow_local_git=settings.source_allow_file_urls,
+    )
 
 
 def _run(args: Sequence[str], env: Mapping[str, str], deadline: float) -> str:
