@@ -242,6 +242,20 @@ class QuarrySettings(BaseSettings):
         gt=0,
         description="How long a stage waits for room on a full queue before it retries later.",
     )
+    task_time_limit_s: float = Field(
+        900.0,
+        ge=10,
+        le=86400,
+        description="Hard time limit of one task; its worker child is killed past it "
+        "(the soft limit, which lets the task clean up, is two thirds of it).",
+    )
+    broker_visibility_timeout_s: float = Field(
+        3600.0,
+        ge=10,
+        le=7 * 86400,
+        description="How long Redis waits before it delivers again a task whose worker "
+        "died without a word (a killed main process); must exceed task_time_limit_s.",
+    )
 
     # --- sources ------------------------------------------------------------------------
     source_max_archive_bytes: int = Field(
@@ -363,6 +377,16 @@ class QuarrySettings(BaseSettings):
             if port in seen:
                 raise ValueError(f"port {port} is used by both {seen[port]} and {name}")
             seen[port] = name
+        return self
+
+    @model_validator(mode="after")
+    def _visibility_above_time_limit(self) -> QuarrySettings:
+        if self.broker_visibility_timeout_s <= self.task_time_limit_s:
+            raise ValueError(
+                f"broker_visibility_timeout_s ({self.broker_visibility_timeout_s:g}) must be "
+                f"above task_time_limit_s ({self.task_time_limit_s:g}), or a running task "
+                "would be delivered a second time"
+            )
         return self
 
     @classmethod

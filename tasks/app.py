@@ -15,11 +15,9 @@ from config.endpoints import resolve_endpoints
 from config.queues import ALL_QUEUES, INGEST, TASK_ROUTES
 from config.settings import QuarrySettings, load_settings
 
-# The longest task (a large file's chunking or a write batch under an outage) stays well
-# below this; Redis redelivers an unacknowledged task only after it.
-VISIBILITY_TIMEOUT_S = 3600
-TASK_SOFT_TIME_LIMIT_S = 600
-TASK_TIME_LIMIT_S = 900
+# Redis redelivers an unacknowledged task only after the visibility timeout, which the
+# settings keep above the hard time limit of the longest task.
+SOFT_LIMIT_SHARE = 2 / 3
 TASK_MODULES = ("tasks.embed", "tasks.write", "tasks.jobs", "tasks.webhook")
 
 
@@ -47,15 +45,17 @@ def create_app(settings: QuarrySettings | None = None) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         task_track_started=True,
-        task_soft_time_limit=TASK_SOFT_TIME_LIMIT_S,
-        task_time_limit=TASK_TIME_LIMIT_S,
+        task_soft_time_limit=settings.task_time_limit_s * SOFT_LIMIT_SHARE,
+        task_time_limit=settings.task_time_limit_s,
         worker_prefetch_multiplier=1,
         worker_send_task_events=True,
         task_send_sent_event=True,
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_S},
-        result_backend_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_S},
+        broker_transport_options={"visibility_timeout": settings.broker_visibility_timeout_s},
+        result_backend_transport_options={
+            "visibility_timeout": settings.broker_visibility_timeout_s
+        },
         result_expires=86400,
         task_serializer="json",
         result_serializer="json",

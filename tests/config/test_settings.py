@@ -164,3 +164,10 @@ def test_secrets_dir_files_set_settings_and_the_environment_wins(tmp_path: Path)
     assert settings.neo4j_password.get_secret_value() == "from-file"
     assert settings.flower_password is not None
     assert settings.flower_password.get_secret_value() == "from-env"
+
+
+def test_visibility_timeout_must_exceed_the_task_time_limit() -> None:
+    with pytest.raises(ConfigError, match="broker_visibility_timeout_s"):
+        load_settings(
+            env={"QUARRY_TASK_TIME_LIMIT_S": "900", "QUARRY_BROKER_VISIBILITY_TIMEOUT_S": "600"}
+        )
