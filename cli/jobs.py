@@ -162,11 +162,18 @@ def _follow(client: Any, job_id: str, *, quiet: bool) -> dict[str, Any]:
                 bars["write"],
                 total=todo or None,
                 completed=files["written"] + files["failed"],
-                note=f"files  {status['stage']}" + (f"  eta {eta:.0f} s" if eta else ""),
+                note=f"files  {status['stage']}"
+                + (f"  eta {eta:.0f} s" if eta else "")
+                + _waiting_note(status),
             )
             if status["status"] in TERMINAL:
                 return status  # type: ignore[no-any-return]
             time.sleep(POLL_S)
+
+
+def _waiting_note(status: dict[str, Any]) -> str:
+    stores = [w["store"] for w in status.get("waiting_on", [])]
+    return f"  waiting on {', '.join(stores)} (breaker open)" if stores else ""
 
 
 def _print_summary(status: dict[str, Any]) -> None:
@@ -180,6 +187,10 @@ def _print_summary(status: dict[str, Any]) -> None:
     )
     if status.get("message"):
         err.print(f"  {status['message']}", markup=False)
+    for wait in status.get("waiting_on", []):
+        err.print(
+            f"  waiting on {wait['store']} until {wait['until']}: {wait['reason']}", markup=False
+        )
     for error in status.get("errors", [])[:10]:
         err.print(f"  error {error['path'] or '-'}: {error['message']}", markup=False)
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from config.queues import COMMIT_JOB_TASK, WEBHOOK_DELIVER_TASK
-from pipeline.jobs import Job, JobError, JobStatus, merge_counters
+from pipeline.jobs import Job, JobError, JobStatus, StoreWait, merge_counters
 from pipeline.ports import JobBoard, JobStore, SnapshotStore
 
 log = logging.getLogger("quarry.jobs")
@@ -35,6 +35,9 @@ Send = Callable[[str, Sequence[Mapping[str, Any]]], None]
 
 FLUSH_INTERVAL_S = 1.0
 SETTLED = "files.settled"
+# A wait still shows this long after its retry time: the retried task takes a moment to
+# run, and if the store is still down it records a new wait.
+WAIT_GRACE_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,13 +62,21 @@ def public_counters(raw: Mapping[str, int]) -> dict[str, int]:
 
 
 def live_job(ctx: JobContext, job: Job) -> Job:
-    """The job record with the live counters of a running job laid over it."""
+    """The job record with the live counters of a running job laid over it, and the
+    stores it waits on now."""
     if job.status.terminal:
         return job
+    now = ctx.clock()
+    waiting = tuple(w for w in ctx.board.waits(job.job_id) if w.until + WAIT_GRACE_S > now)
     live = ctx.board.counters(job.job_id)
-    if not live:
-        return job
-    return replace(job, counters=public_counters(merge_counters(job.counters, live)))
+    if live:
+        job = replace(job, counters=public_counters(merge_counters(job.counters, live)))
+    return replace(job, waiting=waiting) if waiting else job
+
+
+def note_wait(ctx: JobContext, job_id: str, store: str, wait_s: float, reason: str) -> None:
+    """Record that the job's work waits ``wait_s`` on ``store`` (its breaker is open)."""
+    ctx.board.wait_on(job_id, StoreWait(store, ctx.clock() + wait_s, reason[:300]))
 
 
 def flush_progress(

@@ -116,6 +116,16 @@ class JobError:
 
 
 @dataclass(frozen=True, slots=True)
+class StoreWait:
+    """A job's work held back by a store whose circuit breaker is open: which store,
+    until when (epoch seconds) its tasks wait before they try again, and why."""
+
+    store: str
+    until: float
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class WebhookDelivery:
     """One attempt at delivering one event to the job's callback URL."""
 
@@ -147,6 +157,7 @@ class Job:
     finished_at: float | None = None
     snapshot_id: int | None = None
     message: str = ""  # why a job failed, in one line
+    waiting: tuple[StoreWait, ...] = ()  # stores the job waits on now (live only)
 
 
 def merge_counters(*layers: Mapping[str, int]) -> dict[str, int]:
@@ -216,6 +227,9 @@ def job_status(job: Job, now: float) -> dict[str, Any]:
         "started_at": _iso(job.started_at),
         "finished_at": _iso(job.finished_at),
         "errors": [{"path": e.path, "message": e.message, "at": _iso(e.at)} for e in job.errors],
+        "waiting_on": [
+            {"store": w.store, "until": _iso(w.until), "reason": w.reason} for w in job.waiting
+        ],
         "webhooks": [
             {
                 "event": w.event,

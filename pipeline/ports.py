@@ -16,7 +16,15 @@ from typing import Protocol, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.jobs import Job, JobError, JobRequest, JobSource, JobStatus, WebhookDelivery
+from pipeline.jobs import (
+    Job,
+    JobError,
+    JobRequest,
+    JobSource,
+    JobStatus,
+    StoreWait,
+    WebhookDelivery,
+)
 from pipeline.migration import AppliedMigration, Kind, Migration
 from pipeline.models import DeadLetter, FileGraph, FileVersion, RepoRef, StoredChunk
 
@@ -382,6 +390,15 @@ class JobBoard(Protocol):
 
     def clear(self, job_id: str) -> None:
         """Drop the job's live state (counters stay until they expire)."""
+        ...
+
+    def wait_on(self, job_id: str, wait: StoreWait) -> None:
+        """Record that the job's tasks wait on ``wait.store`` (replaces that store's
+        previous wait)."""
+        ...
+
+    def waits(self, job_id: str) -> list[StoreWait]:
+        """The recorded waits, one per store, ordered by store; past ones included."""
         ...
 
 

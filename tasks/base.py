@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 from celery import Task
 
 from pipeline.errors import BreakerOpenError, PermanentError, TransientError
+from pipeline.indexing import note_wait
 from pipeline.models import DeadLetter
 from tasks import metrics
 from tasks.context import current
@@ -68,6 +69,15 @@ def dead_letter(
     log.error("task %s %s dead-lettered after %d attempts: %s", task, letter_id, attempts, exc)
 
 
+def job_id_of(payload: Mapping[str, Any]) -> str:
+    """The job a task's payload belongs to: ``job_id``, or its message's; "" if none."""
+    job_id = payload.get("job_id")
+    message = payload.get("message")
+    if not job_id and isinstance(message, Mapping):
+        job_id = message.get("job_id")
+    return job_id if isinstance(job_id, str) else ""
+
+
 class StageTask(Task):  # type: ignore[misc]
     """Base of the stage tasks: late acknowledgement and the retry policy above."""
 
@@ -83,6 +93,7 @@ class StageTask(Task):  # type: ignore[misc]
         except BreakerOpenError as exc:
             wait_s = breaker_wait_s(exc.retry_after_s)
             log.warning("%s waits %.1f s for %s: %s", self.name, wait_s, exc.store, exc)
+            self._note_wait(payload, exc, wait_s)
             raise self.retry(kwargs={**payload, "attempt": attempt}, countdown=wait_s) from exc
         except TransientError as exc:
             limit = current().settings.write_max_retries
@@ -99,6 +110,20 @@ class StageTask(Task):  # type: ignore[misc]
             dead_letter(self.name, self.request.id, payload, exc, attempts=attempt + 1)
             self._after_dead_letter(payload, exc)
             return None
+
+    def _note_wait(self, payload: Mapping[str, Any], exc: BreakerOpenError, wait_s: float) -> None:
+        # The job's status says which store it waits on. Bookkeeping only: a failure
+        # here (Redis down too) must not stop the retry.
+        jobs = current().jobs
+        job_id = job_id_of(payload)
+        if jobs is None or not job_id:
+            return
+        try:
+            note_wait(jobs, job_id, exc.store, wait_s, f"{self.name}: {exc}")
+        except Exception:
+            log.exception(
+                "%s: could not record the wait on %s in job %s", self.name, exc.store, job_id
+            )
 
     def on_dead_letter(self, payload: Mapping[str, Any], exc: Exception) -> None:
         """What else fails with this task: its job or its files (subclasses say)."""

@@ -2,10 +2,10 @@
 
 Redis layout for job ``J`` under ``quarry:job:J``: ``:counters`` a hash of counter ->
 int (HINCRBY, so concurrent workers never lose an update), ``:errors`` a list of JSON
-errors, ``:once:<marker>`` and ``:throttle:<marker>`` keys set with NX, ``:cancel``
-and ``:stash`` a hash of path -> payload. Every key expires ``ttl_s`` after its last
-write (a day by default): the durable record is the job row in PostgreSQL, to which
-the counters are flushed.
+errors, ``:once:<marker>`` and ``:throttle:<marker>`` keys set with NX, ``:cancel``,
+``:stash`` a hash of path -> payload and ``:waits`` a hash of store -> JSON wait. Every
+key expires ``ttl_s`` after its last write (a day by default): the durable record is
+the job row in PostgreSQL, to which the counters are flushed.
 
 Must not import: celery, tasks, workers, api, cli.
 """
@@ -22,7 +22,7 @@ from typing import Any
 import redis
 
 from pipeline.errors import StoreUnavailableError
-from pipeline.jobs import JobError
+from pipeline.jobs import JobError, StoreWait
 
 DEFAULT_TTL_S = 86400
 
@@ -61,6 +61,11 @@ def _text(value: bytes | str) -> str:
 
 def _error_json(error: JobError) -> str:
     return json.dumps({"path": error.path, "message": error.message, "at": error.at})
+
+
+def _wait_from(store: str, raw: str) -> StoreWait:
+    data = json.loads(raw)
+    return StoreWait(store, float(data["until"]), str(data["reason"]))
 
 
 def _error_from(raw: str) -> JobError:
@@ -176,7 +181,22 @@ class RedisJobBoard:
 
     def clear(self, job_id: str) -> None:
         with _redis_errors("clear"):
-            self._client.delete(self._key(job_id, "stash"), self._key(job_id, "errors"))
+            self._client.delete(
+                self._key(job_id, "stash"), self._key(job_id, "errors"), self._key(job_id, "waits")
+            )
+
+    def wait_on(self, job_id: str, wait: StoreWait) -> None:
+        key = self._key(job_id, "waits")
+        raw = json.dumps({"until": wait.until, "reason": wait.reason})
+        with _redis_errors("wait_on"):
+            self._client.pipeline().hset(key, wait.store, raw).expire(key, self._ttl_s).execute()
+
+    def waits(self, job_id: str) -> list[StoreWait]:
+        with _redis_errors("waits"):
+            raw = self._client.hgetall(self._key(job_id, "waits"))
+        return sorted(
+            (_wait_from(_text(k), _text(v)) for k, v in raw.items()), key=lambda w: w.store
+        )
 
 
 class InMemoryJobBoard:
@@ -191,6 +211,7 @@ class InMemoryJobBoard:
         self._throttle: dict[tuple[str, str], float] = {}
         self._cancelled: set[str] = set()
         self._stash: dict[str, dict[str, str]] = {}
+        self._waits: dict[str, dict[str, StoreWait]] = {}
         self._clock = clock
 
     def add(self, job_id: str, deltas: Mapping[str, int]) -> dict[str, int]:
@@ -269,3 +290,12 @@ class InMemoryJobBoard:
         with self._lock:
             self._stash.pop(job_id, None)
             self._errors.pop(job_id, None)
+            self._waits.pop(job_id, None)
+
+    def wait_on(self, job_id: str, wait: StoreWait) -> None:
+        with self._lock:
+            self._waits.setdefault(job_id, {})[wait.store] = wait
+
+    def waits(self, job_id: str) -> list[StoreWait]:
+        with self._lock:
+            return sorted(self._waits.get(job_id, {}).values(), key=lambda w: w.store)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,12 +16,16 @@ from config.settings import load_settings
 from pipeline.adapters.breakers import InMemoryCircuitBreaker
 from pipeline.adapters.memory_embedder import InMemoryEmbedder
 from pipeline.adapters.memory_graph_store import InMemoryGraphStore
+from pipeline.adapters.memory_job_store import InMemoryJobStore
+from pipeline.adapters.memory_snapshot_store import InMemorySnapshotStore
 from pipeline.adapters.memory_vector_store import InMemoryEmbeddingCache, InMemoryVectorStore
 from pipeline.adapters.redis_dead_letters import InMemoryDeadLetters
+from pipeline.adapters.redis_job_board import InMemoryJobBoard
 from pipeline.analysis import FileAnalysis, analyze_file
 from pipeline.embedding import EmbeddingService
 from pipeline.errors import StoreUnavailableError
 from pipeline.guarded import Deferred, GuardedGraphStore, GuardedVectorStore
+from pipeline.indexing import JobContext
 from pipeline.messages import FileChunks, encode_file_chunks, encode_file_graph, encode_vectors
 from pipeline.models import FileGraph, FileVersion, RepoRef
 from pipeline.ports import VectorStore
@@ -79,7 +84,13 @@ def _analysis() -> FileAnalysis:
     return result
 
 
-def _install(store: InMemoryVectorStore, *, fail_max: int = 5, max_retries: int = 3) -> Fixture:
+def _install(
+    store: InMemoryVectorStore,
+    *,
+    fail_max: int = 5,
+    max_retries: int = 3,
+    jobs: JobContext | None = None,
+) -> Fixture:
     breaker = InMemoryCircuitBreaker("postgres", fail_max=fail_max, reset_timeout_s=30)
     graph = InMemoryGraphStore()
     letters = InMemoryDeadLetters()
@@ -97,6 +108,7 @@ def _install(store: InMemoryVectorStore, *, fail_max: int = 5, max_retries: int 
             ),
             dead_letters=letters,
             breakers={"postgres": breaker},
+            jobs=jobs,
         )
     )
     return Fixture(vectors, store, graph, letters, breaker)
@@ -177,6 +189,28 @@ def test_an_open_breaker_waits_its_remaining_time_without_using_an_attempt() -> 
     assert caught.value.kwargs["attempt"] == 2
     assert 25 <= caught.value.countdown <= 37
     assert f.letters.list() == []
+
+
+@pytest.mark.usefixtures("retries")
+def test_a_breaker_wait_is_shown_in_the_job_status() -> None:
+    def send(task: str, kwargs: Sequence[Mapping[str, Any]]) -> None:
+        raise AssertionError(f"nothing is sent while the store is down, got {task}")
+
+    board = InMemoryJobBoard()
+    jobs = JobContext(InMemoryJobStore(), InMemorySnapshotStore(), board, send)
+    f = _install(FlakyStore(failures=100), fail_max=2, jobs=jobs)
+    with pytest.raises(Retried):
+        write_chunks.run(message=_write_message(), attempt=0)
+    assert board.waits("job-1") == []  # a failure under a closed breaker is no wait
+    before = time.time()
+    with pytest.raises(Retried) as caught:
+        write_chunks.run(message=_write_message(), attempt=1)
+    assert f.breaker.state == "open"
+    (wait,) = board.waits("job-1")
+    assert wait.store == "postgres"
+    assert before + caught.value.countdown <= wait.until <= time.time() + caught.value.countdown
+    assert "quarry.write.chunks" in wait.reason
+    assert "circuit breaker open" in wait.reason
 
 
 def test_a_graph_write_replaces_the_file_and_is_idempotent() -> None:

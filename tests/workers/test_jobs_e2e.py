@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 import httpx
 import pytest
 
-from config.endpoints import Endpoints
+from config.endpoints import Endpoints, read_stack_secrets
 from pipeline.adapters.neo4j_graph import make_driver
 from pipeline.adapters.neo4j_graph_store import Neo4jGraphStore
 from pipeline.adapters.pg_token_store import PgTokenStore
@@ -29,6 +29,8 @@ from pipeline.adapters.pg_vector_store import PgVectorStore
 from pipeline.adapters.postgres import connect
 from pipeline.models import RepoRef
 from pipeline.webhooks import verify
+from workers.devstack.services import GraphService
+from workers.devstack.stack import Stack
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -294,3 +296,41 @@ def test_unknown_job_is_404(api: httpx.Client) -> None:
     assert api.get(f"/v1/jobs/{uuid.uuid4()}").status_code == 404
     assert api.get("/v1/jobs/not-a-uuid").status_code == 404
     assert api.delete(f"/v1/jobs/{uuid.uuid4()}").status_code == 404
+
+
+def test_graph_down_the_job_says_it_waits_on_the_graph_and_completes_when_it_returns(
+    api: httpx.Client,
+    tree: Path,
+    stack: Stack,
+    endpoints: Endpoints,
+    graph: Neo4jGraphStore,
+    vectors: PgVectorStore,
+) -> None:
+    secrets = read_stack_secrets(stack.settings)
+    assert secrets is not None
+    service = GraphService(stack.settings, stack.layout, endpoints, secrets)
+    repo = f"graph-outage-{uuid.uuid4().hex[:8]}"
+    service.stop()
+    try:
+        job_id = _enqueue(api, source=str(tree), repo=repo)
+        deadline = time.monotonic() + 150
+        status: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            status = api.get(f"/v1/jobs/{job_id}").json()
+            if status["waiting_on"] or status["status"] not in ("queued", "running"):
+                break
+            time.sleep(0.2)
+        assert status["status"] == "running", status
+        (wait,) = status["waiting_on"]
+        assert wait["store"] == "graph"
+        assert "circuit breaker open" in wait["reason"]
+        assert status["files"]["failed"] == 0
+    finally:
+        stack.up()  # starts the graph server again, as a restart policy would
+    final = _wait(api, job_id)
+    assert final["status"] == "done", final
+    assert final["waiting_on"] == []
+    ref = RepoRef("default", repo)
+    keys = vectors.chunk_keys(ref)
+    assert graph.chunk_ids(ref) == {cid for _p, _s, cid in keys}
+    assert {p for p, _s, _ in keys} <= set(graph.file_versions(ref))

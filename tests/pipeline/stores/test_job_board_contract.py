@@ -12,7 +12,7 @@ import redis
 
 from config.endpoints import Endpoints
 from pipeline.adapters.redis_job_board import InMemoryJobBoard, RedisJobBoard
-from pipeline.jobs import JobError
+from pipeline.jobs import JobError, StoreWait
 from pipeline.ports import JobBoard
 
 
@@ -149,3 +149,17 @@ def test_reset_forgets_a_once_marker(board: JobBoard, job_id: str) -> None:
     board.reset(job_id, "commit")
     assert board.once(job_id, "commit") is True
     assert board.once(job_id, "commit") is False
+
+
+def test_waits_keep_the_latest_per_store_until_cleared(board: JobBoard, job_id: str) -> None:
+    assert board.waits(job_id) == []
+    board.wait_on(job_id, StoreWait("postgres", 100.5, "breaker open"))
+    board.wait_on(job_id, StoreWait("graph", 90.0, "breaker open: connection refused"))
+    board.wait_on(job_id, StoreWait("postgres", 130.25, "breaker half-open"))
+    assert board.waits(job_id) == [
+        StoreWait("graph", 90.0, "breaker open: connection refused"),
+        StoreWait("postgres", 130.25, "breaker half-open"),
+    ]
+    assert board.waits(str(uuid.uuid4())) == []
+    board.clear(job_id)
+    assert board.waits(job_id) == []
