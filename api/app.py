@@ -26,6 +26,7 @@ from config.settings import QuarrySettings, load_settings
 from pipeline.adapters.probes import probe_graph, probe_postgres, probe_redis
 from pipeline.errors import (
     ConfigError,
+    ConflictError,
     PermanentError,
     QueueFullError,
     StoreUnavailableError,
@@ -99,7 +100,11 @@ def _error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(PermanentError)
     def bad_input(_request: Request, exc: PermanentError) -> JSONResponse:
-        code = 415 if isinstance(exc, UnsupportedInputError) else 422
+        code = 422
+        if isinstance(exc, UnsupportedInputError):
+            code = 415
+        elif isinstance(exc, ConflictError):
+            code = 409
         return JSONResponse({"detail": str(exc)}, status_code=code)
 
 

@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 from api.auth import State, Tenant
 from pipeline.errors import InvalidInputError
 from pipeline.indexing import cancel, live_job
-from pipeline.jobs import JobRequest, JobSource, SourceKind, job_status
+from pipeline.jobs import Job, JobRequest, JobSource, SourceKind, job_status
 from pipeline.models import RepoRef
 from pipeline.producer import dry_run, submit
 from pipeline.sources import parse_source, repo_name_from
@@ -57,13 +57,26 @@ def _request(tenant: str, body: JobCreate, source: JobSource) -> JobRequest:
     )
 
 
-def _enqueue(state: State, request: JobRequest, response: Response, http: Request) -> JobCreated:
+def checked_source(state: State, location: str, ref: str | None) -> JobSource:
+    """The parsed source; a local path must be absolute (the workers read it)."""
+    source = parse_source(location, ref, allow_file_urls=state.settings.source_allow_file_urls)
+    if source.kind is SourceKind.PATH and not Path(source.location).is_absolute():
+        raise InvalidInputError(f"source {location!r}: a local path must be absolute")
+    return source
+
+
+def submit_job(state: State, request: JobRequest) -> tuple[Job, bool]:
+    """Create (or find) the job and admit its ingest task (QueueFullError: 429)."""
     client = state.client
 
     def admit(task_name: str, kwargs: Mapping[str, Any]) -> None:
-        client.send(task_name, dict(kwargs))  # QueueFullError: 429, see api.app
+        client.send(task_name, dict(kwargs))
 
-    job, created = submit(state.jobs, request, admit=admit)
+    return submit(state.jobs, request, admit=admit)
+
+
+def _enqueue(state: State, request: JobRequest, response: Response, http: Request) -> JobCreated:
+    job, created = submit_job(state, request)
     response.status_code = 202 if created else 200
     return JobCreated(
         job_id=job.job_id,
@@ -85,12 +98,7 @@ def create_job(
     """Enqueue a job (202), or return the existing one for the same idempotency key or
     repository + commit (200). ``?dry_run=true``: what it would do, enqueueing nothing.
     429 with Retry-After when the ingest queue is full."""
-    source = parse_source(
-        body.source, body.ref, allow_file_urls=state.settings.source_allow_file_urls
-    )
-    if source.kind is SourceKind.PATH and not Path(source.location).is_absolute():
-        raise InvalidInputError(f"source {body.source!r}: a local path must be absolute")
-    request = _request(tenant, body, source)
+    request = _request(tenant, body, checked_source(state, body.source, body.ref))
     if dry_run_:
         with tempfile.TemporaryDirectory(dir=_scratch(state)) as workdir:
             return dry_run(

@@ -13,15 +13,18 @@ from typing import Any
 
 from config.endpoints import Endpoints
 from config.settings import QuarrySettings
+from pipeline.adapters.neo4j_graph_store import Neo4jGraphStore, graph_store_from
 from pipeline.adapters.pg_job_store import PgJobStore
 from pipeline.adapters.pg_snapshot_store import PgSnapshotStore
 from pipeline.adapters.pg_token_store import PgTokenStore
+from pipeline.adapters.pg_vector_store import PgVectorStore
 from pipeline.adapters.redis_admission import RedisAdmission
 from pipeline.adapters.redis_client import connect_redis
 from pipeline.adapters.redis_job_board import RedisJobBoard
 from pipeline.adapters.source_fetcher import LocalSourceFetcher, fetcher_from_settings
 from pipeline.indexing import JobContext
 from pipeline.ports import TokenStore
+from pipeline.sql import VECTOR_DIMENSION
 from tasks.app import create_app
 from tasks.client import TaskClient
 
@@ -76,6 +79,21 @@ class ApiState:
 
         ctx: JobContext = self._get("jobs", build)
         return ctx
+
+    @property
+    def vectors(self) -> PgVectorStore:
+        store: PgVectorStore = self._get(
+            "vectors",
+            lambda: PgVectorStore(self.endpoints.postgres_dsn, dimension=VECTOR_DIMENSION),
+        )
+        return store
+
+    @property
+    def graph(self) -> Neo4jGraphStore:
+        store: Neo4jGraphStore = self._get(
+            "graph", lambda: graph_store_from(self.settings, self.endpoints)
+        )
+        return store
 
     @property
     def tokens(self) -> TokenStore:

@@ -31,7 +31,7 @@ POLL_S = 0.5
 TERMINAL = {"done", "failed", "cancelled"}
 
 
-def _client() -> Any:
+def api_client() -> Any:
     from pipeline.adapters.api_client import QuarryApiClient
 
     endpoints = guarded(lambda: resolve_endpoints(settings()))
@@ -48,7 +48,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(token_app, name="token")
 
 
-def _admitted(action: Any, max_wait_s: float) -> Any:
+def admitted(action: Any, max_wait_s: float) -> Any:
     """Run ``action``; on 429 wait (Retry-After, growing, with jitter) and try again."""
     deadline = time.monotonic() + max_wait_s
     attempt = 0
@@ -83,7 +83,7 @@ def index(
     local = Path(source).expanduser()
     is_archive = local.is_file() and source.endswith((".tar.gz", ".tgz"))
     location = str(local.resolve()) if local.exists() else source
-    client = _client()
+    client = api_client()
     body = {
         "source": location,
         "repo": repo,
@@ -103,21 +103,21 @@ def index(
         params = {k: v for k, v in body.items() if v and k not in ("source", "ref")}
         params["repo"] = repo or guarded(lambda: _default_name(location))
         created = guarded(
-            lambda: _admitted(lambda: client.upload_archive(local, params), max_wait_s)
+            lambda: admitted(lambda: client.upload_archive(local, params), max_wait_s)
         )
     else:
-        created = guarded(lambda: _admitted(lambda: client.create_job(body), max_wait_s))
+        created = guarded(lambda: admitted(lambda: client.create_job(body), max_wait_s))
     job_id = created["job_id"]
     if not wait:
         sys.stdout.write(json.dumps({"job_id": job_id}) + "\n" if as_json else f"{job_id}\n")
         return
     if not as_json:
         err.print(f"job {job_id}", markup=False)
-    final = _follow(client, job_id, quiet=as_json)
+    final = follow(client, job_id, quiet=as_json)
     if as_json:
         sys.stdout.write(json.dumps(final) + "\n")
     else:
-        _print_summary(final)
+        print_summary(final)
         sys.stdout.write(f"{job_id}\n")
     raise typer.Exit(0 if final["status"] == "done" else 1)
 
@@ -128,7 +128,7 @@ def _default_name(location: str) -> str:
     return repo_name_from(parse_source(location))
 
 
-def _follow(client: Any, job_id: str, *, quiet: bool) -> dict[str, Any]:
+def follow(client: Any, job_id: str, *, quiet: bool) -> dict[str, Any]:
     """Poll until the job ends; with a progress bar per stage unless ``quiet``."""
     progress = Progress(
         TextColumn("{task.description:<8}"),
@@ -176,7 +176,7 @@ def _waiting_note(status: dict[str, Any]) -> str:
     return f"  waiting on {', '.join(stores)} (breaker open)" if stores else ""
 
 
-def _print_summary(status: dict[str, Any]) -> None:
+def print_summary(status: dict[str, Any]) -> None:
     files, chunks = status["files"], status["chunks"]
     err.print(
         f"{status['status']}: {status['repo']}@{status['commit']}  files {files['total']} "
@@ -209,11 +209,11 @@ def status(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Print a job's status (exit 1 if it failed or was cancelled)."""
-    current = guarded(lambda: _client().job(job_id))
+    current = guarded(lambda: api_client().job(job_id))
     if as_json:
         sys.stdout.write(json.dumps(current, indent=2) + "\n")
     else:
-        _print_summary(current)
+        print_summary(current)
         sys.stdout.write(f"{current['percent']} % {current['stage']}\n")
     raise typer.Exit(1 if current["status"] in ("failed", "cancelled") else 0)
 
@@ -224,7 +224,7 @@ def jobs(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """The newest jobs of your tenant."""
-    listed = guarded(lambda: _client().jobs(repo, limit))
+    listed = guarded(lambda: api_client().jobs(repo, limit))
     if as_json:
         sys.stdout.write(json.dumps(listed, indent=2) + "\n")
         return
@@ -245,7 +245,7 @@ def jobs(
 
 def cancel(job_id: Annotated[str, typer.Argument()]) -> None:
     """Cancel a job: no new work; the previous snapshot stays searchable."""
-    result = guarded(lambda: _client().cancel(job_id))
+    result = guarded(lambda: api_client().cancel(job_id))
     sys.stdout.write(f"{result['job_id']} {result['status']}\n")
 
 

@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from cli import chunk, dlq, jobs
+from cli import chunk, dlq, jobs, reconcile
 from cli.bench import bench_app
 from cli.console import err, guarded, out, settings
 
@@ -167,6 +167,7 @@ def worker(
 
 chunk.register(app)
 jobs.register(app)
+reconcile.register(app)
 app.add_typer(bench_app, name="bench")
 app.add_typer(dlq.dlq_app, name="dlq")
 

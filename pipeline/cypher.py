@@ -412,6 +412,13 @@ def chunk_ids(repo: str) -> Statement:
     return "MATCH (c:Chunk {repo: $repo}) RETURN c.chunk_id AS chunk_id", {"repo": repo}
 
 
+def chunk_keys(repo: str) -> Statement:
+    return (
+        "MATCH (c:Chunk {repo: $repo}) RETURN c.path AS path, c.chunk_id AS chunk_id",
+        {"repo": repo},
+    )
+
+
 def node_ids(node_label: str, repo: str) -> Statement:
     return f"MATCH (n:{label(node_label)} {{repo: $repo}}) RETURN n.id AS id", {"repo": repo}
 

@@ -91,5 +91,9 @@ class InvalidInputError(PermanentError):
     """The input is malformed: a bad path, URL, archive or payload."""
 
 
+class ConflictError(PermanentError):
+    """The request conflicts with work in progress (a job of the same repository)."""
+
+
 class WebhookRejectedError(PermanentError):
     """The webhook receiver answered 4xx: retrying the same request will not help."""

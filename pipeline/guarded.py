@@ -97,6 +97,9 @@ class GuardedGraphStore:
     def chunk_ids(self, repo: RepoRef) -> set[str]:
         return self.breaker.call(lambda: self.inner.get().chunk_ids(repo))
 
+    def chunk_keys(self, repo: RepoRef) -> set[tuple[str, str]]:
+        return self.breaker.call(lambda: self.inner.get().chunk_keys(repo))
+
     def delete_repository(self, repo: RepoRef) -> None:
         self.breaker.call(lambda: self.inner.get().delete_repository(repo))
 

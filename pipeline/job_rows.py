@@ -33,6 +33,7 @@ from pipeline.models import FileVersion, RepoRef
 from pipeline.sql import check_repo, check_texts
 
 MAX_WEBHOOKS = 50
+MAX_REINDEX_PATHS = 100_000
 INT8_MAX = 2**63 - 1
 TOKEN_PREFIX = "qk_"  # noqa: S105 (a prefix that marks Quarry tokens, not a secret)
 TOKEN_MIN_CHARS = 16
@@ -78,6 +79,14 @@ def check_request(request: JobRequest, job_id: str, commit: str | None) -> tuple
     for what, value in named.items():
         if value is not None:
             check_texts(what, [value], allow_empty=False)
+    if request.reindex_paths:
+        if commit is not None:
+            raise InvalidInputError("reindex_paths: a re-index job takes no commit (resolved)")
+        if len(request.reindex_paths) > MAX_REINDEX_PATHS:
+            raise InvalidInputError(
+                f"reindex_paths: {len(request.reindex_paths)} paths, at most {MAX_REINDEX_PATHS}"
+            )
+        check_texts("reindex path", request.reindex_paths, allow_empty=False)
     return canonical, commit
 
 
@@ -160,7 +169,7 @@ def job_from_row(row: Sequence[Any]) -> Job:
     """A job from the columns of ``job_sql._JOB_SELECT`` (jsonb already decoded)."""
     job_id, tenant, name, commit, status, stage, kind, location, ref = row[:9]
     callback, key, counters, errors, webhooks, created, started, finished = row[9:17]
-    snapshot_id, message = row[17:]
+    snapshot_id, message, reindex = row[17:]
     return Job(
         job_id=str(job_id),
         repo=RepoRef(tenant, name),
@@ -178,6 +187,7 @@ def job_from_row(row: Sequence[Any]) -> Job:
         finished_at=None if finished is None else float(finished),
         snapshot_id=None if snapshot_id is None else int(snapshot_id),
         message=message,
+        reindex_paths=tuple(str(p) for p in reindex),
     )
 
 

@@ -10,6 +10,8 @@ Must not import: celery, tasks/, workers/, api/, cli/, or any driver; does no I/
 
 from __future__ import annotations
 
+import json
+
 from pipeline.job_rows import MAX_WEBHOOKS
 from pipeline.jobs import MAX_ERRORS, JobRequest
 from pipeline.sql import Query
@@ -20,7 +22,7 @@ SELECT j.id::text, j.tenant_id, r.name, j.commit_sha, j.status, j.stage, j.sourc
        j.source_location, j.source_ref, j.callback_url, j.idempotency_key, j.counters,
        j.errors, j.webhooks, extract(epoch FROM j.created_at)::float8,
        extract(epoch FROM j.started_at)::float8, extract(epoch FROM j.finished_at)::float8,
-       j.snapshot_id, j.message
+       j.snapshot_id, j.message, j.reindex_paths
 FROM jobs AS j JOIN repositories AS r ON r.id = j.repository_id
 """
 
@@ -84,21 +86,23 @@ def insert_job(request: JobRequest, job_id: str, repository_id: int, commit: str
     conflicts with a job already there (then the caller looks that one up)."""
     return Query(
         "INSERT INTO jobs (id, tenant_id, repository_id, commit_sha, dedupe_commit,"
-        " idempotency_key, callback_url, source_kind, source_location, source_ref)"
+        " idempotency_key, callback_url, source_kind, source_location, source_ref,"
+        " reindex_paths)"
         " VALUES (%(id)s::uuid, %(tenant)s, %(repository_id)s, %(commit)s, %(dedupe)s,"
-        " %(key)s, %(callback)s, %(kind)s, %(location)s, %(ref)s)"
+        " %(key)s, %(callback)s, %(kind)s, %(location)s, %(ref)s, %(reindex)s::jsonb)"
         " ON CONFLICT DO NOTHING RETURNING id",
         {
             "id": job_id,
             "tenant": request.repo.tenant,
             "repository_id": repository_id,
             "commit": commit or "",
-            "dedupe": commit,
+            "dedupe": None if request.reindex_paths else commit,
             "key": request.idempotency_key,
             "callback": request.callback_url,
             "kind": str(request.source.kind),
             "location": request.source.location,
             "ref": request.source.ref,
+            "reindex": json.dumps(list(request.reindex_paths)),
         },
     )
 

@@ -104,6 +104,9 @@ class JobRequest:
     commit: str | None = None
     callback_url: str | None = None
     idempotency_key: str | None = None
+    # Files to re-index even if unchanged (a repair); such a job is never deduplicated
+    # by its commit, since that commit is already indexed.
+    reindex_paths: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +161,7 @@ class Job:
     snapshot_id: int | None = None
     message: str = ""  # why a job failed, in one line
     waiting: tuple[StoreWait, ...] = ()  # stores the job waits on now (live only)
+    reindex_paths: tuple[str, ...] = ()
 
 
 def merge_counters(*layers: Mapping[str, int]) -> dict[str, int]:

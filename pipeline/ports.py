@@ -178,6 +178,10 @@ class GraphStore(Protocol):
         """The ids of every chunk node of the repository."""
         ...
 
+    def chunk_keys(self, repo: RepoRef) -> set[tuple[str, str]]:
+        """(path, chunk id) of every chunk node of the repository."""
+        ...
+
     def delete_repository(self, repo: RepoRef) -> None:
         """Remove every node of the repository."""
         ...

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import enum
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -47,14 +47,21 @@ class ChangePlan:
         return self.added + self.changed
 
 
-def plan_changes(files: Sequence[FileVersion], previous: Mapping[str, FileVersion]) -> ChangePlan:
-    """Added, changed (content hash differs), unchanged and deleted files, by path."""
+def plan_changes(
+    files: Sequence[FileVersion],
+    previous: Mapping[str, FileVersion],
+    *,
+    reindex: Collection[str] = (),
+) -> ChangePlan:
+    """Added, changed (content hash differs, or the path is in ``reindex``), unchanged
+    and deleted files, by path."""
     added, changed, unchanged = [], [], []
+    again = frozenset(reindex)
     for file in files:
         before = previous.get(file.path)
         if before is None:
             added.append(file)
-        elif before.sha256 != file.sha256:
+        elif before.sha256 != file.sha256 or file.path in again:
             changed.append(file)
         else:
             unchanged.append(file)
@@ -153,7 +160,9 @@ def ingest(
     if not ctx.jobs.start(job_id, Stage.INGEST, commit):
         return IngestOutcome.SKIPPED
     job = replace(job, commit=commit)
-    plan = plan_changes(inventory.files, ctx.snapshots.searchable_files(job.repo))
+    plan = plan_changes(
+        inventory.files, ctx.snapshots.searchable_files(job.repo), reindex=job.reindex_paths
+    )
     snapshot_id = ctx.snapshots.begin(job.repo, commit, inventory.files)
     ctx.jobs.set_snapshot(job_id, snapshot_id)
 

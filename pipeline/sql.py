@@ -33,6 +33,7 @@ INT4_MAX = 2**31 - 1
 # The CHECK constraints of migrations/sql/0002_core.sql, checked here to name the input.
 TENANT_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 REPOSITORY_NAME_MAX_CHARS = 200
+VECTOR_DIMENSION = 384  # chunks.embedding is vector(384) (migration 0003)
 
 
 class Query(NamedTuple):

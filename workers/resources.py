@@ -24,8 +24,7 @@ from config.endpoints import Endpoints, resolve_endpoints
 from config.settings import QuarrySettings
 from pipeline.adapters.breakers import RedisCircuitBreaker
 from pipeline.adapters.httpx_webhook_sender import HttpxWebhookSender, httpx_client
-from pipeline.adapters.neo4j_graph import make_driver
-from pipeline.adapters.neo4j_graph_store import Neo4jGraphStore
+from pipeline.adapters.neo4j_graph_store import graph_store_from
 from pipeline.adapters.pg_embedding_cache import PgEmbeddingCache
 from pipeline.adapters.pg_job_store import PgJobStore
 from pipeline.adapters.pg_snapshot_store import PgSnapshotStore
@@ -61,6 +60,7 @@ from pipeline.ports import (
     SnapshotStore,
     VectorStore,
 )
+from pipeline.sql import VECTOR_DIMENSION
 from tasks import metrics
 from tasks.app import celery_app
 from tasks.client import TaskClient
@@ -72,7 +72,6 @@ GPU_BATCH_TOKENS = 65536
 # On the CPU a batch is a quarter of the GPU one: latency per batch stays near the
 # flush interval's scale and the cores are saturated well before that size.
 CPU_BATCH_TOKENS = GPU_BATCH_TOKENS // 4
-VECTOR_DIMENSION = 384  # chunks.embedding is vector(384): checked against the model
 
 
 @dataclass(slots=True)
@@ -183,7 +182,7 @@ def build_resources(
         vectors: Deferred[VectorStore] = Deferred(
             lambda: PgVectorStore(endpoints.postgres_dsn, dimension=VECTOR_DIMENSION)
         )
-        graph: Deferred[GraphStore] = Deferred(lambda: _graph_store(settings, endpoints))
+        graph: Deferred[GraphStore] = Deferred(lambda: graph_store_from(settings, endpoints))
         closers.items.extend([vectors, graph])
         resources.vectors = GuardedVectorStore(vectors, breakers["postgres"])
         resources.graph = GuardedGraphStore(graph, breakers["graph"])
@@ -225,8 +224,3 @@ def build_job_context(
         board=RedisJobBoard(redis_client),
         send=client.sender(timeout_s=settings.queue_wait_s),
     )
-
-
-def _graph_store(settings: QuarrySettings, endpoints: Endpoints) -> Neo4jGraphStore:
-    driver = make_driver(endpoints.neo4j_uri, endpoints.neo4j_user, endpoints.neo4j_password)
-    return Neo4jGraphStore(driver, endpoints.neo4j_database, batch_size=settings.graph_batch_size)

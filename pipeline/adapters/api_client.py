@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -116,6 +117,13 @@ class QuarryApiClient:
     def cancel(self, job_id: str) -> dict[str, Any]:
         with _http_errors(self.base_url):
             result: dict[str, Any] = self._check(self._client.delete(f"/v1/jobs/{job_id}"))
+        return result
+
+    def reconcile(self, repo: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        with _http_errors(self.base_url):
+            result: dict[str, Any] = self._check(
+                self._client.post(f"/v1/repos/{quote(repo, safe='/')}/reconcile", json=dict(body))
+            )
         return result
 
     def repos(self) -> list[dict[str, Any]]:

@@ -78,6 +78,15 @@ class InMemoryGraphStore:
                 if label == "Chunk" and p.get("repo") == key
             }
 
+    def chunk_keys(self, repo: RepoRef) -> set[tuple[str, str]]:
+        key = cypher.repo_id(repo)
+        with self._lock:
+            return {
+                (p["path"], p["chunk_id"])
+                for label, p in self._nodes.values()
+                if label == "Chunk" and p.get("repo") == key
+            }
+
     def delete_repository(self, repo: RepoRef) -> None:
         key = cypher.repo_id(repo)
         with self._lock:

@@ -60,6 +60,7 @@ class InMemoryJobStore:
                 callback_url=request.callback_url,
                 idempotency_key=request.idempotency_key,
                 created_at=time.time(),
+                reindex_paths=tuple(request.reindex_paths),
             )
             self._jobs[job_id] = job
             self._order[job_id] = next(self._seq)
@@ -163,7 +164,7 @@ class InMemoryJobStore:
             for job in self._jobs.values():
                 if job.repo.tenant == repo.tenant and job.idempotency_key == key:
                     return job
-        if commit is not None:
+        if commit is not None and not request.reindex_paths:
             live = [
                 j
                 for j in self._jobs.values()

@@ -29,8 +29,10 @@ from typing import Any, TypeVar
 
 import neo4j
 
+from config.endpoints import Endpoints
+from config.settings import QuarrySettings
 from pipeline import cypher
-from pipeline.adapters.neo4j_graph import map_neo4j_errors, retry_constraint_races
+from pipeline.adapters.neo4j_graph import make_driver, map_neo4j_errors, retry_constraint_races
 from pipeline.errors import InvalidInputError
 from pipeline.models import FileGraph, RepoRef
 
@@ -80,6 +82,10 @@ class Neo4jGraphStore:
 
     def chunk_ids(self, repo: RepoRef) -> set[str]:
         return {str(r["chunk_id"]) for r in self._read(cypher.chunk_ids(cypher.repo_id(repo)))}
+
+    def chunk_keys(self, repo: RepoRef) -> set[tuple[str, str]]:
+        records = self._read(cypher.chunk_keys(cypher.repo_id(repo)))
+        return {(str(r["path"]), str(r["chunk_id"])) for r in records}
 
     def delete_repository(self, repo: RepoRef) -> None:
         key = cypher.repo_id(repo)
@@ -206,3 +212,9 @@ def _run(tx: neo4j.ManagedTransaction, statement: cypher.Statement) -> list[neo4
 def _count(tx: neo4j.ManagedTransaction, statement: cypher.Statement) -> int:
     records = _run(tx, statement)
     return int(records[0]["n"]) if records else 0
+
+
+def graph_store_from(settings: QuarrySettings, endpoints: Endpoints) -> Neo4jGraphStore:
+    """The graph store the settings and endpoints describe (it owns its driver)."""
+    driver = make_driver(endpoints.neo4j_uri, endpoints.neo4j_user, endpoints.neo4j_password)
+    return Neo4jGraphStore(driver, endpoints.neo4j_database, batch_size=settings.graph_batch_size)

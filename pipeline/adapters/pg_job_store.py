@@ -179,7 +179,7 @@ class PgJobStore(PgStore):
             row = execute(conn, query).fetchone()
             if row is not None:
                 return job_rows.job_from_row(row)
-        if commit is not None:
+        if commit is not None and not request.reindex_paths:
             row = execute(conn, job_sql.job_by_commit(repository_id, commit)).fetchone()
             if row is not None:
                 return job_rows.job_from_row(row)

@@ -166,6 +166,9 @@ def test_written_files_read_back_as_nodes_and_edges(
     assert file_node[0] == "File" and file_node[1]["language"] == "python"
     assert store.file_versions(repo) == {g.file.path: g.file.sha256 for g in graphs}
     assert store.chunk_ids(repo) == chunk_ids
+    assert store.chunk_keys(repo) == {
+        (g.file.path, chunk_id) for g in graphs for chunk_id, _ in g.chunks
+    }
 
 
 def test_chunk_without_a_symbol_of_the_file_hangs_on_the_file(
