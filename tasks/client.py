@@ -7,8 +7,8 @@ checks the queue's bound and pushes in one atomic step. A full queue raises
 ``retry_after_s``); ``send_blocking`` is for stage-to-stage sends inside workers, which
 wait for room instead, up to a timeout.
 
-Gauges (defined here for now; they belong in tasks/metrics.py): the depth and fill ratio
-of a queue as the last push through this process saw them.
+Each push sets the gauges ``quarry_queue_depth`` and ``quarry_queue_fill_ratio`` of its
+queue (tasks/metrics.py) to what it saw.
 
 Must not import: workers/, api/, cli/, drivers (the admission adapter is injected).
 """
@@ -22,26 +22,13 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from celery import Celery
-from prometheus_client import Gauge
 
 from pipeline.errors import QueueFullError
 from pipeline.ports import Admission
+from tasks import metrics
 from tasks.envelopes import Envelope, TaskEnvelopes
 
 log = logging.getLogger("quarry.tasks.client")
-
-QUEUE_DEPTH = Gauge(
-    "quarry_queue_depth",
-    "Messages waiting in a queue, as the last admission through this process saw it.",
-    ["queue"],
-    multiprocess_mode="mostrecent",
-)
-QUEUE_FILL_RATIO = Gauge(
-    "quarry_queue_fill_ratio",
-    "Queue depth over its bound (1 is full), as the last admission saw it.",
-    ["queue"],
-    multiprocess_mode="mostrecent",
-)
 
 # send_blocking waits retry_after_s times 1.0-1.5, so that producers refused together
 # do not all come back in the same instant.
@@ -165,7 +152,7 @@ class TaskClient:
     def _observe(queue: str, depth: int, bound: int) -> None:
         # An observer never fails the work: a metric error is logged and the send stands.
         try:
-            QUEUE_DEPTH.labels(queue).set(depth)
-            QUEUE_FILL_RATIO.labels(queue).set(depth / bound if bound > 0 else 1.0)
+            metrics.QUEUE_DEPTH.labels(queue).set(depth)
+            metrics.QUEUE_FILL_RATIO.labels(queue).set(depth / bound if bound > 0 else 1.0)
         except Exception:
             log.exception("queue gauges for %s could not be set", queue)

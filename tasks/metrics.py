@@ -61,6 +61,18 @@ EMBED_DEVICE = Gauge(
     ["device", "model_id"],
     multiprocess_mode="max",
 )
+QUEUE_DEPTH = Gauge(
+    "quarry_queue_depth",
+    "Messages waiting in a queue, as the last admission through this process saw it.",
+    ["queue"],
+    multiprocess_mode="mostrecent",
+)
+QUEUE_FILL_RATIO = Gauge(
+    "quarry_queue_fill_ratio",
+    "Queue depth over its bound (1 is full), as the last admission saw it.",
+    ["queue"],
+    multiprocess_mode="mostrecent",
+)
 BREAKER_STATE = Gauge(
     "quarry_breaker_state",
     "Circuit breaker per store: 0 closed, 1 open, 2 half-open.",
