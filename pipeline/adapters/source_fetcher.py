@@ -23,7 +23,9 @@ children (ssh, remote helpers) run in their own process group, killed as one.
 ARCHIVE: :func:`pipeline.adapters.archives.extract_tar_gz` (its docstring lists the
 checks); an archive holding one top-level folder (an sdist) is indexed from that folder.
 
-Every failure is an InvalidInputError naming the source with credentials redacted.
+Every failure is an InvalidInputError naming the source with credentials redacted. A
+clone that failed on the network (git says the host did not resolve, the connection was
+refused or reset, the remote hung up) is tried again, CLONE_ATTEMPTS in all.
 
 Must not import: celery, tasks, workers, api, cli.
 """
@@ -31,6 +33,7 @@ Must not import: celery, tasks, workers, api, cli.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import signal
@@ -45,6 +48,8 @@ from pipeline.errors import ConfigError, InvalidInputError
 from pipeline.jobs import JobSource, SourceKind
 from pipeline.sources import check_git_url, check_ref, is_commit_sha, redact_url
 
+log = logging.getLogger("quarry.sources")
+
 _MAX_MESSAGE_CHARS = 300
 _LOCAL_GIT_TIMEOUT_S = 30.0
 _HASH_LENGTHS = (40, 64)
@@ -56,6 +61,33 @@ class _GitTimeoutError(Exception):
 
 class _GitFailedError(Exception):
     pass
+
+
+# git's messages for a network that failed on the way, not for a wrong URL or ref: such a
+# clone is tried again (CLONE_ATTEMPTS in all, within the clone timeout).
+_NETWORK_ERRORS = (
+    "could not resolve host",
+    "temporary failure in name resolution",
+    "connection timed out",
+    "connection refused",
+    "connection reset",
+    "operation timed out",
+    "the remote end hung up unexpectedly",
+    "early eof",
+    "rpc failed",
+    "network is unreachable",
+    "the requested url returned error: 502",
+    "the requested url returned error: 503",
+    "the requested url returned error: 504",
+)
+CLONE_ATTEMPTS = 3
+CLONE_BACKOFF_S = 2.0
+
+
+def is_network_error(message: str) -> bool:
+    """Whether git's error line says the network failed (worth another attempt)."""
+    lowered = message.lower()
+    return any(pattern in lowered for pattern in _NETWORK_ERRORS)
 
 
 class LocalSourceFetcher:
@@ -137,26 +169,53 @@ class LocalSourceFetcher:
             base += ["-c", f"protocol.{protocol}.allow=always"]
         deadline = time.monotonic() + self._clone_timeout_s
         shown = redact_url(url)
-        try:
-            if ref is not None and is_commit_sha(ref):
-                _run([*base, "init", "--quiet", "--template=", "--", str(dest)], env, deadline)
-                in_dest = [*base, "-C", str(dest)]
-                fetch = ["fetch", "--quiet", "--depth", "1", "--no-tags", "--", url, ref]
-                _run([*in_dest, *fetch], env, deadline)
-                _run([*in_dest, "checkout", "--quiet", "--detach", "FETCH_HEAD"], env, deadline)
-            else:
-                branch = [] if ref is None else ["--branch", ref]
-                clone = ["clone", "--quiet", "--depth", "1", "--no-tags", "--single-branch"]
-                args = [*clone, "--template=", *branch, "--", url, str(dest)]
-                _run([*base, *args], env, deadline)
-            head = _commit_id(_run([git, "-C", str(dest), "rev-parse", "HEAD"], env, deadline))
-        except _GitTimeoutError:
-            raise InvalidInputError(
-                f"could not clone {shown}: timed out after {self._clone_timeout_s:g} s"
-            ) from None
-        except _GitFailedError as exc:
-            what = f"{ref} from {shown}" if ref else shown
-            raise InvalidInputError(f"could not clone {what}: {exc}") from None
+        for attempt in range(1, CLONE_ATTEMPTS + 1):
+            try:
+                return self._clone_once(
+                    base=base, git=git, url=url, ref=ref, dest=dest, env=env, deadline=deadline
+                )
+            except _GitTimeoutError:
+                raise InvalidInputError(
+                    f"could not clone {shown}: timed out after {self._clone_timeout_s:g} s"
+                ) from None
+            except _GitFailedError as exc:
+                what = f"{ref} from {shown}" if ref else shown
+                wait_s = CLONE_BACKOFF_S * attempt
+                network = is_network_error(str(exc))
+                if not network or attempt == CLONE_ATTEMPTS or time.monotonic() + wait_s > deadline:
+                    tries = f" ({attempt} attempts)" if network else ""
+                    raise InvalidInputError(f"could not clone {what}{tries}: {exc}") from None
+                log.warning(
+                    "clone of %s failed (%s); attempt %d in %.0f s", shown, exc, attempt + 1, wait_s
+                )
+                shutil.rmtree(dest, ignore_errors=True)
+                time.sleep(wait_s)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _clone_once(
+        self,
+        *,
+        base: list[str],
+        git: str,
+        url: str,
+        ref: str | None,
+        dest: Path,
+        env: dict[str, str],
+        deadline: float,
+    ) -> tuple[Path, str | None]:
+        shown = redact_url(url)
+        if ref is not None and is_commit_sha(ref):
+            _run([*base, "init", "--quiet", "--template=", "--", str(dest)], env, deadline)
+            in_dest = [*base, "-C", str(dest)]
+            fetch = ["fetch", "--quiet", "--depth", "1", "--no-tags", "--", url, ref]
+            _run([*in_dest, *fetch], env, deadline)
+            _run([*in_dest, "checkout", "--quiet", "--detach", "FETCH_HEAD"], env, deadline)
+        else:
+            branch = [] if ref is None else ["--branch", ref]
+            clone = ["clone", "--quiet", "--depth", "1", "--no-tags", "--single-branch"]
+            args = [*clone, "--template=", *branch, "--", url, str(dest)]
+            _run([*base, *args], env, deadline)
+        head = _commit_id(_run([git, "-C", str(dest), "rev-parse", "HEAD"], env, deadline))
         if head is None or (is_commit_sha(ref) and head != ref):
             raise InvalidInputError(f"could not clone {shown}: HEAD is {head}, not {ref}")
         return dest, head

@@ -6,6 +6,7 @@ whose message names the source, and nothing is written outside ``workdir``.
 
 from __future__ import annotations
 
+import shutil
 import stat
 import subprocess
 import time
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.adapters import source_fetcher
 from pipeline.adapters.memory_source_fetcher import InMemorySourceFetcher
 from pipeline.adapters.source_fetcher import LocalSourceFetcher
 from pipeline.errors import InvalidInputError
@@ -193,6 +195,60 @@ def test_git_error_lines_are_redacted_and_cut(tmp_path: Path, workdir: Path) -> 
         "could not clone ssh://***@host.example.com/x.git: "
         "fatal: unable to access https://***@host/x.git: 403"
     )
+
+
+@pytest.mark.timeout(60)
+def test_a_network_failure_is_tried_again_then_named_with_the_attempts(
+    tmp_path: Path, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(source_fetcher, "CLONE_BACKOFF_S", 0.01)
+    calls = tmp_path / "calls"
+    flaky = fake_git(
+        tmp_path,
+        f"echo x >> {calls}\n"
+        "echo \"fatal: unable to access 'https://host/x.git/': Could not resolve host: host\" >&2\n"
+        "exit 128\n",
+    )
+    with pytest.raises(InvalidInputError) as caught:
+        fetcher(git_bin=flaky).fetch(JobSource(SourceKind.GIT, "https://host/x.git"), workdir)
+    assert len(calls.read_text().splitlines()) == source_fetcher.CLONE_ATTEMPTS
+    assert str(caught.value) == (
+        f"could not clone https://host/x.git ({source_fetcher.CLONE_ATTEMPTS} attempts): "
+        "fatal: unable to access 'https://host/x.git/': Could not resolve host: host"
+    )
+
+
+def test_a_network_blip_is_survived(
+    tmp_path: Path, workdir: Path, work_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(source_fetcher, "CLONE_BACKOFF_S", 0.01)
+    marker = tmp_path / "failed-once"
+    real_git = shutil.which("git")
+    blip = fake_git(
+        tmp_path,
+        f"if [ ! -e {marker} ]; then touch {marker}; "
+        "echo 'fatal: the remote end hung up unexpectedly' >&2; exit 128; fi\n"
+        f'exec {real_git} "$@"\n',
+    )
+    root, head = fetcher(git_bin=blip, allow_local_git=True).fetch(
+        JobSource(SourceKind.GIT, work_repo.as_uri()), workdir
+    )
+    assert head == git("rev-parse", "HEAD", cwd=work_repo)
+    assert (root / ".git").is_dir()
+
+
+def test_a_wrong_ref_is_not_tried_again(tmp_path: Path, workdir: Path) -> None:
+    calls = tmp_path / "calls"
+    wrong = fake_git(
+        tmp_path,
+        f"echo x >> {calls}\necho 'fatal: Remote branch nope not found in upstream origin' >&2\n"
+        "exit 128\n",
+    )
+    with pytest.raises(InvalidInputError, match="Remote branch nope not found"):
+        fetcher(git_bin=wrong).fetch(
+            JobSource(SourceKind.GIT, "https://host/x.git", "nope"), workdir
+        )
+    assert len(calls.read_text().splitlines()) == 1
 
 
 # -- local folders ----------------------------------------------------------------------
