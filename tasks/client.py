@@ -132,11 +132,19 @@ class TaskClient:
                 return envelope.task_id
 
     def sender(self, timeout_s: float) -> Callable[[str, Sequence[Mapping[str, Any]]], None]:
-        """A stage's ``send``: each task through ``send_blocking`` with ``timeout_s``."""
+        """A stage's ``send``: the whole batch in one admission call when it fits now;
+        else each task through ``send_blocking`` with ``timeout_s``."""
 
         def send(task_name: str, kwargs_list: Sequence[Mapping[str, Any]]) -> None:
-            for kwargs in kwargs_list:
-                self.send_blocking(task_name, dict(kwargs), timeout_s=timeout_s)
+            batch = [dict(kwargs) for kwargs in kwargs_list]
+            if len(batch) > 1:
+                try:
+                    self.send_many(task_name, batch)
+                    return
+                except QueueFullError:
+                    pass  # all or none: nothing was pushed; wait for room one by one
+            for kwargs in batch:
+                self.send_blocking(task_name, kwargs, timeout_s=timeout_s)
 
         return send
 

@@ -145,6 +145,33 @@ def test_send_blocking_gives_up_after_the_timeout(offline_app: Celery) -> None:
     assert admission.depth(WEBHOOK) == 1
 
 
+def test_sender_pushes_a_batch_at_once_or_waits_for_room_one_by_one(
+    offline_app: Celery,
+) -> None:
+    admission = InMemoryAdmission({WEBHOOK: 3}, default_bound=10, retry_after_s=lambda *_: 2.0)
+    calls: list[int] = []
+    push_many = admission.push_many
+
+    def counted(queue: str, messages: list[bytes]) -> int:
+        calls.append(len(messages))
+        return push_many(queue, messages)
+
+    admission.push_many = counted  # type: ignore[method-assign]
+    fake = FakeTime()
+    fake.on_sleep = lambda: admission.pop(WEBHOOK)  # a worker takes one per wait
+    client = TaskClient(offline_app, admission, sleep=fake.sleep, clock=fake.clock, rng=lambda: 0.0)
+    send = client.sender(timeout_s=60)
+    send(PING_TASK, [{"n": 1}, {"n": 2}])
+    assert calls == [2] and fake.sleeps == []  # it fit: one admission call
+    send(PING_TASK, [{"n": 3}, {"n": 4}])  # 2 + 2 > 3: refused whole, then one by one
+    assert calls == [2, 2]
+    assert fake.sleeps == [2.0]
+    sent = []
+    while (raw := admission.pop(WEBHOOK)) is not None:
+        sent.append(json.loads(raw)["headers"]["id"])
+    assert len(sent) == 3 and admission.depth(WEBHOOK) == 0  # one was taken by the "worker"
+
+
 # --- on the stack: a real worker -----------------------------------------------------
 
 
