@@ -27,6 +27,8 @@ from config.queues import CHUNK, EMBED, INGEST, WEBHOOK, WORKER_PROFILES, WRITE
 from config.redaction import redact_url
 from pipeline.errors import ConfigError
 
+SOFT_LIMIT_SHARE = 2 / 3  # the soft time limit of a task, as a share of its hard limit
+
 ENV_PREFIX = "QUARRY_"
 CONFIG_FILE_ENV = "QUARRY_CONFIG_FILE"
 SECRETS_DIR_ENV = "QUARRY_SECRETS_DIR"
@@ -238,7 +240,7 @@ class QuarrySettings(BaseSettings):
         10_000, ge=1, description="Most waiting messages on the webhook queue."
     )
     queue_wait_s: float = Field(
-        600.0,
+        300.0,
         gt=0,
         description="How long a stage waits for room on a full queue before it retries later.",
     )
@@ -379,13 +381,24 @@ class QuarrySettings(BaseSettings):
             seen[port] = name
         return self
 
+    @property
+    def task_soft_time_limit_s(self) -> float:
+        """The soft limit: a task gets SoftTimeLimitExceeded (and may clean up) here."""
+        return self.task_time_limit_s * SOFT_LIMIT_SHARE
+
     @model_validator(mode="after")
-    def _visibility_above_time_limit(self) -> QuarrySettings:
+    def _task_timing(self) -> QuarrySettings:
         if self.broker_visibility_timeout_s <= self.task_time_limit_s:
             raise ValueError(
                 f"broker_visibility_timeout_s ({self.broker_visibility_timeout_s:g}) must be "
                 f"above task_time_limit_s ({self.task_time_limit_s:g}), or a running task "
                 "would be delivered a second time"
+            )
+        if self.queue_wait_s >= self.task_soft_time_limit_s:
+            raise ValueError(
+                f"queue_wait_s ({self.queue_wait_s:g}) must be below the soft time limit "
+                f"({self.task_soft_time_limit_s:g} s, 2/3 of task_time_limit_s), or a stage "
+                "waiting for room on a full queue would be stopped mid-wait"
             )
         return self
 

@@ -16,8 +16,10 @@ from config.queues import ALL_QUEUES, INGEST, TASK_ROUTES
 from config.settings import QuarrySettings, load_settings
 
 # Redis redelivers an unacknowledged task only after the visibility timeout, which the
-# settings keep above the hard time limit of the longest task.
-SOFT_LIMIT_SHARE = 2 / 3
+# settings keep above the hard time limit of the longest task. Every worker sweeps for
+# such tasks every RESTORE_SWEEP_S (kombu's default scans only every 10th 10 s tick, so
+# a task of a killed worker could wait 100 s past its timeout).
+RESTORE_SWEEP_S = 10
 TASK_MODULES = ("tasks.embed", "tasks.write", "tasks.jobs", "tasks.webhook")
 
 
@@ -45,14 +47,18 @@ def create_app(settings: QuarrySettings | None = None) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         task_track_started=True,
-        task_soft_time_limit=settings.task_time_limit_s * SOFT_LIMIT_SHARE,
+        task_soft_time_limit=settings.task_soft_time_limit_s,
         task_time_limit=settings.task_time_limit_s,
         worker_prefetch_multiplier=1,
         worker_send_task_events=True,
         task_send_sent_event=True,
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": settings.broker_visibility_timeout_s},
+        broker_transport_options={
+            "visibility_timeout": settings.broker_visibility_timeout_s,
+            "unacked_restore_interval": RESTORE_SWEEP_S,
+            "unacked_restore_throttle": 1,
+        },
         result_backend_transport_options={
             "visibility_timeout": settings.broker_visibility_timeout_s
         },

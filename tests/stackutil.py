@@ -45,6 +45,16 @@ def stack_env(data_dir: Path) -> dict[str, str]:
         # Short breaker timings so that outage tests see open -> half-open -> closed fast.
         "QUARRY_BREAKER_FAIL_MAX": "3",
         "QUARRY_BREAKER_RESET_TIMEOUT_S": "2",
+        # A worker's main process killed outright leaves its unacknowledged tasks in
+        # Redis until the visibility timeout: 30 s here, not an hour, so that the kill
+        # test sees them delivered again. The time limit must stay below it (the settings
+        # check that): 20 s, whose soft two thirds (13 s) is far above the 2 s that the
+        # longest cpu task of the tests takes on 2 busy cores.
+        "QUARRY_TASK_TIME_LIMIT_S": "20",
+        "QUARRY_BROKER_VISIBILITY_TIMEOUT_S": "30",
+        # A stage waits for room on a full queue below the soft limit (the settings
+        # check that too).
+        "QUARRY_QUEUE_WAIT_S": "10",
         # Tests receive webhooks on loopback and clone local git repositories.
         "QUARRY_WEBHOOK_ALLOW_ADDRESSES": "loopback",
         "QUARRY_SOURCE_ALLOW_FILE_URLS": "true",

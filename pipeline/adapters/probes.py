@@ -58,8 +58,11 @@ def probe_graph(uri: str, user: str, password: str, database: str, timeout_s: fl
         with neo4j.GraphDatabase.driver(
             uri, auth=(user, password), connection_timeout=timeout_s
         ) as driver:
-            records, _, _ = driver.execute_query("RETURN 1 AS ok", database_=database)
-            ok = bool(records) and records[0]["ok"] == 1
+            # An auto-commit query: the driver does not retry it (execute_query would
+            # retry a down server for 30 s, and a probe must answer at once).
+            with driver.session(database=database) as session:
+                record = session.run("RETURN 1 AS ok").single()
+            ok = record is not None and record["ok"] == 1
         return Probe(ok, "RETURN 1", time.monotonic() - started)
     except (neo4j.exceptions.Neo4jError, neo4j.exceptions.DriverError, OSError) as exc:
         return Probe(False, _short(exc, uri), time.monotonic() - started)

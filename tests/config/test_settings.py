@@ -171,3 +171,9 @@ def test_visibility_timeout_must_exceed_the_task_time_limit() -> None:
         load_settings(
             env={"QUARRY_TASK_TIME_LIMIT_S": "900", "QUARRY_BROKER_VISIBILITY_TIMEOUT_S": "600"}
         )
+
+
+def test_a_stage_waits_for_room_below_the_soft_time_limit() -> None:
+    with pytest.raises(ConfigError, match="queue_wait_s"):
+        load_settings(env={"QUARRY_TASK_TIME_LIMIT_S": "60", "QUARRY_QUEUE_WAIT_S": "40"})
+    assert load_settings(env={"QUARRY_TASK_TIME_LIMIT_S": "60", "QUARRY_QUEUE_WAIT_S": "39"})
