@@ -78,21 +78,19 @@ def chunk_files(
     # The graph first: once a file's chunks are sent, its write may settle the job's
     # last file and start the graph stage, which must find every extraction.
     ctx.board.stash(job_id, graphs)
-    new = set(ctx.board.mark(job_id, "files.chunked", [*chunk_counts, *empty]))
-    if new:
-        ctx.board.add(
-            job_id,
-            {
-                "chunks.total": sum(chunk_counts.get(p, 0) for p in new),
-                "bytes.processed": sum(f.size_bytes for f in files if f.path in new),
-            },
-        )
+    sizes = {f.path: f.size_bytes for f in files}
+    chunked = [*chunk_counts, *empty]
+    ctx.board.mark(
+        job_id,
+        "files.chunked",
+        chunked,
+        {p: {"chunks.total": chunk_counts.get(p, 0), "bytes.processed": sizes[p]} for p in chunked},
+    )
     if messages:
         ctx.send(EMBED_CHUNKS_TASK, [{"message": m} for m in messages])
     for reason, reason_paths in skipped.items():
-        fresh = ctx.board.mark(job_id, f"skipped_paths.{reason}", reason_paths)
-        if fresh:
-            ctx.board.add(job_id, {f"skipped.{reason}": len(fresh)})
+        count = {p: {f"skipped.{reason}": 1} for p in reason_paths}
+        ctx.board.mark(job_id, f"skipped_paths.{reason}", reason_paths, count)
         settle(ctx, job_id, "files.skipped_content", reason_paths)
     settle(ctx, job_id, "files.written", empty)
     settle(ctx, job_id, "files.failed", failed)

@@ -5,8 +5,8 @@ and the rules that keep a job's numbers exact under redelivery:
 
 * per-file events are *marks* (sets of paths), so a task delivered twice never counts a
   file twice; ``files.settled`` holds every file that reached its end (written, failed,
-  or skipped by a content check), and the job's commit is enqueued exactly once, by
-  whoever settles the last file (``JobBoard.once``);
+  or skipped by a content check), and the job's commit is enqueued by whoever settles
+  the last file, at least once (see :func:`maybe_commit`);
 * counters live in Redis while the job runs and are flushed to the job record at most
   once a second, and always when the job finishes;
 * finishing is first-caller-wins, and sends the job's webhook event when it has a
@@ -35,6 +35,7 @@ Send = Callable[[str, Sequence[Mapping[str, Any]]], None]
 
 FLUSH_INTERVAL_S = 1.0
 SETTLED = "files.settled"
+COMMIT_SENT = "commit.sent"  # a set counter: 1 once the job's commit has been sent
 # A wait still shows this long after its retry time: the retried task takes a moment to
 # run, and if the store is still down it records a new wait.
 WAIT_GRACE_S = 5.0
@@ -110,17 +111,17 @@ def settle(ctx: JobContext, job_id: str, counter: str, paths: Sequence[str]) -> 
 
 
 def maybe_commit(ctx: JobContext, job_id: str, counters: Mapping[str, int]) -> bool:
-    """Enqueue the job's commit once every file to do has settled (exactly once)."""
+    """Enqueue the job's commit once every file to do has settled.
+
+    At least once, and rarely more: the commit is marked sent only after it was sent,
+    so a task killed in between sends it again when it is delivered again; two tasks
+    settling the last files at the same moment may both send it. The commit is
+    idempotent and skips a job that has ended."""
     todo = counters.get("files.todo")
-    if todo is None or counters.get(SETTLED, 0) < todo:
+    if todo is None or counters.get(SETTLED, 0) < todo or counters.get(COMMIT_SENT, 0):
         return False
-    if not ctx.board.once(job_id, "commit"):
-        return False
-    try:
-        ctx.send(COMMIT_JOB_TASK, [{"job_id": job_id}])
-    except BaseException:
-        ctx.board.reset(job_id, "commit")  # the next settle (or this task's retry) sends it
-        raise
+    ctx.send(COMMIT_JOB_TASK, [{"job_id": job_id}])
+    ctx.board.mark(job_id, COMMIT_SENT, ["1"])
     return True
 
 

@@ -344,8 +344,8 @@ class TokenStore(Protocol):
 
 class JobBoard(Protocol):
     """Live, shared job state for the workers (Redis): counters updated atomically,
-    the cancel flag, one-time markers and the files' graph extractions awaiting the
-    job's graph stage."""
+    the cancel flag, the stores the job waits on and the files' graph extractions
+    awaiting the job's graph stage."""
 
     def add(self, job_id: str, deltas: Mapping[str, int]) -> dict[str, int]:
         """Add ``deltas`` atomically; returns every counter of the job after the add."""
@@ -355,9 +355,17 @@ class JobBoard(Protocol):
         """Set counters to absolute values (the producer's totals: replay-safe)."""
         ...
 
-    def mark(self, job_id: str, counter: str, members: Sequence[str]) -> list[str]:
+    def mark(
+        self,
+        job_id: str,
+        counter: str,
+        members: Sequence[str],
+        deltas: Mapping[str, Mapping[str, int]] | None = None,
+    ) -> list[str]:
         """Add members (file paths) to the set ``counter``; returns those that were new.
-        A set counter reads as its size, so a replayed task never counts a file twice."""
+        A set counter reads as its size, so a replayed task never counts a file twice.
+        ``deltas[member]`` is added to the counters, in the same atomic step, for each
+        member that was new (a task killed midway counts all of it or nothing)."""
         ...
 
     def counters(self, job_id: str) -> dict[str, int]:
@@ -368,14 +376,6 @@ class JobBoard(Protocol):
 
     def take_errors(self, job_id: str) -> list[JobError]:
         """The errors pushed since the last take (to be appended to the record)."""
-        ...
-
-    def once(self, job_id: str, marker: str) -> bool:
-        """True for the first caller only (a stage started, the commit enqueued)."""
-        ...
-
-    def reset(self, job_id: str, marker: str) -> None:
-        """Forget a ``once`` marker (its action could not be carried out)."""
         ...
 
     def throttle(self, job_id: str, marker: str, interval_s: float) -> bool:

@@ -97,10 +97,10 @@ def embed_chunks(requests: Sequence[Any]) -> None:
 
 
 def _count_embedded(jobs: JobContext, batch: FileChunks, cached: frozenset[str]) -> None:
-    job_id = batch.job_id or ""
-    if jobs.board.mark(job_id, "files.embedded", [batch.file.path]):
-        hits = sum(1 for c in batch.chunks if c.content_hash in cached)
-        jobs.board.add(job_id, {"chunks.embedded": len(batch.chunks) - hits, "chunks.cached": hits})
+    hits = sum(1 for c in batch.chunks if c.content_hash in cached)
+    counts = {"chunks.embedded": len(batch.chunks) - hits, "chunks.cached": hits}
+    path = batch.file.path
+    jobs.board.mark(batch.job_id or "", "files.embedded", [path], {path: counts})
 
 
 def _retry_each(pending: Sequence[tuple[Any, FileChunks, int]], exc: TransientError) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import shutil
+import uuid
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
@@ -88,8 +89,9 @@ def ingest_job(self: StageTask, job_id: str, attempt: int = 0) -> str | None:
         if resources.fetcher is None:
             raise RuntimeError("this worker has no source fetcher (run the `cpu` profile)")
         settings = resources.settings
-        workdir = workdir_for(settings.data_dir, job_id)
-        shutil.rmtree(workdir, ignore_errors=True)  # a redelivered ingest starts clean
+        # A folder of its own per delivery: a redelivered ingest must not pull the tree
+        # from under the chunk tasks of the first one. The commit removes them all.
+        workdir = workdir_for(settings.data_dir, job_id) / f"fetch-{uuid.uuid4().hex[:12]}"
         workdir.mkdir(parents=True)
         outcome = ingest(
             ctx,

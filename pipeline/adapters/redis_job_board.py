@@ -2,7 +2,7 @@
 
 Redis layout for job ``J`` under ``quarry:job:J``: ``:counters`` a hash of counter ->
 int (HINCRBY, so concurrent workers never lose an update), ``:errors`` a list of JSON
-errors, ``:once:<marker>`` and ``:throttle:<marker>`` keys set with NX, ``:cancel``,
+errors, ``:throttle:<marker>`` keys set with NX, ``:cancel``,
 ``:stash`` a hash of path -> payload and ``:waits`` a hash of store -> JSON wait. Every
 key expires ``ttl_s`` after its last write (a day by default): the durable record is
 the job row in PostgreSQL, to which the counters are flushed.
@@ -28,12 +28,24 @@ DEFAULT_TTL_S = 86400
 
 _MARK = """
 local added = {}
-for i = 2, #ARGV do
-  if redis.call('SADD', KEYS[1], ARGV[i]) == 1 then added[#added + 1] = ARGV[i] end
+local deltas = cjson.decode(ARGV[2])
+local counted = false
+for i = 3, #ARGV do
+  if redis.call('SADD', KEYS[1], ARGV[i]) == 1 then
+    added[#added + 1] = ARGV[i]
+    local add = deltas[ARGV[i]]
+    if add then
+      for name, delta in pairs(add) do
+        redis.call('HINCRBY', KEYS[4], name, delta)
+        counted = true
+      end
+    end
+  end
 end
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 redis.call('SADD', KEYS[2], KEYS[3])
 redis.call('EXPIRE', KEYS[2], ARGV[1])
+if counted then redis.call('EXPIRE', KEYS[4], ARGV[1]) end
 return added
 """
 
@@ -103,12 +115,24 @@ class RedisJobBoard:
         with _redis_errors("set_counters"):
             self._client.pipeline().hset(key, mapping=mapping).expire(key, self._ttl_s).execute()
 
-    def mark(self, job_id: str, counter: str, members: Sequence[str]) -> list[str]:
+    def mark(
+        self,
+        job_id: str,
+        counter: str,
+        members: Sequence[str],
+        deltas: Mapping[str, Mapping[str, int]] | None = None,
+    ) -> list[str]:
         if not members:
             return []
-        keys = [self._key(job_id, f"set:{counter}"), self._key(job_id, "sets"), counter]
+        keys = [
+            self._key(job_id, f"set:{counter}"),
+            self._key(job_id, "sets"),
+            counter,
+            self._key(job_id, "counters"),
+        ]
+        adds = {m: {k: int(v) for k, v in d.items()} for m, d in (deltas or {}).items() if d}
         with _redis_errors("mark"):
-            added = self._mark_script(keys=keys, args=[self._ttl_s, *members])
+            added = self._mark_script(keys=keys, args=[self._ttl_s, json.dumps(adds), *members])
         return [_text(m) for m in added]
 
     def counters(self, job_id: str) -> dict[str, int]:
@@ -140,16 +164,6 @@ class RedisJobBoard:
         with _redis_errors("take_errors"):
             raw, _ = self._client.pipeline().lrange(key, 0, -1).delete(key).execute()
         return [_error_from(_text(item)) for item in raw]
-
-    def once(self, job_id: str, marker: str) -> bool:
-        with _redis_errors("once"):
-            return bool(
-                self._client.set(self._key(job_id, f"once:{marker}"), 1, nx=True, ex=self._ttl_s)
-            )
-
-    def reset(self, job_id: str, marker: str) -> None:
-        with _redis_errors("reset"):
-            self._client.delete(self._key(job_id, f"once:{marker}"))
 
     def throttle(self, job_id: str, marker: str, interval_s: float) -> bool:
         px = max(1, int(interval_s * 1000))
@@ -207,7 +221,6 @@ class InMemoryJobBoard:
         self._counters: dict[str, dict[str, int]] = {}
         self._sets: dict[str, dict[str, set[str]]] = {}
         self._errors: dict[str, list[JobError]] = {}
-        self._once: set[tuple[str, str]] = set()
         self._throttle: dict[tuple[str, str], float] = {}
         self._cancelled: set[str] = set()
         self._stash: dict[str, dict[str, str]] = {}
@@ -225,16 +238,25 @@ class InMemoryJobBoard:
         with self._lock:
             self._counters.setdefault(job_id, {}).update({k: int(v) for k, v in values.items()})
 
-    def mark(self, job_id: str, counter: str, members: Sequence[str]) -> list[str]:
+    def mark(
+        self,
+        job_id: str,
+        counter: str,
+        members: Sequence[str],
+        deltas: Mapping[str, Mapping[str, int]] | None = None,
+    ) -> list[str]:
         if not members:
             return []
         with self._lock:
             marked = self._sets.setdefault(job_id, {}).setdefault(counter, set())
+            counters = self._counters.setdefault(job_id, {})
             added = []
             for member in members:
                 if member not in marked:
                     marked.add(member)
                     added.append(member)
+                    for name, delta in (deltas or {}).get(member, {}).items():
+                        counters[name] = counters.get(name, 0) + int(delta)
             return added
 
     def counters(self, job_id: str) -> dict[str, int]:
@@ -250,17 +272,6 @@ class InMemoryJobBoard:
     def take_errors(self, job_id: str) -> list[JobError]:
         with self._lock:
             return self._errors.pop(job_id, [])
-
-    def once(self, job_id: str, marker: str) -> bool:
-        with self._lock:
-            if (job_id, marker) in self._once:
-                return False
-            self._once.add((job_id, marker))
-            return True
-
-    def reset(self, job_id: str, marker: str) -> None:
-        with self._lock:
-            self._once.discard((job_id, marker))
 
     def throttle(self, job_id: str, marker: str, interval_s: float) -> bool:
         now = self._clock()

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import pytest
+
 from pipeline.adapters.memory_job_store import InMemoryJobStore
 from pipeline.adapters.memory_snapshot_store import InMemorySnapshotStore
 from pipeline.adapters.redis_job_board import InMemoryJobBoard
-from pipeline.indexing import WAIT_GRACE_S, JobContext, live_job, note_wait
+from pipeline.indexing import WAIT_GRACE_S, JobContext, live_job, note_wait, settle
 from pipeline.jobs import (
     JobRequest,
     JobSource,
@@ -73,3 +75,29 @@ def test_a_finished_job_waits_on_nothing() -> None:
     job = ctx.jobs.get(job_id)
     assert job is not None
     assert job_status(live_job(ctx, job), clock())["waiting_on"] == []
+
+
+def test_the_commit_is_sent_again_by_a_redelivered_task_until_it_was_sent() -> None:
+    sent: list[str] = []
+    fail = [True]
+
+    def send(task: str, kwargs: Sequence[Mapping[str, Any]]) -> None:
+        if fail[0]:
+            raise KeyboardInterrupt("killed before the send")
+        sent.extend(k["job_id"] for k in kwargs)
+
+    ctx = JobContext(
+        InMemoryJobStore(), InMemorySnapshotStore(), InMemoryJobBoard(), send, clock=Clock(1.0)
+    )
+    job_id = _running_job(ctx)
+    ctx.board.set_counters(job_id, {"files.todo": 2})
+    settle(ctx, job_id, "files.written", ["a.py"])
+    assert sent == []
+    with pytest.raises(KeyboardInterrupt):
+        settle(ctx, job_id, "files.written", ["b.py"])  # the last file; killed mid-way
+    fail[0] = False
+    settle(ctx, job_id, "files.written", ["b.py"])  # the same task, delivered again
+    assert sent == [job_id]
+    settle(ctx, job_id, "files.written", ["b.py"])  # once sent, not again
+    assert sent == [job_id]
+    assert ctx.board.counters(job_id)["files.written"] == 2

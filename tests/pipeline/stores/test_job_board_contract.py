@@ -71,24 +71,6 @@ def test_errors_are_taken_once_in_order(board: JobBoard, job_id: str) -> None:
     assert board.take_errors(job_id) == []
 
 
-def test_once_is_true_for_the_first_caller_only(board: JobBoard, job_id: str) -> None:
-    results: list[bool] = []
-    lock = threading.Lock()
-
-    def work() -> None:
-        got = board.once(job_id, "commit")
-        with lock:
-            results.append(got)
-
-    threads = [threading.Thread(target=work) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(results) == [False] * 7 + [True]
-    assert board.once(job_id, "other") is True
-
-
 def test_throttle_allows_once_per_interval(board: JobBoard, job_id: str) -> None:
     assert board.throttle(job_id, "flush", 30.0) is True
     assert board.throttle(job_id, "flush", 30.0) is False
@@ -144,13 +126,6 @@ def test_concurrent_marks_of_one_member_admit_one(board: JobBoard, job_id: str) 
     assert sorted(len(w) for w in wins) == [0] * 7 + [1]
 
 
-def test_reset_forgets_a_once_marker(board: JobBoard, job_id: str) -> None:
-    assert board.once(job_id, "commit") is True
-    board.reset(job_id, "commit")
-    assert board.once(job_id, "commit") is True
-    assert board.once(job_id, "commit") is False
-
-
 def test_waits_keep_the_latest_per_store_until_cleared(board: JobBoard, job_id: str) -> None:
     assert board.waits(job_id) == []
     board.wait_on(job_id, StoreWait("postgres", 100.5, "breaker open"))
@@ -163,3 +138,19 @@ def test_waits_keep_the_latest_per_store_until_cleared(board: JobBoard, job_id: 
     assert board.waits(str(uuid.uuid4())) == []
     board.clear(job_id)
     assert board.waits(job_id) == []
+
+
+def test_a_mark_adds_the_deltas_of_new_members_only_in_the_same_step(
+    board: JobBoard, job_id: str
+) -> None:
+    deltas = {"a.py": {"chunks.total": 3, "bytes.processed": 100}, "b ü.py": {"chunks.total": 2}}
+    assert board.mark(job_id, "files.chunked", ["a.py", "b ü.py"], deltas) == ["a.py", "b ü.py"]
+    # A redelivered task marks the same files again: nothing is counted twice.
+    assert board.mark(job_id, "files.chunked", ["b ü.py", "c.py"], deltas | {"c.py": {}}) == [
+        "c.py"
+    ]
+    assert board.counters(job_id) == {
+        "files.chunked": 3,
+        "chunks.total": 5,
+        "bytes.processed": 100,
+    }
