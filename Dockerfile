@@ -2,7 +2,7 @@
 # --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu124 to get CUDA wheels.
 FROM python:3.11-slim-bookworm
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
-ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 HF_HUB_OFFLINE=1
+ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 HF_HUB_OFFLINE=1 OMP_WAIT_POLICY=PASSIVE
 RUN useradd --create-home --uid 10001 quarry
 WORKDIR /app
 COPY pyproject.toml README.md ./

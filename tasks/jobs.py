@@ -21,7 +21,7 @@ from celery import shared_task
 
 from config.queues import CHUNK_FILES_TASK, COMMIT_JOB_TASK, INGEST_JOB_TASK
 from pipeline.chunk_stage import chunk_files
-from pipeline.commit import commit_job
+from pipeline.commit import KeptSymbols, commit_job
 from pipeline.errors import InvalidInputError
 from pipeline.imports import RepoPaths
 from pipeline.indexing import JobContext, finish, record_error, settle
@@ -33,6 +33,7 @@ from tasks.context import Resources, current
 
 BUSY_RETRY_S = 2.0
 _REPO_PATHS: OrderedDict[int, RepoPaths] = OrderedDict()
+_KEPT_SYMBOLS = KeptSymbols()  # empty until a commit runs: each forked process fills its own
 
 
 def _context() -> tuple[Resources, JobContext]:
@@ -182,6 +183,7 @@ def commit_job_task(self: StageTask, job_id: str, attempt: int = 0) -> str | Non
             job_id,
             vectors=resources.vectors,
             graph=resources.graph,
+            kept=_KEPT_SYMBOLS,
         )
         shutil.rmtree(workdir_for(resources.settings.data_dir, job_id), ignore_errors=True)
         return status.value if status else "skipped"

@@ -1,0 +1,300 @@
+"""Job latency through a real local stack: a tiny job's overhead, a one-file change.
+
+Usage: .venv/bin/python bench/jobs.py [--corpus bench/corpora/django-5.2.19]
+       [--limit-files 1000] [--runs 5] [--busy-cores 0] [--poll-ms 2] [--api-poll-ms 10]
+       [--json]
+
+Starts a private stack (``quarry dev up``: Redis, PostgreSQL, the graph server, the
+``cpu`` and ``embed`` workers with the real model, the API, Flower) in a mode-711 folder
+under /tmp on free ports (tests/stackutil.py), copies the first ``--limit-files``
+``.py`` files of the corpus by sorted path into a scratch folder and, through the API
+(``POST /v1/jobs`` with a folder source), one job at a time:
+
+1. cold: indexes that folder as a new repository (once, for the record);
+2. overhead, ``--runs`` times after one warm-up: a NEW repository holding one small file
+   of unique content (so the embedding cache misses): POST -> first chunk embedded;
+3. change, ``--runs`` times after one warm-up: another file of the indexed repository
+   each time gets a small function appended: POST -> status ``done``;
+4. with ``--busy-cores N``, 2 and 3 again while N processes spin on the CPU (another
+   tenant of a shared machine): ``overhead_busy`` and ``change_busy``.
+
+Each run is followed by bench/job_timeline.py: its events in ms from just before the
+POST, from the job board in Redis, the job row in PostgreSQL and ``GET /v1/jobs/{id}``
+polled while it runs (``--poll-ms``, ``--api-poll-ms``), and the workers' log lines
+(task runtimes, embed flushes). Reported: median and max of the timed runs, every raw
+value, the median of each event and task runtime (the breakdown), the machine.
+``quarry dev down`` runs at the end whatever happened.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.metadata
+import json
+import os
+import platform
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis
+
+# bench/ is the script folder, so on sys.path
+from job_timeline import Watch, breakdown, follow_job, stats
+from machine import cpu_model
+
+from config.endpoints import resolve_endpoints
+from config.settings import load_settings
+from pipeline.adapters.postgres import connect
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # tests/ is a namespace package under the repository root
+    sys.path.append(str(ROOT))
+from tests.stackutil import run_quarry, stack_env, stack_folder  # noqa: E402
+
+CORPUS = ROOT / "bench" / "corpora" / "django-5.2.19"
+PACKAGES = (
+    "celery",
+    "kombu",
+    "celery-batches",
+    "redis",
+    "psycopg",
+    "torch",
+    "sentence-transformers",
+    "arcadedb-embedded",
+    "fastapi",
+    "uvicorn",
+)
+OVERHEAD_FIGURES = {"first_embedded": "embedded", "api_embedded": "api_embedded", "done": "done"}
+CHANGE_FIGURES = {"done": "done", "finished": "finished", "api_done": "api_done"}
+SERIES = ("overhead", "change", "overhead_busy", "change_busy")
+
+
+@contextlib.contextmanager
+def busy_cores(count: int) -> Iterator[None]:
+    """``count`` processes spinning on the CPU, as another tenant of a shared machine."""
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+    try:
+        time.sleep(0.5 if spinners else 0)
+        yield
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+
+
+def overhead_runs(watch: Watch, scratch: Path, runs: int) -> list[dict[str, Any]]:
+    """A new repository of one small, unique file per run (the first is a warm-up)."""
+    results = []
+    for i in range(runs + 1):
+        tag = uuid.uuid4().hex
+        folder = scratch / f"overhead-{tag}"
+        folder.mkdir()
+        (folder / "probe.py").write_text(
+            f'def probe_{tag}(value):\n    """Add one; run {i}."""\n    return value + 1\n'
+        )
+        results.append(follow_job(watch, folder, f"overhead-{tag[:12]}", timeout_s=120))
+    return results
+
+
+def change_runs(watch: Watch, tree: Path, repo: str, runs: int, seed: int) -> list[dict[str, Any]]:
+    """Append a function to another file of the indexed tree each run (first: warm-up);
+    the files (of 1 KB or more) are drawn with ``seed``."""
+    files = sorted(p for p in tree.rglob("*.py") if p.stat().st_size >= 1000)
+    picks = random.Random(seed).sample(files, runs + 1)
+    results = []
+    for i, path in enumerate(picks):
+        with path.open("a") as handle:
+            handle.write(f"\n\ndef quarry_bench_probe_{seed}_{i}(value):\n    return value * 2\n")
+        result = follow_job(watch, tree, repo, timeout_s=300)
+        result["path"] = path.relative_to(tree).as_posix()
+        result["path_bytes"] = path.stat().st_size
+        results.append(result)
+    return results
+
+
+def copy_corpus(corpus: Path, limit: int, dest: Path) -> dict[str, Any]:
+    """The first ``limit`` .py files of ``corpus`` by sorted path, copied into ``dest``."""
+    paths = sorted(p.relative_to(corpus).as_posix() for p in corpus.rglob("*.py"))[:limit]
+    if not paths:
+        raise SystemExit(f"bench/jobs.py: no .py files under {corpus}")
+    for rel in paths:
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(corpus / rel, dest / rel)
+    return {
+        "name": corpus.name,
+        "files": len(paths),
+        "bytes": sum((dest / p).stat().st_size for p in paths),
+        "first": paths[0],
+        "last": paths[-1],
+    }
+
+
+@contextlib.contextmanager
+def private_stack() -> Iterator[tuple[dict[str, str], Path]]:
+    """``quarry dev up`` in its own folder and ports; ``quarry dev down`` always."""
+    with stack_folder("quarry-bench-jobs-") as data_dir:
+        env = stack_env(data_dir)
+        try:
+            up = run_quarry("dev", "up", env=env, timeout_s=600)
+            if up.returncode:
+                raise RuntimeError(f"quarry dev up failed:\n{up.stdout}{up.stderr}")
+            yield env, data_dir
+        finally:
+            down = run_quarry("dev", "down", env=env, timeout_s=300)
+            if down.returncode:
+                print(f"quarry dev down failed:\n{down.stdout}{down.stderr}", file=sys.stderr)
+
+
+def software(watch: Watch) -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for name in PACKAGES:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            found[name] = importlib.metadata.version(name)
+    found["redis-server"] = str(watch.redis.info("server").get("redis_version"))
+    found["postgresql"] = str(watch.pg.execute("SHOW server_version").fetchone()[0])
+    git = ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"]
+    head = subprocess.run(git, capture_output=True, text=True, check=False).stdout.strip()
+    found["quarry_commit"] = head or "?"
+    return found
+
+
+def measure(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
+    tree = scratch / args.corpus.name
+    tree.mkdir()
+    corpus = copy_corpus(args.corpus, args.limit_files, tree)
+    load_start = os.getloadavg()
+    with private_stack() as (env, data_dir):
+        endpoints = resolve_endpoints(load_settings(env=env))
+        headers = {"Authorization": f"Bearer {endpoints.api_token}"}
+        with (
+            httpx.Client(base_url=endpoints.api_url, headers=headers, timeout=30) as api,
+            connect(endpoints.postgres_dsn, autocommit=True) as pg,
+        ):
+            client: redis.Redis[Any] = redis.Redis.from_url(endpoints.redis_url)
+            logs = data_dir / "logs"
+            slow = Watch(api, client, pg, logs, poll_s=0.5, api_poll_s=1.0)
+            started = time.perf_counter()
+            cold = follow_job(slow, tree, "django", timeout_s=args.cold_timeout_s)
+            cold_s = time.perf_counter() - started
+            watch = Watch(api, client, pg, logs, args.poll_ms / 1000, args.api_poll_ms / 1000)
+            series = {}
+            for seed, (name, busy) in enumerate({"": 0, "_busy": args.busy_cores}.items()):
+                if name and not busy:
+                    continue
+                with busy_cores(busy):
+                    overhead = overhead_runs(watch, scratch, args.runs)
+                    change = change_runs(watch, tree, "django", args.runs, seed)
+                series[f"overhead{name}"] = summarise(overhead, OVERHEAD_FIGURES)
+                series[f"change{name}"] = summarise(change, CHANGE_FIGURES)
+            versions = software(watch)
+            client.close()
+    chunks = cold["chunks"]["total"]
+    return {
+        "corpus": {**corpus, "chunks": chunks},
+        "cold": {
+            "seconds": round(cold_s, 1),
+            "chunks_per_s": round(chunks / cold_s, 1),
+            "status": cold["status"],
+            "files": cold["files"],
+            "tasks": task_totals(cold),
+        },
+        **series,
+        "busy_cores": args.busy_cores,
+        "targets_ms": {"overhead_first_embedded": 200, "change_done": 1000},
+        "poll_ms": args.poll_ms,
+        "api_poll_ms": args.api_poll_ms,
+        "machine": {
+            "nproc": os.cpu_count(),
+            "cpu": cpu_model(),
+            "loadavg_start": load_start,
+            "loadavg_end": os.getloadavg(),
+        },
+        "software": versions,
+        "date": datetime.now().astimezone().isoformat(timespec="seconds"),
+    }
+
+
+def task_totals(run: dict[str, Any]) -> dict[str, Any]:
+    """Count and summed runtime of each task of a (big) run, and of its embed flushes."""
+    totals: dict[str, Any] = {}
+    for task in run["tasks"]:
+        entry = totals.setdefault(task["task"], {"count": 0, "runtime_s": 0.0})
+        entry["count"] += 1
+        entry["runtime_s"] += task.get("runtime_ms", 0.0) / 1000
+    flushes = run["flushes"]
+    totals["embed.flush"] = {
+        "count": len(flushes),
+        "runtime_s": sum(f["device_ms"] for f in flushes) / 1000,
+        "embedded": sum(f["embedded"] for f in flushes),
+    }
+    return {k: {**v, "runtime_s": round(v["runtime_s"], 1)} for k, v in totals.items()}
+
+
+def summarise(runs: list[dict[str, Any]], figures: dict[str, str]) -> dict[str, Any]:
+    """Figures over the timed runs (the first run is the warm-up, kept apart)."""
+    warmup, timed = runs[0], runs[1:]
+    return {
+        **{name: stats([r["events_ms"][e] for r in timed]) for name, e in figures.items()},
+        **breakdown(timed),
+        "warmup": warmup,
+        "runs": timed,
+    }
+
+
+def report(result: dict[str, Any]) -> None:
+    print(f"corpus: {json.dumps(result['corpus'])}")
+    print(f"cold: {json.dumps(result['cold'])}")
+    for part in (p for p in SERIES if p in result):
+        section = result[part]
+        for name, value in section.items():
+            if isinstance(value, dict) and "median_ms" in value:
+                print(f"{part} {name}: median {value['median_ms']} ms, max {value['max_ms']} ms")
+        for name, value in section["events_median_ms"].items():
+            print(f"{part}   {name:>18}: {value:8.1f} ms (median)")
+        for name, value in section["task_runtime_median_ms"].items():
+            print(f"{part}   task {name:>13}: {value:8.1f} ms (median runtime)")
+        print(f"{part}   flush device median: {section['flush_device_median_ms']} ms")
+    for key in ("machine", "software"):
+        print(f"{key}: {json.dumps(result[key])}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--corpus", type=Path, default=CORPUS)
+    parser.add_argument("--limit-files", type=int, default=1000)
+    parser.add_argument("--runs", type=int, default=5, help="timed runs of each kind")
+    parser.add_argument("--poll-ms", type=float, default=2.0, help="Redis + job row poll")
+    parser.add_argument("--api-poll-ms", type=float, default=10.0, help="GET /v1/jobs/{id}")
+    parser.add_argument("--cold-timeout-s", type=float, default=3600.0)
+    parser.add_argument(
+        "--busy-cores",
+        type=int,
+        default=0,
+        help="then both series again with N CPU spinners running (a shared machine)",
+    )
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    scratch = Path(tempfile.mkdtemp(prefix="quarry-bench-jobs-src-", dir="/tmp"))
+    try:
+        result = measure(args, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        report(result)
+
+
+if __name__ == "__main__":
+    main()
