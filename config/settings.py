@@ -583,10 +583,21 @@ def child_environment(settings: QuarrySettings, **extra: str) -> dict[str, str]:
     environ = {k: v for k, v in os.environ.items() if not k.upper().startswith(ENV_PREFIX)}
     environ.update(settings_as_env(settings))
     environ.setdefault("PYTHONUNBUFFERED", "1")
-    # Torch's OpenMP threads spin at a barrier after every op; on a small machine shared
-    # with the other stages a thread that is descheduled stalls the batch each time
-    # (bench/results/jobs.md: one chunk, 2 threads, one busy core: 112-182 ms median,
-    # up to 840 ms; passive waiting: 16-23 ms, as fast as alone, same bulk throughput).
-    environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    for name, value in WORKER_ENVIRONMENT.items():
+        environ.setdefault(name, value)
     environ.update(extra)
     return environ
+
+
+# Torch's OpenMP threads spin at a barrier after every op; on a small machine shared
+# with the other stages a thread that is descheduled stalls the batch each time
+# (bench/results/jobs.md: one chunk, 2 threads, one busy core: 112-182 ms median, up to
+# 840 ms; passive waiting: 16-23 ms, as fast as alone, same bulk throughput). Defaults
+# only: a value already in the environment wins.
+WORKER_ENVIRONMENT = {"OMP_WAIT_POLICY": "PASSIVE"}
+
+
+def prepare_worker_environment() -> None:
+    """Set WORKER_ENVIRONMENT's defaults in this process, before torch is loaded."""
+    for name, value in WORKER_ENVIRONMENT.items():
+        os.environ.setdefault(name, value)

@@ -16,7 +16,7 @@ from typing import Any
 
 from config.logging import configure_logging
 from config.queues import EMBED_CHUNKS_TASK, WORKER_PROFILES, queues_for_profile
-from config.settings import QuarrySettings, load_settings
+from config.settings import QuarrySettings, load_settings, prepare_worker_environment
 from pipeline.errors import PipelineError
 from tasks import context
 from workers.resources import Closers, build_embedder, build_resources
@@ -79,6 +79,7 @@ def run_worker(profile: str, queues: tuple[str, ...] | None = None) -> None:
 
     from tasks.app import app
 
+    prepare_worker_environment()
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_json)
     closers = Closers()
