@@ -49,16 +49,6 @@ def tree(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def api(endpoints: Endpoints) -> Iterator[httpx.Client]:
-    with httpx.Client(
-        base_url=endpoints.api_url,
-        headers={"Authorization": f"Bearer {endpoints.api_token}"},
-        timeout=30,
-    ) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
 def vectors(endpoints: Endpoints) -> Iterator[PgVectorStore]:
     with PgVectorStore(endpoints.postgres_dsn, dimension=384) as store:
         yield store

@@ -8,7 +8,6 @@ import json
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +37,6 @@ def tree(tmp_path: Path) -> Path:
         ignore=shutil.ignore_patterns("__pycache__"),
     )
     return root
-
-
-@pytest.fixture(scope="module")
-def api(endpoints: Endpoints) -> Iterator[httpx.Client]:
-    headers = {"Authorization": f"Bearer {endpoints.api_token}"}
-    with httpx.Client(base_url=endpoints.api_url, headers=headers, timeout=30) as client:
-        yield client
 
 
 def _done(api: httpx.Client, job_id: str, timeout_s: float = 180) -> dict[str, Any]:

@@ -82,16 +82,6 @@ def broker(endpoints: Endpoints) -> Iterator[redis.Redis[Any]]:
     client.close()
 
 
-@pytest.fixture(scope="module")
-def api(endpoints: Endpoints) -> Iterator[httpx.Client]:
-    with httpx.Client(
-        base_url=endpoints.api_url,
-        headers={"Authorization": f"Bearer {endpoints.api_token}"},
-        timeout=30,
-    ) as client:
-        yield client
-
-
 def _until(check: Callable[[], Any], timeout_s: float, what: str, every_s: float = 0.02) -> Any:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
