@@ -13,8 +13,10 @@ repairs what it found:
   again, chunked, embedded (from the embedding cache: its content is unchanged) and
   written to both stores, and the job's commit publishes a new snapshot.
 
-A file that both stores lost whole (no rows, and a ``File`` node without chunks) looks
-like a file without chunks; ``everything=True`` re-indexes every file to cover it.
+A listed file in neither store is taken for one the chunk stage skipped on its content
+(the producer's inventory runs the same checks, so this is rare: the snapshot lists it,
+nothing was written), never re-indexed in a loop; a file that both stores lost whole
+looks the same. ``everything=True`` re-indexes every file to cover that case.
 
 Reconcile refuses to run while a job of the repository is queued or running: that
 job's rows of new file versions would look stale.
@@ -92,6 +94,8 @@ def find_drift(
     vectors_missing, graph_missing = [], []
     for path, version in snapshot.items():
         held, graph_held = rows.get(path, set()), nodes.get(path, set())
+        if path not in graph_files and not held:
+            continue  # in neither store: skipped on its content by the chunk stage
         if graph_files.get(path) != version.sha256:
             graph_missing.append(path)
             continue
