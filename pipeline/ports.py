@@ -347,10 +347,6 @@ class JobBoard(Protocol):
     the cancel flag, the stores the job waits on and the files' graph extractions
     awaiting the job's graph stage."""
 
-    def add(self, job_id: str, deltas: Mapping[str, int]) -> dict[str, int]:
-        """Add ``deltas`` atomically; returns every counter of the job after the add."""
-        ...
-
     def set_counters(self, job_id: str, values: Mapping[str, int]) -> None:
         """Set counters to absolute values (the producer's totals: replay-safe)."""
         ...

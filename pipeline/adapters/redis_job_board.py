@@ -1,8 +1,8 @@
 """The live state of running jobs in Redis, and the in-memory fake.
 
 Redis layout for job ``J`` under ``quarry:job:J``: ``:counters`` a hash of counter ->
-int (HINCRBY, so concurrent workers never lose an update), ``:errors`` a list of JSON
-errors, ``:throttle:<marker>`` keys set with NX, ``:cancel``,
+int (HINCRBY inside the mark script, so concurrent workers never lose an update),
+``:errors`` a list of JSON errors, ``:throttle:<marker>`` keys set with NX, ``:cancel``,
 ``:stash`` a hash of path -> payload and ``:waits`` a hash of store -> JSON wait. Every
 key expires ``ttl_s`` after its last write (a day by default): the durable record is
 the job row in PostgreSQL, to which the counters are flushed.
@@ -49,15 +49,6 @@ if counted then redis.call('EXPIRE', KEYS[4], ARGV[1]) end
 return added
 """
 
-_ADD = """
-local out = {}
-for i = 1, #ARGV - 1, 2 do
-  redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1])
-end
-redis.call('EXPIRE', KEYS[1], ARGV[#ARGV])
-return redis.call('HGETALL', KEYS[1])
-"""
-
 
 @contextmanager
 def _redis_errors(what: str) -> Iterator[None]:
@@ -91,19 +82,10 @@ class RedisJobBoard:
     def __init__(self, client: redis.Redis[Any], *, ttl_s: int = DEFAULT_TTL_S) -> None:
         self._client = client
         self._ttl_s = ttl_s
-        self._add_script = client.register_script(_ADD)
         self._mark_script = client.register_script(_MARK)
 
     def _key(self, job_id: str, part: str) -> str:
         return f"quarry:job:{job_id}:{part}"
-
-    def add(self, job_id: str, deltas: Mapping[str, int]) -> dict[str, int]:
-        args: list[str | int] = []
-        for name, delta in deltas.items():
-            args += [name, int(delta)]
-        with _redis_errors("add"):
-            flat = self._add_script(keys=[self._key(job_id, "counters")], args=[*args, self._ttl_s])
-        return {_text(flat[i]): int(flat[i + 1]) for i in range(0, len(flat), 2)}
 
     def set_counters(self, job_id: str, values: Mapping[str, int]) -> None:
         if not values:
@@ -226,13 +208,6 @@ class InMemoryJobBoard:
         self._stash: dict[str, dict[str, str]] = {}
         self._waits: dict[str, dict[str, StoreWait]] = {}
         self._clock = clock
-
-    def add(self, job_id: str, deltas: Mapping[str, int]) -> dict[str, int]:
-        with self._lock:
-            counters = self._counters.setdefault(job_id, {})
-            for name, delta in deltas.items():
-                counters[name] = counters.get(name, 0) + int(delta)
-            return dict(counters)
 
     def set_counters(self, job_id: str, values: Mapping[str, int]) -> None:
         with self._lock:

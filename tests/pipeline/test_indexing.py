@@ -52,7 +52,7 @@ def test_a_running_job_shows_the_stores_it_waits_on_until_the_wait_is_over() -> 
     ctx = _context(clock)
     job_id = _running_job(ctx)
     note_wait(ctx, job_id, "graph", 12.0, "quarry.write.commit: circuit breaker open")
-    ctx.board.add(job_id, {"files.total": 3})
+    ctx.board.set_counters(job_id, {"files.total": 3})
     job = ctx.jobs.get(job_id)
     assert job is not None
     status = job_status(live_job(ctx, job), clock())

@@ -34,26 +34,17 @@ def job_id() -> str:
     return str(uuid.uuid4())
 
 
-def test_add_returns_every_counter_after_the_add(board: JobBoard, job_id: str) -> None:
-    assert board.add(job_id, {"files.total": 10, "files.skipped": 2}) == {
-        "files.total": 10,
-        "files.skipped": 2,
-    }
-    after = board.add(job_id, {"files.written": 1, "files.skipped": 1})
-    assert after == {"files.total": 10, "files.skipped": 3, "files.written": 1}
-    assert board.counters(job_id) == after
-
-
 def test_unknown_job_has_no_counters(board: JobBoard, job_id: str) -> None:
     assert board.counters(job_id) == {}
 
 
-def test_concurrent_adds_lose_no_update(board: JobBoard, job_id: str) -> None:
-    def work() -> None:
-        for _ in range(200):
-            board.add(job_id, {"files.written": 1, "chunks.total": 3})
+def test_concurrent_marks_lose_no_update(board: JobBoard, job_id: str) -> None:
+    def work(worker: int) -> None:
+        for i in range(200):
+            path = f"{worker}/{i}.py"
+            board.mark(job_id, "files.written", [path], {path: {"chunks.total": 3}})
 
-    threads = [threading.Thread(target=work) for _ in range(6)]
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(6)]
     for t in threads:
         t.start()
     for t in threads:
@@ -97,8 +88,13 @@ def test_stash_keeps_payloads_until_cleared(board: JobBoard, job_id: str) -> Non
 def test_set_counters_is_absolute_and_replay_safe(board: JobBoard, job_id: str) -> None:
     board.set_counters(job_id, {"files.total": 5, "files.todo": 3})
     board.set_counters(job_id, {"files.total": 5, "files.todo": 3})
-    board.add(job_id, {"chunks.total": 2})
-    assert board.counters(job_id) == {"files.total": 5, "files.todo": 3, "chunks.total": 2}
+    board.mark(job_id, "files.chunked", ["a.py"], {"a.py": {"chunks.total": 2}})
+    assert board.counters(job_id) == {
+        "files.total": 5,
+        "files.todo": 3,
+        "files.chunked": 1,
+        "chunks.total": 2,
+    }
 
 
 def test_marks_count_each_member_once(board: JobBoard, job_id: str) -> None:
