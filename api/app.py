@@ -27,6 +27,7 @@ from pipeline.adapters.probes import probe_graph, probe_postgres, probe_redis
 from pipeline.errors import (
     ConfigError,
     ConflictError,
+    NotFoundError,
     PermanentError,
     QueueFullError,
     StoreUnavailableError,
@@ -105,6 +106,8 @@ def _error_handlers(app: FastAPI) -> None:
             code = 415
         elif isinstance(exc, ConflictError):
             code = 409
+        elif isinstance(exc, NotFoundError):
+            code = 404
         return JSONResponse({"detail": str(exc)}, status_code=code)
 
 

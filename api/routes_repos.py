@@ -41,10 +41,8 @@ def reconcile_repo(
 ) -> dict[str, Any]:
     """Compare the searchable snapshot with both stores; unless ``dry_run``, delete
     ghost rows and nodes and enqueue a job that re-indexes the files a store lacks.
-    409 while a job of the repository is in progress."""
+    404 for an unknown repository, 409 while one of its jobs is in progress."""
     jobs = state.jobs
-    if jobs.snapshots.repository(tenant, name) is None:
-        raise HTTPException(404, f"repository {name!r} not found")
     source = None if body.source is None else checked_source(state, body.source, body.ref)
 
     def submit(request: JobRequest) -> Job:

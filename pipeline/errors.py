@@ -91,6 +91,10 @@ class InvalidInputError(PermanentError):
     """The input is malformed: a bad path, URL, archive or payload."""
 
 
+class NotFoundError(InvalidInputError):
+    """The input names something that does not exist (a repository, a job)."""
+
+
 class ConflictError(PermanentError):
     """The request conflicts with work in progress (a job of the same repository)."""
 

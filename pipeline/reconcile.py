@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from pipeline.errors import ConflictError, InvalidInputError
+from pipeline.errors import ConflictError, InvalidInputError, NotFoundError
 from pipeline.jobs import Job, JobRequest, JobSource, JobStatus, SourceKind
 from pipeline.models import FileVersion, RepoRef
 from pipeline.ports import GraphStore, JobStore, SnapshotStore, VectorStore
@@ -167,11 +167,11 @@ def reconcile(
     """Find the drift of ``repo``; with ``repair``, delete ghosts and stale rows and
     submit a job that re-indexes the files a store lacks (every file: ``everything``).
 
-    Raises InvalidInputError for an unknown repository or a missing source, and
-    ConflictError while one of the repository's jobs is queued or running.
+    Raises NotFoundError for an unknown repository, InvalidInputError for a missing
+    source, and ConflictError while one of the repository's jobs is queued or running.
     """
     if stores.snapshots.repository(repo.tenant, repo.name) is None:
-        raise InvalidInputError(f"repository {repo.name!r} not found")
+        raise NotFoundError(f"repository {repo.name!r} not found")
     history = stores.jobs.list(repo.tenant, repo.name, limit=50)
     busy = [j.job_id for j in history if j.status in LIVE]
     if busy:
