@@ -7,9 +7,7 @@ the environment), so that chunking, the graph and the counters meet real code.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
-import shutil
 import threading
 import time
 import uuid
@@ -26,26 +24,13 @@ from pipeline.adapters.neo4j_graph import make_driver
 from pipeline.adapters.neo4j_graph_store import Neo4jGraphStore
 from pipeline.adapters.pg_token_store import PgTokenStore
 from pipeline.adapters.pg_vector_store import PgVectorStore
-from pipeline.adapters.postgres import connect
 from pipeline.models import RepoRef
 from pipeline.webhooks import verify
+from tests.workers.jobs_api import enqueue, searchable_chunks, wait
 from workers.devstack.services import GraphService
 from workers.devstack.stack import Stack
 
 pytestmark = pytest.mark.timeout(300)
-
-
-def _corpus() -> Path:
-    spec = importlib.util.find_spec("pathspec")
-    assert spec is not None and spec.submodule_search_locations
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
-@pytest.fixture
-def tree(tmp_path: Path) -> Path:
-    root = tmp_path / "pathspec"
-    shutil.copytree(_corpus(), root, ignore=shutil.ignore_patterns("__pycache__"))
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -63,42 +48,8 @@ def graph(endpoints: Endpoints) -> Iterator[Neo4jGraphStore]:
         driver.close()
 
 
-def _enqueue(api: httpx.Client, **body: Any) -> str:
-    response = api.post("/v1/jobs", json=body)
-    assert response.status_code in (200, 202), response.text
-    job_id: str = response.json()["job_id"]
-    return job_id
-
-
-def _wait(api: httpx.Client, job_id: str, timeout_s: float = 180) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        status: dict[str, Any] = api.get(f"/v1/jobs/{job_id}").json()
-        if status["status"] in ("done", "failed", "cancelled"):
-            return status
-        time.sleep(0.3)
-    raise AssertionError(f"job {job_id} did not finish: {status}")
-
-
 def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _searchable_chunks(endpoints: Endpoints, repo: str) -> list[tuple[str, str]]:
-    """(path, file sha) of every chunk row that search can see: through the
-    searchable snapshot's file list."""
-    with connect(endpoints.postgres_dsn) as conn:
-        rows = conn.execute(
-            """
-            SELECT c.path, c.file_sha256 FROM chunks c
-            JOIN repositories r ON r.id = c.repository_id
-            JOIN files f ON f.snapshot_id = r.searchable_snapshot_id
-                AND f.path = c.path AND f.content_sha256 = c.file_sha256
-            WHERE r.tenant_id = 'default' AND r.name = %s
-            """,
-            (repo,),
-        ).fetchall()
-    return [(str(p), str(s)) for p, s in rows]
 
 
 def test_a_job_indexes_a_real_package_and_its_counters_match_the_stores(
@@ -109,8 +60,8 @@ def test_a_job_indexes_a_real_package_and_its_counters_match_the_stores(
     endpoints: Endpoints,
 ) -> None:
     repo = f"pathspec-{uuid.uuid4().hex[:8]}"
-    job_id = _enqueue(api, source=str(tree), repo=repo)
-    status = _wait(api, job_id)
+    job_id = enqueue(api, source=str(tree), repo=repo)
+    status = wait(api, job_id)
     assert status["status"] == "done", status
     files, chunks = status["files"], status["chunks"]
     py_files = sorted(p.relative_to(tree).as_posix() for p in tree.rglob("*.py"))
@@ -131,7 +82,7 @@ def test_a_job_indexes_a_real_package_and_its_counters_match_the_stores(
     stored_files = graph.file_versions(ref)
     assert {p for p, _s, _ in keys} <= set(stored_files)
     assert graph.chunk_ids(ref) == {cid for _p, _s, cid in keys}
-    assert len(_searchable_chunks(endpoints, repo)) == len(keys)
+    assert len(searchable_chunks(endpoints, repo)) == len(keys)
 
     repos = api.get(f"/v1/repos/{repo}").json()
     assert repos["chunks"] == len(keys)
@@ -145,7 +96,7 @@ def test_reindex_touches_only_changed_added_and_deleted_files(
     endpoints: Endpoints,
 ) -> None:
     repo = f"pathspec-{uuid.uuid4().hex[:8]}"
-    first = _wait(api, _enqueue(api, source=str(tree), repo=repo))
+    first = wait(api, enqueue(api, source=str(tree), repo=repo))
     assert first["status"] == "done", first
     ref = RepoRef("default", repo)
 
@@ -155,7 +106,7 @@ def test_reindex_touches_only_changed_added_and_deleted_files(
     deleted = "pattern.py"
     (tree / deleted).unlink()
 
-    second = _wait(api, _enqueue(api, source=str(tree), repo=repo))
+    second = wait(api, enqueue(api, source=str(tree), repo=repo))
     assert second["status"] == "done", second
     files = second["files"]
     assert files["todo"] == 2  # util.py and added_module.py
@@ -172,7 +123,7 @@ def test_reindex_touches_only_changed_added_and_deleted_files(
     assert {s for p, s, _ in keys if p == "util.py"} == {_sha(changed)}
     assert deleted not in graph.file_versions(ref)
     assert graph.file_versions(ref)["util.py"] == _sha(changed)
-    assert len(_searchable_chunks(endpoints, repo)) == len(keys)
+    assert len(searchable_chunks(endpoints, repo)) == len(keys)
 
 
 def test_same_repository_and_commit_or_idempotency_key_return_the_same_job(
@@ -187,8 +138,8 @@ def test_same_repository_and_commit_or_idempotency_key_return_the_same_job(
     one = api.post("/v1/jobs", json={"source": str(tree), "repo": repo, "idempotency_key": key})
     two = api.post("/v1/jobs", json={"source": str(tree), "repo": repo, "idempotency_key": key})
     assert one.json()["job_id"] == two.json()["job_id"] != first.json()["job_id"]
-    _wait(api, first.json()["job_id"])
-    _wait(api, one.json()["job_id"])
+    wait(api, first.json()["job_id"])
+    wait(api, one.json()["job_id"])
 
 
 class _Receiver(BaseHTTPRequestHandler):
@@ -215,10 +166,10 @@ def test_webhook_is_signed_and_a_500_is_retried(
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/hook"
-        job_id = _enqueue(
+        job_id = enqueue(
             api, source=str(tree), repo=f"hook-{uuid.uuid4().hex[:8]}", callback_url=url
         )
-        assert _wait(api, job_id)["status"] == "done"
+        assert wait(api, job_id)["status"] == "done"
         deadline = time.monotonic() + 30
         while len(_Receiver.received) < 2 and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -239,7 +190,7 @@ def test_tenants_see_only_their_own_jobs_and_repositories(
     api: httpx.Client, tree: Path, endpoints: Endpoints
 ) -> None:
     repo = f"tenant-a-{uuid.uuid4().hex[:8]}"
-    job_id = _enqueue(api, source=str(tree), repo=repo)
+    job_id = enqueue(api, source=str(tree), repo=repo)
     store = PgTokenStore(endpoints.postgres_dsn, pool_size=1)
     try:
         other = store.create(f"tenant-b-{uuid.uuid4().hex[:6]}")
@@ -256,7 +207,7 @@ def test_tenants_see_only_their_own_jobs_and_repositories(
     with httpx.Client(base_url=endpoints.api_url) as anonymous:
         assert anonymous.get(f"/v1/jobs/{job_id}").status_code == 401
         assert anonymous.get("/v1/repos").status_code == 401
-    _wait(api, job_id)
+    wait(api, job_id)
 
 
 @pytest.mark.parametrize(
@@ -275,7 +226,7 @@ def test_bad_job_requests_are_4xx_naming_the_input(
 ) -> None:
     response = api.post("/v1/jobs", json=body)
     if response.status_code == 202:  # a path that exists only as a source check at ingest
-        status = _wait(api, response.json()["job_id"])
+        status = wait(api, response.json()["job_id"])
         assert status["status"] == "failed" and fragment in status["message"]
         return
     assert 400 <= response.status_code < 500, response.text
@@ -302,7 +253,7 @@ def test_graph_down_the_job_says_it_waits_on_the_graph_and_completes_when_it_ret
     repo = f"graph-outage-{uuid.uuid4().hex[:8]}"
     service.stop()
     try:
-        job_id = _enqueue(api, source=str(tree), repo=repo)
+        job_id = enqueue(api, source=str(tree), repo=repo)
         deadline = time.monotonic() + 150
         status: dict[str, Any] = {}
         while time.monotonic() < deadline:
@@ -311,13 +262,13 @@ def test_graph_down_the_job_says_it_waits_on_the_graph_and_completes_when_it_ret
                 break
             time.sleep(0.2)
         assert status["status"] == "running", status
-        (wait,) = status["waiting_on"]
-        assert wait["store"] == "graph"
-        assert "circuit breaker open" in wait["reason"]
+        (store_wait,) = status["waiting_on"]
+        assert store_wait["store"] == "graph"
+        assert "circuit breaker open" in store_wait["reason"]
         assert status["files"]["failed"] == 0
     finally:
         stack.up()  # starts the graph server again, as a restart policy would
-    final = _wait(api, job_id)
+    final = wait(api, job_id)
     assert final["status"] == "done", final
     assert final["waiting_on"] == []
     ref = RepoRef("default", repo)

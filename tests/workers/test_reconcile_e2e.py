@@ -3,10 +3,7 @@ found and repaired through the API, real workers and both real stores."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import shutil
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -21,34 +18,10 @@ from pipeline.adapters.neo4j_graph_store import Neo4jGraphStore
 from pipeline.adapters.pg_vector_store import PgVectorStore
 from pipeline.models import RepoRef
 from tests.stackutil import run_quarry
+from tests.workers.jobs_api import wait
 from workers.devstack.stack import Stack
 
 pytestmark = pytest.mark.timeout(300)
-
-
-@pytest.fixture
-def tree(tmp_path: Path) -> Path:
-    spec = importlib.util.find_spec("pathspec")
-    assert spec is not None and spec.submodule_search_locations
-    root = tmp_path / "pathspec"
-    shutil.copytree(
-        next(iter(spec.submodule_search_locations)),
-        root,
-        ignore=shutil.ignore_patterns("__pycache__"),
-    )
-    return root
-
-
-def _done(api: httpx.Client, job_id: str, timeout_s: float = 180) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    status: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        status = api.get(f"/v1/jobs/{job_id}").json()
-        if status["status"] in ("done", "failed", "cancelled"):
-            break
-        time.sleep(0.3)
-    assert status.get("status") == "done", status
-    return status
 
 
 def _quarry(stack: Stack, *args: str) -> Any:
@@ -65,7 +38,7 @@ def test_stores_made_to_disagree_are_found_and_repaired(
     busy = api.post(f"/v1/repos/{repo}/reconcile", json={"dry_run": True})
     assert busy.status_code == 409, busy.text  # its first job is still in progress
     assert created.json()["job_id"] in busy.json()["detail"]
-    _done(api, created.json()["job_id"])
+    assert wait(api, created.json()["job_id"])["status"] == "done"
     ref = RepoRef("default", repo)
     driver = make_driver(endpoints.neo4j_uri, endpoints.neo4j_user, endpoints.neo4j_password)
     with PgVectorStore(endpoints.postgres_dsn, dimension=384) as vectors:

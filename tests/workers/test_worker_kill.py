@@ -44,7 +44,7 @@ from pipeline.adapters.redis_client import connect_redis
 from pipeline.adapters.redis_dead_letters import RedisDeadLetters
 from pipeline.models import RepoRef
 from tasks.app import create_app
-from tests.workers.test_jobs_e2e import _corpus, _enqueue, _searchable_chunks, _wait
+from tests.workers.jobs_api import corpus, enqueue, searchable_chunks, wait
 from workers.devstack.stack import Stack
 from workers.main import node_name
 from workers.supervisor import read_state
@@ -61,10 +61,10 @@ def tree(tmp_path: Path) -> Path:
     text is in the embedding cache yet: two chunk batches long enough to be caught
     running, few chunks to embed on the CPU."""
     root, tag = tmp_path / "src", uuid.uuid4().hex[:8]
-    for path in sorted(_corpus().rglob("*.*")):
+    for path in sorted(corpus().rglob("*.*")):
         if "__pycache__" not in path.parts and path.stat().st_size < SMALL_FILE_BYTES:
             for copy in COPIES:
-                target = root / f"{copy}{tag}" / path.relative_to(_corpus())
+                target = root / f"{copy}{tag}" / path.relative_to(corpus())
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(path, target)
     return root
@@ -195,7 +195,7 @@ def test_workers_killed_mid_job_the_job_completes_with_nothing_twice(
     before = read_state(stack.layout)
     cpu_main, embed_main = (int(before[w]["pid"]) for w in WORKERS)
     repo = f"kill-{uuid.uuid4().hex[:8]}"
-    job_id = _enqueue(api, source=str(tree), repo=repo)
+    job_id = enqueue(api, source=str(tree), repo=repo)
 
     # 1. A chunk batch held mid-run by a pool child of the cpu worker; the other batch's
     # chunks reach the embed worker, which is stopped while it holds them, unacked.
@@ -255,7 +255,7 @@ def test_workers_killed_mid_job_the_job_completes_with_nothing_twice(
     os.kill(lost_child, signal.SIGKILL)
     _until(lambda: _seen_lost(stack, lost_child), 30, f"the cpu worker to lose {lost_child}")
 
-    status = _wait(api, job_id, timeout_s=150)
+    status = wait(api, job_id, timeout_s=150)
     assert status["status"] == "done", status
     files, chunks = status["files"], status["chunks"]
     in_tree = sum(1 for path in tree.rglob("*") if path.is_file())
@@ -265,7 +265,7 @@ def test_workers_killed_mid_job_the_job_completes_with_nothing_twice(
 
     # The same tree indexed again, undisturbed, under another name: what it should be.
     control = f"control-{uuid.uuid4().hex[:8]}"
-    expected = _wait(api, _enqueue(api, source=str(tree), repo=control))
+    expected = wait(api, enqueue(api, source=str(tree), repo=control))
     assert expected["status"] == "done", expected
     assert expected["chunks"]["cached"] == expected["chunks"]["total"] == chunks["total"]
     assert expected["files"] == files
@@ -275,7 +275,7 @@ def test_workers_killed_mid_job_the_job_completes_with_nothing_twice(
         assert keys == vectors.chunk_keys(RepoRef("default", control))
     assert len(keys) == chunks["total"]
     assert _pg_chunk_rows(endpoints, repo) == (len(keys), len(keys))
-    assert sorted(_searchable_chunks(endpoints, repo)) == sorted((p, s) for p, s, _ in keys)
+    assert sorted(searchable_chunks(endpoints, repo)) == sorted((p, s) for p, s, _ in keys)
 
     file_nodes, chunk_nodes = _graph_nodes(endpoints, RepoRef("default", repo))
     assert (file_nodes, chunk_nodes) == _graph_nodes(endpoints, RepoRef("default", control))

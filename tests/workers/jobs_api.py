@@ -1,0 +1,53 @@
+"""Helpers of the worker end-to-end tests: the corpus, and jobs through the API."""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from config.endpoints import Endpoints
+from pipeline.adapters.postgres import connect
+
+
+def corpus() -> Path:
+    spec = importlib.util.find_spec("pathspec")
+    assert spec is not None and spec.submodule_search_locations
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def enqueue(api: httpx.Client, **body: Any) -> str:
+    response = api.post("/v1/jobs", json=body)
+    assert response.status_code in (200, 202), response.text
+    job_id: str = response.json()["job_id"]
+    return job_id
+
+
+def wait(api: httpx.Client, job_id: str, timeout_s: float = 180) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status: dict[str, Any] = api.get(f"/v1/jobs/{job_id}").json()
+        if status["status"] in ("done", "failed", "cancelled"):
+            return status
+        time.sleep(0.3)
+    raise AssertionError(f"job {job_id} did not finish: {status}")
+
+
+def searchable_chunks(endpoints: Endpoints, repo: str) -> list[tuple[str, str]]:
+    """(path, file sha) of every chunk row that search can see: through the
+    searchable snapshot's file list."""
+    with connect(endpoints.postgres_dsn) as conn:
+        rows = conn.execute(
+            """
+            SELECT c.path, c.file_sha256 FROM chunks c
+            JOIN repositories r ON r.id = c.repository_id
+            JOIN files f ON f.snapshot_id = r.searchable_snapshot_id
+                AND f.path = c.path AND f.content_sha256 = c.file_sha256
+            WHERE r.tenant_id = 'default' AND r.name = %s
+            """,
+            (repo,),
+        ).fetchall()
+    return [(str(p), str(s)) for p, s in rows]
