@@ -12,7 +12,11 @@ On the session stack, whose supervisor restarts a dead worker as a restart polic
 
 "Mid-task" is made certain: a process is stopped (SIGSTOP) while Celery lists it running
 a task of the job, or while Redis holds the job's messages for it; the listing is read
-again; only then is the process killed.
+again; only then is the process killed. A chunk batch of 30 small files runs for a few
+milliseconds, too short to be caught by polling; so the embed queue is first filled to
+its bound (the embed worker does not consume it meanwhile): the job's chunk batches then
+wait for room on it (the stage's back-pressure, up to QUARRY_QUEUE_WAIT_S) and are caught
+running for certain. The filler is removed before the embed worker consumes again.
 """
 
 from __future__ import annotations
@@ -35,7 +39,15 @@ import redis
 from celery import Celery
 
 from config.endpoints import Endpoints
-from config.queues import CHUNK, CHUNK_FILES_TASK, COMMIT_JOB_TASK, EMBED, WRITE, WRITE_CHUNKS_TASK
+from config.queues import (
+    CHUNK,
+    CHUNK_FILES_TASK,
+    COMMIT_JOB_TASK,
+    EMBED,
+    EMBED_CHUNKS_TASK,
+    WRITE,
+    WRITE_CHUNKS_TASK,
+)
 from pipeline import cypher
 from pipeline.adapters.neo4j_graph import make_driver
 from pipeline.adapters.pg_vector_store import PgVectorStore
@@ -44,6 +56,7 @@ from pipeline.adapters.redis_client import connect_redis
 from pipeline.adapters.redis_dead_letters import RedisDeadLetters
 from pipeline.models import RepoRef
 from tasks.app import create_app
+from tasks.envelopes import TaskEnvelopes
 from tests.workers.jobs_api import corpus, enqueue, searchable_chunks, wait
 from workers.devstack.stack import Stack
 from workers.main import node_name
@@ -112,6 +125,39 @@ def _stop_mid_task(app: Celery, job_id: str, names: tuple[str, ...]) -> tuple[in
             return pid, task_id
         os.kill(pid, signal.SIGCONT)
     return None
+
+
+FILLER_TASK = "quarry.test.filler"
+BRPOP_TIMEOUT_S = 1.0  # kombu's Redis transport: a BRPOP already sent waits this long
+
+
+def _filler(app: Celery) -> bytes:
+    """A well-formed message of a task no worker knows: one read by mistake is logged and
+    discarded (a malformed one would stop the worker: kombu cannot decode it)."""
+    message = json.loads(TaskEnvelopes(app).build(EMBED_CHUNKS_TASK, {}).message)
+    message["headers"]["task"] = FILLER_TASK
+    return json.dumps(message).encode()
+
+
+@contextlib.contextmanager
+def _embed_queue_full(app: Celery, client: redis.Redis[Any], bound: int) -> Iterator[None]:
+    """The embed worker stops consuming the embed queue, which is filled to ``bound``
+    with filler; on exit the filler is removed (the real messages pushed meanwhile stay)
+    and the embed worker consumes again."""
+    embed = [node_name("embed")]
+    replies = app.control.cancel_consumer(EMBED, destination=embed, reply=True, timeout=5)
+    assert replies, "the embed worker did not answer cancel_consumer"
+    queues = app.control.inspect(destination=embed, timeout=5).active_queues() or {}
+    assert queues and all(q["name"] != EMBED for qs in queues.values() for q in qs), queues
+    time.sleep(2 * BRPOP_TIMEOUT_S)  # the worker's last BRPOP on the queue has returned
+    assert client.llen(EMBED) == 0, "the embed queue holds messages of another test"
+    filler = _filler(app)
+    try:
+        client.lpush(EMBED, *[filler] * bound)
+        yield
+    finally:
+        client.lrem(EMBED, 0, filler)
+        app.control.add_consumer(EMBED, destination=embed, reply=True, timeout=5)
 
 
 def _pool_children(pid: int) -> set[int]:
@@ -195,14 +241,19 @@ def test_workers_killed_mid_job_the_job_completes_with_nothing_twice(
     before = read_state(stack.layout)
     cpu_main, embed_main = (int(before[w]["pid"]) for w in WORKERS)
     repo = f"kill-{uuid.uuid4().hex[:8]}"
-    job_id = enqueue(api, source=str(tree), repo=repo)
 
-    # 1. A chunk batch held mid-run by a pool child of the cpu worker; the other batch's
-    # chunks reach the embed worker, which is stopped while it holds them, unacked.
-    held_child, _ = _until(
-        lambda: _stop_mid_task(app, job_id, (CHUNK_FILES_TASK,)), 30, "a chunk batch to run"
-    )
+    # 1. A chunk batch held mid-run by a pool child of the cpu worker (while the embed
+    # queue is full, it waits for room); the other batch's chunks reach the embed
+    # worker, which is stopped while it holds them, unacked.
+    held_child = 0
     try:
+        with _embed_queue_full(app, broker, stack.settings.queue_bound_embed):
+            job_id = enqueue(api, source=str(tree), repo=repo)
+            held_child, _ = _until(
+                lambda: _stop_mid_task(app, job_id, (CHUNK_FILES_TASK,)),
+                30,
+                f"a chunk batch of job {job_id} to run",
+            )
         assert held_child in _pool_children(cpu_main)
         _until(
             lambda: EMBED in {q for q, _ in _unacked(broker, job_id).values()},
@@ -220,8 +271,9 @@ def test_workers_killed_mid_job_the_job_completes_with_nothing_twice(
         os.kill(cpu_main, signal.SIGKILL)
     except BaseException:
         for pid in (held_child, embed_main, cpu_main):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGCONT)
+            if pid > 0:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
         raise
     restarted = _restarted(stack, before)
 
