@@ -131,3 +131,34 @@ class QuarryApiClient:
             result = self._check(self._client.get("/v1/repos"))
         repos: list[dict[str, Any]] = result["repos"]
         return repos
+
+    def search(
+        self,
+        q: str,
+        *,
+        repo: str | None = None,
+        lang: str | None = None,
+        path: str | None = None,
+        kind: str | None = None,
+        k: int = 10,
+        mode: str = "hybrid",
+        expand: tuple[str, ...] = (),
+    ) -> dict[str, Any]:
+        """``GET /v1/search``: ``{"query", "mode", "results": [...]}``."""
+        params: dict[str, Any] = {"q": q, "k": k, "mode": mode}
+        named = {"repo": repo, "lang": lang, "path": path, "kind": kind}
+        params.update({key: value for key, value in named.items() if value})
+        if expand:
+            params["expand"] = ",".join(expand)
+        with _http_errors(self.base_url):
+            result: dict[str, Any] = self._check(self._client.get("/v1/search", params=params))
+        return result
+
+    def graph_symbol(self, repo: str, name: str) -> dict[str, Any]:
+        """``GET /v1/graph/symbol``: the symbol's neighbourhood, ``{"nodes", "edges"}``."""
+        params = {"repo": repo, "name": name}
+        with _http_errors(self.base_url):
+            result: dict[str, Any] = self._check(
+                self._client.get("/v1/graph/symbol", params=params)
+            )
+        return result
