@@ -12,13 +12,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import threading
 from collections.abc import AsyncIterator
 
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from api import routes_jobs, routes_repos
+from api import routes_jobs, routes_repos, routes_search
 from api.auth import tenant
 from api.state import ApiState
 from config.endpoints import Endpoints, resolve_endpoints
@@ -44,6 +45,8 @@ def create_app(settings: QuarrySettings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if settings.search_warm_on_start:
+            threading.Thread(target=state.warm, name="quarry-warm", daemon=True).start()
         try:
             yield
         finally:
@@ -60,6 +63,7 @@ def create_app(settings: QuarrySettings | None = None) -> FastAPI:
     app.state.quarry = state
     app.include_router(routes_jobs.router)
     app.include_router(routes_repos.router)
+    app.include_router(routes_search.router)
     _error_handlers(app)
 
     @app.get("/healthz", tags=["health"])

@@ -6,6 +6,7 @@ Must not import: workers/, cli/, torch, celery (it enqueues through tasks.client
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -14,21 +15,28 @@ from typing import Any
 from config.endpoints import Endpoints
 from config.settings import QuarrySettings
 from pipeline.adapters.neo4j_graph_store import Neo4jGraphStore, graph_store_from
+from pipeline.adapters.onnx_embedder import OnnxEmbedder
 from pipeline.adapters.pg_job_store import PgJobStore
+from pipeline.adapters.pg_search import PgSearchIndex
 from pipeline.adapters.pg_snapshot_store import PgSnapshotStore
 from pipeline.adapters.pg_token_store import PgTokenStore
 from pipeline.adapters.pg_vector_store import PgVectorStore
+from pipeline.adapters.query_embedder import query_embedder_from
 from pipeline.adapters.redis_admission import RedisAdmission
 from pipeline.adapters.redis_client import connect_redis
 from pipeline.adapters.redis_job_board import RedisJobBoard
+from pipeline.adapters.redis_query_cache import RedisQueryEmbeddingCache
 from pipeline.adapters.source_fetcher import LocalSourceFetcher, fetcher_from_settings
+from pipeline.embedding import embed_query
 from pipeline.indexing import JobContext
 from pipeline.ports import TokenStore
+from pipeline.search import Searcher
 from pipeline.sql import VECTOR_DIMENSION
 from tasks.app import create_app
 from tasks.client import TaskClient
 
 TOKEN_CACHE_S = 10.0
+log = logging.getLogger("quarry.api")
 
 
 @dataclass
@@ -94,6 +102,59 @@ class ApiState:
             "graph", lambda: graph_store_from(self.settings, self.endpoints)
         )
         return store
+
+    @property
+    def searcher_index(self) -> PgSearchIndex:
+        s = self.settings
+
+        def build() -> PgSearchIndex:
+            return PgSearchIndex(
+                self.endpoints.postgres_dsn,
+                dimension=VECTOR_DIMENSION,
+                ef_search=s.search_ef_search,
+                exact_max_rows=s.search_exact_max_rows,
+                max_lexical_matches=s.search_max_lexical_matches,
+            )
+
+        index: PgSearchIndex = self._get("search_index", build)
+        return index
+
+    @property
+    def query_embedder(self) -> OnnxEmbedder:
+        """The model that embeds queries (the one the workers' vectors came from, run by
+        onnxruntime: no torch here). Exported on first use; ``warm`` does it early."""
+        embedder: OnnxEmbedder = self._get(
+            "query_embedder",
+            lambda: query_embedder_from(self.settings, threads=self.settings.query_embed_threads),
+        )
+        return embedder
+
+    @property
+    def searcher(self) -> Searcher:
+        s = self.settings
+
+        def build() -> Searcher:
+            embedder = self.query_embedder
+            cache = RedisQueryEmbeddingCache(self.redis, ttl_s=s.query_cache_ttl_s)
+            return Searcher(
+                self.searcher_index,
+                lambda query: embed_query(embedder, cache, query),
+                embedder.model_id,
+                self.graph,
+                rrf_k=s.search_rrf_k,
+                weights={"vector": s.search_weight_vector, "lexical": s.search_weight_lexical},
+            )
+
+        searcher: Searcher = self._get("searcher", build)
+        return searcher
+
+    def warm(self) -> None:
+        """Load the query embedder now (a background thread at start-up calls this, so
+        that the first search does not wait for the model's export and load)."""
+        try:
+            self.query_embedder.load()
+        except Exception:
+            log.exception("the query embedder could not be loaded; search will retry it")
 
     @property
     def tokens(self) -> TokenStore:

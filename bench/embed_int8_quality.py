@@ -4,15 +4,16 @@ Usage: .venv/bin/python bench/embed_int8_quality.py --corpus bench/corpora/reque
        [--corpus bench/corpora/attrs-25.3.0 ...] [--threads 2] [--batch-size 32]
        [--cache-dir bench/corpora/.onnx-cache] [--json]
 
-The issue's bar: the int8 path loses at most 1 point of Recall@10. Until ``quarry eval``
-exists, this uses header_ablation.py's CodeSearchNet-style set (queries = the first
-sentence of each function docstring, targets = the functions, docstrings blanked in the
-indexed copy, cosine ranking over all chunks). Per corpus the set is built and chunked
-once (header on, the default); the same chunk and query texts are embedded by
-``SentenceTransformerEmbedder`` (torch fp32, CPU) and ``OnnxInt8Embedder`` (onnxruntime
-int8), in batches sorted by token count, at the same thread count. Reported per corpus
-and path: Recall@1/5/10, MRR@10, embed seconds; then int8 - fp32 for Recall@10 and
-MRR@10 with paired bootstrap 95% intervals, hits gained/lost, and the chunk cosine.
+The issue's bar: the int8 path loses at most 1 point of Recall@10. This uses
+header_ablation.py's CodeSearchNet-style set (``pipeline.evaluation``, the set of
+``quarry eval``; queries = the first sentence of each function docstring, targets = the
+functions, docstrings blanked in the indexed copy), ranked by cosine over all chunks. Per
+corpus the set is built and chunked once (header on, the default); the same chunk and
+query texts are embedded by ``SentenceTransformerEmbedder`` (torch fp32, CPU) and
+``OnnxInt8Embedder`` (onnxruntime int8), in batches sorted by token count, at the same
+thread count. Reported per corpus and path: Recall@1/5/10, MRR@10, embed seconds; then
+int8 - fp32 for Recall@10 and MRR@10 with paired bootstrap 95% intervals, hits
+gained/lost, and the chunk cosine.
 """
 
 from __future__ import annotations
@@ -28,19 +29,12 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from header_ablation import (
-    KS,
-    Query,
-    _bootstrap_mrr_diff,
-    _mrr,
-    _ranks,
-    build_set,
-    chunk_all,
-)
+from header_ablation import _ranks, build_set, chunk_all
 from machine import cpu_model  # bench/ is the script folder, so on sys.path
 
 from pipeline.adapters.onnx_embedder import OnnxInt8Embedder
 from pipeline.adapters.st_embedder import SentenceTransformerEmbedder, resolve_model_path
+from pipeline.evaluation import EvalQuery, bootstrap_mrr_diff, is_relevant, metrics
 from pipeline.models import Chunk
 from pipeline.ports import Embedder
 
@@ -77,21 +71,27 @@ def embed_sorted(
     return out, time.perf_counter() - started
 
 
-def _full_rank(query: Query, chunks: Sequence[Chunk], scores: Vectors) -> int:
+def _full_rank(query: EvalQuery, chunks: Sequence[Chunk], scores: Vectors) -> int:
     """1-based rank of the first relevant chunk among all chunks (no top-10 cut)."""
     for position, index in enumerate(np.argsort(-scores), start=1):
         c = chunks[int(index)]
-        same_file = c.path == query.path
-        if same_file and c.span.start_line <= query.end_line and query.start_line <= c.end_line:
+        if is_relevant(query, c.path, c.start_line, c.end_line):
             return position
     return len(chunks) + 1
 
 
 def _figures(name: str, ranks: Ranks, chunks: int, embed_s: float, query_s: float) -> PathResult:
-    n = len(ranks)
-    recall = {k: sum(1 for r in ranks if r is not None and r <= k) / n for k in KS}
+    f = metrics(ranks)
     return PathResult(
-        name, n, chunks, recall[1], recall[5], recall[10], _mrr(ranks), embed_s, query_s
+        name,
+        len(ranks),
+        chunks,
+        f["recall@1"],
+        f["recall@5"],
+        f["recall@10"],
+        f["mrr@10"],
+        embed_s,
+        query_s,
     )
 
 
@@ -135,9 +135,9 @@ def evaluate(
         "max_chunk_tokens": max(chunk_lengths),
         "paths": [asdict(r) for r in results],
         "recall10_diff_int8_minus_fp32": int8.recall_at_10 - fp32.recall_at_10,
-        "recall10_diff_bootstrap_95ci": list(_bootstrap_mrr_diff(hits_a, hits_b)),
+        "recall10_diff_bootstrap_95ci": list(bootstrap_mrr_diff(hits_a, hits_b)),
         "mrr10_diff_int8_minus_fp32": int8.mrr_at_10 - fp32.mrr_at_10,
-        "mrr10_diff_bootstrap_95ci": list(_bootstrap_mrr_diff(a, b)),
+        "mrr10_diff_bootstrap_95ci": list(bootstrap_mrr_diff(a, b)),
         "hit10_gained": sum(1 for x, y in zip(a, b, strict=True) if x and not y),
         "hit10_lost": sum(1 for x, y in zip(a, b, strict=True) if y and not x),
         "hit10_flipped_full_ranks_fp32_int8": flipped,

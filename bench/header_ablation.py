@@ -2,8 +2,9 @@
 
 Usage: .venv/bin/python bench/header_ablation.py --corpus /tmp/ablation/requests-2.34.2 [--json]
 
-CodeSearchNet-style set built with ``ast`` from the corpus's package sources
-(``src/<pkg>/*.py`` or ``<pkg>/*.py``): for every function or method with a docstring,
+CodeSearchNet-style set built by ``pipeline.evaluation`` (the one ``quarry eval`` uses)
+from the corpus's package sources (``src/<pkg>/*.py`` or ``<pkg>/*.py``; shared query
+texts are kept here): for every function or method with a docstring,
 the query is the docstring's first sentence (queries under 3 words are skipped) and the
 target is that function. Every docstring (module, class, function) is blanked to ``""``
 in the indexed copy, keeping line numbers, so the match is not trivial.
@@ -18,11 +19,8 @@ chunk lines, plus a paired bootstrap 95% interval of the MRR@10 difference.
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import os
-import random
-import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,23 +31,17 @@ from machine import cpu_model  # bench/ is the script folder, so on sys.path
 from pipeline.adapters.vocab import model_token_counter
 from pipeline.analysis import analyze_file
 from pipeline.chunking import ChunkingOptions
+from pipeline.evaluation import (
+    KS,
+    EvalQuery,
+    bootstrap_mrr_diff,
+    first_relevant_rank,
+    metrics,
+)
+from pipeline.evaluation import build_set as build_eval_set
 from pipeline.models import Chunk, SkippedFile
 
 BATCH_SIZE = 64
-KS = (1, 5, 10)
-MIN_QUERY_WORDS = 3
-BOOTSTRAP_SAMPLES = 10_000
-
-
-@dataclass(frozen=True, slots=True)
-class Query:
-    """One docstring-derived query and the function it should retrieve."""
-
-    text: str
-    path: str
-    start_line: int
-    end_line: int
-    name: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,75 +67,16 @@ def _package_files(corpus: Path) -> list[Path]:
     raise SystemExit(f"no package sources under {corpus}")
 
 
-def _first_sentence(doc: str) -> str:
-    paragraph = doc.strip().split("\n\n", 1)[0]
-    flat = " ".join(paragraph.split())
-    match = re.match(r"(.+?[.!?])(\s|$)", flat)
-    return match.group(1) if match else flat
+def build_set(corpus: Path) -> tuple[list[EvalQuery], dict[str, bytes]]:
+    """Queries and the blanked sources of the package folder, keyed by corpus-relative path.
 
-
-def _docstring_nodes(tree: ast.Module) -> list[ast.Constant]:
-    owners: list[ast.AST] = [tree]
-    owners += [
-        n
-        for n in ast.walk(tree)
-        if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
-    ]
-    out: list[ast.Constant] = []
-    for owner in owners:
-        body = getattr(owner, "body", [])
-        if (
-            body
-            and isinstance(body[0], ast.Expr)
-            and isinstance(body[0].value, ast.Constant)
-            and isinstance(body[0].value.value, str)
-        ):
-            out.append(body[0].value)
-    return out
-
-
-def _blank_docstrings(source: bytes, tree: ast.Module) -> bytes:
-    """``source`` with every docstring replaced by ``""``, the same number of lines."""
-    lines = source.split(b"\n")
-    # Bottom-up so earlier offsets stay valid; ast column offsets are UTF-8 byte offsets.
-    nodes = sorted(_docstring_nodes(tree), key=lambda n: (n.lineno, n.col_offset), reverse=True)
-    for node in nodes:
-        first, last = node.lineno - 1, (node.end_lineno or node.lineno) - 1
-        prefix = lines[first][: node.col_offset]
-        suffix = lines[last][node.end_col_offset or 0 :]
-        lines[first : last + 1] = [prefix + b'""' + suffix] + [b""] * (last - first)
-    return b"\n".join(lines)
-
-
-def _queries(rel: str, tree: ast.Module) -> list[Query]:
-    out: list[Query] = []
-    for node in ast.walk(tree):
-        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-            continue
-        doc = ast.get_docstring(node)
-        if not doc:
-            continue
-        text = _first_sentence(doc)
-        if len(text.split()) < MIN_QUERY_WORDS:
-            continue
-        start = min([node.lineno] + [d.lineno for d in node.decorator_list])
-        out.append(Query(text, rel, start, node.end_lineno or node.lineno, node.name))
-    return out
-
-
-def build_set(corpus: Path) -> tuple[list[Query], dict[str, bytes]]:
-    """Queries and the blanked sources, keyed by corpus-relative path."""
-    queries: list[Query] = []
-    blanked: dict[str, bytes] = {}
-    for file in _package_files(corpus):
-        rel = file.relative_to(corpus).as_posix()
-        data = file.read_bytes()
-        tree = ast.parse(data)
-        queries += _queries(rel, tree)
-        out = _blank_docstrings(data, tree)
-        ast.parse(out)  # still valid Python
-        blanked[rel] = out
-    return queries, blanked
+    The bench keeps its own file choice (one package folder, not ``quarry eval``'s whole
+    tree) and shared query texts, so its figures stay comparable with the recorded ones.
+    """
+    eval_set = build_eval_set(corpus, _package_files(corpus), drop_ambiguous=False)
+    if eval_set.unparsable:
+        raise SystemExit(f"not valid Python 3: {', '.join(eval_set.unparsable)}")
+    return list(eval_set.queries), eval_set.files
 
 
 def chunk_all(blanked: dict[str, bytes], include_header: bool) -> list[Chunk]:
@@ -159,38 +92,21 @@ def chunk_all(blanked: dict[str, bytes], include_header: bool) -> list[Chunk]:
     return chunks
 
 
-def _ranks(queries: list[Query], chunks: list[Chunk], scores: Any) -> list[int | None]:
+def _ranks(queries: list[EvalQuery], chunks: list[Chunk], scores: Any) -> list[int | None]:
     """1-based rank of the first relevant chunk within the top 10 of each query."""
     import numpy as np
 
-    ranks: list[int | None] = []
     top = np.argsort(-scores, axis=1)[:, : max(KS)]
-    for q, row in zip(queries, top, strict=True):
-        rank = None
-        for position, index in enumerate(row, start=1):
-            c = chunks[int(index)]
-            if c.path == q.path and c.span.start_line <= q.end_line and q.start_line <= c.end_line:
-                rank = position
-                break
-        ranks.append(rank)
-    return ranks
-
-
-def _mrr(ranks: list[int | None]) -> float:
-    return sum(1.0 / r for r in ranks if r is not None) / len(ranks)
-
-
-def _bootstrap_mrr_diff(a: list[int | None], b: list[int | None]) -> tuple[float, float]:
-    rng = random.Random(0)
-    n = len(a)
-    ra = [1.0 / r if r else 0.0 for r in a]
-    rb = [1.0 / r if r else 0.0 for r in b]
-    diffs = []
-    for _ in range(BOOTSTRAP_SAMPLES):
-        picks = [rng.randrange(n) for _ in range(n)]
-        diffs.append(sum(ra[i] - rb[i] for i in picks) / n)
-    diffs.sort()
-    return diffs[int(0.025 * BOOTSTRAP_SAMPLES)], diffs[int(0.975 * BOOTSTRAP_SAMPLES) - 1]
+    return [
+        first_relevant_rank(
+            q,
+            [
+                (chunks[int(i)].path, chunks[int(i)].start_line, chunks[int(i)].end_line)
+                for i in row
+            ],
+        )
+        for q, row in zip(queries, top, strict=True)
+    ]
 
 
 def main() -> None:
@@ -222,25 +138,24 @@ def main() -> None:
         embed_s = time.perf_counter() - started
         ranks = _ranks(queries, chunks, q_emb @ c_emb.T)
         all_ranks[variant] = ranks
-        n = len(queries)
-        recall = {k: sum(1 for r in ranks if r is not None and r <= k) / n for k in KS}
+        figures = metrics(ranks)
         lines = sum(c.end_line - c.start_line + 1 for c in chunks) / len(chunks)
         results.append(
             VariantResult(
                 variant,
-                n,
+                len(queries),
                 len(chunks),
                 lines,
-                recall[1],
-                recall[5],
-                recall[10],
-                _mrr(ranks),
+                figures["recall@1"],
+                figures["recall@5"],
+                figures["recall@10"],
+                figures["mrr@10"],
                 embed_s,
             )
         )
 
     a, b = all_ranks["header"], all_ranks["no header"]
-    lo, hi = _bootstrap_mrr_diff(a, b)
+    lo, hi = bootstrap_mrr_diff(a, b)
     better = sum(1 for x, y in zip(a, b, strict=True) if (x or 99) < (y or 99))
     worse = sum(1 for x, y in zip(a, b, strict=True) if (x or 99) > (y or 99))
     report: dict[str, Any] = {

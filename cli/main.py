@@ -15,7 +15,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from cli import chunk, dlq, jobs, reconcile
+from cli import chunk, dlq, jobs, reconcile, search
+from cli import eval as eval_cli
 from cli.bench import bench_app
 from cli.console import err, guarded, out, settings
 
@@ -168,6 +169,8 @@ def worker(
 chunk.register(app)
 jobs.register(app)
 reconcile.register(app)
+search.register(app)
+eval_cli.register(app)
 app.add_typer(bench_app, name="bench")
 app.add_typer(dlq.dlq_app, name="dlq")
 

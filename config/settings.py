@@ -210,6 +210,42 @@ class QuarrySettings(BaseSettings):
         description="Retries of a write on a transient error before it goes to the dead letters.",
     )
 
+    # --- search -----------------------------------------------------------------------
+    search_ef_search: int = Field(
+        100,
+        ge=1,
+        le=1000,
+        description="HNSW candidate list of a vector search (pgvector hnsw.ef_search); raised "
+        "to the hits asked for when fewer.",
+    )
+    search_exact_max_rows: int = Field(
+        20_000,
+        ge=0,
+        description="Up to this many chunk rows in the table, vector search scans exactly "
+        "instead of using the HNSW index.",
+    )
+    search_max_lexical_matches: int = Field(
+        10_000,
+        ge=1,
+        description="Most full-text matches ranked per query (bounds the cost of common words).",
+    )
+    search_rrf_k: int = Field(
+        60, ge=1, le=10_000, description="The k of reciprocal rank fusion: 1 / (k + rank)."
+    )
+    search_weight_vector: float = Field(
+        1.0, ge=0, le=100, description="Weight of the vector retriever in the fusion."
+    )
+    search_weight_lexical: float = Field(
+        1.0, ge=0, le=100, description="Weight of the full-text retriever in the fusion."
+    )
+    query_embed_threads: int = Field(
+        1, ge=1, le=64, description="Threads of the API's query embedder (onnxruntime)."
+    )
+    search_warm_on_start: bool = Field(
+        True,
+        description="Load the API's query embedder when the API starts, not on the first search.",
+    )
+
     # --- jobs: chunking, batching, bounded queues ---------------------------------------
     chunk_max_tokens: int = Field(
         256,

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from pipeline.errors import InvalidInputError
-from pipeline.models import EdgeKind, FileGraph, RepoRef
+from pipeline.models import EdgeKind, FileGraph, GraphSymbol, RepoRef, SymbolLink
 
 Statement = tuple[str, dict[str, Any]]
 Row = dict[str, Any]
@@ -437,6 +437,34 @@ def node_properties(node_label: str, node_id: str) -> Statement:
     }
 
 
+SYMBOL_LINKS = ("CALLS", "CONTAINS", "INHERITS")
+
+
+def symbol_by_id(symbol: str) -> Statement:
+    return "MATCH (s:Symbol {id: $id}) RETURN properties(s) AS props", {"id": symbol}
+
+
+def symbols_named(repo: str, name: str, limit: int) -> Statement:
+    return (
+        "MATCH (s:Symbol {repo: $repo}) WHERE s.name = $name "
+        "RETURN properties(s) AS props ORDER BY s.qualified_name LIMIT $limit",
+        {"repo": repo, "name": name, "limit": limit},
+    )
+
+
+def symbol_links(symbol_ids: list[str], outgoing: bool) -> Statement:
+    """The CALLS/CONTAINS/INHERITS edges out of (or into) the symbols: type and both
+    ends' properties."""
+    pattern = (
+        "(s:Symbol {id: id})-[r]->(t:Symbol)" if outgoing else "(t:Symbol)-[r]->(s:Symbol {id: id})"
+    )
+    return (
+        f"UNWIND $ids AS id MATCH {pattern} WHERE type(r) IN $types "
+        "RETURN type(r) AS type, properties(s) AS near, properties(t) AS far",
+        {"ids": symbol_ids, "types": list(SYMBOL_LINKS)},
+    )
+
+
 def file_ids_of(repo: RepoRef, paths: Sequence[str]) -> list[str]:
     """Node ids of ``paths``, each once, in order."""
     key = repo_id(repo)
@@ -455,3 +483,20 @@ def batches(rows: list[T], batch_size: int) -> list[list[T]]:
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     return [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
+
+
+def graph_symbol(props: dict[str, Any]) -> GraphSymbol:
+    """A symbol node's properties as a GraphSymbol (a placeholder has only its name)."""
+    return GraphSymbol(
+        qualified_name=str(props.get("qualified_name") or ""),
+        name=str(props.get("name") or ""),
+        kind=str(props.get("kind") or ""),
+        path=str(props.get("path") or ""),
+        start_line=int(props.get("start_line") or 0),
+        end_line=int(props.get("end_line") or 0),
+    )
+
+
+def link_key(link: SymbolLink) -> tuple[str, str, str]:
+    """How symbol links sort and deduplicate: (relation, source, target) names."""
+    return link.relation, link.source.qualified_name, link.target.qualified_name

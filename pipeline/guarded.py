@@ -18,7 +18,7 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.models import FileGraph, RepoRef, StoredChunk
+from pipeline.models import FileGraph, GraphSymbol, RepoRef, StoredChunk, SymbolLink
 from pipeline.ports import CircuitBreaker, EmbeddingCache, GraphStore, VectorStore
 
 S = TypeVar("S")
@@ -102,6 +102,12 @@ class GuardedGraphStore:
 
     def delete_repository(self, repo: RepoRef) -> None:
         self.breaker.call(lambda: self.inner.get().delete_repository(repo))
+
+    def find_symbols(self, repo: RepoRef, name: str, limit: int) -> list[GraphSymbol]:
+        return self.breaker.call(lambda: self.inner.get().find_symbols(repo, name, limit))
+
+    def symbol_links(self, repo: RepoRef, qualified_names: Sequence[str]) -> list[SymbolLink]:
+        return self.breaker.call(lambda: self.inner.get().symbol_links(repo, qualified_names))
 
 
 class GuardedEmbeddingCache:

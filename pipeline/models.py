@@ -238,3 +238,42 @@ class DeadLetter:
     error: str
     attempts: int
     failed_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """A chunk of a repository's searchable snapshot found by one retriever, with that
+    retriever's score (cosine similarity, or full-text rank)."""
+
+    repo: str
+    chunk_id: str
+    path: str
+    start_line: int
+    end_line: int
+    symbol: str
+    kind: str
+    language: str
+    content: str
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class GraphSymbol:
+    """A symbol node as graph reads return it. A placeholder (a target defined in a file
+    not written yet, or outside the repository) has only its qualified name."""
+
+    qualified_name: str
+    name: str = ""
+    kind: str = ""
+    path: str = ""
+    start_line: int = 0
+    end_line: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolLink:
+    """One ``CALLS``, ``CONTAINS`` or ``INHERITS`` edge between two symbols."""
+
+    relation: str
+    source: GraphSymbol
+    target: GraphSymbol

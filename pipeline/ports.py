@@ -26,7 +26,17 @@ from pipeline.jobs import (
     WebhookDelivery,
 )
 from pipeline.migration import AppliedMigration, Kind, Migration
-from pipeline.models import DeadLetter, FileGraph, FileVersion, RepoRef, StoredChunk
+from pipeline.models import (
+    DeadLetter,
+    FileGraph,
+    FileVersion,
+    GraphSymbol,
+    Hit,
+    RepoRef,
+    StoredChunk,
+    SymbolLink,
+)
+from pipeline.search_query import SearchRequest
 
 T = TypeVar("T")
 
@@ -184,6 +194,15 @@ class GraphStore(Protocol):
 
     def delete_repository(self, repo: RepoRef) -> None:
         """Remove every node of the repository."""
+        ...
+
+    def find_symbols(self, repo: RepoRef, name: str, limit: int) -> list[GraphSymbol]:
+        """Symbols whose qualified name is ``name``, else whose short name is (at most
+        ``limit``, sorted by qualified name)."""
+        ...
+
+    def symbol_links(self, repo: RepoRef, qualified_names: Sequence[str]) -> list[SymbolLink]:
+        """Every CALLS, CONTAINS and INHERITS edge into or out of the named symbols."""
         ...
 
 
@@ -433,4 +452,28 @@ class SourceFetcher(Protocol):
         """The folder to index and the commit it is at (None when not a git checkout).
         ``workdir`` is an empty folder the fetcher may fill (clone, extracted archive);
         nothing is written outside it. Raises InvalidInputError naming the bad source."""
+        ...
+
+
+class SearchIndex(Protocol):
+    """The searchable snapshots of every repository, read by the two retrievers.
+
+    Every read is scoped to the request's tenant, its repositories (all of the tenant's
+    when it names none) and its filters, and sees only each repository's searchable
+    snapshot: chunks of file versions that snapshot lists.
+    """
+
+    def missing_repositories(self, tenant: str, names: Sequence[str]) -> list[str]:
+        """The ``names`` that are not repositories of ``tenant``."""
+        ...
+
+    def vector_hits(
+        self, request: SearchRequest, vector: npt.NDArray[np.float32], model_id: str, limit: int
+    ) -> list[Hit]:
+        """Up to ``limit`` chunks embedded by ``model_id``, nearest to ``vector`` first
+        (score: cosine similarity)."""
+        ...
+
+    def lexical_hits(self, request: SearchRequest, terms: Sequence[str], limit: int) -> list[Hit]:
+        """Up to ``limit`` chunks whose full text holds any of ``terms``, best first."""
         ...

@@ -1,4 +1,4 @@
-"""Every Prometheus metric the workers export, defined in one place.
+"""Every Prometheus metric the workers and the API export, defined in one place.
 
 Names follow ``quarry_<noun>_<unit>[_total]`` with seconds for time. Gauges declare how
 prefork children combine in prometheus-client's multiprocess mode. Recording helpers
@@ -91,6 +91,19 @@ WEBHOOK_DELIVERIES = Counter(
     ["event", "outcome"],
 )
 
+_SEARCH_SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+SEARCH_SECONDS = Histogram(
+    "quarry_search_seconds",
+    "Time of one search step: embed (the query), vector, lexical, fuse, graph, and total.",
+    ["step"],
+    buckets=_SEARCH_SECONDS,
+)
+SEARCHES = Counter(
+    "quarry_searches_total",
+    "Searches answered, by mode and outcome (ok, bad_request).",
+    ["mode", "outcome"],
+)
+
 _BREAKER_STATES = {"closed": 0, "open": 1, "half-open": 2}
 
 
@@ -139,3 +152,18 @@ def record_breaker_state(store: str, state: str) -> None:
 @never_raises
 def record_webhook(event: str, outcome: str) -> None:
     WEBHOOK_DELIVERIES.labels(event, outcome).inc()
+
+
+@never_raises
+def record_search(mode: str, timings_s: dict[str, float], total_s: float) -> None:
+    SEARCHES.labels(mode, "ok").inc()
+    for step, seconds in timings_s.items():
+        SEARCH_SECONDS.labels(step).observe(seconds)
+    SEARCH_SECONDS.labels("total").observe(total_s)
+
+
+@never_raises
+def record_bad_search(mode: str) -> None:
+    SEARCHES.labels(
+        mode if mode in ("hybrid", "vector", "lexical") else "other", "bad_request"
+    ).inc()

@@ -21,7 +21,7 @@ from typing import Any
 
 from pipeline import cypher
 from pipeline.errors import InvalidInputError
-from pipeline.models import FileGraph, RepoRef
+from pipeline.models import FileGraph, GraphSymbol, RepoRef, SymbolLink
 
 MAX_ID_BYTES = 8_000
 
@@ -109,6 +109,34 @@ class InMemoryGraphStore:
         with self._lock:
             found = self._nodes.get(node_id)
             return (found[0], dict(found[1])) if found else None
+
+    def find_symbols(self, repo: RepoRef, name: str, limit: int) -> list[GraphSymbol]:
+        key = cypher.repo_id(repo)
+        with self._lock:
+            exact = self._nodes.get(cypher.symbol_id(key, name))
+            if exact is not None and exact[0] == "Symbol":
+                return [cypher.graph_symbol(exact[1])][:limit]
+            named = [
+                p
+                for label, p in self._nodes.values()
+                if label == "Symbol" and p.get("repo") == key and p.get("name") == name
+            ]
+        named.sort(key=lambda p: str(p.get("qualified_name")))
+        return [cypher.graph_symbol(p) for p in named[:limit]]
+
+    def symbol_links(self, repo: RepoRef, qualified_names: Sequence[str]) -> list[SymbolLink]:
+        key = cypher.repo_id(repo)
+        ids = {cypher.symbol_id(key, name) for name in qualified_names}
+        links = {}
+        with self._lock:
+            edges = {e for i in ids for e in (*self._out.get(i, ()), *self._in.get(i, ()))}
+            for kind, source, target in edges:
+                ends = [self._nodes.get(source), self._nodes.get(target)]
+                if kind in cypher.SYMBOL_LINKS and all(e and e[0] == "Symbol" for e in ends):
+                    a, b = (cypher.graph_symbol(e[1]) for e in ends if e)
+                    link = SymbolLink(kind, a, b)
+                    links[cypher.link_key(link)] = link
+        return [links[key] for key in sorted(links)]
 
     # The steps of one transaction, under the lock.
 

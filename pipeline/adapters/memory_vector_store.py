@@ -102,6 +102,11 @@ class InMemoryVectorStore:
             return None
         return row[_EMBEDDING].copy()
 
+    def rows(self, repo: RepoRef) -> list[sql.ChunkRow]:
+        """Every stored row of the repository, for the in-memory search index."""
+        with self._lock:
+            return list(self._repos.get(repo, {}).values())
+
     def _delete(self, repo: RepoRef, doomed: _RowTest) -> int:
         with self._lock:
             stored = self._repos.get(repo)

@@ -34,7 +34,7 @@ from config.settings import QuarrySettings
 from pipeline import cypher
 from pipeline.adapters.neo4j_graph import make_driver, map_neo4j_errors, retry_constraint_races
 from pipeline.errors import InvalidInputError
-from pipeline.models import FileGraph, RepoRef
+from pipeline.models import FileGraph, GraphSymbol, RepoRef, SymbolLink
 
 T = TypeVar("T")
 
@@ -117,6 +117,26 @@ class Neo4jGraphStore:
             if records:
                 return label, dict(records[0]["props"])
         return None
+
+    def find_symbols(self, repo: RepoRef, name: str, limit: int) -> list[GraphSymbol]:
+        key = cypher.repo_id(repo)
+        records = self._read(cypher.symbol_by_id(cypher.symbol_id(key, name)))
+        if not records:
+            records = self._read(cypher.symbols_named(key, name, limit))
+        return [cypher.graph_symbol(dict(r["props"])) for r in records[:limit]]
+
+    def symbol_links(self, repo: RepoRef, qualified_names: Sequence[str]) -> list[SymbolLink]:
+        key = cypher.repo_id(repo)
+        ids = sorted({cypher.symbol_id(key, name) for name in qualified_names})
+        links = {}
+        for outgoing in (True, False):
+            for record in self._read(cypher.symbol_links(ids, outgoing)):
+                near = cypher.graph_symbol(dict(record["near"]))
+                far = cypher.graph_symbol(dict(record["far"]))
+                source, target = (near, far) if outgoing else (far, near)
+                link = SymbolLink(str(record["type"]), source, target)
+                links[cypher.link_key(link)] = link  # a self-call is found both ways
+        return [links[key] for key in sorted(links)]
 
     # Transactions.
 

@@ -1,4 +1,4 @@
-"""One contract over every Embedder: the fake and the real sentence-transformers model."""
+"""One contract over every Embedder: the fake, sentence-transformers, and both ONNX exports."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pipeline.adapters.memory_embedder import InMemoryEmbedder
-from pipeline.adapters.onnx_embedder import OnnxInt8Embedder
+from pipeline.adapters.onnx_embedder import OnnxEmbedder, OnnxInt8Embedder
 from pipeline.adapters.st_embedder import (
     BUNDLED_MODEL,
     SentenceTransformerEmbedder,
@@ -24,7 +24,7 @@ CODE = [
 ]
 
 
-@pytest.fixture(scope="module", params=["memory", "torch", "onnx-int8"])
+@pytest.fixture(scope="module", params=["memory", "torch", "onnx-int8", "onnx-fp32"])
 def embedder(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Embedder]:
@@ -37,6 +37,15 @@ def embedder(
         )
         yield onnx
         onnx.unload()
+        return
+    if request.param == "onnx-fp32":
+        fp32 = OnnxEmbedder(
+            resolve_model_path(BUNDLED_MODEL),
+            tmp_path_factory.mktemp("onnx-models"),
+            precision="fp32",
+        )
+        yield fp32
+        fp32.unload()
         return
     real = SentenceTransformerEmbedder(
         resolve_model_path(BUNDLED_MODEL), model_id=BUNDLED_MODEL, device="cpu"

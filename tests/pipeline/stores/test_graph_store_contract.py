@@ -382,3 +382,51 @@ def test_constraint_race_is_retried_then_reported_as_transient() -> None:
 
     with pytest.raises(StoreUnavailableError, match="race still lost after 3 attempts"):
         retry_constraint_races(always_lose, attempts=3, sleep=lambda _s: None)
+
+
+# --- reads for search: symbols by name, and their links ---------------------------------
+
+
+def test_find_symbols_by_qualified_name_then_by_short_name(
+    store: GraphStoreUnderTest, repo: RepoRef
+) -> None:
+    store.write_files(repo, file_graphs(SOURCES))
+    exact = store.find_symbols(repo, "shop.app.App.run", 5)
+    assert [(s.qualified_name, s.name, s.kind, s.path) for s in exact] == [
+        ("shop.app.App.run", "run", "method", "shop/app.py")
+    ]
+    assert exact[0].start_line >= 1 and exact[0].end_line >= exact[0].start_line
+    named = store.find_symbols(repo, "run", 5)
+    assert [s.qualified_name for s in named] == ["shop.app.App.run", "shop.base.Base.run"]
+    assert [s.qualified_name for s in store.find_symbols(repo, "run", 1)] == ["shop.app.App.run"]
+    assert store.find_symbols(repo, "nothing_here", 5) == []
+    other = RepoRef(repo.tenant, "other")
+    assert store.find_symbols(other, "run", 5) == []
+
+
+def test_symbol_links_are_the_edges_into_and_out_of_the_symbols(
+    store: GraphStoreUnderTest, repo: RepoRef
+) -> None:
+    store.write_files(repo, file_graphs(SOURCES))
+    links = store.symbol_links(repo, ["shop.app.App.run", "shop.base.helper"])
+    found = {
+        (link.relation, link.source.qualified_name, link.target.qualified_name) for link in links
+    }
+    assert found == {
+        ("CONTAINS", "shop.app.App", "shop.app.App.run"),
+        ("CALLS", "shop.app.App.run", "shop.base.helper"),
+        ("CALLS", "shop.app.App.run", "shop.app.util"),
+        ("CALLS", "shop.base.Base.run", "shop.base.helper"),
+        ("CONTAINS", "shop.base", "shop.base.helper"),  # a module holds its functions
+    }
+    assert len(links) == len(found)
+    caller = next(
+        link.source for link in links if link.source.qualified_name == "shop.base.Base.run"
+    )
+    assert (caller.name, caller.kind, caller.path) == ("run", "method", "shop/base.py")
+    inherits = store.symbol_links(repo, ["shop.base.Base"])
+    assert ("INHERITS", "shop.app.App", "shop.base.Base") in {
+        (link.relation, link.source.qualified_name, link.target.qualified_name) for link in inherits
+    }
+    assert store.symbol_links(repo, ["no.such.symbol"]) == []
+    assert store.symbol_links(RepoRef(repo.tenant, "other"), ["shop.base.helper"]) == []

@@ -1,0 +1,98 @@
+"""``/v1/search`` (hybrid search) and ``/v1/graph/symbol`` (a symbol's neighbourhood).
+
+Queries are embedded here, by the API's query embedder and the query-embedding cache;
+clients never send vectors. Bad input is a 4xx that names the parameter (the checks of
+``pipeline.search_query``); an unknown repository or symbol is a 404.
+
+Must not import: workers/, cli/, torch, celery.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Response
+
+from api.auth import State, Tenant
+from pipeline.errors import InvalidInputError, NotFoundError
+from pipeline.graph_svg import render_svg
+from pipeline.models import RepoRef
+from pipeline.search import symbol_graph
+from pipeline.search_query import SearchFilters, SearchRequest
+from tasks import metrics
+
+router = APIRouter(tags=["search"])
+
+Text = Annotated[str | None, Query(max_length=10_000)]
+
+
+def _listed(value: str | None, name: str) -> tuple[str, ...]:
+    """A comma-separated parameter as a tuple (empty parts dropped)."""
+    if value is None:
+        return ()
+    parts = tuple(p.strip() for p in value.split(",") if p.strip())
+    if len(parts) > 50:
+        raise InvalidInputError(f"{name}: at most 50 values, got {len(parts)}")
+    return parts
+
+
+@router.get("/v1/search")
+def search(
+    *,
+    tenant: Tenant,
+    state: State,
+    q: Annotated[str, Query(description="What to look for: words, identifiers, a question.")],
+    repo: Annotated[str | None, Query(description="Repositories, comma-separated.")] = None,
+    lang: Annotated[str | None, Query(description="Languages, comma-separated.")] = None,
+    path: Annotated[str | None, Query(description="Path glob: * and ?; a folder.")] = None,
+    kind: Annotated[str | None, Query(description="function, method, class, module, other")] = None,
+    k: Annotated[int, Query(description="How many results (1-1000).")] = 10,
+    expand: Annotated[str | None, Query(description="callers,callees,container")] = None,
+    mode: Annotated[str, Query(description="hybrid, vector or lexical")] = "hybrid",
+) -> dict[str, Any]:
+    """Hybrid search of the tenant's searchable snapshots: ``{"results": [...]}``, each
+    with path, lines, symbol, kind, language, fused score, snippet and the retrievers
+    that found it; with ``expand``, its graph neighbours."""
+    started = time.perf_counter()
+    try:
+        request = SearchRequest(
+            tenant=tenant,
+            query=q,
+            repos=_listed(repo, "repo"),
+            filters=SearchFilters(
+                languages=_listed(lang, "lang"),
+                path_glob=path or "",
+                kinds=_listed(kind, "kind"),
+            ),
+            k=k,
+            mode=mode,
+            expand=_listed(expand, "expand"),
+        )
+        response = state.searcher.search(request)
+    except InvalidInputError:
+        metrics.record_bad_search(mode)
+        raise
+    metrics.record_search(mode, response.timings_s, time.perf_counter() - started)
+    return response.as_json()
+
+
+@router.get("/v1/graph/symbol", response_model=None)
+def graph_symbol(
+    *,
+    tenant: Tenant,
+    state: State,
+    repo: Annotated[str, Query(min_length=1, max_length=200)],
+    name: Annotated[str, Query(min_length=1, max_length=1000, description="Qualified or short.")],
+    format: Annotated[Literal["json", "svg"], Query()] = "json",
+) -> dict[str, Any] | Response:
+    """The neighbourhood of the symbols named ``name`` (a qualified name, else a short
+    name): callers, callees, containers, members, bases and subclasses, as
+    ``{"nodes": [...], "edges": [...]}``; ``format=svg`` draws it."""
+    ref = RepoRef(tenant, repo)
+    if state.searcher_index.missing_repositories(tenant, [repo]):
+        raise NotFoundError(f"repo: no repository named {repo!r}")
+    found = symbol_graph(state.graph, ref, name)
+    if format == "svg":
+        return Response(render_svg(found), media_type="image/svg+xml")
+    return found

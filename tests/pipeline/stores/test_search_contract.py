@@ -1,0 +1,281 @@
+"""One contract for the search index: the fake, and PostgreSQL with each vector plan.
+
+``postgres-exact`` is the plan of a small table; ``postgres-hnsw`` forces the HNSW plan
+(``exact_max_rows=0``) with a tiny ``ef_search``, so that its retry (a larger ``ef``,
+then exact) is exercised too. Every test writes its own tenant.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from config.endpoints import Endpoints
+from migrations.runner import run
+from pipeline.adapters.memory_search import InMemorySearchIndex
+from pipeline.adapters.memory_snapshot_store import InMemorySnapshotStore
+from pipeline.adapters.memory_vector_store import InMemoryVectorStore
+from pipeline.adapters.pg_search import PgSearchIndex
+from pipeline.adapters.pg_snapshot_store import PgSnapshotStore
+from pipeline.adapters.pg_vector_store import PgVectorStore
+from pipeline.adapters.postgres_migrations import PgMigrationTarget
+from pipeline.models import Chunk, ChunkKind, FileVersion, RepoRef, Span, StoredChunk
+from pipeline.ports import SearchIndex, SnapshotStore, VectorStore
+from pipeline.search_query import SearchFilters, SearchRequest, lexical_terms
+from tests.databases import fresh_pg_database
+
+DIM = 384
+MODEL = "model-a"
+
+
+class Backend:
+    def __init__(self, index: SearchIndex, vectors: VectorStore, snapshots: SnapshotStore) -> None:
+        self.index = index
+        self.vectors = vectors
+        self.snapshots = snapshots
+
+
+@pytest.fixture(scope="module")
+def pg_dsn(request: pytest.FixtureRequest) -> Iterator[str]:
+    endpoints: Endpoints = request.getfixturevalue("endpoints")
+    with fresh_pg_database(endpoints, "search") as dsn:
+        run(PgMigrationTarget(dsn))
+        yield dsn
+
+
+@pytest.fixture(params=["memory", "postgres-exact", "postgres-hnsw"])
+def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
+    if request.param == "memory":
+        vectors = InMemoryVectorStore(dimension=DIM)
+        snapshots = InMemorySnapshotStore(vectors)
+        yield Backend(InMemorySearchIndex(vectors, snapshots), vectors, snapshots)
+        return
+    dsn = request.getfixturevalue("pg_dsn")
+    options = {"exact_max_rows": 0, "ef_search": 2} if request.param == "postgres-hnsw" else {}
+    with (
+        PgSearchIndex(dsn, dimension=DIM, **options) as index,  # type: ignore[arg-type]
+        PgVectorStore(dsn, dimension=DIM) as vs,
+        PgSnapshotStore(dsn) as snaps,
+    ):
+        yield Backend(index, vs, snaps)
+
+
+@pytest.fixture
+def tenant() -> str:
+    return f"t{uuid.uuid4().hex[:8]}"
+
+
+def unit(axis: int, tilt: float = 0.0) -> np.ndarray:
+    """A unit vector near basis vector ``axis``, tilted towards the last axis."""
+    v = np.zeros(DIM, dtype=np.float32)
+    v[DIM - 1] = tilt
+    v[axis] = 1.0
+    return v / np.linalg.norm(v)
+
+
+def stored(
+    path: str,
+    sha: str,
+    n: int,
+    text: str,
+    vector: np.ndarray | None,
+    *,
+    kind: ChunkKind = ChunkKind.FUNCTION,
+    language: str = "python",
+    model: str = MODEL,
+) -> StoredChunk:
+    piece = Chunk(f"{path}#{n}", path, language, Span(10 * n + 1, 10 * n + 5, 0, 9),
+                  f"mod.f{n}", kind, f"h{path}{n}{sha}", 3, text)  # fmt: skip
+    return StoredChunk(piece, sha, model, vector)
+
+
+def publish(backend: Backend, repo: RepoRef, commit: str, chunks: list[StoredChunk]) -> None:
+    backend.vectors.ensure_repository(repo)
+    backend.vectors.upsert_chunks(repo, chunks)
+    versions = {c.chunk.path: FileVersion(c.chunk.path, c.file_sha256, c.chunk.language, 10)
+                for c in chunks}  # fmt: skip
+    snapshot = backend.snapshots.begin(repo, commit, list(versions.values()))
+    backend.snapshots.publish(repo, snapshot)
+
+
+CORPUS = [
+    ("src/http/headers.py", "def parse_http_header(line): return line.split(':')", 0, 0.0),
+    ("src/http/client.py", "class HttpClient: def send(self, request): pass", 1, 0.0),
+    ("src/db/pool.py", "def open_pool(dsn): return ConnectionPool(dsn)", 2, 0.0),
+    ("src/db/query.py", "def run_query(conn, sql): return conn.execute(sql)", 3, 0.0),
+    ("docs/guide_1%.md", "How to parse a header of an HTTP message", 4, 0.0),
+]
+
+
+def seed(backend: Backend, tenant: str, name: str = "app") -> RepoRef:
+    repo = RepoRef(tenant, name)
+    chunks = [stored(p, "v1", i, text, unit(axis)) for i, (p, text, axis, _) in enumerate(CORPUS)]
+    publish(backend, repo, "c1", chunks)
+    return repo
+
+
+def ask(tenant: str, **kwargs: object) -> SearchRequest:
+    return SearchRequest(tenant=tenant, query="q", **kwargs)  # type: ignore[arg-type]
+
+
+def paths(hits: list) -> list[str]:  # type: ignore[type-arg]
+    return [h.path for h in hits]
+
+
+# --- vector ---------------------------------------------------------------------------
+
+
+def test_vector_hits_come_nearest_first_with_cosine_scores(backend: Backend, tenant: str) -> None:
+    seed(backend, tenant)
+    hits = backend.index.vector_hits(ask(tenant), unit(2, 0.1), MODEL, 3)
+    assert len(hits) == 3
+    assert hits[0].path == "src/db/pool.py"
+    assert hits[0].score == pytest.approx(float(unit(2, 0.1) @ unit(2)), abs=1e-4)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    first = hits[0]
+    assert (first.repo, first.start_line, first.end_line, first.symbol, first.kind) == (
+        "app",
+        21,
+        25,
+        "mod.f2",
+        "function",
+    )
+    assert first.content.startswith("def open_pool")
+
+
+def test_vector_hits_read_only_the_model_asked_for(backend: Backend, tenant: str) -> None:
+    repo = RepoRef(tenant, "app")
+    publish(backend, repo, "c1", [
+        stored("a.py", "v1", 0, "def a(): pass", unit(0)),
+        stored("b.py", "v1", 1, "def b(): pass", unit(0), model="model-b"),
+        stored("c.py", "v1", 2, "def c(): pass", None),
+    ])  # fmt: skip
+    assert paths(backend.index.vector_hits(ask(tenant), unit(0), MODEL, 10)) == ["a.py"]
+    assert paths(backend.index.vector_hits(ask(tenant), unit(0), "model-b", 10)) == ["b.py"]
+
+
+def test_only_the_searchable_snapshot_is_seen(backend: Backend, tenant: str) -> None:
+    repo = seed(backend, tenant)
+    # A new version of pool.py is written but its job has not committed yet.
+    backend.vectors.upsert_chunks(
+        repo, [stored("src/db/pool.py", "v2", 9, "def new(): x", unit(7))]
+    )
+    hits = backend.index.vector_hits(ask(tenant), unit(7), MODEL, 10)
+    assert "def new" not in " ".join(h.content for h in hits)
+    assert paths(backend.index.lexical_hits(ask(tenant), ["new"], 10)) == []
+    # Published: the new version replaces the old one; no duplicate of the path.
+    snapshot = backend.snapshots.begin(repo, "c2", [
+        FileVersion(p, "v2" if p == "src/db/pool.py" else "v1", "python", 10)
+        for p, *_ in CORPUS
+    ])  # fmt: skip
+    backend.snapshots.publish(repo, snapshot)
+    hits = backend.index.vector_hits(ask(tenant), unit(7), MODEL, 10)
+    assert hits[0].content == "def new(): x"
+    assert paths(hits).count("src/db/pool.py") == 1
+
+
+def test_a_repository_without_a_searchable_snapshot_finds_nothing(
+    backend: Backend, tenant: str
+) -> None:
+    repo = RepoRef(tenant, "app")
+    backend.vectors.ensure_repository(repo)
+    backend.vectors.upsert_chunks(repo, [stored("a.py", "v1", 0, "def a(): pass", unit(0))])
+    backend.snapshots.begin(repo, "c1", [FileVersion("a.py", "v1", "python", 10)])
+    assert backend.index.vector_hits(ask(tenant), unit(0), MODEL, 10) == []
+    assert backend.index.lexical_hits(ask(tenant), ["a"], 10) == []
+
+
+# --- lexical --------------------------------------------------------------------------
+
+
+def test_lexical_hits_match_identifier_words_and_rank_more_words_first(
+    backend: Backend, tenant: str
+) -> None:
+    seed(backend, tenant)
+    hits = backend.index.lexical_hits(ask(tenant), lexical_terms("parse the http header"), 10)
+    assert set(paths(hits)) == {"src/http/headers.py", "docs/guide_1%.md", "src/http/client.py"}
+    assert paths(hits)[-1] == "src/http/client.py"  # holds only "http"
+    whole = backend.index.lexical_hits(ask(tenant), ["parse_http_header"], 10)
+    assert paths(whole) == ["src/http/headers.py"]
+
+
+def test_lexical_terms_with_query_syntax_are_only_words(backend: Backend, tenant: str) -> None:
+    seed(backend, tenant)
+    for terms in (["a'b"], ["x|y", "!"], ["pool:*"], ["'", "\\"], ["&", "(", ")"], ["<->"]):
+        assert isinstance(backend.index.lexical_hits(ask(tenant), terms, 5), list)
+    assert paths(backend.index.lexical_hits(ask(tenant), ["pool:*", "pool"], 5)) == [
+        "src/db/pool.py"
+    ]
+
+
+# --- filters and scope ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("filters", "expected"),
+    [
+        (SearchFilters(path_glob="src/http"), {"src/http/headers.py", "src/http/client.py"}),
+        (SearchFilters(path_glob="src/*y.py"), {"src/db/query.py"}),
+        (SearchFilters(path_glob="./src/db/pool.py"), {"src/db/pool.py"}),
+        (SearchFilters(path_glob="src/d?/p*"), {"src/db/pool.py"}),
+        (SearchFilters(path_glob="docs/guide_1%.md"), {"docs/guide_1%.md"}),
+        (SearchFilters(path_glob="docs/guide_1_.md"), set()),
+        (SearchFilters(path_glob="src/htt"), set()),
+        (SearchFilters(languages=("markdown",)), {"docs/guide_1%.md"}),
+        (SearchFilters(kinds=("other",)), {"docs/guide_1%.md"}),
+        (SearchFilters(languages=("python",), kinds=("class",)), {"src/http/client.py"}),
+    ],
+)
+def test_filters_apply_to_both_retrievers(
+    backend: Backend, tenant: str, filters: SearchFilters, expected: set[str]
+) -> None:
+    repo = RepoRef(tenant, "app")
+    chunks = []
+    for i, (path, text, axis, _) in enumerate(CORPUS):
+        markdown = path.endswith(".md")
+        kind = (
+            ChunkKind.OTHER
+            if markdown
+            else ChunkKind.CLASS
+            if "class" in text
+            else ChunkKind.FUNCTION
+        )
+        language = "markdown" if markdown else "python"
+        chunks.append(stored(path, "v1", i, text, unit(axis, 0.5), kind=kind, language=language))
+    publish(backend, repo, "c1", chunks)
+    request = ask(tenant, filters=filters)
+    assert set(paths(backend.index.vector_hits(request, unit(DIM - 1), MODEL, 10))) == expected
+    every_word = ["def", "class", "how"]
+    assert set(paths(backend.index.lexical_hits(request, every_word, 10))) == expected
+
+
+def test_every_read_is_scoped_to_the_tenant_and_the_named_repositories(
+    backend: Backend, tenant: str
+) -> None:
+    seed(backend, tenant, "one")
+    seed(backend, tenant, "two")
+    other = f"u{tenant[1:]}"
+    seed(backend, other, "one")
+    everything = backend.index.vector_hits(ask(tenant), unit(0), MODEL, 100)
+    assert sorted({h.repo for h in everything}) == ["one", "two"]
+    assert len(everything) == 2 * len(CORPUS)
+    only_two = backend.index.lexical_hits(ask(tenant, repos=("two",)), ["pool"], 10)
+    assert [(h.repo, h.path) for h in only_two] == [("two", "src/db/pool.py")]
+    assert backend.index.vector_hits(ask("nobody"), unit(0), MODEL, 10) == []
+    assert backend.index.missing_repositories(tenant, ["one", "three", "two"]) == ["three"]
+    assert backend.index.missing_repositories(tenant, []) == []
+    assert backend.index.missing_repositories("nobody", ["one"]) == ["one"]
+
+
+def test_limit_is_honoured_when_filters_leave_few_rows(backend: Backend, tenant: str) -> None:
+    repo = RepoRef(tenant, "big")
+    chunks = [stored(f"f{i:03}.py", "v1", i, f"def f{i}(): pass", unit(i % 50, i / 100))
+              for i in range(120)]  # fmt: skip
+    chunks.append(stored("rare.rs", "v1", 999, "fn rare() {}", unit(3), language="rust"))
+    publish(backend, repo, "c1", chunks)
+    request = ask(tenant, filters=SearchFilters(languages=("rust",)))
+    assert paths(backend.index.vector_hits(request, unit(40), MODEL, 5)) == ["rare.rs"]
+    assert len(backend.index.vector_hits(ask(tenant), unit(40), MODEL, 30)) == 30
