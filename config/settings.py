@@ -230,7 +230,11 @@ class QuarrySettings(BaseSettings):
         description="Most full-text matches ranked per query (bounds the cost of common words).",
     )
     search_rrf_k: int = Field(
-        60, ge=1, le=10_000, description="The k of reciprocal rank fusion: 1 / (k + rank)."
+        10,
+        ge=1,
+        le=10_000,
+        description="The k of reciprocal rank fusion, 1 / (k + rank): smaller trusts the top "
+        "ranks more (10 beat the usual 60 on `quarry eval`, bench/results/eval.md).",
     )
     search_weight_vector: float = Field(
         1.0, ge=0, le=100, description="Weight of the vector retriever in the fusion."

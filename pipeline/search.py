@@ -34,7 +34,7 @@ from pipeline.ports import GraphStore, SearchIndex
 from pipeline.search_query import SearchRequest, check_request, lexical_terms
 
 Vector = npt.NDArray[np.float32]
-RRF_K = 60
+RRF_K = 10  # see config.settings search_rrf_k
 SNIPPET_MAX_LINES = 60
 SNIPPET_MAX_CHARS = 4000
 MAX_CANDIDATES = 1000

@@ -16,8 +16,9 @@ The vector retriever has two plans:
   that gets fewer than it asked for tries a larger ``ef``, then ``exact``.
 
 The full-text retriever matches ``tsv @@ to_tsquery('simple', ...)`` (the GIN index),
-takes at most ``max_matches`` matching rows and ranks those by ``ts_rank_cd`` with
-length normalisation (1: divided by 1 + log of the length).
+takes at most ``max_matches`` matching rows and ranks those by BM25 (see :func:`lexical`):
+PostgreSQL's own ``ts_rank`` has no inverse document frequency, and on docstring-like
+questions it ranks a chunk full of common words first.
 
 Must not import: celery, tasks/, workers/, api/, cli/, or any driver; does no I/O.
 """
@@ -27,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pipeline.search_query import SearchFilters
+from pipeline.search_query import SearchFilters, tsquery_text
 from pipeline.sql import Query
 
 HNSW_MAX_EF = 1000  # pgvector's largest hnsw.ef_search
@@ -135,28 +136,78 @@ LIMIT %(limit)s"""
     return Query(text, params)
 
 
+BM25_K1 = 1.2
+BM25_B = 0.75
+
+
+def scope_rows(scoped: Sequence[tuple[int, int, str]]) -> Query:
+    """How many chunk rows the scope's searchable snapshots hold (BM25's N)."""
+    text = f"""
+SELECT count(*) FROM chunks c{_SCOPE_JOIN}"""
+    return Query(text, _scope_params(scoped))
+
+
 def lexical(
     scoped: Sequence[tuple[int, int, str]],
     filters: SearchFilters,
-    tsquery: str,
+    terms: Sequence[str],
+    *,
     limit: int,
     max_matches: int,
+    scope_rows: int,
 ) -> Query:
-    """The best ``limit`` of at most ``max_matches`` rows matching ``tsquery``."""
+    """The best ``limit`` of at most ``max_matches`` rows holding any of ``terms``, by
+    BM25 (k1 1.2, b 0.75).
+
+    The query's lexemes are its words as PostgreSQL's parser splits them for the chunks
+    (``parse_http_header`` gives ``parse``, ``http``, ``header``). A row's term
+    frequencies come from its tsvector: ``setweight`` marks those lexemes, ``ts_filter``
+    keeps only them, ``unnest`` gives each one's positions. A term's document frequency
+    is counted over the matched rows (exact unless more than ``max_matches`` rows
+    match); ``scope_rows`` is N; a row's length is its count of distinct lexemes,
+    against their mean over the matched rows.
+    """
     where, params = _filters(filters)
     text = f"""
-WITH q AS (SELECT to_tsquery('simple', %(tsquery)s) AS query),
-matched AS (
-    SELECT {HIT_COLUMNS}, c.tsv
+WITH q AS (
+    SELECT to_tsquery('simple', %(tsquery)s) AS query,
+           tsvector_to_array(to_tsvector('simple', %(words)s)) AS lexemes
+),
+matched AS MATERIALIZED (
+    SELECT {HIT_COLUMNS},
+           ts_filter(setweight(c.tsv, 'A', q.lexemes), '{{a}}') AS held,
+           length(c.tsv) AS dl
     FROM q, chunks c{_SCOPE_JOIN}
     WHERE c.tsv @@ q.query{where}
     LIMIT %(max_matches)s
+),
+tf AS (
+    SELECT m.repo, m.id, m.dl, u.lexeme, coalesce(array_length(u.positions, 1), 1) AS tf
+    FROM matched m, unnest(m.held) u
+),
+df AS (SELECT lexeme, count(*) AS df FROM tf GROUP BY lexeme),
+norm AS (SELECT greatest(avg(dl), 1) AS avgdl, greatest(%(n)s, count(*)) AS n FROM matched),
+scored AS (
+    SELECT tf.repo, tf.id,
+           sum(ln(1 + (norm.n - df.df + 0.5) / (df.df + 0.5))
+               * tf.tf * (%(k1)s + 1)
+               / (tf.tf + %(k1)s * (1 - %(b)s + %(b)s * tf.dl / norm.avgdl))) AS score
+    FROM tf JOIN df USING (lexeme), norm
+    GROUP BY tf.repo, tf.id
 )
 SELECT m.repo, m.id, m.path, m.start_line, m.end_line, m.symbol, m.kind, m.language,
-       m.content, ts_rank_cd(m.tsv, q.query, 1) AS score
-FROM matched m, q
-ORDER BY score DESC, m.path, m.start_line
+       m.content, s.score
+FROM scored s JOIN matched m ON m.repo = s.repo AND m.id = s.id
+ORDER BY s.score DESC, m.path, m.start_line
 LIMIT %(limit)s"""
     params |= _scope_params(scoped)
-    params |= {"tsquery": tsquery, "limit": limit, "max_matches": max_matches}
+    params |= {
+        "tsquery": tsquery_text(terms),
+        "words": " ".join(terms),
+        "limit": limit,
+        "max_matches": max_matches,
+        "n": scope_rows,
+        "k1": BM25_K1,
+        "b": BM25_B,
+    }
     return Query(text, params)

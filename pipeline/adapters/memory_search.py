@@ -2,10 +2,9 @@
 
 Reads the rows of an :class:`InMemoryVectorStore` through the searchable snapshots of an
 :class:`InMemorySnapshotStore`, as the real index reads ``chunks`` through ``files``:
-same scoping, same filters, exact cosine ranking. Its full-text ranking is simpler than
-PostgreSQL's ``ts_rank_cd`` (the count of distinct query words a chunk holds, then how
-often they occur, over its length) but follows the same rules: a chunk matches when it
-holds any of the words, and one with more of them ranks first.
+same scoping, same filters, exact cosine ranking, and the same BM25 for full text (N: the
+rows in scope; document frequencies over the matched rows; lengths in distinct words),
+over words split as PostgreSQL's parser splits them.
 
 Must not import: celery, tasks, workers, api, cli, or any driver.
 """
@@ -13,6 +12,8 @@ Must not import: celery, tasks, workers, api, cli, or any driver.
 from __future__ import annotations
 
 import math
+import re
+from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
@@ -24,6 +25,7 @@ from pipeline.adapters.memory_vector_store import InMemoryVectorStore
 from pipeline.lexical import lexical_text
 from pipeline.models import Hit, RepoRef
 from pipeline.search_query import SearchFilters, SearchRequest, like_matches
+from pipeline.search_sql import BM25_B, BM25_K1
 
 # Columns of sql.ChunkRow (CHUNK_STAGING_COLUMNS).
 _ID, _PATH, _SHA, _START, _END = 0, 1, 2, 3, 4
@@ -59,18 +61,37 @@ class InMemorySearchIndex:
         return [_hit(repo, row, score) for score, repo, row in scored[:limit]]
 
     def lexical_hits(self, request: SearchRequest, terms: Sequence[str], limit: int) -> list[Hit]:
-        wanted = set(terms)
+        phrases = [tuple(_lexemes(term)) for term in terms]
+        wanted = {word for phrase in phrases for word in phrase}
+        rows = self._rows(request, filtered=False)
+        matched = []
+        for repo, row in rows:
+            if _passes(request.filters, row):
+                words = _lexemes(lexical_text(str(row[_CONTENT])))
+                if any(_holds(words, phrase) for phrase in phrases if phrase):
+                    held = Counter(w for w in words if w in wanted)
+                    matched.append((repo, row, held, len(set(words))))
+        if not matched:
+            return []
+        df = Counter(term for *_, held, _dl in matched for term in held)
+        n = max(len(rows), len(matched))
+        avgdl = max(1.0, sum(dl for *_, dl in matched) / len(matched))
         scored = []
-        for repo, row in self._rows(request):
-            words = lexical_text(str(row[_CONTENT])).split()
-            held = [w for w in words if w in wanted]
-            if held:
-                score = len(set(held)) + len(held) / (len(held) + 1) / (1 + math.log(len(words)))
-                scored.append((score, repo, row))
+        for repo, row, held, dl in matched:
+            score = sum(
+                math.log(1 + (n - df[t] + 0.5) / (df[t] + 0.5))
+                * tf
+                * (BM25_K1 + 1)
+                / (tf + BM25_K1 * (1 - BM25_B + BM25_B * dl / avgdl))
+                for t, tf in held.items()
+            )
+            scored.append((score, repo, row))
         scored.sort(key=lambda s: (-s[0], s[2][_PATH], s[2][_START]))
         return [_hit(repo, row, score) for score, repo, row in scored[:limit]]
 
-    def _rows(self, request: SearchRequest) -> list[tuple[str, sql.ChunkRow]]:
+    def _rows(
+        self, request: SearchRequest, filtered: bool = True
+    ) -> list[tuple[str, sql.ChunkRow]]:
         names = request.repos or [
             str(r["name"]) for r in self._snapshots.repositories(request.tenant)
         ]
@@ -87,6 +108,19 @@ class InMemorySearchIndex:
                 ):
                     found.append((name, row))
         return found
+
+
+def _lexemes(text: str) -> list[str]:
+    """Words as PostgreSQL's default parser gives them to the 'simple' configuration:
+    split at anything that is not a letter or digit (``_`` included), lower-cased."""
+    return [w.lower() for w in re.findall(r"[^\W_]+", text)]
+
+
+def _holds(words: list[str], phrase: tuple[str, ...]) -> bool:
+    """Whether ``phrase`` occurs in ``words`` as consecutive words (a quoted tsquery term
+    of several words is a phrase: ``'parse_http_header'`` is parse <-> http <-> header)."""
+    width = len(phrase)
+    return any(tuple(words[i : i + width]) == phrase for i in range(len(words) - width + 1))
 
 
 def _passes(filters: SearchFilters, row: sql.ChunkRow) -> bool:

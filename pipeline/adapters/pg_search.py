@@ -28,10 +28,11 @@ from pipeline import search_sql
 from pipeline.adapters.pg_vector_store import PooledStore, check_vector_column, open_pool
 from pipeline.adapters.postgres import map_psycopg_errors
 from pipeline.models import Hit
-from pipeline.search_query import SearchRequest, tsquery_text
+from pipeline.search_query import SearchRequest
 from pipeline.sql import Query
 
 TABLE_ROWS_TTL_S = 60.0
+SCOPE_COUNTS_KEPT = 1024
 Scope = list[tuple[int, int, str]]  # (repository id, searchable snapshot id, name)
 
 
@@ -58,6 +59,7 @@ class PgSearchIndex(PooledStore):
             dsn, pool_size=pool_size, timeout_s=timeout_s, name="quarry-search-index"
         )
         self._rows: tuple[float, int] | None = None
+        self._scope_counts: dict[tuple[tuple[int, int], ...], int] = {}
         self._rows_lock = threading.Lock()
         self.plans: dict[str, int] = {"exact": 0, "hnsw": 0, "hnsw_retry": 0}
 
@@ -97,17 +99,38 @@ class PgSearchIndex(PooledStore):
             return _hits(conn, query)
 
     def lexical_hits(self, request: SearchRequest, terms: Sequence[str], limit: int) -> list[Hit]:
-        tsquery = tsquery_text(terms)
-        if not tsquery:
+        terms = [t for t in dict.fromkeys(terms) if t]
+        if not terms:
             return []
         with self._connection() as conn:
             scoped = self._scope(conn, request)
             if not scoped:
                 return []
             query = search_sql.lexical(
-                scoped, request.filters, tsquery, limit, self._max_lexical_matches
+                scoped,
+                request.filters,
+                terms,
+                limit=limit,
+                max_matches=self._max_lexical_matches,
+                scope_rows=self._scope_rows_count(conn, scoped),
             )
             return _hits(conn, query)
+
+    def _scope_rows_count(self, conn: psycopg.Connection[Any], scoped: Scope) -> int:
+        """Rows in the scope's searchable snapshots, counted once per set of snapshots
+        (a snapshot's rows never change once it is searchable)."""
+        key = tuple(sorted((repo_id, snapshot) for repo_id, snapshot, _ in scoped))
+        with self._rows_lock:
+            cached = self._scope_counts.get(key)
+        if cached is not None:
+            return cached
+        row = conn.execute(*search_sql.scope_rows(scoped)).fetchone()
+        count = int(row[0]) if row else 0
+        with self._rows_lock:
+            if len(self._scope_counts) > SCOPE_COUNTS_KEPT:
+                self._scope_counts.clear()
+            self._scope_counts[key] = count
+        return count
 
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection[Any]]:
