@@ -255,6 +255,15 @@ class Hit:
     language: str
     content: str
     score: float
+    body_bytes: int | None = None  # the content's last bytes that are the file's own text
+
+    @property
+    def body(self) -> str:
+        """The chunk's text without the header (path, symbol) that was embedded with it."""
+        if self.body_bytes is None:
+            return self.content
+        data = self.content.encode("utf-8")
+        return data[max(0, len(data) - self.body_bytes) :].decode("utf-8", errors="replace")
 
 
 @dataclass(frozen=True, slots=True)

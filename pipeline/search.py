@@ -64,7 +64,7 @@ class SearchResult:
             "kind": hit.kind,
             "language": hit.language,
             "score": round(self.score, 6),
-            "snippet": snippet(hit.content),
+            "snippet": snippet(hit.body),
             "retrievers": self.retrievers,
             "ranks": dict(sorted(self.ranks.items())),
             "chunk_id": hit.chunk_id,

@@ -34,7 +34,8 @@ from pipeline.sql import Query
 HNSW_MAX_EF = 1000  # pgvector's largest hnsw.ef_search
 
 HIT_COLUMNS = (
-    "s.repo, c.id, c.path, c.start_line, c.end_line, c.symbol, c.kind, c.language, c.content"
+    "s.repo, c.id, c.path, c.start_line, c.end_line, c.symbol, c.kind, c.language, c.content,"
+    " c.end_byte - c.start_byte AS body_bytes"
 )
 _SCOPE_JOIN = """
 JOIN unnest(%(repo_ids)s::bigint[], %(snapshot_ids)s::bigint[], %(names)s::text[])
@@ -196,7 +197,7 @@ scored AS (
     GROUP BY tf.repo, tf.id
 )
 SELECT m.repo, m.id, m.path, m.start_line, m.end_line, m.symbol, m.kind, m.language,
-       m.content, s.score
+       m.content, m.body_bytes, s.score
 FROM scored s JOIN matched m ON m.repo = s.repo AND m.id = s.id
 ORDER BY s.score DESC, m.path, m.start_line
 LIMIT %(limit)s"""

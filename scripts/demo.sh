@@ -23,5 +23,9 @@ echo
 echo "== the same again: nothing changed, nothing is re-embedded"
 "$BIN/quarry" index "$SOURCE" --repo "$REPO" --wait
 echo
-echo "== a vector query through the searchable snapshot"
-"$BIN/python" scripts/demo_query.py --repo "$REPO" "send an HTTP request with a timeout and retries"
+echo "== hybrid search (vector + full text, fused), each hit with its callers and callees"
+"$BIN/quarry" search "send an HTTP request with a timeout and retries" --repo "$REPO" --k 5 \
+  --expand callers --expand callees
+echo
+echo "== an identifier, through the full-text retriever alone"
+"$BIN/quarry" search "get_netrc_auth" --repo "$REPO" --mode lexical --k 3 --lines 4

@@ -133,5 +133,10 @@ def _passes(filters: SearchFilters, row: sql.ChunkRow) -> bool:
 
 
 def _hit(repo: str, row: sql.ChunkRow, score: float) -> Hit:
-    chunk_id, path, _sha, start, end, _sb, _eb, symbol, kind, language, content, *_ = row
-    return Hit(repo, chunk_id, path, start, end, symbol, kind, language, content, score)
+    chunk_id, path, _sha, start, end, start_byte, end_byte, symbol, kind, language, content, *_ = (
+        row
+    )
+    return Hit(
+        repo, chunk_id, path, start, end, symbol, kind, language, content, score,
+        body_bytes=end_byte - start_byte,
+    )  # fmt: skip

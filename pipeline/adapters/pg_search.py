@@ -161,19 +161,22 @@ class PgSearchIndex(PooledStore):
 
 
 def _hits(conn: psycopg.Connection[Any], query: Query) -> list[Hit]:
-    rows = conn.execute(query.text, query.params)
-    return [
-        Hit(
-            repo=str(repo),
-            chunk_id=str(chunk_id),
-            path=str(path),
-            start_line=int(start),
-            end_line=int(end),
-            symbol=str(symbol),
-            kind=str(kind),
-            language=str(language),
-            content=str(content),
-            score=float(score),
+    hits = []
+    for row in conn.execute(query.text, query.params):
+        repo, chunk_id, path, start, end, symbol, kind, language, content, body_bytes, score = row
+        hits.append(
+            Hit(
+                repo=str(repo),
+                chunk_id=str(chunk_id),
+                path=str(path),
+                start_line=int(start),
+                end_line=int(end),
+                symbol=str(symbol),
+                kind=str(kind),
+                language=str(language),
+                content=str(content),
+                score=float(score),
+                body_bytes=int(body_bytes),
+            )
         )
-        for repo, chunk_id, path, start, end, symbol, kind, language, content, score in rows
-    ]
+    return hits
