@@ -13,14 +13,27 @@ Must not import: celery, tasks/, workers/, api/, cli/, or any driver.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
-from xml.sax.saxutils import escape, quoteattr
+from xml.sax.saxutils import escape as _escape
+from xml.sax.saxutils import quoteattr as _quoteattr
 
+# XML 1.0 forbids these even as character references; a file name may hold them.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 WIDTH, HEIGHT = 960, 640
 NODE_W, NODE_H = 150, 30
 COLOURS = {"CALLS": "#2563eb", "CONTAINS": "#059669", "INHERITS": "#d97706"}
 MAX_LABEL_CHARS = 22
+
+
+def escape(text: str) -> str:
+    """XML-escaped ``text``, characters XML cannot hold shown as U+FFFD."""
+    return _escape(_NOT_XML.sub("\ufffd", text))
+
+
+def quoteattr(text: str) -> str:
+    return _quoteattr(_NOT_XML.sub("\ufffd", text))
 
 
 def _label(node: Mapping[str, Any]) -> str:

@@ -126,8 +126,15 @@ def fuse(
     for hit, ranks in found.values():
         score = sum((weights or {}).get(r, 1.0) / (rrf_k + rank) for r, rank in ranks.items())
         scored.append(SearchResult(hit, score, ranks))
+    # Rounded: sums equal on paper (1/14 + 1/35 == 1/15 + 1/30) may differ in the last bit.
     scored.sort(
-        key=lambda r: (-r.score, min(r.ranks.values()), r.hit.repo, r.hit.path, r.hit.start_line)
+        key=lambda r: (
+            -round(r.score, 12),
+            min(r.ranks.values()),
+            r.hit.repo,
+            r.hit.path,
+            r.hit.start_line,
+        )
     )
     return scored[:k]
 
@@ -253,11 +260,13 @@ def neighbourhood(qualified_name: str, links: Sequence[SymbolLink], limit: int) 
     callers, callees, containers = [], [], []
     if qualified_name:
         for link in links:
-            if link.relation == "CALLS" and link.target.qualified_name == qualified_name:
+            into = link.target.qualified_name == qualified_name
+            out_of = link.source.qualified_name == qualified_name
+            if link.relation == "CALLS" and into:
                 callers.append(link.source)
-            elif link.relation == "CALLS" and link.source.qualified_name == qualified_name:
+            if link.relation == "CALLS" and out_of:  # a recursive call is both
                 callees.append(link.target)
-            elif link.relation == "CONTAINS" and link.target.qualified_name == qualified_name:
+            if link.relation == "CONTAINS" and into:
                 containers.append(link.source)
 
     def listed(symbols: list[GraphSymbol]) -> list[dict[str, Any]]:

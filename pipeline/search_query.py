@@ -122,13 +122,15 @@ def _one_of(name: str, values: Iterable[str], allowed: tuple[str, ...]) -> None:
 def glob_patterns(glob: str) -> tuple[str, ...]:
     """SQL ``LIKE`` patterns (escape ``\\``) of a path glob.
 
-    ``*`` matches any characters, ``/`` included; ``?`` matches one. A glob without
+    ``*`` matches any characters, ``/`` included (so ``**/`` is the same as ``*``: any
+    folders, or none); ``?`` matches one. A glob without
     wildcards names a file or a folder: ``src/app`` matches ``src/app`` and everything
     under ``src/app/``. A leading ``./`` or ``/`` is ignored.
     """
     glob = glob.strip()
     while glob.startswith(("./", "/")):
         glob = glob[2:] if glob.startswith("./") else glob[1:]
+    glob = glob.replace("**/", "*").replace("**", "*")  # `*` already crosses folders
     if not glob:
         return ("%",)
     like = "".join(_like_char(c) for c in glob)

@@ -155,11 +155,6 @@ def _filler_ranking(prefix: str, size: int, placed: dict[int, Hit]) -> list[Hit]
     return [placed.get(rank) or hit(f"{prefix}{rank}") for rank in range(1, size + 1)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="fuse compares float sums: mathematically equal RRF scores can differ by one ulp,"
-    " so the documented tie rule (best single rank first) is not applied to them",
-)
 def test_fuse_equal_scores_in_exact_arithmetic_are_ties() -> None:
     # Ranks (4, 25) and (5, 20) with rrf_k 10: 1/14 + 1/35 == 1/15 + 1/30 == 1/10.
     assert Fraction(1, 14) + Fraction(1, 35) == Fraction(1, 15) + Fraction(1, 30)
@@ -230,6 +225,12 @@ def test_result_json() -> None:
     }
     assert list(result.as_json()["ranks"]) == ["lexical", "vector"]
     assert result.as_json()["snippet"].count("\n") == 59
+    headed = Hit("app", "c2", "src/é.py", 1, 2, "pkg.é.g", "function", "python",
+                 "src/é.py\npkg.é.g\n\ndef g():\n    return 'é'\n", 0.9,
+                 body_bytes=len("def g():\n    return 'é'\n".encode()))  # fmt: skip
+    assert SearchResult(headed, 0.5, {"vector": 1}).as_json()["snippet"] == (
+        "def g():\n    return 'é'"
+    ), "the snippet is the file's own text, without the embedded header"
     hood: dict[str, Any] = {"callers": [], "container": None}
     with_hood = SearchResult(found, 0.5, {"vector": 1}, neighbours=hood)
     assert with_hood.as_json()["neighbours"] == hood
@@ -309,8 +310,10 @@ def publish(vectors: InMemoryVectorStore, snapshots: InMemorySnapshotStore, repo
     chunks = []
     for n, (path, symbol, kind, text) in enumerate(CORPUS):
         language = "markdown" if path.endswith(".md") else "python"
-        piece = Chunk(f"{path}#{n}", path, language, Span(10 * n + 1, 10 * n + 5, 0, 9),
-                      symbol, kind, f"h{n}", 3, text)  # fmt: skip
+        # A header before the file's own text, as the chunker embeds one; ends at the body.
+        span = Span(10 * n + 1, 10 * n + 5, 100 * n, 100 * n + len(text.encode()))
+        piece = Chunk(f"{path}#{n}", path, language, span, symbol, kind, f"h{n}", 3,
+                      f"chunk {n}\n{text}")  # fmt: skip
         chunks.append(StoredChunk(piece, "v1", MODEL, axis(*([0.0] * n), 1.0)))
     vectors.ensure_repository(repo)
     vectors.upsert_chunks(repo, chunks)
@@ -417,7 +420,10 @@ def test_hybrid_search_fuses_the_vector_and_lexical_rankings(make_searcher: Make
     assert all(isinstance(t, float) and t >= 0 for t in response.timings_s.values())
     assert response.warnings == []
     assert all(r.neighbours is None for r in response.results)
-    assert response.as_json()["results"][0]["retrievers"] == ["lexical", "vector"]
+    body = response.as_json()["results"]
+    assert body[0]["retrievers"] == ["lexical", "vector"]
+    assert [r["snippet"] for r in body] == [CORPUS[n][3] for n in (4, 3, 2, 1, 0)], "no header"
+    assert response.results[0].hit.content == "chunk 4\nHow the shop works"
 
 
 @pytest.mark.timeout(10)
@@ -748,3 +754,10 @@ def test_symbol_graph_of_an_unknown_or_bad_name_is_not_found(
 def test_symbol_graph_reads_only_the_repository_asked_for(graph: InMemoryGraphStore) -> None:
     with pytest.raises(NotFoundError, match="'other'"):
         symbol_graph(graph, RepoRef(TENANT, "other"), "helper")
+
+
+def test_a_recursive_function_is_its_own_caller_and_callee() -> None:
+    me = GraphSymbol("m.fact", "fact", "function", "m.py", 1, 4)
+    hood = neighbourhood("m.fact", [SymbolLink("CALLS", me, me)], 10)
+    assert [s["qualified_name"] for s in hood["callers"]] == ["m.fact"]
+    assert [s["qualified_name"] for s in hood["callees"]] == ["m.fact"]

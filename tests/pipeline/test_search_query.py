@@ -294,3 +294,12 @@ def test_tsquery_text_quotes_and_ors_the_terms(terms: list[str], text: str) -> N
 
 def test_tsquery_text_takes_any_iterable() -> None:
     assert tsquery_text(t for t in ("a", "b")) == "'a' | 'b'"
+
+
+@pytest.mark.parametrize(
+    ("path", "matched"),
+    [("setup.py", True), ("src/app/main.py", True), ("src/app/main.pyc", False)],
+)
+def test_a_double_star_glob_reaches_files_at_the_root_and_below(path: str, matched: bool) -> None:
+    (pattern,) = glob_patterns("**/*.py")
+    assert like_matches(pattern, path) is matched

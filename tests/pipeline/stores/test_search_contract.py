@@ -284,8 +284,9 @@ def test_limit_is_honoured_when_filters_leave_few_rows(backend: Backend, tenant:
 def test_a_hit_knows_its_body_without_the_embedded_header(backend: Backend, tenant: str) -> None:
     repo = RepoRef(tenant, "app")
     body = "def greet():\n    return 'héllo'\n"
-    piece = Chunk("g#1", "src/g.py", "python", Span(3, 4, 10, 10 + len(body.encode())),
-                  "g.greet", ChunkKind.FUNCTION, "hg", 9, "src/g.py\ng.greet\n\n" + body)  # fmt: skip
+    span = Span(3, 4, 10, 10 + len(body.encode()))
+    text = "src/g.py\ng.greet\n\n" + body
+    piece = Chunk("g#1", "src/g.py", "python", span, "g.greet", ChunkKind.FUNCTION, "hg", 9, text)
     publish(backend, repo, "c1", [StoredChunk(piece, "v1", MODEL, unit(5))])
     (hit,) = backend.index.vector_hits(ask(tenant), unit(5), MODEL, 1)
     assert hit.content.startswith("src/g.py\ng.greet") and hit.body == body
