@@ -7,7 +7,6 @@ vector and snapshot stores, the graph is :class:`InMemoryGraphStore` written wit
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from fractions import Fraction
@@ -21,13 +20,10 @@ from pipeline.adapters.memory_graph_store import InMemoryGraphStore
 from pipeline.adapters.memory_search import InMemorySearchIndex
 from pipeline.adapters.memory_snapshot_store import InMemorySnapshotStore
 from pipeline.adapters.memory_vector_store import InMemoryVectorStore
-from pipeline.analysis import FileAnalysis, analyze_file
 from pipeline.errors import InvalidInputError, NotFoundError, StoreUnavailableError
-from pipeline.imports import RepoPaths
 from pipeline.models import (
     Chunk,
     ChunkKind,
-    FileGraph,
     FileVersion,
     GraphSymbol,
     Hit,
@@ -36,7 +32,6 @@ from pipeline.models import (
     StoredChunk,
     SymbolLink,
 )
-from pipeline.resolution import resolve_across_files
 from pipeline.search import (
     RRF_K,
     Searcher,
@@ -50,6 +45,7 @@ from pipeline.search import (
     symbol_json,
 )
 from pipeline.search_query import SearchFilters, SearchRequest
+from tests.pipeline.graphs import file_graphs
 
 Vector = npt.NDArray[np.float32]
 DIM = 8
@@ -286,24 +282,6 @@ def axis(*weights: float) -> Vector:
 
 # "shop works": nearest util, then App.run, Base.run, helper; README is orthogonal (last).
 QUERIES = {"shop works": axis(1, 2, 3, 4), "!!!": axis(0, 0, 0, 1), "helper": axis(1)}
-
-
-def file_graphs(sources: dict[str, str]) -> list[FileGraph]:
-    paths = RepoPaths(sources)
-    analyses: dict[str, FileAnalysis] = {}
-    for path, text in sources.items():
-        analysis = analyze_file(path, text.encode(), repo=paths)
-        assert isinstance(analysis, FileAnalysis)
-        analyses[path] = analysis
-    graphs = []
-    for extraction in resolve_across_files([a.extraction for a in analyses.values()]):
-        data = sources[extraction.path].encode()
-        version = FileVersion(
-            extraction.path, hashlib.sha256(data).hexdigest(), "python", len(data)
-        )
-        chunks = tuple((c.chunk_id, c.symbol) for c in analyses[extraction.path].chunks)
-        graphs.append(FileGraph(version, extraction, chunks))
-    return graphs
 
 
 def publish(vectors: InMemoryVectorStore, snapshots: InMemorySnapshotStore, repo: RepoRef) -> None:

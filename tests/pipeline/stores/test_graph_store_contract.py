@@ -7,7 +7,6 @@ its own repository, so tests share the database without seeing each other.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import uuid
 from collections.abc import Iterator
@@ -24,9 +23,7 @@ from pipeline.adapters.memory_graph_store import InMemoryGraphStore
 from pipeline.adapters.neo4j_graph import retry_constraint_races
 from pipeline.adapters.neo4j_graph_store import Neo4jGraphStore
 from pipeline.adapters.neo4j_migrations import Neo4jMigrationTarget
-from pipeline.analysis import FileAnalysis, analyze_file
 from pipeline.errors import InvalidInputError, PermanentError, StoreUnavailableError
-from pipeline.imports import RepoPaths
 from pipeline.models import (
     Edge,
     EdgeKind,
@@ -38,8 +35,8 @@ from pipeline.models import (
     Symbol,
     SymbolKind,
 )
-from pipeline.resolution import resolve_across_files
 from tests.databases import fresh_graph_database
+from tests.pipeline.graphs import file_graphs
 from workers.devstack.stack import Stack
 
 GraphStoreUnderTest = InMemoryGraphStore | Neo4jGraphStore
@@ -82,24 +79,6 @@ def store(request: pytest.FixtureRequest) -> GraphStoreUnderTest:
 @pytest.fixture
 def repo() -> RepoRef:
     return RepoRef(f"tenant-{uuid.uuid4().hex[:8]}", "shop")
-
-
-def file_graphs(sources: dict[str, str], *, only: set[str] | None = None) -> list[FileGraph]:
-    """Analyse every source together (cross-file resolution), keep those in ``only``."""
-    paths = RepoPaths(sources)
-    analyses: dict[str, FileAnalysis] = {}
-    for path, text in sources.items():
-        analysis = analyze_file(path, text.encode(), repo=paths)
-        assert isinstance(analysis, FileAnalysis)
-        analyses[path] = analysis
-    graphs = []
-    for extraction in resolve_across_files([a.extraction for a in analyses.values()]):
-        path, data = extraction.path, sources[extraction.path].encode()
-        version = FileVersion(path, hashlib.sha256(data).hexdigest(), "python", len(data))
-        chunks = tuple((c.chunk_id, c.symbol) for c in analyses[path].chunks)
-        if only is None or path in only:
-            graphs.append(FileGraph(version, extraction, chunks))
-    return graphs
 
 
 def ids(repo: RepoRef, kind: str, *names: str) -> set[str]:
