@@ -9,7 +9,8 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-APT_PACKAGES := redis-server
+# prometheus: Debian ships promtool in it, which checks and unit-tests config/prometheus/rules.yml.
+APT_PACKAGES := redis-server prometheus
 
 .PHONY: demo test install system-deps lint typecheck pytest docs down status
 
@@ -41,7 +42,7 @@ system-deps:
 	  echo "installing Debian packages:$$missing"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO="sudo"; \
 	  $$SUDO apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
 lint: install
