@@ -10,7 +10,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # prometheus: Debian ships promtool in it, which checks and unit-tests config/prometheus/rules.yml.
-APT_PACKAGES := redis-server prometheus
+# chromium: the browser that tests/ui drives through Playwright.
+APT_PACKAGES := redis-server prometheus chromium
 
 .PHONY: demo test install system-deps lint typecheck pytest docs down status
 

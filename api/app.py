@@ -19,7 +19,7 @@ from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from api import routes_jobs, routes_repos, routes_search
+from api import routes_jobs, routes_repos, routes_search, routes_ui
 from api.auth import tenant
 from api.state import ApiState
 from config.endpoints import Endpoints, resolve_endpoints
@@ -64,6 +64,7 @@ def create_app(settings: QuarrySettings | None = None) -> FastAPI:
     app.include_router(routes_jobs.router)
     app.include_router(routes_repos.router)
     app.include_router(routes_search.router)
+    app.include_router(routes_ui.router)
     _error_handlers(app)
 
     @app.get("/healthz", tags=["health"])

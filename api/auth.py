@@ -1,5 +1,5 @@
-"""Bearer-token authentication: every route but /healthz (and the OpenAPI pages) needs
-a token, and a token names its tenant.
+"""Bearer-token authentication: every route but /healthz, the OpenAPI pages and the web
+page's files (/ui, which hold no data) needs a token, and a token names its tenant.
 
 Must not import: workers/, cli/, torch, celery.
 """
