@@ -34,6 +34,7 @@ from pipeline.errors import (
     StoreUnavailableError,
     UnsupportedInputError,
 )
+from tasks.exposition import api_registry
 
 log = logging.getLogger("quarry.api")
 
@@ -77,9 +78,12 @@ def create_app(settings: QuarrySettings | None = None) -> FastAPI:
         """Redis, PostgreSQL and the graph answer; 503 names the ones that do not."""
         return _readiness(endpoints)
 
+    registry = api_registry(lambda: state.admission)
+
     @app.get("/metrics", tags=["health"], dependencies=[Depends(tenant)])
     def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        """This process's metrics, and every queue's depth read from Redis now."""
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
 

@@ -32,6 +32,7 @@ from pipeline.indexing import JobContext
 from pipeline.ports import TokenStore
 from pipeline.search import Searcher
 from pipeline.sql import VECTOR_DIMENSION
+from tasks import metrics
 from tasks.app import create_app
 from tasks.client import TaskClient
 
@@ -61,16 +62,19 @@ class ApiState:
         return self._get("redis", lambda: connect_redis(self.endpoints.redis_url))
 
     @property
-    def client(self) -> TaskClient:
+    def admission(self) -> RedisAdmission:
         s = self.settings
+        admission: RedisAdmission = self._get(
+            "admission",
+            lambda: RedisAdmission(self.redis, s.queue_bounds(), default_bound=s.queue_bound_write),
+        )
+        return admission
 
-        def build() -> TaskClient:
-            admission = RedisAdmission(
-                self.redis, s.queue_bounds(), default_bound=s.queue_bound_write
-            )
-            return TaskClient(create_app(s), admission)
-
-        client: TaskClient = self._get("client", build)
+    @property
+    def client(self) -> TaskClient:
+        client: TaskClient = self._get(
+            "client", lambda: TaskClient(create_app(self.settings), self.admission)
+        )
         return client
 
     @property
@@ -83,6 +87,7 @@ class ApiState:
                 snapshots=PgSnapshotStore(dsn),
                 board=RedisJobBoard(self.redis),
                 send=self.client.sender(timeout_s=5.0),
+                on_finish=metrics.record_job,
             )
 
         ctx: JobContext = self._get("jobs", build)

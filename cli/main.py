@@ -79,11 +79,12 @@ def dev_status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
                 continue
             table.add_row(name, _mark(entry["healthy"]), str(entry["pid"] or "-"), entry["url"])
         for name, entry in workers.items():
+            metrics_url = entry.get("metrics_url")
             table.add_row(
                 f"worker {name}",
                 _mark(entry["healthy"]),
                 str(entry["pid"] or "-"),
-                ", ".join(entry["queues"]),
+                ", ".join(entry["queues"]) + (f"\nmetrics: {metrics_url}" if metrics_url else ""),
             )
         out.print(table)
     raise typer.Exit(0 if healthy else 1)

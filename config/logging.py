@@ -1,4 +1,10 @@
-"""Logging configuration: plain or JSON lines, one call per process.
+"""Logging configuration: plain or JSON lines, one call per process; and the log context.
+
+The log context is what a task is working for (job id, repository, task id). The task
+signal handlers (tasks/observers.py) set it when a task starts and reset it when it
+ends; :class:`ContextFilter`, on the handler that :func:`configure_logging` installs,
+copies it onto every record, so that every line a task writes carries it, whichever
+logger wrote it. A context var, so that threads (the embed worker's pool) keep theirs.
 
 Must not import: anything of Quarry but config.
 """
@@ -8,11 +14,54 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Mapping
+from contextvars import ContextVar, Token
 from datetime import UTC, datetime
 from typing import Final
 
 # Extra attributes a task or request attaches with `logger.info(..., extra={...})`.
 CONTEXT_FIELDS: Final = ("job_id", "repo", "task_id", "service")
+# How the text format shows the context fields, in this order.
+_TEXT_LABELS: Final = (("job_id", "job"), ("repo", "repo"), ("task_id", "task"))
+
+LogContext = Mapping[str, str]
+_context: ContextVar[LogContext | None] = ContextVar("quarry_log_context", default=None)
+
+
+def set_log_context(
+    *, job_id: str = "", repo: str = "", task_id: str = ""
+) -> Token[LogContext | None]:
+    """Attach these fields (the non-empty ones) to every record logged in this context
+    from now on; :func:`reset_log_context` with the token puts back what was there."""
+    fields = {"job_id": job_id, "repo": repo, "task_id": task_id}
+    return _context.set({k: v for k, v in fields.items() if v})
+
+
+def reset_log_context(token: Token[LogContext | None] | None = None) -> None:
+    """Put back the context before ``token``'s :func:`set_log_context` (None: clear it)."""
+    if token is None:
+        _context.set(None)
+        return
+    try:
+        _context.reset(token)
+    except ValueError:  # the token of another context (a signal sent from elsewhere)
+        _context.set(None)
+
+
+def log_context() -> LogContext:
+    """The fields attached to records in this context now."""
+    return dict(_context.get() or {})
+
+
+class ContextFilter(logging.Filter):
+    """Copies the log context onto each record; a field the call passed in ``extra``
+    wins. Never drops a record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for key, value in (_context.get() or {}).items():
+            if getattr(record, key, None) is None:
+                setattr(record, key, value)
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -34,13 +83,34 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+class TextFormatter(logging.Formatter):
+    """``time LEVEL logger: message [job=… repo=… task=…]``; the suffix only when a
+    context field is set."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        parts = [
+            f"{label}={value}"
+            for field, label in _TEXT_LABELS
+            if (value := getattr(record, field, None)) is not None
+        ]
+        if not parts:
+            return line
+        # The suffix belongs to the message's first line, not after a traceback.
+        head, newline, rest = line.partition("\n")
+        return f"{head} [{' '.join(parts)}]{newline}{rest}"
+
+
 def configure_logging(level: str = "INFO", json_lines: bool = False) -> None:
-    """Send the root logger's lines to stderr, as text or JSON."""
+    """Send the root logger's lines to stderr, as text or JSON, with the log context."""
     handler = logging.StreamHandler(sys.stderr)
-    if json_lines:
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(JsonFormatter() if json_lines else TextFormatter())
+    # On the handler, not the root logger: a logger's filters do not see the records
+    # that propagate to it from other loggers; a handler's see them all.
+    handler.addFilter(ContextFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

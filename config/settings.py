@@ -33,6 +33,10 @@ ENV_PREFIX = "QUARRY_"
 CONFIG_FILE_ENV = "QUARRY_CONFIG_FILE"
 SECRETS_DIR_ENV = "QUARRY_SECRETS_DIR"
 DEFAULT_CONFIG_FILE = "quarry.toml"
+# prometheus-client's multiprocess mode: every process of a worker (the main process and
+# its prefork children) writes its samples to files in this folder, and the main process
+# serves their sum. The library reads the variable when it is first imported.
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 Port = int
 _PORT_FIELDS = (
@@ -43,6 +47,8 @@ _PORT_FIELDS = (
     "stack_api_port",
     "stack_flower_port",
 )
+# Worker metrics ports: 0 turns a worker's metrics endpoint off.
+_METRICS_PORT_FIELDS = ("worker_metrics_port_cpu", "worker_metrics_port_embed")
 _URL_FIELDS = ("redis_url", "postgres_dsn", "neo4j_uri", "api_url")
 
 
@@ -139,6 +145,19 @@ class QuarrySettings(BaseSettings):
     )
     worker_embed_concurrency: int = Field(
         1, ge=1, le=16, description="Processes of an `embed` worker (one model per process)."
+    )
+    worker_metrics_port_cpu: int = Field(
+        9101,
+        description="Port of the Prometheus `/metrics` endpoint of a `cpu` (or `all`) worker, "
+        "served by its main process for all its pool processes (0: off).",
+    )
+    worker_metrics_port_embed: int = Field(
+        9102,
+        description="Port of the Prometheus `/metrics` endpoint of an `embed` worker (0: off).",
+    )
+    worker_metrics_bind_host: str = Field(
+        "127.0.0.1",
+        description="Address the workers' metrics endpoints listen on (`0.0.0.0` in containers).",
     )
 
     # --- embedding ------------------------------------------------------------------
@@ -343,6 +362,12 @@ class QuarrySettings(BaseSettings):
         "127.0.0.1", description="Address Flower listens on (`0.0.0.0` in containers)."
     )
 
+    def worker_metrics_port(self, profile: str) -> int:
+        """The metrics port of a worker profile (0: off); ``all`` uses the ``cpu`` one."""
+        return (
+            self.worker_metrics_port_embed if profile == "embed" else self.worker_metrics_port_cpu
+        )
+
     def queue_bounds(self) -> dict[str, int]:
         """Each stage queue's bound, by queue name."""
         return {
@@ -363,6 +388,13 @@ class QuarrySettings(BaseSettings):
     def _valid_port(cls, value: int) -> int:
         if not 1024 <= value <= 65535:
             raise ValueError("must be a port between 1024 and 65535")
+        return value
+
+    @field_validator(*_METRICS_PORT_FIELDS)
+    @classmethod
+    def _valid_port_or_off(cls, value: int) -> int:
+        if value != 0 and not 1024 <= value <= 65535:
+            raise ValueError("must be 0 (off) or a port between 1024 and 65535")
         return value
 
     @field_validator("redis_url")
@@ -414,8 +446,10 @@ class QuarrySettings(BaseSettings):
     @model_validator(mode="after")
     def _distinct_ports(self) -> QuarrySettings:
         seen: dict[int, str] = {}
-        for name in _PORT_FIELDS:
+        for name in (*_PORT_FIELDS, *_METRICS_PORT_FIELDS):
             port = getattr(self, name)
+            if port == 0:
+                continue
             if port in seen:
                 raise ValueError(f"port {port} is used by both {seen[port]} and {name}")
             seen[port] = name
@@ -620,7 +654,13 @@ def child_environment(settings: QuarrySettings, **extra: str) -> dict[str, str]:
     The settings are passed whole, so a child sees exactly what its parent resolved
     (including values that came from a config file or from keyword arguments).
     """
-    environ = {k: v for k, v in os.environ.items() if not k.upper().startswith(ENV_PREFIX)}
+    # Each worker points prometheus-client at a folder of its own (prepare_worker_metrics);
+    # the API and Flower are single processes and must not inherit one.
+    environ = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.upper().startswith(ENV_PREFIX) and k.upper() != METRICS_DIR_ENV
+    }
     environ.update(settings_as_env(settings))
     environ.setdefault("PYTHONUNBUFFERED", "1")
     for name, value in WORKER_ENVIRONMENT.items():
@@ -641,3 +681,23 @@ def prepare_worker_environment() -> None:
     """Set WORKER_ENVIRONMENT's defaults in this process, before torch is loaded."""
     for name, value in WORKER_ENVIRONMENT.items():
         os.environ.setdefault(name, value)
+
+
+def worker_metrics_dir(settings: QuarrySettings, profile: str) -> Path:
+    """The multiprocess metrics folder of a worker profile, under the data folder."""
+    return settings.data_dir / "metrics" / profile
+
+
+def prepare_worker_metrics(settings: QuarrySettings, profile: str) -> Path:
+    """Empty the worker's metrics folder and point prometheus-client at it.
+
+    Must run before ``prometheus_client`` is first imported in this process; the pool
+    children inherit the variable. Only ``*.db`` sample files are removed: the samples
+    of a previous run of this worker, whose processes are gone.
+    """
+    folder = worker_metrics_dir(settings, profile)
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.db"):
+        stale.unlink(missing_ok=True)
+    os.environ[METRICS_DIR_ENV] = str(folder)
+    return folder

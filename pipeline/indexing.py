@@ -10,7 +10,7 @@ and the rules that keep a job's numbers exact under redelivery:
 * counters live in Redis while the job runs and are flushed to the job record at most
   once a second, and always when the job finishes;
 * finishing is first-caller-wins, and sends the job's webhook event when it has a
-  callback URL.
+  callback URL; the winner alone calls ``on_finish`` (metrics) with the ended job.
 
 Must not import: celery, tasks/, workers/, api/, cli/, or any driver.
 """
@@ -32,6 +32,8 @@ log = logging.getLogger("quarry.jobs")
 
 # Enqueues one task per kwargs mapping, through admission (waiting while a queue is full).
 Send = Callable[[str, Sequence[Mapping[str, Any]]], None]
+# Observes a job that just ended (its final record), once per job.
+OnFinish = Callable[[Job], None]
 
 FLUSH_INTERVAL_S = 1.0
 SETTLED = "files.settled"
@@ -50,6 +52,7 @@ class JobContext:
     board: JobBoard
     send: Send
     clock: Callable[[], float] = field(default=time.time)
+    on_finish: OnFinish | None = None
 
 
 def public_counters(raw: Mapping[str, int]) -> dict[str, int]:
@@ -131,8 +134,20 @@ def finish(ctx: JobContext, job: Job, status: JobStatus, message: str = "") -> b
     if not ctx.jobs.finish(job.job_id, status, message):
         return False
     log.info("job %s %s: %s", job.job_id, status.value, message or "ok")
+    _observe_finish(ctx, job, status)
     notify(ctx, job, f"job.{status.value}")
     return True
+
+
+def _observe_finish(ctx: JobContext, job: Job, status: JobStatus) -> None:
+    # An observer never fails the work: the job has ended whatever it does.
+    if ctx.on_finish is None:
+        return
+    try:
+        ended = ctx.jobs.get(job.job_id) or replace(job, status=status)
+        ctx.on_finish(ended)
+    except Exception:
+        log.exception("job %s: the end-of-job observer failed", job.job_id)
 
 
 def notify(ctx: JobContext, job: Job, event: str) -> None:

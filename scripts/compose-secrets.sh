@@ -12,4 +12,7 @@ gen() { python3 -c 'import secrets; print(secrets.token_urlsafe(24))'; }
 [ -s secrets/grafana_admin_password ] || gen > secrets/grafana_admin_password
 printf 'postgresql://quarry:%s@postgres:5432/quarry\n' "$(cat secrets/postgres_password)" > secrets/postgres_dsn
 printf 'neo4j/%s\n' "$(cat secrets/neo4j_password)" > secrets/neo4j_auth
+# Empty until `quarry token create` fills it (README, Metrics): Prometheus starts, and
+# the API answers its scrapes 401 until then.
+[ -e secrets/prometheus_api_token ] || : > secrets/prometheus_api_token
 echo "secrets written to $(pwd)/secrets"

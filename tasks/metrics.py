@@ -10,6 +10,7 @@ Must not import: workers/, api/, cli/, drivers.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from functools import wraps
 from typing import ParamSpec
@@ -17,6 +18,8 @@ from typing import ParamSpec
 from prometheus_client import Counter, Gauge, Histogram
 
 from pipeline.embedding import EmbedOutcome
+from pipeline.jobs import Job
+from pipeline.webhooks import EVENTS as WEBHOOK_EVENTS
 
 log = logging.getLogger("quarry.metrics")
 P = ParamSpec("P")
@@ -61,6 +64,9 @@ EMBED_DEVICE = Gauge(
     ["device", "model_id"],
     multiprocess_mode="max",
 )
+# What the last admission through this process saw. No scrape exports these two: an
+# idle producer would keep a stale depth forever. The API's /metrics reads every queue's
+# depth at scrape time under the same names instead (tasks/exposition.py).
 QUEUE_DEPTH = Gauge(
     "quarry_queue_depth",
     "Messages waiting in a queue, as the last admission through this process saw it.",
@@ -73,6 +79,7 @@ QUEUE_FILL_RATIO = Gauge(
     ["queue"],
     multiprocess_mode="mostrecent",
 )
+ADMISSION_GAUGES = frozenset({"quarry_queue_depth", "quarry_queue_fill_ratio"})
 BREAKER_STATE = Gauge(
     "quarry_breaker_state",
     "Circuit breaker per store: 0 closed, 1 open, 2 half-open.",
@@ -91,6 +98,44 @@ WEBHOOK_DELIVERIES = Counter(
     ["event", "outcome"],
 )
 
+# Tasks and jobs. Task outcomes: started, succeeded, failed, retried.
+_TASK_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
+_JOB_SECONDS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600)
+_JOB_FILES = (1, 10, 100, 1000, 10_000, 100_000, 1_000_000)
+_JOB_CHUNKS = (1, 10, 100, 1000, 10_000, 100_000, 1_000_000, 10_000_000)
+TASKS = Counter(
+    "quarry_tasks_total",
+    "Task runs by task, queue and outcome (started, succeeded, failed, retried).",
+    ["task", "queue", "outcome"],
+)
+TASK_SECONDS = Histogram(
+    "quarry_task_seconds",
+    "Run time of one task (of one flush, for a batch task), whatever its outcome.",
+    ["task", "queue"],
+    buckets=_TASK_SECONDS,
+)
+JOBS = Counter(
+    "quarry_jobs_total", "Jobs that ended, by final status (done, failed, cancelled).", ["status"]
+)
+JOB_SECONDS = Histogram(
+    "quarry_job_seconds",
+    "Time from a job's creation to its end, by final status.",
+    ["status"],
+    buckets=_JOB_SECONDS,
+)
+JOB_FILES = Histogram(
+    "quarry_job_files",
+    "Files of an ended job (files.total), by final status.",
+    ["status"],
+    buckets=_JOB_FILES,
+)
+JOB_CHUNKS = Histogram(
+    "quarry_job_chunks",
+    "Chunks of an ended job (chunks.total), by final status.",
+    ["status"],
+    buckets=_JOB_CHUNKS,
+)
+
 _SEARCH_SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 SEARCH_SECONDS = Histogram(
     "quarry_search_seconds",
@@ -105,6 +150,15 @@ SEARCHES = Counter(
 )
 
 _BREAKER_STATES = {"closed": 0, "open": 1, "half-open": 2}
+
+# Every series an alert watches with increase() starts at 0 in every process: a labelled
+# counter otherwise appears at its first increment, already at 1, and increase() misses
+# that first failure.
+for _status in ("done", "failed", "cancelled"):
+    JOBS.labels(_status)
+for _event in sorted(WEBHOOK_EVENTS):
+    for _outcome in ("delivered", "retrying", "failed", "refused"):
+        WEBHOOK_DELIVERIES.labels(_event, _outcome)
 
 
 def never_raises(fn: Callable[P, None]) -> Callable[P, None]:
@@ -152,6 +206,35 @@ def record_breaker_state(store: str, state: str) -> None:
 @never_raises
 def record_webhook(event: str, outcome: str) -> None:
     WEBHOOK_DELIVERIES.labels(event, outcome).inc()
+
+
+@never_raises
+def record_task(task: str, queue: str, outcome: str) -> None:
+    TASKS.labels(task, queue, outcome).inc()
+
+
+@never_raises
+def record_task_seconds(task: str, queue: str, seconds: float) -> None:
+    TASK_SECONDS.labels(task, queue).observe(max(0.0, seconds))
+
+
+@never_raises
+def record_job(job: Job, now: float | None = None) -> None:
+    """Count a job that ended, once (as JobContext.on_finish: the first finish only).
+
+    ``now`` (default: the time now) stands in for the end when the record has no
+    ``finished_at``.
+    """
+    status = job.status.value
+    if job.finished_at is not None:
+        ended_at = job.finished_at
+    else:
+        ended_at = time.time() if now is None else now
+    JOBS.labels(status).inc()
+    if job.created_at:
+        JOB_SECONDS.labels(status).observe(max(0.0, ended_at - job.created_at))
+    JOB_FILES.labels(status).observe(job.counters.get("files.total", 0))
+    JOB_CHUNKS.labels(status).observe(job.counters.get("chunks.total", 0))
 
 
 @never_raises

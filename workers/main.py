@@ -3,6 +3,12 @@
 ``python -m workers.main --profile cpu`` or ``quarry worker --profile embed``. GPU hosts
 run only the ``embed`` profile.
 
+Metrics: every process of the worker writes its samples into the worker's own folder
+(prometheus-client's multiprocess mode), and the main process serves their sum on the
+profile's port (``worker_metrics_port_cpu`` / ``_embed``, tasks/exposition.py). The
+library picks its mode when it is first imported, so nothing that imports it (tasks'
+modules, workers.resources) is imported here before :func:`run_worker` set the folder.
+
 Must not import: api/, cli/.
 """
 
@@ -16,10 +22,14 @@ from typing import Any
 
 from config.logging import configure_logging
 from config.queues import EMBED_CHUNKS_TASK, WORKER_PROFILES, queues_for_profile
-from config.settings import QuarrySettings, load_settings, prepare_worker_environment
+from config.settings import (
+    QuarrySettings,
+    load_settings,
+    prepare_worker_environment,
+    prepare_worker_metrics,
+)
 from pipeline.errors import PipelineError
 from tasks import context
-from workers.resources import Closers, build_embedder, build_resources
 
 log = logging.getLogger("quarry.worker")
 
@@ -75,13 +85,18 @@ def worker_argv(
 
 def run_worker(profile: str, queues: tuple[str, ...] | None = None) -> None:
     """Build the profile's resources, then consume; a bad model or setting exits 2."""
-    from celery import signals
-
-    from tasks.app import app
-
     prepare_worker_environment()
     settings = load_settings()
+    metrics_dir = prepare_worker_metrics(settings, profile)  # before prometheus_client
+
+    from celery import signals
+
+    from tasks import exposition, observers
+    from tasks.app import app
+    from workers.resources import Closers, build_embedder, build_resources
+
     configure_logging(settings.log_level, settings.log_json)
+    observers.connect()
     closers = Closers()
     app.loader.import_default_modules()
     embed_task = app.tasks[EMBED_CHUNKS_TASK]
@@ -106,11 +121,22 @@ def run_worker(profile: str, queues: tuple[str, ...] | None = None) -> None:
         closers.close()
         context.install(None)
 
+    def on_child_shutdown(**kwargs: Any) -> None:
+        on_process_shutdown(**kwargs)
+        exposition.process_ended(metrics_dir)
+
     if pool_for(profile) == "prefork":
         signals.worker_process_init.connect(on_process_init, weak=False)
-        signals.worker_process_shutdown.connect(on_process_shutdown, weak=False)
+        signals.worker_process_shutdown.connect(on_child_shutdown, weak=False)
     signals.worker_shutdown.connect(on_process_shutdown, weak=False)
-    app.worker_main(worker_argv(profile, settings, queues))
+    server = exposition.serve_worker_metrics(
+        settings.worker_metrics_bind_host, settings.worker_metrics_port(profile), metrics_dir
+    )
+    try:
+        app.worker_main(worker_argv(profile, settings, queues))
+    finally:
+        if server is not None:
+            server.close()
 
 
 def main() -> None:

@@ -131,7 +131,7 @@ def batch_tokens(settings: QuarrySettings, embedder: Embedder) -> int:
 
 
 def build_breakers(settings: QuarrySettings, client: Any) -> dict[str, CircuitBreaker]:
-    return {
+    breakers: dict[str, CircuitBreaker] = {
         store: RedisCircuitBreaker(
             store,
             client,
@@ -141,6 +141,11 @@ def build_breakers(settings: QuarrySettings, client: Any) -> dict[str, CircuitBr
         )
         for store in ("postgres", "graph")
     }
+    # The gauge shows each breaker from the start, not only after its first change (the
+    # shared state is read now; a Redis that does not answer reads as the local state).
+    for store, breaker in breakers.items():
+        metrics.record_breaker_state(store, breaker.state)
+    return breakers
 
 
 def build_resources(
@@ -223,4 +228,5 @@ def build_job_context(
         snapshots=cast(SnapshotStore, GuardedProxy(snapshots, breaker)),
         board=RedisJobBoard(redis_client),
         send=client.sender(timeout_s=settings.queue_wait_s),
+        on_finish=metrics.record_job,
     )

@@ -4,7 +4,9 @@ rules`, and prometheus.yml loads them. promtool comes from Debian's prometheus p
 
 from __future__ import annotations
 
+import shutil
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,33 +24,30 @@ from tests.observability import (
 pytestmark = pytest.mark.timeout(120)
 
 
-def _promtool(*args: str) -> subprocess.CompletedProcess[str]:
+def _promtool(*args: str, cwd: Path = PROMETHEUS_DIR) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [promtool(), *args],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
-        cwd=PROMETHEUS_DIR,
+        cwd=cwd,
     )
 
 
-def test_the_rules_pass_promtool_check() -> None:
-    result = _promtool("check", "rules", RULES.name)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert f"SUCCESS: {len(rules())} rules found" in result.stdout
-
-
-def test_the_rule_unit_tests_pass() -> None:
-    result = _promtool("test", "rules", RULES_TEST.name)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS" in result.stdout
-
-
-def test_prometheus_yml_loads_the_rules_and_passes_promtool_check() -> None:
+def test_prometheus_yml_loads_the_rules_and_passes_promtool_check(tmp_path: Path) -> None:
     config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
     assert config["rule_files"] == [RULES.name]
-    result = _promtool("check", "config", PROMETHEUS_CONFIG.name)
+    # promtool checks that the token file exists: compose mounts it as a secret; here a
+    # stand-in takes its place in a copy of the folder.
+    token = tmp_path / "prometheus_api_token"
+    token.write_text("token\n")
+    secret = "/run/secrets/prometheus_api_token"
+    assert secret in PROMETHEUS_CONFIG.read_text()
+    shutil.copytree(PROMETHEUS_DIR, tmp_path / "prometheus")
+    copy = tmp_path / "prometheus" / PROMETHEUS_CONFIG.name
+    copy.write_text(copy.read_text().replace(secret, str(token)))
+    result = _promtool("check", "config", copy.name, cwd=copy.parent)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

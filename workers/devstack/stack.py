@@ -94,6 +94,11 @@ class Stack:
         ports = [port for svc in to_start for port in svc.ports]
         if not supervisor_running:
             ports += [("stack_api_port", "api"), ("stack_flower_port", "flower")]
+            ports += [
+                (_metrics_port_field(profile), f"worker-{profile} metrics")
+                for profile in s.stack_workers
+                if s.worker_metrics_port(profile)
+            ]
         for setting, label in ports:
             require_free_port(s.stack_host, getattr(s, setting), label, env_name(setting))
 
@@ -290,6 +295,7 @@ class Stack:
             profile: {
                 "pid": read_pid(layout.pidfile(f"worker-{profile}")),
                 "queues": list(queues_for_profile(profile)),
+                "metrics_url": self.worker_metrics_url(profile),
                 "healthy": program_health[f"worker-{profile}"].result(),
                 "restarts": state.get(f"worker-{profile}", {}).get("restarts", 0),
             }
@@ -300,6 +306,15 @@ class Stack:
             "supervisor": {"pid": read_pid(layout.pidfile("supervisor"))},
             "services": services,
         }
+
+    def worker_metrics_url(self, profile: str) -> str | None:
+        """Where Prometheus scrapes a worker of the stack (None: its endpoint is off)."""
+        s = self.settings
+        port = s.worker_metrics_port(profile)
+        host = s.worker_metrics_bind_host
+        if host in ("0.0.0.0", "::", ""):  # noqa: S104 (listening everywhere: ask loopback)
+            host = s.stack_host
+        return f"http://{host}:{port}/metrics" if port else None
 
     def env_lines(self) -> list[str]:
         endpoints = resolve_endpoints(self.settings)
@@ -314,6 +329,10 @@ class Stack:
             "QUARRY_API_TOKEN": endpoints.api_token,
         }
         return [f"export {k}={shlex.quote(v)}" for k, v in values.items()]
+
+
+def _metrics_port_field(profile: str) -> str:
+    return "worker_metrics_port_embed" if profile == "embed" else "worker_metrics_port_cpu"
 
 
 _NO_SECRETS = StackSecrets(graph_password="", api_token="", flower_password="")
