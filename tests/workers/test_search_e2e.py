@@ -41,12 +41,12 @@ def search(api: httpx.Client, **params: Any) -> httpx.Response:
 def test_hybrid_search_finds_the_function_and_says_which_retrievers_found_it(
     api: httpx.Client, indexed: str
 ) -> None:
-    response = search(api, q="match_file", repo=indexed, k=5)
+    response = search(api, q="match_file", repo=indexed, k=10)
     assert response.status_code == 200, response.text
     body = response.json()
-    assert (body["query"], body["mode"], body["k"]) == ("match_file", "hybrid", 5)
+    assert (body["query"], body["mode"], body["k"]) == ("match_file", "hybrid", 10)
     results = body["results"]
-    assert 0 < len(results) <= 5
+    assert 0 < len(results) <= 10
     top = results[0]
     assert set(top) >= {"path", "start_line", "end_line", "symbol", "kind", "language", "score",
                         "snippet", "retrievers", "repo"}  # fmt: skip
