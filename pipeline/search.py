@@ -3,6 +3,7 @@
 A request (``pipeline.search_query``) is answered in four steps:
 
 1. the lexical retriever starts at once (full text of the query's words, in a thread);
+   hits whose symbol the query names (``get_netrc_auth``) move to its top;
 2. the query is embedded (the caller's ``encode``: the query-embedding cache, then the
    model) and the vector retriever runs;
 3. both rankings are fused by reciprocal rank fusion: a chunk's score is the sum, over
@@ -19,6 +20,7 @@ Must not import: celery, tasks/, workers/, api/, cli/, or any driver.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -38,6 +40,8 @@ RRF_K = 10  # see config.settings search_rrf_k
 SNIPPET_MAX_LINES = 60
 SNIPPET_MAX_CHARS = 4000
 MAX_CANDIDATES = 1000
+_WORD = re.compile(r"\w+")
+_CAMEL = re.compile(r"[a-z0-9][A-Z]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +143,20 @@ def fuse(
     return scored[:k]
 
 
+def named_first(hits: Sequence[Hit], query: str) -> list[Hit]:
+    """``hits`` with those whose symbol the query names first, otherwise in their order.
+
+    BM25 sees ``get_netrc_auth`` only as ``get netrc auth`` (PostgreSQL splits words at
+    ``_``), so a test that mocks it can outrank its definition. A name is a word shaped
+    like an identifier (``snake_case``, ``camelCase``), or the query's only word: plain
+    words of a sentence ("get", "copy") name too many methods to count."""
+    words = _WORD.findall(query)
+    names = {w.lower() for w in words if len(words) == 1 or "_" in w.strip("_") or _CAMEL.search(w)}
+    if not names:
+        return list(hits)
+    return sorted(hits, key=lambda h: h.symbol.rsplit(".", 1)[-1].lower() not in names)
+
+
 def candidates_for(k: int) -> int:
     """How many hits each retriever returns for fusion: enough below the top ``k``."""
     return min(MAX_CANDIDATES, max(50, 2 * k))
@@ -213,7 +231,7 @@ class Searcher:
         terms = lexical_terms(request.query)
         hits = self._index.lexical_hits(request, terms, limit) if terms else []
         timings["lexical"] = time.perf_counter() - started
-        return hits
+        return named_first(hits, request.query)
 
     def _expand(self, response: SearchResponse) -> None:
         if self._graph is None:

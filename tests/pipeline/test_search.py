@@ -39,6 +39,7 @@ from pipeline.search import (
     SearchResult,
     candidates_for,
     fuse,
+    named_first,
     neighbourhood,
     snippet,
     symbol_graph,
@@ -53,9 +54,10 @@ MODEL = "model-a"
 TENANT = "acme"
 
 
-def hit(chunk_id: str, path: str = "", *, repo: str = "r", line: int = 1) -> Hit:
-    return Hit(repo, chunk_id, path or f"{chunk_id}.py", line, line + 4, f"m.{chunk_id}",
-               "function", "python", f"def {chunk_id}(): pass", 0.5)  # fmt: skip
+def hit(chunk_id: str, path: str = "", *, repo: str = "r", line: int = 1, symbol: str = "") -> Hit:
+    return Hit(repo, chunk_id, path or f"{chunk_id}.py", line, line + 4,
+               symbol or f"m.{chunk_id}", "function", "python", f"def {chunk_id}(): pass",
+               0.5)  # fmt: skip
 
 
 def order(results: Sequence[SearchResult]) -> list[str]:
@@ -739,3 +741,20 @@ def test_a_recursive_function_is_its_own_caller_and_callee() -> None:
     hood = neighbourhood("m.fact", [SymbolLink("CALLS", me, me)], 10)
     assert [s["qualified_name"] for s in hood["callers"]] == ["m.fact"]
     assert [s["qualified_name"] for s in hood["callees"]] == ["m.fact"]
+
+
+def test_lexical_hits_of_a_symbol_the_query_names_come_first() -> None:
+    mock, definition, other = (
+        hit("m", "tests/t.py", symbol="tests.t.get_auth_mock"),
+        hit("d", "src/u.py", symbol="src.u.get_auth"),
+        hit("o", "src/o.py", symbol="src.o.GET_AUTH"),
+    )
+    ordered = named_first([mock, definition, other], "get_auth for a url")
+    assert [h.chunk_id for h in ordered] == ["d", "o", "m"]
+    assert named_first([mock, definition], "nothing named") == [mock, definition]
+    # a plain word of a sentence names nothing; a one-word query names its word
+    plain = hit("p", symbol="m.copy")
+    assert named_first([mock, plain], "make a copy of the headers") == [mock, plain]
+    assert named_first([mock, plain], "copy") == [plain, mock]
+    camel = hit("c", symbol="m.getAuth")
+    assert named_first([mock, camel], "where is getAuth called") == [camel, mock]
