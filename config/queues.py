@@ -50,3 +50,13 @@ INGEST_JOB_TASK: Final = "quarry.ingest.job"
 CHUNK_FILES_TASK: Final = "quarry.chunk.files"
 COMMIT_JOB_TASK: Final = "quarry.write.commit"
 WEBHOOK_DELIVER_TASK: Final = "quarry.webhook.deliver"
+
+ALL_TASKS: Final = (
+    INGEST_JOB_TASK,
+    CHUNK_FILES_TASK,
+    EMBED_CHUNKS_TASK,
+    WRITE_CHUNKS_TASK,
+    WRITE_GRAPH_TASK,
+    COMMIT_JOB_TASK,
+    WEBHOOK_DELIVER_TASK,
+)

@@ -17,6 +17,7 @@ from typing import ParamSpec
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from config.queues import ALL_TASKS
 from pipeline.embedding import EmbedOutcome
 from pipeline.jobs import Job
 from pipeline.webhooks import EVENTS as WEBHOOK_EVENTS
@@ -156,6 +157,8 @@ _BREAKER_STATES = {"closed": 0, "open": 1, "half-open": 2}
 # that first failure.
 for _status in ("done", "failed", "cancelled"):
     JOBS.labels(_status)
+for _task in ALL_TASKS:
+    DEAD_LETTERS.labels(_task)
 for _event in sorted(WEBHOOK_EVENTS):
     for _outcome in ("delivered", "retrying", "failed", "refused"):
         WEBHOOK_DELIVERIES.labels(_event, _outcome)

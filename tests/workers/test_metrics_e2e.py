@@ -26,6 +26,7 @@ from config.queues import (
     WRITE_CHUNKS_TASK,
 )
 from config.settings import QuarrySettings
+from tests.observability import base_name, metric_names_in_config
 from tests.workers.jobs_api import enqueue, wait
 from workers.devstack.layout import StackLayout
 from workers.devstack.stack import Stack
@@ -97,6 +98,9 @@ def test_a_job_shows_in_the_metrics_of_the_api_and_of_every_worker(
     status = wait(api, job_id)
     assert status["status"] == "done", status
 
+    searched = api.get("/v1/search", params={"q": "probe", "repo": repo})
+    assert searched.status_code == 200, searched.text
+
     api_url = str(api.base_url).rstrip("/") + "/metrics"
     assert httpx.get(api_url, timeout=10).status_code == 401  # the token is needed
     on_api = _parse(api.get("/metrics"))
@@ -134,6 +138,10 @@ def test_a_job_shows_in_the_metrics_of_the_api_and_of_every_worker(
         assert _sum(embed, "quarry_embed_chunks_total", result="embedded") > 0
         assert "quarry_embed_cache_hit_ratio" in _names(embed)
         assert _sum(cpu, "quarry_written_items_total", store="postgres") > 0
+        # Every metric the alert rules and the dashboard read is exported by someone.
+        exported = {base_name(name) for name in _names(both)}
+        assert metric_names_in_config() <= exported, metric_names_in_config() - exported
+        assert _sum(on_api, "quarry_search_seconds_count", step="total") >= 1
         for samples in (cpu, embed):
             stores = _label_values(samples, "quarry_breaker_state", "store")
             assert stores == {"postgres", "graph"}
