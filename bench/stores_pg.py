@@ -28,12 +28,8 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
-import socket
-import tempfile
 import time
-import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import cast
@@ -43,53 +39,17 @@ import psycopg
 from machine import cpu_model  # bench/ is the script folder, so on sys.path
 from pgvector.psycopg import register_vector
 
-from config.endpoints import resolve_endpoints
-from config.settings import load_settings
-from migrations.runner import run
+from cli.bench_pg import fresh_database, private_postgres
 from pipeline import sql
 from pipeline.adapters.pg_vector_store import PgVectorStore
-from pipeline.adapters.postgres import ensure_database
-from pipeline.adapters.postgres_migrations import PgMigrationTarget
 from pipeline.adapters.vocab import model_token_counter
 from pipeline.analysis import FileAnalysis, analyze_file
 from pipeline.lexical import lexical_text
 from pipeline.models import Chunk, RepoRef, StoredChunk
 from pipeline.selection import select_files
-from workers.devstack.layout import StackLayout
-from workers.devstack.processes import wait_until
-from workers.devstack.services import PostgresService
 
 DIMENSION = 384
 Vectors = np.ndarray
-
-
-@contextlib.contextmanager
-def private_postgres() -> Iterator[str]:
-    """A throwaway PostgreSQL + pgvector on a free loopback port; yields the admin DSN."""
-    root = Path(tempfile.mkdtemp(prefix="quarry-bench-pg-", dir="/tmp"))
-    root.chmod(0o711)  # the unprivileged postgres user must reach its data folder
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {"QUARRY_DATA_DIR": str(root / "data"), "QUARRY_STACK_POSTGRES_PORT": str(port)}
-    settings = load_settings(env=env)
-    layout = StackLayout(settings.data_dir)
-    layout.prepare()
-    service = PostgresService(settings, layout, resolve_endpoints(settings))
-    try:
-        service.start()
-        wait_until(lambda: service.probe().healthy, 60, "postgres")
-        yield service.endpoints.postgres_dsn.rsplit("/", 1)[0] + "/postgres"
-    finally:
-        service.stop()
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def fresh_database(admin_dsn: str) -> str:
-    dsn = admin_dsn.rsplit("/", 1)[0] + f"/bench_{uuid.uuid4().hex[:8]}"
-    ensure_database(dsn)
-    run(PgMigrationTarget(dsn))
-    return dsn
 
 
 def corpus_chunks(corpus: Path, limit: int | None) -> list[tuple[Chunk, str]]:

@@ -30,6 +30,7 @@ from typing import Annotated, Any
 
 import typer
 
+from cli.bench_search import bench_search
 from cli.machine import cpu_model, free_ports
 from config.endpoints import resolve_endpoints
 from config.settings import child_environment, load_settings
@@ -41,6 +42,7 @@ from pipeline.models import FileVersion, RepoRef
 from pipeline.selection import select_files
 
 bench_app = typer.Typer(help="Benchmarks on a real corpus.", no_args_is_help=True)
+bench_app.command("search")(bench_search)
 PORT_NAMES = ("REDIS", "POSTGRES", "BOLT", "GRAPH_HTTP", "API", "FLOWER")
 
 

@@ -46,7 +46,7 @@ class PgSearchIndex(PooledStore):
         dimension: int,
         ef_search: int = 100,
         exact_max_rows: int = 20_000,
-        max_lexical_matches: int = 10_000,
+        max_lexical_matches: int = 2_000,
         pool_size: int = 4,
         timeout_s: float = 5.0,
     ) -> None:
