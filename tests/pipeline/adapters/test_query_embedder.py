@@ -31,9 +31,8 @@ from pipeline.adapters.st_embedder import (
     model_id_for,
     resolve_model_path,
 )
-from pipeline.adapters.vocab import model_token_counter
-from pipeline.analysis import FileAnalysis, analyze_file
 from pipeline.errors import ConfigError
+from tests.pipeline.adapters.stdlib_chunks import stdlib_chunks
 
 # The module's one export takes 5-30 s (torch import included) on a 2-core machine.
 pytestmark = pytest.mark.timeout(180)
@@ -52,19 +51,6 @@ QUERIES = [
     "",
     "class that caches embeddings by content hash",
 ]
-
-
-def _stdlib_chunks() -> list[str]:
-    import shlex
-
-    counter = model_token_counter()
-    texts: list[str] = []
-    for module in (textwrap, shlex):
-        path = Path(str(module.__file__))
-        result = analyze_file(path.name, path.read_bytes(), counter=counter)
-        assert isinstance(result, FileAnalysis)
-        texts.extend(chunk.text for chunk in result.chunks)
-    return texts
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +118,7 @@ def test_an_unknown_backend_is_a_config_error_naming_it(settings: QuarrySettings
 def test_fp32_onnx_matches_torch_fp32_on_real_code_chunks(
     embedder: OnnxEmbedder, reference: SentenceTransformerEmbedder
 ) -> None:
-    chunks = _stdlib_chunks()
+    chunks = stdlib_chunks()
     assert len(chunks) >= 40
     for start in range(0, len(chunks), 16):
         batch = chunks[start : start + 16]
