@@ -10,6 +10,11 @@ On the session stack, whose supervisor restarts a dead worker as a restart polic
 * then a pool child of the restarted `cpu` worker running a task of the job: Celery sees
   the worker lost and gives the task back at once (acks_late + reject_on_worker_lost).
 
+A main process is stopped only while no message is on its way to it: kombu's Redis
+transport pops a message (BRPOP) and only then records it as unacknowledged, so a main
+process killed in that instant loses the message and its job never ends. That window is
+a limit of the transport (noted for issue 9), not what this test is about.
+
 "Mid-task" is made certain: a process is stopped (SIGSTOP) while Celery lists it running
 a task of the job, or while Redis holds the job's messages for it; the listing is read
 again; only then is the process killed. A chunk batch of 30 small files runs for a few
@@ -260,11 +265,30 @@ def test_workers_killed_mid_job_the_job_completes_with_nothing_twice(
             60,
             "the embed worker to take the job's chunks",
         )
-        for main in (embed_main, cpu_main):
-            os.kill(main, signal.SIGSTOP)  # from now on, neither acknowledges anything
+        # Stopped only once nothing is on its way to them: kombu's Redis transport takes
+        # a message with BRPOP and only then records it as unacknowledged, so a process
+        # stopped in between loses it (see the module docstring). The other batch is
+        # done sending and the embed queue is empty, so no BRPOP can be delivering.
+        _until(
+            lambda: (
+                broker.llen(EMBED) == 0
+                and not set(_active(app, job_id, (CHUNK_FILES_TASK,))) - {held_child}
+            ),
+            60,
+            "the other chunk batch to finish and the embed queue to empty",
+        )
+        os.kill(embed_main, signal.SIGSTOP)  # from now on it acknowledges nothing
+        _until(
+            lambda: broker.llen(WRITE) == 0 and broker.llen(CHUNK) == 0,
+            60,
+            "the write and chunk queues to empty",
+        )
+        os.kill(cpu_main, signal.SIGSTOP)
         held = _unacked(broker, job_id)
         queues = {q for q, _ in held.values()}
-        assert {CHUNK, EMBED} <= queues <= {CHUNK, EMBED, WRITE}, held
+        # The embed worker usually still holds chunks mid-flush (acks_late); on a slow
+        # machine it may have finished them, which leaves the chunk batch's message.
+        assert CHUNK in queues and queues <= {CHUNK, EMBED, WRITE}, held
         # 2. Both main processes killed outright: no warm shutdown, nothing acknowledged.
         # (The stopped pool child dies with its group when the supervisor reaps the main.)
         os.kill(embed_main, signal.SIGKILL)
