@@ -50,6 +50,7 @@ INGEST_JOB_TASK: Final = "quarry.ingest.job"
 CHUNK_FILES_TASK: Final = "quarry.chunk.files"
 COMMIT_JOB_TASK: Final = "quarry.write.commit"
 WEBHOOK_DELIVER_TASK: Final = "quarry.webhook.deliver"
+SWEEP_JOBS_TASK: Final = "quarry.ingest.sweep"
 
 ALL_TASKS: Final = (
     INGEST_JOB_TASK,
@@ -59,4 +60,5 @@ ALL_TASKS: Final = (
     WRITE_GRAPH_TASK,
     COMMIT_JOB_TASK,
     WEBHOOK_DELIVER_TASK,
+    SWEEP_JOBS_TASK,
 )

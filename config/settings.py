@@ -285,6 +285,24 @@ class QuarrySettings(BaseSettings):
     job_batch_bytes: int = Field(
         1_000_000, ge=1, description="About the most bytes of files in one chunk task."
     )
+    job_sweep_interval_s: float = Field(
+        30.0,
+        ge=0,
+        description="How often the cpu worker looks for stalled jobs (no message held by "
+        "the broker, no progress for job_stall_s) and sends them on; 0 turns it off.",
+    )
+    job_stall_s: float = Field(
+        120.0,
+        ge=1,
+        description="How long a queued or running job may go without progress and without "
+        "any message on a queue before the sweeper sends its remaining work again.",
+    )
+    job_max_recoveries: int = Field(
+        3,
+        ge=0,
+        le=100,
+        description="How many times the sweeper sends a stalled job on before it fails it.",
+    )
     queue_bound_ingest: int = Field(
         1000, ge=1, description="Most waiting messages on the ingest queue (one per job)."
     )

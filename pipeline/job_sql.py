@@ -124,6 +124,17 @@ def list_jobs(tenant: str, name: str | None, limit: int) -> Query:
     )
 
 
+def idle_jobs(idle_s: float, limit: int) -> Query:
+    """Queued or running jobs untouched for ``idle_s`` seconds (the partial index
+    ``jobs_active`` keeps this cheap), the longest idle first."""
+    return Query(
+        _JOB_SELECT + " WHERE j.status IN ('queued', 'running')"
+        " AND j.updated_at < now() - make_interval(secs => %(idle)s)"
+        " ORDER BY j.updated_at, j.id LIMIT %(limit)s",
+        {"idle": max(0.0, float(idle_s)), "limit": max(0, limit)},
+    )
+
+
 def start_job(job_id: str, stage: str, commit: str | None) -> Query:
     return Query(
         "UPDATE jobs SET status = 'running', stage = %(stage)s,"

@@ -199,6 +199,9 @@ def eta_s(job: Job, now: float) -> float | None:
     return round(max(0.0, (todo - done) * elapsed / done), 1)
 
 
+RECOVERIES = "job.recoveries"  # counter: how many times the sweeper sent the job on
+
+
 def _iso(ts: float | None) -> str | None:
     return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()
 
@@ -226,6 +229,7 @@ def job_status(job: Job, now: float) -> dict[str, Any]:
         "chunks": {name: c.get(f"chunks.{name}", 0) for name in CHUNK_COUNTERS},
         "bytes": {"total": c.get("bytes.total", 0), "processed": c.get("bytes.processed", 0)},
         "percent": percent_done(job),
+        "recoveries": c.get(RECOVERIES, 0),
         "eta_s": eta_s(job, now),
         "created_at": _iso(job.created_at),
         "started_at": _iso(job.started_at),

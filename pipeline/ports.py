@@ -267,6 +267,11 @@ class JobStore(Protocol):
         """One job; with ``tenant``, None unless the job is that tenant's."""
         ...
 
+    def idle(self, idle_s: float, limit: int = 100) -> list[Job]:
+        """Queued or running jobs of every tenant whose record has not changed for
+        ``idle_s`` seconds, the longest idle first (candidates for the job sweeper)."""
+        ...
+
     def list(self, tenant: str, repo: str | None = None, limit: int = 50) -> list[Job]:
         """The tenant's newest jobs, optionally of one repository."""
         ...
@@ -407,6 +412,10 @@ class JobBoard(Protocol):
 
     def stashed(self, job_id: str) -> dict[str, str]: ...
 
+    def members(self, job_id: str, counter: str) -> set[str]:
+        """The members of the set ``counter`` (the files marked so far)."""
+        ...
+
     def clear(self, job_id: str) -> None:
         """Drop the job's live state (counters stay until they expire)."""
         ...
@@ -418,6 +427,16 @@ class JobBoard(Protocol):
 
     def waits(self, job_id: str) -> list[StoreWait]:
         """The recorded waits, one per store, ordered by store; past ones included."""
+        ...
+
+
+class InFlight(Protocol):
+    """What the broker holds (Redis): the jobs that have a message waiting on a queue or
+    delivered to a worker and not yet acknowledged."""
+
+    def job_ids(self) -> set[str]:
+        """Every job id named by a message on a queue or awaiting acknowledgement, read
+        in one consistent step."""
         ...
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from config.queues import CHUNK_FILES_TASK, INGEST_JOB_TASK
 from pipeline.errors import InvalidInputError, PermanentError, QueueFullError
-from pipeline.indexing import JobContext, finish, flush_progress, maybe_commit
+from pipeline.indexing import SETTLED, JobContext, finish, flush_progress, maybe_commit
 from pipeline.inventory import Inventory, estimate, take_inventory, tree_digest
 from pipeline.jobs import Job, JobRequest, JobStatus, Stage, check_repo_name
 from pipeline.messages import encode_file, encode_repo
@@ -179,8 +179,13 @@ def ingest(
         totals[key] = totals.get(key, 0) + 1
     ctx.board.set_counters(job_id, totals)
     ctx.jobs.set_stage(job_id, Stage.CHUNK)
+    # Ingest runs again when its message is delivered twice or the sweeper recovers a
+    # stalled job (pipeline.recovery): files that already settled are not sent again.
+    settled = ctx.board.members(job_id, SETTLED)
     batches = batch_files(
-        plan.work, max_files=options.batch_max_files, max_bytes=options.batch_max_bytes
+        [f for f in plan.work if f.path not in settled],
+        max_files=options.batch_max_files,
+        max_bytes=options.batch_max_bytes,
     )
     repo = encode_repo(job.repo)
     ctx.send(

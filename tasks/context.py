@@ -21,6 +21,7 @@ from pipeline.ports import (
     CircuitBreaker,
     DeadLetters,
     GraphStore,
+    InFlight,
     SourceFetcher,
     VectorStore,
     WebhookSender,
@@ -40,6 +41,7 @@ class Resources:
     breakers: Mapping[str, CircuitBreaker] = field(default_factory=dict)
     jobs: JobContext | None = None
     fetcher: SourceFetcher | None = None
+    in_flight: InFlight | None = None
     chunking: tuple[ChunkingOptions, TokenCounter] | None = None
     webhooks: WebhookSender | None = None
     webhook_secret: str = ""

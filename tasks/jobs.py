@@ -1,5 +1,6 @@
 """``quarry.ingest.job``, ``quarry.chunk.files`` and ``quarry.write.commit``: a job's
-own stages. Each decodes its arguments and calls its use case (pipeline.producer,
+own stages; and ``quarry.ingest.sweep``, which sends stalled jobs on (pipeline.recovery).
+Each decodes its arguments and calls its use case (pipeline.producer,
 pipeline.chunk_stage, pipeline.commit); the retry policy is StageTask's. A task that
 fails for good fails what it was responsible for: the job (ingest, commit) or the
 batch's files (chunk), so that a job always ends.
@@ -9,6 +10,7 @@ Must not import: workers/, api/, cli/, drivers.
 
 from __future__ import annotations
 
+import logging
 import random
 import shutil
 import uuid
@@ -19,18 +21,21 @@ from typing import Any
 
 from celery import shared_task
 
-from config.queues import CHUNK_FILES_TASK, COMMIT_JOB_TASK, INGEST_JOB_TASK
+from config.queues import CHUNK_FILES_TASK, COMMIT_JOB_TASK, INGEST_JOB_TASK, SWEEP_JOBS_TASK
 from pipeline.chunk_stage import chunk_files
 from pipeline.commit import KeptSymbols, commit_job
-from pipeline.errors import InvalidInputError
+from pipeline.errors import InvalidInputError, TransientError
 from pipeline.imports import RepoPaths
 from pipeline.indexing import JobContext, finish, record_error, settle
 from pipeline.jobs import JobStatus
 from pipeline.messages import decode_file, decode_repo
 from pipeline.producer import IngestOptions, IngestOutcome, ingest
+from pipeline.recovery import sweep
+from tasks import metrics
 from tasks.base import StageTask
 from tasks.context import Resources, current
 
+log = logging.getLogger("quarry.jobs")
 BUSY_RETRY_S = 2.0
 _REPO_PATHS: OrderedDict[int, RepoPaths] = OrderedDict()
 _KEPT_SYMBOLS = KeptSymbols()  # empty until a commit runs: each forked process fills its own
@@ -189,3 +194,32 @@ def commit_job_task(self: StageTask, job_id: str, attempt: int = 0) -> str | Non
         return status.value if status else "skipped"
 
     return self.guarded({"job_id": job_id}, attempt, run)
+
+
+SWEEP_THROTTLE = "sweeper"
+
+
+@shared_task(name=SWEEP_JOBS_TASK, ignore_result=True)  # type: ignore[untyped-decorator]
+def sweep_jobs() -> int:
+    """Send stalled jobs on (pipeline.recovery); at most one sweep per interval however
+    many cpu workers ask for one. A store that is down skips this sweep."""
+    resources, ctx = _context()
+    settings = resources.settings
+    if resources.in_flight is None:
+        raise RuntimeError("this worker has no view of the broker (run the `cpu` profile)")
+    interval_s = max(1.0, 0.8 * settings.job_sweep_interval_s)
+    try:
+        if not ctx.board.throttle(SWEEP_THROTTLE, "sweep", interval_s):
+            return 0
+        found = sweep(
+            ctx,
+            resources.in_flight,
+            idle_s=settings.job_stall_s,
+            max_recoveries=settings.job_max_recoveries,
+        )
+    except TransientError as exc:
+        log.warning("job sweep skipped: %s", exc)
+        return 0
+    for recovery in found:
+        metrics.JOBS_RECOVERED.labels(recovery.action.value).inc()
+    return len(found)

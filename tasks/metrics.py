@@ -118,6 +118,11 @@ TASK_SECONDS = Histogram(
 JOBS = Counter(
     "quarry_jobs_total", "Jobs that ended, by final status (done, failed, cancelled).", ["status"]
 )
+JOBS_RECOVERED = Counter(
+    "quarry_jobs_recovered_total",
+    "Stalled jobs (no message held by the broker, no progress) the sweeper sent on or failed.",
+    ["action"],
+)
 JOB_SECONDS = Histogram(
     "quarry_job_seconds",
     "Time from a job's creation to its end, by final status.",
@@ -159,6 +164,8 @@ for _status in ("done", "failed", "cancelled"):
     JOBS.labels(_status)
 for _task in ALL_TASKS:
     DEAD_LETTERS.labels(_task)
+for _action in ("ingest", "commit", "fail"):
+    JOBS_RECOVERED.labels(_action)
 for _event in sorted(WEBHOOK_EVENTS):
     for _outcome in ("delivered", "retrying", "failed", "refused"):
         WEBHOOK_DELIVERIES.labels(_event, _outcome)

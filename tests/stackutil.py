@@ -57,6 +57,10 @@ def stack_env(data_dir: Path) -> dict[str, str]:
         # A stage waits for room on a full queue below the soft limit (the settings
         # check that too).
         "QUARRY_QUEUE_WAIT_S": "10",
+        # The job sweeper looks every second and sends on a job that has had no message
+        # on the broker and no progress for 5 s (a lost message), not 2 minutes.
+        "QUARRY_JOB_SWEEP_INTERVAL_S": "1",
+        "QUARRY_JOB_STALL_S": "5",
         # Tests receive webhooks on loopback and clone local git repositories.
         "QUARRY_WEBHOOK_ALLOW_ADDRESSES": "loopback",
         "QUARRY_SOURCE_ALLOW_FILE_URLS": "true",

@@ -129,6 +129,14 @@ def run_worker(profile: str, queues: tuple[str, ...] | None = None) -> None:
         signals.worker_process_init.connect(on_process_init, weak=False)
         signals.worker_process_shutdown.connect(on_child_shutdown, weak=False)
     signals.worker_shutdown.connect(on_process_shutdown, weak=False)
+    if profile in ("cpu", "all") and settings.job_sweep_interval_s > 0:
+        from workers.sweep_timer import start_sweep_timer
+
+        def on_ready(**_: Any) -> None:
+            stop = start_sweep_timer(app, settings.job_sweep_interval_s)
+            signals.worker_shutdown.connect(lambda **_: stop.set(), weak=False)
+
+        signals.worker_ready.connect(on_ready, weak=False)
     server = exposition.serve_worker_metrics(
         settings.worker_metrics_bind_host, settings.worker_metrics_port(profile), metrics_dir
     )

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from config.endpoints import Endpoints, resolve_endpoints
+from config.queues import ALL_QUEUES
 from config.settings import QuarrySettings
 from pipeline.adapters.breakers import RedisCircuitBreaker
 from pipeline.adapters.httpx_webhook_sender import HttpxWebhookSender, httpx_client
@@ -32,6 +33,7 @@ from pipeline.adapters.pg_vector_store import PgVectorStore
 from pipeline.adapters.redis_admission import RedisAdmission
 from pipeline.adapters.redis_client import connect_redis
 from pipeline.adapters.redis_dead_letters import RedisDeadLetters
+from pipeline.adapters.redis_in_flight import RedisInFlight
 from pipeline.adapters.redis_job_board import RedisJobBoard
 from pipeline.adapters.source_fetcher import fetcher_from_settings
 from pipeline.adapters.st_embedder import (
@@ -192,6 +194,7 @@ def build_resources(
         resources.vectors = GuardedVectorStore(vectors, breakers["postgres"])
         resources.graph = GuardedGraphStore(graph, breakers["graph"])
         resources.fetcher = fetcher_from_settings(settings)
+        resources.in_flight = RedisInFlight(redis_client, ALL_QUEUES)
         options = ChunkingOptions(
             max_tokens=settings.chunk_max_tokens, max_file_bytes=settings.chunk_max_file_bytes
         )

@@ -35,11 +35,13 @@ _Change = Callable[[Job], Job]
 class InMemoryJobStore:
     """Jobs in a dict, keyed by canonical UUID."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
         self._jobs: dict[str, Job] = {}
         self._order: dict[str, int] = {}  # creation order, to sort jobs made in one tick
+        self._touched: dict[str, float] = {}  # the record's last change (updated_at)
         self._seq = itertools.count()
         self._lock = threading.Lock()
+        self._clock = clock
 
     def close(self) -> None:
         """Nothing to release; here for parity with the real store."""
@@ -64,6 +66,7 @@ class InMemoryJobStore:
             )
             self._jobs[job_id] = job
             self._order[job_id] = next(self._seq)
+            self._touched[job_id] = self._clock()
             return job, True
 
     def discard(self, job_id: str) -> None:
@@ -74,6 +77,7 @@ class InMemoryJobStore:
             if job is not None and job.status is JobStatus.QUEUED and job.started_at is None:
                 del self._jobs[canonical]
                 del self._order[canonical]
+                del self._touched[canonical]
 
     def get(self, job_id: str, tenant: str | None = None) -> Job | None:
         canonical = job_rows.parse_job_id(job_id)
@@ -92,6 +96,16 @@ class InMemoryJobStore:
             ]
             mine.sort(key=lambda j: (j.created_at, self._order[j.job_id]), reverse=True)
         return mine[: max(0, limit)]
+
+    def idle(self, idle_s: float, limit: int = 100) -> builtins.list[Job]:
+        horizon = self._clock() - max(0.0, idle_s)
+        with self._lock:
+            idle = [
+                (self._touched[j.job_id], j.job_id)
+                for j in self._jobs.values()
+                if not j.status.terminal and self._touched[j.job_id] < horizon
+            ]
+            return [self._jobs[job_id] for _t, job_id in sorted(idle)[: max(0, limit)]]
 
     def start(self, job_id: str, stage: str, commit: str | None = None) -> bool:
         job_rows.check_stage(stage)
@@ -156,6 +170,7 @@ class InMemoryJobStore:
             if job is None or (live_only and job.status.terminal):
                 return False
             self._jobs[canonical] = change(job)
+            self._touched[canonical] = self._clock()
             return True
 
     def _existing(self, request: JobRequest, job_id: str, commit: str | None) -> Job | None:

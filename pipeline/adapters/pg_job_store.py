@@ -117,6 +117,11 @@ class PgJobStore(PgStore):
             rows = execute(conn, job_sql.list_jobs(tenant, repo, limit)).fetchall()
         return [job_rows.job_from_row(row) for row in rows]
 
+    def idle(self, idle_s: float, limit: int = 100) -> builtins.list[Job]:
+        with self._connection() as conn:
+            rows = execute(conn, job_sql.idle_jobs(idle_s, limit)).fetchall()
+        return [job_rows.job_from_row(row) for row in rows]
+
     def start(self, job_id: str, stage: str, commit: str | None = None) -> bool:
         job_rows.check_stage(stage)
         if commit:

@@ -175,6 +175,10 @@ class RedisJobBoard:
             raw = self._client.hgetall(self._key(job_id, "stash"))
         return {_text(k): _text(v) for k, v in raw.items()}
 
+    def members(self, job_id: str, counter: str) -> set[str]:
+        with _redis_errors("members"):
+            return {_text(m) for m in self._client.smembers(self._key(job_id, f"set:{counter}"))}
+
     def clear(self, job_id: str) -> None:
         with _redis_errors("clear"):
             self._client.delete(
@@ -271,6 +275,10 @@ class InMemoryJobBoard:
     def stashed(self, job_id: str) -> dict[str, str]:
         with self._lock:
             return dict(self._stash.get(job_id, {}))
+
+    def members(self, job_id: str, counter: str) -> set[str]:
+        with self._lock:
+            return set(self._sets.get(job_id, {}).get(counter, set()))
 
     def clear(self, job_id: str) -> None:
         with self._lock:

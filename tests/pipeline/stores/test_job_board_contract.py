@@ -105,6 +105,15 @@ def test_marks_count_each_member_once(board: JobBoard, job_id: str) -> None:
     assert board.counters(job_id) == {"files.written": 3, "files.settled": 1}
 
 
+def test_members_are_the_marked_paths_of_one_set(board: JobBoard, job_id: str) -> None:
+    assert board.members(job_id, "files.settled") == set()
+    board.mark(job_id, "files.settled", ["a.py", "dir/b ü.py"])
+    board.mark(job_id, "files.settled", ["a.py"])
+    board.mark(job_id, "files.written", ["c.py"])
+    assert board.members(job_id, "files.settled") == {"a.py", "dir/b ü.py"}
+    assert board.members(job_id, "files.written") == {"c.py"}
+
+
 def test_concurrent_marks_of_one_member_admit_one(board: JobBoard, job_id: str) -> None:
     wins: list[list[str]] = []
     lock = threading.Lock()

@@ -310,6 +310,27 @@ def test_progress_overwrites_counters_and_keeps_the_newest_errors(
     assert final.errors[-1] == error(99)
 
 
+def test_idle_lists_live_jobs_untouched_for_long_enough_oldest_first(
+    jobs: JobStore, repo: RepoRef
+) -> None:
+    quiet, busy, ended = (make(jobs, ask(repo, commit=c)) for c in ("a1", "b2", "c3"))
+    jobs.start(quiet.job_id, "chunk")
+    jobs.finish(ended.job_id, JobStatus.DONE)
+    time.sleep(0.6)
+    jobs.save_progress(busy.job_id, {"files.total": 1})
+
+    def mine(idle_s: float) -> list[str]:
+        return [j.job_id for j in jobs.idle(idle_s, limit=10_000) if j.repo == repo]
+
+    assert mine(0.4) == [quiet.job_id]
+    assert mine(0.0) == [quiet.job_id, busy.job_id]
+    assert mine(3600.0) == []
+    (found,) = [j for j in jobs.idle(0.4, limit=10_000) if j.repo == repo]
+    assert (found.status, found.stage) == (JobStatus.RUNNING, "chunk")
+    jobs.finish(quiet.job_id, JobStatus.FAILED, "stalled")
+    assert mine(0.0) == [busy.job_id]
+
+
 def test_finish_is_won_by_the_first_caller(jobs: JobStore, repo: RepoRef) -> None:
     job = make(jobs, ask(repo))
     jobs.start(job.job_id, "commit")

@@ -1,0 +1,109 @@
+"""Which jobs the broker still holds messages for: the Redis adapter and the fake.
+
+kombu's Redis transport keeps a queue as a list of JSON messages (one list per priority
+step: ``name`` and ``name\\x06\\x16<n>``) and a delivered, unacknowledged message in the
+``unacked`` hash as ``[message, exchange, routing_key]``; a message's body is JSON,
+base64-encoded. Every task of a job carries ``"job_id": "<uuid>"`` in its keyword
+arguments (a stage message in ``message.job_id``), which is what is looked for.
+
+The lists and the hash are read in one MULTI/EXEC, so a message that moves from a queue
+to ``unacked`` (delivered) while they are read is seen in one of the two. A message is
+not seen in the instant between a worker's BRPOP and its write to ``unacked``: the
+sweeper asks only about jobs idle for minutes, and a redundant recovery is harmless.
+
+Must not import: celery, tasks, workers, api, cli.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import threading
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import redis
+
+from pipeline.errors import StoreUnavailableError
+
+UNACKED_KEY = "unacked"  # kombu's default ``unacked_key``
+PRIORITY_SEPARATOR = "\x06\x16"
+PRIORITY_STEPS = (3, 6, 9)  # kombu's default steps besides 0 (the bare queue name)
+_JOB_ID = re.compile(rb'"job_id":\s*"([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-'
+                     rb'[0-9a-fA-F]{4}-[0-9a-fA-F]{12})"')  # fmt: skip
+
+
+def queue_keys(queues: Iterable[str]) -> list[str]:
+    """Every Redis list that holds messages of ``queues``."""
+    return [
+        key
+        for name in queues
+        for key in (name, *(f"{name}{PRIORITY_SEPARATOR}{step}" for step in PRIORITY_STEPS))
+    ]
+
+
+def job_ids_in(raw: bytes | str) -> set[str]:
+    """The job ids a stored kombu message (or an ``unacked`` entry) names; a message
+    that is not kombu's JSON names none."""
+    data = raw.encode() if isinstance(raw, str) else raw
+    found = {m.decode().lower() for m in _JOB_ID.findall(data)}
+    try:
+        decoded: Any = json.loads(data)
+    except ValueError:
+        return found
+    message = decoded[0] if isinstance(decoded, list) and decoded else decoded
+    body = message.get("body") if isinstance(message, dict) else None
+    if isinstance(body, str):
+        try:
+            found |= {m.decode().lower() for m in _JOB_ID.findall(base64.b64decode(body))}
+        except (binascii.Error, ValueError):
+            found |= {m.decode().lower() for m in _JOB_ID.findall(body.encode())}
+    return found
+
+
+class RedisInFlight:
+    """An :class:`~pipeline.ports.InFlight` over the broker's Redis."""
+
+    def __init__(
+        self, client: redis.Redis[Any], queues: Sequence[str], *, unacked_key: str = UNACKED_KEY
+    ) -> None:
+        self._client = client
+        self._keys = queue_keys(queues)
+        self._unacked_key = unacked_key
+
+    def job_ids(self) -> set[str]:
+        pipe = self._client.pipeline(transaction=True)
+        for key in self._keys:
+            pipe.lrange(key, 0, -1)
+        pipe.hvals(self._unacked_key)
+        try:
+            replies = pipe.execute()
+        except redis.RedisError as exc:
+            raise StoreUnavailableError("redis", f"reading the broker's messages: {exc}") from exc
+        found: set[str] = set()
+        for messages in replies:
+            for raw in messages:
+                found |= job_ids_in(raw)
+        return found
+
+
+class InMemoryInFlight:
+    """The fake: job ids put in and taken out by the test (or an in-process broker)."""
+
+    def __init__(self, job_ids: Iterable[str] = ()) -> None:
+        self._lock = threading.Lock()
+        self._ids = {j.lower() for j in job_ids}
+
+    def hold(self, job_id: str) -> None:
+        with self._lock:
+            self._ids.add(job_id.lower())
+
+    def release(self, job_id: str) -> None:
+        with self._lock:
+            self._ids.discard(job_id.lower())
+
+    def job_ids(self) -> set[str]:
+        with self._lock:
+            return set(self._ids)

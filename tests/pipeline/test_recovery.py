@@ -1,0 +1,171 @@
+"""The job sweeper on fakes: which jobs are stalled and how each is sent on."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from config.queues import CHUNK_FILES_TASK, COMMIT_JOB_TASK, INGEST_JOB_TASK
+from pipeline.adapters.memory_job_store import InMemoryJobStore
+from pipeline.adapters.memory_snapshot_store import InMemorySnapshotStore
+from pipeline.adapters.memory_source_fetcher import InMemorySourceFetcher
+from pipeline.adapters.redis_in_flight import InMemoryInFlight
+from pipeline.adapters.redis_job_board import InMemoryJobBoard
+from pipeline.indexing import SETTLED, JobContext
+from pipeline.jobs import RECOVERIES, JobRequest, JobSource, JobStatus, SourceKind, Stage, StoreWait
+from pipeline.models import RepoRef
+from pipeline.producer import IngestOptions, IngestOutcome, ingest
+from pipeline.recovery import Action, sweep
+
+IDLE_S = 120.0
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Harness:
+    def __init__(self) -> None:
+        self.clock = Clock(1_000_000.0)
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+        self.in_flight = InMemoryInFlight()
+        self.ctx = JobContext(
+            InMemoryJobStore(clock=self.clock),
+            InMemorySnapshotStore(),
+            InMemoryJobBoard(clock=self.clock),
+            self._send,
+            clock=self.clock,
+        )
+
+    def _send(self, task: str, kwargs: Sequence[Mapping[str, Any]]) -> None:
+        self.sent.extend((task, dict(k)) for k in kwargs)
+
+    def job(self, n: int, *, start: bool = True, **counters: int) -> str:
+        request = JobRequest(
+            RepoRef("t1", f"repo{n}"), JobSource(SourceKind.PATH, "/src"), commit=f"c{n}"
+        )
+        job, _ = self.ctx.jobs.create(
+            request, job_id=f"00000000-0000-4000-8000-{n:012d}", commit=None
+        )
+        if start:
+            assert self.ctx.jobs.start(job.job_id, Stage.CHUNK, f"c{n}")
+        if counters:
+            self.ctx.board.set_counters(
+                job.job_id, {k.replace("_", "."): v for k, v in counters.items()}
+            )
+        return job.job_id
+
+    def sweep(self) -> list[tuple[str, Action]]:
+        found = sweep(self.ctx, self.in_flight, idle_s=IDLE_S, max_recoveries=2)
+        return [(r.job_id, r.action) for r in found]
+
+
+@pytest.fixture
+def h() -> Harness:
+    return Harness()
+
+
+def test_a_job_idle_for_less_than_the_stall_time_is_left_alone(h: Harness) -> None:
+    h.job(1, files_todo=3)
+    h.clock.now += IDLE_S - 1
+    assert h.sweep() == []
+    assert h.sent == []
+
+
+def test_a_job_whose_message_the_broker_holds_is_left_alone(h: Harness) -> None:
+    job_id = h.job(1, files_todo=3)
+    h.in_flight.hold(job_id.upper())  # ids compare without case
+    h.clock.now += IDLE_S + 1
+    assert h.sweep() == []
+
+
+def test_a_job_waiting_on_a_store_or_cancelled_is_left_alone(h: Harness) -> None:
+    waiting, cancelled = h.job(1, files_todo=3), h.job(2, files_todo=3)
+    h.clock.now += IDLE_S + 1
+    h.ctx.board.wait_on(waiting, StoreWait("postgres", h.clock.now + 30, "breaker open"))
+    h.ctx.board.cancel(cancelled)
+    assert h.sweep() == []
+
+
+def test_a_stalled_queued_job_gets_its_ingest_again(h: Harness) -> None:
+    job_id = h.job(1, start=False)
+    h.clock.now += IDLE_S + 1
+    assert h.sweep() == [(job_id, Action.INGEST)]
+    assert h.sent == [(INGEST_JOB_TASK, {"job_id": job_id})]
+    job = h.ctx.jobs.get(job_id)
+    assert job is not None and job.counters[RECOVERIES] == 1
+    assert "sweeper: no work in flight" in job.errors[-1].message
+    assert "not listed yet" in job.errors[-1].message
+    # The record was touched: it is not idle again before another stall time.
+    h.clock.now += IDLE_S - 1
+    assert h.sweep() == []
+
+
+def test_a_stalled_job_with_unsettled_files_gets_its_ingest_again(h: Harness) -> None:
+    job_id = h.job(1, files_todo=3)
+    h.ctx.board.mark(job_id, SETTLED, ["a.py", "b.py"])
+    h.clock.now += IDLE_S + 1
+    assert h.sweep() == [(job_id, Action.INGEST)]
+    assert h.sent == [(INGEST_JOB_TASK, {"job_id": job_id})]
+    job = h.ctx.jobs.get(job_id)
+    assert job is not None and "1 files left" in job.errors[-1].message
+
+
+def test_a_stalled_job_whose_files_all_settled_gets_its_commit_again(h: Harness) -> None:
+    job_id = h.job(1, files_todo=2, commit_sent=1)
+    h.ctx.board.mark(job_id, SETTLED, ["a.py", "b.py"])
+    h.clock.now += IDLE_S + 1
+    assert h.sweep() == [(job_id, Action.COMMIT)]
+    assert h.sent == [(COMMIT_JOB_TASK, {"job_id": job_id})]
+
+
+def test_a_job_that_stalls_again_after_the_most_recoveries_fails_with_the_reason(
+    h: Harness,
+) -> None:
+    job_id = h.job(1, files_todo=2)
+    for _ in range(2):
+        h.clock.now += IDLE_S + 1
+        assert h.sweep() == [(job_id, Action.INGEST)]
+    h.clock.now += IDLE_S + 1
+    assert h.sweep() == [(job_id, Action.FAIL)]
+    job = h.ctx.jobs.get(job_id)
+    assert job is not None and job.status is JobStatus.FAILED
+    assert job.message.startswith("stalled again after 2 recoveries")
+    h.clock.now += IDLE_S + 1
+    assert h.sweep() == []  # a failed job is never a candidate
+    assert [task for task, _ in h.sent] == [INGEST_JOB_TASK, INGEST_JOB_TASK]
+
+
+def test_nothing_idle_reads_no_broker(h: Harness) -> None:
+    class Refusing(InMemoryInFlight):
+        def job_ids(self) -> set[str]:
+            raise AssertionError("the broker is read only when a job is idle")
+
+    h.in_flight = Refusing()
+    h.job(1, files_todo=1)
+    assert h.sweep() == []
+
+
+def test_ingest_run_again_sends_only_the_files_not_settled_yet(h: Harness, tmp_path: Path) -> None:
+    for name in ("a.py", "b.py", "c.py"):
+        (tmp_path / name).write_text(f"def {name[0]}():\n    return 1\n")
+    fetcher = InMemorySourceFetcher({"/src": tmp_path})
+    job_id = h.job(1, start=False)
+    options = IngestOptions(max_file_bytes=1_000_000, batch_max_files=1)
+    outcome = ingest(h.ctx, job_id, fetcher=fetcher, workdir=tmp_path / "w1", options=options)
+    assert outcome is IngestOutcome.ENQUEUED
+    first = [k["files"][0]["path"] for t, k in h.sent if t == CHUNK_FILES_TASK]
+    assert sorted(first) == ["a.py", "b.py", "c.py"]
+    h.sent.clear()
+    h.ctx.board.mark(job_id, SETTLED, ["a.py", "c.py"])
+    ingest(h.ctx, job_id, fetcher=fetcher, workdir=tmp_path / "w2", options=options)
+    again = [k["files"][0]["path"] for t, k in h.sent if t == CHUNK_FILES_TASK]
+    assert again == ["b.py"]
+    assert h.ctx.board.counters(job_id)["files.todo"] == 3

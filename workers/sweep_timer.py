@@ -1,0 +1,35 @@
+"""The cpu worker's main process asks for a job sweep every ``job_sweep_interval_s``.
+
+A thread of the main process (not of a pool child: children come and go) sends
+``quarry.ingest.sweep`` to the ingest queue; a pool child runs it (tasks.jobs). Every
+cpu worker asks, and the task itself runs at most once per interval across them, so
+no extra process (a Celery beat) is needed and the sweep stops only when every cpu
+worker does. A lost request is harmless: the next one comes an interval later.
+
+Must not import: api/, cli/, drivers.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from config.queues import INGEST, SWEEP_JOBS_TASK
+
+log = logging.getLogger("quarry.worker")
+
+
+def start_sweep_timer(app: Any, interval_s: float) -> threading.Event:
+    """Start the thread; set the returned event to stop it. ``interval_s`` > 0."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(interval_s):
+            try:
+                app.send_task(SWEEP_JOBS_TASK, queue=INGEST, expires=interval_s)
+            except Exception as exc:  # noqa: BLE001 (the broker may be down: try next time)
+                log.warning("could not ask for a job sweep: %s", exc)
+
+    threading.Thread(target=loop, name="quarry-sweep-timer", daemon=True).start()
+    return stop
