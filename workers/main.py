@@ -98,6 +98,8 @@ def run_worker(profile: str, queues: tuple[str, ...] | None = None) -> None:
     configure_logging(settings.log_level, settings.log_json)
     observers.connect()
     closers = Closers()
+    # A malformed entry on a queue is skipped and kept, not fatal (kombu_redis).
+    app.conf.broker_transport = "pipeline.adapters.kombu_redis:Transport"
     app.loader.import_default_modules()
     embed_task = app.tasks[EMBED_CHUNKS_TASK]
     embed_task.flush_every = settings.embed_flush_messages
@@ -130,13 +132,9 @@ def run_worker(profile: str, queues: tuple[str, ...] | None = None) -> None:
         signals.worker_process_shutdown.connect(on_child_shutdown, weak=False)
     signals.worker_shutdown.connect(on_process_shutdown, weak=False)
     if profile in ("cpu", "all") and settings.job_sweep_interval_s > 0:
-        from workers.sweep_timer import start_sweep_timer
+        from workers.sweep_timer import connect_sweep_timer
 
-        def on_ready(**_: Any) -> None:
-            stop = start_sweep_timer(app, settings.job_sweep_interval_s)
-            signals.worker_shutdown.connect(lambda **_: stop.set(), weak=False)
-
-        signals.worker_ready.connect(on_ready, weak=False)
+        connect_sweep_timer(app, settings.job_sweep_interval_s)
     server = exposition.serve_worker_metrics(
         settings.worker_metrics_bind_host, settings.worker_metrics_port(profile), metrics_dir
     )

@@ -33,3 +33,14 @@ def start_sweep_timer(app: Any, interval_s: float) -> threading.Event:
 
     threading.Thread(target=loop, name="quarry-sweep-timer", daemon=True).start()
     return stop
+
+
+def connect_sweep_timer(app: Any, interval_s: float) -> None:
+    """Start the thread when the worker is ready; stop it when the worker shuts down."""
+    from celery import signals
+
+    def on_ready(**_: Any) -> None:
+        stop = start_sweep_timer(app, interval_s)
+        signals.worker_shutdown.connect(lambda **_: stop.set(), weak=False)
+
+    signals.worker_ready.connect(on_ready, weak=False)

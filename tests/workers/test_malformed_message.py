@@ -1,0 +1,72 @@
+"""A malformed entry on a queue is skipped and kept; the worker that pops it goes on
+(issue 9: bad input never crashes a worker).
+
+Without pipeline.adapters.kombu_redis, kombu raises JSONDecodeError out of the
+consumer's loop and Celery stops the worker.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from config.endpoints import Endpoints
+from config.queues import CHUNK, EMBED, INGEST, WRITE
+from pipeline.adapters.kombu_redis import MALFORMED_KEY, decode_envelope
+from pipeline.adapters.redis_client import connect_redis
+from pipeline.models import RepoRef
+from tests.workers.jobs_api import enqueue, wait
+from tests.workers.oracle import assert_stores_match
+from workers.devstack.stack import Stack
+from workers.supervisor import read_state
+
+GARBAGE = (b"{not json", b"\xff\xfe\x00binary", b"[1, 2, 3]", b"", b'"a string"')
+
+
+@pytest.fixture(scope="module")
+def broker(endpoints: Endpoints) -> Iterator[redis.Redis[Any]]:
+    client = connect_redis(endpoints.redis_url)
+    yield client
+    client.close()
+
+
+def test_decode_envelope_takes_only_kombus_json_objects() -> None:
+    assert decode_envelope(b'{"body": "e30=", "headers": {}}') == {"body": "e30=", "headers": {}}
+    for raw in GARBAGE:
+        assert decode_envelope(raw) is None
+
+
+@pytest.mark.timeout(180)
+def test_malformed_entries_on_every_queue_are_kept_and_the_workers_go_on(
+    broker: redis.Redis[Any],
+    stack: Stack,
+    api: httpx.Client,
+    tree: Path,
+    endpoints: Endpoints,
+) -> None:
+    before = read_state(stack.layout)
+    broker.delete(MALFORMED_KEY)
+    tag = uuid.uuid4().hex.encode()
+    pushed = [raw + tag for raw in GARBAGE[:3]] + [tag]
+    for queue in (INGEST, CHUNK, EMBED, WRITE):
+        broker.lpush(queue, *pushed)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and broker.llen(MALFORMED_KEY) < 4 * len(pushed):
+        time.sleep(0.1)
+    kept = broker.lrange(MALFORMED_KEY, 0, -1)
+    assert sorted(kept) == sorted(pushed * 4)
+    after = read_state(stack.layout)
+    for worker in ("worker-cpu", "worker-embed"):
+        assert after[worker]["pid"] == before[worker]["pid"], f"{worker} was restarted"
+    # ...and they still work: a job goes through every queue.
+    repo = f"malformed-{uuid.uuid4().hex[:8]}"
+    final = wait(api, enqueue(api, source=str(tree), repo=repo))
+    assert final["status"] == "done", final
+    assert_stores_match(tree, RepoRef("default", repo), stack.settings, endpoints)
