@@ -15,12 +15,15 @@ import math
 import threading
 from collections.abc import AsyncIterator
 
-from fastapi import Depends, FastAPI, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api import routes_jobs, routes_repos, routes_search, routes_ui
-from api.auth import tenant
+from api.auth import needs_token, request_tenant, tenant
 from api.state import ApiState
 from config.endpoints import Endpoints, resolve_endpoints
 from config.settings import QuarrySettings, load_settings
@@ -57,7 +60,11 @@ def create_app(settings: QuarrySettings | None = None) -> FastAPI:
         lifespan=lifespan,
         title="Quarry",
         version="0.1.0",
-        docs_url="/docs",
+        # The OpenAPI pages need a token like every route but /healthz and /ui: see
+        # _docs below (FastAPI's own are public).
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
         description="Index code repositories; follow jobs; search. Bearer tokens: "
         "`quarry token create --tenant T`.",
     )
@@ -67,6 +74,7 @@ def create_app(settings: QuarrySettings | None = None) -> FastAPI:
     app.include_router(routes_search.router)
     app.include_router(routes_ui.router)
     _error_handlers(app)
+    _docs(app)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:
@@ -88,6 +96,24 @@ def create_app(settings: QuarrySettings | None = None) -> FastAPI:
     return app
 
 
+def _docs(app: FastAPI) -> None:
+    """``/openapi.json`` and ``/docs`` (Swagger UI), behind a token. The page carries
+    the schema inline, as its own fetch of ``/openapi.json`` would send no token."""
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(tenant)])
+    def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=[Depends(tenant)])
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="",
+            title=f"{app.title} - Swagger UI",
+            oauth2_redirect_url=None,
+            swagger_ui_parameters={"spec": app.openapi()},
+        )
+
+
 def _error_handlers(app: FastAPI) -> None:
     @app.exception_handler(QueueFullError)
     def queue_full(_request: Request, exc: QueueFullError) -> JSONResponse:
@@ -102,6 +128,23 @@ def _error_handlers(app: FastAPI) -> None:
     def unavailable(_request: Request, exc: StoreUnavailableError) -> JSONResponse:
         log.warning("store unavailable: %s", exc)
         return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "5"})
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        # FastAPI decodes a JSON body before it runs the token dependency: a caller
+        # without a valid token gets a 401 for a malformed body too, not a 422.
+        if needs_token(request):
+            try:
+                await request_tenant(request)
+            except HTTPException as denied:
+                return JSONResponse(
+                    {"detail": denied.detail},
+                    status_code=denied.status_code,
+                    headers=denied.headers,
+                )
+            except StoreUnavailableError as down:
+                return unavailable(request, down)
+        return await request_validation_exception_handler(request, exc)
 
     @app.exception_handler(ConfigError)
     def misconfigured(_request: Request, exc: ConfigError) -> JSONResponse:

@@ -1,5 +1,6 @@
-"""Bearer-token authentication: every route but /healthz, the OpenAPI pages and the web
-page's files (/ui, which hold no data) needs a token, and a token names its tenant.
+"""Bearer-token authentication: every route but /healthz and the web page's files (/ui,
+which hold no data) needs a token, the OpenAPI pages included, and a token names its
+tenant. tests/security/test_auth_required.py checks every route of the app.
 
 Must not import: workers/, cli/, torch, celery.
 """
@@ -10,6 +11,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from api.state import ApiState
 
@@ -38,6 +40,25 @@ def tenant(
             headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
         )
     return found
+
+
+async def request_tenant(request: Request) -> str:
+    """:func:`tenant` outside of FastAPI's dependencies (an exception handler that runs
+    before them); the same HTTPException without a valid token."""
+    credentials = await _bearer(request)
+    return await run_in_threadpool(tenant, request, credentials)
+
+
+def needs_token(request: Request) -> bool:
+    """Whether the route that matched ``request`` depends on :func:`tenant`."""
+    dependant = getattr(request.scope.get("route"), "dependant", None)
+    pending = [] if dependant is None else [dependant]
+    while pending:
+        current = pending.pop()
+        if current.call is tenant:
+            return True
+        pending.extend(current.dependencies)
+    return False
 
 
 Tenant = Annotated[str, Depends(tenant)]

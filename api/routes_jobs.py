@@ -16,6 +16,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from api.auth import State, Tenant
+from pipeline.callback_hosts import check_callback_destination
 from pipeline.errors import InvalidInputError
 from pipeline.indexing import cancel, live_job
 from pipeline.jobs import Job, JobRequest, JobSource, SourceKind, job_status
@@ -46,13 +47,26 @@ class JobCreated(BaseModel):
     created: bool
 
 
-def _request(tenant: str, body: JobCreate, source: JobSource) -> JobRequest:
+def checked_callback(state: State, url: str | None) -> str | None:
+    """The callback URL; a malformed one, or one whose host is an address that the
+    settings refuse deliveries to (loopback, private, link-local ... in any notation),
+    is bad input naming ``callback_url``. Names are checked again at each delivery."""
+    if not url:
+        return None
+    allow = frozenset(state.settings.webhook_allow_addresses)
+    try:
+        return check_callback_destination(url, allow)
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"callback_url: {exc}") from None
+
+
+def _request(state: State, tenant: str, body: JobCreate, source: JobSource) -> JobRequest:
     name = body.repo or repo_name_from(source)
     return JobRequest(
         repo=RepoRef(tenant, name),
         source=source,
         commit=body.commit or None,
-        callback_url=body.callback_url or None,
+        callback_url=checked_callback(state, body.callback_url),
         idempotency_key=body.idempotency_key or None,
     )
 
@@ -85,7 +99,8 @@ def _enqueue(state: State, request: JobRequest, response: Response, http: Reques
     )
 
 
-@router.post("", status_code=202, response_model=JobCreated)
+# A dry run answers its estimate (a dict), not a JobCreated: both are valid answers.
+@router.post("", status_code=202, response_model=JobCreated | dict[str, Any])
 def create_job(
     body: JobCreate,
     *,
@@ -96,10 +111,11 @@ def create_job(
     dry_run_: Annotated[bool, Query(alias="dry_run")] = False,
 ) -> Any:
     """Enqueue a job (202), or return the existing one for the same idempotency key or
-    repository + commit (200). ``?dry_run=true``: what it would do, enqueueing nothing.
+    repository + commit (200). ``?dry_run=true``: what it would do (200), enqueueing nothing.
     429 with Retry-After when the ingest queue is full."""
-    request = _request(tenant, body, checked_source(state, body.source, body.ref))
+    request = _request(state, tenant, body, checked_source(state, body.source, body.ref))
     if dry_run_:
+        response.status_code = 200
         with tempfile.TemporaryDirectory(dir=_scratch(state)) as workdir:
             return dry_run(
                 state.jobs,
@@ -124,6 +140,7 @@ async def create_job_from_archive(
     idempotency_key: Annotated[str | None, Query(max_length=200)] = None,
 ) -> JobCreated:
     """Enqueue a job for an uploaded .tar.gz (the request body, `application/gzip`)."""
+    checked_callback(state, callback_url)  # before reading an upload it would refuse
     limit = state.settings.source_max_archive_bytes
     uploads = state.settings.data_dir / "uploads"
     uploads.mkdir(parents=True, exist_ok=True)
@@ -146,7 +163,7 @@ async def create_job_from_archive(
             idempotency_key=idempotency_key,
         )
         source = JobSource(SourceKind.ARCHIVE, str(target))
-        return _enqueue(state, _request(tenant, body, source), response, http)
+        return _enqueue(state, _request(state, tenant, body, source), response, http)
     except BaseException:
         target.unlink(missing_ok=True)
         raise

@@ -29,6 +29,7 @@ from pipeline.adapters.redis_query_cache import RedisQueryEmbeddingCache
 from pipeline.adapters.source_fetcher import LocalSourceFetcher, fetcher_from_settings
 from pipeline.embedding import embed_query
 from pipeline.indexing import JobContext
+from pipeline.job_rows import token_digest
 from pipeline.ports import TokenStore
 from pipeline.search import Searcher
 from pipeline.sql import VECTOR_DIMENSION
@@ -49,7 +50,7 @@ class ApiState:
     endpoints: Endpoints
     _lock: threading.RLock = field(default_factory=threading.RLock)
     _built: dict[str, Any] = field(default_factory=dict)
-    _tokens_seen: dict[str, tuple[str | None, float]] = field(default_factory=dict)
+    _tokens_seen: dict[bytes, tuple[str | None, float]] = field(default_factory=dict)
 
     def _get(self, name: str, build: Any) -> Any:
         with self._lock:
@@ -175,15 +176,17 @@ class ApiState:
 
     def tenant_for(self, token: str) -> str | None:
         """The tenant of a token; answers are kept for a few seconds (revocation takes
-        at most that long to apply)."""
+        at most that long to apply), under the token's digest: this process keeps no
+        clear token."""
         now = time.monotonic()
-        seen = self._tokens_seen.get(token)
+        key = token_digest(token)
+        seen = self._tokens_seen.get(key)
         if seen is not None and now - seen[1] < TOKEN_CACHE_S:
             return seen[0]
         tenant = self.tokens.authenticate(token)
         if len(self._tokens_seen) > 10_000:
             self._tokens_seen.clear()
-        self._tokens_seen[token] = (tenant, now)
+        self._tokens_seen[key] = (tenant, now)
         return tenant
 
     def close(self) -> None:

@@ -30,6 +30,7 @@ from config.settings import (
 )
 from pipeline.errors import PipelineError
 from tasks import context
+from tasks.transport import TRANSPORT
 
 log = logging.getLogger("quarry.worker")
 
@@ -98,8 +99,8 @@ def run_worker(profile: str, queues: tuple[str, ...] | None = None) -> None:
     configure_logging(settings.log_level, settings.log_json)
     observers.connect()
     closers = Closers()
-    # A malformed entry on a queue is skipped and kept, not fatal (kombu_redis).
-    app.conf.broker_transport = "pipeline.adapters.kombu_redis:Transport"
+    # A malformed entry on a queue is skipped and kept, not fatal (tasks.transport).
+    app.conf.broker_transport = TRANSPORT
     app.loader.import_default_modules()
     embed_task = app.tasks[EMBED_CHUNKS_TASK]
     embed_task.flush_every = settings.embed_flush_messages

@@ -1,7 +1,7 @@
 """A malformed entry on a queue is skipped and kept; the worker that pops it goes on
 (issue 9: bad input never crashes a worker).
 
-Without pipeline.adapters.kombu_redis, kombu raises JSONDecodeError out of the
+Without tasks.transport, kombu raises JSONDecodeError out of the
 consumer's loop and Celery stops the worker.
 """
 
@@ -19,9 +19,9 @@ import redis
 
 from config.endpoints import Endpoints
 from config.queues import CHUNK, EMBED, INGEST, WRITE
-from pipeline.adapters.kombu_redis import MALFORMED_KEY, decode_envelope
 from pipeline.adapters.redis_client import connect_redis
 from pipeline.models import RepoRef
+from tasks.transport import MALFORMED_KEY, decode_envelope
 from tests.workers.jobs_api import enqueue, wait
 from tests.workers.oracle import assert_stores_match
 from workers.devstack.stack import Stack

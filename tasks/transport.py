@@ -11,9 +11,9 @@ Here such an entry is logged (its first bytes, escaped), kept on the capped list
 envelope's own content is Celery's business: a bad body or an unknown task is already
 rejected per message.
 
-Workers select it with ``broker_transport = "pipeline.adapters.kombu_redis:Transport"``.
+Workers select it with ``broker_transport = "tasks.transport:Transport"``.
 
-Must not import: celery, tasks, workers, api, cli.
+Must not import: workers/, api/, cli/, drivers (it reaches Redis through kombu's own client).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ log = logging.getLogger("quarry.broker")
 MALFORMED_KEY = "quarry:broker:malformed"
 MALFORMED_KEEP = 1000
 SHOWN_BYTES = 300
-TRANSPORT = "pipeline.adapters.kombu_redis:Transport"
+TRANSPORT = "tasks.transport:Transport"
 
 
 def decode_envelope(raw: bytes | str) -> dict[str, Any] | None:
