@@ -22,6 +22,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ from tests.workers.scenarios import (  # noqa: E402
     redis_kill,
     run_job,
     store_outage,
+    webhook_kill,
 )
 from workers.devstack.stack import Stack  # noqa: E402
 
@@ -59,6 +61,7 @@ def _safe(record_of: Callable[[], Record], scenario: str) -> Record:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--kills", type=int, default=21)
+    parser.add_argument("--webhook-kills", type=int, default=4)
     parser.add_argument("--outage-s", type=float, default=60.0)
     parser.add_argument("--redis-kills", type=int, default=2)
     parser.add_argument("--burst-s", type=float, default=60.0)
@@ -97,6 +100,11 @@ def main() -> None:
                 for i in range(args.kills):
                     target = KILL_TARGETS[i % len(KILL_TARGETS)]
                     job(f"kill-{target}", kill_worker(api, stack, target))
+                for i in range(args.webhook_kills):
+                    fresh = _fresh_copy(tree, scratch / f"hook-{i}")
+                    record = _safe(partial(webhook_kill, api, stack, endpoints, fresh), "webhook")
+                    records.append(record)
+                    print(json.dumps(record.as_dict()), flush=True)
                 for store in ("postgres", "graph"):
                     outage = store_outage(api, stack, endpoints, store, args.outage_s)
                     job(f"outage-{store}", outage)
@@ -148,7 +156,11 @@ def _summary(
     totals = {
         "jobs": len(records),
         "jobs_done": sum(r.status == "done" for r in records),
-        "kills": sum(r.scenario.startswith("kill-") for r in records),
+        "kills": sum(r.scenario.startswith(("kill-", "webhook")) for r in records),
+        "kills_by_target": {
+            target: sum(r.scenario in (f"kill-{target}", target) for r in records)
+            for target in (*KILL_TARGETS, "webhook-kill")
+        },
         "outages": [f"{r.scenario} {args.outage_s:g} s" for r in records if "outage" in r.scenario],
         "redis_kills": sum(r.scenario == "redis-kill" for r in records),
         "chunks_expected": sum(r.expected for r in records),
