@@ -28,10 +28,12 @@ from config.queues import ALL_QUEUES
 from pipeline.adapters.redis_client import connect_redis
 from pipeline.models import RepoRef
 from pipeline.webhooks import verify
+from tasks.app import create_app
 from tests.workers.jobs_api import enqueue, wait
 from tests.workers.oracle import check_stores
 from workers.devstack.services import GraphService, PostgresService, RedisService
 from workers.devstack.stack import Stack
+from workers.main import node_name
 from workers.supervisor import read_state
 
 KILL_TARGETS = ("cpu-child", "cpu-main", "embed-main")
@@ -131,6 +133,22 @@ def _children(pid: int) -> list[int]:
     return [int(p) for p in out.stdout.split()]
 
 
+def _running(stack: Stack, worker: str) -> dict[int, list[str]]:
+    """The tasks each process of ``worker`` runs now (the main process's own flush for
+    the embed worker, reported under its pid), by Celery's inspect."""
+    profile = worker.removeprefix("worker-")
+    app = create_app(stack.settings)
+    try:
+        replies = app.control.inspect(destination=[node_name(profile)], timeout=1.0).active()
+    except Exception:  # noqa: BLE001 (a figure for the record, not a condition of the run)
+        return {}
+    running: dict[int, list[str]] = {}
+    for tasks in (replies or {}).values():
+        for task in tasks:
+            running.setdefault(int(task.get("worker_pid") or 0), []).append(str(task["name"]))
+    return running
+
+
 def kill_worker(api: httpx.Client, stack: Stack, target: str) -> Callable[[str], dict[str, Any]]:
     """SIGKILL a cpu pool child, or a worker's main process, once the job is mid-way;
     the stack's supervisor restarts a dead main process."""
@@ -139,8 +157,13 @@ def kill_worker(api: httpx.Client, stack: Stack, target: str) -> Callable[[str],
     def disrupt(job_id: str) -> dict[str, Any]:
         status = _mid_job(api, job_id)
         main = int(read_state(stack.layout)[worker]["pid"])
-        victim = main if target.endswith("main") else (_children(main) or [main])[0]
+        running = _running(stack, worker)
+        children = _children(main)
+        busy = [pid for pid in children if pid in running]
+        victim = main if target.endswith("main") else (busy or children or [main])[0]
         os.kill(victim, signal.SIGKILL)
+        held = sorted({n for pid, names in running.items() for n in names})
+        tasks = held if victim == main else running.get(victim, [])
         if victim == main:
             _until(
                 lambda: read_state(stack.layout).get(worker, {}).get("pid") not in (None, main),
@@ -148,7 +171,7 @@ def kill_worker(api: httpx.Client, stack: Stack, target: str) -> Callable[[str],
                 f"{worker} restarted",
                 every_s=0.2,
             )
-        return {"target": target, "pid": victim, "files_written_at_kill": status["files"]}
+        return {"target": target, "pid": victim, "running": tasks, "files": status["files"]}
 
     return disrupt
 

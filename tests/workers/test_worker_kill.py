@@ -12,8 +12,9 @@ On the session stack, whose supervisor restarts a dead worker as a restart polic
 
 A main process is stopped only while no message is on its way to it: kombu's Redis
 transport pops a message (BRPOP) and only then records it as unacknowledged, so a main
-process killed in that instant loses the message and its job never ends. That window is
-a limit of the transport (noted for issue 9), not what this test is about.
+process killed in that instant loses the message. The job sweeper (pipeline.recovery,
+tests/workers/test_job_sweeper.py) ends such a job, but its recovery would show in the
+job's errors, which this test keeps exact.
 
 "Mid-task" is made certain: a process is stopped (SIGSTOP) while Celery lists it running
 a task of the job, or while Redis holds the job's messages for it; the listing is read
