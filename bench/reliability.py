@@ -99,7 +99,7 @@ def main() -> None:
 
                 for i in range(args.kills):
                     target = KILL_TARGETS[i % len(KILL_TARGETS)]
-                    job(f"kill-{target}", kill_worker(api, stack, target))
+                    job(f"kill-{target}", kill_worker(api, stack, endpoints, target))
                 for i in range(args.webhook_kills):
                     fresh = _fresh_copy(tree, scratch / f"hook-{i}")
                     record = _safe(partial(webhook_kill, api, stack, endpoints, fresh), "webhook")

@@ -26,6 +26,7 @@ import httpx
 from config.endpoints import Endpoints, read_stack_secrets
 from config.queues import ALL_QUEUES
 from pipeline.adapters.redis_client import connect_redis
+from pipeline.adapters.redis_in_flight import job_ids_in
 from pipeline.models import RepoRef
 from pipeline.webhooks import verify
 from tasks.app import create_app
@@ -149,21 +150,44 @@ def _running(stack: Stack, worker: str) -> dict[int, list[str]]:
     return running
 
 
-def kill_worker(api: httpx.Client, stack: Stack, target: str) -> Callable[[str], dict[str, Any]]:
-    """SIGKILL a cpu pool child, or a worker's main process, once the job is mid-way;
-    the stack's supervisor restarts a dead main process."""
+def _held_by_broker(endpoints: Endpoints, job_id: str) -> int:
+    """Messages of the job delivered to a worker and not yet acknowledged."""
+    client = connect_redis(endpoints.redis_url)
+    try:
+        return sum(job_id in job_ids_in(raw) for raw in client.hvals("unacked"))
+    finally:
+        client.close()
+
+
+def kill_worker(
+    api: httpx.Client, stack: Stack, endpoints: Endpoints, target: str, *, catch_s: float = 30
+) -> Callable[[str], dict[str, Any]]:
+    """SIGKILL a cpu pool child or a worker's main process in the middle of the job's
+    work: once a cpu process runs a task (a child, for ``cpu-child``), or the embed worker
+    holds messages of the job unacknowledged, polled for up to ``catch_s`` (then killed
+    anyway, and the record says it was not caught). The supervisor restarts a dead main
+    process."""
     worker = "worker-embed" if target == "embed-main" else "worker-cpu"
 
     def disrupt(job_id: str) -> dict[str, Any]:
         status = _mid_job(api, job_id)
         main = int(read_state(stack.layout)[worker]["pid"])
-        running = _running(stack, worker)
-        children = _children(main)
-        busy = [pid for pid in children if pid in running]
-        victim = main if target.endswith("main") else (busy or children or [main])[0]
+        deadline = time.monotonic() + catch_s
+        victim, tasks, held = main, [], 0
+        while time.monotonic() < deadline:
+            if target == "embed-main":
+                held = _held_by_broker(endpoints, job_id)
+                if held:
+                    break
+                time.sleep(0.05)
+                continue
+            running = _running(stack, worker)
+            busy = {pid: names for pid, names in running.items() if pid != main and names}
+            if busy:
+                victim = main if target == "cpu-main" else min(busy)
+                tasks = sorted({n for names in busy.values() for n in names})
+                break
         os.kill(victim, signal.SIGKILL)
-        held = sorted({n for pid, names in running.items() for n in names})
-        tasks = held if victim == main else running.get(victim, [])
         if victim == main:
             _until(
                 lambda: read_state(stack.layout).get(worker, {}).get("pid") not in (None, main),
@@ -171,7 +195,14 @@ def kill_worker(api: httpx.Client, stack: Stack, target: str) -> Callable[[str],
                 f"{worker} restarted",
                 every_s=0.2,
             )
-        return {"target": target, "pid": victim, "running": tasks, "files": status["files"]}
+        return {
+            "target": target,
+            "pid": victim,
+            "caught": bool(tasks or held),
+            "running": tasks,
+            "held_messages": held,
+            "files": status["files"],
+        }
 
     return disrupt
 

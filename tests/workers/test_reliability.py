@@ -58,7 +58,9 @@ def test_redis_killed_with_queued_work_and_restarted_the_job_completes_exactly(
 def test_a_pool_child_killed_mid_job_the_job_completes_exactly(
     api: httpx.Client, stack: Stack, endpoints: Endpoints, tree: Path
 ) -> None:
-    record = run_job(api, stack, endpoints, tree, "kill", kill_worker(api, stack, "cpu-child"))
+    record = run_job(
+        api, stack, endpoints, tree, "kill", kill_worker(api, stack, endpoints, "cpu-child")
+    )
     _assert_clean(record)
 
 
