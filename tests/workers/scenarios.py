@@ -134,9 +134,8 @@ def _children(pid: int) -> list[int]:
     return [int(p) for p in out.stdout.split()]
 
 
-def _running(stack: Stack, worker: str) -> dict[int, list[str]]:
-    """The tasks each process of ``worker`` runs now (the main process's own flush for
-    the embed worker, reported under its pid), by Celery's inspect."""
+def _running(stack: Stack, worker: str, job_id: str) -> dict[int, list[str]]:
+    """The tasks of the job each process of ``worker`` runs now, by Celery's inspect."""
     profile = worker.removeprefix("worker-")
     app = create_app(stack.settings)
     try:
@@ -146,6 +145,8 @@ def _running(stack: Stack, worker: str) -> dict[int, list[str]]:
     running: dict[int, list[str]] = {}
     for tasks in (replies or {}).values():
         for task in tasks:
+            if job_id not in json.dumps(task):
+                continue
             running.setdefault(int(task.get("worker_pid") or 0), []).append(str(task["name"]))
     return running
 
@@ -181,7 +182,7 @@ def kill_worker(
                     break
                 time.sleep(0.05)
                 continue
-            running = _running(stack, worker)
+            running = _running(stack, worker, job_id)
             busy = {pid: names for pid, names in running.items() if pid != main and names}
             if busy:
                 victim = main if target == "cpu-main" else min(busy)
