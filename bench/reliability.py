@@ -121,8 +121,9 @@ def main() -> None:
 
 
 def _fresh_copy(tree: Path, target: Path) -> Path:
-    """The tree with a line of its own appended to every Python file: no chunk of the
-    job is in the embedding cache, so every job embeds (and a kill hits real work)."""
+    """The tree with a line of its own appended to every Python file: each file's last
+    chunk is new to the embedding cache, so every job embeds something (the other
+    chunks come from the cache)."""
     shutil.copytree(tree, target)
     tag = uuid.uuid4().hex
     for path in target.rglob("*.py"):
