@@ -28,8 +28,13 @@ def enqueue(api: httpx.Client, **body: Any) -> str:
 
 def wait(api: httpx.Client, job_id: str, timeout_s: float = 180) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
+    status: dict[str, Any] = {}
     while time.monotonic() < deadline:
-        status: dict[str, Any] = api.get(f"/v1/jobs/{job_id}").json()
+        response = api.get(f"/v1/jobs/{job_id}")
+        if response.status_code == 503:  # a store is down (an outage test): ask again
+            time.sleep(0.3)
+            continue
+        status = response.json()
         if status["status"] in ("done", "failed", "cancelled"):
             return status
         time.sleep(0.3)

@@ -106,6 +106,9 @@ def run_job(
         raise AssertionError(f"{exc}\n{diagnose(stack, endpoints)}") from exc
     record = Record(scenario, detail, final["status"], round(time.monotonic() - started, 1))
     record.recoveries = int(final.get("recoveries", 0))
+    sweeper = [e["message"] for e in final["errors"] if e["message"].startswith("sweeper")]
+    if sweeper:
+        record.detail["sweeper"] = sweeper
     check = check_stores(tree, RepoRef("default", repo), stack.settings, endpoints)
     record.expected, record.missing = check.expected, check.missing
     record.duplicated, record.ghosts = check.duplicated, check.ghosts
