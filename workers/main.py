@@ -84,6 +84,24 @@ def worker_argv(
     ]
 
 
+def configure_app(app: Any, profile: str, settings: QuarrySettings) -> None:
+    """The worker's own Celery setup: its transport, tasks, batch flushing and steps."""
+    # A malformed entry on a queue is skipped and kept, not fatal (tasks.transport).
+    app.conf.broker_transport = TRANSPORT
+    app.loader.import_default_modules()
+    embed_task = app.tasks[EMBED_CHUNKS_TASK]
+    embed_task.flush_every = settings.embed_flush_messages
+    embed_task.flush_interval = settings.embed_flush_interval_s
+    if profile in ("embed", "all"):
+        from workers.batch_reset import BatchesReset
+
+        app.steps["consumer"].add(BatchesReset)
+    if profile in ("cpu", "all") and settings.job_sweep_interval_s > 0:
+        from workers.sweep_timer import connect_sweep_timer
+
+        connect_sweep_timer(app, settings.job_sweep_interval_s)
+
+
 def run_worker(profile: str, queues: tuple[str, ...] | None = None) -> None:
     """Build the profile's resources, then consume; a bad model or setting exits 2."""
     prepare_worker_environment()
@@ -99,12 +117,7 @@ def run_worker(profile: str, queues: tuple[str, ...] | None = None) -> None:
     configure_logging(settings.log_level, settings.log_json)
     observers.connect()
     closers = Closers()
-    # A malformed entry on a queue is skipped and kept, not fatal (tasks.transport).
-    app.conf.broker_transport = TRANSPORT
-    app.loader.import_default_modules()
-    embed_task = app.tasks[EMBED_CHUNKS_TASK]
-    embed_task.flush_every = settings.embed_flush_messages
-    embed_task.flush_interval = settings.embed_flush_interval_s
+    configure_app(app, profile, settings)
     try:
         if pool_for(profile) == "threads":
             embedder = build_embedder(settings) if profile in ("embed", "all") else None
@@ -132,10 +145,6 @@ def run_worker(profile: str, queues: tuple[str, ...] | None = None) -> None:
         signals.worker_process_init.connect(on_process_init, weak=False)
         signals.worker_process_shutdown.connect(on_child_shutdown, weak=False)
     signals.worker_shutdown.connect(on_process_shutdown, weak=False)
-    if profile in ("cpu", "all") and settings.job_sweep_interval_s > 0:
-        from workers.sweep_timer import connect_sweep_timer
-
-        connect_sweep_timer(app, settings.job_sweep_interval_s)
     server = exposition.serve_worker_metrics(
         settings.worker_metrics_bind_host, settings.worker_metrics_port(profile), metrics_dir
     )
