@@ -55,7 +55,10 @@ def _safe(record_of: Callable[[], Record], scenario: str) -> Record:
     try:
         return record_of()
     except (AssertionError, httpx.HTTPError) as exc:
-        return Record(scenario, {"error": f"{type(exc).__name__}: {exc}"[:500]}, "error")
+        text = f"{type(exc).__name__}: {exc}"
+        # The head says what failed; the tail holds the diagnosis (queues, worker logs).
+        error = text if len(text) <= 4000 else f"{text[:1000]} [...] {text[-3000:]}"
+        return Record(scenario, {"error": error}, "error")
 
 
 def main() -> None:
