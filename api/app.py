@@ -10,13 +10,14 @@ Must not import: workers/, torch, celery (it enqueues through tasks.client).
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import threading
 from collections.abc import AsyncIterator
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
-from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -144,7 +145,10 @@ def _error_handlers(app: FastAPI) -> None:
                 )
             except StoreUnavailableError as down:
                 return unavailable(request, down)
-        return await request_validation_exception_handler(request, exc)
+        # Rendered as ASCII JSON: the errors echo the input, and a lone surrogate
+        # (valid JSON, "\udcff") cannot be encoded as UTF-8.
+        body = json.dumps({"detail": jsonable_encoder(exc.errors())}, ensure_ascii=True)
+        return Response(body, status_code=422, media_type="application/json")
 
     @app.exception_handler(ConfigError)
     def misconfigured(_request: Request, exc: ConfigError) -> JSONResponse:

@@ -3,6 +3,10 @@
 Owns the order of the per-file steps: content checks (size, binary, minified,
 generated), decoding, one parse under a time limit shared by chunking and graph
 extraction, and the line-window fallback when there is no usable tree.
+
+A text that a grammar cannot be trusted with (it would crash the process, or take
+time or memory that the parse time limit does not bound: :mod:`pipeline.parse_limits`)
+is not parsed: it gets line windows, and ``unparsed_reason`` says why.
 Must not import: celery, tasks/, workers/, api/, cli/, or any driver; does no I/O.
 """
 
@@ -16,6 +20,7 @@ from pipeline.extraction import extract_graph
 from pipeline.imports import RepoPaths
 from pipeline.languages import has_grammar
 from pipeline.models import Chunk, FileExtraction, SkippedFile, SourceFile
+from pipeline.parse_limits import unsafe_to_parse
 from pipeline.parsing import parse
 from pipeline.selection import content_skip_reason
 from pipeline.tokens import TokenCounter
@@ -23,12 +28,14 @@ from pipeline.tokens import TokenCounter
 
 @dataclass(frozen=True, slots=True)
 class FileAnalysis:
-    """A file's chunks and graph. ``parse_timed_out``: chunks are line windows."""
+    """A file's chunks and graph. ``parse_timed_out``: chunks are line windows.
+    ``unparsed_reason``: why the file was not parsed (line windows too), or None."""
 
     source: SourceFile
     chunks: tuple[Chunk, ...]
     extraction: FileExtraction
     parse_timed_out: bool = False
+    unparsed_reason: str | None = None
 
 
 def analyze_file(
@@ -47,9 +54,12 @@ def analyze_file(
         if skipped is not None:
             return skipped
     source = source_file(path, data)
-    encoded = source.text.encode("utf-8")
-    tree = parse(encoded, source.language, opts.parse_timeout_s) if source.text else None
-    timed_out = tree is None and has_grammar(source.language) and bool(source.text)
+    unparsed = unsafe_to_parse(source.language, source.text)
+    tree = None
+    if source.text and unparsed is None:
+        tree = parse(source.text.encode("utf-8"), source.language, opts.parse_timeout_s)
+    timed_out = tree is None and bool(source.text) and unparsed is None
+    timed_out = timed_out and has_grammar(source.language)
     extraction = extract_graph(path, source.language, source.text, tree, repo)
     chunks = chunk_source(
         path,
@@ -61,4 +71,4 @@ def analyze_file(
         options=opts,
         counter=counter,
     )
-    return FileAnalysis(source, chunks, extraction, timed_out)
+    return FileAnalysis(source, chunks, extraction, timed_out, unparsed)

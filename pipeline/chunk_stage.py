@@ -1,7 +1,8 @@
 """The chunk stage: a batch of one job's files read, checked, chunked and handed on.
 
-For each file of the batch: read it from the job's tree, check that its content is the
-version the producer listed (a file edited since is a failed file, with the reason),
+For each file of the batch: read it from the job's tree (no more than one byte past its
+listed size), check that its content is the version the producer listed (a file edited
+since is a failed file, with the reason),
 analyse it (content checks, one parse, chunks and graph), then
 
 * send its chunks to the embed queue (one message per file version);
@@ -27,6 +28,7 @@ from pipeline.imports import RepoPaths
 from pipeline.indexing import JobContext, record_error, settle
 from pipeline.messages import FileChunks, encode_file_chunks, encode_file_graph
 from pipeline.models import FileGraph, FileVersion, RepoRef, SkippedFile
+from pipeline.selection import read_regular_file
 from pipeline.tokens import TokenCounter
 
 
@@ -53,12 +55,13 @@ def chunk_files(
     failed: list[str] = []
     for file in files:
         try:
-            data = (root / file.path).read_bytes()
+            # One byte past the listed size: a file that grew since is not read whole.
+            data = read_regular_file(root / file.path, file.size_bytes + 1)
         except OSError as exc:
             failed.append(file.path)
             record_error(ctx, job_id, file.path, f"unreadable: {exc.strerror or exc}")
             continue
-        if hashlib.sha256(data).hexdigest() != file.sha256:
+        if len(data) != file.size_bytes or hashlib.sha256(data).hexdigest() != file.sha256:
             failed.append(file.path)
             record_error(ctx, job_id, file.path, "changed while the job was running")
             continue

@@ -3,7 +3,8 @@
 Owns split-then-merge over the syntax tree: a node that fits the token budget is one
 chunk; a larger node is split into its children, recursively (an explicit stack, never
 Python recursion, so 5,000-level nesting is fine); adjacent small siblings are merged
-greedily up to the budget. Boundaries fall on whole lines, so chunks tile the file: each
+greedily up to the budget; deeper than ``MAX_SPLIT_DEPTH`` split levels a node is cut
+into line windows instead. Boundaries fall on whole lines, so chunks tile the file: each
 non-blank line is in exactly one chunk. Only a single line longer than the budget is cut
 inside the line. Files without a grammar, or whose parse timed out, get line windows.
 Must not import: celery, tasks/, workers/, api/, cli/, or any driver; does no I/O.
@@ -25,6 +26,10 @@ from pipeline.models import Chunk, ChunkKind, Span, Symbol
 from pipeline.tokens import DEFAULT_COUNTER, TokenCounter
 
 _MIN_BODY_TOKENS = 16
+# Real code splits at most ~20 levels deep (Django, the standard library). Deeper, a
+# node too large is cut into line windows: 5,000 nested brackets would otherwise give a
+# chunk per closing bracket (the last children of a split node never merge on).
+MAX_SPLIT_DEPTH = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +162,7 @@ def _split_merge(
                 pending.append(seg)
             continue
         children = [c for n in seg.nodes for c in n.children]
-        if seg.lo < seg.hi and children:
+        if seg.lo < seg.hi and children and len(stack) < MAX_SPLIT_DEPTH:
             # What precedes a split node may merge with its first children (a namespace
             # or class header with the first members); its last children do not merge on.
             stack.append((iter(_tile(children, seg.lo, seg.hi)), pending[:]))

@@ -28,7 +28,12 @@ from typing import Any
 
 from pipeline.languages import detect_language
 from pipeline.models import FileVersion, SkippedFile, SkipReason
-from pipeline.selection import DEFAULT_MAX_FILE_BYTES, content_skip_reason, select_files
+from pipeline.selection import (
+    DEFAULT_MAX_FILE_BYTES,
+    content_skip_reason,
+    read_regular_file,
+    select_files,
+)
 
 # Measured with `quarry chunk --json` (256-token window, exact WordPiece counts, headers
 # on): requests 2.32.3 sdist, 84 selected files, 476,710 bytes -> 930 chunks = 513 bytes
@@ -81,9 +86,8 @@ def _file_version(
     root: str, rel: str, max_file_bytes: int, *, check_content: bool
 ) -> FileVersion | SkippedFile:
     try:
-        with open(os.path.join(root, rel), "rb") as handle:
-            # One byte past the limit tells "too large" without reading a huge file.
-            data = handle.read(max_file_bytes + 1)
+        # One byte past the limit tells "too large" without reading a huge file.
+        data = read_regular_file(os.path.join(root, rel), max_file_bytes + 1)
     except FileNotFoundError:
         return SkippedFile(rel, SkipReason.UNREADABLE, "vanished after listing")
     except OSError as exc:

@@ -19,14 +19,14 @@ import enum
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from config.queues import CHUNK_FILES_TASK, INGEST_JOB_TASK
 from pipeline.errors import InvalidInputError, PermanentError, QueueFullError
 from pipeline.indexing import SETTLED, JobContext, finish, flush_progress, maybe_commit
 from pipeline.inventory import Inventory, estimate, take_inventory, tree_digest
-from pipeline.jobs import Job, JobRequest, JobStatus, Stage, check_repo_name
+from pipeline.jobs import Job, JobRequest, JobStatus, SourceKind, Stage, check_repo_name
 from pipeline.messages import encode_file, encode_repo
 from pipeline.models import FileVersion
 from pipeline.ports import SourceFetcher
@@ -89,8 +89,17 @@ def batch_files(
 
 
 def validate_request(request: JobRequest) -> JobRequest:
-    """The request with its fields checked; InvalidInputError names the bad one."""
+    """The request with its fields checked; InvalidInputError names the bad one.
+
+    A local source (folder or archive) must be an absolute path: the workers read it,
+    and a relative one would mean whatever their working directory holds.
+    """
     check_repo_name(request.repo.name)
+    source = request.source
+    if source.kind is not SourceKind.GIT and not PurePath(source.location).is_absolute():
+        raise InvalidInputError(
+            f"source {source.location!r}: a local {source.kind.value} path must be absolute"
+        )
     if request.callback_url is not None:
         check_callback_url(request.callback_url)
     if request.idempotency_key is not None and not 1 <= len(request.idempotency_key) <= 200:

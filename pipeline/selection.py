@@ -4,15 +4,21 @@ Owns the walk of a repository checkout: ``.gitignore`` at every level,
 ``.git/info/exclude`` and ``.quarryignore`` (git semantics, via pathspec; deeper files
 and later patterns win), default excludes (VCS and dependency folders, build output,
 virtualenvs, lock files), a size limit, binary detection, minified and generated file
-detection, and symlinks (never followed out of the root). This module is the one place
-in the pipeline that reads the file system.
+detection, and symlinks (never followed out of the root). Every entry left out has a
+reason: links out of the root, dangling or looping; fifos, sockets, devices; names that
+are not UTF-8 (shown with ``\\xNN``). An ignore file that is a link or larger than
+``MAX_IGNORE_FILE_BYTES`` is not read; a pattern that does not compile matches nothing.
+The one place in the pipeline that reads files (others use :func:`read_regular_file`).
 Must not import: celery, tasks/, workers/, api/, cli/, or any driver.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import stat
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +28,8 @@ from pipeline.models import Selection, SkippedFile, SkipReason
 
 DEFAULT_MAX_FILE_BYTES = 1_000_000
 _HEAD_BYTES = 64 * 1024
+# Git skips ignore files over 100 MiB; each pattern is tried on every path below it.
+MAX_IGNORE_FILE_BYTES = 256 * 1024
 
 DEFAULT_EXCLUDED_DIRS = frozenset(
     {
@@ -48,6 +56,8 @@ _MAX_MEAN_LINE_BYTES = 400
 _BINARY_CONTROL_RATIO = 0.10
 _BINARY_CONTROLS = bytes(b for b in range(0x20) if b not in b"\t\n\r\x0c\x0b\x1b")
 _UNICODE_BOMS = (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")
+_SPECIAL_KINDS = ((stat.S_ISFIFO, "fifo"), (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "device"),
+                  (stat.S_ISBLK, "device"))  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,19 +152,61 @@ def _classify(
     max_file_bytes: int,
     check_content: bool,
 ) -> SkippedFile | str | None:
-    is_dir = entry.is_dir(follow_symlinks=True)
-    if entry.is_symlink():
-        target = Path(entry.path).resolve()
-        if not target.is_relative_to(root):
-            return SkippedFile(rel, SkipReason.SYMLINK_OUTSIDE_ROOT, str(target))
-        if is_dir:
-            # Its target is inside the root and is walked under its own name.
-            return SkippedFile(rel, SkipReason.SYMLINKED_DIRECTORY, str(target))
-    if is_dir:
-        return _classify_directory(entry, rel, levels)
-    if not entry.is_file(follow_symlinks=True):
-        return None  # sockets, fifos, devices, dangling links
+    shown = printable_path(rel)
+    if shown != rel:  # scandir keeps non-UTF-8 bytes as lone surrogates: no store takes them
+        return SkippedFile(shown, SkipReason.UNREADABLE, "name is not UTF-8")
+    try:
+        if entry.is_symlink():
+            link = _classify_link(root, entry, rel)
+            if link is not None:
+                return link
+        if entry.is_dir(follow_symlinks=True):
+            return _classify_directory(entry, rel, levels)
+        if not entry.is_file(follow_symlinks=True):
+            return SkippedFile(rel, SkipReason.UNREADABLE, _special_kind(entry))
+    except (OSError, RuntimeError) as exc:  # RuntimeError: Path.resolve on a symlink loop
+        return SkippedFile(rel, SkipReason.UNREADABLE, printable_path(str(exc)))
     return _classify_file(entry, rel, levels, max_file_bytes, check_content=check_content)
+
+
+def _classify_link(root: Path, entry: os.DirEntry[str], rel: str) -> SkippedFile | None:
+    """A link out of the root, to a directory, dangling or in a loop: never followed."""
+    target = Path(entry.path).resolve()
+    shown = printable_path(str(target))
+    if not target.is_relative_to(root):
+        return SkippedFile(rel, SkipReason.SYMLINK_OUTSIDE_ROOT, shown)
+    if entry.is_dir(follow_symlinks=True):
+        # Its target is inside the root and is walked under its own name.
+        return SkippedFile(rel, SkipReason.SYMLINKED_DIRECTORY, shown)
+    if not target.exists():
+        return SkippedFile(rel, SkipReason.UNREADABLE, f"dangling symlink to {shown}")
+    return None
+
+
+def _special_kind(entry: os.DirEntry[str]) -> str:
+    mode = entry.stat(follow_symlinks=True).st_mode
+    kind = next((name for is_kind, name in _SPECIAL_KINDS if is_kind(mode)), "special file")
+    return f"not a regular file ({kind})"
+
+
+def read_regular_file(
+    path: str | os.PathLike[str], max_bytes: int, *, follow_symlinks: bool = True
+) -> bytes:
+    """At most ``max_bytes`` of the regular file at ``path``, opened without blocking: a
+    fifo (one swapped in since the listing, too) is an OSError, not a read without end."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow_symlinks else os.O_NOFOLLOW)
+    with os.fdopen(os.open(path, flags), "rb") as handle:
+        mode = os.fstat(handle.fileno()).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+        if not stat.S_ISREG(mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        return handle.read(max_bytes)
+
+
+def printable_path(path: str) -> str:
+    """``path`` with bytes that are not UTF-8 spelled ``\\xNN``: text any store can hold."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def _classify_directory(
@@ -184,9 +236,7 @@ def _classify_file(
         if size > max_file_bytes:
             return SkippedFile(rel, SkipReason.TOO_LARGE, f"{size} > {max_file_bytes} bytes")
         if check_content:
-            with open(entry.path, "rb") as handle:
-                head = handle.read(_HEAD_BYTES)
-            skipped = _head_skip_reason(rel, head)
+            skipped = _head_skip_reason(rel, read_regular_file(entry.path, _HEAD_BYTES))
             if skipped is not None:
                 return skipped
     except OSError as exc:
@@ -209,10 +259,28 @@ def _ignored(rel: str, levels: list[_IgnoreLevel]) -> bool:
 
 def _read_spec(path: Path) -> pathspec.GitIgnoreSpec | None:
     try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        # As git (2.32 on): an ignore file that is a link is not followed.
+        data = read_regular_file(path, MAX_IGNORE_FILE_BYTES + 1, follow_symlinks=False)
     except OSError:
         return None
-    return pathspec.GitIgnoreSpec.from_lines(lines)
+    if len(data) > MAX_IGNORE_FILE_BYTES:
+        return None  # as git does with huge ignore files: every pattern costs per path
+    lines = data.decode("utf-8", errors="replace").splitlines()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # re's FutureWarning on "[[:alpha:]]"
+        try:
+            return pathspec.GitIgnoreSpec.from_lines(lines)
+        except (ValueError, re.error):
+            # A pattern git cannot read either ("\\", "!", "[z-a]") matches nothing.
+            return pathspec.GitIgnoreSpec.from_lines([ln for ln in lines if _valid_pattern(ln)])
+
+
+def _valid_pattern(line: str) -> bool:
+    try:
+        pathspec.GitIgnoreSpec.from_lines([line])
+    except (ValueError, re.error):
+        return False
+    return True
 
 
 def _root_levels(root: Path) -> list[_IgnoreLevel]:

@@ -5,8 +5,9 @@ checked by its own rules (and links and special files also by ``tarfile.data_fil
 Python 3.11.4+; for files and folders the own rules are stricter, as no link is ever
 created, and skipping its two ``realpath`` calls per member saves a third of the time),
 then written with the bytes counted. Refused, with an InvalidInputError naming the
-member: absolute names, ``..`` components, links whose target is absolute or leaves the
-tree, device files and fifos. Links that stay inside the tree are skipped, not created:
+member: absolute names, ``..`` components, NUL bytes in a name or link target (pax
+headers can hold them), links whose target is absolute or leaves the tree, device files
+and fifos. Links that stay inside the tree are skipped, not created:
 their target is indexed under its own name, and with no link on disk no later member
 can be written through one. Limits, each an InvalidInputError naming the archive:
 the compressed size (``max_archive_bytes``, from the file's size), the number of
@@ -15,7 +16,9 @@ members (``max_members``, directories included) and the bytes written
 bytes actually read are counted while it is written, so a lying or sparse header does
 not get past). The decompressed stream itself is metered too: tar headers (pax, GNU long
 names) may not take more than 1 MiB plus 64 KiB per member, so a header bomb cannot
-fill memory. A bad gzip or tar stream is "archive X is corrupt: ...".
+fill memory, and a stream that has ended is not read on (tarfile would skip the
+declared data of a member block by block past the end: hours for a header declaring
+terabytes). A bad gzip or tar stream is "archive X is corrupt: ...".
 
 File modes, owners and times in the archive are ignored (files 0644, folders 0755).
 
@@ -41,6 +44,7 @@ _CHUNK_BYTES = 1024 * 1024
 _HEADER_SLACK_BYTES = 1024 * 1024
 _HEADER_BYTES_PER_MEMBER = 64 * 1024
 _BLOCK_BYTES = 512
+_MAX_EMPTY_READS = 64
 # O_NOFOLLOW: never write through a link, though this module creates none.
 _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -65,6 +69,7 @@ class _MeteredStream:
         self._inner = inner
         self._consumed = 0
         self._allowed = _HEADER_SLACK_BYTES
+        self._empty_reads = 0
 
     def grant(self, nbytes: int) -> None:
         self._allowed += nbytes
@@ -75,6 +80,15 @@ class _MeteredStream:
             raise _OverBudgetError
         data = self._inner.read(room if size < 0 or size > room else size)
         self._consumed += len(data)
+        if data or size == 0:
+            self._empty_reads = 0
+        else:
+            # tarfile skips a member's data by reading it block by block, and goes on
+            # reading past the end of the stream: a header declaring 10 TB over an
+            # archive that has ended would keep it busy for hours.
+            self._empty_reads += 1
+            if self._empty_reads > _MAX_EMPTY_READS:
+                raise EOFError("the archive ends inside a member's declared data")
         return data
 
 
@@ -145,6 +159,9 @@ class _Extraction:
 
     def _member_path(self, member: tarfile.TarInfo) -> PurePosixPath | None:
         """The member's path inside the tree; None for the archive's own root (``./``)."""
+        if "\x00" in member.name or "\x00" in member.linkname:
+            # Only a pax header can carry one; no file system call takes such a path.
+            raise self._error(member, "has a NUL byte in its name or link target")
         if member.name.startswith("/"):
             raise self._error(member, "has an absolute path")
         parts = [part for part in member.name.split("/") if part not in ("", ".")]

@@ -1,0 +1,58 @@
+"""A job request checked as ``POST /v1/jobs`` checks it, without HTTP: the API's own body
+model (lengths), its source check, the default repository name, then submission to an
+in-memory job store (which refuses what the jobs table cannot hold).
+
+Returns the job, or raises what the API turns into a 4xx: a PermanentError (422, 415,
+409 or 404) or the body model's ValidationError (422). Anything else would be a 500.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any, cast
+
+from api.auth import State
+from api.routes_jobs import JobCreate, checked_source
+from pipeline.adapters.memory_job_store import InMemoryJobStore
+from pipeline.adapters.memory_snapshot_store import InMemorySnapshotStore
+from pipeline.adapters.redis_job_board import InMemoryJobBoard
+from pipeline.indexing import JobContext
+from pipeline.jobs import Job, JobRequest
+from pipeline.models import RepoRef
+from pipeline.producer import submit
+from pipeline.sources import repo_name_from
+
+# What names the bad input in a refusal's message.
+FIELD_WORDS = (
+    "source", "git url", "ref", "repository", "callback url", "idempotency", "commit",
+    "archive", "path", "tenant",
+)  # fmt: skip
+
+_STATE = cast(State, SimpleNamespace(settings=SimpleNamespace(source_allow_file_urls=False)))
+
+
+def context() -> JobContext:
+    def send(*_args: Any) -> None:
+        raise AssertionError("submission sends through admit, not send")
+
+    return JobContext(InMemoryJobStore(), InMemorySnapshotStore(), InMemoryJobBoard(), send)
+
+
+def submit_like_the_api(ctx: JobContext, body: dict[str, Any], tenant: str = "default") -> Job:
+    fields = JobCreate(**body)
+    source = checked_source(_STATE, fields.source, fields.ref)
+    request = JobRequest(
+        repo=RepoRef(tenant, fields.repo or repo_name_from(source)),
+        source=source,
+        commit=fields.commit or None,
+        callback_url=fields.callback_url or None,
+        idempotency_key=fields.idempotency_key or None,
+    )
+    admitted: list[str] = []
+    job, _created = submit(ctx, request, admit=lambda task, _kwargs: admitted.append(task))
+    return job
+
+
+def names_a_field(message: str) -> bool:
+    lowered = message.lower()
+    return any(word in lowered for word in FIELD_WORDS)
