@@ -30,6 +30,7 @@ from typing import Annotated, Any
 
 import typer
 
+from cli.bench_e2e import bench_e2e, bench_incremental
 from cli.bench_search import bench_search
 from cli.machine import cpu_model, free_ports
 from config.endpoints import resolve_endpoints
@@ -43,6 +44,8 @@ from pipeline.selection import select_files
 
 bench_app = typer.Typer(help="Benchmarks on a real corpus.", no_args_is_help=True)
 bench_app.command("search")(bench_search)
+bench_app.command("e2e")(bench_e2e)
+bench_app.command("incremental")(bench_incremental)
 PORT_NAMES = ("REDIS", "POSTGRES", "BOLT", "GRAPH_HTTP", "API", "FLOWER")
 
 
