@@ -1,17 +1,23 @@
-"""Fixtures of the worker end-to-end tests: an API client on the session stack, and a
-copy of the corpus to index."""
+"""Fixtures of the worker end-to-end tests: an API client on the session stack, a
+Celery app and a Redis client on its broker, and a copy of the corpus to index."""
 
 from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+import redis
+from celery import Celery
 
 from config.endpoints import Endpoints
+from pipeline.adapters.redis_client import connect_redis
+from tasks.app import create_app
 from tests.workers.jobs_api import corpus
+from workers.devstack.stack import Stack
 
 
 @pytest.fixture(scope="module")
@@ -27,3 +33,17 @@ def tree(tmp_path: Path) -> Path:
     root = tmp_path / "pathspec"
     shutil.copytree(corpus(), root, ignore=shutil.ignore_patterns("__pycache__"))
     return root
+
+
+@pytest.fixture(scope="module")
+def app(stack: Stack) -> Celery:
+    """A Celery app on the session stack's broker (control, inspect, send)."""
+    return create_app(stack.settings)
+
+
+@pytest.fixture(scope="module")
+def broker(endpoints: Endpoints) -> Iterator[redis.Redis[Any]]:
+    """A Redis client on the session stack's broker."""
+    client = connect_redis(endpoints.redis_url)
+    yield client
+    client.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,3 +57,14 @@ def searchable_chunks(endpoints: Endpoints, repo: str) -> list[tuple[str, str]]:
             (repo,),
         ).fetchall()
     return [(str(p), str(s)) for p, s in rows]
+
+
+def until(check: Callable[[], Any], timeout_s: float, what: str, every_s: float = 0.02) -> Any:
+    """Poll ``check`` until it returns something truthy, which is returned."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(every_s)
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")

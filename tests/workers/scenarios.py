@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import redis
+from celery import Celery
 
 from config.endpoints import Endpoints, read_stack_secrets
 from config.queues import ALL_QUEUES
@@ -30,7 +32,7 @@ from pipeline.adapters.redis_in_flight import job_ids_in
 from pipeline.models import RepoRef
 from pipeline.webhooks import verify
 from tasks.app import create_app
-from tests.workers.jobs_api import enqueue, wait
+from tests.workers.jobs_api import enqueue, until, wait
 from tests.workers.oracle import check_stores
 from workers.devstack.services import GraphService, PostgresService, RedisService
 from workers.devstack.stack import Stack
@@ -60,16 +62,6 @@ class Record:
         return asdict(self) | {"clean": self.clean}
 
 
-def _until(check: Callable[[], Any], timeout_s: float, what: str, every_s: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(every_s)
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-
-
 def _mid_job(api: httpx.Client, job_id: str, timeout_s: float = 120) -> dict[str, Any]:
     """Wait until the job has files chunked but not all written (work in every stage)."""
 
@@ -81,7 +73,7 @@ def _mid_job(api: httpx.Client, job_id: str, timeout_s: float = 120) -> dict[str
         started = files["chunked"] > 0 or status["chunks"]["total"] > 0
         return status if started and files["written"] < files["todo"] else None
 
-    return dict(_until(check, timeout_s, f"job {job_id} mid-way"))
+    return dict(until(check, timeout_s, f"job {job_id} mid-way", every_s=0.05))
 
 
 def run_job(
@@ -137,10 +129,9 @@ def _children(pid: int) -> list[int]:
     return [int(p) for p in out.stdout.split()]
 
 
-def _running(stack: Stack, worker: str, job_id: str) -> dict[int, list[str]]:
+def _running(app: Celery, worker: str, job_id: str) -> dict[int, list[str]]:
     """The tasks of the job each process of ``worker`` runs now, by Celery's inspect."""
     profile = worker.removeprefix("worker-")
-    app = create_app(stack.settings)
     try:
         replies = app.control.inspect(destination=[node_name(profile)], timeout=1.0).active()
     except Exception:  # noqa: BLE001 (a figure for the record, not a condition of the run)
@@ -154,13 +145,9 @@ def _running(stack: Stack, worker: str, job_id: str) -> dict[int, list[str]]:
     return running
 
 
-def _held_by_broker(endpoints: Endpoints, job_id: str) -> int:
+def _held_by_broker(client: redis.Redis[Any], job_id: str) -> int:
     """Messages of the job delivered to a worker and not yet acknowledged."""
-    client = connect_redis(endpoints.redis_url)
-    try:
-        return sum(job_id in job_ids_in(raw) for raw in client.hvals("unacked"))
-    finally:
-        client.close()
+    return sum(job_id in job_ids_in(raw) for raw in client.hvals("unacked"))
 
 
 def kill_worker(
@@ -172,28 +159,33 @@ def kill_worker(
     anyway, and the record says it was not caught). The supervisor restarts a dead main
     process."""
     worker = "worker-embed" if target == "embed-main" else "worker-cpu"
+    app = create_app(stack.settings)  # one for the inspect calls of every poll
 
     def disrupt(job_id: str) -> dict[str, Any]:
         status = _mid_job(api, job_id)
         main = int(read_state(stack.layout)[worker]["pid"])
         deadline = time.monotonic() + catch_s
         victim, tasks, held = main, [], 0
-        while time.monotonic() < deadline:
-            if target == "embed-main":
-                held = _held_by_broker(endpoints, job_id)
-                if held:
+        broker = connect_redis(endpoints.redis_url)  # one client for every poll
+        try:
+            while time.monotonic() < deadline:
+                if target == "embed-main":
+                    held = _held_by_broker(broker, job_id)
+                    if held:
+                        break
+                    time.sleep(0.05)
+                    continue
+                running = _running(app, worker, job_id)
+                busy = {pid: names for pid, names in running.items() if pid != main and names}
+                if busy:
+                    victim = main if target == "cpu-main" else min(busy)
+                    tasks = sorted({n for names in busy.values() for n in names})
                     break
-                time.sleep(0.05)
-                continue
-            running = _running(stack, worker, job_id)
-            busy = {pid: names for pid, names in running.items() if pid != main and names}
-            if busy:
-                victim = main if target == "cpu-main" else min(busy)
-                tasks = sorted({n for names in busy.values() for n in names})
-                break
+        finally:
+            broker.close()
         os.kill(victim, signal.SIGKILL)
         if victim == main:
-            _until(
+            until(
                 lambda: read_state(stack.layout).get(worker, {}).get("pid") not in (None, main),
                 60,
                 f"{worker} restarted",
@@ -311,7 +303,7 @@ def webhook_kill(
         killed = _children(main)
         for pid in killed:
             os.kill(pid, signal.SIGKILL)
-        _until(lambda: receiver.completed, 90, "the delivery again after the kill", every_s=0.2)
+        until(lambda: receiver.completed, 90, "the delivery again after the kill", every_s=0.2)
         headers, body = receiver.completed[0]
         verify(endpoints.webhook_secret.encode(), headers, body, now=time.time())
         event = json.loads(body)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,26 +22,12 @@ from celery import Celery
 
 from config.endpoints import Endpoints
 from config.queues import CHUNK, EMBED
-from pipeline.adapters.redis_client import connect_redis
 from pipeline.adapters.redis_in_flight import job_ids_in
 from pipeline.models import RepoRef
-from tasks.app import create_app
 from tests.workers.jobs_api import enqueue, wait
 from tests.workers.oracle import assert_stores_match
 from workers.devstack.stack import Stack
 from workers.main import node_name
-
-
-@pytest.fixture(scope="module")
-def app(stack: Stack) -> Celery:
-    return create_app(stack.settings)
-
-
-@pytest.fixture(scope="module")
-def broker(endpoints: Endpoints) -> Iterator[redis.Redis[Any]]:
-    client = connect_redis(endpoints.redis_url)
-    yield client
-    client.close()
 
 
 def _drop_job_messages(broker: redis.Redis[Any], queue: str, job_id: str) -> int:

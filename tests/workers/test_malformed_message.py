@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,6 @@ import redis
 
 from config.endpoints import Endpoints
 from config.queues import CHUNK, EMBED, INGEST, WRITE
-from pipeline.adapters.redis_client import connect_redis
 from pipeline.models import RepoRef
 from tasks.transport import MALFORMED_KEY, decode_envelope
 from tests.workers.jobs_api import enqueue, wait
@@ -28,13 +26,6 @@ from workers.devstack.stack import Stack
 from workers.supervisor import read_state
 
 GARBAGE = (b"{not json", b"\xff\xfe\x00binary", b"[1, 2, 3]", b"", b'"a string"')
-
-
-@pytest.fixture(scope="module")
-def broker(endpoints: Endpoints) -> Iterator[redis.Redis[Any]]:
-    client = connect_redis(endpoints.redis_url)
-    yield client
-    client.close()
 
 
 def test_decode_envelope_takes_only_kombus_json_objects() -> None:

@@ -29,7 +29,6 @@ from pipeline.adapters.redis_dead_letters import RedisDeadLetters
 from pipeline.analysis import FileAnalysis, analyze_file
 from pipeline.messages import FileChunks, encode_file_chunks, encode_vectors
 from pipeline.models import DeadLetter, FileVersion, RepoRef
-from tasks.app import create_app
 from tests.stackutil import run_quarry
 from workers.devstack.services import PostgresService
 from workers.devstack.stack import Stack
@@ -62,11 +61,6 @@ def _wait_for(check: Callable[[], bool], timeout_s: float, what: str) -> None:
             return
         time.sleep(0.25)
     raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-
-
-@pytest.fixture(scope="module")
-def app(stack: Stack) -> Celery:
-    return create_app(stack.settings)
 
 
 @pytest.fixture(scope="module")

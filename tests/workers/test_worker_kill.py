@@ -35,7 +35,7 @@ import shutil
 import signal
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,12 +58,10 @@ from pipeline import cypher
 from pipeline.adapters.neo4j_graph import make_driver
 from pipeline.adapters.pg_vector_store import PgVectorStore
 from pipeline.adapters.postgres import connect
-from pipeline.adapters.redis_client import connect_redis
 from pipeline.adapters.redis_dead_letters import RedisDeadLetters
 from pipeline.models import RepoRef
-from tasks.app import create_app
 from tasks.envelopes import TaskEnvelopes
-from tests.workers.jobs_api import corpus, enqueue, searchable_chunks, wait
+from tests.workers.jobs_api import corpus, enqueue, searchable_chunks, until, wait
 from workers.devstack.stack import Stack
 from workers.main import node_name
 from workers.supervisor import read_state
@@ -87,28 +85,6 @@ def tree(tmp_path: Path) -> Path:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(path, target)
     return root
-
-
-@pytest.fixture(scope="module")
-def app(stack: Stack) -> Celery:
-    return create_app(stack.settings)
-
-
-@pytest.fixture(scope="module")
-def broker(endpoints: Endpoints) -> Iterator[redis.Redis[Any]]:
-    client = connect_redis(endpoints.redis_url)
-    yield client
-    client.close()
-
-
-def _until(check: Callable[[], Any], timeout_s: float, what: str, every_s: float = 0.02) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(every_s)
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
 
 
 def _active(app: Celery, job_id: str, names: tuple[str, ...]) -> dict[int, str]:
@@ -232,7 +208,7 @@ def _restarted(stack: Stack, before: dict[str, dict[str, object]]) -> dict[str, 
         new = all(state.get(w, {}).get("pid") not in (None, before[w]["pid"]) for w in WORKERS)
         return state if new else None
 
-    return _until(check, 60, "both workers restarted", every_s=0.2)
+    return until(check, 60, "both workers restarted", every_s=0.2)
 
 
 @pytest.mark.timeout(300)
@@ -255,13 +231,13 @@ def test_workers_killed_mid_job_the_job_completes_with_nothing_twice(
     try:
         with _embed_queue_full(app, broker, stack.settings.queue_bound_embed):
             job_id = enqueue(api, source=str(tree), repo=repo)
-            held_child, _ = _until(
+            held_child, _ = until(
                 lambda: _stop_mid_task(app, job_id, (CHUNK_FILES_TASK,)),
                 30,
                 f"a chunk batch of job {job_id} to run",
             )
         assert held_child in _pool_children(cpu_main)
-        _until(
+        until(
             lambda: EMBED in {q for q, _ in _unacked(broker, job_id).values()},
             60,
             "the embed worker to take the job's chunks",
@@ -270,7 +246,7 @@ def test_workers_killed_mid_job_the_job_completes_with_nothing_twice(
         # a message with BRPOP and only then records it as unacknowledged, so a process
         # stopped in between loses it (see the module docstring). The other batch is
         # done sending and the embed queue is empty, so no BRPOP can be delivering.
-        _until(
+        until(
             lambda: (
                 broker.llen(EMBED) == 0
                 and not set(_active(app, job_id, (CHUNK_FILES_TASK,))) - {held_child}
@@ -279,7 +255,7 @@ def test_workers_killed_mid_job_the_job_completes_with_nothing_twice(
             "the other chunk batch to finish and the embed queue to empty",
         )
         os.kill(embed_main, signal.SIGSTOP)  # from now on it acknowledges nothing
-        _until(
+        until(
             lambda: broker.llen(WRITE) == 0 and broker.llen(CHUNK) == 0,
             60,
             "the write and chunk queues to empty",
@@ -316,7 +292,7 @@ def test_workers_killed_mid_job_the_job_completes_with_nothing_twice(
         now = _unacked(broker, job_id)
         return all(now.get(tag, ("", at + 1))[1] > at for tag, (_q, at) in held.items())
 
-    _until(swept, 10, "the held messages back in their queues", every_s=0.5)
+    until(swept, 10, "the held messages back in their queues", every_s=0.5)
 
     # 4. A pool child of the restarted cpu worker killed mid-task: given back at once.
     def stop_one() -> tuple[int, str] | None:
@@ -325,12 +301,12 @@ def test_workers_killed_mid_job_the_job_completes_with_nothing_twice(
             assert api.get(f"/v1/jobs/{job_id}").json()["status"] == "running"
         return stopped
 
-    lost_child, _task = _until(stop_one, 120, "a task of the job to run again")
+    lost_child, _task = until(stop_one, 120, "a task of the job to run again")
     if lost_child not in _pool_children(int(restarted["worker-cpu"]["pid"])):
         os.kill(lost_child, signal.SIGCONT)
         raise AssertionError(f"{lost_child} is not a pool child of the cpu worker")
     os.kill(lost_child, signal.SIGKILL)
-    _until(lambda: _seen_lost(stack, lost_child), 30, f"the cpu worker to lose {lost_child}")
+    until(lambda: _seen_lost(stack, lost_child), 30, f"the cpu worker to lose {lost_child}")
 
     status = wait(api, job_id, timeout_s=150)
     assert status["status"] == "done", status
