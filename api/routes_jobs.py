@@ -22,6 +22,7 @@ from pipeline.indexing import cancel, live_job
 from pipeline.jobs import Job, JobRequest, JobSource, SourceKind, job_status
 from pipeline.models import RepoRef
 from pipeline.producer import dry_run, submit
+from pipeline.source_policy import UPLOADS_FOLDER
 from pipeline.sources import parse_source, repo_name_from
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -72,11 +73,11 @@ def _request(state: State, tenant: str, body: JobCreate, source: JobSource) -> J
 
 
 def checked_source(state: State, location: str, ref: str | None) -> JobSource:
-    """The parsed source; a local path must be absolute (the workers read it)."""
+    """The parsed source; a local path (folder, archive, ``file://``) must be absolute
+    and under a root the operator allows, never the service's own data or secrets
+    (:mod:`pipeline.source_policy`)."""
     source = parse_source(location, ref, allow_file_urls=state.settings.source_allow_file_urls)
-    if source.kind is SourceKind.PATH and not Path(source.location).is_absolute():
-        raise InvalidInputError(f"source {location!r}: a local path must be absolute")
-    return source
+    return state.source_policy.check_submission(source)
 
 
 def submit_job(state: State, request: JobRequest) -> tuple[Job, bool]:
@@ -142,7 +143,7 @@ async def create_job_from_archive(
     """Enqueue a job for an uploaded .tar.gz (the request body, `application/gzip`)."""
     checked_callback(state, callback_url)  # before reading an upload it would refuse
     limit = state.settings.source_max_archive_bytes
-    uploads = state.settings.data_dir / "uploads"
+    uploads = state.settings.data_dir / UPLOADS_FOLDER
     uploads.mkdir(parents=True, exist_ok=True)
     target = uploads / f"{uuid.uuid4()}.tar.gz"
     size = 0

@@ -26,12 +26,17 @@ from pipeline.adapters.redis_admission import RedisAdmission
 from pipeline.adapters.redis_client import connect_redis
 from pipeline.adapters.redis_job_board import RedisJobBoard
 from pipeline.adapters.redis_query_cache import RedisQueryEmbeddingCache
-from pipeline.adapters.source_fetcher import LocalSourceFetcher, fetcher_from_settings
+from pipeline.adapters.source_fetcher import (
+    LocalSourceFetcher,
+    fetcher_from_settings,
+    source_policy_from,
+)
 from pipeline.embedding import embed_query
 from pipeline.indexing import JobContext
 from pipeline.job_rows import token_digest
 from pipeline.ports import TokenStore
 from pipeline.search import Searcher
+from pipeline.source_policy import LocalSourcePolicy
 from pipeline.sql import VECTOR_DIMENSION
 from tasks import metrics
 from tasks.app import create_app
@@ -173,6 +178,13 @@ class ApiState:
             "fetcher", lambda: fetcher_from_settings(self.settings)
         )
         return fetcher
+
+    @property
+    def source_policy(self) -> LocalSourcePolicy:
+        policy: LocalSourcePolicy = self._get(
+            "source_policy", lambda: source_policy_from(self.settings)
+        )
+        return policy
 
     def tenant_for(self, token: str) -> str | None:
         """The tenant of a token; answers are kept for a few seconds (revocation takes

@@ -1,11 +1,12 @@
 """``quarry eval REPO``: how well Quarry's search finds a Python repository's functions.
 
 Builds a CodeSearchNet-style set from REPO (``pipeline.evaluation``: query = the first
-sentence of a function's docstring, target = that function), writes the copy with every
-docstring blanked to ``<data_dir>/eval/<name>`` (a fresh folder each run), indexes it
-through the API under NAME (default ``eval-<folder name>``), then sends every query to
-``GET /v1/search`` in each mode (vector, lexical, hybrid), a few at a time, and reports
-Recall@1/5/10, MRR@10 and the mean result size in lines per mode.
+sentence of a function's docstring, target = that function), packs the copy with every
+docstring blanked into ``<data_dir>/eval/<name>.tar.gz`` (anew each run), uploads it to
+the API (the workers need no access to this machine's disk) to be indexed under NAME
+(default ``eval-<folder name>``), then sends every query to ``GET /v1/search`` in each
+mode (vector, lexical, hybrid), a few at a time, and reports Recall@1/5/10, MRR@10 and the
+mean result size in lines per mode.
 
 Exit codes: 0 the figures are printed; 1 the index job failed or was cancelled, or the
 API failed; 2 a bad argument, or a REPO without usable docstrings.
@@ -15,9 +16,10 @@ Must not import: torch, drivers.
 
 from __future__ import annotations
 
+import io
 import json
-import shutil
 import sys
+import tarfile
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
@@ -77,8 +79,8 @@ def eval_repo(
     root = repo.expanduser().resolve()
     eval_set = guarded(lambda: _eval_set(root))
     index_name = guarded(lambda: check_repo_name(name or default_name(root)))
-    copy = settings().data_dir / "eval" / index_name
-    guarded(lambda: _write_copy(eval_set.files, copy))
+    copy = settings().data_dir / "eval" / f"{index_name}.tar.gz"
+    guarded(lambda: _write_archive(eval_set.files, copy))
     if not as_json:
         _print_set(root, eval_set, k)
     client = api_client()
@@ -111,17 +113,17 @@ def _eval_set(root: Path) -> EvalSet:
     return eval_set
 
 
-def _write_copy(files: Mapping[str, bytes], copy: Path) -> None:
-    """The blanked files under ``copy``, which is emptied first."""
+def _write_archive(files: Mapping[str, bytes], archive: Path) -> None:
+    """The blanked files as a ``.tar.gz`` at ``archive`` (replaced if it exists)."""
     try:
-        if copy.exists():
-            shutil.rmtree(copy)
-        for rel, data in files.items():
-            target = copy / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
+        archive.parent.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(archive, "w:gz") as tar:
+            for rel, data in sorted(files.items()):
+                member = tarfile.TarInfo(rel)
+                member.size, member.mtime, member.mode = len(data), 0, 0o644
+                tar.addfile(member, io.BytesIO(data))
     except OSError as exc:
-        raise ConfigError(f"cannot write the evaluation copy to {copy}: {exc}") from exc
+        raise ConfigError(f"cannot write the evaluation copy to {archive}: {exc}") from exc
 
 
 def _print_set(root: Path, eval_set: EvalSet, k: int) -> None:
@@ -136,9 +138,10 @@ def _print_set(root: Path, eval_set: EvalSet, k: int) -> None:
 
 
 def _index(client: Any, copy: Path, name: str, *, quiet: bool, max_wait_s: float) -> None:
-    """Index ``copy`` as ``name`` and wait for the job; exit 1 unless it ends done."""
-    body = {"source": str(copy), "repo": name}
-    created = guarded(lambda: admitted(lambda: client.create_job(body), max_wait_s))
+    """Upload the archive ``copy`` as ``name`` and wait for the job; exit 1 unless it
+    ends done."""
+    params = {"repo": name}
+    created = guarded(lambda: admitted(lambda: client.upload_archive(copy, params), max_wait_s))
     job_id = created["job_id"]
     if not quiet:
         err.print(f"indexing {copy} as {name}: job {job_id}", markup=False)

@@ -355,6 +355,12 @@ class QuarrySettings(BaseSettings):
         False,
         description="Accept local git repositories as clone sources (`file://`); for tests.",
     )
+    source_allowed_roots: tuple[Path, ...] = Field(
+        (),
+        description="Folders (comma-separated, absolute) under which a job may name a local "
+        "folder, archive or `file://` repository. Empty: no local path is accepted. The data "
+        "folder and the secrets folder are refused whatever this says.",
+    )
 
     # --- webhooks -----------------------------------------------------------------------
     webhook_secret: SecretStr | None = Field(
@@ -403,6 +409,14 @@ class QuarrySettings(BaseSettings):
     def _absolute_data_dir(cls, value: Path) -> Path:
         return value.expanduser().absolute()
 
+    @field_validator("source_allowed_roots")
+    @classmethod
+    def _absolute_roots(cls, value: tuple[Path, ...]) -> tuple[Path, ...]:
+        for root in value:
+            if not root.is_absolute():
+                raise ValueError(f"{str(root)!r} is not an absolute path")
+        return value
+
     @field_validator(*_PORT_FIELDS)
     @classmethod
     def _valid_port(cls, value: int) -> int:
@@ -438,7 +452,9 @@ class QuarrySettings(BaseSettings):
     def _http_scheme(cls, value: str | None) -> str | None:
         return _require_scheme(value, ("http", "https"))
 
-    @field_validator("stack_workers", "webhook_allow_addresses", mode="before")
+    @field_validator(
+        "stack_workers", "webhook_allow_addresses", "source_allowed_roots", mode="before"
+    )
     @classmethod
     def _split_workers(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -701,6 +717,17 @@ def prepare_worker_environment() -> None:
     """Set WORKER_ENVIRONMENT's defaults in this process, before torch is loaded."""
     for name, value in WORKER_ENVIRONMENT.items():
         os.environ.setdefault(name, value)
+
+
+def protected_folders(settings: QuarrySettings) -> tuple[Path, ...]:
+    """Folders no job may read, whatever the allowed roots say: the data folder (the
+    stack's secrets, databases, run, upload and scratch folders), Docker's secrets
+    folder and the secrets folder named by ``QUARRY_SECRETS_DIR``."""
+    folders = [settings.data_dir, Path("/run/secrets")]
+    secrets = os.environ.get(SECRETS_DIR_ENV)
+    if secrets:
+        folders.append(Path(secrets).expanduser().absolute())
+    return tuple(folders)
 
 
 def worker_metrics_dir(settings: QuarrySettings, profile: str) -> Path:

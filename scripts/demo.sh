@@ -1,21 +1,23 @@
 #!/usr/bin/env bash
 # `make demo`: index a real repository end to end on the local stack, then query it.
 # The repository is the requests source distribution (fetched once into the data
-# folder); offline, the installed kombu package's sources stand in for it.
+# folder); offline, the installed kombu package's sources stand in for it. It is
+# uploaded as a .tar.gz, as a CI runner would: the service reads no local folder unless
+# its operator allows one (QUARRY_SOURCE_ALLOWED_ROOTS), and never its own data folder.
 set -euo pipefail
 BIN=${BIN:-.venv/bin}
 DATA=${QUARRY_DATA_DIR:-.quarry}
 DEMO="$DATA/demo"
 mkdir -p "$DEMO"
-if [[ ! -d "$DEMO/requests-2.32.3" ]]; then
-  if "$BIN/pip" download --quiet --no-deps --no-binary :all: requests==2.32.3 -d "$DEMO" 2>/dev/null; then
-    tar -xzf "$DEMO/requests-2.32.3.tar.gz" -C "$DEMO"
-  fi
+if [[ ! -f "$DEMO/requests-2.32.3.tar.gz" ]]; then
+  "$BIN/pip" download --quiet --no-deps --no-binary :all: requests==2.32.3 -d "$DEMO" 2>/dev/null || true
 fi
-if [[ -d "$DEMO/requests-2.32.3" ]]; then
-  SOURCE="$DEMO/requests-2.32.3" REPO=requests
+if [[ -f "$DEMO/requests-2.32.3.tar.gz" ]]; then
+  SOURCE="$DEMO/requests-2.32.3.tar.gz" REPO=requests
 else
-  SOURCE=$("$BIN/python" -c "import kombu, os; print(os.path.dirname(kombu.__file__))") REPO=kombu
+  KOMBU=$("$BIN/python" -c "import kombu, os; print(os.path.dirname(kombu.__file__))")
+  SOURCE="$DEMO/kombu.tar.gz" REPO=kombu
+  [[ -f "$SOURCE" ]] || tar -czf "$SOURCE" -C "$(dirname "$KOMBU")" --exclude=__pycache__ kombu
 fi
 echo "== indexing $SOURCE as '$REPO' (a progress bar per stage)"
 "$BIN/quarry" index "$SOURCE" --repo "$REPO" --wait

@@ -64,6 +64,9 @@ def stack_env(data_dir: Path) -> dict[str, str]:
         # Tests receive webhooks on loopback and clone local git repositories.
         "QUARRY_WEBHOOK_ALLOW_ADDRESSES": "loopback",
         "QUARRY_SOURCE_ALLOW_FILE_URLS": "true",
+        # Test repositories live in pytest's folders under /tmp; the stack's own data
+        # folder (also under /tmp) stays refused, as every data folder is.
+        "QUARRY_SOURCE_ALLOWED_ROOTS": "/tmp",
     }
     env.update(zip(PORT_KEYS, map(str, free_ports(len(PORT_KEYS))), strict=True))
     return env

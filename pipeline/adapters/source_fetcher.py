@@ -1,5 +1,9 @@
 """The real :class:`~pipeline.ports.SourceFetcher`: local folders, git clones, archives.
 
+Every local path a source names (a folder, an archive file, a ``file://`` URL's path) is
+checked against the :class:`~pipeline.source_policy.LocalSourcePolicy` again here, after
+the API checked it at submission: a symlink swapped in between is refused too.
+
 PATH: the folder itself (never copied). Its commit is ``HEAD`` only when the folder is
 the top of a git work tree (``GIT_CEILING_DIRECTORIES`` stops the search for a parent
 repository) and ``git status --porcelain`` is empty, untracked files included: a dirty
@@ -42,10 +46,11 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from config.settings import QuarrySettings
+from config.settings import QuarrySettings, protected_folders
 from pipeline.adapters.archives import ArchiveLimits, extract_tar_gz
 from pipeline.errors import ConfigError, InvalidInputError
 from pipeline.jobs import JobSource, SourceKind
+from pipeline.source_policy import UPLOADS_FOLDER, LocalSourcePolicy
 from pipeline.sources import check_git_url, check_ref, is_commit_sha, redact_url
 
 log = logging.getLogger("quarry.sources")
@@ -96,6 +101,7 @@ class LocalSourceFetcher:
     def __init__(
         self,
         *,
+        policy: LocalSourcePolicy,
         max_archive_bytes: int,
         max_extracted_bytes: int,
         max_members: int,
@@ -109,31 +115,31 @@ class LocalSourceFetcher:
             max_extracted_bytes=max_extracted_bytes,
             max_members=max_members,
         )
+        self._policy = policy
         self._clone_timeout_s = clone_timeout_s
         self._git_bin = git_bin
         self._allow_local_git = allow_local_git
         self._git_env = dict(git_env or {})
 
     def fetch(self, source: JobSource, workdir: Path) -> tuple[Path, str | None]:
-        if source.kind is SourceKind.PATH:
-            return self._fetch_path(source)
-        if source.kind is SourceKind.ARCHIVE:
+        local = self._policy.check_fetch(source)
+        if source.kind is SourceKind.PATH and local is not None:
+            return self._fetch_path(source, local)
+        if source.kind is SourceKind.ARCHIVE and local is not None:
             tree = workdir / "tree"
             tree.mkdir(parents=True, exist_ok=True)
-            return extract_tar_gz(Path(source.location), tree, self._limits), None
+            return extract_tar_gz(local, tree, self._limits), None
         if source.kind is SourceKind.GIT:
             return self._clone(source, workdir)
         raise InvalidInputError(f"source {source.describe()!r}: unknown kind {source.kind!r}")
 
     # -- PATH ------------------------------------------------------------------------
 
-    def _fetch_path(self, source: JobSource) -> tuple[Path, str | None]:
-        folder = Path(source.location)
+    def _fetch_path(self, source: JobSource, folder: Path) -> tuple[Path, str | None]:
         if not folder.exists():
             raise InvalidInputError(f"path does not exist: {source.location}")
         if not folder.is_dir():
             raise InvalidInputError(f"not a directory: {source.location}")
-        folder = folder.resolve()
         return folder, self._clean_head(folder)
 
     def _clean_head(self, folder: Path) -> str | None:
@@ -245,9 +251,20 @@ _SAFE_CONFIG = (
 )  # fmt: skip
 
 
+def source_policy_from(settings: QuarrySettings) -> LocalSourcePolicy:
+    """The local paths jobs may read: the allowed roots, never the protected folders;
+    archives in the API's upload folder are the service's own."""
+    return LocalSourcePolicy.build(
+        settings.source_allowed_roots,
+        protected_folders(settings),
+        uploads=settings.data_dir / UPLOADS_FOLDER,
+    )
+
+
 def fetcher_from_settings(settings: QuarrySettings) -> LocalSourceFetcher:
     """The fetcher the API (dry runs) and the ingest workers use, with the source limits."""
     return LocalSourceFetcher(
+        policy=source_policy_from(settings),
         max_archive_bytes=settings.source_max_archive_bytes,
         max_extracted_bytes=settings.source_max_extracted_bytes,
         max_members=settings.source_max_members,

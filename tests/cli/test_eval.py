@@ -7,6 +7,7 @@ The API is a fake client with canned search answers (the search endpoint has its
 from __future__ import annotations
 
 import json
+import tarfile
 import threading
 from pathlib import Path
 from types import SimpleNamespace
@@ -74,9 +75,16 @@ class FakeClient:
         self.searches: list[tuple[str, str | None, int, str]] = []
         self.failures: dict[str, Exception] = {}
         self._lock = threading.Lock()
+        self.uploaded: dict[str, bytes] = {}
 
     def create_job(self, body: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
         self.jobs.append(body)
+        return {"job_id": "job-1"}
+
+    def upload_archive(self, path: Path, params: dict[str, str]) -> dict[str, Any]:
+        self.jobs.append({"archive": path, **params})
+        with tarfile.open(path, "r:gz") as tar:
+            self.uploaded = {m.name: tar.extractfile(m).read() for m in tar if m.isfile()}  # type: ignore[union-attr]
         return {"job_id": "job-1"}
 
     def job(self, job_id: str) -> dict[str, Any]:
@@ -161,13 +169,15 @@ def test_json_reports_each_mode_from_the_canned_results(repo: Path, client: Fake
 def test_the_blanked_copy_is_indexed_under_the_name_and_searched_in_every_mode(
     repo: Path, client: FakeClient, tmp_path: Path
 ) -> None:
-    copy = tmp_path / "data/eval/mine"
-    (copy / "stale").mkdir(parents=True)
+    copy = tmp_path / "data/eval/mine.tar.gz"
+    copy.parent.mkdir(parents=True)
+    copy.write_bytes(b"a stale archive of an earlier run")
     code, _, err = run(str(repo), "--json", "--name", "mine", "--k", "1")
     assert code == 0, err
-    assert client.jobs == [{"source": str(copy), "repo": "mine"}]
-    assert sorted(p.relative_to(copy).as_posix() for p in copy.rglob("*")) == ["pkg", PATH]
-    blanked = (copy / PATH).read_text(encoding="utf-8")
+    # Uploaded, not named by path: the workers may run on other hosts.
+    assert client.jobs == [{"archive": copy, "repo": "mine"}]
+    assert sorted(client.uploaded) == [PATH]
+    blanked = client.uploaded[PATH].decode("utf-8")
     assert blanked.count("\n") == MOD.count("\n")
     assert "Add one" not in blanked and "Module docstring" not in blanked
     assert sorted(client.searches) == sorted(

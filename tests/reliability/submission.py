@@ -8,6 +8,7 @@ Returns the job, or raises what the API turns into a 4xx: a PermanentError (422,
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -20,6 +21,7 @@ from pipeline.indexing import JobContext
 from pipeline.jobs import Job, JobRequest
 from pipeline.models import RepoRef
 from pipeline.producer import submit
+from pipeline.source_policy import LocalSourcePolicy
 from pipeline.sources import repo_name_from
 
 # What names the bad input in a refusal's message.
@@ -28,7 +30,17 @@ FIELD_WORDS = (
     "archive", "path", "tenant",
 )  # fmt: skip
 
-_STATE = cast(State, SimpleNamespace(settings=SimpleNamespace(source_allow_file_urls=False)))
+# Local paths anywhere but the service's data folder are allowed here, so that the
+# generated sources reach the other checks; tests/pipeline/test_source_policy.py and
+# tests/security/test_local_sources.py test the roots themselves.
+DATA_DIR = Path("/srv/quarry-data")
+_STATE = cast(
+    State,
+    SimpleNamespace(
+        settings=SimpleNamespace(source_allow_file_urls=False),
+        source_policy=LocalSourcePolicy.build([Path("/")], [DATA_DIR]),
+    ),
+)
 
 
 def context() -> JobContext:

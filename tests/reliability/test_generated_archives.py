@@ -24,6 +24,7 @@ from pipeline.adapters.source_fetcher import LocalSourceFetcher
 from pipeline.errors import InvalidInputError
 from pipeline.inventory import take_inventory
 from pipeline.jobs import JobSource, SourceKind
+from pipeline.source_policy import LocalSourcePolicy
 from tests.reliability.profiles import budget, counted
 from tests.reliability.tarballs import Member, tar_gz
 
@@ -106,6 +107,7 @@ def archives(draw: st.DrawFn) -> bytes:
 
 def fetcher() -> LocalSourceFetcher:
     return LocalSourceFetcher(
+        policy=LocalSourcePolicy.build([Path("/")], []),
         max_archive_bytes=500_000,
         max_extracted_bytes=MAX_EXTRACTED_BYTES,
         max_members=MAX_MEMBERS,

@@ -18,6 +18,7 @@ from pipeline.errors import InvalidInputError
 from pipeline.inventory import take_inventory
 from pipeline.jobs import JobSource, SourceKind
 from pipeline.models import SkipReason
+from pipeline.source_policy import LocalSourcePolicy
 from tests.reliability.tarballs import BLOCK, Member, header, tar_gz
 from tests.reliability.test_generated_archives import only_plain_entries, outside_extraction
 
@@ -33,6 +34,7 @@ def fetch(tmp_path: Path, data: bytes, **limits: int) -> Path:
     workdir = tmp_path / "job"
     workdir.mkdir()
     fetcher = LocalSourceFetcher(
+        policy=LocalSourcePolicy.build([Path("/")], []),
         max_archive_bytes=limits.get("max_archive_bytes", 10 * LIMIT_BYTES),
         max_extracted_bytes=limits.get("max_extracted_bytes", LIMIT_BYTES),
         max_members=limits.get("max_members", 100),

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from pipeline.adapters.source_fetcher import LocalSourceFetcher
 from pipeline.errors import InvalidInputError, PermanentError
 from pipeline.jobs import JobSource, SourceKind
+from pipeline.source_policy import LocalSourcePolicy
 from tests.reliability.submission import context, names_a_field, submit_like_the_api
 
 pytestmark = pytest.mark.timeout(60)
@@ -74,7 +75,11 @@ def test_the_fetcher_refuses_a_hostile_git_source_before_running_git(
     source: str, tmp_path: Path
 ) -> None:
     fetcher = LocalSourceFetcher(
-        max_archive_bytes=1, max_extracted_bytes=1, max_members=1, clone_timeout_s=5.0
+        policy=LocalSourcePolicy.build([Path("/tmp")], []),
+        max_archive_bytes=1,
+        max_extracted_bytes=1,
+        max_members=1,
+        clone_timeout_s=5.0,
     )
     with pytest.raises(InvalidInputError) as caught:
         fetcher.fetch(JobSource(SourceKind.GIT, source), tmp_path)

@@ -213,12 +213,12 @@ def test_tenants_see_only_their_own_jobs_and_repositories(
 @pytest.mark.parametrize(
     ("body", "fragment"),
     [
-        ({"source": "/no/such/folder/anywhere"}, "does not exist"),
+        ({"source": "/tmp/quarry-no-such-folder-anywhere"}, "does not exist"),
         ({"source": "relative/path"}, "absolute"),
         ({"source": "ftp://example.com/x.git"}, "ftp"),
         ({"source": "ext::sh -c touch% /tmp/pwned"}, "ext::"),
-        ({"source": "/tmp", "repo": "x", "callback_url": "not a url"}, "not a url"),
-        ({"source": "/tmp", "repo": "../etc"}, "repository name"),
+        ({"source": "/tmp/quarry-src", "repo": "x", "callback_url": "not a url"}, "not a url"),
+        ({"source": "/tmp/quarry-src", "repo": "../etc"}, "repository name"),
     ],
 )
 def test_bad_job_requests_are_4xx_naming_the_input(

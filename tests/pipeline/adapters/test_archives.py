@@ -18,6 +18,7 @@ import pytest
 from pipeline.adapters.source_fetcher import LocalSourceFetcher
 from pipeline.errors import InvalidInputError
 from pipeline.jobs import JobSource, SourceKind
+from pipeline.source_policy import LocalSourcePolicy
 
 Member = tuple[tarfile.TarInfo, bytes | None]
 
@@ -26,6 +27,7 @@ def fetcher(
     *, max_archive_bytes: int = 10**6, max_extracted_bytes: int = 10**6, max_members: int = 100
 ) -> LocalSourceFetcher:
     return LocalSourceFetcher(
+        policy=LocalSourcePolicy.build([Path("/")], []),
         max_archive_bytes=max_archive_bytes,
         max_extracted_bytes=max_extracted_bytes,
         max_members=max_members,

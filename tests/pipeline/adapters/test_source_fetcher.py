@@ -21,6 +21,7 @@ from pipeline.adapters.source_fetcher import LocalSourceFetcher
 from pipeline.errors import InvalidInputError
 from pipeline.jobs import JobSource, SourceKind
 from pipeline.ports import SourceFetcher
+from pipeline.source_policy import LocalSourcePolicy
 
 LIMITS = {"max_archive_bytes": 10**7, "max_extracted_bytes": 10**8, "max_members": 10_000}
 
@@ -34,7 +35,12 @@ def git(*args: str, cwd: Path | None = None) -> str:
 
 
 def fetcher(**overrides: object) -> LocalSourceFetcher:
-    options: dict[str, object] = {**LIMITS, "clone_timeout_s": 60.0, "allow_local_git": True}
+    options: dict[str, object] = {
+        **LIMITS,
+        "clone_timeout_s": 60.0,
+        "allow_local_git": True,
+        "policy": LocalSourcePolicy.build([Path("/")], []),
+    }
     options.update(overrides)
     return LocalSourceFetcher(**options)  # type: ignore[arg-type]
 

@@ -1,0 +1,134 @@
+"""Which local paths a job may read: the operator's allowed roots, never the service's own.
+
+A local source (a folder, a ``.tar.gz`` on the workers' disk, or the path of a
+``file://`` git URL) is read by the service's workers with the service's permissions,
+so a tenant must not be able to name whatever those workers can read. The rule:
+
+- Refused outright: a relative path, and any ``..`` component (whatever it resolves to).
+- The path is resolved (symlinks followed, as the workers would) and must then lie
+  under one of the operator's ``allowed_roots`` (themselves resolved). No roots: every
+  local path is refused; that is the default, and production sets none.
+- Always refused, allowed root or not: a path inside a protected folder (the service's
+  data folder, which holds the stack's secrets, the databases, run and upload folders,
+  and the secrets folder) and a path that holds one (indexing a parent would read it).
+
+The check answers the same way whether the path exists or not, so a refusal tells a
+tenant nothing about the workers' disks. It runs at submission (the API, dry runs
+included) and again when the worker fetches the source: a symlink changed in between
+is caught. The only exception is the API's own upload folder, whose archives the
+service wrote itself: :meth:`LocalSourcePolicy.check_fetch` accepts them for archive
+sources, the submission check never does.
+
+Must not import: celery, tasks/, workers/, api/, cli/, or any driver.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from pipeline.errors import InvalidInputError
+from pipeline.jobs import JobSource, SourceKind
+
+ALLOWED_ROOTS_SETTING = "QUARRY_SOURCE_ALLOWED_ROOTS"
+FILE_URL_PREFIX = "file://"
+UPLOADS_FOLDER = "uploads"  # under the data folder: the archives the API received
+
+
+def _resolved(path: Path) -> Path:
+    # realpath resolves what exists and keeps the rest lexically: the same answer for
+    # a path that exists and for one that does not, so a refusal reveals neither.
+    return Path(os.path.realpath(path))
+
+
+def _within(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+@dataclass(frozen=True, slots=True)
+class LocalSourcePolicy:
+    """The operator's allowed roots and the service's protected folders (both resolved)."""
+
+    allowed_roots: tuple[Path, ...]
+    protected: tuple[Path, ...]
+    uploads: Path | None = None
+
+    @classmethod
+    def build(
+        cls,
+        allowed_roots: Iterable[Path],
+        protected: Iterable[Path],
+        uploads: Path | None = None,
+    ) -> LocalSourcePolicy:
+        return cls(
+            allowed_roots=tuple(_resolved(Path(p)) for p in allowed_roots),
+            protected=tuple(_resolved(Path(p)) for p in protected),
+            uploads=None if uploads is None else _resolved(uploads),
+        )
+
+    def check_submission(self, source: JobSource) -> JobSource:
+        """``source`` if a tenant may name it; InvalidInputError naming it if not."""
+        path = local_path_of(source)
+        if path is not None:
+            self.check_path(path, shown=source.location)
+        return source
+
+    def check_fetch(self, source: JobSource) -> Path | None:
+        """The resolved local path a worker may read for ``source`` (None for a remote
+        git URL); archives the API uploaded itself are allowed too."""
+        path = local_path_of(source)
+        if path is None:
+            return None
+        if source.kind is SourceKind.ARCHIVE and self.uploads is not None:
+            _reject_relative_or_dotdot(path, source.location)
+            resolved = _resolved(Path(path))
+            if resolved.parent == self.uploads:
+                return resolved
+        return self.check_path(path, shown=source.location)
+
+    def check_path(self, path: str, *, shown: str) -> Path:
+        """The resolved ``path``, if it lies under an allowed root and away from every
+        protected folder; InvalidInputError naming ``shown`` otherwise."""
+        _reject_relative_or_dotdot(path, shown)
+        resolved = _resolved(Path(path))
+        for folder in self.protected:
+            if _within(resolved, folder) or _within(folder, resolved):
+                raise InvalidInputError(
+                    f"source {shown!r} is refused: it is or holds the service's own data or secrets"
+                )
+        if not any(_within(resolved, root) for root in self.allowed_roots):
+            if not self.allowed_roots:
+                raise InvalidInputError(
+                    f"source {shown!r} is refused: local paths are not allowed on this "
+                    f"service (the operator allows folders with {ALLOWED_ROOTS_SETTING}); "
+                    "upload a .tar.gz or give a git URL"
+                )
+            raise InvalidInputError(
+                f"source {shown!r} is refused: it is not under a folder this service "
+                f"allows ({ALLOWED_ROOTS_SETTING})"
+            )
+        return resolved
+
+
+def local_path_of(source: JobSource) -> str | None:
+    """The local path a source reads: a folder, an archive file, or a ``file://`` URL's
+    path; None for a remote git URL."""
+    if source.kind is not SourceKind.GIT:
+        return source.location
+    if source.location.lower().startswith(FILE_URL_PREFIX):
+        path = source.location[len(FILE_URL_PREFIX) :]
+        if "%" in path:
+            # git percent-decodes URLs: a %2e%2e would pass the checks as written.
+            raise InvalidInputError(f"git URL {source.location!r}: a file URL must not hold '%'")
+        return path
+    return None
+
+
+def _reject_relative_or_dotdot(path: str, shown: str) -> None:
+    pure = PurePosixPath(path)
+    if not pure.is_absolute():
+        raise InvalidInputError(f"source {shown!r}: a local path must be absolute")
+    if ".." in pure.parts:
+        raise InvalidInputError(f"source {shown!r}: a local path must not hold '..'")
