@@ -16,9 +16,9 @@ from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
+from config.errors import ConfigError
 from config.redaction import redact_url
 from config.settings import QuarrySettings
-from pipeline.errors import ConfigError
 
 LOCAL_GRAPH_USER = "root"
 LOCAL_GRAPH_DATABASE = "graph"

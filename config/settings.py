@@ -23,9 +23,9 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from config.errors import ConfigError
 from config.queues import CHUNK, EMBED, INGEST, WEBHOOK, WORKER_PROFILES, WRITE
 from config.redaction import redact_url
-from pipeline.errors import ConfigError
 
 SOFT_LIMIT_SHARE = 2 / 3  # the soft time limit of a task, as a share of its hard limit
 

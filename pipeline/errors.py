@@ -23,17 +23,28 @@ translate foreign exceptions into these, once, at the edge (``raise ... from exc
 
 from __future__ import annotations
 
+# The roots, and ConfigError, are defined in config (the leaf), which raises ConfigError
+# for a bad setting; they are re-exported here, where the tree is drawn.
+from config.errors import ConfigError, PermanentError, PipelineError, TransientError
 
-class PipelineError(Exception):
-    """Base of every error Quarry raises on purpose."""
-
-
-class TransientError(PipelineError):
-    """The work may succeed if tried again later."""
-
-
-class PermanentError(PipelineError):
-    """Trying again will not help: the input or the configuration is wrong."""
+__all__ = [
+    "BreakerOpenError",
+    "ConfigError",
+    "ConflictError",
+    "EmbeddingOutOfMemoryError",
+    "InvalidInputError",
+    "MigrationError",
+    "NotFoundError",
+    "PermanentError",
+    "PipelineError",
+    "QueueFullError",
+    "StackError",
+    "StoreUnavailableError",
+    "TransientError",
+    "UnsupportedInputError",
+    "WebhookDeliveryError",
+    "WebhookRejectedError",
+]
 
 
 class StoreUnavailableError(TransientError):
@@ -69,10 +80,6 @@ class QueueFullError(TransientError):
         self.depth = depth
         self.bound = bound
         self.retry_after_s = retry_after_s
-
-
-class ConfigError(PermanentError):
-    """A setting is unknown or has an invalid value."""
 
 
 class StackError(PermanentError):
