@@ -43,9 +43,9 @@ def queues_for_profile(profile: str) -> tuple[str, ...]:
 
 
 # Task names: explicit and stable, since messages in flight and dead letters carry them.
+# pipeline/flow.py places each in the stage graph.
 EMBED_CHUNKS_TASK: Final = "quarry.embed.chunks"
 WRITE_CHUNKS_TASK: Final = "quarry.write.chunks"
-WRITE_GRAPH_TASK: Final = "quarry.write.graph"
 INGEST_JOB_TASK: Final = "quarry.ingest.job"
 CHUNK_FILES_TASK: Final = "quarry.chunk.files"
 COMMIT_JOB_TASK: Final = "quarry.write.commit"
@@ -57,7 +57,6 @@ ALL_TASKS: Final = (
     CHUNK_FILES_TASK,
     EMBED_CHUNKS_TASK,
     WRITE_CHUNKS_TASK,
-    WRITE_GRAPH_TASK,
     COMMIT_JOB_TASK,
     WEBHOOK_DELIVER_TASK,
     SWEEP_JOBS_TASK,

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
-from config.queues import EMBED_CHUNKS_TASK
+from pipeline import flow
 from pipeline.analysis import analyze_file
 from pipeline.chunking import ChunkingOptions
 from pipeline.imports import RepoPaths
@@ -30,6 +32,39 @@ from pipeline.messages import FileChunks, encode_file_chunks, encode_file_graph
 from pipeline.models import FileGraph, FileVersion, RepoRef, SkippedFile
 from pipeline.selection import read_regular_file
 from pipeline.tokens import TokenCounter
+
+
+def fail_batch(ctx: JobContext, payload: Mapping[str, Any], exc: Exception) -> None:
+    """A chunk batch that failed for good fails its files (the job then fails at commit);
+    the first three carry the reason in the job's errors."""
+    job_id = str(payload.get("job_id", ""))
+    files = payload.get("files")
+    paths = (
+        [str(f.get("path")) for f in files if isinstance(f, Mapping)]
+        if isinstance(files, list)
+        else []
+    )
+    for path in paths[:3]:
+        record_error(ctx, job_id, path, f"chunking failed: {exc}")
+    settle(ctx, job_id, "files.failed", paths)
+
+
+class RepoPathsCache:
+    """Every path of a snapshot, for import resolution: one query per job and process
+    (the ``size`` most recent snapshots are kept)."""
+
+    def __init__(self, size: int = 8) -> None:
+        self._size = size
+        self._paths: OrderedDict[int, RepoPaths] = OrderedDict()
+
+    def get(self, ctx: JobContext, snapshot_id: int) -> RepoPaths:
+        paths = self._paths.get(snapshot_id)
+        if paths is None:
+            paths = RepoPaths(sorted(ctx.snapshots.snapshot_files(snapshot_id)))
+            self._paths[snapshot_id] = paths
+            while len(self._paths) > self._size:
+                self._paths.popitem(last=False)
+        return paths
 
 
 def chunk_files(
@@ -90,7 +125,7 @@ def chunk_files(
         {p: {"chunks.total": chunk_counts.get(p, 0), "bytes.processed": sizes[p]} for p in chunked},
     )
     if messages:
-        ctx.send(EMBED_CHUNKS_TASK, [{"message": m} for m in messages])
+        ctx.send(flow.EMBED.task, [{"message": m} for m in messages])
     for reason, reason_paths in skipped.items():
         count = {p: {f"skipped.{reason}": 1} for p in reason_paths}
         ctx.board.mark(job_id, f"skipped_paths.{reason}", reason_paths, count)

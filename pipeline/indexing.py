@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from config.queues import COMMIT_JOB_TASK, WEBHOOK_DELIVER_TASK
+from pipeline import flow
 from pipeline.jobs import Job, JobError, JobStatus, StoreWait, merge_counters
 from pipeline.ports import JobBoard, JobStore, SnapshotStore
 
@@ -123,7 +123,7 @@ def maybe_commit(ctx: JobContext, job_id: str, counters: Mapping[str, int]) -> b
     todo = counters.get("files.todo")
     if todo is None or counters.get(SETTLED, 0) < todo or counters.get(COMMIT_SENT, 0):
         return False
-    ctx.send(COMMIT_JOB_TASK, [{"job_id": job_id}])
+    ctx.send(flow.COMMIT.task, [{"job_id": job_id}])
     ctx.board.mark(job_id, COMMIT_SENT, ["1"])
     return True
 
@@ -155,9 +155,17 @@ def notify(ctx: JobContext, job: Job, event: str) -> None:
     if not job.callback_url:
         return
     ctx.send(
-        WEBHOOK_DELIVER_TASK,
+        flow.WEBHOOK.task,
         [{"job_id": job.job_id, "event": event, "delivery_id": str(uuid.uuid4())}],
     )
+
+
+def fail_job(ctx: JobContext, job_id: str, task: str, exc: Exception) -> None:
+    """A job stage's ``task`` that failed for good (a dead letter) fails the job."""
+    job = ctx.jobs.get(job_id)
+    if job is not None:
+        record_error(ctx, job_id, "", f"{task}: {exc}")
+        finish(ctx, job, JobStatus.FAILED, f"{task} failed: {exc}")
 
 
 def cancel(ctx: JobContext, job: Job) -> bool:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path, PurePath
 from typing import Any
 
-from config.queues import CHUNK_FILES_TASK, INGEST_JOB_TASK
+from pipeline import flow
 from pipeline.errors import InvalidInputError, PermanentError, QueueFullError
 from pipeline.indexing import SETTLED, JobContext, finish, flush_progress, maybe_commit
 from pipeline.inventory import Inventory, estimate, take_inventory, tree_digest
@@ -123,7 +123,7 @@ def submit(
     job, created = ctx.jobs.create(request, job_id=str(uuid.uuid4()), commit=request.commit)
     if created:
         try:
-            admit(INGEST_JOB_TASK, {"job_id": job.job_id})
+            admit(flow.INGEST.task, {"job_id": job.job_id})
         except QueueFullError:
             ctx.jobs.discard(job.job_id)
             raise
@@ -135,6 +135,11 @@ class IngestOutcome(enum.StrEnum):
     BUSY = "busy"  # another job of the repository is running: try again later
     SKIPPED = "skipped"  # the job is unknown, terminal or cancelled
     FAILED = "failed"  # the source could not be read: the job failed with the reason
+
+
+def job_workdir(data_dir: Path, job_id: str) -> Path:
+    """The job's scratch folder for a clone or an extracted archive (removed at commit)."""
+    return data_dir / "work" / job_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,7 +203,7 @@ def ingest(
     )
     repo = encode_repo(job.repo)
     ctx.send(
-        CHUNK_FILES_TASK,
+        flow.CHUNK.task,
         [
             {
                 "job_id": job_id,

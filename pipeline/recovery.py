@@ -24,7 +24,7 @@ import enum
 import logging
 from dataclasses import dataclass
 
-from config.queues import COMMIT_JOB_TASK, INGEST_JOB_TASK
+from pipeline import flow
 from pipeline.indexing import (
     SETTLED,
     WAIT_GRACE_S,
@@ -95,11 +95,11 @@ def recover(ctx: JobContext, job: Job, *, idle_s: float, max_recoveries: int) ->
     todo, settled = counters.get("files.todo"), counters.get(SETTLED, 0)
     if job.status is JobStatus.RUNNING and todo is not None and settled >= todo:
         action, reason = Action.COMMIT, f"all {todo} files settled, the commit was lost"
-        ctx.send(COMMIT_JOB_TASK, [{"job_id": job.job_id}])
+        ctx.send(flow.COMMIT.task, [{"job_id": job.job_id}])
     else:
         left = "its files are not listed yet" if todo is None else f"{todo - settled} files left"
         action, reason = Action.INGEST, f"{left}: sent again"
-        ctx.send(INGEST_JOB_TASK, [{"job_id": job.job_id}])
+        ctx.send(flow.INGEST.task, [{"job_id": job.job_id}])
     ctx.board.set_counters(job.job_id, {RECOVERIES: done_before + 1})
     record_error(ctx, job.job_id, "", f"sweeper: {idle}; {reason}")
     flush_progress(ctx, job.job_id, force=True)  # touches the record: idle again from now

@@ -20,7 +20,14 @@ from config.settings import QuarrySettings, load_settings
 # such tasks every RESTORE_SWEEP_S (kombu's default scans only every 10th 10 s tick, so
 # a task of a killed worker could wait 100 s past its timeout).
 RESTORE_SWEEP_S = 10
-TASK_MODULES = ("tasks.embed", "tasks.write", "tasks.jobs", "tasks.webhook")
+TASK_MODULES = (
+    "tasks.ingest",
+    "tasks.chunk",
+    "tasks.embed",
+    "tasks.write",
+    "tasks.commit",
+    "tasks.webhook",
+)
 
 
 def create_app(settings: QuarrySettings | None = None) -> Celery:

@@ -26,10 +26,10 @@ from typing import Any, TypeVar
 from celery import Task
 
 from pipeline.errors import BreakerOpenError, PermanentError, TransientError
-from pipeline.indexing import note_wait
+from pipeline.indexing import fail_job, note_wait
 from pipeline.models import DeadLetter
 from tasks import metrics
-from tasks.context import current
+from tasks.context import current, job_resources
 
 log = logging.getLogger("quarry.tasks")
 T = TypeVar("T")
@@ -135,3 +135,12 @@ class StageTask(Task):  # type: ignore[misc]
             self.on_dead_letter(payload, exc)
         except Exception:
             log.exception("%s: could not record the failure in its job", self.name)
+
+
+class JobTask(StageTask):
+    """A stage whose failure for good fails the job (INGEST, COMMIT)."""
+
+    abstract = True
+
+    def on_dead_letter(self, payload: Mapping[str, Any], exc: Exception) -> None:
+        fail_job(job_resources()[1], str(payload.get("job_id", "")), self.name, exc)

@@ -16,6 +16,7 @@ from typing import Any
 from config.settings import QuarrySettings
 from pipeline.chunking import ChunkingOptions
 from pipeline.embedding import EmbeddingService
+from pipeline.flow import Outgoing
 from pipeline.indexing import JobContext
 from pipeline.ports import (
     CircuitBreaker,
@@ -61,6 +62,20 @@ def current() -> Resources:
     if _current is None:
         raise RuntimeError("no worker resources installed in this process")
     return _current
+
+
+def job_resources() -> tuple[Resources, JobContext]:
+    """This process's resources and job context; a RuntimeError names the profile that
+    has them where this worker has none."""
+    resources = current()
+    if resources.jobs is None:
+        raise RuntimeError("this worker has no job stores (run the `cpu` profile)")
+    return resources, resources.jobs
+
+
+def send_outgoing(app: Any, outgoing: Outgoing) -> None:
+    """Hand a stage's outgoing messages to the stage the graph names."""
+    send_tasks(app, outgoing.stage.task, outgoing.messages)
 
 
 def send_tasks(app: Any, task_name: str, kwargs_list: Sequence[Mapping[str, Any]]) -> None:

@@ -15,7 +15,7 @@ import time
 
 from celery import Task, shared_task
 
-from config.queues import WEBHOOK_DELIVER_TASK
+from pipeline import flow
 from pipeline.errors import PipelineError, WebhookDeliveryError
 from pipeline.indexing import live_job
 from pipeline.jobs import WebhookDelivery, job_status
@@ -28,7 +28,7 @@ log = logging.getLogger("quarry.webhooks")
 
 @shared_task(  # type: ignore[untyped-decorator]
     bind=True,
-    name=WEBHOOK_DELIVER_TASK,
+    name=flow.WEBHOOK.task,
     acks_late=True,
     reject_on_worker_lost=True,
     max_retries=None,

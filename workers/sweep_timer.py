@@ -1,7 +1,7 @@
 """The cpu worker's main process asks for a job sweep every ``job_sweep_interval_s``.
 
 A thread of the main process (not of a pool child: children come and go) sends
-``quarry.ingest.sweep`` to the ingest queue; a pool child runs it (tasks.jobs). Every
+``quarry.ingest.sweep`` to the ingest queue; a pool child runs it (tasks.ingest). Every
 cpu worker asks, and the task itself runs at most once per interval across them, so
 no extra process (a Celery beat) is needed and the sweep stops only when every cpu
 worker does. A lost request is harmless: the next one comes an interval later.

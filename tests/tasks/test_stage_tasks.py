@@ -26,13 +26,13 @@ from pipeline.embedding import EmbeddingService
 from pipeline.errors import StoreUnavailableError
 from pipeline.guarded import Deferred, GuardedGraphStore, GuardedVectorStore
 from pipeline.indexing import JobContext
-from pipeline.messages import FileChunks, encode_file_chunks, encode_file_graph, encode_vectors
-from pipeline.models import FileGraph, FileVersion, RepoRef
+from pipeline.messages import FileChunks, encode_file_chunks, encode_vectors
+from pipeline.models import FileVersion, RepoRef
 from pipeline.ports import VectorStore
 from tasks import context
 from tasks.base import backoff_s, breaker_wait_s
 from tasks.embed import embed_chunks
-from tasks.write import write_chunks, write_graph
+from tasks.write import write_chunks
 
 REPO = RepoRef("acme", "tools")
 SOURCE = (
@@ -211,19 +211,6 @@ def test_a_breaker_wait_is_shown_in_the_job_status() -> None:
     assert before + caught.value.countdown <= wait.until <= time.time() + caught.value.countdown
     assert "quarry.write.chunks" in wait.reason
     assert "circuit breaker open" in wait.reason
-
-
-def test_a_graph_write_replaces_the_file_and_is_idempotent() -> None:
-    f = _install(InMemoryVectorStore())
-    analysis = _analysis()
-    pairs = tuple((c.chunk_id, c.symbol) for c in analysis.chunks)
-    message = encode_file_graph("job-1", REPO, FileGraph(FILE, analysis.extraction, pairs))
-    first = write_graph.run(message=message)
-    assert first and first > 0
-    nodes = f.graph.node_ids(REPO)
-    write_graph.run(message=message)
-    assert f.graph.node_ids(REPO) == nodes
-    assert f.graph.file_versions(REPO) == {FILE.path: FILE.sha256}
 
 
 @dataclass

@@ -1,0 +1,157 @@
+"""The stage graph, declared once: ingest -> chunk -> embed -> write -> commit -> webhook.
+
+This table is where a reader follows one job through Quarry. Each :class:`Stage` names
+its Celery task (a stable name: messages in flight and dead letters carry it), the
+queue it runs on, the message it consumes, the stages it hands work to, its retry
+policy, what fails with it when it fails for good, and the pipeline function that does
+its work. The names themselves live in config.queues (every process agrees on them);
+this table ties each to its place in the flow. ``tasks/`` registers one thin Celery
+shim per stage under ``Stage.task``; the pipeline functions hand work on by naming a
+stage of this table (``CHUNK.task``), never a task-name string of their own.
+
+::
+
+    POST /v1/jobs ──▶ INGEST ──▶ CHUNK (batches of files) ──▶ EMBED (one message per file)
+                        │          │ files with no chunks,       │ shared device batches
+                        │          │ skipped or failed settle    ▼
+                        │          └──────────────┐           WRITE (one file's rows)
+                        │ nothing changed         ▼              │ the last file settled
+                        └───────────────────▶ COMMIT ◀───────────┘
+                                                 │ graph, publish, finish
+                                                 ▼
+                                              WEBHOOK (job.done / job.failed / ...)
+
+The sweeper (``SWEEP``) is not a stage of a job: the cpu workers ask for it on a timer,
+and it sends a stalled job's INGEST or COMMIT again (pipeline.recovery).
+
+Must not import: celery, tasks/, workers/, api/, cli/, or any driver.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Final
+
+from config import queues
+
+
+class Retry(enum.StrEnum):
+    """How a stage's failures are retried (tasks/base.py and the stage shims apply it)."""
+
+    # Breaker open: wait for the breaker and try again, never dropped. Other transient
+    # errors: backoff with jitter, ``write_max_retries`` attempts, then a dead letter.
+    # Permanent errors: a dead letter at once.
+    STAGE = "stage"
+    # As STAGE, per buffered message: each message of a failed device batch is sent
+    # again on its own with its attempt raised.
+    PER_MESSAGE = "per-message"
+    # Timeouts, connection errors, 429 and 5xx: backoff, ``webhook_max_attempts`` in all;
+    # a 4xx or a refused address is final. Every attempt is logged on the job.
+    DELIVERY = "delivery"
+
+
+class FailsWith(enum.StrEnum):
+    """What a stage's message that failed for good takes down with it."""
+
+    JOB = "job"  # the job fails with the reason
+    FILES = "files"  # the batch's files fail (the job then fails at its commit)
+    FILE = "file"  # the message's one file fails
+    NOTHING = "nothing"  # a webhook that could not be delivered is only logged
+
+
+@dataclass(frozen=True, slots=True)
+class Stage:
+    """One stage of the graph; see the module docstring."""
+
+    name: str
+    task: str
+    queue: str
+    consumes: str
+    sends: tuple[str, ...]
+    retry: Retry
+    fails: FailsWith
+    use_case: str
+
+
+INGEST: Final = Stage(
+    name="ingest",
+    task=queues.INGEST_JOB_TASK,
+    queue=queues.INGEST,
+    consumes="job_id",
+    sends=("chunk", "commit"),
+    retry=Retry.STAGE,
+    fails=FailsWith.JOB,
+    use_case="pipeline.producer.ingest",
+)
+CHUNK: Final = Stage(
+    name="chunk",
+    task=queues.CHUNK_FILES_TASK,
+    queue=queues.CHUNK,
+    consumes="job_id, repo, root, snapshot_id, files: a batch of one job's file versions",
+    sends=("embed", "commit"),
+    retry=Retry.STAGE,
+    fails=FailsWith.FILES,
+    use_case="pipeline.chunk_stage.chunk_files",
+)
+EMBED: Final = Stage(
+    name="embed",
+    task=queues.EMBED_CHUNKS_TASK,
+    queue=queues.EMBED,
+    consumes="message: one file version's chunks (pipeline.messages.FileChunks)",
+    sends=("write",),
+    retry=Retry.PER_MESSAGE,
+    fails=FailsWith.FILE,
+    use_case="pipeline.embed_stage.embed_messages",
+)
+WRITE: Final = Stage(
+    name="write",
+    task=queues.WRITE_CHUNKS_TASK,
+    queue=queues.WRITE,
+    consumes="message: one file version's chunks with their vectors and model id",
+    sends=("commit",),
+    retry=Retry.STAGE,
+    fails=FailsWith.FILE,
+    use_case="pipeline.write_stage.write_file",
+)
+COMMIT: Final = Stage(
+    name="commit",
+    task=queues.COMMIT_JOB_TASK,
+    queue=queues.WRITE,
+    consumes="job_id",
+    sends=("webhook",),
+    retry=Retry.STAGE,
+    fails=FailsWith.JOB,
+    use_case="pipeline.commit.commit_job",
+)
+WEBHOOK: Final = Stage(
+    name="webhook",
+    task=queues.WEBHOOK_DELIVER_TASK,
+    queue=queues.WEBHOOK,
+    consumes="job_id, event, delivery_id, attempt",
+    sends=(),
+    retry=Retry.DELIVERY,
+    fails=FailsWith.NOTHING,
+    use_case="pipeline.webhooks.build_event",
+)
+
+STAGES: Final[tuple[Stage, ...]] = (INGEST, CHUNK, EMBED, WRITE, COMMIT, WEBHOOK)
+
+# Maintenance, not a stage of a job: sends stalled jobs on (pipeline.recovery).
+SWEEP_TASK: Final = queues.SWEEP_JOBS_TASK
+
+
+def stage(name: str) -> Stage:
+    """The stage called ``name``; a KeyError names an unknown one."""
+    for candidate in STAGES:
+        if candidate.name == name:
+            return candidate
+    raise KeyError(f"no stage {name!r} (stages: {', '.join(s.name for s in STAGES)})")
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """Messages a stage hands to its successor: the stage and one kwargs map each."""
+
+    stage: Stage
+    messages: tuple[dict[str, object], ...]

@@ -1,0 +1,67 @@
+"""The CHUNK stage's Celery shim (pipeline.flow.CHUNK; the work: pipeline.chunk_stage).
+
+A batch that fails for good fails its files (the job then fails at its commit).
+
+Must not import: workers/, api/, cli/, drivers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from celery import shared_task
+
+from pipeline import flow
+from pipeline.chunk_stage import RepoPathsCache, chunk_files, fail_batch
+from pipeline.errors import InvalidInputError
+from pipeline.messages import decode_file, decode_repo
+from tasks.base import StageTask
+from tasks.context import job_resources
+
+_REPO_PATHS = RepoPathsCache()  # each forked process fills its own
+
+
+class ChunkTask(StageTask):
+    abstract = True
+
+    def on_dead_letter(self, payload: Mapping[str, Any], exc: Exception) -> None:
+        fail_batch(job_resources()[1], payload, exc)
+
+
+@shared_task(bind=True, base=ChunkTask, name=flow.CHUNK.task)  # type: ignore[untyped-decorator]
+def chunk_files_task(
+    self: StageTask,
+    *,
+    job_id: str,
+    repo: dict[str, Any],
+    root: str,
+    snapshot_id: int,
+    files: list[dict[str, Any]],
+    attempt: int = 0,
+) -> int | None:
+    """Chunk a batch of one job's files and send their chunks to the embed queue."""
+    payload = {"job_id": job_id, "repo": repo, "root": root, "snapshot_id": snapshot_id}
+
+    def run() -> int:
+        resources, ctx = job_resources()
+        if resources.chunking is None:
+            raise RuntimeError("this worker has no chunking setup (run the `cpu` profile)")
+        if not isinstance(files, list):
+            raise InvalidInputError("files: expected a list")
+        versions = [decode_file(f, f"files[{i}]") for i, f in enumerate(files)]
+        options, counter = resources.chunking
+        chunk_files(
+            ctx,
+            job_id,
+            decode_repo(repo),
+            Path(root),
+            versions,
+            options=options,
+            counter=counter,
+            repo_paths=lambda: _REPO_PATHS.get(ctx, snapshot_id),
+        )
+        return len(versions)
+
+    return self.guarded({**payload, "files": files}, attempt, run)

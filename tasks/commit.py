@@ -1,0 +1,35 @@
+"""The COMMIT stage's Celery shim (pipeline.flow.COMMIT; the work: pipeline.commit).
+
+Must not import: workers/, api/, cli/, drivers.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+from celery import shared_task
+
+from pipeline import flow
+from pipeline.commit import KeptSymbols, commit_job
+from pipeline.producer import job_workdir
+from tasks.base import JobTask, StageTask
+from tasks.context import job_resources
+
+_KEPT_SYMBOLS = KeptSymbols()  # empty until a commit runs: each forked process fills its own
+
+
+@shared_task(bind=True, base=JobTask, name=flow.COMMIT.task)  # type: ignore[untyped-decorator]
+def commit_job_task(self: StageTask, job_id: str, attempt: int = 0) -> str | None:
+    """Write the job's graph and make its snapshot searchable."""
+
+    def run() -> str:
+        resources, ctx = job_resources()
+        if resources.vectors is None or resources.graph is None:
+            raise RuntimeError("this worker has no stores (run the `cpu` profile)")
+        status = commit_job(
+            ctx, job_id, vectors=resources.vectors, graph=resources.graph, kept=_KEPT_SYMBOLS
+        )
+        shutil.rmtree(job_workdir(resources.settings.data_dir, job_id), ignore_errors=True)
+        return status.value if status else "skipped"
+
+    return self.guarded({"job_id": job_id}, attempt, run)

@@ -1,0 +1,82 @@
+"""The INGEST stage's Celery shim (pipeline.flow.INGEST; the work: pipeline.producer),
+and the sweeper's task, which sends stalled jobs on (pipeline.recovery).
+
+Must not import: workers/, api/, cli/, drivers.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import shutil
+import uuid
+
+from celery import shared_task
+
+from pipeline import flow
+from pipeline.errors import TransientError
+from pipeline.producer import IngestOptions, IngestOutcome, ingest, job_workdir
+from pipeline.recovery import sweep
+from tasks import metrics
+from tasks.base import JobTask, StageTask
+from tasks.context import job_resources
+
+log = logging.getLogger("quarry.jobs")
+BUSY_RETRY_S = 2.0
+SWEEP_THROTTLE = "sweeper"
+
+
+@shared_task(bind=True, base=JobTask, name=flow.INGEST.task)  # type: ignore[untyped-decorator]
+def ingest_job(self: StageTask, job_id: str, attempt: int = 0) -> str | None:
+    """List, hash and diff the job's source; enqueue the changed files for chunking."""
+
+    def run() -> str:
+        resources, ctx = job_resources()
+        if resources.fetcher is None:
+            raise RuntimeError("this worker has no source fetcher (run the `cpu` profile)")
+        settings = resources.settings
+        # A folder of its own per delivery: a redelivered ingest must not pull the tree
+        # from under the chunk tasks of the first one. The commit removes them all.
+        workdir = job_workdir(settings.data_dir, job_id) / f"fetch-{uuid.uuid4().hex[:12]}"
+        workdir.mkdir(parents=True)
+        options = IngestOptions(
+            max_file_bytes=settings.chunk_max_file_bytes,
+            batch_max_files=settings.job_batch_files,
+            batch_max_bytes=settings.job_batch_bytes,
+        )
+        outcome = ingest(ctx, job_id, fetcher=resources.fetcher, workdir=workdir, options=options)
+        if outcome in (IngestOutcome.SKIPPED, IngestOutcome.FAILED, IngestOutcome.BUSY):
+            shutil.rmtree(workdir, ignore_errors=True)
+        if outcome is IngestOutcome.BUSY:
+            # Another job of the repository runs: wait for it, without using an attempt.
+            countdown = BUSY_RETRY_S * (1 + random.random())  # noqa: S311 (jitter)
+            raise self.retry(kwargs={"job_id": job_id, "attempt": attempt}, countdown=countdown)
+        return outcome.value
+
+    return self.guarded({"job_id": job_id}, attempt, run)
+
+
+@shared_task(name=flow.SWEEP_TASK, ignore_result=True)  # type: ignore[untyped-decorator]
+def sweep_jobs() -> int:
+    """Send stalled jobs on (pipeline.recovery); at most one sweep per interval however
+    many cpu workers ask for one. A store that is down skips this sweep."""
+    resources, ctx = job_resources()
+    settings = resources.settings
+    if resources.in_flight is None:
+        raise RuntimeError("this worker has no view of the broker (run the `cpu` profile)")
+    interval_s = max(1.0, 0.8 * settings.job_sweep_interval_s)
+    try:
+        if not ctx.board.throttle(SWEEP_THROTTLE, "sweep", interval_s):
+            return 0
+        found = sweep(
+            ctx,
+            resources.in_flight,
+            idle_s=settings.job_stall_s,
+            max_recoveries=settings.job_max_recoveries,
+        )
+    except TransientError as exc:
+        log.warning("job sweep skipped: %s", exc)
+        return 0
+    for recovery in found:
+        metrics.JOBS_RECOVERED.labels(recovery.action.value).inc()
+    return len(found)
