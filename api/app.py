@@ -25,10 +25,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api import routes_jobs, routes_repos, routes_search, routes_ui
 from api.auth import needs_token, request_tenant, tenant
-from api.state import ApiState
+from api.state import ApiState, probe_stores
 from config.endpoints import Endpoints, resolve_endpoints
 from config.settings import QuarrySettings, load_settings
-from pipeline.adapters.probes import probe_graph, probe_postgres, probe_redis
 from pipeline.errors import (
     ConfigError,
     ConflictError,
@@ -168,16 +167,7 @@ def _error_handlers(app: FastAPI) -> None:
 
 
 def _readiness(endpoints: Endpoints) -> JSONResponse:
-    probes = {
-        "redis": probe_redis(endpoints.redis_url),
-        "postgres": probe_postgres(endpoints.postgres_dsn),
-        "graph": probe_graph(
-            endpoints.neo4j_uri,
-            endpoints.neo4j_user,
-            endpoints.neo4j_password,
-            endpoints.neo4j_database,
-        ),
-    }
+    probes = probe_stores(endpoints)
     ready = all(p.healthy for p in probes.values())
     body = {
         "status": "ready" if ready else "unavailable",

@@ -21,6 +21,7 @@ from pipeline.adapters.pg_search import PgSearchIndex
 from pipeline.adapters.pg_snapshot_store import PgSnapshotStore
 from pipeline.adapters.pg_token_store import PgTokenStore
 from pipeline.adapters.pg_vector_store import PgVectorStore
+from pipeline.adapters.probes import Probe, probe_graph, probe_postgres, probe_redis
 from pipeline.adapters.query_embedder import query_embedder_from
 from pipeline.adapters.redis_admission import RedisAdmission
 from pipeline.adapters.redis_client import connect_redis
@@ -44,6 +45,20 @@ from tasks.client import TaskClient
 
 TOKEN_CACHE_S = 10.0
 log = logging.getLogger("quarry.api")
+
+
+def probe_stores(endpoints: Endpoints) -> dict[str, Probe]:
+    """Each store's health, checked now (``/readyz``)."""
+    return {
+        "redis": probe_redis(endpoints.redis_url),
+        "postgres": probe_postgres(endpoints.postgres_dsn),
+        "graph": probe_graph(
+            endpoints.neo4j_uri,
+            endpoints.neo4j_user,
+            endpoints.neo4j_password,
+            endpoints.neo4j_database,
+        ),
+    }
 
 
 @dataclass

@@ -12,88 +12,34 @@ Must not import: api/.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from cli.bench_corpus import Corpus, corpus_root, load_corpus
 from cli.bench_e2e import bench_e2e, bench_incremental
 from cli.bench_search import bench_search
 from cli.machine import cpu_model, free_ports
 from config.endpoints import resolve_endpoints
 from config.settings import child_environment, load_settings
 from pipeline.adapters.st_embedder import BUNDLED_MODEL, raw_encode_seconds, resolve_model_path
-from pipeline.adapters.vocab import model_token_counter
-from pipeline.analysis import FileAnalysis, analyze_file
-from pipeline.messages import FileChunks, encode_file_chunks
-from pipeline.models import FileVersion, RepoRef
-from pipeline.selection import select_files
+from pipeline.messages import encode_file_chunks
+from pipeline.models import RepoRef
 
 bench_app = typer.Typer(help="Benchmarks on a real corpus.", no_args_is_help=True)
 bench_app.command("search")(bench_search)
 bench_app.command("e2e")(bench_e2e)
 bench_app.command("incremental")(bench_incremental)
 PORT_NAMES = ("REDIS", "POSTGRES", "BOLT", "GRAPH_HTTP", "API", "FLOWER")
-
-
-@dataclass(frozen=True, slots=True)
-class Corpus:
-    name: str
-    batches: tuple[FileChunks, ...]
-
-    @property
-    def texts(self) -> list[str]:
-        seen: dict[str, str] = {}
-        for batch in self.batches:
-            for chunk in batch.chunks:
-                seen.setdefault(chunk.content_hash, chunk.text)
-        return list(seen.values())
-
-
-@contextmanager
-def corpus_root(path: Path) -> Iterator[Path]:
-    """A folder, or a source distribution (.tar.gz) unpacked into a scratch folder."""
-    if path.is_dir():
-        yield path
-        return
-    if not tarfile.is_tarfile(path):
-        raise typer.BadParameter(f"{path}: neither a folder nor a .tar.gz archive")
-    scratch = Path(tempfile.mkdtemp(prefix="quarry-corpus-"))
-    try:
-        with tarfile.open(path) as archive:
-            archive.extractall(scratch, filter="data")
-        yield scratch
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-
-
-def load_corpus(root: Path, repo: RepoRef, limit_files: int | None) -> Corpus:
-    counter = model_token_counter()
-    selection = select_files(root)
-    batches: list[FileChunks] = []
-    for rel in selection.files[:limit_files]:
-        data = (root / rel).read_bytes()
-        analysis = analyze_file(rel, data, counter=counter)
-        if not isinstance(analysis, FileAnalysis) or not analysis.chunks:
-            continue
-        version = FileVersion(
-            rel, hashlib.sha256(data).hexdigest(), analysis.source.language, len(data)
-        )
-        batches.append(FileChunks(None, repo, version, analysis.chunks))
-    return Corpus(root.name, tuple(batches))
 
 
 def _quarry(*args: str, env: dict[str, str]) -> None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cli.bench_corpus import corpus_root, load_corpus
 from cli.bench_e2e_gpu import gpu_sampler, summarise
 from cli.bench_e2e_plan import (
     apply_edits,
@@ -67,8 +68,6 @@ class Prepared:
 
 
 def prepare(corpus: Path, limit_files: int | None) -> Prepared:
-    from cli.bench import corpus_root, load_corpus  # cli.bench registers this module's commands
-
     scratch = Path(tempfile.mkdtemp(prefix="quarry-bench-e2e-src-", dir="/tmp"))
     scratch.chmod(0o755)
     name = corpus.name.removesuffix(".tar.gz")

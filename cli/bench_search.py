@@ -27,20 +27,19 @@ import os
 import re
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from cli.bench_search_data import BenchQuery, SyntheticCorpus, Target, Vectors, Vocabulary
+from cli.bench_search_data import SyntheticCorpus, Target, Vectors, Vocabulary
+from cli.bench_search_options import BenchOptions, Prepared
 from cli.bench_search_report import report
 from cli.console import err, guarded, settings
 from pipeline.models import RepoRef
 
 if TYPE_CHECKING:
-    from cli.bench_search_corpus import RealCorpus
-    from pipeline.adapters.onnx_embedder import OnnxEmbedder
+    pass
 
 CORPORA = Path(__file__).resolve().parents[1] / "bench" / "corpora"
 DEFAULT_CORPORA = ("django-5.2.19", "requests-2.32.3")
@@ -126,39 +125,6 @@ def bench_search(
 
 def say(line: str) -> None:
     err.print(f"[{time.strftime('%H:%M:%S')}] {line}", markup=False)
-
-
-@dataclass(frozen=True, kw_only=True)
-class BenchOptions:
-    """The command's options, checked."""
-
-    root: Path
-    count: int
-    query_count: int
-    k: int
-    ef_search: int
-    sweep: list[int]
-    max_lexical_matches: int
-    warmup: int
-    seed: int
-    shared_buffers: str | None
-    hnsw_with: str | None
-    dsn: str | None
-    existing: str | None
-    keep: bool
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """The data of a run before any database: real chunks, generator, queries."""
-
-    real: RealCorpus
-    real_vectors: Vectors
-    synthetic: SyntheticCorpus
-    embedder: OnnxEmbedder
-    measured: list[BenchQuery]
-    warm: list[BenchQuery]
-    figures: dict[str, Any]
 
 
 def prepare(options: BenchOptions) -> Prepared:

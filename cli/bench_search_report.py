@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from cli.machine import cpu_model
 
 if TYPE_CHECKING:
-    from cli.bench_search import BenchOptions, Prepared
+    from cli.bench_search_options import BenchOptions, Prepared
 
 TARGET_P95_MS = 30.0
 TARGET_RECALL = 0.95

@@ -2,6 +2,9 @@
 
 config <- pipeline <- pipeline.adapters <- workers;  pipeline <- tasks <- workers;
 tasks.client <- api. Drivers only in pipeline/adapters; os.environ only in config.
+config imports nothing of Quarry; tasks/ name no adapter; the API reaches adapters only
+through its composition root (api/state.py); no import cycle anywhere, imports inside
+functions and under TYPE_CHECKING included.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ QUARRY = set(PACKAGES)
 
 # package -> top-level names it must not import
 FORBIDDEN: dict[str, set[str]] = {
-    "config": (QUARRY - {"config", "pipeline"}) | DRIVERS | {"celery", "kombu"},
+    "config": (QUARRY - {"config"}) | DRIVERS | {"celery", "kombu"},
     "pipeline": {"tasks", "workers", "api", "cli", "migrations", "celery", "kombu"} | DRIVERS,
     "pipeline.adapters": {"tasks", "workers", "api", "cli", "migrations", "celery", "kombu"},
     "migrations": {"tasks", "workers", "api", "cli", "celery"} | DRIVERS,
@@ -39,6 +42,10 @@ FORBIDDEN: dict[str, set[str]] = {
     "workers": {"api", "cli"} | DRIVERS,
     "cli": {"torch", "sentence_transformers"},
 }
+# tasks/ and the API routes never name an adapter; the API builds them in api/state.py.
+ADAPTERS = "pipeline.adapters"
+NO_ADAPTERS = ("tasks", "api")
+API_ROOT = "api/state.py"  # the API's composition root
 
 
 def _modules() -> list[Path]:
@@ -73,6 +80,95 @@ def test_module_imports_follow_the_dependency_direction(path: Path) -> None:
         and not (area == "pipeline" and name.startswith("pipeline"))
     )
     assert not bad, f"{area} must not import {bad}"
+
+
+@pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(REPO)))
+def test_tasks_and_api_routes_reach_adapters_only_through_a_composition_root(path: Path) -> None:
+    rel = path.relative_to(REPO).as_posix()
+    if _area(path) not in NO_ADAPTERS or rel == API_ROOT:
+        return
+    found = sorted(
+        n for n in _imports(ast.parse(path.read_text("utf-8"))) if n.startswith(ADAPTERS)
+    )
+    assert not found, f"{rel} imports adapters {found}; go through the composition root"
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Module -> the project modules it imports (at any depth of the file)."""
+    modules = {_module_name(p): p for p in _modules()}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        deps: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+            targets: list[str] = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            for target in targets:
+                known = target
+                while known and known not in modules:
+                    known = known.rpartition(".")[0]
+                if known and known != name:
+                    deps.add(known)
+        graph[name] = deps
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    for root, children_of_root in graph.items():
+        if root in index:
+            continue
+        work = [(root, iter(sorted(children_of_root)))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph.get(child, ())))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
+
+
+def test_there_is_no_import_cycle() -> None:
+    assert _cycles(_import_graph()) == []
+
+
+def test_the_cycle_check_finds_a_cycle() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert _cycles(graph) == [["a", "b", "c"]]
 
 
 @pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(REPO)))
