@@ -5,7 +5,7 @@ Usage: .venv/bin/python bench/admission.py [--redis-url URL] [--messages N]
 
 Unless ``--redis-url`` names a running Redis (whose queue ``quarry.chunk`` it will fill
 and delete), a private redis-server is started on a free loopback port with the local
-stack's flags (workers/devstack/services.py RedisService: AOF, fsync every second) and
+stack's flags (devstack/services.py RedisService: AOF, fsync every second) and
 removed afterwards. Every task is ``quarry.chunk.file`` with its own kwargs of about 300
 bytes of JSON (a job id, a repository, a path, a sha256, a commit, a language).
 One producer thread; the queue is emptied (not timed) between runs and no worker reads it.
@@ -41,13 +41,13 @@ from machine import cpu_model, free_ports  # bench/ is the script folder, so on 
 
 from config.endpoints import resolve_endpoints
 from config.settings import load_settings
+from devstack.layout import StackLayout
+from devstack.processes import wait_until
+from devstack.services import RedisService
 from pipeline.adapters.redis_admission import RedisAdmission
 from tasks.app import create_app
 from tasks.client import TaskClient
 from tasks.envelopes import TaskEnvelopes
-from workers.devstack.layout import StackLayout
-from workers.devstack.processes import wait_until
-from workers.devstack.services import RedisService
 
 TASK = "quarry.chunk.file"
 QUEUE = "quarry.chunk"

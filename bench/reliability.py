@@ -36,6 +36,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from config.endpoints import resolve_endpoints  # noqa: E402
 from config.settings import load_settings  # noqa: E402
+from devstack.stack import Stack  # noqa: E402
 from tests.stackutil import stack_env, stack_folder  # noqa: E402
 from tests.workers.jobs_api import corpus, wait  # noqa: E402
 from tests.workers.scenarios import (  # noqa: E402
@@ -48,7 +49,6 @@ from tests.workers.scenarios import (  # noqa: E402
     store_outage,
     webhook_kill,
 )
-from workers.devstack.stack import Stack  # noqa: E402
 
 
 def _safe(record_of: Callable[[], Record], scenario: str) -> Record:

@@ -6,7 +6,7 @@ Usage: .venv/bin/python bench/stores_graph.py --corpus bench/corpora/django-5.2.
 
 Chunks and extracts every .py file of the corpus with pipeline.analysis.analyze_file and
 resolves calls across files (not timed), then starts a private ArcadeDB exactly as the
-dev stack does (workers.devstack.services.GraphService, own folder and free ports),
+dev stack does (devstack.services.GraphService, own folder and free ports),
 applies the shipped Cypher migrations and times Neo4jGraphStore.write_files from one
 client: ``cold`` (first write, fresh JVM), ``warm`` (a second repository, fresh nodes),
 ``replay`` (the second repository again: every file replaces what it held) and
@@ -34,6 +34,8 @@ from machine import cpu_model, free_ports  # bench/ is the script folder, so on 
 import pipeline.adapters.neo4j_graph_store as store_module
 from config.endpoints import StackSecrets, resolve_endpoints
 from config.settings import load_settings
+from devstack.layout import StackLayout
+from devstack.services import GraphService
 from migrations.runner import discover, run
 from pipeline.adapters.neo4j_graph import make_driver
 from pipeline.adapters.neo4j_graph_store import Neo4jGraphStore
@@ -44,8 +46,6 @@ from pipeline.imports import RepoPaths
 from pipeline.models import FileGraph, FileVersion, RepoRef
 from pipeline.resolution import resolve_across_files
 from pipeline.selection import select_files
-from workers.devstack.layout import StackLayout
-from workers.devstack.services import GraphService
 
 
 def file_graphs(corpus: Path, max_files: int | None) -> list[FileGraph]:

@@ -1,6 +1,6 @@
 """A throwaway PostgreSQL 16 + pgvector for benchmarks, and fresh migrated databases in it.
 
-The server is the local stack's (``workers.devstack.services.PostgresService``, the
+The server is the local stack's (``devstack.services.PostgresService``, the
 pgserver binaries) on a free loopback port, in a data folder under /tmp that is removed
 afterwards unless ``keep`` is set. ``server_settings`` are written with ``ALTER SYSTEM``
 and the server restarted once, so that settings such as ``shared_buffers`` apply.
@@ -21,12 +21,12 @@ from pathlib import Path
 from cli.machine import free_ports
 from config.endpoints import resolve_endpoints
 from config.settings import load_settings
+from devstack.layout import StackLayout
+from devstack.processes import wait_until
+from devstack.services import PostgresService
 from migrations.runner import run
 from pipeline.adapters.postgres import ensure_database
 from pipeline.adapters.postgres_migrations import PgMigrationTarget
-from workers.devstack.layout import StackLayout
-from workers.devstack.processes import wait_until
-from workers.devstack.services import PostgresService
 
 START_TIMEOUT_S = 60.0
 

@@ -38,7 +38,7 @@ app.add_typer(config_app, name="config")
 @dev_app.command("up")
 def dev_up(quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False) -> None:
     """Start the local stack (idempotent); returns when every service is healthy."""
-    from workers.devstack.stack import Stack
+    from devstack.stack import Stack
 
     def report(line: str) -> None:
         if not quiet:
@@ -53,7 +53,7 @@ def dev_up(quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False) -> Non
 @dev_app.command("down")
 def dev_down() -> None:
     """Stop everything `quarry dev up` started."""
-    from workers.devstack.stack import Stack
+    from devstack.stack import Stack
 
     stopped = guarded(Stack(settings()).down)
     err.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running", markup=False)
@@ -62,7 +62,7 @@ def dev_down() -> None:
 @dev_app.command("status")
 def dev_status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Each service with its pid, address and health. Exit 1 if any is unhealthy."""
-    from workers.devstack.stack import Stack
+    from devstack.stack import Stack
 
     status = guarded(Stack(settings()).status)
     services = status["services"]
@@ -93,7 +93,7 @@ def dev_status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
 @dev_app.command("env")
 def dev_env() -> None:
     """Print `export` lines for the local stack: eval "$(quarry dev env)"."""
-    from workers.devstack.stack import Stack
+    from devstack.stack import Stack
 
     for line in guarded(Stack(settings()).env_lines):
         sys.stdout.write(line + "\n")
@@ -110,7 +110,7 @@ def migrate(
 ) -> None:
     """Apply pending SQL and Cypher migrations (the stack runs this on `dev up`)."""
     from config.endpoints import resolve_endpoints
-    from workers.devstack.migrate import migrate_all
+    from devstack.migrate import migrate_all
 
     endpoints = guarded(lambda: resolve_endpoints(settings()))
     for line in guarded(lambda: migrate_all(endpoints, dry_run=dry_run)):

@@ -12,8 +12,8 @@ import pytest
 
 from config.endpoints import Endpoints, resolve_endpoints
 from config.settings import QuarrySettings, load_settings
+from devstack.stack import Stack
 from tests.stackutil import stack_env, stack_folder
-from workers.devstack.stack import Stack
 
 
 @pytest.fixture(scope="session")

@@ -2,9 +2,9 @@
 
 config <- pipeline <- pipeline.adapters <- workers;  pipeline <- tasks <- workers;
 tasks.client <- api. Drivers only in pipeline/adapters; os.environ only in config.
-config imports nothing of Quarry; tasks/ name no adapter; the API reaches adapters only
-through its composition root (api/state.py); no import cycle anywhere, imports inside
-functions and under TYPE_CHECKING included.
+config imports nothing of Quarry; tasks/, workers/ and the API name no adapter: they
+reach stores, breakers and models through the composition root (wiring/); no import
+cycle anywhere, imports inside functions and under TYPE_CHECKING included.
 """
 
 from __future__ import annotations
@@ -15,7 +15,17 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("config", "pipeline", "tasks", "workers", "api", "cli", "migrations")
+PACKAGES = (
+    "config",
+    "pipeline",
+    "tasks",
+    "wiring",
+    "workers",
+    "devstack",
+    "api",
+    "cli",
+    "migrations",
+)
 DRIVERS = {
     "neo4j",
     "psycopg",
@@ -34,18 +44,22 @@ QUARRY = set(PACKAGES)
 # package -> top-level names it must not import
 FORBIDDEN: dict[str, set[str]] = {
     "config": (QUARRY - {"config"}) | DRIVERS | {"celery", "kombu"},
-    "pipeline": {"tasks", "workers", "api", "cli", "migrations", "celery", "kombu"} | DRIVERS,
-    "pipeline.adapters": {"tasks", "workers", "api", "cli", "migrations", "celery", "kombu"},
+    "pipeline": {"tasks", "wiring", "workers", "devstack", "api", "cli", "migrations"}
+    | {"celery", "kombu"}
+    | DRIVERS,
+    "pipeline.adapters": {"tasks", "wiring", "workers", "devstack", "api", "cli", "migrations"}
+    | {"celery", "kombu"},
     "migrations": {"tasks", "workers", "api", "cli", "celery"} | DRIVERS,
-    "tasks": {"workers", "api", "cli"} | DRIVERS,
+    "tasks": {"wiring", "workers", "devstack", "api", "cli"} | DRIVERS,
     "api": {"workers", "cli", "torch", "sentence_transformers"},
-    "workers": {"api", "cli"} | DRIVERS,
+    "wiring": {"workers", "devstack", "api", "cli"} | DRIVERS,
+    "workers": {"api", "cli", "devstack"} | DRIVERS,
+    "devstack": {"api", "cli"} | DRIVERS,
     "cli": {"torch", "sentence_transformers"},
 }
-# tasks/ and the API routes never name an adapter; the API builds them in api/state.py.
+# Only the composition root (wiring/) names adapters for tasks/, workers/ and the API.
 ADAPTERS = "pipeline.adapters"
-NO_ADAPTERS = ("tasks", "api")
-API_ROOT = "api/state.py"  # the API's composition root
+NO_ADAPTERS = ("tasks", "api", "workers")
 
 
 def _modules() -> list[Path]:
@@ -83,9 +97,9 @@ def test_module_imports_follow_the_dependency_direction(path: Path) -> None:
 
 
 @pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(REPO)))
-def test_tasks_and_api_routes_reach_adapters_only_through_a_composition_root(path: Path) -> None:
+def test_tasks_workers_and_the_api_reach_adapters_only_through_wiring(path: Path) -> None:
     rel = path.relative_to(REPO).as_posix()
-    if _area(path) not in NO_ADAPTERS or rel == API_ROOT:
+    if _area(path) not in NO_ADAPTERS:
         return
     found = sorted(
         n for n in _imports(ast.parse(path.read_text("utf-8"))) if n.startswith(ADAPTERS)

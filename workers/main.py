@@ -123,9 +123,9 @@ def run_worker(profile: str, queues: tuple[str, ...] | None = None) -> None:
             embedder = build_embedder(settings) if profile in ("embed", "all") else None
             context.install(build_resources(profile, settings, closers, embedder=embedder))
         elif profile in ("embed", "all"):
-            from pipeline.adapters.st_embedder import resolve_model_path
+            from wiring.models import model_folder
 
-            resolve_model_path(settings.embed_model)
+            model_folder(settings.embed_model)
     except PipelineError as exc:
         sys.stderr.write(f"quarry worker: error: {exc}\n")
         raise SystemExit(2) from exc

@@ -15,7 +15,7 @@ import redis
 from fastapi.testclient import TestClient
 
 from config.endpoints import resolve_endpoints
-from workers.devstack.stack import Stack
+from devstack.stack import Stack
 
 IDLE_DB = 14
 

@@ -6,8 +6,8 @@ from fastapi.testclient import TestClient
 
 from config.endpoints import resolve_endpoints
 from config.settings import QuarrySettings, load_settings
+from devstack.stack import Stack
 from tests.stackutil import free_ports
-from workers.devstack.stack import Stack
 
 
 def test_readyz_is_ready_when_redis_postgres_and_graph_answer(stack: Stack) -> None:

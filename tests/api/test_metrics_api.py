@@ -9,8 +9,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from config.endpoints import resolve_endpoints
 from config.queues import ALL_QUEUES
 from config.settings import QuarrySettings, load_settings, settings_as_env
+from devstack.stack import Stack
 from tests.stackutil import free_ports
-from workers.devstack.stack import Stack
 
 
 def _queues(text: str, name: str) -> dict[str, float]:

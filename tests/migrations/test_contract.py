@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from config.endpoints import Endpoints
+from devstack.stack import Stack
 from migrations.runner import discover, run
 from pipeline.adapters.memory_migrations import InMemoryMigrationTarget
 from pipeline.adapters.neo4j_graph import make_driver
@@ -20,7 +21,6 @@ from pipeline.adapters.postgres_migrations import PgMigrationTarget
 from pipeline.errors import MigrationError
 from pipeline.ports import MigrationTarget
 from tests.databases import fresh_graph_database, fresh_pg_database
-from workers.devstack.stack import Stack
 
 
 @pytest.fixture(params=["memory", "postgres", "graph"])

@@ -21,12 +21,12 @@ import httpx
 import pytest
 
 from config.endpoints import Endpoints
+from devstack.stack import Stack
+from devstack.supervisor import read_state
 from tests.reliability.submission import names_a_field
 from tests.reliability.tarballs import Member, tar_gz
 from tests.reliability.test_handwritten_sources import MARKER
 from tests.workers.jobs_api import enqueue, searchable_chunks, wait
-from workers.devstack.stack import Stack
-from workers.supervisor import read_state
 
 pytestmark = pytest.mark.timeout(420)
 

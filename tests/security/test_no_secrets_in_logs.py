@@ -27,10 +27,10 @@ from config.endpoints import Endpoints, read_stack_secrets
 from config.logging import JsonFormatter, TextFormatter
 from config.redaction import redact_url
 from config.settings import QuarrySettings
+from devstack.stack import Stack
 from pipeline.adapters.pg_token_store import PgTokenStore
 from tests.security.helpers import Receiver, Tenant, enqueue, wait
 from tests.stackutil import free_ports
-from workers.devstack.stack import Stack
 
 pytestmark = pytest.mark.timeout(180)
 BEARER = re.compile(r"bearer\s+[A-Za-z0-9_\-.~+/]{8,}", re.IGNORECASE)

@@ -27,13 +27,13 @@ from fastapi.testclient import TestClient
 
 from config.endpoints import Endpoints
 from config.settings import child_environment
+from devstack.stack import Stack
 from pipeline.adapters.pg_job_store import execute
 from pipeline.adapters.pg_token_store import PgTokenStore
 from pipeline.adapters.postgres import connect
 from pipeline.sql import Query
 from tests.security.helpers import Tenant
 from tests.stackutil import run_quarry
-from workers.devstack.stack import Stack
 
 pytestmark = pytest.mark.timeout(120)
 WINDOW = 8

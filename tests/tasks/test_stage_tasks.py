@@ -24,11 +24,11 @@ from pipeline.adapters.redis_job_board import InMemoryJobBoard
 from pipeline.analysis import FileAnalysis, analyze_file
 from pipeline.embedding import EmbeddingService
 from pipeline.errors import StoreUnavailableError
-from pipeline.guarded import Deferred, GuardedGraphStore, GuardedVectorStore
+from pipeline.guarded import Deferred, guarded
 from pipeline.indexing import JobContext
 from pipeline.messages import FileChunks, encode_file_chunks, encode_vectors
 from pipeline.models import FileVersion, RepoRef
-from pipeline.ports import VectorStore
+from pipeline.ports import GraphStore, VectorStore
 from tasks import context
 from tasks.base import backoff_s, breaker_wait_s
 from tasks.embed import embed_chunks
@@ -94,8 +94,10 @@ def _install(
     breaker = InMemoryCircuitBreaker("postgres", fail_max=fail_max, reset_timeout_s=30)
     graph = InMemoryGraphStore()
     letters = InMemoryDeadLetters()
-    vectors = GuardedVectorStore(Deferred(lambda: store), breaker)
+    inner: Deferred[VectorStore] = Deferred(lambda: store)
+    vectors = guarded(inner, breaker)
     embedder = InMemoryEmbedder()
+    graph_store: Deferred[GraphStore] = Deferred(lambda: graph)
     context.install(
         context.Resources(
             settings=load_settings(env={}, write_max_retries=max_retries),
@@ -103,9 +105,7 @@ def _install(
                 embedder, InMemoryEmbeddingCache(), batch_tokens=4096, max_chunks=64
             ),
             vectors=vectors,
-            graph=GuardedGraphStore(
-                Deferred(lambda: graph), InMemoryCircuitBreaker("graph", fail_max=5)
-            ),
+            graph=guarded(graph_store, InMemoryCircuitBreaker("graph", fail_max=5)),
             dead_letters=letters,
             breakers={"postgres": breaker},
             jobs=jobs,

@@ -14,10 +14,10 @@ import redis
 from celery import Celery
 
 from config.endpoints import Endpoints
+from devstack.stack import Stack
 from pipeline.adapters.redis_client import connect_redis
 from tasks.app import create_app
 from tests.workers.jobs_api import corpus
-from workers.devstack.stack import Stack
 
 
 @pytest.fixture(scope="module")

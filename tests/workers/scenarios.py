@@ -27,6 +27,9 @@ from celery import Celery
 
 from config.endpoints import Endpoints, read_stack_secrets
 from config.queues import ALL_QUEUES
+from devstack.services import GraphService, PostgresService, RedisService
+from devstack.stack import Stack
+from devstack.supervisor import read_state
 from pipeline.adapters.redis_client import connect_redis
 from pipeline.adapters.redis_in_flight import job_ids_in
 from pipeline.models import RepoRef
@@ -34,10 +37,7 @@ from pipeline.webhooks import verify
 from tasks.app import create_app
 from tests.workers.jobs_api import enqueue, until, wait
 from tests.workers.oracle import check_stores
-from workers.devstack.services import GraphService, PostgresService, RedisService
-from workers.devstack.stack import Stack
 from workers.main import node_name
-from workers.supervisor import read_state
 
 KILL_TARGETS = ("cpu-child", "cpu-main", "embed-main")
 

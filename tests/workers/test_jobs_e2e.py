@@ -20,6 +20,8 @@ import httpx
 import pytest
 
 from config.endpoints import Endpoints, read_stack_secrets
+from devstack.services import GraphService
+from devstack.stack import Stack
 from pipeline.adapters.neo4j_graph import make_driver
 from pipeline.adapters.neo4j_graph_store import Neo4jGraphStore
 from pipeline.adapters.pg_token_store import PgTokenStore
@@ -27,8 +29,6 @@ from pipeline.adapters.pg_vector_store import PgVectorStore
 from pipeline.models import RepoRef
 from pipeline.webhooks import verify
 from tests.workers.jobs_api import enqueue, searchable_chunks, wait
-from workers.devstack.services import GraphService
-from workers.devstack.stack import Stack
 
 pytestmark = pytest.mark.timeout(300)
 

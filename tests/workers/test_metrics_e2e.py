@@ -26,10 +26,10 @@ from config.queues import (
     WRITE_CHUNKS_TASK,
 )
 from config.settings import QuarrySettings
+from devstack.layout import StackLayout
+from devstack.stack import Stack
 from tests.observability import base_name, metric_names_in_config
 from tests.workers.jobs_api import enqueue, wait
-from workers.devstack.layout import StackLayout
-from workers.devstack.stack import Stack
 
 pytestmark = pytest.mark.timeout(300)
 

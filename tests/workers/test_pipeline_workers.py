@@ -20,6 +20,8 @@ from celery import Celery
 from config.endpoints import Endpoints
 from config.queues import EMBED_CHUNKS_TASK, WRITE_CHUNKS_TASK
 from config.settings import child_environment
+from devstack.services import PostgresService
+from devstack.stack import Stack
 from pipeline.adapters.breakers import RedisCircuitBreaker
 from pipeline.adapters.memory_embedder import InMemoryEmbedder
 from pipeline.adapters.pg_vector_store import PgVectorStore
@@ -30,8 +32,6 @@ from pipeline.analysis import FileAnalysis, analyze_file
 from pipeline.messages import FileChunks, encode_file_chunks, encode_vectors
 from pipeline.models import DeadLetter, FileVersion, RepoRef
 from tests.stackutil import run_quarry
-from workers.devstack.services import PostgresService
-from workers.devstack.stack import Stack
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "languages"
 

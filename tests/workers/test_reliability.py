@@ -19,6 +19,7 @@ import redis
 from fastapi.testclient import TestClient
 
 from config.endpoints import Endpoints
+from devstack.stack import Stack
 from tests.workers.jobs_api import wait
 from tests.workers.scenarios import (
     burst,
@@ -27,7 +28,6 @@ from tests.workers.scenarios import (
     store_outage,
     webhook_kill,
 )
-from workers.devstack.stack import Stack
 
 OUTAGE_S = 8.0
 BURST_BOUND = 3

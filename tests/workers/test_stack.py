@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from config.settings import load_settings
+from devstack.processes import is_alive, port_in_use, processes_mentioning
+from devstack.stack import Stack
 from pipeline.errors import StackError
 from tests.stackutil import run_quarry, stack_env, stack_folder
-from workers.devstack.processes import is_alive, port_in_use, processes_mentioning
-from workers.devstack.stack import Stack
 
 
 def _status(env: dict[str, str]) -> tuple[int, dict[str, Any]]:

@@ -54,6 +54,8 @@ from config.queues import (
     WRITE,
     WRITE_CHUNKS_TASK,
 )
+from devstack.stack import Stack
+from devstack.supervisor import read_state
 from pipeline import cypher
 from pipeline.adapters.neo4j_graph import make_driver
 from pipeline.adapters.pg_vector_store import PgVectorStore
@@ -62,9 +64,7 @@ from pipeline.adapters.redis_dead_letters import RedisDeadLetters
 from pipeline.models import RepoRef
 from tasks.envelopes import TaskEnvelopes
 from tests.workers.jobs_api import corpus, enqueue, searchable_chunks, until, wait
-from workers.devstack.stack import Stack
 from workers.main import node_name
-from workers.supervisor import read_state
 
 WORKERS = ("worker-cpu", "worker-embed")
 SMALL_FILE_BYTES = 3000  # pathspec has 20 files below this, with 44 chunks

@@ -18,6 +18,7 @@ import pytest
 from neo4j import exceptions as neo4j_errors
 
 from config.endpoints import Endpoints
+from devstack.stack import Stack
 from migrations.runner import discover, run
 from pipeline.adapters.memory_graph_store import InMemoryGraphStore
 from pipeline.adapters.neo4j_graph import retry_constraint_races
@@ -37,7 +38,6 @@ from pipeline.models import (
 )
 from tests.databases import fresh_graph_database
 from tests.pipeline.graphs import file_graphs
-from workers.devstack.stack import Stack
 
 GraphStoreUnderTest = InMemoryGraphStore | Neo4jGraphStore
 

@@ -2,7 +2,7 @@
 
 Each runs as a real server on loopback, its state under the data folder, started and
 stopped through its pid file. Quarry's own processes (workers, API, Flower) are the
-supervisor's (see workers/supervisor.py).
+supervisor's (see devstack/supervisor.py).
 
 Must not import: celery, tasks/, api/, cli/.
 """
@@ -21,16 +21,16 @@ from pathlib import Path
 
 from config.endpoints import Endpoints, StackSecrets
 from config.settings import QuarrySettings
-from pipeline.adapters.probes import Probe, probe_graph, probe_http, probe_postgres, probe_redis
-from pipeline.errors import StackError
-from workers.devstack.layout import StackLayout
-from workers.devstack.processes import (
+from devstack.layout import StackLayout
+from devstack.processes import (
     read_pid,
     spawn_detached,
     stop_process,
     wait_until,
     write_pid,
 )
+from pipeline.adapters.probes import Probe, probe_graph, probe_http, probe_postgres, probe_redis
+from pipeline.errors import StackError
 
 log = logging.getLogger(__name__)
 

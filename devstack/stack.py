@@ -33,12 +33,9 @@ from config.endpoints import (
 )
 from config.queues import queues_for_profile
 from config.settings import QuarrySettings, child_environment, env_name
-from pipeline.adapters.probes import probe_http
-from pipeline.errors import StackError
-from tasks.app import create_app
-from workers.devstack.layout import StackLayout
-from workers.devstack.migrate import migrate_all, register_token
-from workers.devstack.processes import (
+from devstack.layout import StackLayout
+from devstack.migrate import migrate_all, register_token
+from devstack.processes import (
     read_pid,
     require_free_port,
     spawn_detached,
@@ -46,9 +43,12 @@ from workers.devstack.processes import (
     stop_process,
     wait_until,
 )
-from workers.devstack.services import GraphService, PostgresService, RedisService
+from devstack.services import GraphService, PostgresService, RedisService
+from devstack.supervisor import read_state, write_spec
+from pipeline.adapters.probes import probe_http
+from pipeline.errors import StackError
+from tasks.app import create_app
 from workers.main import node_name
-from workers.supervisor import read_state, write_spec
 
 log = logging.getLogger(__name__)
 Reporter = Callable[[str], None]
@@ -193,7 +193,7 @@ class Stack:
     def _start_supervisor(self) -> None:
         write_spec(self.layout, self.programs(), self.settings.stack_restart_backoff_max_s)
         pid = spawn_detached(
-            [sys.executable, "-m", "workers.supervisor", str(self.layout.root)],
+            [sys.executable, "-m", "devstack.supervisor", str(self.layout.root)],
             logfile=self.layout.logfile("supervisor"),
             env=child_environment(self.settings),
         )

@@ -1,6 +1,6 @@
 """The local stack's supervisor: keeps Quarry's processes running, as a restart policy would.
 
-Runs detached (``python -m workers.supervisor DATA_DIR``), reads the programs to run from
+Runs detached (``python -m devstack.supervisor DATA_DIR``), reads the programs to run from
 ``run/supervisor.json``, starts each in its own process group, restarts one that exits
 (exponential backoff, reset after a minute of good health) and, on SIGTERM, stops every
 program and the whole of its process group, so that no pool child outlives its worker.
@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
-from workers.devstack.layout import StackLayout
-from workers.devstack.processes import is_alive, kill_group, stop_process, write_pid
+from devstack.layout import StackLayout
+from devstack.processes import is_alive, kill_group, stop_process, write_pid
 
 log = logging.getLogger("quarry.supervisor")
 
@@ -149,7 +149,7 @@ def write_spec(layout: StackLayout, programs: dict[str, list[str]], backoff_max_
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        sys.stderr.write("usage: python -m workers.supervisor DATA_DIR\n")
+        sys.stderr.write("usage: python -m devstack.supervisor DATA_DIR\n")
         return 2
     layout = StackLayout(Path(args[0]))
     logging.basicConfig(

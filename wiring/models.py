@@ -1,0 +1,119 @@
+"""Builders of the embedding model (workers) and the query embedder (the API).
+
+The model is loaded at once by :func:`embedder`, so that a missing or broken model
+stops a worker with one clear line instead of failing its first task. torch is imported
+only inside the adapters that need it.
+
+Must not import: api/, workers/, cli/.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from config.errors import ConfigError
+from config.settings import QuarrySettings
+from pipeline.adapters.st_embedder import (
+    SentenceTransformerEmbedder,
+    model_id_for,
+    resolve_model_path,
+)
+from pipeline.adapters.vocab import model_token_counter
+from pipeline.embedding import EmbeddingService
+from pipeline.ports import Embedder, EmbeddingCache
+from pipeline.sql import VECTOR_DIMENSION
+from pipeline.tokens import TokenCounter
+
+if TYPE_CHECKING:
+    from pipeline.adapters.onnx_embedder import OnnxEmbedder as QueryEmbedder
+else:
+    QueryEmbedder = Any  # the API names the type; onnxruntime loads only when it is built
+
+__all__ = [
+    "QueryEmbedder",
+    "batch_tokens",
+    "embedder",
+    "embedding_service",
+    "model_folder",
+    "query_embedder",
+    "token_counter",
+    "torch_threads",
+]
+GPU_BATCH_TOKENS = 65536
+# On the CPU a batch is a quarter of the GPU one: latency per batch stays near the
+# flush interval's scale and the cores are saturated well before that size.
+CPU_BATCH_TOKENS = GPU_BATCH_TOKENS // 4
+
+
+def torch_threads(settings: QuarrySettings, cores: int | None = None) -> int:
+    """Threads per embed process so that threads x processes never exceed the cores."""
+    if settings.embed_torch_threads:
+        return settings.embed_torch_threads
+    return max(1, (cores or os.cpu_count() or 1) // settings.worker_embed_concurrency)
+
+
+def embedder(settings: QuarrySettings) -> Embedder:
+    """The configured model, loaded now; a ConfigError names what is wrong with it."""
+    path = resolve_model_path(settings.embed_model)
+    model_id = model_id_for(settings.embed_model)
+    threads = torch_threads(settings)
+    if settings.embed_backend == "onnx-int8":
+        from pipeline.adapters.onnx_embedder import OnnxInt8Embedder
+
+        onnx = OnnxInt8Embedder(
+            path, settings.data_dir / "models", threads=threads, base_model_id=model_id
+        )
+        onnx.load()
+        return onnx
+    torch_embedder = SentenceTransformerEmbedder(
+        path,
+        model_id=model_id,
+        device=settings.embed_device,
+        threads=threads,
+        idle_unload_s=settings.embed_idle_unload_s,
+    )
+    torch_embedder.load()
+    return torch_embedder
+
+
+def batch_tokens(settings: QuarrySettings, model: Embedder) -> int:
+    if settings.embed_batch_tokens:
+        return settings.embed_batch_tokens
+    return GPU_BATCH_TOKENS if model.device.startswith("cuda") else CPU_BATCH_TOKENS
+
+
+def embedding_service(
+    settings: QuarrySettings, model: Embedder, cache: EmbeddingCache
+) -> EmbeddingService:
+    """The embed stage's service: ``model`` through ``cache``, in token-budget batches;
+    a ConfigError when the model's vectors do not fit the chunks table."""
+    if model.dimension != VECTOR_DIMENSION:
+        raise ConfigError(
+            f"embed_model {settings.embed_model!r} gives {model.dimension}-dimension "
+            f"vectors; the chunks table holds {VECTOR_DIMENSION} (needs a migration)"
+        )
+    return EmbeddingService(
+        model,
+        cache,
+        batch_tokens=batch_tokens(settings, model),
+        max_chunks=settings.embed_batch_max_chunks,
+    )
+
+
+def query_embedder(settings: QuarrySettings) -> QueryEmbedder:
+    """The model that embeds queries (onnxruntime, no torch): not loaded yet."""
+    from pipeline.adapters.query_embedder import query_embedder_from
+
+    return query_embedder_from(settings, threads=settings.query_embed_threads)
+
+
+def token_counter() -> TokenCounter:
+    """The model's own WordPiece counter (the chunker's budget is the model's window)."""
+    return model_token_counter()
+
+
+def model_folder(name: str) -> Path:
+    """The folder of model ``name``; a ConfigError names it if it is missing."""
+    return resolve_model_path(name)

@@ -1,0 +1,227 @@
+"""Builders of the stores, the job board, admission, breakers and the task client.
+
+A store that a worker uses is built on first use inside its breaker
+(:func:`pipeline.guarded.guarded`, the one way a store is put behind its breaker), so a
+process starts while the store is down.
+
+Must not import: api/, workers/, cli/.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from config.endpoints import Endpoints
+from config.queues import ALL_QUEUES
+from config.settings import QuarrySettings
+from pipeline.adapters.breakers import RedisCircuitBreaker
+from pipeline.adapters.httpx_webhook_sender import HttpxWebhookSender, httpx_client
+from pipeline.adapters.neo4j_graph_store import graph_store_from
+from pipeline.adapters.pg_embedding_cache import PgEmbeddingCache
+from pipeline.adapters.pg_job_store import PgJobStore
+from pipeline.adapters.pg_search import PgSearchIndex
+from pipeline.adapters.pg_snapshot_store import PgSnapshotStore
+from pipeline.adapters.pg_token_store import PgTokenStore
+from pipeline.adapters.pg_vector_store import PgVectorStore
+from pipeline.adapters.probes import Probe, probe_graph, probe_postgres, probe_redis
+from pipeline.adapters.redis_admission import RedisAdmission
+from pipeline.adapters.redis_client import connect_redis
+from pipeline.adapters.redis_dead_letters import RedisDeadLetters
+from pipeline.adapters.redis_in_flight import RedisInFlight
+from pipeline.adapters.redis_job_board import RedisJobBoard
+from pipeline.adapters.redis_query_cache import RedisQueryEmbeddingCache
+from pipeline.adapters.source_fetcher import (
+    LocalSourceFetcher,
+    fetcher_from_settings,
+    source_policy_from,
+)
+from pipeline.guarded import Deferred, guarded
+from pipeline.indexing import JobContext, OnFinish, Send
+from pipeline.ports import (
+    CircuitBreaker,
+    DeadLetters,
+    EmbeddingCache,
+    GraphStore,
+    InFlight,
+    JobBoard,
+    JobStore,
+    SnapshotStore,
+    TokenStore,
+    VectorStore,
+    WebhookSender,
+)
+from pipeline.source_policy import LocalSourcePolicy
+from pipeline.sql import VECTOR_DIMENSION
+
+STORES = ("postgres", "graph")
+Redis = Any  # the redis client; its type stays in the adapters
+
+
+@dataclass(slots=True)
+class Closers:
+    """What to close when the process ends, last built first."""
+
+    items: list[Any] = field(default_factory=list)
+
+    def add(self, *items: Any) -> None:
+        self.items.extend(items)
+
+    def close(self) -> None:
+        import logging
+
+        for item in reversed(self.items):
+            try:
+                item.close()
+            except Exception:
+                logging.getLogger("quarry.wiring").exception("closing %r failed", item)
+        self.items.clear()
+
+
+def redis_client(endpoints: Endpoints) -> Redis:
+    return connect_redis(endpoints.redis_url)
+
+
+def breakers(
+    settings: QuarrySettings, client: Redis, on_state_change: Any = None
+) -> dict[str, CircuitBreaker]:
+    """One breaker per store, its state shared through Redis by every process."""
+    return {
+        store: RedisCircuitBreaker(
+            store,
+            client,
+            fail_max=settings.breaker_fail_max,
+            reset_timeout_s=settings.breaker_reset_timeout_s,
+            on_state_change=on_state_change,
+        )
+        for store in STORES
+    }
+
+
+def admission(settings: QuarrySettings, client: Redis) -> RedisAdmission:
+    return RedisAdmission(client, settings.queue_bounds(), default_bound=settings.queue_bound_write)
+
+
+def job_board(client: Redis) -> JobBoard:
+    return RedisJobBoard(client)
+
+
+def job_context(
+    endpoints: Endpoints,
+    client: Redis,
+    *,
+    send: Send,
+    closers: Closers | None = None,
+    breaker: CircuitBreaker | None = None,
+    on_finish: OnFinish | None = None,
+) -> JobContext:
+    """Jobs and snapshots (PostgreSQL; behind ``breaker`` if given, built on first use),
+    the job board and ``send``, the admission-checked sender every stage hands work on
+    with."""
+    dsn = endpoints.postgres_dsn
+    if breaker is None:
+        jobs: JobStore = PgJobStore(dsn)
+        snapshots: SnapshotStore = PgSnapshotStore(dsn)
+    else:
+        deferred_jobs: Deferred[JobStore] = Deferred(lambda: PgJobStore(dsn))
+        deferred_snapshots: Deferred[SnapshotStore] = Deferred(lambda: PgSnapshotStore(dsn))
+        if closers is not None:
+            closers.add(deferred_jobs, deferred_snapshots)
+        jobs = guarded(deferred_jobs, breaker)
+        snapshots = guarded(deferred_snapshots, breaker)
+    return JobContext(
+        jobs=jobs, snapshots=snapshots, board=job_board(client), send=send, on_finish=on_finish
+    )
+
+
+def vector_store(endpoints: Endpoints) -> PgVectorStore:
+    return PgVectorStore(endpoints.postgres_dsn, dimension=VECTOR_DIMENSION)
+
+
+def guarded_vector_store(
+    endpoints: Endpoints, breaker: CircuitBreaker, closers: Closers
+) -> VectorStore:
+    deferred: Deferred[VectorStore] = Deferred(lambda: vector_store(endpoints))
+    closers.add(deferred)
+    return guarded(deferred, breaker)
+
+
+def graph_store(settings: QuarrySettings, endpoints: Endpoints) -> GraphStore:
+    return graph_store_from(settings, endpoints)
+
+
+def guarded_graph_store(
+    settings: QuarrySettings, endpoints: Endpoints, breaker: CircuitBreaker, closers: Closers
+) -> GraphStore:
+    deferred: Deferred[GraphStore] = Deferred(lambda: graph_store(settings, endpoints))
+    closers.add(deferred)
+    return guarded(deferred, breaker)
+
+
+def guarded_embedding_cache(
+    endpoints: Endpoints, breaker: CircuitBreaker, closers: Closers
+) -> EmbeddingCache:
+    deferred: Deferred[EmbeddingCache] = Deferred(
+        lambda: PgEmbeddingCache(endpoints.postgres_dsn, dimension=VECTOR_DIMENSION)
+    )
+    closers.add(deferred)
+    return guarded(deferred, breaker)
+
+
+def dead_letters(client: Redis) -> DeadLetters:
+    return RedisDeadLetters(client)
+
+
+def in_flight(client: Redis) -> InFlight:
+    return RedisInFlight(client, ALL_QUEUES)
+
+
+def source_fetcher(settings: QuarrySettings) -> LocalSourceFetcher:
+    return fetcher_from_settings(settings)
+
+
+def webhook_sender(settings: QuarrySettings, closers: Closers) -> WebhookSender:
+    http = httpx_client(settings.webhook_timeout_s)
+    closers.add(http)
+    return HttpxWebhookSender(
+        http,
+        allow=frozenset(settings.webhook_allow_addresses),
+        timeout_s=settings.webhook_timeout_s,
+    )
+
+
+def source_policy(settings: QuarrySettings) -> LocalSourcePolicy:
+    """The local paths a job may name (pipeline.source_policy)."""
+    return source_policy_from(settings)
+
+
+def search_index(settings: QuarrySettings, endpoints: Endpoints) -> PgSearchIndex:
+    return PgSearchIndex(
+        endpoints.postgres_dsn,
+        dimension=VECTOR_DIMENSION,
+        ef_search=settings.search_ef_search,
+        exact_max_rows=settings.search_exact_max_rows,
+        max_lexical_matches=settings.search_max_lexical_matches,
+    )
+
+
+def query_cache(settings: QuarrySettings, client: Redis) -> RedisQueryEmbeddingCache:
+    return RedisQueryEmbeddingCache(client, ttl_s=settings.query_cache_ttl_s)
+
+
+def token_store(endpoints: Endpoints) -> TokenStore:
+    return PgTokenStore(endpoints.postgres_dsn)
+
+
+def probe_stores(endpoints: Endpoints) -> dict[str, Probe]:
+    """Each store's health, checked now (``/readyz``)."""
+    return {
+        "redis": probe_redis(endpoints.redis_url),
+        "postgres": probe_postgres(endpoints.postgres_dsn),
+        "graph": probe_graph(
+            endpoints.neo4j_uri,
+            endpoints.neo4j_user,
+            endpoints.neo4j_password,
+            endpoints.neo4j_database,
+        ),
+    }
