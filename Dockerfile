@@ -9,7 +9,9 @@ COPY pyproject.toml README.md ./
 COPY config ./config
 COPY pipeline ./pipeline
 COPY tasks ./tasks
+COPY wiring ./wiring
 COPY workers ./workers
+COPY devstack ./devstack
 COPY api ./api
 COPY cli ./cli
 COPY migrations ./migrations

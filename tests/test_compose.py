@@ -95,3 +95,19 @@ def test_passwords_come_from_secrets_never_from_literal_environment(model: dict[
             if "PASSWORD" in key or key.endswith("_AUTH"):
                 assert key.endswith(("_FILE", "__FILE")), f"{name}: {key} must come from a secret"
     assert set(model["secrets"]) >= {"postgres_password", "neo4j_auth", "flower_password"}
+
+
+def test_the_image_copies_every_package_the_project_installs() -> None:
+    """A package left out of the Dockerfile installs as nothing: the image would fail at
+    its first import of it (wiring/ and devstack/ are recent ones)."""
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    packages = {p.rstrip("*") for p in project["tool"]["setuptools"]["packages"]["find"]["include"]}
+    copied = {
+        line.split()[1]
+        for line in (REPO / "Dockerfile").read_text(encoding="utf-8").splitlines()
+        if line.startswith("COPY ") and len(line.split()) == 3
+    }
+    assert packages <= copied, f"the Dockerfile does not COPY {sorted(packages - copied)}"
+    assert all((REPO / p).is_dir() for p in packages)
