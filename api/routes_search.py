@@ -20,7 +20,7 @@ from pipeline.graph_svg import render_svg
 from pipeline.models import RepoRef
 from pipeline.search import symbol_graph
 from pipeline.search_query import SearchFilters, SearchRequest
-from tasks import metrics
+from tasks import recording
 
 router = APIRouter(tags=["search"])
 
@@ -71,9 +71,9 @@ def search(
         )
         response = state.searcher.search(request)
     except InvalidInputError:
-        metrics.record_bad_search(mode)
+        recording.record_bad_search(mode)
         raise
-    metrics.record_search(mode, response.timings_s, time.perf_counter() - started)
+    recording.record_search(mode, response.timings_s, time.perf_counter() - started)
     return response.as_json()
 
 

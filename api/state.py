@@ -29,7 +29,7 @@ from pipeline.ports import (
 )
 from pipeline.search import Searcher
 from pipeline.source_policy import LocalSourcePolicy
-from tasks import metrics
+from tasks import recording
 from tasks.app import create_app
 from tasks.client import BatchAdmission, TaskClient
 from wiring import models, stores
@@ -79,7 +79,7 @@ class ApiState:
                 self.endpoints,
                 self.redis,
                 send=self.client.sender(timeout_s=5.0),
-                on_finish=metrics.record_job,
+                on_finish=recording.record_job,
             ),
         )
 

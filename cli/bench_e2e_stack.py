@@ -69,6 +69,9 @@ def private_stack(**overrides: Any) -> Iterator[Stack]:
     ports: dict[str, Any] = {
         f"stack_{n}_port": p for n, p in zip(PORT_NAMES, free_ports(6), strict=True)
     }
+    # The corpus copies live in scratch folders under /tmp (prepare()); the stack's own
+    # data folder there stays refused, as every data folder is.
+    overrides.setdefault("source_allowed_roots", (Path(tempfile.gettempdir()),))
     settings = load_settings(
         data_dir=root / "data",
         stack_start_timeout_s=300,

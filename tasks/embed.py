@@ -27,7 +27,7 @@ from pipeline import flow
 from pipeline.embed_stage import Buffered, embed_messages
 from pipeline.errors import TransientError
 from pipeline.write_stage import fail_file
-from tasks import metrics
+from tasks import recording
 from tasks.base import backoff_s, dead_letter
 from tasks.context import current, send_outgoing
 
@@ -59,7 +59,7 @@ def embed_chunks(requests: Sequence[Any]) -> None:
         _retry_each(result.retry, result.error)
     if result.outcome is not None:
         outcome = result.outcome
-        metrics.record_embed(outcome, service.embedder.device)
+        recording.record_embed(outcome, service.embedder.device)
         log.info(
             "flushed %d messages: %d chunks embedded in %d batches (%.2f s), %d cached, %d empty",
             len(result.outgoing.messages) if result.outgoing else 0,

@@ -4,10 +4,8 @@
   :class:`QueueCollector`: ``quarry_queue_depth{queue}`` and
   ``quarry_queue_fill_ratio{queue}`` read from Redis (LLEN, and the bounds of the
   settings) at scrape time. A Redis error skips those samples, never the scrape.
-* A worker (a main process and its prefork children) runs prometheus-client's
-  multiprocess mode: every process writes its samples to files in the worker's own
-  folder (config.settings.prepare_worker_metrics, set before prometheus_client is first
-  imported), and the main process serves their sum over HTTP on the profile's port.
+* A worker (a main process and its prefork children) serves the sum of its processes'
+  samples on the profile's port: tasks/worker_exposition.py.
 
 Neither exports the admission-time gauges of the same two names (tasks/metrics.py):
 the queue depths come from the API's scrape only, so that one source exports each name
@@ -19,16 +17,10 @@ Must not import: workers/, api/, cli/, drivers.
 from __future__ import annotations
 
 import logging
-import os
-import threading
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
+from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
 
 from config.queues import ALL_QUEUES
@@ -109,64 +101,3 @@ def api_registry(admission: Callable[[], Admission]) -> CollectorRegistry:
     registry.register(Without(REGISTRY, ADMISSION_GAUGES))
     registry.register(QueueCollector(admission))
     return registry
-
-
-def multiprocess_mode() -> bool:
-    """Whether prometheus_client writes this process's samples to files (it decides
-    when it is first imported)."""
-    from prometheus_client import values
-
-    return bool(getattr(values.ValueClass, "_multiprocess", False))
-
-
-def worker_registry(folder: Path) -> CollectorRegistry:
-    """The sum of the samples every process of the worker wrote into ``folder``."""
-    registry = CollectorRegistry()
-    collector = MultiProcessCollector(None, path=str(folder))  # type: ignore[no-untyped-call]
-    registry.register(Without(collector, ADMISSION_GAUGES))
-    return registry
-
-
-@dataclass
-class MetricsServer:
-    """A worker's ``/metrics`` endpoint, served by a thread of its main process."""
-
-    server: WSGIServer
-    thread: threading.Thread
-
-    @property
-    def port(self) -> int:
-        return int(self.server.server_address[1])
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def serve_worker_metrics(host: str, port: int, folder: Path) -> MetricsServer | None:
-    """Serve the worker's metrics on ``host:port``; None when off (port 0) or when the
-    port cannot be bound (logged: metrics never stop a worker)."""
-    if port == 0:
-        return None
-    if not multiprocess_mode():
-        log.error(
-            "prometheus_client was imported before the worker set its metrics folder: "
-            "the metrics of its pool processes are missing from http://%s:%d/metrics",
-            host,
-            port,
-        )
-    try:
-        server, thread = start_http_server(port, addr=host, registry=worker_registry(folder))
-    except OSError as exc:
-        log.error("worker metrics: cannot listen on %s:%d: %s", host, port, exc)
-        return None
-    log.info("worker metrics on http://%s:%d/metrics (samples in %s)", host, port, folder)
-    return MetricsServer(server, thread)
-
-
-def process_ended(folder: Path, pid: int | None = None) -> None:
-    """A pool process ends: drop its live gauges (multiprocess bookkeeping). Never raises."""
-    try:
-        mark_process_dead(pid if pid is not None else os.getpid(), str(folder))  # type: ignore[no-untyped-call]
-    except Exception:
-        log.exception("worker metrics: marking process %s dead failed", pid)

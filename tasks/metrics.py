@@ -1,29 +1,15 @@
 """Every Prometheus metric the workers and the API export, defined in one place.
 
 Names follow ``quarry_<noun>_<unit>[_total]`` with seconds for time. Gauges declare how
-prefork children combine in prometheus-client's multiprocess mode. Recording helpers
-never raise: a metric that fails is logged and the work goes on.
+prefork children combine in prometheus-client's multiprocess mode. The helpers that
+record them, and the series that start at 0, are in tasks/recording.py.
 
 Must not import: workers/, api/, cli/, drivers.
 """
 
 from __future__ import annotations
 
-import logging
-import time
-from collections.abc import Callable
-from functools import wraps
-from typing import ParamSpec
-
 from prometheus_client import Counter, Gauge, Histogram
-
-from config.queues import ALL_TASKS
-from pipeline.embedding import EmbedOutcome
-from pipeline.jobs import Job
-from pipeline.webhooks import EVENTS as WEBHOOK_EVENTS
-
-log = logging.getLogger("quarry.metrics")
-P = ParamSpec("P")
 
 _BATCH_CHUNKS = (1, 4, 16, 32, 64, 128, 256, 512, 1024, 2048)
 _BATCH_TOKENS = (256, 1024, 4096, 8192, 16384, 32768, 65536, 131072, 262144)
@@ -154,109 +140,3 @@ SEARCHES = Counter(
     "Searches answered, by mode and outcome (ok, bad_request).",
     ["mode", "outcome"],
 )
-
-_BREAKER_STATES = {"closed": 0, "open": 1, "half-open": 2}
-
-# Every series an alert watches with increase() starts at 0 in every process: a labelled
-# counter otherwise appears at its first increment, already at 1, and increase() misses
-# that first failure.
-for _status in ("done", "failed", "cancelled"):
-    JOBS.labels(_status)
-for _task in ALL_TASKS:
-    DEAD_LETTERS.labels(_task)
-for _action in ("ingest", "commit", "fail"):
-    JOBS_RECOVERED.labels(_action)
-for _event in sorted(WEBHOOK_EVENTS):
-    for _outcome in ("delivered", "retrying", "failed", "refused"):
-        WEBHOOK_DELIVERIES.labels(_event, _outcome)
-
-
-def never_raises(fn: Callable[P, None]) -> Callable[P, None]:
-    """Observers never fail the work: log a failing metric update and go on."""
-
-    @wraps(fn)
-    def guarded(*args: P.args, **kwargs: P.kwargs) -> None:
-        try:
-            fn(*args, **kwargs)
-        except Exception:
-            log.exception("metric update %s failed", fn.__name__)
-
-    return guarded
-
-
-@never_raises
-def record_embed(outcome: EmbedOutcome, device: str) -> None:
-    EMBED_CHUNKS.labels("embedded").inc(outcome.embedded)
-    EMBED_CHUNKS.labels("cached").inc(outcome.cached)
-    EMBED_CHUNKS.labels("empty").inc(outcome.empty)
-    EMBED_TRUNCATED.inc(outcome.truncated)
-    EMBED_OOM_HALVINGS.inc(outcome.halvings)
-    seconds = 0.0
-    for batch in outcome.batches:
-        EMBED_BATCH_CHUNKS.observe(batch.chunks)
-        EMBED_BATCH_TOKENS.observe(batch.padded_tokens)
-        EMBED_BATCH_SECONDS.labels(device).observe(batch.seconds)
-        seconds += batch.seconds
-    if seconds > 0:
-        EMBED_THROUGHPUT.set(outcome.embedded / seconds)
-    if outcome.embedded + outcome.cached:
-        EMBED_CACHE_HIT_RATIO.set(outcome.cache_hit_ratio)
-
-
-@never_raises
-def record_device(device: str, model_id: str) -> None:
-    EMBED_DEVICE.labels(device, model_id).set(1)
-
-
-@never_raises
-def record_breaker_state(store: str, state: str) -> None:
-    BREAKER_STATE.labels(store).set(_BREAKER_STATES.get(state, 1))
-
-
-@never_raises
-def record_webhook(event: str, outcome: str) -> None:
-    WEBHOOK_DELIVERIES.labels(event, outcome).inc()
-
-
-@never_raises
-def record_task(task: str, queue: str, outcome: str) -> None:
-    TASKS.labels(task, queue, outcome).inc()
-
-
-@never_raises
-def record_task_seconds(task: str, queue: str, seconds: float) -> None:
-    TASK_SECONDS.labels(task, queue).observe(max(0.0, seconds))
-
-
-@never_raises
-def record_job(job: Job, now: float | None = None) -> None:
-    """Count a job that ended, once (as JobContext.on_finish: the first finish only).
-
-    ``now`` (default: the time now) stands in for the end when the record has no
-    ``finished_at``.
-    """
-    status = job.status.value
-    if job.finished_at is not None:
-        ended_at = job.finished_at
-    else:
-        ended_at = time.time() if now is None else now
-    JOBS.labels(status).inc()
-    if job.created_at:
-        JOB_SECONDS.labels(status).observe(max(0.0, ended_at - job.created_at))
-    JOB_FILES.labels(status).observe(job.counters.get("files.total", 0))
-    JOB_CHUNKS.labels(status).observe(job.counters.get("chunks.total", 0))
-
-
-@never_raises
-def record_search(mode: str, timings_s: dict[str, float], total_s: float) -> None:
-    SEARCHES.labels(mode, "ok").inc()
-    for step, seconds in timings_s.items():
-        SEARCH_SECONDS.labels(step).observe(seconds)
-    SEARCH_SECONDS.labels("total").observe(total_s)
-
-
-@never_raises
-def record_bad_search(mode: str) -> None:
-    SEARCHES.labels(
-        mode if mode in ("hybrid", "vector", "lexical") else "other", "bad_request"
-    ).inc()

@@ -20,7 +20,7 @@ from pipeline.errors import PipelineError, WebhookDeliveryError
 from pipeline.indexing import live_job
 from pipeline.jobs import WebhookDelivery, job_status
 from pipeline.webhooks import build_event, redact_url, retry_delay_s, signed_headers
-from tasks import metrics
+from tasks import recording
 from tasks.context import current
 
 log = logging.getLogger("quarry.webhooks")
@@ -75,7 +75,7 @@ def deliver_webhook(self: Task, job_id: str, event: str, delivery_id: str, attem
         duration_s=time.perf_counter() - started,
     )
     ctx.jobs.add_webhook(job_id, delivery)
-    metrics.record_webhook(event, outcome)
+    recording.record_webhook(event, outcome)
     if outcome == "retrying":
         wait_s = retry_delay_s(attempt)
         log.warning("webhook %s of job %s: %s; retry in %.1f s", event, job_id, error, wait_s)

@@ -5,7 +5,7 @@ run only the ``embed`` profile.
 
 Metrics: every process of the worker writes its samples into the worker's own folder
 (prometheus-client's multiprocess mode), and the main process serves their sum on the
-profile's port (``worker_metrics_port_cpu`` / ``_embed``, tasks/exposition.py). The
+profile's port (``worker_metrics_port_cpu`` / ``_embed``, tasks/worker_exposition.py). The
 library picks its mode when it is first imported, so nothing that imports it (tasks'
 modules, workers.resources) is imported here before :func:`run_worker` set the folder.
 
@@ -110,7 +110,7 @@ def run_worker(profile: str, queues: tuple[str, ...] | None = None) -> None:
 
     from celery import signals
 
-    from tasks import exposition, observers
+    from tasks import observers, worker_exposition
     from tasks.app import app
     from workers.resources import Closers, build_embedder, build_resources
 
@@ -139,13 +139,13 @@ def run_worker(profile: str, queues: tuple[str, ...] | None = None) -> None:
 
     def on_child_shutdown(**kwargs: Any) -> None:
         on_process_shutdown(**kwargs)
-        exposition.process_ended(metrics_dir)
+        worker_exposition.process_ended(metrics_dir)
 
     if pool_for(profile) == "prefork":
         signals.worker_process_init.connect(on_process_init, weak=False)
         signals.worker_process_shutdown.connect(on_child_shutdown, weak=False)
     signals.worker_shutdown.connect(on_process_shutdown, weak=False)
-    server = exposition.serve_worker_metrics(
+    server = worker_exposition.serve_worker_metrics(
         settings.worker_metrics_bind_host, settings.worker_metrics_port(profile), metrics_dir
     )
     try:

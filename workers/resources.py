@@ -21,7 +21,7 @@ from config.endpoints import resolve_endpoints
 from config.settings import QuarrySettings
 from pipeline.chunking import ChunkingOptions
 from pipeline.ports import CircuitBreaker, Embedder
-from tasks import metrics
+from tasks import recording
 from tasks.app import celery_app
 from tasks.client import TaskClient
 from tasks.context import Resources
@@ -34,7 +34,7 @@ __all__ = ["Closers", "build_embedder", "build_resources"]
 def build_embedder(settings: QuarrySettings) -> Embedder:
     """The configured model, loaded now, its device shown in the metrics."""
     model = models.embedder(settings)
-    metrics.record_device(model.device, model.model_id)
+    recording.record_device(model.device, model.model_id)
     return model
 
 
@@ -60,7 +60,7 @@ def build_resources(
             send=client.sender(timeout_s=settings.queue_wait_s),
             closers=closers,
             breaker=breakers["postgres"],
-            on_finish=metrics.record_job,
+            on_finish=recording.record_job,
         ),
         webhook_secret=endpoints.webhook_secret,
     )
@@ -84,9 +84,9 @@ def build_resources(
 
 
 def _breakers(settings: QuarrySettings, redis: object) -> dict[str, CircuitBreaker]:
-    breakers = stores.breakers(settings, redis, on_state_change=metrics.record_breaker_state)
+    breakers = stores.breakers(settings, redis, on_state_change=recording.record_breaker_state)
     # The gauge shows each breaker from the start, not only after its first change (the
     # shared state is read now; a Redis that does not answer reads as the local state).
     for store, breaker in breakers.items():
-        metrics.record_breaker_state(store, breaker.state)
+        recording.record_breaker_state(store, breaker.state)
     return breakers

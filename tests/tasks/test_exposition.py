@@ -126,25 +126,25 @@ import os, sys, urllib.request
 from config.settings import load_settings, prepare_worker_metrics
 settings = load_settings(env={}, data_dir=sys.argv[1])
 folder = prepare_worker_metrics(settings, "cpu")
-from tasks import exposition, metrics
-assert exposition.multiprocess_mode()
+from tasks import metrics, recording, worker_exposition
+assert worker_exposition.multiprocess_mode()
 metrics.QUEUE_DEPTH.labels("quarry.chunk").set(5)
 children = []
 for _ in range(3):
     pid = os.fork()
     if pid == 0:
-        metrics.record_task("quarry.chunk.files", "quarry.chunk", "succeeded")
-        metrics.record_task_seconds("quarry.chunk.files", "quarry.chunk", 0.2)
-        metrics.record_breaker_state("postgres", "closed")
-        exposition.process_ended(folder)
+        recording.record_task("quarry.chunk.files", "quarry.chunk", "succeeded")
+        recording.record_task_seconds("quarry.chunk.files", "quarry.chunk", 0.2)
+        recording.record_breaker_state("postgres", "closed")
+        worker_exposition.process_ended(folder)
         os._exit(0)
     children.append(pid)
 for pid in children:
     os.waitpid(pid, 0)
-metrics.record_task("quarry.chunk.files", "quarry.chunk", "started")
-server = exposition.serve_worker_metrics("127.0.0.1", int(sys.argv[2]), folder)
+recording.record_task("quarry.chunk.files", "quarry.chunk", "started")
+server = worker_exposition.serve_worker_metrics("127.0.0.1", int(sys.argv[2]), folder)
 assert server is not None
-assert exposition.serve_worker_metrics("127.0.0.1", server.port, folder) is None
+assert worker_exposition.serve_worker_metrics("127.0.0.1", server.port, folder) is None
 sys.stdout.write(urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics").read().decode())
 server.close()
 """

@@ -15,7 +15,7 @@ from pipeline.adapters.redis_job_board import InMemoryJobBoard
 from pipeline.indexing import JobContext, OnFinish, cancel, finish
 from pipeline.jobs import Job, JobRequest, JobSource, JobStatus, SourceKind, Stage
 from pipeline.models import RepoRef
-from tasks import metrics
+from tasks import recording
 
 
 def _value(name: str, status: str) -> float:
@@ -53,7 +53,7 @@ def _running_job(ctx: JobContext, job_id: str) -> Job:
 
 
 def test_a_finished_job_is_counted_once_even_when_its_commit_runs_twice() -> None:
-    ctx = _context(metrics.record_job)
+    ctx = _context(recording.record_job)
     job = _running_job(ctx, "00000000-0000-4000-8000-000000000101")
     before = _snapshot("done")
     assert finish(ctx, job, JobStatus.DONE) is True
@@ -80,7 +80,7 @@ def test_a_cancelled_job_is_counted_as_cancelled_with_its_time_since_creation() 
     assert final.counters["files.total"] == 3  # flushed before the end, seen by the observer
 
     before = _snapshot("cancelled")
-    metrics.record_job(final)
+    recording.record_job(final)
     after = _snapshot("cancelled")
     assert after["quarry_jobs_total"] == before["quarry_jobs_total"] + 1
 

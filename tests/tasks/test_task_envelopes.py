@@ -23,7 +23,8 @@ from celery.utils.saferepr import saferepr
 from config.queues import WEBHOOK, WRITE
 from pipeline.adapters.memory_admission import InMemoryAdmission
 from tasks.client import TaskClient
-from tasks.envelopes import TaskEnvelopes, kwargs_repr
+from tasks.envelopes import TaskEnvelopes
+from tasks.kwargs_repr import kwargs_repr
 
 PROBE_TASK = "quarry.write.testprobe"
 PAYLOAD = {
