@@ -21,6 +21,7 @@ from pipeline.embedding import embed_query
 from pipeline.indexing import JobContext
 from pipeline.job_rows import token_digest
 from pipeline.ports import (
+    Admission,
     GraphStore,
     SearchIndex,
     SourceFetcher,
@@ -31,7 +32,7 @@ from pipeline.search import Searcher
 from pipeline.source_policy import LocalSourcePolicy
 from tasks import recording
 from tasks.app import create_app
-from tasks.client import BatchAdmission, TaskClient
+from tasks.client import TaskClient
 from wiring import models, stores
 from wiring.stores import probe_stores
 
@@ -64,7 +65,7 @@ class ApiState:
         return self._once("redis", lambda: stores.redis_client(self.endpoints))
 
     @property
-    def admission(self) -> BatchAdmission:
+    def admission(self) -> Admission:
         return self._once("admission", lambda: stores.admission(self.settings, self.redis))
 
     @property

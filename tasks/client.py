@@ -19,13 +19,13 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from celery import Celery
 
 from pipeline.errors import QueueFullError
 from pipeline.ports import Admission
-from tasks import metrics
+from tasks import recording
 from tasks.envelopes import Envelope, TaskEnvelopes
 
 log = logging.getLogger("quarry.tasks.client")
@@ -33,12 +33,6 @@ log = logging.getLogger("quarry.tasks.client")
 # send_blocking waits retry_after_s times 1.0-1.5, so that producers refused together
 # do not all come back in the same instant.
 BLOCKING_JITTER = 0.5
-
-
-class BatchAdmission(Admission, Protocol):
-    """Admission with all-or-nothing batches (both adapters have it; the port may gain it)."""
-
-    def push_many(self, queue: str, messages: Sequence[bytes]) -> int: ...
 
 
 class TaskClient:
@@ -50,7 +44,7 @@ class TaskClient:
     def __init__(
         self,
         app: Celery,
-        admission: BatchAdmission,
+        admission: Admission,
         *,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
@@ -93,12 +87,7 @@ class TaskClient:
             self._envelopes.build(task_name, kwargs, countdown=countdown) for kwargs in kwargs_list
         ]
         queue = envelopes[0].queue
-        try:
-            depth = self._admission.push_many(queue, [e.message for e in envelopes])
-        except QueueFullError as exc:
-            self._observe(queue, exc.depth, exc.bound)
-            raise
-        self._observe(queue, depth, self._admission.bound(queue))
+        self._admit(queue, lambda: self._admission.push_many(queue, [e.message for e in envelopes]))
         return [e.task_id for e in envelopes]
 
     def send_blocking(
@@ -149,18 +138,13 @@ class TaskClient:
         return send
 
     def _push(self, envelope: Envelope) -> None:
-        try:
-            depth = self._admission.push(envelope.queue, envelope.message)
-        except QueueFullError as exc:
-            self._observe(envelope.queue, exc.depth, exc.bound)
-            raise
-        self._observe(envelope.queue, depth, self._admission.bound(envelope.queue))
+        self._admit(envelope.queue, lambda: self._admission.push(envelope.queue, envelope.message))
 
-    @staticmethod
-    def _observe(queue: str, depth: int, bound: int) -> None:
-        # An observer never fails the work: a metric error is logged and the send stands.
+    def _admit(self, queue: str, push: Callable[[], int]) -> None:
+        """Push, and record the queue's depth as the push saw it (full or not)."""
         try:
-            metrics.QUEUE_DEPTH.labels(queue).set(depth)
-            metrics.QUEUE_FILL_RATIO.labels(queue).set(depth / bound if bound > 0 else 1.0)
-        except Exception:
-            log.exception("queue gauges for %s could not be set", queue)
+            depth = push()
+        except QueueFullError as exc:
+            recording.record_queue(queue, exc.depth, exc.bound)
+            raise
+        recording.record_queue(queue, depth, self._admission.bound(queue))

@@ -20,29 +20,7 @@ from config.queues import ALL_TASKS
 from pipeline.embedding import EmbedOutcome
 from pipeline.jobs import Job
 from pipeline.webhooks import EVENTS as WEBHOOK_EVENTS
-from tasks.metrics import (
-    BREAKER_STATE,
-    DEAD_LETTERS,
-    EMBED_BATCH_CHUNKS,
-    EMBED_BATCH_SECONDS,
-    EMBED_BATCH_TOKENS,
-    EMBED_CACHE_HIT_RATIO,
-    EMBED_CHUNKS,
-    EMBED_DEVICE,
-    EMBED_OOM_HALVINGS,
-    EMBED_THROUGHPUT,
-    EMBED_TRUNCATED,
-    JOB_CHUNKS,
-    JOB_FILES,
-    JOB_SECONDS,
-    JOBS,
-    JOBS_RECOVERED,
-    SEARCH_SECONDS,
-    SEARCHES,
-    TASK_SECONDS,
-    TASKS,
-    WEBHOOK_DELIVERIES,
-)
+from tasks import metrics as m
 
 log = logging.getLogger("quarry.metrics")
 P = ParamSpec("P")
@@ -50,14 +28,14 @@ P = ParamSpec("P")
 _BREAKER_STATES = {"closed": 0, "open": 1, "half-open": 2}
 
 for _status in ("done", "failed", "cancelled"):
-    JOBS.labels(_status)
+    m.JOBS.labels(_status)
 for _task in ALL_TASKS:
-    DEAD_LETTERS.labels(_task)
+    m.DEAD_LETTERS.labels(_task)
 for _action in ("ingest", "commit", "fail"):
-    JOBS_RECOVERED.labels(_action)
+    m.JOBS_RECOVERED.labels(_action)
 for _event in sorted(WEBHOOK_EVENTS):
     for _outcome in ("delivered", "retrying", "failed", "refused"):
-        WEBHOOK_DELIVERIES.labels(_event, _outcome)
+        m.WEBHOOK_DELIVERIES.labels(_event, _outcome)
 
 
 def never_raises(fn: Callable[P, None]) -> Callable[P, None]:
@@ -75,46 +53,53 @@ def never_raises(fn: Callable[P, None]) -> Callable[P, None]:
 
 @never_raises
 def record_embed(outcome: EmbedOutcome, device: str) -> None:
-    EMBED_CHUNKS.labels("embedded").inc(outcome.embedded)
-    EMBED_CHUNKS.labels("cached").inc(outcome.cached)
-    EMBED_CHUNKS.labels("empty").inc(outcome.empty)
-    EMBED_TRUNCATED.inc(outcome.truncated)
-    EMBED_OOM_HALVINGS.inc(outcome.halvings)
+    m.EMBED_CHUNKS.labels("embedded").inc(outcome.embedded)
+    m.EMBED_CHUNKS.labels("cached").inc(outcome.cached)
+    m.EMBED_CHUNKS.labels("empty").inc(outcome.empty)
+    m.EMBED_TRUNCATED.inc(outcome.truncated)
+    m.EMBED_OOM_HALVINGS.inc(outcome.halvings)
     seconds = 0.0
     for batch in outcome.batches:
-        EMBED_BATCH_CHUNKS.observe(batch.chunks)
-        EMBED_BATCH_TOKENS.observe(batch.padded_tokens)
-        EMBED_BATCH_SECONDS.labels(device).observe(batch.seconds)
+        m.EMBED_BATCH_CHUNKS.observe(batch.chunks)
+        m.EMBED_BATCH_TOKENS.observe(batch.padded_tokens)
+        m.EMBED_BATCH_SECONDS.labels(device).observe(batch.seconds)
         seconds += batch.seconds
     if seconds > 0:
-        EMBED_THROUGHPUT.set(outcome.embedded / seconds)
+        m.EMBED_THROUGHPUT.set(outcome.embedded / seconds)
     if outcome.embedded + outcome.cached:
-        EMBED_CACHE_HIT_RATIO.set(outcome.cache_hit_ratio)
+        m.EMBED_CACHE_HIT_RATIO.set(outcome.cache_hit_ratio)
 
 
 @never_raises
 def record_device(device: str, model_id: str) -> None:
-    EMBED_DEVICE.labels(device, model_id).set(1)
+    m.EMBED_DEVICE.labels(device, model_id).set(1)
 
 
 @never_raises
 def record_breaker_state(store: str, state: str) -> None:
-    BREAKER_STATE.labels(store).set(_BREAKER_STATES.get(state, 1))
+    m.BREAKER_STATE.labels(store).set(_BREAKER_STATES.get(state, 1))
+
+
+@never_raises
+def record_queue(queue: str, depth: int, bound: int) -> None:
+    """What a producer saw of a queue as it pushed (the admission-time gauges)."""
+    m.QUEUE_DEPTH.labels(queue).set(depth)
+    m.QUEUE_FILL_RATIO.labels(queue).set(depth / bound if bound > 0 else 1.0)
 
 
 @never_raises
 def record_webhook(event: str, outcome: str) -> None:
-    WEBHOOK_DELIVERIES.labels(event, outcome).inc()
+    m.WEBHOOK_DELIVERIES.labels(event, outcome).inc()
 
 
 @never_raises
 def record_task(task: str, queue: str, outcome: str) -> None:
-    TASKS.labels(task, queue, outcome).inc()
+    m.TASKS.labels(task, queue, outcome).inc()
 
 
 @never_raises
 def record_task_seconds(task: str, queue: str, seconds: float) -> None:
-    TASK_SECONDS.labels(task, queue).observe(max(0.0, seconds))
+    m.TASK_SECONDS.labels(task, queue).observe(max(0.0, seconds))
 
 
 @never_raises
@@ -129,23 +114,23 @@ def record_job(job: Job, now: float | None = None) -> None:
         ended_at = job.finished_at
     else:
         ended_at = time.time() if now is None else now
-    JOBS.labels(status).inc()
+    m.JOBS.labels(status).inc()
     if job.created_at:
-        JOB_SECONDS.labels(status).observe(max(0.0, ended_at - job.created_at))
-    JOB_FILES.labels(status).observe(job.counters.get("files.total", 0))
-    JOB_CHUNKS.labels(status).observe(job.counters.get("chunks.total", 0))
+        m.JOB_SECONDS.labels(status).observe(max(0.0, ended_at - job.created_at))
+    m.JOB_FILES.labels(status).observe(job.counters.get("files.total", 0))
+    m.JOB_CHUNKS.labels(status).observe(job.counters.get("chunks.total", 0))
 
 
 @never_raises
 def record_search(mode: str, timings_s: dict[str, float], total_s: float) -> None:
-    SEARCHES.labels(mode, "ok").inc()
+    m.SEARCHES.labels(mode, "ok").inc()
     for step, seconds in timings_s.items():
-        SEARCH_SECONDS.labels(step).observe(seconds)
-    SEARCH_SECONDS.labels("total").observe(total_s)
+        m.SEARCH_SECONDS.labels(step).observe(seconds)
+    m.SEARCH_SECONDS.labels("total").observe(total_s)
 
 
 @never_raises
 def record_bad_search(mode: str) -> None:
-    SEARCHES.labels(
+    m.SEARCHES.labels(
         mode if mode in ("hybrid", "vector", "lexical") else "other", "bad_request"
     ).inc()
