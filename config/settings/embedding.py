@@ -1,0 +1,70 @@
+"""Settings fields: The embedding model and how the embed stage batches it.
+
+A group of :class:`config.settings.QuarrySettings`, whose fields they are (flat:
+``settings.<field>``, env var ``QUARRY_<FIELD>``); validators live on that class.
+
+Must not import: anything of Quarry but config (config is the leaf).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+Port = int
+
+
+class EmbeddingFields(BaseModel):
+    """Settings: embedding."""
+
+    embed_model: str = Field(
+        "all-MiniLM-L6-v2",
+        min_length=1,
+        description=(
+            "Embedding model: `all-MiniLM-L6-v2` (bundled, loaded offline) or the path of a"
+            " sentence-transformers model folder."
+        ),
+    )
+    embed_backend: Literal["torch", "onnx-int8"] = Field(
+        "torch",
+        description=(
+            "`torch` (CUDA fp16 or CPU fp32) or `onnx-int8` (CPU: the model exported to ONNX"
+            " and quantised to int8; its vectors carry another model id)."
+        ),
+    )
+    embed_device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="Embedding device; `auto` takes CUDA when present, else the CPU."
+    )
+    embed_batch_tokens: int | None = Field(
+        None,
+        ge=256,
+        le=1_048_576,
+        description=(
+            "Token budget of one device batch. Unset: 65536 on a GPU, a quarter of it on the CPU."
+        ),
+    )
+    embed_batch_max_chunks: int = Field(
+        1024, ge=1, le=8192, description="Most chunks in one device batch (a GPU cap)."
+    )
+    embed_flush_messages: int = Field(
+        64,
+        ge=1,
+        le=4096,
+        description="Embed messages buffered before a flush (each holds one file's chunks).",
+    )
+    embed_flush_interval_s: float = Field(
+        0.05, gt=0, le=10, description="Longest wait before a partial embed batch is flushed."
+    )
+    embed_torch_threads: int | None = Field(
+        None,
+        ge=1,
+        le=256,
+        description="Torch threads per embed process. Unset: the cores divided by the processes.",
+    )
+    embed_idle_unload_s: float = Field(
+        0, ge=0, description="Unload the model after this long unused (0: keep it loaded)."
+    )
+    query_cache_ttl_s: int = Field(
+        86400, ge=0, description="Lifetime of a cached query embedding in Redis (0: no cache)."
+    )

@@ -1,0 +1,58 @@
+"""Settings fields: Hybrid search: retrieval sizes, fusion and the query embedder.
+
+A group of :class:`config.settings.QuarrySettings`, whose fields they are (flat:
+``settings.<field>``, env var ``QUARRY_<FIELD>``); validators live on that class.
+
+Must not import: anything of Quarry but config (config is the leaf).
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+Port = int
+
+
+class SearchFields(BaseModel):
+    """Settings: search."""
+
+    search_ef_search: int = Field(
+        100,
+        ge=1,
+        le=1000,
+        description="HNSW candidate list of a vector search (pgvector hnsw.ef_search); raised "
+        "to the hits asked for when fewer.",
+    )
+    search_exact_max_rows: int = Field(
+        20_000,
+        ge=0,
+        description="Up to this many chunk rows in the table, vector search scans exactly "
+        "instead of using the HNSW index.",
+    )
+    search_max_lexical_matches: int = Field(
+        2_000,
+        ge=1,
+        description="Most full-text matches ranked by BM25 per query: bounds the cost of "
+        "common words (bench/results/search.md: at 1M chunks P95 65 ms at 2,000, 308 ms at "
+        "10,000).",
+    )
+    search_rrf_k: int = Field(
+        10,
+        ge=1,
+        le=10_000,
+        description="The k of reciprocal rank fusion, 1 / (k + rank): smaller trusts the top "
+        "ranks more (10 beat the usual 60 on `quarry eval`, bench/results/eval.md).",
+    )
+    search_weight_vector: float = Field(
+        1.0, ge=0, le=100, description="Weight of the vector retriever in the fusion."
+    )
+    search_weight_lexical: float = Field(
+        1.0, ge=0, le=100, description="Weight of the full-text retriever in the fusion."
+    )
+    query_embed_threads: int = Field(
+        1, ge=1, le=64, description="Threads of the API's query embedder (onnxruntime)."
+    )
+    search_warm_on_start: bool = Field(
+        True,
+        description="Load the API's query embedder when the API starts, not on the first search.",
+    )

@@ -1,0 +1,105 @@
+"""Settings fields: where Quarry keeps its data and finds its services: the data
+folder and logs, the stores' endpoints (unset: the local stack's), the local stack's
+ports and Flower.
+
+A group of :class:`config.settings.QuarrySettings`, whose fields they are (flat:
+``settings.<field>``, env var ``QUARRY_<FIELD>``); validators live on that class.
+
+Must not import: anything of Quarry but config (config is the leaf).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr
+
+Port = int
+
+
+class DataFields(BaseModel):
+    """Settings: data and logs."""
+
+    data_dir: Path = Field(
+        Path(".quarry"),
+        description="Folder that holds all local state: services' data, logs, pid files, clones.",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Minimum level of log lines."
+    )
+    log_json: bool = Field(False, description="Write log lines as JSON objects.")
+
+
+class EndpointFields(BaseModel):
+    """Settings: service endpoints (unset: use the local stack's)."""
+
+    redis_url: str | None = Field(
+        None,
+        description="Redis for the Celery broker, queues and breaker state. "
+        "Unset: the local stack's Redis.",
+    )
+    postgres_dsn: str | None = Field(
+        None,
+        description="PostgreSQL 16 + pgvector DSN. Unset: the local stack's PostgreSQL.",
+    )
+    neo4j_uri: str | None = Field(
+        None, description="Bolt URI of Neo4j 5. Unset: the local stack's Bolt graph server."
+    )
+    neo4j_user: str | None = Field(
+        None, description="Graph user. Unset: `root` for the local stack."
+    )
+    neo4j_password: SecretStr | None = Field(
+        None, description="Graph password. Unset: the local stack's generated password."
+    )
+    neo4j_database: str | None = Field(
+        None, description="Graph database name. Unset: `graph` for the local stack."
+    )
+    api_url: str | None = Field(
+        None, description="Base URL of the Quarry API for the CLI. Unset: the local stack's."
+    )
+    api_token: SecretStr | None = Field(
+        None, description="Bearer token the CLI sends. Unset: the local stack's development token."
+    )
+
+
+class StackFields(BaseModel):
+    """Settings: the local development stack (`quarry dev up`)."""
+
+    stack_host: Literal["127.0.0.1"] = Field(
+        "127.0.0.1", description="Address every local service binds to (loopback only)."
+    )
+    stack_redis_port: Port = Field(6390, description="Local Redis port.")
+    stack_postgres_port: Port = Field(5433, description="Local PostgreSQL port.")
+    stack_bolt_port: Port = Field(7687, description="Local Bolt graph server port.")
+    stack_graph_http_port: Port = Field(2480, description="Local graph server HTTP port.")
+    stack_api_port: Port = Field(8080, description="Local Quarry API port.")
+    stack_flower_port: Port = Field(5555, description="Local Flower port.")
+    stack_graph_heap_mb: int = Field(
+        1024, ge=256, le=65536, description="Java heap of the local graph server, in MiB."
+    )
+    stack_workers: tuple[str, ...] = Field(
+        ("cpu", "embed"),
+        description="Worker profiles the local stack runs (see `quarry worker --help`).",
+    )
+    stack_start_timeout_s: float = Field(
+        90.0,
+        gt=0,
+        le=600,
+        description="How long `quarry dev up` waits for a service to be healthy.",
+    )
+    stack_restart_backoff_max_s: float = Field(
+        30.0, gt=0, le=600, description="Longest wait before the stack restarts a dead process."
+    )
+
+
+class FlowerFields(BaseModel):
+    """Settings: flower."""
+
+    flower_user: str = Field("quarry", min_length=1, description="Flower basic-auth user.")
+    flower_password: SecretStr | None = Field(
+        None, description="Flower basic-auth password. Unset: the local stack's generated one."
+    )
+    flower_bind_host: str = Field(
+        "127.0.0.1", description="Address Flower listens on (`0.0.0.0` in containers)."
+    )

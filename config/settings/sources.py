@@ -1,0 +1,70 @@
+"""Settings fields: what tenants send in: the sources a job may name and the webhooks
+it may ask for.
+
+A group of :class:`config.settings.QuarrySettings`, whose fields they are (flat:
+``settings.<field>``, env var ``QUARRY_<FIELD>``); validators live on that class.
+
+Must not import: anything of Quarry but config (config is the leaf).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr
+
+WEBHOOK_ADDRESS_KINDS = (
+    "loopback",
+    "private",
+    "link-local",
+    "reserved",
+    "multicast",
+    "unspecified",
+)
+
+
+class SourceFields(BaseModel):
+    """Settings: sources."""
+
+    source_max_archive_bytes: int = Field(
+        200 * 2**20, ge=1, description="Largest uploaded .tar.gz accepted (compressed bytes)."
+    )
+    source_max_extracted_bytes: int = Field(
+        2 * 2**30, ge=1, description="Most bytes an archive may extract to."
+    )
+    source_max_members: int = Field(
+        200_000, ge=1, description="Most members (files and folders) of an archive."
+    )
+    source_clone_timeout_s: float = Field(
+        300.0, gt=0, description="Time limit of a shallow git clone."
+    )
+    source_allow_file_urls: bool = Field(
+        False,
+        description="Accept local git repositories as clone sources (`file://`); for tests.",
+    )
+    source_allowed_roots: tuple[Path, ...] = Field(
+        (),
+        description="Folders (comma-separated, absolute) under which a job may name a local "
+        "folder, archive or `file://` repository. Empty: no local path is accepted. The data "
+        "folder and the secrets folder are refused whatever this says.",
+    )
+
+
+class WebhookFields(BaseModel):
+    """Settings: webhooks."""
+
+    webhook_secret: SecretStr | None = Field(
+        None,
+        description="HMAC-SHA256 key of webhook signatures. Unset: the local stack's own.",
+    )
+    webhook_allow_addresses: tuple[str, ...] = Field(
+        (),
+        description="Address kinds callbacks may resolve to anyway: loopback, private, link-local.",
+    )
+    webhook_timeout_s: float = Field(10.0, gt=0, le=120, description="Time limit of one delivery.")
+    webhook_max_attempts: int = Field(
+        6,
+        ge=1,
+        le=50,
+        description="Deliveries tried per event (timeouts, 5xx, 429) before giving up.",
+    )
