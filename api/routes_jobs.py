@@ -16,14 +16,14 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from api.auth import State, Tenant
-from pipeline.callback_hosts import check_callback_destination
 from pipeline.errors import InvalidInputError
-from pipeline.indexing import cancel, live_job
 from pipeline.jobs import Job, JobRequest, JobSource, SourceKind, job_status
 from pipeline.models import RepoRef
-from pipeline.producer import dry_run, submit
-from pipeline.source_policy import UPLOADS_FOLDER
-from pipeline.sources import parse_source, repo_name_from
+from pipeline.sources.locations import parse_source, repo_name_from
+from pipeline.sources.policy import UPLOADS_FOLDER
+from pipeline.stages.indexing import cancel, live_job
+from pipeline.stages.ingest import dry_run, submit
+from pipeline.webhooks.addresses import check_callback_destination
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 UPLOAD_CHUNK_BYTES = 1 << 20
@@ -75,7 +75,7 @@ def _request(state: State, tenant: str, body: JobCreate, source: JobSource) -> J
 def checked_source(state: State, location: str, ref: str | None) -> JobSource:
     """The parsed source; a local path (folder, archive, ``file://``) must be absolute
     and under a root the operator allows, never the service's own data or secrets
-    (:mod:`pipeline.source_policy`)."""
+    (:mod:`pipeline.sources.policy`)."""
     source = parse_source(location, ref, allow_file_urls=state.settings.source_allow_file_urls)
     return state.source_policy.check_submission(source)
 

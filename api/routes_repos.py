@@ -14,7 +14,7 @@ from api.auth import State, Tenant
 from api.routes_jobs import checked_source, submit_job
 from pipeline.jobs import Job, JobRequest
 from pipeline.models import RepoRef
-from pipeline.reconcile import Stores, reconcile
+from pipeline.stages.reconcile import Stores, reconcile
 
 router = APIRouter(prefix="/v1/repos", tags=["repositories"])
 

@@ -2,7 +2,7 @@
 
 Queries are embedded here, by the API's query embedder and the query-embedding cache;
 clients never send vectors. Bad input is a 4xx that names the parameter (the checks of
-``pipeline.search_query``); an unknown repository or symbol is a 404.
+``pipeline.search.query``); an unknown repository or symbol is a 404.
 
 Must not import: workers/, cli/, torch, celery.
 """
@@ -15,11 +15,11 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Response
 
 from api.auth import State, Tenant
+from api.graph_svg import render_svg
 from pipeline.errors import InvalidInputError, NotFoundError
-from pipeline.graph_svg import render_svg
 from pipeline.models import RepoRef
-from pipeline.search import symbol_graph
-from pipeline.search_query import SearchFilters, SearchRequest
+from pipeline.search.query import SearchFilters, SearchRequest
+from pipeline.search.searcher import symbol_graph
 from tasks import recording
 
 router = APIRouter(tags=["search"])

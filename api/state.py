@@ -17,9 +17,6 @@ from typing import Any, TypeVar
 
 from config.endpoints import Endpoints
 from config.settings import QuarrySettings
-from pipeline.embedding import embed_query
-from pipeline.indexing import JobContext
-from pipeline.job_rows import token_digest
 from pipeline.ports import (
     Admission,
     GraphStore,
@@ -28,8 +25,11 @@ from pipeline.ports import (
     TokenStore,
     VectorStore,
 )
-from pipeline.search import Searcher
-from pipeline.source_policy import LocalSourcePolicy
+from pipeline.search.searcher import Searcher
+from pipeline.sources.policy import LocalSourcePolicy
+from pipeline.stages.embedding import embed_query
+from pipeline.stages.indexing import JobContext
+from pipeline.statements.job_rows import token_digest
 from tasks import recording
 from tasks.app import create_app
 from tasks.client import TaskClient

@@ -44,7 +44,7 @@ from config.settings import load_settings
 from devstack.layout import StackLayout
 from devstack.processes import wait_until
 from devstack.services import RedisService
-from pipeline.adapters.redis_admission import RedisAdmission
+from pipeline.adapters.redis.admission import RedisAdmission
 from tasks.app import create_app
 from tasks.client import TaskClient
 from tasks.envelopes import TaskEnvelopes

@@ -19,13 +19,13 @@ from pathlib import Path
 
 from machine import cpu_model  # bench/ is the script folder, so on sys.path
 
-from pipeline.adapters.vocab import model_token_counter
-from pipeline.analysis import FileAnalysis, analyze_file
-from pipeline.chunking import ChunkingOptions
-from pipeline.imports import RepoPaths
-from pipeline.resolution import resolve_across_files
-from pipeline.selection import select_files
-from pipeline.tokens import CharBoundTokenCounter
+from pipeline.adapters.models.vocab import model_token_counter
+from pipeline.analysis.analyze import FileAnalysis, analyze_file
+from pipeline.analysis.chunking import ChunkingOptions
+from pipeline.analysis.imports import RepoPaths
+from pipeline.analysis.resolution import resolve_across_files
+from pipeline.analysis.selection import select_files
+from pipeline.analysis.tokens import CharBoundTokenCounter
 
 
 def main() -> None:

@@ -5,7 +5,7 @@ Usage: .venv/bin/python bench/embed_int8_quality.py --corpus bench/corpora/reque
        [--cache-dir bench/corpora/.onnx-cache] [--json]
 
 The issue's bar: the int8 path loses at most 1 point of Recall@10. This uses
-header_ablation.py's CodeSearchNet-style set (``pipeline.evaluation``, the set of
+header_ablation.py's CodeSearchNet-style set (``cli.evaluation``, the set of
 ``quarry eval``; queries = the first sentence of each function docstring, targets = the
 functions, docstrings blanked in the indexed copy), ranked by cosine over all chunks. Per
 corpus the set is built and chunked once (header on, the default); the same chunk and
@@ -32,9 +32,9 @@ import numpy.typing as npt
 from header_ablation import _ranks, build_set, chunk_all
 from machine import cpu_model  # bench/ is the script folder, so on sys.path
 
-from pipeline.adapters.onnx_embedder import OnnxInt8Embedder
-from pipeline.adapters.st_embedder import SentenceTransformerEmbedder, resolve_model_path
-from pipeline.evaluation import EvalQuery, bootstrap_mrr_diff, is_relevant, metrics
+from cli.evaluation import EvalQuery, bootstrap_mrr_diff, is_relevant, metrics
+from pipeline.adapters.models.onnx_embedder import OnnxInt8Embedder
+from pipeline.adapters.models.torch_embedder import SentenceTransformerEmbedder, resolve_model_path
 from pipeline.models import Chunk
 from pipeline.ports import Embedder
 

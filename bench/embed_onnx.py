@@ -4,7 +4,7 @@ Usage: .venv/bin/python bench/embed_onnx.py --corpus bench/corpora/django-5.2.19
        [--chunks 512] [--batch-size 32] [--threads 2] [--rounds 2] [--no-sort]
        [--unfused] [--per-tensor] [--json]
 
-Chunks a real corpus with pipeline.analysis.analyze_file (exact WordPiece counter), then
+Chunks a real corpus with pipeline.analysis.analyze.analyze_file (exact WordPiece counter), then
 in one process embeds the same chunks, in the same batches, with both paths at the same
 thread count: ``model.encode`` of sentence-transformers (torch fp32) and
 ``OnnxInt8Embedder.embed``. Rounds alternate torch / ONNX so that load from other jobs
@@ -29,15 +29,15 @@ import numpy as np
 import numpy.typing as npt
 from machine import cpu_model  # bench/ is the script folder, so on sys.path
 
-from pipeline.adapters.onnx_embedder import (
+from pipeline.adapters.models.onnx_embedder import (
     OnnxInt8Embedder,
     cache_file,
     export_int8_onnx,
     export_once,
 )
-from pipeline.adapters.vocab import model_token_counter
-from pipeline.analysis import FileAnalysis, analyze_file
-from pipeline.selection import select_files
+from pipeline.adapters.models.vocab import model_token_counter
+from pipeline.analysis.analyze import FileAnalysis, analyze_file
+from pipeline.analysis.selection import select_files
 
 Vectors = npt.NDArray[np.float32]
 

@@ -2,7 +2,7 @@
 
 Usage: .venv/bin/python bench/header_ablation.py --corpus /tmp/ablation/requests-2.34.2 [--json]
 
-CodeSearchNet-style set built by ``pipeline.evaluation`` (the one ``quarry eval`` uses)
+CodeSearchNet-style set built by ``cli.evaluation`` (the one ``quarry eval`` uses)
 from the corpus's package sources (``src/<pkg>/*.py`` or ``<pkg>/*.py``; shared query
 texts are kept here): for every function or method with a docstring,
 the query is the docstring's first sentence (queries under 3 words are skipped) and the
@@ -28,17 +28,17 @@ from typing import Any
 
 from machine import cpu_model  # bench/ is the script folder, so on sys.path
 
-from pipeline.adapters.vocab import model_token_counter
-from pipeline.analysis import analyze_file
-from pipeline.chunking import ChunkingOptions
-from pipeline.evaluation import (
+from cli.evaluation import (
     KS,
     EvalQuery,
     bootstrap_mrr_diff,
     first_relevant_rank,
     metrics,
 )
-from pipeline.evaluation import build_set as build_eval_set
+from cli.evaluation import build_set as build_eval_set
+from pipeline.adapters.models.vocab import model_token_counter
+from pipeline.analysis.analyze import analyze_file
+from pipeline.analysis.chunking import ChunkingOptions
 from pipeline.models import Chunk, SkippedFile
 
 BATCH_SIZE = 64

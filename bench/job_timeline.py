@@ -2,7 +2,7 @@
 bench/jobs.py).
 
 Times are ms from just before the POST. While the job runs, one thread polls, every
-``poll_s``, the job board in Redis (pipeline/adapters/redis_job_board.py:
+``poll_s``, the job board in Redis (pipeline/adapters/redis/job_board.py:
 ``quarry:job:J:counters`` and the file sets) and the job row in PostgreSQL; another GETs
 ``/v1/jobs/{id}`` every ``api_poll_s``. Events:
 

@@ -55,7 +55,7 @@ from machine import cpu_model
 
 from config.endpoints import resolve_endpoints
 from config.settings import load_settings
-from pipeline.adapters.postgres import connect
+from pipeline.adapters.postgres.connect import connect
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # tests/ is a namespace package under the repository root

@@ -3,7 +3,7 @@
 Usage: .venv/bin/python bench/query_embed.py [--precision fp32|int8] [--queries 200]
        [--threads 1] [--cache-dir DIR] [--json]
 
-In one fresh process: (1) exports the model with ``pipeline.adapters.onnx_export`` into
+In one fresh process: (1) exports the model with ``pipeline.adapters.models.onnx_export`` into
 an empty cache (torch imported by the export, as on an API's first start) and times it,
 then times a second, cached open; (2) embeds ``--queries`` short natural-language queries
 one at a time, as the search route does, with ``intra_op_num_threads = --threads``, after
@@ -28,10 +28,10 @@ from typing import Any
 import numpy as np
 from machine import cpu_model  # bench/ is the script folder, so on sys.path
 
-from pipeline.adapters.onnx_embedder import OnnxEmbedder
-from pipeline.adapters.st_embedder import BUNDLED_MODEL, resolve_model_path
-from pipeline.adapters.vocab import model_token_counter
-from pipeline.analysis import FileAnalysis, analyze_file
+from pipeline.adapters.models.onnx_embedder import OnnxEmbedder
+from pipeline.adapters.models.torch_embedder import BUNDLED_MODEL, resolve_model_path
+from pipeline.adapters.models.vocab import model_token_counter
+from pipeline.analysis.analyze import FileAnalysis, analyze_file
 
 _MODULES = (
     "argparse", "textwrap", "shlex", "json.decoder", "http.client", "logging", "pathlib",
@@ -95,7 +95,7 @@ def measure(args: argparse.Namespace, cache_dir: Path) -> dict[str, Any]:
     got_queries = np.stack(rows)
     got_chunks = np.concatenate([onnx.embed(chunks[i : i + 16]) for i in range(0, len(chunks), 16)])
 
-    from pipeline.adapters.st_embedder import SentenceTransformerEmbedder
+    from pipeline.adapters.models.torch_embedder import SentenceTransformerEmbedder
 
     torch_fp32 = SentenceTransformerEmbedder(
         model_path, model_id=BUNDLED_MODEL, device="cpu", threads=args.threads

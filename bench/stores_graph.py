@@ -4,7 +4,7 @@ Usage: .venv/bin/python bench/stores_graph.py --corpus bench/corpora/django-5.2.
        [--batch-size 500] [--files-per-call 100] [--max-files N] [--heap-mb 1024]
        [--breakdown] [--json]
 
-Chunks and extracts every .py file of the corpus with pipeline.analysis.analyze_file and
+Chunks and extracts every .py file of the corpus with pipeline.analysis.analyze.analyze_file and
 resolves calls across files (not timed), then starts a private ArcadeDB exactly as the
 dev stack does (devstack.services.GraphService, own folder and free ports),
 applies the shipped Cypher migrations and times Neo4jGraphStore.write_files from one
@@ -31,21 +31,21 @@ from typing import Any
 
 from machine import cpu_model, free_ports  # bench/ is the script folder, so on sys.path
 
-import pipeline.adapters.neo4j_graph_store as store_module
+import pipeline.adapters.neo4j.graph_store as store_module
 from config.endpoints import StackSecrets, resolve_endpoints
 from config.settings import load_settings
 from devstack.layout import StackLayout
 from devstack.services import GraphService
 from migrations.runner import discover, run
-from pipeline.adapters.neo4j_graph import make_driver
-from pipeline.adapters.neo4j_graph_store import Neo4jGraphStore
-from pipeline.adapters.neo4j_migrations import Neo4jMigrationTarget
-from pipeline.adapters.vocab import model_token_counter
-from pipeline.analysis import FileAnalysis, analyze_file
-from pipeline.imports import RepoPaths
+from pipeline.adapters.models.vocab import model_token_counter
+from pipeline.adapters.neo4j.driver import make_driver
+from pipeline.adapters.neo4j.graph_store import Neo4jGraphStore
+from pipeline.adapters.neo4j.migrations import Neo4jMigrationTarget
+from pipeline.analysis.analyze import FileAnalysis, analyze_file
+from pipeline.analysis.imports import RepoPaths
+from pipeline.analysis.resolution import resolve_across_files
+from pipeline.analysis.selection import select_files
 from pipeline.models import FileGraph, FileVersion, RepoRef
-from pipeline.resolution import resolve_across_files
-from pipeline.selection import select_files
 
 
 def file_graphs(corpus: Path, max_files: int | None) -> list[FileGraph]:

@@ -4,7 +4,7 @@ Usage: .venv/bin/python bench/stores_pg.py --corpus bench/corpora/django-5.2.19
        [--vectors bow|random] [--batch-size 2000] [--writers 1] [--limit N]
        [--without-hnsw] [--update] [--dsn ADMIN_DSN] [--json]
 
-Chunks: ``pipeline.analysis.analyze_file`` on the corpus's Python files with the exact
+Chunks: ``pipeline.analysis.analyze.analyze_file`` on the corpus's Python files with the exact
 WordPiece counter, as the pipeline chunks them (not timed). Vectors (the model is not
 what is measured): ``bow`` sums a fixed random 384-dim vector per word of the chunk's
 lexical text, so chunks that share words get near vectors and the HNSW graph sees
@@ -14,7 +14,7 @@ stack's binaries, default settings) is started on a free loopback port and remov
 afterwards; each run migrates a fresh database with the shipped migrations.
 
 Timed, in this order:
-- rows: ``pipeline.sql.chunk_rows`` (checks + lexical text), Python only;
+- rows: ``pipeline.statements.sql.chunk_rows`` (checks + lexical text), Python only;
 - copy: the adapter's binary COPY of those rows into its staging table, rolled back;
 - cold: ``upsert_chunks`` of every batch into the empty table (all indexes maintained);
 - replay: the same batches again (no row changes, nothing written);
@@ -40,13 +40,13 @@ from machine import cpu_model  # bench/ is the script folder, so on sys.path
 from pgvector.psycopg import register_vector
 
 from cli.bench_pg import fresh_database, private_postgres
-from pipeline import sql
-from pipeline.adapters.pg_vector_store import PgVectorStore
-from pipeline.adapters.vocab import model_token_counter
-from pipeline.analysis import FileAnalysis, analyze_file
-from pipeline.lexical import lexical_text
+from pipeline.adapters.models.vocab import model_token_counter
+from pipeline.adapters.postgres.vector_store import PgVectorStore
+from pipeline.analysis.analyze import FileAnalysis, analyze_file
+from pipeline.analysis.selection import select_files
 from pipeline.models import Chunk, RepoRef, StoredChunk
-from pipeline.selection import select_files
+from pipeline.search.lexical import lexical_text
+from pipeline.statements import sql
 
 DIMENSION = 384
 Vectors = np.ndarray

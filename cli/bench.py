@@ -31,7 +31,11 @@ from cli.bench_search import bench_search
 from cli.machine import cpu_model, free_ports
 from config.endpoints import resolve_endpoints
 from config.settings import child_environment, load_settings
-from pipeline.adapters.st_embedder import BUNDLED_MODEL, raw_encode_seconds, resolve_model_path
+from pipeline.adapters.models.torch_embedder import (
+    BUNDLED_MODEL,
+    raw_encode_seconds,
+    resolve_model_path,
+)
 from pipeline.messages import encode_file_chunks
 from pipeline.models import RepoRef
 
@@ -55,7 +59,7 @@ def quarry_embed_s(corpus: Corpus, threads: int, backend: str) -> float:
     """Seconds from the first embed message to the last write message, cold cache."""
     from celery import Celery
 
-    from pipeline.adapters.redis_client import connect_redis
+    from pipeline.adapters.redis.client import connect_redis
 
     root = Path(tempfile.mkdtemp(prefix="quarry-bench-", dir="/tmp"))
     root.chmod(0o711)

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import typer
 
-from pipeline.adapters.vocab import model_token_counter
-from pipeline.analysis import FileAnalysis, analyze_file
+from pipeline.adapters.models.vocab import model_token_counter
+from pipeline.analysis.analyze import FileAnalysis, analyze_file
+from pipeline.analysis.selection import select_files
 from pipeline.messages import FileChunks
 from pipeline.models import FileVersion, RepoRef
-from pipeline.selection import select_files
 
 
 @dataclass(frozen=True, slots=True)

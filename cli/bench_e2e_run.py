@@ -36,9 +36,13 @@ from cli.bench_e2e_plan import (
 from cli.bench_e2e_proc import StackProbe
 from cli.bench_e2e_stack import Stack, private_stack, run_job
 from config.settings import child_environment, load_settings
-from pipeline.adapters.st_embedder import BUNDLED_MODEL, raw_encode_seconds, resolve_model_path
+from pipeline.adapters.models.torch_embedder import (
+    BUNDLED_MODEL,
+    raw_encode_seconds,
+    resolve_model_path,
+)
+from pipeline.analysis.selection import select_files
 from pipeline.models import RepoRef
-from pipeline.selection import select_files
 
 REPO = "bench-e2e"
 COCOINDEX_SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "cocoindex_flow.py"
@@ -97,7 +101,7 @@ def raw_encode(prepared: Prepared, threads: int, batch_size: int) -> tuple[float
 def raw_int8_s(prepared: Prepared, threads: int, batch_size: int) -> float:
     """The same texts through the int8 ONNX embedder (sorted by length, as the stage
     sorts a flush), after its export and load (not timed)."""
-    from pipeline.adapters.onnx_embedder import OnnxInt8Embedder
+    from pipeline.adapters.models.onnx_embedder import OnnxInt8Embedder
 
     embedder = OnnxInt8Embedder(
         resolve_model_path(BUNDLED_MODEL), prepared.scratch / "models", threads=threads

@@ -25,8 +25,8 @@ from devstack.layout import StackLayout
 from devstack.processes import wait_until
 from devstack.services import PostgresService
 from migrations.runner import run
-from pipeline.adapters.postgres import ensure_database
-from pipeline.adapters.postgres_migrations import PgMigrationTarget
+from pipeline.adapters.postgres.connect import ensure_database
+from pipeline.adapters.postgres.migrations import PgMigrationTarget
 
 START_TIMEOUT_S = 60.0
 

@@ -129,7 +129,7 @@ def say(line: str) -> None:
 
 def prepare(options: BenchOptions) -> Prepared:
     from cli.bench_search_corpus import embed_chunks, load_corpus, make_queries
-    from pipeline.adapters.query_embedder import query_embedder_from
+    from pipeline.adapters.models.query_embedder import query_embedder_from
 
     conf = settings()
     started = time.perf_counter()

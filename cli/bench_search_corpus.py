@@ -1,13 +1,13 @@
 """The real side of the search benchmark: a corpus's chunks, their vectors, its queries.
 
-Chunks: every file Quarry would index (``pipeline.selection``), chunked by
-``pipeline.analysis.analyze_file`` with the model's token counter, as the chunk workers
+Chunks: every file Quarry would index (``pipeline.analysis.selection``), chunked by
+``pipeline.analysis.analyze.analyze_file`` with the model's token counter, as the chunk workers
 do. Vectors: the chunk texts embedded by the API's query embedder (the fp32 ONNX export
 of the workers' model: the same function as the torch workers, so the same space),
 distinct texts only, longest first in batches; kept in ``<data_dir>/bench`` under a
 name made of the model id and a digest of the texts, so a later run reads them back.
 Queries: the first sentences of the corpus's function docstrings
-(``pipeline.evaluation.build_set``), a seeded sample.
+(``cli.evaluation.build_set``), a seeded sample.
 
 Must not import: torch, api/.
 """
@@ -22,13 +22,13 @@ from pathlib import Path
 import numpy as np
 
 from cli.bench_search_data import BenchQuery, SyntheticCorpus, Vectors
-from pipeline.adapters.onnx_embedder import OnnxEmbedder
-from pipeline.adapters.vocab import model_token_counter
-from pipeline.analysis import FileAnalysis, analyze_file
-from pipeline.evaluation import build_set
-from pipeline.lexical import lexical_text
+from cli.evaluation import build_set
+from pipeline.adapters.models.onnx_embedder import OnnxEmbedder
+from pipeline.adapters.models.vocab import model_token_counter
+from pipeline.analysis.analyze import FileAnalysis, analyze_file
+from pipeline.analysis.selection import select_files
 from pipeline.models import Chunk, FileVersion
-from pipeline.selection import select_files
+from pipeline.search.lexical import lexical_text
 
 EMBED_BATCH = 32
 

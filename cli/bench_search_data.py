@@ -34,8 +34,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.search_query import STOP_WORDS, SearchRequest
-from pipeline.sql import ChunkRow
+from pipeline.search.query import STOP_WORDS, SearchRequest
+from pipeline.statements.sql import ChunkRow
 
 Vectors = npt.NDArray[np.float32]
 BATCH_ROWS = 50_000
@@ -64,7 +64,7 @@ class Vocabulary:
 
     @classmethod
     def of(cls, texts: Sequence[str]) -> Vocabulary:
-        """``texts`` are lexical texts (``pipeline.lexical.lexical_text``), one per chunk."""
+        """``texts`` are lexical texts (``pipeline.search.lexical.lexical_text``), one per chunk."""
         ids: dict[str, int] = {}
         counts: Counter[int] = Counter()
         tokens: list[int] = []
@@ -199,7 +199,7 @@ class SyntheticCorpus:
         return texts, vectors
 
     def rows(self, batch: SyntheticBatch, model_id: str) -> list[ChunkRow]:
-        """The batch as rows for ``pipeline.sql.COPY_CHUNK_STAGING``: chunk ``j`` of a
+        """The batch as rows for ``pipeline.statements.sql.COPY_CHUNK_STAGING``: chunk ``j`` of a
         file starts at line ``1 + j * LINES_PER_SLOT``; its lexical text is its words."""
         out: list[ChunkRow] = []
         for i, text in enumerate(batch.texts):

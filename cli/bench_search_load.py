@@ -8,7 +8,7 @@ the files of the searchable snapshot only.
 Fast path, as a first bulk load of a deployment would be: the HNSW and GIN indexes of
 ``chunks`` are dropped (their definitions read from ``pg_indexes`` first, so the shipped
 ones are rebuilt), the rows go in by the vector store's own statements (binary COPY into
-the staging table, then ``pipeline.sql.MERGE_CHUNKS``, which computes the tsvector),
+the staging table, then ``pipeline.statements.sql.MERGE_CHUNKS``, which computes the tsvector),
 one transaction per batch; then the GIN and HNSW indexes are built again (timed, with
 ``maintenance_work_mem`` and parallel maintenance workers set for the session) and the
 table is vacuumed and analysed.
@@ -30,8 +30,8 @@ from pgvector.psycopg import register_vector
 
 from cli.bench_search_corpus import RealCorpus
 from cli.bench_search_data import SyntheticCorpus, Vectors
-from pipeline import sql
 from pipeline.models import FileVersion, RepoRef, StoredChunk
+from pipeline.statements import sql
 
 REBUILT_INDEXES = ("chunks_tsv", "chunks_embedding_hnsw")  # built again in this order
 DIMENSION = 384

@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 
 from cli.bench_search_data import BenchQuery, Target, Vectors, percentiles_ms, recall_at_k
-from pipeline.adapters.pg_search import PgSearchIndex
-from pipeline.search import Searcher
+from pipeline.adapters.postgres.search_index import PgSearchIndex
+from pipeline.search.searcher import Searcher
 
 DIMENSION = 384
 Ranked = list[tuple[str, float]]  # (chunk id, cosine similarity), best first

@@ -14,7 +14,7 @@ from cli.bench_search_data import BenchQuery, SyntheticCorpus, Vectors
 
 if TYPE_CHECKING:
     from cli.bench_search_corpus import RealCorpus
-    from pipeline.adapters.onnx_embedder import OnnxEmbedder
+    from pipeline.adapters.models.onnx_embedder import OnnxEmbedder
 
 
 @dataclass(frozen=True, kw_only=True)

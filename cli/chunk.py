@@ -17,14 +17,14 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from pipeline.adapters.vocab import model_token_counter
-from pipeline.analysis import FileAnalysis, analyze_file
-from pipeline.chunking import ChunkingOptions
-from pipeline.imports import RepoPaths
+from pipeline.adapters.models.vocab import model_token_counter
+from pipeline.analysis.analyze import FileAnalysis, analyze_file
+from pipeline.analysis.chunking import ChunkingOptions
+from pipeline.analysis.imports import RepoPaths
+from pipeline.analysis.resolution import resolve_across_files
+from pipeline.analysis.selection import select_files
+from pipeline.analysis.tokens import CharBoundTokenCounter, TokenCounter
 from pipeline.models import Chunk, FileExtraction, SkippedFile
-from pipeline.resolution import resolve_across_files
-from pipeline.selection import select_files
-from pipeline.tokens import CharBoundTokenCounter, TokenCounter
 
 
 def register(app: typer.Typer) -> None:

@@ -25,8 +25,8 @@ dlq_app = typer.Typer(help="Dead letters: writes that failed for good.", no_args
 
 
 def _letters() -> DeadLetters:
-    from pipeline.adapters.redis_client import connect_redis
-    from pipeline.adapters.redis_dead_letters import RedisDeadLetters
+    from pipeline.adapters.redis.client import connect_redis
+    from pipeline.adapters.redis.dead_letters import RedisDeadLetters
 
     endpoints = guarded(lambda: resolve_endpoints(settings()))
     return RedisDeadLetters(connect_redis(endpoints.redis_url, timeout_s=5))

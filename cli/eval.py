@@ -1,6 +1,6 @@
 """``quarry eval REPO``: how well Quarry's search finds a Python repository's functions.
 
-Builds a CodeSearchNet-style set from REPO (``pipeline.evaluation``: query = the first
+Builds a CodeSearchNet-style set from REPO (``cli.evaluation``: query = the first
 sentence of a function's docstring, target = that function), packs the copy with every
 docstring blanked into ``<data_dir>/eval/<name>.tar.gz`` (anew each run), uploads it to
 the API (the workers need no access to this machine's disk) to be indexed under NAME
@@ -31,9 +31,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cli.console import err, guarded, out, settings
-from cli.jobs import admitted, api_client, follow, print_summary
-from pipeline.errors import ConfigError, InvalidInputError, TransientError
-from pipeline.evaluation import (
+from cli.evaluation import (
     MIN_QUERY_WORDS,
     MRR_CUTOFF,
     EvalQuery,
@@ -44,6 +42,8 @@ from pipeline.evaluation import (
     hybrid_beats_single,
     score,
 )
+from cli.jobs import admitted, api_client, follow, print_summary
+from pipeline.errors import ConfigError, InvalidInputError, TransientError
 from pipeline.jobs import check_repo_name
 
 MODES = ("vector", "lexical", "hybrid")

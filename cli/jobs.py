@@ -25,14 +25,14 @@ from rich.table import Table
 from cli.console import err, guarded, out, settings
 from config.endpoints import resolve_endpoints
 from pipeline.errors import QueueFullError
-from pipeline.sources import parse_source
+from pipeline.sources.locations import parse_source
 
 POLL_S = 0.5
 TERMINAL = {"done", "failed", "cancelled"}
 
 
 def api_client() -> Any:
-    from pipeline.adapters.api_client import QuarryApiClient
+    from cli.api_client import QuarryApiClient
 
     endpoints = guarded(lambda: resolve_endpoints(settings()))
     return QuarryApiClient(endpoints.api_url, endpoints.api_token)
@@ -123,7 +123,7 @@ def index(
 
 
 def _default_name(location: str) -> str:
-    from pipeline.sources import repo_name_from
+    from pipeline.sources.locations import repo_name_from
 
     return repo_name_from(parse_source(location))
 
@@ -254,7 +254,7 @@ def token_create(
     label: Annotated[str, typer.Option(help="A note kept with the token.")] = "",
 ) -> None:
     """Create an API token for TENANT; it is printed once, on the last line."""
-    from pipeline.adapters.pg_token_store import PgTokenStore
+    from pipeline.adapters.postgres.token_store import PgTokenStore
     from pipeline.jobs import check_tenant
 
     endpoints = guarded(lambda: resolve_endpoints(settings()))

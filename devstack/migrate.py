@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from config.endpoints import Endpoints
 from migrations.runner import MigrationReport, run
-from pipeline.adapters.neo4j_graph import make_driver
-from pipeline.adapters.neo4j_migrations import Neo4jMigrationTarget
-from pipeline.adapters.pg_token_store import PgTokenStore
-from pipeline.adapters.postgres import ensure_database
-from pipeline.adapters.postgres_migrations import PgMigrationTarget
+from pipeline.adapters.neo4j.driver import make_driver
+from pipeline.adapters.neo4j.migrations import Neo4jMigrationTarget
+from pipeline.adapters.postgres.connect import ensure_database
+from pipeline.adapters.postgres.migrations import PgMigrationTarget
+from pipeline.adapters.postgres.token_store import PgTokenStore
 
 
 def migrate_reports(endpoints: Endpoints, *, dry_run: bool = False) -> list[MigrationReport]:

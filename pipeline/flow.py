@@ -22,7 +22,7 @@ stage of this table (``CHUNK.task``), never a task-name string of their own.
                                               WEBHOOK (job.done / job.failed / ...)
 
 The sweeper (``SWEEP``) is not a stage of a job: the cpu workers ask for it on a timer,
-and it sends a stalled job's INGEST or COMMIT again (pipeline.recovery).
+and it sends a stalled job's INGEST or COMMIT again (pipeline.stages.recovery).
 
 Must not import: celery, tasks/, workers/, api/, cli/, or any driver.
 """
@@ -82,7 +82,7 @@ INGEST: Final = Stage(
     sends=("chunk", "commit"),
     retry=Retry.STAGE,
     fails=FailsWith.JOB,
-    use_case="pipeline.producer.ingest",
+    use_case="pipeline.stages.ingest.ingest",
 )
 CHUNK: Final = Stage(
     name="chunk",
@@ -92,7 +92,7 @@ CHUNK: Final = Stage(
     sends=("embed", "commit"),
     retry=Retry.STAGE,
     fails=FailsWith.FILES,
-    use_case="pipeline.chunk_stage.chunk_files",
+    use_case="pipeline.stages.chunk.chunk_files",
 )
 EMBED: Final = Stage(
     name="embed",
@@ -102,7 +102,7 @@ EMBED: Final = Stage(
     sends=("write",),
     retry=Retry.PER_MESSAGE,
     fails=FailsWith.FILE,
-    use_case="pipeline.embed_stage.embed_messages",
+    use_case="pipeline.stages.embed.embed_messages",
 )
 WRITE: Final = Stage(
     name="write",
@@ -112,7 +112,7 @@ WRITE: Final = Stage(
     sends=("commit",),
     retry=Retry.STAGE,
     fails=FailsWith.FILE,
-    use_case="pipeline.write_stage.write_file",
+    use_case="pipeline.stages.write.write_file",
 )
 COMMIT: Final = Stage(
     name="commit",
@@ -122,7 +122,7 @@ COMMIT: Final = Stage(
     sends=("webhook",),
     retry=Retry.STAGE,
     fails=FailsWith.JOB,
-    use_case="pipeline.commit.commit_job",
+    use_case="pipeline.stages.commit.commit_job",
 )
 WEBHOOK: Final = Stage(
     name="webhook",
@@ -132,12 +132,12 @@ WEBHOOK: Final = Stage(
     sends=(),
     retry=Retry.DELIVERY,
     fails=FailsWith.NOTHING,
-    use_case="pipeline.webhooks.build_event",
+    use_case="pipeline.webhooks.events.build_event",
 )
 
 STAGES: Final[tuple[Stage, ...]] = (INGEST, CHUNK, EMBED, WRITE, COMMIT, WEBHOOK)
 
-# Maintenance, not a stage of a job: sends stalled jobs on (pipeline.recovery).
+# Maintenance, not a stage of a job: sends stalled jobs on (pipeline.stages.recovery).
 SWEEP_TASK: Final = queues.SWEEP_JOBS_TASK
 
 

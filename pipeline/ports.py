@@ -36,7 +36,7 @@ from pipeline.models import (
     StoredChunk,
     SymbolLink,
 )
-from pipeline.search_query import SearchRequest
+from pipeline.search.query import SearchRequest
 
 T = TypeVar("T")
 

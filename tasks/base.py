@@ -26,8 +26,8 @@ from typing import Any, TypeVar
 from celery import Task
 
 from pipeline.errors import BreakerOpenError, PermanentError, TransientError
-from pipeline.indexing import fail_job, note_wait
 from pipeline.models import DeadLetter
+from pipeline.stages.indexing import fail_job, note_wait
 from tasks import metrics
 from tasks.context import current, job_resources
 

@@ -1,4 +1,4 @@
-"""The CHUNK stage's Celery shim (pipeline.flow.CHUNK; the work: pipeline.chunk_stage).
+"""The CHUNK stage's Celery shim (pipeline.flow.CHUNK; the work: pipeline.stages.chunk).
 
 A batch that fails for good fails its files (the job then fails at its commit).
 
@@ -14,9 +14,9 @@ from typing import Any
 from celery import shared_task
 
 from pipeline import flow
-from pipeline.chunk_stage import RepoPathsCache, chunk_files, fail_batch
 from pipeline.errors import InvalidInputError
 from pipeline.messages import decode_file, decode_repo
+from pipeline.stages.chunk import RepoPathsCache, chunk_files, fail_batch
 from tasks.base import StageTask
 from tasks.context import job_resources
 

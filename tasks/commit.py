@@ -1,4 +1,4 @@
-"""The COMMIT stage's Celery shim (pipeline.flow.COMMIT; the work: pipeline.commit).
+"""The COMMIT stage's Celery shim (pipeline.flow.COMMIT; the work: pipeline.stages.commit).
 
 Must not import: workers/, api/, cli/, drivers.
 """
@@ -10,8 +10,8 @@ import shutil
 from celery import shared_task
 
 from pipeline import flow
-from pipeline.commit import KeptSymbols, commit_job
-from pipeline.producer import job_workdir
+from pipeline.stages.commit import KeptSymbols, commit_job
+from pipeline.stages.ingest import job_workdir
 from tasks.base import JobTask, StageTask
 from tasks.context import job_resources
 

@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from config.settings import QuarrySettings
-from pipeline.chunking import ChunkingOptions
-from pipeline.embedding import EmbeddingService
+from pipeline.analysis.chunking import ChunkingOptions
+from pipeline.analysis.tokens import TokenCounter
 from pipeline.flow import Outgoing
-from pipeline.indexing import JobContext
 from pipeline.ports import (
     CircuitBreaker,
     DeadLetters,
@@ -27,7 +26,8 @@ from pipeline.ports import (
     VectorStore,
     WebhookSender,
 )
-from pipeline.tokens import TokenCounter
+from pipeline.stages.embedding import EmbeddingService
+from pipeline.stages.indexing import JobContext
 
 
 @dataclass(slots=True)

@@ -1,4 +1,4 @@
-"""The EMBED stage's Celery shim (pipeline.flow.EMBED; the work: pipeline.embed_stage).
+"""The EMBED stage's Celery shim (pipeline.flow.EMBED; the work: pipeline.stages.embed).
 
 celery-batches buffers messages and flushes them together on ``flush_every`` messages
 or after ``flush_interval`` seconds (50 ms by default, so a small job is not kept
@@ -24,9 +24,9 @@ from celery import shared_task
 from celery_batches import Batches
 
 from pipeline import flow
-from pipeline.embed_stage import Buffered, embed_messages
 from pipeline.errors import TransientError
-from pipeline.write_stage import fail_file
+from pipeline.stages.embed import Buffered, embed_messages
+from pipeline.stages.write import fail_file
 from tasks import recording
 from tasks.base import backoff_s, dead_letter
 from tasks.context import current, send_outgoing

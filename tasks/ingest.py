@@ -1,5 +1,5 @@
-"""The INGEST stage's Celery shim (pipeline.flow.INGEST; the work: pipeline.producer),
-and the sweeper's task, which sends stalled jobs on (pipeline.recovery).
+"""The INGEST stage's Celery shim (pipeline.flow.INGEST; the work: pipeline.stages.ingest),
+and the sweeper's task, which sends stalled jobs on (pipeline.stages.recovery).
 
 Must not import: workers/, api/, cli/, drivers.
 """
@@ -15,8 +15,8 @@ from celery import shared_task
 
 from pipeline import flow
 from pipeline.errors import TransientError
-from pipeline.producer import IngestOptions, IngestOutcome, ingest, job_workdir
-from pipeline.recovery import sweep
+from pipeline.stages.ingest import IngestOptions, IngestOutcome, ingest, job_workdir
+from pipeline.stages.recovery import sweep
 from tasks import metrics
 from tasks.base import JobTask, StageTask
 from tasks.context import job_resources
@@ -58,7 +58,7 @@ def ingest_job(self: StageTask, job_id: str, attempt: int = 0) -> str | None:
 
 @shared_task(name=flow.SWEEP_TASK, ignore_result=True)  # type: ignore[untyped-decorator]
 def sweep_jobs() -> int:
-    """Send stalled jobs on (pipeline.recovery); at most one sweep per interval however
+    """Send stalled jobs on (pipeline.stages.recovery); at most one sweep per interval however
     many cpu workers ask for one. A store that is down skips this sweep."""
     resources, ctx = job_resources()
     settings = resources.settings

@@ -17,9 +17,9 @@ from functools import wraps
 from typing import ParamSpec
 
 from config.queues import ALL_TASKS
-from pipeline.embedding import EmbedOutcome
 from pipeline.jobs import Job
-from pipeline.webhooks import EVENTS as WEBHOOK_EVENTS
+from pipeline.stages.embedding import EmbedOutcome
+from pipeline.webhooks.events import EVENTS as WEBHOOK_EVENTS
 from tasks import metrics as m
 
 log = logging.getLogger("quarry.metrics")

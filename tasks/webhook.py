@@ -17,9 +17,9 @@ from celery import Task, shared_task
 
 from pipeline import flow
 from pipeline.errors import PipelineError, WebhookDeliveryError
-from pipeline.indexing import live_job
 from pipeline.jobs import WebhookDelivery, job_status
-from pipeline.webhooks import build_event, redact_url, retry_delay_s, signed_headers
+from pipeline.stages.indexing import live_job
+from pipeline.webhooks.events import build_event, redact_url, retry_delay_s, signed_headers
 from tasks import recording
 from tasks.context import current
 

@@ -1,4 +1,4 @@
-"""The WRITE stage's Celery shim (pipeline.flow.WRITE; the work: pipeline.write_stage).
+"""The WRITE stage's Celery shim (pipeline.flow.WRITE; the work: pipeline.stages.write).
 
 The store sits behind its circuit breaker; the retry policy is StageTask's
 (``Retry.STAGE``, tasks/base.py); a message that fails for good fails its file.
@@ -14,7 +14,7 @@ from typing import Any
 from celery import shared_task
 
 from pipeline import flow
-from pipeline.write_stage import fail_file, write_file
+from pipeline.stages.write import fail_file, write_file
 from tasks import metrics
 from tasks.base import StageTask
 from tasks.context import current

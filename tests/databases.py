@@ -16,8 +16,8 @@ import psycopg
 
 from config.endpoints import Endpoints
 from config.settings import QuarrySettings
-from pipeline.adapters.neo4j_graph import make_driver
-from pipeline.adapters.postgres import ensure_database
+from pipeline.adapters.neo4j.driver import make_driver
+from pipeline.adapters.postgres.connect import ensure_database
 
 
 def database_dsn(endpoints: Endpoints, name: str) -> str:

@@ -15,19 +15,19 @@ from typing import TYPE_CHECKING, Any
 
 from config.errors import ConfigError
 from config.settings import QuarrySettings
-from pipeline.adapters.st_embedder import (
+from pipeline.adapters.models.torch_embedder import (
     SentenceTransformerEmbedder,
     model_id_for,
     resolve_model_path,
 )
-from pipeline.adapters.vocab import model_token_counter
-from pipeline.embedding import EmbeddingService
+from pipeline.adapters.models.vocab import model_token_counter
+from pipeline.analysis.tokens import TokenCounter
 from pipeline.ports import Embedder, EmbeddingCache
-from pipeline.sql import VECTOR_DIMENSION
-from pipeline.tokens import TokenCounter
+from pipeline.stages.embedding import EmbeddingService
+from pipeline.statements.sql import VECTOR_DIMENSION
 
 if TYPE_CHECKING:
-    from pipeline.adapters.onnx_embedder import OnnxEmbedder as QueryEmbedder
+    from pipeline.adapters.models.onnx_embedder import OnnxEmbedder as QueryEmbedder
 else:
     QueryEmbedder = Any  # the API names the type; onnxruntime loads only when it is built
 
@@ -60,7 +60,7 @@ def embedder(settings: QuarrySettings) -> Embedder:
     model_id = model_id_for(settings.embed_model)
     threads = torch_threads(settings)
     if settings.embed_backend == "onnx-int8":
-        from pipeline.adapters.onnx_embedder import OnnxInt8Embedder
+        from pipeline.adapters.models.onnx_embedder import OnnxInt8Embedder
 
         onnx = OnnxInt8Embedder(
             path, settings.data_dir / "models", threads=threads, base_model_id=model_id
@@ -104,7 +104,7 @@ def embedding_service(
 
 def query_embedder(settings: QuarrySettings) -> QueryEmbedder:
     """The model that embeds queries (onnxruntime, no torch): not loaded yet."""
-    from pipeline.adapters.query_embedder import query_embedder_from
+    from pipeline.adapters.models.query_embedder import query_embedder_from
 
     return query_embedder_from(settings, threads=settings.query_embed_threads)
 

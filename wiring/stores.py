@@ -1,7 +1,7 @@
 """Builders of the stores, the job board, admission, breakers and the task client.
 
 A store that a worker uses is built on first use inside its breaker
-(:func:`pipeline.guarded.guarded`, the one way a store is put behind its breaker), so a
+(:func:`pipeline.stages.guarded.guarded`, the one way a store is put behind its breaker), so a
 process starts while the store is down.
 
 Must not import: api/, workers/, cli/.
@@ -15,29 +15,27 @@ from typing import Any
 from config.endpoints import Endpoints
 from config.queues import ALL_QUEUES
 from config.settings import QuarrySettings
-from pipeline.adapters.breakers import RedisCircuitBreaker
-from pipeline.adapters.httpx_webhook_sender import HttpxWebhookSender, httpx_client
-from pipeline.adapters.neo4j_graph_store import graph_store_from
-from pipeline.adapters.pg_embedding_cache import PgEmbeddingCache
-from pipeline.adapters.pg_job_store import PgJobStore
-from pipeline.adapters.pg_search import PgSearchIndex
-from pipeline.adapters.pg_snapshot_store import PgSnapshotStore
-from pipeline.adapters.pg_token_store import PgTokenStore
-from pipeline.adapters.pg_vector_store import PgVectorStore
+from pipeline.adapters.http.webhook_sender import HttpxWebhookSender, httpx_client
+from pipeline.adapters.neo4j.graph_store import graph_store_from
+from pipeline.adapters.postgres.embedding_cache import PgEmbeddingCache
+from pipeline.adapters.postgres.job_store import PgJobStore
+from pipeline.adapters.postgres.search_index import PgSearchIndex
+from pipeline.adapters.postgres.snapshot_store import PgSnapshotStore
+from pipeline.adapters.postgres.token_store import PgTokenStore
+from pipeline.adapters.postgres.vector_store import PgVectorStore
 from pipeline.adapters.probes import Probe, probe_graph, probe_postgres, probe_redis
-from pipeline.adapters.redis_admission import RedisAdmission
-from pipeline.adapters.redis_client import connect_redis
-from pipeline.adapters.redis_dead_letters import RedisDeadLetters
-from pipeline.adapters.redis_in_flight import RedisInFlight
-from pipeline.adapters.redis_job_board import RedisJobBoard
-from pipeline.adapters.redis_query_cache import RedisQueryEmbeddingCache
-from pipeline.adapters.source_fetcher import (
+from pipeline.adapters.redis.admission import RedisAdmission
+from pipeline.adapters.redis.breakers import RedisCircuitBreaker
+from pipeline.adapters.redis.client import connect_redis
+from pipeline.adapters.redis.dead_letters import RedisDeadLetters
+from pipeline.adapters.redis.in_flight import RedisInFlight
+from pipeline.adapters.redis.job_board import RedisJobBoard
+from pipeline.adapters.redis.query_cache import RedisQueryEmbeddingCache
+from pipeline.adapters.sources.fetcher import (
     LocalSourceFetcher,
     fetcher_from_settings,
     source_policy_from,
 )
-from pipeline.guarded import Deferred, guarded
-from pipeline.indexing import JobContext, OnFinish, Send
 from pipeline.ports import (
     CircuitBreaker,
     DeadLetters,
@@ -51,8 +49,10 @@ from pipeline.ports import (
     VectorStore,
     WebhookSender,
 )
-from pipeline.source_policy import LocalSourcePolicy
-from pipeline.sql import VECTOR_DIMENSION
+from pipeline.sources.policy import LocalSourcePolicy
+from pipeline.stages.guarded import Deferred, guarded
+from pipeline.stages.indexing import JobContext, OnFinish, Send
+from pipeline.statements.sql import VECTOR_DIMENSION
 
 STORES = ("postgres", "graph")
 Redis = Any  # the redis client; its type stays in the adapters
@@ -191,7 +191,7 @@ def webhook_sender(settings: QuarrySettings, closers: Closers) -> WebhookSender:
 
 
 def source_policy(settings: QuarrySettings) -> LocalSourcePolicy:
-    """The local paths a job may name (pipeline.source_policy)."""
+    """The local paths a job may name (pipeline.sources.policy)."""
     return source_policy_from(settings)
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from config.endpoints import resolve_endpoints
 from config.settings import QuarrySettings
-from pipeline.chunking import ChunkingOptions
+from pipeline.analysis.chunking import ChunkingOptions
 from pipeline.ports import CircuitBreaker, Embedder
 from tasks import recording
 from tasks.app import celery_app

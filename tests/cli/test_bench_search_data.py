@@ -15,7 +15,7 @@ from cli.bench_search_data import (
     synthetic_id,
     synthetic_path,
 )
-from pipeline.sql import CHUNK_STAGING_COLUMNS
+from pipeline.statements.sql import CHUNK_STAGING_COLUMNS
 
 TEXTS = [
     "def get_user get user name return self user",

@@ -14,10 +14,10 @@ import pytest
 from config.endpoints import Endpoints
 from devstack.stack import Stack
 from migrations.runner import discover, run
-from pipeline.adapters.memory_migrations import InMemoryMigrationTarget
-from pipeline.adapters.neo4j_graph import make_driver
-from pipeline.adapters.neo4j_migrations import RECORD_LABEL, Neo4jMigrationTarget
-from pipeline.adapters.postgres_migrations import PgMigrationTarget
+from pipeline.adapters.fakes.migrations import InMemoryMigrationTarget
+from pipeline.adapters.neo4j.driver import make_driver
+from pipeline.adapters.neo4j.migrations import RECORD_LABEL, Neo4jMigrationTarget
+from pipeline.adapters.postgres.migrations import PgMigrationTarget
 from pipeline.errors import MigrationError
 from pipeline.ports import MigrationTarget
 from tests.databases import fresh_graph_database, fresh_pg_database

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from migrations.runner import checksum, discover, plan, run
-from pipeline.adapters.memory_migrations import InMemoryMigrationTarget
+from pipeline.adapters.fakes.migrations import InMemoryMigrationTarget
 from pipeline.errors import MigrationError
 from pipeline.migration import AppliedMigration
 

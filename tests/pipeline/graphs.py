@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import hashlib
 
-from pipeline.analysis import FileAnalysis, analyze_file
-from pipeline.imports import RepoPaths
+from pipeline.analysis.analyze import FileAnalysis, analyze_file
+from pipeline.analysis.imports import RepoPaths
+from pipeline.analysis.resolution import resolve_across_files
 from pipeline.models import FileGraph, FileVersion
-from pipeline.resolution import resolve_across_files
 
 
 def file_graphs(sources: dict[str, str], *, only: set[str] | None = None) -> list[FileGraph]:

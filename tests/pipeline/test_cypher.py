@@ -1,4 +1,4 @@
-"""pipeline.cypher without a driver: ids, the rows of a write, and the statement text."""
+"""pipeline.statements.cypher without a driver: ids, the rows of a write, and the statement text."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import re
 
 import pytest
 
-from pipeline import cypher
 from pipeline.errors import InvalidInputError
 from pipeline.models import (
     Edge,
@@ -19,6 +18,7 @@ from pipeline.models import (
     Symbol,
     SymbolKind,
 )
+from pipeline.statements import cypher
 
 REPO = RepoRef("acme", "shop")
 SPAN = Span(1, 9, 0, 90)

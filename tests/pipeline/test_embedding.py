@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.adapters.memory_embedder import InMemoryEmbedder
-from pipeline.adapters.memory_vector_store import InMemoryEmbeddingCache
-from pipeline.adapters.redis_query_cache import InMemoryQueryEmbeddingCache
-from pipeline.embedding import EmbeddingService, embed_query
+from pipeline.adapters.fakes.embedder import InMemoryEmbedder
+from pipeline.adapters.fakes.vector_store import InMemoryEmbeddingCache
+from pipeline.adapters.redis.query_cache import InMemoryQueryEmbeddingCache
 from pipeline.errors import InvalidInputError, StoreUnavailableError
+from pipeline.stages.embedding import EmbeddingService, embed_query
 
 
 def _service(

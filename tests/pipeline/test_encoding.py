@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.encoding import decode_bytes, source_file
+from pipeline.analysis.encoding import decode_bytes, source_file
 
 CASES = [
     # data, text, encoding, replaced, removed NULs

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.evaluation import (
+from cli.evaluation import (
     EvalQuery,
     blank_docstrings,
     bootstrap_mrr_diff,

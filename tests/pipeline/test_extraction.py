@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.extraction import extract_graph, module_name
-from pipeline.imports import RepoPaths, resolve_import
-from pipeline.languages import detect_language
+from pipeline.analysis.extraction import extract_graph, module_name
+from pipeline.analysis.imports import RepoPaths, resolve_import
+from pipeline.analysis.languages import detect_language
+from pipeline.analysis.parsing import parse
+from pipeline.analysis.resolution import resolve_across_files
 from pipeline.models import Edge, EdgeKind, FileExtraction, SymbolKind
-from pipeline.parsing import parse
-from pipeline.resolution import resolve_across_files
 
 FIXTURES = Path(__file__).resolve().parents[2] / "tests/fixtures/languages"
 FIXTURE_PATHS = RepoPaths(
@@ -268,3 +268,16 @@ def test_repo_paths_find_exact_then_unique_suffix(
     candidates: list[str], paths: list[str], expected: str | None
 ) -> None:
     assert RepoPaths(paths).find(candidates) == expected
+
+
+@pytest.mark.parametrize(
+    "language",
+    ["python", "javascript", "typescript", "tsx", "go", "rust", "java", "c", "cpp",
+     "csharp", "ruby", "php", "kotlin", "bash"],
+)  # fmt: skip
+def test_every_language_with_a_graph_finds_its_query_file(language: str) -> None:
+    """A query file left out of the package (or a moved one) would silently give files
+    without symbols; each language's query must load."""
+    from pipeline.analysis.extraction import _query
+
+    assert _query(language) is not None

@@ -1,7 +1,7 @@
 """The neighbourhood picture: a well-formed, escaped, deterministic SVG document.
 
 Pure: the graphs are hand-made ``{"nodes", "edges"}`` dicts (the shape of
-:func:`pipeline.search.symbol_graph`) and one read from the in-memory graph store.
+:func:`pipeline.search.searcher.symbol_graph`) and one read from the in-memory graph store.
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.adapters.memory_graph_store import InMemoryGraphStore
-from pipeline.graph_svg import (
+from api.graph_svg import (
     COLOURS,
     HEIGHT,
     MAX_LABEL_CHARS,
@@ -24,8 +23,9 @@ from pipeline.graph_svg import (
     layout,
     render_svg,
 )
+from pipeline.adapters.fakes.graph_store import InMemoryGraphStore
 from pipeline.models import RepoRef
-from pipeline.search import symbol_graph
+from pipeline.search.searcher import symbol_graph
 from tests.pipeline.graphs import file_graphs
 
 NS = "{http://www.w3.org/2000/svg}"

@@ -7,10 +7,9 @@ from typing import Any
 
 import pytest
 
-from pipeline.adapters.memory_job_store import InMemoryJobStore
-from pipeline.adapters.memory_snapshot_store import InMemorySnapshotStore
-from pipeline.adapters.redis_job_board import InMemoryJobBoard
-from pipeline.indexing import WAIT_GRACE_S, JobContext, live_job, note_wait, settle
+from pipeline.adapters.fakes.job_store import InMemoryJobStore
+from pipeline.adapters.fakes.snapshot_store import InMemorySnapshotStore
+from pipeline.adapters.redis.job_board import InMemoryJobBoard
 from pipeline.jobs import (
     JobRequest,
     JobSource,
@@ -21,6 +20,7 @@ from pipeline.jobs import (
     job_status,
 )
 from pipeline.models import RepoRef
+from pipeline.stages.indexing import WAIT_GRACE_S, JobContext, live_job, note_wait, settle
 
 
 class Clock:

@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.inventory import (
+from pipeline.analysis.inventory import (
     DEFAULT_BYTES_PER_CHUNK,
     Inventory,
     estimate,
     take_inventory,
     tree_digest,
 )
+from pipeline.analysis.selection import select_files
 from pipeline.models import FileVersion, SkippedFile, SkipReason
-from pipeline.selection import select_files
 
 FILES: dict[str, bytes] = {
     "main.py": b"print('hello')\n",
@@ -98,7 +98,7 @@ def test_it_agrees_with_select_files_and_without_content_checks_keeps_binaries(
 def test_a_file_that_vanishes_grows_or_turns_unreadable_after_listing_is_skipped(
     tree: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import pipeline.inventory as inventory_module
+    import pipeline.analysis.inventory as inventory_module
 
     real_select = inventory_module.select_files
 

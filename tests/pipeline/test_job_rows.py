@@ -8,11 +8,11 @@ import uuid
 
 import pytest
 
-from pipeline import job_rows, job_sql, snapshot_sql
 from pipeline.errors import InvalidInputError
 from pipeline.jobs import JobRequest, JobSource, JobStatus, SourceKind
 from pipeline.models import FileVersion, RepoRef
-from pipeline.sql import Query
+from pipeline.statements import job_rows, job_sql, snapshot_sql
+from pipeline.statements.sql import Query
 
 REPO = RepoRef("acme", "app")
 JOB_ID = "0b8f2f3e-4c55-4a43-9a0e-2b1c2c4b7f10"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.languages import TEXT, detect_language, grammar
+from pipeline.analysis.languages import TEXT, detect_language, grammar
 
 CASES = [
     ("a.py", "", "python"),

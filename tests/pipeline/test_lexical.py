@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.lexical import identifier_parts, lexical_text
+from pipeline.search.lexical import identifier_parts, lexical_text
 
 CASES = [
     ("getUserName", "getusername get user name"),

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pipeline.analysis import FileAnalysis, analyze_file
+from pipeline.analysis.analyze import FileAnalysis, analyze_file
 from pipeline.errors import InvalidInputError
 from pipeline.messages import (
     FileChunks,

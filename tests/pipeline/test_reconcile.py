@@ -6,17 +6,17 @@ import hashlib
 
 import pytest
 
-from pipeline.adapters.memory_embedder import InMemoryEmbedder
-from pipeline.adapters.memory_graph_store import InMemoryGraphStore
-from pipeline.adapters.memory_job_store import InMemoryJobStore
-from pipeline.adapters.memory_snapshot_store import InMemorySnapshotStore
-from pipeline.adapters.memory_vector_store import InMemoryVectorStore
-from pipeline.analysis import FileAnalysis, analyze_file
+from pipeline.adapters.fakes.embedder import InMemoryEmbedder
+from pipeline.adapters.fakes.graph_store import InMemoryGraphStore
+from pipeline.adapters.fakes.job_store import InMemoryJobStore
+from pipeline.adapters.fakes.snapshot_store import InMemorySnapshotStore
+from pipeline.adapters.fakes.vector_store import InMemoryVectorStore
+from pipeline.analysis.analyze import FileAnalysis, analyze_file
 from pipeline.errors import ConflictError, InvalidInputError
 from pipeline.jobs import Job, JobRequest, JobSource, JobStatus, SourceKind, Stage
 from pipeline.models import FileGraph, FileVersion, RepoRef, StoredChunk
-from pipeline.producer import plan_changes
-from pipeline.reconcile import Stores, find_drift, reconcile
+from pipeline.stages.ingest import plan_changes
+from pipeline.stages.reconcile import Stores, find_drift, reconcile
 
 REPO = RepoRef("t1", "shop")
 SOURCES = {

@@ -9,16 +9,16 @@ from typing import Any
 import pytest
 
 from config.queues import CHUNK_FILES_TASK, COMMIT_JOB_TASK, INGEST_JOB_TASK
-from pipeline.adapters.memory_job_store import InMemoryJobStore
-from pipeline.adapters.memory_snapshot_store import InMemorySnapshotStore
-from pipeline.adapters.memory_source_fetcher import InMemorySourceFetcher
-from pipeline.adapters.redis_in_flight import InMemoryInFlight
-from pipeline.adapters.redis_job_board import InMemoryJobBoard
-from pipeline.indexing import SETTLED, JobContext
+from pipeline.adapters.fakes.job_store import InMemoryJobStore
+from pipeline.adapters.fakes.snapshot_store import InMemorySnapshotStore
+from pipeline.adapters.fakes.source_fetcher import InMemorySourceFetcher
+from pipeline.adapters.redis.in_flight import InMemoryInFlight
+from pipeline.adapters.redis.job_board import InMemoryJobBoard
 from pipeline.jobs import RECOVERIES, JobRequest, JobSource, JobStatus, SourceKind, Stage, StoreWait
 from pipeline.models import RepoRef
-from pipeline.producer import IngestOptions, IngestOutcome, ingest
-from pipeline.recovery import Action, sweep
+from pipeline.stages.indexing import SETTLED, JobContext
+from pipeline.stages.ingest import IngestOptions, IngestOutcome, ingest
+from pipeline.stages.recovery import Action, sweep
 
 IDLE_S = 120.0
 

@@ -16,10 +16,10 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from pipeline.adapters.memory_graph_store import InMemoryGraphStore
-from pipeline.adapters.memory_search import InMemorySearchIndex
-from pipeline.adapters.memory_snapshot_store import InMemorySnapshotStore
-from pipeline.adapters.memory_vector_store import InMemoryVectorStore
+from pipeline.adapters.fakes.graph_store import InMemoryGraphStore
+from pipeline.adapters.fakes.search_index import InMemorySearchIndex
+from pipeline.adapters.fakes.snapshot_store import InMemorySnapshotStore
+from pipeline.adapters.fakes.vector_store import InMemoryVectorStore
 from pipeline.errors import InvalidInputError, NotFoundError, StoreUnavailableError
 from pipeline.models import (
     Chunk,
@@ -32,7 +32,8 @@ from pipeline.models import (
     StoredChunk,
     SymbolLink,
 )
-from pipeline.search import (
+from pipeline.search.query import SearchFilters, SearchRequest
+from pipeline.search.searcher import (
     RRF_K,
     Searcher,
     SearchResponse,
@@ -45,7 +46,6 @@ from pipeline.search import (
     symbol_graph,
     symbol_json,
 )
-from pipeline.search_query import SearchFilters, SearchRequest
 from tests.pipeline.graphs import file_graphs
 
 Vector = npt.NDArray[np.float32]

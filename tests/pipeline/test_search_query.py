@@ -1,6 +1,6 @@
 """What a search may ask for: request checks, path globs as LIKE patterns, query words.
 
-Pure: table-driven tests of :mod:`pipeline.search_query`, no services.
+Pure: table-driven tests of :mod:`pipeline.search.query`, no services.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 
 from pipeline.errors import InvalidInputError
-from pipeline.search_query import (
+from pipeline.search.query import (
     MAX_TERMS,
     STOP_WORDS,
     SearchFilters,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.analysis.selection import content_skip_reason, select_files
 from pipeline.models import SkipReason
-from pipeline.selection import content_skip_reason, select_files
 
 
 def write(root: Path, rel: str, data: bytes | str = "x = 1\n") -> None:

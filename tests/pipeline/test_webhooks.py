@@ -19,7 +19,7 @@ from pipeline.errors import (
 )
 from pipeline.jobs import Job, JobSource, JobStatus, SourceKind, job_status
 from pipeline.models import RepoRef
-from pipeline.webhooks import (
+from pipeline.webhooks.events import (
     address_categories,
     build_event,
     callback_target,

@@ -12,16 +12,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pipeline.adapters.memory_job_store import InMemoryJobStore
-from pipeline.adapters.memory_snapshot_store import InMemorySnapshotStore
-from pipeline.adapters.redis_job_board import InMemoryJobBoard
-from pipeline.chunk_stage import chunk_files
-from pipeline.chunking import ChunkingOptions
-from pipeline.indexing import JobContext
-from pipeline.inventory import take_inventory
+from pipeline.adapters.fakes.job_store import InMemoryJobStore
+from pipeline.adapters.fakes.snapshot_store import InMemorySnapshotStore
+from pipeline.adapters.redis.job_board import InMemoryJobBoard
+from pipeline.analysis.chunking import ChunkingOptions
+from pipeline.analysis.inventory import take_inventory
+from pipeline.analysis.tokens import CharBoundTokenCounter
 from pipeline.jobs import JobRequest, JobSource, SourceKind, Stage
 from pipeline.models import RepoRef
-from pipeline.tokens import CharBoundTokenCounter
+from pipeline.stages.chunk import chunk_files
+from pipeline.stages.indexing import JobContext
 
 # A parse past 2 s falls back to line windows: well inside the example deadline.
 OPTIONS = ChunkingOptions(parse_timeout_s=2.0)

@@ -14,15 +14,15 @@ from typing import Any, cast
 
 from api.auth import State
 from api.routes_jobs import JobCreate, checked_source
-from pipeline.adapters.memory_job_store import InMemoryJobStore
-from pipeline.adapters.memory_snapshot_store import InMemorySnapshotStore
-from pipeline.adapters.redis_job_board import InMemoryJobBoard
-from pipeline.indexing import JobContext
+from pipeline.adapters.fakes.job_store import InMemoryJobStore
+from pipeline.adapters.fakes.snapshot_store import InMemorySnapshotStore
+from pipeline.adapters.redis.job_board import InMemoryJobBoard
 from pipeline.jobs import Job, JobRequest
 from pipeline.models import RepoRef
-from pipeline.producer import submit
-from pipeline.source_policy import LocalSourcePolicy
-from pipeline.sources import repo_name_from
+from pipeline.sources.locations import repo_name_from
+from pipeline.sources.policy import LocalSourcePolicy
+from pipeline.stages.indexing import JobContext
+from pipeline.stages.ingest import submit
 
 # What names the bad input in a refusal's message.
 FIELD_WORDS = (

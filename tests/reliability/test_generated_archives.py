@@ -20,11 +20,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.adapters.source_fetcher import LocalSourceFetcher
+from pipeline.adapters.sources.fetcher import LocalSourceFetcher
+from pipeline.analysis.inventory import take_inventory
 from pipeline.errors import InvalidInputError
-from pipeline.inventory import take_inventory
 from pipeline.jobs import JobSource, SourceKind
-from pipeline.source_policy import LocalSourcePolicy
+from pipeline.sources.policy import LocalSourcePolicy
 from tests.reliability.profiles import budget, counted
 from tests.reliability.tarballs import Member, tar_gz
 

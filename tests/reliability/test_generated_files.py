@@ -1,10 +1,10 @@
 """Generated hostile files through the chunk worker's file path: never a crash or a hang.
 
 One file at a time: the content checks, decoding, the parse and the chunks of
-:func:`pipeline.analysis.analyze_file` as the chunk stage calls it (and, for a file the
+:func:`pipeline.analysis.analyze.analyze_file` as the chunk stage calls it (and, for a file the
 checks skip, once more without them, so that the parser meets what they would hide).
-Whole trees: :func:`pipeline.inventory.take_inventory` (selection) on hostile names,
-links, fifos and ignore files, then :func:`pipeline.chunk_stage.chunk_files` on fakes.
+Whole trees: :func:`pipeline.analysis.inventory.take_inventory` (selection) on hostile names,
+links, fifos and ignore files, then :func:`pipeline.stages.chunk.chunk_files` on fakes.
 
 Each example ends in a clean result (chunks whose text every store can hold) or a skip
 with its reason; any exception fails the test with the input, shrunk.
@@ -22,10 +22,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.analysis import FileAnalysis, analyze_file
-from pipeline.chunk_stage import chunk_files
-from pipeline.inventory import take_inventory
+from pipeline.analysis.analyze import FileAnalysis, analyze_file
+from pipeline.analysis.inventory import take_inventory
 from pipeline.models import SkippedFile, SkipReason
+from pipeline.stages.chunk import chunk_files
 from tests.reliability.chunk_worker import COUNTER, OPTIONS, REPO, fake_context, storable
 from tests.reliability.profiles import budget, counted
 from tests.reliability.strategies import file_bytes, file_names, ignore_lines, named_file

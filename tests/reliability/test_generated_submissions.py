@@ -22,8 +22,8 @@ from pydantic import ValidationError
 
 from pipeline.errors import PermanentError
 from pipeline.jobs import SourceKind
-from pipeline.sources import check_git_url, check_ref
-from pipeline.webhooks import check_callback_url
+from pipeline.sources.locations import check_git_url, check_ref
+from pipeline.webhooks.events import check_callback_url
 from tests.reliability.profiles import budget, counted
 from tests.reliability.submission import context, names_a_field, submit_like_the_api
 

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.adapters.source_fetcher import LocalSourceFetcher
+from pipeline.adapters.sources.fetcher import LocalSourceFetcher
+from pipeline.analysis.inventory import take_inventory
 from pipeline.errors import InvalidInputError
-from pipeline.inventory import take_inventory
 from pipeline.jobs import JobSource, SourceKind
 from pipeline.models import SkipReason
-from pipeline.source_policy import LocalSourcePolicy
+from pipeline.sources.policy import LocalSourcePolicy
 from tests.reliability.tarballs import BLOCK, Member, header, tar_gz
 from tests.reliability.test_generated_archives import only_plain_entries, outside_extraction
 

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.analysis import FileAnalysis, analyze_file
-from pipeline.chunk_stage import chunk_files
-from pipeline.inventory import take_inventory
+from pipeline.analysis.analyze import FileAnalysis, analyze_file
+from pipeline.analysis.inventory import take_inventory
+from pipeline.analysis.selection import select_files
 from pipeline.models import FileVersion, SkippedFile, SkipReason
-from pipeline.selection import select_files
+from pipeline.stages.chunk import chunk_files
 from tests.reliability.chunk_worker import COUNTER, OPTIONS, REPO, chunk_all, fake_context, write
 
 pytestmark = pytest.mark.timeout(120)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.inventory import take_inventory
+from pipeline.analysis.inventory import take_inventory
 from pipeline.models import SkipReason
 from tests.reliability.chunk_worker import write
 

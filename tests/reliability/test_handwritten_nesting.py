@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.analysis import FileAnalysis, analyze_file
-from pipeline.parse_limits import MAX_BLOCK_PREFIX_COLUMNS, MAX_PARSE_LINE_CHARS
+from pipeline.analysis.analyze import FileAnalysis, analyze_file
+from pipeline.analysis.parse_limits import MAX_BLOCK_PREFIX_COLUMNS, MAX_PARSE_LINE_CHARS
 from tests.reliability.chunk_worker import COUNTER, OPTIONS, write
 
 pytestmark = pytest.mark.timeout(120)
@@ -41,8 +41,8 @@ NESTED: dict[str, str] = {
 }
 _CHILD = """
 import json, sys
-from pipeline.analysis import analyze_file
-from pipeline.chunking import ChunkingOptions
+from pipeline.analysis.analyze import analyze_file
+from pipeline.analysis.chunking import ChunkingOptions
 for path in sys.argv[2:]:
     print("analysing", path, flush=True)
     data = open(sys.argv[1] + "/" + path, "rb").read()

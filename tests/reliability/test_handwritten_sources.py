@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from pipeline.adapters.source_fetcher import LocalSourceFetcher
+from pipeline.adapters.sources.fetcher import LocalSourceFetcher
 from pipeline.errors import InvalidInputError, PermanentError
 from pipeline.jobs import JobSource, SourceKind
-from pipeline.source_policy import LocalSourcePolicy
+from pipeline.sources.policy import LocalSourcePolicy
 from tests.reliability.submission import context, names_a_field, submit_like_the_api
 
 pytestmark = pytest.mark.timeout(60)

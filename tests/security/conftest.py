@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from config.endpoints import Endpoints
-from pipeline.adapters.pg_token_store import PgTokenStore
+from pipeline.adapters.postgres.token_store import PgTokenStore
 from tests.security.helpers import Receiver, RecordingHandler, Tenant
 
 

@@ -31,7 +31,7 @@ from api.app import create_app
 from api.routes_ui import UI_DIR, ui_assets
 from config.endpoints import Endpoints
 from config.settings import QuarrySettings
-from pipeline.adapters.pg_token_store import PgTokenStore
+from pipeline.adapters.postgres.token_store import PgTokenStore
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -21,9 +21,9 @@ from fastapi.testclient import TestClient
 
 from config.endpoints import Endpoints
 from config.settings import QuarrySettings, load_settings
-from pipeline.adapters.httpx_webhook_sender import HttpxWebhookSender, httpx_client
-from pipeline.callback_hosts import check_callback_destination, numeric_ipv4
+from pipeline.adapters.http.webhook_sender import HttpxWebhookSender, httpx_client
 from pipeline.errors import InvalidInputError, WebhookRejectedError
+from pipeline.webhooks.addresses import check_callback_destination, numeric_ipv4
 from tests.security.helpers import Receiver
 
 pytestmark = pytest.mark.timeout(120)

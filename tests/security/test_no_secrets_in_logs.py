@@ -28,7 +28,7 @@ from config.logging import JsonFormatter, TextFormatter
 from config.redaction import redact_url
 from config.settings import QuarrySettings
 from devstack.stack import Stack
-from pipeline.adapters.pg_token_store import PgTokenStore
+from pipeline.adapters.postgres.token_store import PgTokenStore
 from tests.security.helpers import Receiver, Tenant, enqueue, wait
 from tests.stackutil import free_ports
 

@@ -18,10 +18,10 @@ import httpx
 import pytest
 
 from config.endpoints import Endpoints
-from pipeline.adapters.neo4j_graph import make_driver
-from pipeline.adapters.neo4j_graph_store import Neo4jGraphStore
-from pipeline.adapters.pg_vector_store import PgVectorStore
-from pipeline.adapters.postgres import connect
+from pipeline.adapters.neo4j.driver import make_driver
+from pipeline.adapters.neo4j.graph_store import Neo4jGraphStore
+from pipeline.adapters.postgres.connect import connect
+from pipeline.adapters.postgres.vector_store import PgVectorStore
 from pipeline.models import RepoRef
 from tests.security.helpers import Tenant, enqueue, index, wait
 

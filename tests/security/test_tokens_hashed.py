@@ -28,10 +28,10 @@ from fastapi.testclient import TestClient
 from config.endpoints import Endpoints
 from config.settings import child_environment
 from devstack.stack import Stack
-from pipeline.adapters.pg_job_store import execute
-from pipeline.adapters.pg_token_store import PgTokenStore
-from pipeline.adapters.postgres import connect
-from pipeline.sql import Query
+from pipeline.adapters.postgres.connect import connect
+from pipeline.adapters.postgres.job_store import execute
+from pipeline.adapters.postgres.token_store import PgTokenStore
+from pipeline.statements.sql import Query
 from tests.security.helpers import Tenant
 from tests.stackutil import run_quarry
 
@@ -123,7 +123,7 @@ def test_only_the_digest_leaves_the_store_and_the_api_caches_no_clear_token(
         sent.append(query)
         return execute(conn, query)
 
-    monkeypatch.setattr("pipeline.adapters.pg_token_store.execute", spy)
+    monkeypatch.setattr("pipeline.adapters.postgres.token_store.execute", spy)
     tenant = f"sec-spy-{uuid.uuid4().hex[:8]}"
     with PgTokenStore(endpoints.postgres_dsn, pool_size=1) as store:
         token = store.create(tenant)

@@ -1,5 +1,5 @@
 """A webhook delivered by the session stack's workers verifies with the secret over the
-exact body, and ``pipeline.webhooks.verify`` refuses it tampered, signed with another
+exact body, and ``pipeline.webhooks.events.verify`` refuses it tampered, signed with another
 secret, replayed after the tolerance (an old timestamp) or from the future.
 
 The timestamp is inside the signature (HMAC-SHA256 over ``f"{timestamp}."`` + body), so
@@ -22,7 +22,7 @@ import pytest
 
 from config.endpoints import Endpoints
 from pipeline.errors import InvalidInputError
-from pipeline.webhooks import (
+from pipeline.webhooks.events import (
     DEFAULT_TOLERANCE_S,
     DELIVERY_HEADER,
     SIGNATURE_HEADER,

@@ -19,8 +19,8 @@ from prometheus_client.registry import DuplicateTimeseries
 
 from config.queues import ALL_QUEUES, CHUNK, EMBED
 from config.settings import METRICS_DIR_ENV, QuarrySettings
-from pipeline.adapters.redis_admission import RedisAdmission
-from pipeline.adapters.redis_client import connect_redis
+from pipeline.adapters.redis.admission import RedisAdmission
+from pipeline.adapters.redis.client import connect_redis
 from tasks import metrics
 from tasks.exposition import QueueCollector, api_registry
 from tests.stackutil import free_ports

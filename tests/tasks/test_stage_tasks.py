@@ -13,22 +13,22 @@ import pytest
 
 from config.queues import EMBED_CHUNKS_TASK, WRITE_CHUNKS_TASK
 from config.settings import load_settings
-from pipeline.adapters.breakers import InMemoryCircuitBreaker
-from pipeline.adapters.memory_embedder import InMemoryEmbedder
-from pipeline.adapters.memory_graph_store import InMemoryGraphStore
-from pipeline.adapters.memory_job_store import InMemoryJobStore
-from pipeline.adapters.memory_snapshot_store import InMemorySnapshotStore
-from pipeline.adapters.memory_vector_store import InMemoryEmbeddingCache, InMemoryVectorStore
-from pipeline.adapters.redis_dead_letters import InMemoryDeadLetters
-from pipeline.adapters.redis_job_board import InMemoryJobBoard
-from pipeline.analysis import FileAnalysis, analyze_file
-from pipeline.embedding import EmbeddingService
+from pipeline.adapters.fakes.embedder import InMemoryEmbedder
+from pipeline.adapters.fakes.graph_store import InMemoryGraphStore
+from pipeline.adapters.fakes.job_store import InMemoryJobStore
+from pipeline.adapters.fakes.snapshot_store import InMemorySnapshotStore
+from pipeline.adapters.fakes.vector_store import InMemoryEmbeddingCache, InMemoryVectorStore
+from pipeline.adapters.redis.breakers import InMemoryCircuitBreaker
+from pipeline.adapters.redis.dead_letters import InMemoryDeadLetters
+from pipeline.adapters.redis.job_board import InMemoryJobBoard
+from pipeline.analysis.analyze import FileAnalysis, analyze_file
 from pipeline.errors import StoreUnavailableError
-from pipeline.guarded import Deferred, guarded
-from pipeline.indexing import JobContext
 from pipeline.messages import FileChunks, encode_file_chunks, encode_vectors
 from pipeline.models import FileVersion, RepoRef
 from pipeline.ports import GraphStore, VectorStore
+from pipeline.stages.embedding import EmbeddingService
+from pipeline.stages.guarded import Deferred, guarded
+from pipeline.stages.indexing import JobContext
 from tasks import context
 from tasks.base import backoff_s, breaker_wait_s
 from tasks.embed import embed_chunks

@@ -25,8 +25,8 @@ from prometheus_client import REGISTRY
 
 from config.queues import EMBED, EMBED_CHUNKS_TASK, WEBHOOK, WRITE
 from config.settings import QuarrySettings, child_environment
-from pipeline.adapters.memory_admission import InMemoryAdmission
-from pipeline.adapters.redis_admission import RedisAdmission
+from pipeline.adapters.fakes.admission import InMemoryAdmission
+from pipeline.adapters.redis.admission import RedisAdmission
 from pipeline.errors import QueueFullError
 from tasks.client import TaskClient
 

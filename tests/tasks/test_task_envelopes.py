@@ -21,7 +21,7 @@ from celery import Celery
 from celery.utils.saferepr import saferepr
 
 from config.queues import WEBHOOK, WRITE
-from pipeline.adapters.memory_admission import InMemoryAdmission
+from pipeline.adapters.fakes.admission import InMemoryAdmission
 from tasks.client import TaskClient
 from tasks.envelopes import TaskEnvelopes
 from tasks.kwargs_repr import kwargs_repr

@@ -15,7 +15,7 @@ from celery import Celery
 
 from config.endpoints import Endpoints
 from devstack.stack import Stack
-from pipeline.adapters.redis_client import connect_redis
+from pipeline.adapters.redis.client import connect_redis
 from tasks.app import create_app
 from tests.workers.jobs_api import corpus
 

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from config.endpoints import Endpoints
-from pipeline.adapters.postgres import connect
+from pipeline.adapters.postgres.connect import connect
 
 
 def corpus() -> Path:

@@ -17,14 +17,14 @@ from pathlib import Path
 
 from config.endpoints import Endpoints
 from config.settings import QuarrySettings
-from pipeline import cypher
-from pipeline.adapters.neo4j_graph import make_driver
-from pipeline.adapters.postgres import connect
-from pipeline.adapters.vocab import model_token_counter
-from pipeline.analysis import FileAnalysis, analyze_file
-from pipeline.chunking import ChunkingOptions
+from pipeline.adapters.models.vocab import model_token_counter
+from pipeline.adapters.neo4j.driver import make_driver
+from pipeline.adapters.postgres.connect import connect
+from pipeline.analysis.analyze import FileAnalysis, analyze_file
+from pipeline.analysis.chunking import ChunkingOptions
+from pipeline.analysis.selection import select_files
 from pipeline.models import RepoRef
-from pipeline.selection import select_files
+from pipeline.statements import cypher
 
 Key = tuple[str, str, str]  # path, file sha256, chunk id
 

@@ -30,10 +30,10 @@ from config.queues import ALL_QUEUES
 from devstack.services import GraphService, PostgresService, RedisService
 from devstack.stack import Stack
 from devstack.supervisor import read_state
-from pipeline.adapters.redis_client import connect_redis
-from pipeline.adapters.redis_in_flight import job_ids_in
+from pipeline.adapters.redis.client import connect_redis
+from pipeline.adapters.redis.in_flight import job_ids_in
 from pipeline.models import RepoRef
-from pipeline.webhooks import verify
+from pipeline.webhooks.events import verify
 from tasks.app import create_app
 from tests.workers.jobs_api import enqueue, until, wait
 from tests.workers.oracle import check_stores

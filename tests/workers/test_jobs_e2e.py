@@ -22,12 +22,12 @@ import pytest
 from config.endpoints import Endpoints, read_stack_secrets
 from devstack.services import GraphService
 from devstack.stack import Stack
-from pipeline.adapters.neo4j_graph import make_driver
-from pipeline.adapters.neo4j_graph_store import Neo4jGraphStore
-from pipeline.adapters.pg_token_store import PgTokenStore
-from pipeline.adapters.pg_vector_store import PgVectorStore
+from pipeline.adapters.neo4j.driver import make_driver
+from pipeline.adapters.neo4j.graph_store import Neo4jGraphStore
+from pipeline.adapters.postgres.token_store import PgTokenStore
+from pipeline.adapters.postgres.vector_store import PgVectorStore
 from pipeline.models import RepoRef
-from pipeline.webhooks import verify
+from pipeline.webhooks.events import verify
 from tests.workers.jobs_api import enqueue, searchable_chunks, wait
 
 pytestmark = pytest.mark.timeout(300)

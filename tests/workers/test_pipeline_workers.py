@@ -22,13 +22,13 @@ from config.queues import EMBED_CHUNKS_TASK, WRITE_CHUNKS_TASK
 from config.settings import child_environment
 from devstack.services import PostgresService
 from devstack.stack import Stack
-from pipeline.adapters.breakers import RedisCircuitBreaker
-from pipeline.adapters.memory_embedder import InMemoryEmbedder
-from pipeline.adapters.pg_vector_store import PgVectorStore
-from pipeline.adapters.postgres import connect
-from pipeline.adapters.redis_client import connect_redis
-from pipeline.adapters.redis_dead_letters import RedisDeadLetters
-from pipeline.analysis import FileAnalysis, analyze_file
+from pipeline.adapters.fakes.embedder import InMemoryEmbedder
+from pipeline.adapters.postgres.connect import connect
+from pipeline.adapters.postgres.vector_store import PgVectorStore
+from pipeline.adapters.redis.breakers import RedisCircuitBreaker
+from pipeline.adapters.redis.client import connect_redis
+from pipeline.adapters.redis.dead_letters import RedisDeadLetters
+from pipeline.analysis.analyze import FileAnalysis, analyze_file
 from pipeline.messages import FileChunks, encode_file_chunks, encode_vectors
 from pipeline.models import DeadLetter, FileVersion, RepoRef
 from tests.stackutil import run_quarry

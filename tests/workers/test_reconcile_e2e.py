@@ -14,9 +14,9 @@ import pytest
 from config.endpoints import Endpoints
 from config.settings import child_environment
 from devstack.stack import Stack
-from pipeline.adapters.neo4j_graph import make_driver
-from pipeline.adapters.neo4j_graph_store import Neo4jGraphStore
-from pipeline.adapters.pg_vector_store import PgVectorStore
+from pipeline.adapters.neo4j.driver import make_driver
+from pipeline.adapters.neo4j.graph_store import Neo4jGraphStore
+from pipeline.adapters.postgres.vector_store import PgVectorStore
 from pipeline.models import RepoRef
 from tests.stackutil import run_quarry
 from tests.workers.jobs_api import wait

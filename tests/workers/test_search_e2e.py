@@ -16,7 +16,7 @@ import pytest
 from config.endpoints import Endpoints
 from config.settings import child_environment
 from devstack.stack import Stack
-from pipeline.adapters.pg_token_store import PgTokenStore
+from pipeline.adapters.postgres.token_store import PgTokenStore
 from tests.stackutil import run_quarry
 from tests.workers.jobs_api import corpus, enqueue, wait
 

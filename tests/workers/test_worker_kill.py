@@ -12,7 +12,7 @@ On the session stack, whose supervisor restarts a dead worker as a restart polic
 
 A main process is stopped only while no message is on its way to it: kombu's Redis
 transport pops a message (BRPOP) and only then records it as unacknowledged, so a main
-process killed in that instant loses the message. The job sweeper (pipeline.recovery,
+process killed in that instant loses the message. The job sweeper (pipeline.stages.recovery,
 tests/workers/test_job_sweeper.py) ends such a job, but its recovery would show in the
 job's errors, which this test keeps exact.
 
@@ -56,12 +56,12 @@ from config.queues import (
 )
 from devstack.stack import Stack
 from devstack.supervisor import read_state
-from pipeline import cypher
-from pipeline.adapters.neo4j_graph import make_driver
-from pipeline.adapters.pg_vector_store import PgVectorStore
-from pipeline.adapters.postgres import connect
-from pipeline.adapters.redis_dead_letters import RedisDeadLetters
+from pipeline.adapters.neo4j.driver import make_driver
+from pipeline.adapters.postgres.connect import connect
+from pipeline.adapters.postgres.vector_store import PgVectorStore
+from pipeline.adapters.redis.dead_letters import RedisDeadLetters
 from pipeline.models import RepoRef
+from pipeline.statements import cypher
 from tasks.envelopes import TaskEnvelopes
 from tests.workers.jobs_api import corpus, enqueue, searchable_chunks, until, wait
 from workers.main import node_name

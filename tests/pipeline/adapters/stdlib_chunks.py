@@ -7,8 +7,8 @@ import shlex
 import textwrap
 from pathlib import Path
 
-from pipeline.adapters.vocab import model_token_counter
-from pipeline.analysis import FileAnalysis, analyze_file
+from pipeline.adapters.models.vocab import model_token_counter
+from pipeline.analysis.analyze import FileAnalysis, analyze_file
 
 
 def stdlib_chunks() -> list[str]:

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.adapters.source_fetcher import LocalSourceFetcher
+from pipeline.adapters.sources.fetcher import LocalSourceFetcher
 from pipeline.errors import InvalidInputError
 from pipeline.jobs import JobSource, SourceKind
-from pipeline.source_policy import LocalSourcePolicy
+from pipeline.sources.policy import LocalSourcePolicy
 
 Member = tuple[tarfile.TarInfo, bytes | None]
 

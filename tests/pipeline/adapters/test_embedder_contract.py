@@ -7,9 +7,9 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from pipeline.adapters.memory_embedder import InMemoryEmbedder
-from pipeline.adapters.onnx_embedder import OnnxEmbedder, OnnxInt8Embedder
-from pipeline.adapters.st_embedder import (
+from pipeline.adapters.fakes.embedder import InMemoryEmbedder
+from pipeline.adapters.models.onnx_embedder import OnnxEmbedder, OnnxInt8Embedder
+from pipeline.adapters.models.torch_embedder import (
     BUNDLED_MODEL,
     SentenceTransformerEmbedder,
     resolve_model_path,

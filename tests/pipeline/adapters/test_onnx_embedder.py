@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from pipeline.adapters.onnx_embedder import OnnxInt8Embedder, export_once
+from pipeline.adapters.models.onnx_embedder import OnnxInt8Embedder, export_once
 from pipeline.errors import ConfigError
 from tests.pipeline.adapters.stdlib_chunks import stdlib_chunks
 

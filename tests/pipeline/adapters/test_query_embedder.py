@@ -22,10 +22,10 @@ import numpy.typing as npt
 import pytest
 
 from config.settings import QuarrySettings, load_settings
-from pipeline.adapters.onnx_embedder import OnnxEmbedder, OnnxInt8Embedder, cache_file
-from pipeline.adapters.onnx_export import model_fingerprint
-from pipeline.adapters.query_embedder import query_embedder_from, start_warming
-from pipeline.adapters.st_embedder import (
+from pipeline.adapters.models.onnx_embedder import OnnxEmbedder, OnnxInt8Embedder, cache_file
+from pipeline.adapters.models.onnx_export import model_fingerprint
+from pipeline.adapters.models.query_embedder import query_embedder_from, start_warming
+from pipeline.adapters.models.torch_embedder import (
     BUNDLED_MODEL,
     SentenceTransformerEmbedder,
     model_id_for,
@@ -225,7 +225,7 @@ def test_importing_the_query_embedder_imports_no_torch() -> None:
     loaded = _run_isolated(
         """
         import sys
-        import pipeline.adapters.query_embedder
+        import pipeline.adapters.models.query_embedder
         heavy = ("torch", "sentence_transformers", "transformers", "onnxruntime")
         print(sorted(name for name in heavy if name in sys.modules))
         """
@@ -241,7 +241,7 @@ def test_embedding_with_a_cached_export_imports_no_torch(
         import sys
         from pathlib import Path
         from config.settings import load_settings
-        from pipeline.adapters.query_embedder import query_embedder_from
+        from pipeline.adapters.models.query_embedder import query_embedder_from
         settings = load_settings(env={{}}, data_dir=Path({str(settings.data_dir)!r}))
         model = query_embedder_from(settings)
         assert model.embed(["a query"]).shape == (1, 384)

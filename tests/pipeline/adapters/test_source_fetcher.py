@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.adapters import source_fetcher
-from pipeline.adapters.memory_source_fetcher import InMemorySourceFetcher
-from pipeline.adapters.source_fetcher import LocalSourceFetcher
+from pipeline.adapters.fakes.source_fetcher import InMemorySourceFetcher
+from pipeline.adapters.sources import fetcher as source_fetcher
+from pipeline.adapters.sources.fetcher import LocalSourceFetcher
 from pipeline.errors import InvalidInputError
 from pipeline.jobs import JobSource, SourceKind
 from pipeline.ports import SourceFetcher
-from pipeline.source_policy import LocalSourcePolicy
+from pipeline.sources.policy import LocalSourcePolicy
 
 LIMITS = {"max_archive_bytes": 10**7, "max_extracted_bytes": 10**8, "max_members": 10_000}
 

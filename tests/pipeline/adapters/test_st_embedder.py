@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.adapters.st_embedder import (
+from pipeline.adapters.models.torch_embedder import (
     BUNDLED_MODEL,
     SentenceTransformerEmbedder,
     model_id_for,
@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[3]
 
 def _real_chunks(count: int) -> list[str]:
     texts: list[str] = []
-    for path in sorted((REPO / "pipeline").glob("*.py")):
+    for path in sorted((REPO / "pipeline").rglob("*.py")):
         source = path.read_text("utf-8")
         texts.extend(source[i : i + 900] for i in range(0, len(source), 900))
     return texts[:count]

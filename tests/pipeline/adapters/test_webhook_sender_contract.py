@@ -19,11 +19,11 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from pipeline.adapters.httpx_webhook_sender import HttpxWebhookSender, httpx_client
-from pipeline.adapters.memory_webhook_sender import InMemoryWebhookSender
+from pipeline.adapters.fakes.webhook_sender import InMemoryWebhookSender
+from pipeline.adapters.http.webhook_sender import HttpxWebhookSender, httpx_client
 from pipeline.errors import ConfigError, WebhookDeliveryError, WebhookRejectedError
 from pipeline.ports import WebhookSender
-from pipeline.webhooks import Resolver, build_event, signed_headers, verify
+from pipeline.webhooks.events import Resolver, build_event, signed_headers, verify
 
 SECRET = b"contract-secret"
 NOW = 1_700_000_000

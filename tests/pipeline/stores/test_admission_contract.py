@@ -17,10 +17,10 @@ import pytest
 import redis
 
 from config.endpoints import Endpoints
-from pipeline.adapters.memory_admission import InMemoryAdmission
-from pipeline.adapters.redis_admission import RedisAdmission
-from pipeline.admission import RETRY_AFTER_MAX_S, default_retry_after_s
+from pipeline.adapters.fakes.admission import InMemoryAdmission
+from pipeline.adapters.redis.admission import RedisAdmission
 from pipeline.errors import ConfigError, InvalidInputError, QueueFullError, StoreUnavailableError
+from pipeline.stages.admission import RETRY_AFTER_MAX_S, default_retry_after_s
 from tests.stackutil import free_ports
 
 AnyAdmission = InMemoryAdmission | RedisAdmission

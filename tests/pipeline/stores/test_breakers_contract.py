@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from config.endpoints import Endpoints
-from pipeline.adapters.breakers import (
+from pipeline.adapters.redis.breakers import (
     InMemoryCircuitBreaker,
     RedisCircuitBreaker,
     breaker_namespace,

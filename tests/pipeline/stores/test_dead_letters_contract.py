@@ -15,11 +15,11 @@ import pytest
 import redis
 
 from config.endpoints import Endpoints
-from pipeline.adapters.redis_dead_letters import InMemoryDeadLetters, RedisDeadLetters
-from pipeline.dead_letters import from_json, to_json
+from pipeline.adapters.redis.dead_letters import InMemoryDeadLetters, RedisDeadLetters
 from pipeline.errors import InvalidInputError, StoreUnavailableError
 from pipeline.models import DeadLetter
 from pipeline.ports import DeadLetters
+from pipeline.stages.dead_letters import from_json, to_json
 from tests.stackutil import free_ports
 
 NESTED_PAYLOAD: dict[str, Any] = {

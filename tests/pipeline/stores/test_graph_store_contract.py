@@ -20,10 +20,10 @@ from neo4j import exceptions as neo4j_errors
 from config.endpoints import Endpoints
 from devstack.stack import Stack
 from migrations.runner import discover, run
-from pipeline.adapters.memory_graph_store import InMemoryGraphStore
-from pipeline.adapters.neo4j_graph import retry_constraint_races
-from pipeline.adapters.neo4j_graph_store import Neo4jGraphStore
-from pipeline.adapters.neo4j_migrations import Neo4jMigrationTarget
+from pipeline.adapters.fakes.graph_store import InMemoryGraphStore
+from pipeline.adapters.neo4j.driver import retry_constraint_races
+from pipeline.adapters.neo4j.graph_store import Neo4jGraphStore
+from pipeline.adapters.neo4j.migrations import Neo4jMigrationTarget
 from pipeline.errors import InvalidInputError, PermanentError, StoreUnavailableError
 from pipeline.models import (
     Edge,

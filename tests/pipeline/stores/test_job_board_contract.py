@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from config.endpoints import Endpoints
-from pipeline.adapters.redis_job_board import InMemoryJobBoard, RedisJobBoard
+from pipeline.adapters.redis.job_board import InMemoryJobBoard, RedisJobBoard
 from pipeline.jobs import JobError, StoreWait
 from pipeline.ports import JobBoard
 

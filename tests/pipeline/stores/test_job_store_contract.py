@@ -19,10 +19,10 @@ import pytest
 
 from config.endpoints import Endpoints
 from migrations.runner import run
-from pipeline.adapters.memory_job_store import InMemoryJobStore
-from pipeline.adapters.pg_job_store import PgJobStore
-from pipeline.adapters.pg_snapshot_store import PgSnapshotStore
-from pipeline.adapters.postgres_migrations import PgMigrationTarget
+from pipeline.adapters.fakes.job_store import InMemoryJobStore
+from pipeline.adapters.postgres.job_store import PgJobStore
+from pipeline.adapters.postgres.migrations import PgMigrationTarget
+from pipeline.adapters.postgres.snapshot_store import PgSnapshotStore
 from pipeline.errors import ConfigError, InvalidInputError, StoreUnavailableError
 from pipeline.jobs import (
     MAX_ERRORS,

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from config.endpoints import Endpoints
-from pipeline.adapters.redis_client import connect_redis
-from pipeline.adapters.redis_query_cache import (
+from pipeline.adapters.redis.client import connect_redis
+from pipeline.adapters.redis.query_cache import (
     InMemoryQueryEmbeddingCache,
     RedisQueryEmbeddingCache,
 )

@@ -15,16 +15,16 @@ import pytest
 
 from config.endpoints import Endpoints
 from migrations.runner import run
-from pipeline.adapters.memory_search import InMemorySearchIndex
-from pipeline.adapters.memory_snapshot_store import InMemorySnapshotStore
-from pipeline.adapters.memory_vector_store import InMemoryVectorStore
-from pipeline.adapters.pg_search import PgSearchIndex
-from pipeline.adapters.pg_snapshot_store import PgSnapshotStore
-from pipeline.adapters.pg_vector_store import PgVectorStore
-from pipeline.adapters.postgres_migrations import PgMigrationTarget
+from pipeline.adapters.fakes.search_index import InMemorySearchIndex
+from pipeline.adapters.fakes.snapshot_store import InMemorySnapshotStore
+from pipeline.adapters.fakes.vector_store import InMemoryVectorStore
+from pipeline.adapters.postgres.migrations import PgMigrationTarget
+from pipeline.adapters.postgres.search_index import PgSearchIndex
+from pipeline.adapters.postgres.snapshot_store import PgSnapshotStore
+from pipeline.adapters.postgres.vector_store import PgVectorStore
 from pipeline.models import Chunk, ChunkKind, FileVersion, RepoRef, Span, StoredChunk
 from pipeline.ports import SearchIndex, SnapshotStore, VectorStore
-from pipeline.search_query import SearchFilters, SearchRequest, lexical_terms
+from pipeline.search.query import SearchFilters, SearchRequest, lexical_terms
 from tests.databases import fresh_pg_database
 
 DIM = 384

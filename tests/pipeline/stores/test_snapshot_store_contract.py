@@ -17,11 +17,11 @@ import pytest
 
 from config.endpoints import Endpoints
 from migrations.runner import run
-from pipeline.adapters.memory_snapshot_store import InMemorySnapshotStore
-from pipeline.adapters.memory_vector_store import InMemoryVectorStore
-from pipeline.adapters.pg_snapshot_store import PgSnapshotStore
-from pipeline.adapters.pg_vector_store import PgVectorStore
-from pipeline.adapters.postgres_migrations import PgMigrationTarget
+from pipeline.adapters.fakes.snapshot_store import InMemorySnapshotStore
+from pipeline.adapters.fakes.vector_store import InMemoryVectorStore
+from pipeline.adapters.postgres.migrations import PgMigrationTarget
+from pipeline.adapters.postgres.snapshot_store import PgSnapshotStore
+from pipeline.adapters.postgres.vector_store import PgVectorStore
 from pipeline.errors import InvalidInputError
 from pipeline.models import Chunk, ChunkKind, FileVersion, RepoRef, Span, StoredChunk
 from pipeline.ports import SnapshotStore, VectorStore

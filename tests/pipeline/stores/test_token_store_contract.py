@@ -16,9 +16,9 @@ import pytest
 
 from config.endpoints import Endpoints
 from migrations.runner import run
-from pipeline.adapters.memory_job_store import InMemoryTokenStore
-from pipeline.adapters.pg_token_store import PgTokenStore
-from pipeline.adapters.postgres_migrations import PgMigrationTarget
+from pipeline.adapters.fakes.job_store import InMemoryTokenStore
+from pipeline.adapters.postgres.migrations import PgMigrationTarget
+from pipeline.adapters.postgres.token_store import PgTokenStore
 from pipeline.errors import InvalidInputError
 from pipeline.ports import TokenStore
 from tests.databases import fresh_pg_database

@@ -20,10 +20,10 @@ from pgvector.psycopg import register_vector
 
 from config.endpoints import Endpoints
 from migrations.runner import run
-from pipeline.adapters.memory_vector_store import InMemoryEmbeddingCache, InMemoryVectorStore
-from pipeline.adapters.pg_embedding_cache import PgEmbeddingCache
-from pipeline.adapters.pg_vector_store import PgVectorStore
-from pipeline.adapters.postgres_migrations import PgMigrationTarget
+from pipeline.adapters.fakes.vector_store import InMemoryEmbeddingCache, InMemoryVectorStore
+from pipeline.adapters.postgres.embedding_cache import PgEmbeddingCache
+from pipeline.adapters.postgres.migrations import PgMigrationTarget
+from pipeline.adapters.postgres.vector_store import PgVectorStore
 from pipeline.errors import ConfigError, InvalidInputError, PermanentError, StoreUnavailableError
 from pipeline.models import Chunk, ChunkKind, RepoRef, Span, StoredChunk
 from pipeline.ports import EmbeddingCache, VectorStore

@@ -1,0 +1,242 @@
+"""InMemoryJobStore and InMemoryTokenStore: behaving fakes of the PostgreSQL job and
+token stores (the snapshot store's is ``memory_snapshot_store``).
+
+They refuse the same input as the real stores (the checks of ``pipeline.statements.job_rows``),
+answer a repeated create with the same job, let the first finisher win, keep tenants
+apart and store token digests only. Each holds one lock, so threads may share one.
+
+Must not import: celery, tasks, workers, api, cli, or any driver.
+"""
+
+from __future__ import annotations
+
+import builtins
+import dataclasses
+import itertools
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+from pipeline.errors import InvalidInputError
+from pipeline.jobs import (
+    MAX_ERRORS,
+    Job,
+    JobError,
+    JobRequest,
+    JobStatus,
+    WebhookDelivery,
+    check_tenant,
+)
+from pipeline.statements import job_rows, sql
+
+_Change = Callable[[Job], Job]
+
+
+class InMemoryJobStore:
+    """Jobs in a dict, keyed by canonical UUID."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+        self._jobs: dict[str, Job] = {}
+        self._order: dict[str, int] = {}  # creation order, to sort jobs made in one tick
+        self._touched: dict[str, float] = {}  # the record's last change (updated_at)
+        self._seq = itertools.count()
+        self._lock = threading.Lock()
+        self._clock = clock
+
+    def close(self) -> None:
+        """Nothing to release; here for parity with the real store."""
+
+    def create(self, request: JobRequest, *, job_id: str, commit: str | None) -> tuple[Job, bool]:
+        job_id, commit = job_rows.check_request(request, job_id, commit)
+        with self._lock:
+            existing = self._existing(request, job_id, commit)
+            if existing is not None:
+                return existing, False
+            job = Job(
+                job_id=job_id,
+                repo=request.repo,
+                commit=commit or "",
+                status=JobStatus.QUEUED,
+                stage="queued",
+                source=request.source,
+                callback_url=request.callback_url,
+                idempotency_key=request.idempotency_key,
+                created_at=time.time(),
+                reindex_paths=tuple(request.reindex_paths),
+            )
+            self._jobs[job_id] = job
+            self._order[job_id] = next(self._seq)
+            self._touched[job_id] = self._clock()
+            return job, True
+
+    def discard(self, job_id: str) -> None:
+        """Delete the job if it is still queued and never started; else nothing."""
+        canonical = job_rows.parse_job_id(job_id) or ""
+        with self._lock:
+            job = self._jobs.get(canonical)
+            if job is not None and job.status is JobStatus.QUEUED and job.started_at is None:
+                del self._jobs[canonical]
+                del self._order[canonical]
+                del self._touched[canonical]
+
+    def get(self, job_id: str, tenant: str | None = None) -> Job | None:
+        canonical = job_rows.parse_job_id(job_id)
+        with self._lock:
+            job = self._jobs.get(canonical or "")
+        if job is None or (tenant is not None and job.repo.tenant != tenant):
+            return None
+        return job
+
+    def list(self, tenant: str, repo: str | None = None, limit: int = 50) -> builtins.list[Job]:
+        with self._lock:
+            mine = [
+                j
+                for j in self._jobs.values()
+                if j.repo.tenant == tenant and (repo is None or j.repo.name == repo)
+            ]
+            mine.sort(key=lambda j: (j.created_at, self._order[j.job_id]), reverse=True)
+        return mine[: max(0, limit)]
+
+    def idle(self, idle_s: float, limit: int = 100) -> builtins.list[Job]:
+        horizon = self._clock() - max(0.0, idle_s)
+        with self._lock:
+            idle = [
+                (self._touched[j.job_id], j.job_id)
+                for j in self._jobs.values()
+                if not j.status.terminal and self._touched[j.job_id] < horizon
+            ]
+            return [self._jobs[job_id] for _t, job_id in sorted(idle)[: max(0, limit)]]
+
+    def start(self, job_id: str, stage: str, commit: str | None = None) -> bool:
+        job_rows.check_stage(stage)
+        if commit:
+            job_rows.check_commit(commit)
+
+        def started(job: Job) -> Job:
+            return dataclasses.replace(
+                job,
+                status=JobStatus.RUNNING,
+                stage=stage,
+                started_at=job.started_at if job.started_at is not None else time.time(),
+                commit=job.commit or commit or "",
+            )
+
+        return self._update(job_id, started, live_only=True)
+
+    def set_stage(self, job_id: str, stage: str) -> None:
+        job_rows.check_stage(stage)
+        self._update(job_id, lambda job: dataclasses.replace(job, stage=stage), live_only=True)
+
+    def save_progress(
+        self, job_id: str, counters: Mapping[str, int], errors: Sequence[JobError] = ()
+    ) -> None:
+        counted = job_rows.check_counters(counters)
+        added = tuple(job_rows.check_errors(errors))
+        self._update(
+            job_id,
+            lambda job: dataclasses.replace(
+                job, counters=counted, errors=(job.errors + added)[-MAX_ERRORS:]
+            ),
+        )
+
+    def finish(self, job_id: str, status: JobStatus, message: str = "") -> bool:
+        terminal = job_rows.check_terminal(status)
+        sql.check_texts("job message", [message])
+
+        def finished(job: Job) -> Job:
+            stage = "done" if terminal is JobStatus.DONE else job.stage
+            return dataclasses.replace(
+                job, status=terminal, message=message, finished_at=time.time(), stage=stage
+            )
+
+        return self._update(job_id, finished, live_only=True)
+
+    def set_snapshot(self, job_id: str, snapshot_id: int) -> None:
+        self._update(job_id, lambda job: dataclasses.replace(job, snapshot_id=snapshot_id))
+
+    def add_webhook(self, job_id: str, delivery: WebhookDelivery) -> None:
+        job_rows.check_delivery(delivery)
+        self._update(
+            job_id,
+            lambda job: dataclasses.replace(
+                job, webhooks=(*job.webhooks, delivery)[-job_rows.MAX_WEBHOOKS :]
+            ),
+        )
+
+    def _update(self, job_id: str, change: _Change, *, live_only: bool = False) -> bool:
+        canonical = job_rows.parse_job_id(job_id) or ""
+        with self._lock:
+            job = self._jobs.get(canonical)
+            if job is None or (live_only and job.status.terminal):
+                return False
+            self._jobs[canonical] = change(job)
+            self._touched[canonical] = self._clock()
+            return True
+
+    def _existing(self, request: JobRequest, job_id: str, commit: str | None) -> Job | None:
+        key, repo = request.idempotency_key, request.repo
+        if key is not None:
+            for job in self._jobs.values():
+                if job.repo.tenant == repo.tenant and job.idempotency_key == key:
+                    return job
+        if commit is not None and not request.reindex_paths:
+            live = [
+                j
+                for j in self._jobs.values()
+                if j.repo == repo and j.commit == commit and j.status not in _ENDED
+            ]
+            if live:
+                return max(live, key=lambda j: (j.created_at, self._order[j.job_id]))
+        same = self._jobs.get(job_id)
+        if same is not None and same.repo != repo:
+            raise InvalidInputError(f"job id {job_id!r} is taken by a job of another repository")
+        return same
+
+
+_ENDED = frozenset({JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+class InMemoryTokenStore:
+    """Token digests in a dict: digest -> [tenant, label, revoked]."""
+
+    def __init__(self) -> None:
+        self._tokens: dict[bytes, tuple[str, str, bool]] = {}
+        self._tenants: set[str] = set()
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        """Nothing to release; here for parity with the real store."""
+
+    def create(self, tenant: str, label: str = "") -> str:
+        check_tenant(tenant)
+        job_rows.check_label(label)
+        token = job_rows.new_token()
+        with self._lock:
+            self._tenants.add(tenant)
+            self._tokens[job_rows.token_digest(token)] = (tenant, label, False)
+        return token
+
+    def register(self, tenant: str, token: str, label: str = "") -> None:
+        job_rows.check_token(tenant, token)
+        job_rows.check_label(label)
+        with self._lock:
+            held = self._tokens.setdefault(job_rows.token_digest(token), (tenant, label, False))
+            if held[0] != tenant:
+                raise InvalidInputError(
+                    f"the token given for tenant {tenant!r} is already another tenant's"
+                )
+            self._tenants.add(tenant)
+
+    def authenticate(self, token: str) -> str | None:
+        with self._lock:
+            held = self._tokens.get(job_rows.token_digest(token))
+        return None if held is None or held[2] else held[0]
+
+    def revoke(self, token: str) -> bool:
+        digest = job_rows.token_digest(token)
+        with self._lock:
+            held = self._tokens.get(digest)
+            if held is None or held[2]:
+                return False
+            self._tokens[digest] = (held[0], held[1], True)
+            return True

@@ -1,0 +1,1 @@
+"""Embedding model adapters: sentence-transformers on torch, ONNX, the tokenizer."""

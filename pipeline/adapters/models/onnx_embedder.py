@@ -1,0 +1,271 @@
+"""The ONNX embedder: a sentence-transformers BERT model run by onnxruntime on the CPU.
+
+Two precisions of one export (pipeline.adapters.models.onnx_export makes and caches the file):
+``int8`` (dynamic int8 quantisation: its own vector space, ``<model>+onnx-int8``) and
+``fp32`` (the same function as the torch fp32 model, so its vectors carry the model's
+own id and can be compared with vectors the torch path stored). Owns the onnxruntime
+session, the tokenizer (the folder's ``tokenizer.json``), mean pooling, L2
+normalisation, and the translation of onnxruntime errors. Importing it imports neither
+torch nor onnxruntime; torch is imported only while exporting. It never downloads.
+
+Must not import: celery, tasks, workers, api, cli.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from tokenizers import Tokenizer
+
+from pipeline.adapters.models.onnx_export import (
+    EXPORT_RECIPE,
+    EXPORT_RECIPES,
+    Precision,
+    cache_file,
+    check_modules,
+    export_int8_onnx,
+    export_once,
+    export_onnx,
+    model_fingerprint,
+    one_line,
+    read_json,
+)
+from pipeline.errors import ConfigError, EmbeddingOutOfMemoryError, InvalidInputError
+
+# The export's names, kept importable from here for the callers that predate the split.
+__all__ = [
+    "EXPORT_RECIPE",
+    "EXPORT_RECIPES",
+    "OnnxEmbedder",
+    "OnnxInt8Embedder",
+    "Precision",
+    "cache_file",
+    "export_int8_onnx",
+    "export_once",
+    "mean_pool_normalise",
+    "model_fingerprint",
+]
+
+log = logging.getLogger("quarry.embed")
+
+_NEEDED_FILES = ("config.json", "modules.json", "tokenizer.json")
+
+
+def _ort_errors() -> tuple[type[Exception], ...]:
+    """onnxruntime's exception types (plain ``Exception`` subclasses of its C++ status)."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    names = ("Fail", "InvalidArgument", "InvalidGraph", "InvalidProtobuf", "NoSuchFile")
+    return (*(getattr(state, name) for name in names), state.RuntimeException, OSError)
+
+
+class OnnxEmbedder:
+    """An :class:`~pipeline.ports.Embedder` over the ONNX export of a model folder.
+
+    ``precision`` picks the export: ``int8`` (model id ``<base>+onnx-int8``) or ``fp32``
+    (model id ``<base>``: the torch fp32 function, so its vectors compare with the torch
+    path's). The export is made once into ``cache_dir`` (named by the recipe and the
+    model's fingerprint) and reused by every later process. ``load()`` makes the export
+    and opens the session now (start-up, or a warm-up thread); otherwise the first call
+    does, under a lock. ``threads`` sets onnxruntime's intra-op threads (its default:
+    the physical cores).
+    """
+
+    def __init__(
+        self,
+        model_path: Path,
+        cache_dir: Path,
+        *,
+        precision: Precision = "int8",
+        threads: int | None = None,
+        base_model_id: str = "all-MiniLM-L6-v2",
+    ) -> None:
+        if precision not in EXPORT_RECIPES:
+            raise ConfigError(f"onnx precision {precision!r}: not one of {sorted(EXPORT_RECIPES)}")
+        missing = [n for n in _NEEDED_FILES if not (model_path / n).is_file()]
+        if missing:
+            raise ConfigError(f"embedding model at {model_path}: not a model folder (no {missing})")
+        check_modules(model_path, f"onnx-{precision}")
+        config = read_json(model_path / "config.json")
+        st_file = model_path / "sentence_bert_config.json"
+        st_config = read_json(st_file) if st_file.is_file() else {}
+        self._path = model_path
+        self._cache_dir = cache_dir
+        self._threads = threads
+        self._precision: Precision = precision
+        self._model_id = f"{base_model_id}+onnx-int8" if precision == "int8" else base_model_id
+        self._base_id = base_model_id
+        self._dimension = int(config["hidden_size"])
+        window = int(config.get("max_position_embeddings", 512))
+        self._max_tokens = min(int(st_config.get("max_seq_length", window)), window)
+        self._lower_case = bool(st_config.get("do_lower_case", False))
+        self._lock = threading.Lock()
+        self._session: Any = None
+        self._input_names: tuple[str, ...] = ()
+        self._tokenizer = self._make_tokenizer(truncate=True)
+        self._counter = self._make_tokenizer(truncate=False)
+        self._onnx_file: Path | None = None
+        self.exports = 0
+
+    # --- the port ---------------------------------------------------------------------
+    @property
+    def model_id(self) -> str:
+        return self._model_id
+
+    @property
+    def dimension(self) -> int:
+        return self._dimension
+
+    @property
+    def device(self) -> str:
+        return f"cpu (onnxruntime {self._precision})"
+
+    @property
+    def max_tokens(self) -> int:
+        return self._max_tokens
+
+    @property
+    def precision(self) -> Precision:
+        return self._precision
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the session is open (``embed`` then runs without exporting or loading)."""
+        return self._session is not None
+
+    @property
+    def onnx_file(self) -> Path | None:
+        """The exported model this embedder runs; None until loaded."""
+        return self._onnx_file
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        encodings = self._counter.encode_batch(self._prepare(texts))
+        return [len(e.ids) for e in encodings]
+
+    def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        if not texts:
+            return np.zeros((0, self._dimension), dtype=np.float32)
+        session = self._ensure_loaded()
+        encodings = self._tokenizer.encode_batch(self._prepare(texts))
+        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        columns = {
+            "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
+            "attention_mask": mask,
+            "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
+        }
+        feed = {name: columns[name] for name in self._input_names}
+        hidden = self._run(session, feed, len(texts))
+        return mean_pool_normalise(hidden, mask)
+
+    # --- lifecycle --------------------------------------------------------------------
+    def load(self) -> None:
+        """Export (once per cache) and open the model now, so a broken one fails here."""
+        self._ensure_loaded()
+
+    def unload(self) -> None:
+        with self._lock:
+            self._session = None
+
+    def _ensure_loaded(self) -> Any:
+        session = self._session
+        if session is not None:
+            return session
+        with self._lock:
+            if self._session is None:
+                self._session = self._open()
+            return self._session
+
+    def _open(self) -> Any:
+        import onnxruntime as ort
+
+        target = cache_file(self._cache_dir, self._path, self._base_id, self._precision)
+        try:
+            if export_once(target, lambda out: export_onnx(self._path, out, self._precision)):
+                self.exports += 1
+                log.info("exported %s to %s", self._path, target)
+        except Exception as exc:  # torch, safetensors, onnx and ORT each raise their own
+            raise ConfigError(
+                f"embedding model at {self._path} does not export: {one_line(exc)}"
+            ) from exc
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # errors only: ORT logs harmless fusion notes at load
+        options.inter_op_num_threads = 1
+        if self._threads:
+            options.intra_op_num_threads = self._threads
+        try:
+            session = ort.InferenceSession(str(target), options, providers=["CPUExecutionProvider"])
+        except _ort_errors() as exc:
+            raise ConfigError(
+                f"embedding model at {target} does not load: {one_line(exc)}"
+            ) from exc
+        width = session.get_outputs()[0].shape[-1]
+        if isinstance(width, int) and width != self._dimension:
+            raise ConfigError(f"embedding model at {target}: width {width}, not {self._dimension}")
+        self._input_names = tuple(i.name for i in session.get_inputs())
+        self._onnx_file = target
+        return session
+
+    def _run(self, session: Any, feed: dict[str, Any], n: int) -> npt.NDArray[np.float32]:
+        try:
+            hidden: npt.NDArray[np.float32] = session.run(None, feed)[0]
+        except _ort_errors() as exc:
+            message = one_line(exc)
+            if "alloc" in message.lower():
+                raise EmbeddingOutOfMemoryError(f"cpu out of memory for {n} texts") from exc
+            raise InvalidInputError(f"onnxruntime refused a batch of {n} texts: {message}") from exc
+        return hidden
+
+    def _make_tokenizer(self, *, truncate: bool) -> Tokenizer:
+        path = self._path / "tokenizer.json"
+        try:
+            tokenizer = Tokenizer.from_file(str(path))
+        except Exception as exc:  # tokenizers raises a bare Exception
+            raise ConfigError(
+                f"embedding model file {path} does not load: {one_line(exc)}"
+            ) from exc
+        padding = tokenizer.padding or {}
+        tokenizer.no_padding()
+        tokenizer.no_truncation()
+        if truncate:
+            # sentence-transformers truncates at max_seq_length and pads to the batch's longest.
+            tokenizer.enable_truncation(max_length=self._max_tokens)
+            pad_keys = ("pad_id", "pad_type_id", "pad_token")
+            tokenizer.enable_padding(**{k: padding[k] for k in pad_keys if k in padding})
+        return tokenizer
+
+    def _prepare(self, texts: Sequence[str]) -> list[str]:
+        return [t.lower() for t in texts] if self._lower_case else list(texts)
+
+
+class OnnxInt8Embedder(OnnxEmbedder):
+    """The int8 :class:`OnnxEmbedder` (the ``onnx-int8`` backend's name since before fp32)."""
+
+    def __init__(
+        self,
+        model_path: Path,
+        cache_dir: Path,
+        *,
+        threads: int | None = None,
+        base_model_id: str = "all-MiniLM-L6-v2",
+    ) -> None:
+        super().__init__(
+            model_path, cache_dir, precision="int8", threads=threads, base_model_id=base_model_id
+        )
+
+
+def mean_pool_normalise(
+    hidden: npt.NDArray[np.float32], mask: npt.NDArray[np.int64]
+) -> npt.NDArray[np.float32]:
+    """Mean of the unmasked token vectors, scaled to unit length, as float32 rows."""
+    weights = mask.astype(np.float32)
+    summed = np.einsum("bsd,bs->bd", hidden.astype(np.float32, copy=False), weights)
+    counts = np.clip(weights.sum(axis=1, keepdims=True), 1e-9, None)
+    pooled = summed / counts
+    norms = np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
+    return np.ascontiguousarray(pooled / norms, dtype=np.float32)

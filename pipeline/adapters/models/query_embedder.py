@@ -1,0 +1,72 @@
+"""The query embedder of the API process: vectors in the space the workers store, no torch.
+
+Owns the choice of the ONNX embedder whose vectors match the chunks' (the workers'
+``embed_backend``): ``onnx-int8`` -> the int8 export (model id ``<model>+onnx-int8``),
+``torch`` -> the fp32 export, which computes the torch fp32 function (model id
+``<model>``). Both share the workers' export cache (``data_dir/models``). Exporting a
+model the first time needs torch (imported lazily inside pipeline.adapters.models.onnx_export
+only while exporting); importing this module, or embedding with an export already
+cached, imports neither torch nor sentence_transformers.
+
+Start-up: :func:`start_warming` runs ``embedder.load()`` (export once, open the session)
+in a daemon thread, so the first search does not pay for it; until then a query waits
+on the embedder's lock for the same load.
+
+Must not import: celery, tasks, workers, api, cli, torch, sentence_transformers.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from config.settings import QuarrySettings
+from pipeline.adapters.models.onnx_embedder import OnnxEmbedder
+from pipeline.adapters.models.onnx_export import Precision
+from pipeline.adapters.models.torch_embedder import model_id_for, resolve_model_path
+from pipeline.errors import ConfigError
+
+log = logging.getLogger("quarry.embed")
+
+# One query at a time per request thread; the API serves requests side by side, so one
+# intra-op thread each keeps the cores for the other requests.
+QUERY_EMBED_THREADS = 1
+
+_PRECISION_OF_BACKEND: dict[str, Precision] = {"onnx-int8": "int8", "torch": "fp32"}
+
+
+def query_embedder_from(
+    settings: QuarrySettings, *, threads: int = QUERY_EMBED_THREADS
+) -> OnnxEmbedder:
+    """The embedder for queries whose ``model_id`` and vectors match the stored chunks'.
+
+    Not loaded: call ``load()`` (or :func:`start_warming`) to export and open it now.
+    A ConfigError names a missing model folder or an unknown backend.
+    """
+    precision = _PRECISION_OF_BACKEND.get(settings.embed_backend)
+    if precision is None:
+        raise ConfigError(f"embed_backend {settings.embed_backend!r}: no query embedder for it")
+    return OnnxEmbedder(
+        resolve_model_path(settings.embed_model),
+        settings.data_dir / "models",
+        precision=precision,
+        threads=threads,
+        base_model_id=model_id_for(settings.embed_model),
+    )
+
+
+def start_warming(embedder: OnnxEmbedder) -> threading.Thread:
+    """Load ``embedder`` in a daemon thread; a failure is logged, and raised again by
+    the first ``embed`` (which retries the load). Join the thread to wait for it."""
+
+    def warm() -> None:
+        try:
+            embedder.load()
+        except ConfigError as exc:
+            log.error("query embedder %s does not load: %s", embedder.model_id, exc)
+        else:
+            log.info("query embedder %s ready on %s", embedder.model_id, embedder.device)
+
+    thread = threading.Thread(target=warm, name="quarry-query-embedder-warm", daemon=True)
+    thread.start()
+    return thread

@@ -1,0 +1,182 @@
+"""PgSearchIndex: the SearchIndex port on PostgreSQL (pgvector HNSW and full text).
+
+Reads the ``chunks`` table that :class:`~pipeline.adapters.postgres.vector_store.PgVectorStore`
+writes, through ``files`` of each repository's searchable snapshot (the statements and
+the two vector plans are in ``pipeline.statements.search_sql``). The plan: ``exact`` while the
+table holds at most ``exact_max_rows`` rows (the planner's estimate, read at most once a
+minute); else ``hnsw`` with ``ef_search`` (at least the number of hits asked for), and
+when the scope and filters leave fewer hits than asked, again with four times the ``ef``
+up to pgvector's 1000, then ``exact`` over the scope. Each read is one short
+transaction on a pooled autocommit connection.
+
+Must not import: celery, tasks, workers, api, cli.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import psycopg
+
+from pipeline.adapters.postgres.connect import map_psycopg_errors
+from pipeline.adapters.postgres.vector_store import PooledStore, check_vector_column, open_pool
+from pipeline.models import Hit
+from pipeline.search.query import SearchRequest
+from pipeline.statements import search_sql
+from pipeline.statements.sql import Query
+
+TABLE_ROWS_TTL_S = 60.0
+SCOPE_COUNTS_KEPT = 1024
+Scope = list[tuple[int, int, str]]  # (repository id, searchable snapshot id, name)
+
+
+class PgSearchIndex(PooledStore):
+    """Search over the ``chunks`` table; ``dimension`` must match its vector column."""
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        dimension: int,
+        ef_search: int = 100,
+        exact_max_rows: int = 20_000,
+        max_lexical_matches: int = 2_000,
+        pool_size: int = 4,
+        timeout_s: float = 5.0,
+    ) -> None:
+        check_vector_column(dsn, "chunks", "embedding", dimension, timeout_s=timeout_s)
+        self._dimension = dimension
+        self._ef_search = ef_search
+        self._exact_max_rows = exact_max_rows
+        self._max_lexical_matches = max_lexical_matches
+        self._pool = open_pool(
+            dsn, pool_size=pool_size, timeout_s=timeout_s, name="quarry-search-index"
+        )
+        self._rows: tuple[float, int] | None = None
+        self._scope_counts: dict[tuple[tuple[int, int], ...], int] = {}
+        self._rows_lock = threading.Lock()
+        self.plans: dict[str, int] = {"exact": 0, "hnsw": 0, "hnsw_retry": 0}
+
+    def missing_repositories(self, tenant: str, names: Sequence[str]) -> list[str]:
+        if not names:
+            return []
+        with self._connection() as conn:
+            found = {row[1] for row in self._scope_rows(conn, tenant, names)}
+        return [name for name in names if name not in found]
+
+    def vector_hits(
+        self, request: SearchRequest, vector: npt.NDArray[np.float32], model_id: str, limit: int
+    ) -> list[Hit]:
+        query_vector = np.asarray(vector, dtype=np.float32)
+        with self._connection() as conn:
+            scoped = self._scope(conn, request)
+            if not scoped:
+                return []
+            filters = request.filters
+            if self._table_rows(conn) > self._exact_max_rows:
+                ef = max(self._ef_search, limit)
+                while True:
+                    self.plans["hnsw" if ef == max(self._ef_search, limit) else "hnsw_retry"] += 1
+                    with conn.transaction():
+                        conn.execute(search_sql.set_ef_search(ef).text)
+                        query = search_sql.vector_hnsw(
+                            scoped, filters, query_vector, model_id, limit=limit, ef=ef
+                        )
+                        hits = _hits(conn, query)
+                    if len(hits) >= limit or ef >= search_sql.HNSW_MAX_EF:
+                        break
+                    ef = min(search_sql.HNSW_MAX_EF, ef * 4)
+                if len(hits) >= limit:
+                    return hits
+            self.plans["exact"] += 1
+            query = search_sql.vector_exact(scoped, filters, query_vector, model_id, limit)
+            return _hits(conn, query)
+
+    def lexical_hits(self, request: SearchRequest, terms: Sequence[str], limit: int) -> list[Hit]:
+        terms = [t for t in dict.fromkeys(terms) if t]
+        if not terms:
+            return []
+        with self._connection() as conn:
+            scoped = self._scope(conn, request)
+            if not scoped:
+                return []
+            query = search_sql.lexical(
+                scoped,
+                request.filters,
+                terms,
+                limit=limit,
+                max_matches=self._max_lexical_matches,
+                scope_rows=self._scope_rows_count(conn, scoped),
+            )
+            return _hits(conn, query)
+
+    def _scope_rows_count(self, conn: psycopg.Connection[Any], scoped: Scope) -> int:
+        """Rows in the scope's searchable snapshots, counted once per set of snapshots
+        (a snapshot's rows never change once it is searchable)."""
+        key = tuple(sorted((repo_id, snapshot) for repo_id, snapshot, _ in scoped))
+        with self._rows_lock:
+            cached = self._scope_counts.get(key)
+        if cached is not None:
+            return cached
+        row = conn.execute(*search_sql.scope_rows(scoped)).fetchone()
+        count = int(row[0]) if row else 0
+        with self._rows_lock:
+            if len(self._scope_counts) > SCOPE_COUNTS_KEPT:
+                self._scope_counts.clear()
+            self._scope_counts[key] = count
+        return count
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        with map_psycopg_errors(), self._pool.connection() as conn:
+            yield conn
+
+    @staticmethod
+    def _scope_rows(
+        conn: psycopg.Connection[Any], tenant: str, names: Sequence[str]
+    ) -> list[tuple[int, str, int | None]]:
+        query = search_sql.scope(tenant, names)
+        return [(int(i), str(n), s) for i, n, s in conn.execute(query.text, query.params)]
+
+    def _scope(self, conn: psycopg.Connection[Any], request: SearchRequest) -> Scope:
+        rows = self._scope_rows(conn, request.tenant, request.repos)
+        return [(repo_id, int(snap), name) for repo_id, name, snap in rows if snap is not None]
+
+    def _table_rows(self, conn: psycopg.Connection[Any]) -> int:
+        now = time.monotonic()
+        with self._rows_lock:
+            if self._rows is not None and now - self._rows[0] < TABLE_ROWS_TTL_S:
+                return self._rows[1]
+        row = conn.execute(search_sql.table_rows().text).fetchone()
+        count = max(0, int(row[0])) if row and row[0] is not None else 0
+        with self._rows_lock:
+            self._rows = (now, count)
+        return count
+
+
+def _hits(conn: psycopg.Connection[Any], query: Query) -> list[Hit]:
+    hits = []
+    for row in conn.execute(query.text, query.params):
+        repo, chunk_id, path, start, end, symbol, kind, language, content, body_bytes, score = row
+        hits.append(
+            Hit(
+                repo=str(repo),
+                chunk_id=str(chunk_id),
+                path=str(path),
+                start_line=int(start),
+                end_line=int(end),
+                symbol=str(symbol),
+                kind=str(kind),
+                language=str(language),
+                content=str(content),
+                score=float(score),
+                body_bytes=int(body_bytes),
+            )
+        )
+    return hits

@@ -1,0 +1,159 @@
+"""PgSnapshotStore: the SnapshotStore port on ``snapshots``, ``files``, ``file_symbols``
+and ``repositories.searchable_snapshot_id``.
+
+A snapshot's file list goes in with one binary COPY (a repository can have 10k+ files)
+after its old rows are deleted, in the transaction that upserts the snapshot row. The
+switch of the searchable snapshot is one transaction holding the repository row
+(``FOR NO KEY UPDATE``, so that inserts of rows that reference the repository go on);
+``begin`` holds it shared, so that it sees which snapshot is searchable and leaves that
+one ``ready``. The statement texts live in ``pipeline.statements.snapshot_sql``.
+
+Must not import: celery, tasks, workers, api, cli.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pipeline.adapters.postgres.connect import STORE
+from pipeline.adapters.postgres.job_store import PgStore, execute, open_checked_pool
+from pipeline.errors import InvalidInputError, StoreUnavailableError
+from pipeline.jobs import check_tenant
+from pipeline.models import FileVersion, RepoRef
+from pipeline.statements import job_rows, job_sql, snapshot_sql, sql
+
+_PUBLISHABLE = frozenset({"indexing", "ready"})
+
+
+class PgSnapshotStore(PgStore):
+    """Snapshots of every tenant's repositories. ``pool_size`` bounds the connections;
+    ``timeout_s`` bounds connecting and waiting for a pooled connection.
+
+    ``begin`` and ``put_symbols`` create the tenant and repository rows if absent.
+    ``publish`` refuses (:class:`InvalidInputError`) a snapshot of another repository
+    or one that was abandoned or superseded since it was begun."""
+
+    def __init__(self, dsn: str, *, pool_size: int = 4, timeout_s: float = 5.0) -> None:
+        self._pool = open_checked_pool(
+            dsn,
+            table="file_symbols",
+            column="symbols",
+            pool_size=pool_size,
+            timeout_s=timeout_s,
+            name="quarry-snapshot-store",
+        )
+
+    def searchable_files(self, repo: RepoRef) -> dict[str, FileVersion]:
+        sql.check_repo(repo)
+        return self._files(snapshot_sql.searchable_files(repo))
+
+    def begin(self, repo: RepoRef, commit: str, files: Sequence[FileVersion]) -> int:
+        sql.check_repo(repo)
+        job_rows.check_commit(commit)
+        rows = job_rows.file_rows(files)
+        with self._transaction() as conn:
+            execute(conn, job_sql.ensure_tenant(repo.tenant))
+            execute(conn, sql.ensure_repository(repo))
+            repository_id, searchable = _locked(conn, repo, exclusive=False)
+            upsert = snapshot_sql.begin_snapshot(repository_id, commit, searchable)
+            snapshot_id = _first(execute(conn, upsert).fetchone())
+            execute(conn, snapshot_sql.delete_snapshot_files(snapshot_id))
+            with conn.cursor() as cur, cur.copy(snapshot_sql.COPY_FILES) as copy:
+                copy.set_types(list(snapshot_sql.FILE_TYPES))
+                for row in rows:
+                    copy.write_row((snapshot_id, repository_id, *row))
+        return snapshot_id
+
+    def snapshot_files(self, snapshot_id: int) -> dict[str, FileVersion]:
+        return self._files(snapshot_sql.snapshot_files(snapshot_id))
+
+    def publish(self, repo: RepoRef, snapshot_id: int) -> None:
+        sql.check_repo(repo)
+        with self._transaction() as conn:
+            repository_id, previous = _locked(conn, repo, exclusive=True)
+            found = execute(conn, snapshot_sql.lock_snapshot(repository_id, snapshot_id)).fetchone()
+            if found is None:
+                raise InvalidInputError(f"snapshot {snapshot_id} is not one of {repo.key!r}")
+            if found[0] not in _PUBLISHABLE:
+                raise InvalidInputError(
+                    f"snapshot {snapshot_id} of {repo.key!r} is {found[0]}: begin it again"
+                )
+            for query in snapshot_sql.publish(repository_id, snapshot_id, previous):
+                execute(conn, query)
+
+    def abandon(self, snapshot_id: int, status: str) -> None:
+        job_rows.check_abandon_status(status)
+        with self._transaction() as conn:
+            execute(conn, snapshot_sql.abandon(snapshot_id, status))
+
+    def put_symbols(
+        self, repo: RepoRef, symbols: Mapping[tuple[str, str], Sequence[tuple[str, str, str]]]
+    ) -> None:
+        sql.check_repo(repo)
+        rows = job_rows.symbol_rows(symbols)
+        if not rows:
+            return
+        with self._transaction() as conn:
+            execute(conn, job_sql.ensure_tenant(repo.tenant))
+            execute(conn, sql.ensure_repository(repo))
+            repository_id = _first(execute(conn, sql.repository_id(repo)).fetchone())
+            execute(conn, snapshot_sql.put_symbols(repository_id, job_rows.dumps(rows)))
+
+    def symbols(
+        self, repo: RepoRef, files: Mapping[str, str]
+    ) -> dict[str, list[tuple[str, str, str]]]:
+        sql.check_repo(repo)
+        sql.check_texts("file path", files.keys())
+        sql.check_texts("file sha256", files.values())
+        if not files:
+            return {}
+        paths = sorted(files)
+        query = snapshot_sql.symbols(repo, paths, [files[p] for p in paths])
+        with self._connection() as conn:
+            rows = execute(conn, query).fetchall()
+        return {str(path): job_rows.symbols_from_json(found) for path, found in rows}
+
+    def repositories(self, tenant: str) -> list[dict[str, object]]:
+        check_tenant(tenant)
+        with self._connection() as conn:
+            rows = execute(conn, snapshot_sql.repositories(tenant)).fetchall()
+        return [_repository(row) for row in rows]
+
+    def repository(self, tenant: str, name: str) -> dict[str, object] | None:
+        check_tenant(tenant)
+        with self._connection() as conn:
+            row = execute(conn, snapshot_sql.repositories(tenant, name)).fetchone()
+        return None if row is None else _repository(row)
+
+    def _files(self, query: sql.Query) -> dict[str, FileVersion]:
+        with self._connection() as conn, conn.cursor(binary=True) as cur:
+            rows = cur.execute(query.text, query.params).fetchall()
+        return {
+            path: FileVersion(path, sha, language, int(size)) for path, sha, language, size in rows
+        }
+
+
+def _locked(conn: Any, repo: RepoRef, *, exclusive: bool) -> tuple[int, int | None]:
+    row = execute(conn, snapshot_sql.lock_repository(repo, exclusive=exclusive)).fetchone()
+    if row is None:
+        raise InvalidInputError(f"repository {repo.key!r} does not exist")
+    return int(row[0]), None if row[1] is None else int(row[1])
+
+
+def _first(row: Sequence[Any] | None) -> int:
+    if row is None:  # pragma: no cover - read in the transaction that wrote it
+        raise StoreUnavailableError(STORE, "a row just written cannot be read back")
+    return int(row[0])
+
+
+def _repository(row: Sequence[Any]) -> dict[str, object]:
+    name, commit, files, chunks, last_indexed_at, created_at = row
+    return {
+        "name": name,
+        "searchable_commit": commit,
+        "files": int(files),
+        "chunks": int(chunks),
+        "last_indexed_at": None if last_indexed_at is None else float(last_indexed_at),
+        "created_at": float(created_at),
+    }

@@ -1,0 +1,230 @@
+"""PgVectorStore: the VectorStore port on PostgreSQL + pgvector, and its connection pool.
+
+A batch of chunks goes in with one binary COPY into a temporary staging table (dropped
+at commit) and one ``INSERT ... SELECT ... ON CONFLICT DO UPDATE``, in one transaction:
+never row by row. The tsvector is computed by PostgreSQL from the staged lexical text
+(``pipeline.search.lexical``). Every statement is scoped by the repository id, looked up from
+(tenant, name) and cached per instance. The statement texts live in ``pipeline.statements.sql``.
+
+Must not import: celery, tasks, workers, api, cli.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from types import TracebackType
+from typing import Any, Self
+
+import psycopg
+from pgvector.psycopg import register_vector
+from psycopg_pool import ConnectionPool
+
+from pipeline.adapters.postgres.connect import connect, describe, map_psycopg_errors
+from pipeline.errors import ConfigError, InvalidInputError
+from pipeline.models import RepoRef, StoredChunk
+from pipeline.statements import sql
+
+Pool = ConnectionPool[psycopg.Connection[Any]]
+
+
+def check_vector_column(
+    dsn: str, table: str, column: str, dimension: int, *, timeout_s: float
+) -> None:
+    """Refuse to start when the schema's vector column is not ``vector(dimension)``."""
+    query = sql.vector_column(table, column)
+    with connect(dsn, autocommit=True, timeout_s=timeout_s) as conn, map_psycopg_errors():
+        row = conn.execute(query.text, query.params).fetchone()
+    if row is None:
+        raise ConfigError(
+            f"{table}.{column} does not exist in {describe(dsn)}: run `quarry migrate` first"
+        )
+    declared_dimension, declared = int(row[0]), str(row[1])
+    if declared_dimension != dimension:
+        raise ConfigError(
+            f"{table}.{column} is {declared} in {describe(dsn)} but the embedding dimension"
+            f" is {dimension}: add a migration for the new dimension or use a model of"
+            f" dimension {declared_dimension}"
+        )
+
+
+def open_pool(dsn: str, *, pool_size: int, timeout_s: float, name: str) -> Pool:
+    """A pool of autocommit connections that know the ``vector`` type; callers open
+    their own transactions."""
+    if pool_size < 1:
+        raise ConfigError(f"pool_size must be at least 1, got {pool_size}")
+    pool: Pool = ConnectionPool(
+        dsn,
+        min_size=1,
+        max_size=pool_size,
+        kwargs={"autocommit": True, "connect_timeout": max(1, round(timeout_s))},
+        configure=register_vector,
+        check=ConnectionPool.check_connection,
+        timeout=timeout_s,
+        name=name,
+        open=False,
+    )
+    with map_psycopg_errors():
+        pool.open(wait=False)
+    return pool
+
+
+class PooledStore:
+    """A store over a connection pool: :meth:`close` it, or use it as a context manager."""
+
+    _pool: Pool
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class PgVectorStore(PooledStore):
+    """Chunks of tenants' repositories in the ``chunks`` table.
+
+    ``dimension`` must match ``chunks.embedding`` (checked here, :class:`ConfigError`
+    naming both otherwise); ``pool_size`` bounds the connections; ``timeout_s`` bounds
+    connecting and waiting for a pooled connection. Call :meth:`close` when done.
+
+    ``upsert_chunks`` returns the rows inserted or changed: a replayed batch returns 0
+    and rewrites nothing. Writing to a repository that was never ensured (or was deleted)
+    raises :class:`InvalidInputError`; reading one gives empty results.
+    """
+
+    def __init__(
+        self, dsn: str, *, dimension: int, pool_size: int = 4, timeout_s: float = 5.0
+    ) -> None:
+        check_vector_column(dsn, "chunks", "embedding", dimension, timeout_s=timeout_s)
+        self._dimension = dimension
+        self._pool = open_pool(
+            dsn, pool_size=pool_size, timeout_s=timeout_s, name="quarry-vector-store"
+        )
+        self._ids: dict[RepoRef, int] = {}
+        self._ids_lock = threading.Lock()
+
+    @property
+    def dimension(self) -> int:
+        return self._dimension
+
+    def ensure_repository(self, repo: RepoRef) -> None:
+        sql.check_repo(repo)
+        self._forget(repo)  # look it up again: another process may have re-created it
+        with self._transaction() as conn:
+            for query in (sql.ensure_tenant(repo), sql.ensure_repository(repo)):
+                conn.execute(query.text, query.params)
+            repo_id = self._lookup(conn, repo)
+        if repo_id is None:  # pragma: no cover - the row was inserted or existed
+            raise sql.unknown_repository(repo)
+
+    def upsert_chunks(self, repo: RepoRef, chunks: Sequence[StoredChunk]) -> int:
+        sql.check_repo(repo)
+        rows = sql.chunk_rows(chunks, self._dimension)
+        if not rows:
+            return 0
+        try:
+            with self._transaction() as conn:
+                repo_id = self._lookup(conn, repo)
+                if repo_id is None:
+                    raise sql.unknown_repository(repo)
+                conn.execute(sql.CREATE_CHUNK_STAGING)
+                with conn.cursor() as cur:
+                    with cur.copy(sql.COPY_CHUNK_STAGING) as copy:
+                        copy.set_types(list(sql.CHUNK_STAGING_TYPES))
+                        for row in rows:
+                            copy.write_row(row)
+                    merge = sql.merge_chunks(repo_id)
+                    cur.execute(merge.text, merge.params)
+                    return cur.rowcount
+        except InvalidInputError as exc:
+            if isinstance(exc.__cause__, psycopg.errors.ForeignKeyViolation):
+                # Deleted by another process since its id was cached here.
+                self._forget(repo)
+                raise sql.unknown_repository(repo) from exc.__cause__
+            raise
+
+    def delete_files(self, repo: RepoRef, paths: Sequence[str]) -> int:
+        sql.check_repo(repo)
+        sql.check_texts("path", paths)
+        if not paths:
+            return 0
+        with self._transaction() as conn:
+            repo_id = self._lookup(conn, repo)
+            if repo_id is None:
+                return 0
+            query = sql.delete_files(repo_id, paths)
+            return conn.execute(query.text, query.params).rowcount
+
+    def retain_versions(self, repo: RepoRef, current: Mapping[str, str]) -> int:
+        sql.check_repo(repo)
+        sql.check_texts("path", current.keys())
+        sql.check_texts("file sha256", current.values())
+        with self._transaction() as conn:
+            repo_id = self._lookup(conn, repo)
+            if repo_id is None:
+                return 0
+            query = sql.retain_versions(repo_id, current)
+            return conn.execute(query.text, query.params).rowcount
+
+    def file_versions(self, repo: RepoRef) -> dict[str, frozenset[str]]:
+        sql.check_repo(repo)
+        found: dict[str, set[str]] = {}
+        with self._transaction() as conn:
+            repo_id = self._lookup(conn, repo)
+            if repo_id is not None:
+                query = sql.file_versions(repo_id)
+                for path, sha in conn.execute(query.text, query.params):
+                    found.setdefault(path, set()).add(sha)
+        return {path: frozenset(shas) for path, shas in found.items()}
+
+    def chunk_keys(self, repo: RepoRef) -> set[tuple[str, str, str]]:
+        sql.check_repo(repo)
+        with self._transaction() as conn:
+            repo_id = self._lookup(conn, repo)
+            if repo_id is None:
+                return set()
+            query = sql.chunk_keys(repo_id)
+            return {(p, s, i) for p, s, i in conn.execute(query.text, query.params)}
+
+    def delete_repository(self, repo: RepoRef) -> None:
+        sql.check_repo(repo)
+        self._forget(repo)
+        with self._transaction() as conn:
+            repo_id = self._lookup(conn, repo)
+            if repo_id is None:
+                return
+            for query in sql.delete_repository(repo_id):
+                conn.execute(query.text, query.params)
+        self._forget(repo)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[psycopg.Connection[Any]]:
+        with map_psycopg_errors(), self._pool.connection() as conn, conn.transaction():
+            yield conn
+
+    def _lookup(self, conn: psycopg.Connection[Any], repo: RepoRef) -> int | None:
+        with self._ids_lock:
+            cached = self._ids.get(repo)
+        if cached is not None:
+            return cached
+        query = sql.repository_id(repo)
+        row = conn.execute(query.text, query.params).fetchone()
+        if row is None:
+            return None
+        with self._ids_lock:
+            self._ids[repo] = int(row[0])
+        return int(row[0])
+
+    def _forget(self, repo: RepoRef) -> None:
+        with self._ids_lock:
+            self._ids.pop(repo, None)

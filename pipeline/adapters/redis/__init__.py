@@ -1,0 +1,1 @@
+"""Redis adapters: admission, the job board, breakers' shared state, dead letters."""

@@ -1,0 +1,1 @@
+"""Fetching sources onto a local disk: git clones, archives, folders."""

@@ -1,0 +1,1 @@
+"""Reading code: file selection, parsing, chunks, symbols, imports and calls."""

@@ -1,0 +1,355 @@
+"""Split a source file into chunks that fit the embedding model (the cAST method).
+
+Owns split-then-merge over the syntax tree: a node that fits the token budget is one
+chunk; a larger node is split into its children, recursively (an explicit stack, never
+Python recursion, so 5,000-level nesting is fine); adjacent small siblings are merged
+greedily up to the budget; deeper than ``MAX_SPLIT_DEPTH`` split levels a node is cut
+into line windows instead. Boundaries fall on whole lines, so chunks tile the file: each
+non-blank line is in exactly one chunk. Only a single line longer than the budget is cut
+inside the line. Files without a grammar, or whose parse timed out, get line windows.
+Must not import: celery, tasks/, workers/, api/, cli/, or any driver; does no I/O.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import itertools
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+from tree_sitter import Node, Tree
+
+from pipeline.analysis.languages import CODE_LANGUAGES
+from pipeline.analysis.tokens import DEFAULT_COUNTER, TokenCounter
+from pipeline.errors import ConfigError
+from pipeline.models import Chunk, ChunkKind, Span, Symbol
+
+_MIN_BODY_TOKENS = 16
+# Real code splits at most ~20 levels deep (Django, the standard library). Deeper, a
+# node too large is cut into line windows: 5,000 nested brackets would otherwise give a
+# chunk per closing bracket (the last children of a split node never merge on).
+MAX_SPLIT_DEPTH = 64
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkingOptions:
+    """Budget and limits. ``max_tokens`` is the model's maximum sequence length."""
+
+    max_tokens: int = 256
+    special_tokens: int = 2  # [CLS] and [SEP]
+    header_reserve_tokens: int = 32
+    include_header: bool = True
+    max_file_bytes: int = 1_000_000
+    parse_timeout_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.body_tokens < _MIN_BODY_TOKENS:
+            raise ConfigError(
+                f"max_tokens={self.max_tokens} leaves {self.body_tokens} tokens for text "
+                f"after {self.special_tokens} special and {self.header_reserve_tokens} "
+                f"header tokens; need at least {_MIN_BODY_TOKENS}"
+            )
+        if self.parse_timeout_s <= 0:
+            raise ConfigError(f"parse_timeout_s={self.parse_timeout_s} must be positive")
+
+    @property
+    def body_tokens(self) -> int:
+        """Tokens left for a chunk's own text; chunk boundaries never depend on the header."""
+        return self.max_tokens - self.special_tokens - self.header_reserve_tokens
+
+
+@dataclass(slots=True)
+class _Segment:
+    lo: int
+    hi: int
+    nodes: list[Node] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Lines:
+    """Byte offsets of line starts and running token sums, so any line range costs O(1)."""
+
+    starts: list[int]
+    prefix: list[int]
+    texts: list[str]
+    size: int
+
+    @classmethod
+    def of(cls, text: str, counter: TokenCounter) -> _Lines:
+        texts = text.split("\n")
+        if len(texts) > 1 and texts[-1] == "":
+            texts.pop()
+        starts = [0]
+        for line in texts:
+            starts.append(starts[-1] + len(line.encode("utf-8")) + 1)
+        prefix = [0, *itertools.accumulate(counter.count(line) for line in texts)]
+        return cls(starts, prefix, texts, len(text.encode("utf-8")))
+
+    def tokens(self, lo: int, hi: int) -> int:
+        return self.prefix[hi + 1] - self.prefix[lo]
+
+    def end_byte(self, line: int) -> int:
+        return min(self.starts[line + 1], self.size)
+
+
+def chunk_source(
+    path: str,
+    language: str,
+    text: str,
+    *,
+    tree: Tree | None = None,
+    symbols: Sequence[Symbol] = (),
+    module: str = "",
+    options: ChunkingOptions | None = None,
+    counter: TokenCounter | None = None,
+) -> tuple[Chunk, ...]:
+    """Chunks of ``text`` in file order. ``tree`` None means line windows.
+
+    ``counter`` must be additive over lines (a newline separates words), as both
+    counters in :mod:`pipeline.analysis.tokens` are.
+    """
+    opts = options or ChunkingOptions()
+    count = counter or DEFAULT_COUNTER
+    data = text.encode("utf-8")
+    if not data.strip():  # blank means ASCII whitespace only, as in the byte-level trimming
+        return ()
+    lines = _Lines.of(text, count)
+    budget = opts.body_tokens
+    if tree is None:
+        ranges = list(_line_windows(lines, 0, len(lines.texts) - 1, budget, count))
+    else:
+        ranges = _split_merge(tree.root_node, lines, budget, count)
+    namer = _Namer(symbols, module, tree is not None and language in CODE_LANGUAGES)
+    chunks: list[Chunk] = []
+    for raw_start, raw_end, tokens in ranges:
+        start, end = _trim(data, raw_start, raw_end)
+        if start >= end:
+            continue
+        chunks.append(
+            _make_chunk(
+                path=path,
+                language=language,
+                data=data,
+                lines=lines,
+                span=(start, end, tokens),
+                namer=namer,
+                opts=opts,
+                counter=count,
+            )
+        )
+    return tuple(chunks)
+
+
+def _split_merge(
+    root: Node, lines: _Lines, budget: int, counter: TokenCounter
+) -> list[tuple[int, int, int]]:
+    out: list[tuple[int, int, int]] = []
+    last = len(lines.texts) - 1
+    stack: list[tuple[Iterator[_Segment], list[_Segment]]] = [(iter(_tile([root], 0, last)), [])]
+    while stack:
+        segments, pending = stack[-1]
+        seg = next(segments, None)
+        if seg is None:
+            _flush(pending, lines, out)
+            stack.pop()
+            continue
+        if lines.tokens(seg.lo, seg.hi) <= budget:
+            if pending and lines.tokens(pending[0].lo, seg.hi) <= budget:
+                pending[0].hi = seg.hi
+            else:
+                _flush(pending, lines, out)
+                pending.append(seg)
+            continue
+        children = [c for n in seg.nodes for c in n.children]
+        if seg.lo < seg.hi and children and len(stack) < MAX_SPLIT_DEPTH:
+            # What precedes a split node may merge with its first children (a namespace
+            # or class header with the first members); its last children do not merge on.
+            stack.append((iter(_tile(children, seg.lo, seg.hi)), pending[:]))
+            pending.clear()
+        else:
+            _flush(pending, lines, out)
+            out.extend(_line_windows(lines, seg.lo, seg.hi, budget, counter))
+    return out
+
+
+def _flush(pending: list[_Segment], lines: _Lines, out: list[tuple[int, int, int]]) -> None:
+    if pending:
+        seg = pending.pop()
+        out.append((lines.starts[seg.lo], lines.end_byte(seg.hi), lines.tokens(seg.lo, seg.hi)))
+
+
+def _tile(nodes: Sequence[Node], lo: int, hi: int) -> list[_Segment]:
+    """Segments that cover lines lo..hi exactly; a line shared by two nodes goes to the first."""
+    segments: list[_Segment] = []
+    cursor = lo
+    for node in nodes:
+        end_row = node.end_point.row
+        if node.end_point.column == 0 and end_row > node.start_point.row:
+            end_row -= 1
+        end_row = min(end_row, hi)
+        if end_row < cursor:
+            if segments:
+                segments[-1].nodes.append(node)
+            continue
+        segments.append(_Segment(cursor, end_row, [node]))
+        cursor = end_row + 1
+        if cursor > hi:
+            break
+    if cursor <= hi:
+        if segments:
+            segments[-1].hi = hi
+        else:
+            segments.append(_Segment(lo, hi))
+    return segments
+
+
+def _line_windows(
+    lines: _Lines, lo: int, hi: int, budget: int, counter: TokenCounter
+) -> Iterator[tuple[int, int, int]]:
+    start = lo
+    while start <= hi:
+        if lines.tokens(start, start) > budget:
+            yield from _split_line(lines, start, budget, counter)
+            start += 1
+            continue
+        end = start
+        while end < hi and lines.tokens(start, end + 1) <= budget:
+            end += 1
+        yield lines.starts[start], lines.end_byte(end), lines.tokens(start, end)
+        start = end + 1
+
+
+def _split_line(
+    lines: _Lines, index: int, budget: int, counter: TokenCounter
+) -> Iterator[tuple[int, int, int]]:
+    """Cut one over-long line into pieces within budget, preferring whitespace."""
+    line = lines.texts[index]
+    offset = lines.starts[index]
+    pos = 0
+    width = budget * 4
+    while pos < len(line):
+        width = max(1, width)
+        piece = line[pos : pos + width]
+        tokens = counter.count(piece)
+        if tokens > budget and len(piece) > 1:
+            width = max(1, min(len(piece) - 1, len(piece) * budget // tokens))
+            continue
+        cut = piece.rfind(" ", len(piece) // 2) if pos + len(piece) < len(line) else -1
+        if cut > 0:
+            piece = piece[:cut]
+            tokens = counter.count(piece)
+        size = len(piece.encode("utf-8"))
+        yield offset, offset + size, tokens
+        offset += size
+        pos += len(piece)
+        width = budget * 4
+
+
+def _trim(data: bytes, start: int, end: int) -> tuple[int, int]:
+    """Drop blank lines at both ends, keeping the first line's indentation."""
+    body = data[start:end]
+    stripped = body.lstrip()
+    if not stripped:
+        return end, end
+    first = end - len(stripped)
+    start = max(start, data.rfind(b"\n", 0, first) + 1)
+    return start, start + len(data[start:end].rstrip())
+
+
+class _Namer:
+    """Finds a chunk's symbol and kind from the file's definitions.
+
+    The symbol is the one definition the chunk holds whole, if exactly one (directly
+    under the enclosing definition); otherwise the innermost definition that encloses
+    the chunk; otherwise the module.
+    """
+
+    def __init__(self, symbols: Sequence[Symbol], module: str, is_code: bool) -> None:
+        self._defs = sorted(
+            (s for s in symbols if s.qualified_name != module),
+            key=lambda s: (s.span.start_byte, -s.span.end_byte),
+        )
+        self._starts = [s.span.start_byte for s in self._defs]
+        self._parents: list[int] = []
+        open_defs: list[int] = []
+        for index, symbol in enumerate(self._defs):
+            while open_defs and self._defs[open_defs[-1]].span.end_byte < symbol.span.end_byte:
+                open_defs.pop()
+            self._parents.append(open_defs[-1] if open_defs else -1)
+            open_defs.append(index)
+        self._module = module
+        self._is_code = is_code
+
+    def name(self, start: int, end: int) -> tuple[str, ChunkKind]:
+        defs = self._defs
+        enclosing = bisect.bisect_right(self._starts, start) - 1
+        while enclosing >= 0 and defs[enclosing].span.end_byte < end:
+            enclosing = self._parents[enclosing]
+        first = bisect.bisect_left(self._starts, start)
+        last = bisect.bisect_left(self._starts, end)
+        whole = [
+            i
+            for i in range(first, last)
+            if self._parents[i] == enclosing and defs[i].span.end_byte <= end
+        ]
+        if len(whole) == 1:
+            symbol = defs[whole[0]]
+            return symbol.qualified_name, ChunkKind(symbol.kind.value)
+        if enclosing >= 0:
+            symbol = defs[enclosing]
+            return symbol.qualified_name, ChunkKind(symbol.kind.value)
+        return self._module, ChunkKind.MODULE if self._is_code else ChunkKind.OTHER
+
+
+def header_text(path: str, symbol: str, counter: TokenCounter, reserve_tokens: int) -> str:
+    """``path`` and ``symbol`` on top of the chunk, shortened to fit ``reserve_tokens``."""
+    candidates = (
+        f"{path}\n{symbol}\n\n",
+        f"{path}\n{symbol.rsplit('.', 2)[-1] if symbol else ''}\n\n",
+        f"{path.rsplit('/', 1)[-1]}\n{symbol.rsplit('.', 1)[-1] if symbol else ''}\n\n",
+    )
+    for candidate in candidates:
+        if counter.count(candidate) <= reserve_tokens:
+            return candidate
+    short = candidates[-1]
+    while short and counter.count(short) > reserve_tokens:
+        short = short[: len(short) // 2]
+    return short.rstrip("\n") + "\n\n" if short.strip() else ""
+
+
+def _make_chunk(
+    *,
+    path: str,
+    language: str,
+    data: bytes,
+    lines: _Lines,
+    span: tuple[int, int, int],
+    namer: _Namer,
+    opts: ChunkingOptions,
+    counter: TokenCounter,
+) -> Chunk:
+    start, end, tokens = span
+    body = data[start:end].decode("utf-8")
+    symbol, kind = namer.name(end - len(data[start:end].lstrip()), end)
+    text = body
+    if opts.include_header:
+        header = header_text(path, symbol, counter, opts.header_reserve_tokens)
+        text = header + body
+        tokens += counter.count(header)
+    start_line = bisect.bisect_right(lines.starts, start)
+    end_line = bisect.bisect_right(lines.starts, end - 1)
+    content_hash = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    identity = f"{path}\x00{start}\x00{end}\x00{content_hash}"
+    chunk_id = hashlib.sha256(identity.encode("utf-8")).hexdigest()[:32]
+    return Chunk(
+        chunk_id=chunk_id,
+        path=path,
+        language=language,
+        span=Span(start_line, end_line, start, end),
+        symbol=symbol,
+        kind=kind,
+        content_hash=content_hash,
+        tokens=tokens,
+        text=text,
+    )

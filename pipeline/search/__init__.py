@@ -1,0 +1,1 @@
+"""Hybrid search: the request, vector and BM25 retrieval, fusion and graph expansion."""

@@ -1,0 +1,325 @@
+"""Hybrid search: the two retrievers, their fusion, and graph expansion of the top hits.
+
+A request (``pipeline.search.query``) is answered in four steps:
+
+1. the lexical retriever starts at once (full text of the query's words, in a thread);
+   hits whose symbol the query names (``get_netrc_auth``) move to its top;
+2. the query is embedded (the caller's ``encode``: the query-embedding cache, then the
+   model) and the vector retriever runs;
+3. both rankings are fused by reciprocal rank fusion: a chunk's score is the sum, over
+   the retrievers that found it, of ``weight / (rrf_k + rank)``; ``retrievers`` and
+   ``ranks`` say which found it and where;
+4. on request, each result of a named symbol gets its neighbourhood from the graph
+   (callers, callees, container). A graph that cannot answer leaves the results without
+   it and says so in ``warnings``: the search itself does not fail.
+
+``timings_s`` has the seconds of each step, for metrics and for the benchmark.
+
+Must not import: celery, tasks/, workers/, api/, cli/, or any driver.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from pipeline.errors import NotFoundError, TransientError
+from pipeline.models import GraphSymbol, Hit, RepoRef, SymbolLink
+from pipeline.ports import GraphStore, SearchIndex
+from pipeline.search.query import SearchRequest, check_request, lexical_terms
+
+Vector = npt.NDArray[np.float32]
+RRF_K = 10  # see config.settings search_rrf_k
+SNIPPET_MAX_LINES = 60
+SNIPPET_MAX_CHARS = 4000
+MAX_CANDIDATES = 1000
+_WORD = re.compile(r"\w+")
+_CAMEL = re.compile(r"[a-z0-9][A-Z]")
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResult:
+    """One fused result; ``neighbours`` only when expansion was asked for."""
+
+    hit: Hit
+    score: float
+    ranks: dict[str, int]
+    neighbours: dict[str, Any] | None = None
+
+    @property
+    def retrievers(self) -> list[str]:
+        return sorted(self.ranks)
+
+    def as_json(self) -> dict[str, Any]:
+        hit = self.hit
+        out: dict[str, Any] = {
+            "repo": hit.repo,
+            "path": hit.path,
+            "start_line": hit.start_line,
+            "end_line": hit.end_line,
+            "symbol": hit.symbol,
+            "kind": hit.kind,
+            "language": hit.language,
+            "score": round(self.score, 6),
+            "snippet": snippet(hit.body),
+            "retrievers": self.retrievers,
+            "ranks": dict(sorted(self.ranks.items())),
+            "chunk_id": hit.chunk_id,
+        }
+        if self.neighbours is not None:
+            out["neighbours"] = self.neighbours
+        return out
+
+
+@dataclass(slots=True)
+class SearchResponse:
+    """The answer to one request."""
+
+    request: SearchRequest
+    results: list[SearchResult]
+    timings_s: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "query": self.request.query,
+            "mode": self.request.mode,
+            "k": self.request.k,
+            "results": [r.as_json() for r in self.results],
+        }
+        if self.warnings:
+            out["warnings"] = self.warnings
+        return out
+
+
+def snippet(content: str) -> str:
+    """The chunk's text, cut at :data:`SNIPPET_MAX_LINES` lines / ``_CHARS`` characters."""
+    lines = content.splitlines()
+    text = "\n".join(lines[:SNIPPET_MAX_LINES])
+    if len(text) > SNIPPET_MAX_CHARS:
+        text = text[:SNIPPET_MAX_CHARS]
+    return text
+
+
+def fuse(
+    rankings: Mapping[str, Sequence[Hit]],
+    k: int,
+    *,
+    rrf_k: int = RRF_K,
+    weights: Mapping[str, float] | None = None,
+) -> list[SearchResult]:
+    """Reciprocal rank fusion of the retrievers' rankings, the best ``k`` first.
+
+    Ties (same fused score) keep the order of the best single rank, then the path and
+    line, so that equal inputs give equal outputs.
+    """
+    found: dict[tuple[str, str], tuple[Hit, dict[str, int]]] = {}
+    for retriever, hits in rankings.items():
+        for rank, hit in enumerate(hits, start=1):
+            key = (hit.repo, hit.chunk_id)
+            entry = found.setdefault(key, (hit, {}))
+            entry[1].setdefault(retriever, rank)
+    scored = []
+    for hit, ranks in found.values():
+        score = sum((weights or {}).get(r, 1.0) / (rrf_k + rank) for r, rank in ranks.items())
+        scored.append(SearchResult(hit, score, ranks))
+    # Rounded: sums equal on paper (1/14 + 1/35 == 1/15 + 1/30) may differ in the last bit.
+    scored.sort(
+        key=lambda r: (
+            -round(r.score, 12),
+            min(r.ranks.values()),
+            r.hit.repo,
+            r.hit.path,
+            r.hit.start_line,
+        )
+    )
+    return scored[:k]
+
+
+def named_first(hits: Sequence[Hit], query: str) -> list[Hit]:
+    """``hits`` with those whose symbol the query names first, otherwise in their order.
+
+    BM25 sees ``get_netrc_auth`` only as ``get netrc auth`` (PostgreSQL splits words at
+    ``_``), so a test that mocks it can outrank its definition. A name is a word shaped
+    like an identifier (``snake_case``, ``camelCase``), or the query's only word: plain
+    words of a sentence ("get", "copy") name too many methods to count."""
+    words = _WORD.findall(query)
+    names = {w.lower() for w in words if len(words) == 1 or "_" in w.strip("_") or _CAMEL.search(w)}
+    if not names:
+        return list(hits)
+    return sorted(hits, key=lambda h: h.symbol.rsplit(".", 1)[-1].lower() not in names)
+
+
+def candidates_for(k: int) -> int:
+    """How many hits each retriever returns for fusion: enough below the top ``k``."""
+    return min(MAX_CANDIDATES, max(50, 2 * k))
+
+
+class Searcher:
+    """Runs requests against a :class:`SearchIndex` (and a graph, for expansion).
+
+    ``encode`` turns query text into the vector of ``model_id``. ``weights`` weigh the
+    retrievers in the fusion (1.0 each unless given). Call :meth:`close` when done.
+    """
+
+    def __init__(
+        self,
+        index: SearchIndex,
+        encode: Callable[[str], Vector],
+        model_id: str,
+        graph: GraphStore | None = None,
+        *,
+        rrf_k: int = RRF_K,
+        weights: Mapping[str, float] | None = None,
+        links_per_kind: int = 20,
+    ) -> None:
+        self._index = index
+        self._encode = encode
+        self._model_id = model_id
+        self._graph = graph
+        self._rrf_k = rrf_k
+        self._weights = dict(weights or {})
+        self._links_per_kind = links_per_kind
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="quarry-search")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False)
+
+    def search(self, request: SearchRequest) -> SearchResponse:
+        request = check_request(request)
+        missing = self._index.missing_repositories(request.tenant, request.repos)
+        if missing:
+            raise NotFoundError(f"repo: no repository named {missing[0]!r}")
+        timings: dict[str, float] = {}
+        limit = candidates_for(request.k)
+        lexical: Future[list[Hit]] | None = None
+        if "lexical" in request.retrievers:
+            lexical = self._pool.submit(self._lexical, request, limit, timings)
+        rankings: dict[str, list[Hit]] = {}
+        try:
+            if "vector" in request.retrievers:
+                rankings["vector"] = self._vector(request, limit, timings)
+        finally:
+            if lexical is not None:
+                rankings["lexical"] = lexical.result()
+        started = time.perf_counter()
+        results = fuse(rankings, request.k, rrf_k=self._rrf_k, weights=self._weights)
+        timings["fuse"] = time.perf_counter() - started
+        response = SearchResponse(request, results, timings)
+        if request.expand and results:
+            self._expand(response)
+        return response
+
+    def _vector(self, request: SearchRequest, limit: int, timings: dict[str, float]) -> list[Hit]:
+        started = time.perf_counter()
+        vector = self._encode(request.query)
+        timings["embed"] = time.perf_counter() - started
+        started = time.perf_counter()
+        hits = self._index.vector_hits(request, vector, self._model_id, limit)
+        timings["vector"] = time.perf_counter() - started
+        return hits
+
+    def _lexical(self, request: SearchRequest, limit: int, timings: dict[str, float]) -> list[Hit]:
+        started = time.perf_counter()
+        terms = lexical_terms(request.query)
+        hits = self._index.lexical_hits(request, terms, limit) if terms else []
+        timings["lexical"] = time.perf_counter() - started
+        return named_first(hits, request.query)
+
+    def _expand(self, response: SearchResponse) -> None:
+        if self._graph is None:
+            response.warnings.append("graph expansion is not available on this server")
+            return
+        started = time.perf_counter()
+        wanted = response.request.expand
+        by_repo: dict[str, set[str]] = {}
+        for result in response.results:
+            if result.hit.symbol:
+                by_repo.setdefault(result.hit.repo, set()).add(result.hit.symbol)
+        links: dict[str, list[SymbolLink]] = {}
+        try:
+            for repo, names in by_repo.items():
+                ref = RepoRef(response.request.tenant, repo)
+                links[repo] = self._graph.symbol_links(ref, sorted(names))
+        except TransientError as exc:
+            response.warnings.append(f"graph expansion failed: {exc}")
+            return
+        expanded = []
+        for result in response.results:
+            hood = neighbourhood(
+                result.hit.symbol, links.get(result.hit.repo, []), self._links_per_kind
+            )
+            picked = {kind: hood[kind] for kind in wanted}
+            expanded.append(SearchResult(result.hit, result.score, result.ranks, neighbours=picked))
+        response.results = expanded
+        response.timings_s["graph"] = time.perf_counter() - started
+
+
+def symbol_json(symbol: GraphSymbol) -> dict[str, Any]:
+    return {
+        "qualified_name": symbol.qualified_name,
+        "name": symbol.name or symbol.qualified_name.rsplit(".", 1)[-1],
+        "kind": symbol.kind,
+        "path": symbol.path,
+        "start_line": symbol.start_line,
+        "end_line": symbol.end_line,
+    }
+
+
+def neighbourhood(qualified_name: str, links: Sequence[SymbolLink], limit: int) -> dict[str, Any]:
+    """Callers, callees (at most ``limit`` each, by name) and the container of a symbol."""
+    callers, callees, containers = [], [], []
+    if qualified_name:
+        for link in links:
+            into = link.target.qualified_name == qualified_name
+            out_of = link.source.qualified_name == qualified_name
+            if link.relation == "CALLS" and into:
+                callers.append(link.source)
+            if link.relation == "CALLS" and out_of:  # a recursive call is both
+                callees.append(link.target)
+            if link.relation == "CONTAINS" and into:
+                containers.append(link.source)
+
+    def listed(symbols: list[GraphSymbol]) -> list[dict[str, Any]]:
+        unique = {s.qualified_name: s for s in symbols}
+        return [symbol_json(unique[name]) for name in sorted(unique)[:limit]]
+
+    container = listed(containers)
+    return {
+        "callers": listed(callers),
+        "callees": listed(callees),
+        "container": container[0] if container else None,
+    }
+
+
+def symbol_graph(
+    graph: GraphStore, repo: RepoRef, name: str, *, max_symbols: int = 5
+) -> dict[str, Any]:
+    """The neighbourhood of the symbols named ``name`` as ``{"nodes", "edges"}``; nodes
+    carry ``role`` (``match`` for the named symbols, else ``neighbour``)."""
+    name = name.strip()
+    if not name or len(name) > 1000 or "\x00" in name:
+        raise NotFoundError(f"name: {name[:50]!r} is not a symbol name")
+    matches = graph.find_symbols(repo, name, max_symbols)
+    if not matches:
+        raise NotFoundError(f"name: no symbol {name!r} in repository {repo.name!r}")
+    links = graph.symbol_links(repo, [s.qualified_name for s in matches])
+    nodes = {s.qualified_name: {**symbol_json(s), "role": "match"} for s in matches}
+    edges = set()
+    for link in links:
+        for end in (link.source, link.target):
+            nodes.setdefault(end.qualified_name, {**symbol_json(end), "role": "neighbour"})
+        edges.add((link.source.qualified_name, link.target.qualified_name, link.relation))
+    return {
+        "repo": repo.name,
+        "name": name,
+        "nodes": [nodes[key] for key in sorted(nodes)],
+        "edges": [{"source": s, "target": t, "type": r} for s, t, r in sorted(edges)],
+    }

@@ -1,0 +1,1 @@
+"""Job sources as a client writes them, and which local paths a job may read."""

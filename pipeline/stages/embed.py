@@ -1,0 +1,93 @@
+"""The embed stage: the chunks of many buffered messages embedded in shared device batches.
+
+Each message holds one file version's chunks (from the CHUNK stage). The stage decodes
+them all, drops those of cancelled jobs, embeds the distinct contents through the cache
+in token-budget device batches (pipeline.stages.embedding), counts each file's embedded and
+cached chunks on its job, and hands one WRITE message per file, with its vectors and
+the model id, to the write stage.
+
+What the caller (the Celery shim) does with the result: a malformed message is a dead
+letter and fails its file; a transient failure of the whole batch sends each message
+again on its own (``Retry.PER_MESSAGE`` in pipeline.flow).
+
+Must not import: celery, tasks/, workers/, api/, cli/, or any driver.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from pipeline import flow
+from pipeline.errors import PermanentError, TransientError
+from pipeline.messages import FileChunks, decode_file_chunks, encode_file_chunks, encode_vectors
+from pipeline.stages.embedding import EmbeddingService, EmbedOutcome
+from pipeline.stages.indexing import JobContext
+
+K = TypeVar("K")
+
+
+@dataclass(frozen=True, slots=True)
+class Buffered(Generic[K]):
+    """One buffered message: the caller's handle for it, its body and its attempt."""
+
+    key: K
+    message: object
+    attempt: int = 0
+
+
+@dataclass(slots=True)
+class EmbedResult(Generic[K]):
+    """What a flush did: the WRITE messages to send, the malformed messages, and, when
+    the batch failed transiently, the messages to try again with the error."""
+
+    outgoing: flow.Outgoing | None = None
+    outcome: EmbedOutcome | None = None
+    malformed: list[tuple[Buffered[K], PermanentError]] = field(default_factory=list)
+    retry: list[Buffered[K]] = field(default_factory=list)
+    error: TransientError | None = None
+
+
+def embed_messages(
+    ctx: JobContext | None, service: EmbeddingService, buffered: Sequence[Buffered[K]]
+) -> EmbedResult[K]:
+    """Embed every buffered message's chunks; see the module docstring."""
+    result: EmbedResult[K] = EmbedResult()
+    pending: list[tuple[Buffered[K], FileChunks]] = []
+    for item in buffered:
+        try:
+            batch = decode_file_chunks(item.message)
+        except PermanentError as exc:
+            result.malformed.append((item, exc))
+            continue
+        if batch.job_id and ctx is not None and ctx.board.cancelled(batch.job_id):
+            continue  # cancel stops new work
+        pending.append((item, batch))
+    if not pending:
+        return result
+    items = [(c.content_hash, c.text) for _, batch in pending for c in batch.chunks]
+    try:
+        outcome = service.embed(items)
+    except TransientError as exc:
+        result.retry, result.error = [item for item, _ in pending], exc
+        return result
+    result.outcome = outcome
+    writes: list[dict[str, object]] = []
+    for _item, batch in pending:
+        vectors = [outcome.vectors.get(c.content_hash) for c in batch.chunks]
+        message = encode_file_chunks(batch)
+        message["model_id"] = service.model_id
+        message["vectors"] = encode_vectors(vectors)
+        writes.append({"message": message})
+        if batch.job_id and ctx is not None:
+            _count_embedded(ctx, batch, outcome.cached_hashes)
+    result.outgoing = flow.Outgoing(flow.WRITE, tuple(writes))
+    return result
+
+
+def _count_embedded(ctx: JobContext, batch: FileChunks, cached: frozenset[str]) -> None:
+    hits = sum(1 for c in batch.chunks if c.content_hash in cached)
+    counts = {"chunks.embedded": len(batch.chunks) - hits, "chunks.cached": hits}
+    path = batch.file.path
+    ctx.board.mark(batch.job_id or "", "files.embedded", [path], {path: counts})

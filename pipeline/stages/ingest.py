@@ -1,0 +1,268 @@
+"""The producer: a client's request becomes a job, and a job's source becomes chunk work.
+
+Owns submission (validate, create or find the job, admit its ingest task) and the
+ingest step: fetch the source, list and hash its files, diff them against the
+repository's searchable snapshot, record the new snapshot's file list, and enqueue the
+added and changed files for chunking in batches. Unchanged files are never read again;
+files deleted since the searchable snapshot leave both stores when the job commits.
+
+Jobs of one repository run one at a time: an ingest that finds another job of the same
+repository running is put back (``IngestOutcome.BUSY``), since two interleaved commits
+would each garbage-collect the other's chunk versions.
+
+Must not import: celery, tasks/, workers/, api/, cli/, or any driver.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path, PurePath
+from typing import Any
+
+from pipeline import flow
+from pipeline.analysis.inventory import Inventory, estimate, take_inventory, tree_digest
+from pipeline.errors import InvalidInputError, PermanentError, QueueFullError
+from pipeline.jobs import Job, JobRequest, JobStatus, SourceKind, Stage, check_repo_name
+from pipeline.messages import encode_file, encode_repo
+from pipeline.models import FileVersion
+from pipeline.ports import SourceFetcher
+from pipeline.stages.indexing import SETTLED, JobContext, finish, flush_progress, maybe_commit
+from pipeline.webhooks.events import check_callback_url
+
+
+@dataclass(frozen=True, slots=True)
+class ChangePlan:
+    """How a commit's files differ from the searchable snapshot's."""
+
+    added: tuple[FileVersion, ...]
+    changed: tuple[FileVersion, ...]
+    unchanged: tuple[FileVersion, ...]
+    deleted: tuple[str, ...]
+
+    @property
+    def work(self) -> tuple[FileVersion, ...]:
+        return self.added + self.changed
+
+
+def plan_changes(
+    files: Sequence[FileVersion],
+    previous: Mapping[str, FileVersion],
+    *,
+    reindex: Collection[str] = (),
+) -> ChangePlan:
+    """Added, changed (content hash differs, or the path is in ``reindex``), unchanged
+    and deleted files, by path."""
+    added, changed, unchanged = [], [], []
+    again = frozenset(reindex)
+    for file in files:
+        before = previous.get(file.path)
+        if before is None:
+            added.append(file)
+        elif before.sha256 != file.sha256 or file.path in again:
+            changed.append(file)
+        else:
+            unchanged.append(file)
+    current = {f.path for f in files}
+    deleted = tuple(sorted(p for p in previous if p not in current))
+    return ChangePlan(tuple(added), tuple(changed), tuple(unchanged), deleted)
+
+
+def batch_files(
+    files: Sequence[FileVersion], *, max_files: int, max_bytes: int
+) -> list[list[FileVersion]]:
+    """Consecutive batches of at most ``max_files`` files and about ``max_bytes`` bytes."""
+    batches: list[list[FileVersion]] = []
+    current: list[FileVersion] = []
+    size = 0
+    for file in files:
+        if current and (len(current) >= max_files or size + file.size_bytes > max_bytes):
+            batches.append(current)
+            current, size = [], 0
+        current.append(file)
+        size += file.size_bytes
+    if current:
+        batches.append(current)
+    return batches
+
+
+def validate_request(request: JobRequest) -> JobRequest:
+    """The request with its fields checked; InvalidInputError names the bad one.
+
+    A local source (folder or archive) must be an absolute path: the workers read it,
+    and a relative one would mean whatever their working directory holds.
+    """
+    check_repo_name(request.repo.name)
+    source = request.source
+    if source.kind is not SourceKind.GIT and not PurePath(source.location).is_absolute():
+        raise InvalidInputError(
+            f"source {source.location!r}: a local {source.kind.value} path must be absolute"
+        )
+    if request.callback_url is not None:
+        check_callback_url(request.callback_url)
+    if request.idempotency_key is not None and not 1 <= len(request.idempotency_key) <= 200:
+        raise InvalidInputError("idempotency_key: must be 1-200 characters")
+    return request
+
+
+def submit(
+    ctx: JobContext,
+    request: JobRequest,
+    *,
+    admit: Callable[[str, Mapping[str, Any]], None],
+) -> tuple[Job, bool]:
+    """Create (or find) the job and admit its ingest task; the bool: a new job.
+
+    ``admit`` enqueues without waiting and raises QueueFullError when the ingest queue
+    is full: the new job is then discarded, so the client's retry (with the same
+    idempotency key) creates it again instead of finding a job that never ran.
+    """
+    validate_request(request)
+    job, created = ctx.jobs.create(request, job_id=str(uuid.uuid4()), commit=request.commit)
+    if created:
+        try:
+            admit(flow.INGEST.task, {"job_id": job.job_id})
+        except QueueFullError:
+            ctx.jobs.discard(job.job_id)
+            raise
+    return job, created
+
+
+class IngestOutcome(enum.StrEnum):
+    ENQUEUED = "enqueued"  # chunk batches sent (or the commit, when nothing changed)
+    BUSY = "busy"  # another job of the repository is running: try again later
+    SKIPPED = "skipped"  # the job is unknown, terminal or cancelled
+    FAILED = "failed"  # the source could not be read: the job failed with the reason
+
+
+def job_workdir(data_dir: Path, job_id: str) -> Path:
+    """The job's scratch folder for a clone or an extracted archive (removed at commit)."""
+    return data_dir / "work" / job_id
+
+
+@dataclass(frozen=True, slots=True)
+class IngestOptions:
+    max_file_bytes: int
+    batch_max_files: int = 32
+    batch_max_bytes: int = 1_000_000
+
+
+def ingest(
+    ctx: JobContext,
+    job_id: str,
+    *,
+    fetcher: SourceFetcher,
+    workdir: Path,
+    options: IngestOptions,
+) -> IngestOutcome:
+    """List, hash and diff the job's files; enqueue the changed ones for chunking."""
+    job = ctx.jobs.get(job_id)
+    if job is None or job.status.terminal or ctx.board.cancelled(job_id):
+        return IngestOutcome.SKIPPED
+    if _repository_busy(ctx, job):
+        return IngestOutcome.BUSY
+    try:
+        root, commit = fetcher.fetch(job.source, workdir)
+        inventory = take_inventory(root, max_file_bytes=options.max_file_bytes)
+    except PermanentError as exc:
+        ctx.jobs.start(job_id, Stage.INGEST)
+        finish(ctx, job, JobStatus.FAILED, f"source {job.source.describe()}: {exc}")
+        return IngestOutcome.FAILED
+    commit = job.commit or commit or tree_digest(inventory.files)
+    if not ctx.jobs.start(job_id, Stage.INGEST, commit):
+        return IngestOutcome.SKIPPED
+    job = replace(job, commit=commit)
+    plan = plan_changes(
+        inventory.files, ctx.snapshots.searchable_files(job.repo), reindex=job.reindex_paths
+    )
+    snapshot_id = ctx.snapshots.begin(job.repo, commit, inventory.files)
+    ctx.jobs.set_snapshot(job_id, snapshot_id)
+
+    totals = {
+        "files.total": len(inventory.files) + len(inventory.skipped),
+        "files.todo": len(plan.work),
+        "files.skipped_listed": len(plan.unchanged) + len(inventory.skipped),
+        "files.deleted": len(plan.deleted),
+        "skipped.unchanged": len(plan.unchanged),
+        "bytes.total": sum(f.size_bytes for f in plan.work),
+    }
+    for skipped in inventory.skipped:
+        key = f"skipped.{skipped.reason.value}"
+        totals[key] = totals.get(key, 0) + 1
+    ctx.board.set_counters(job_id, totals)
+    ctx.jobs.set_stage(job_id, Stage.CHUNK)
+    # Ingest runs again when its message is delivered twice or the sweeper recovers a
+    # stalled job (pipeline.stages.recovery): files that already settled are not sent again.
+    settled = ctx.board.members(job_id, SETTLED)
+    batches = batch_files(
+        [f for f in plan.work if f.path not in settled],
+        max_files=options.batch_max_files,
+        max_bytes=options.batch_max_bytes,
+    )
+    repo = encode_repo(job.repo)
+    ctx.send(
+        flow.CHUNK.task,
+        [
+            {
+                "job_id": job_id,
+                "repo": repo,
+                "root": str(root),
+                "snapshot_id": snapshot_id,
+                "files": [encode_file(f) for f in batch],
+            }
+            for batch in batches
+        ],
+    )
+    flush_progress(ctx, job_id, force=True)
+    maybe_commit(ctx, job_id, ctx.board.counters(job_id))
+    return IngestOutcome.ENQUEUED
+
+
+# A job running longer than this is presumed lost (its worker and messages gone) and no
+# longer holds its repository.
+STALE_JOB_S = 3 * 3600.0
+
+
+def _repository_busy(ctx: JobContext, job: Job) -> bool:
+    now = ctx.clock()
+    return any(
+        other.status is JobStatus.RUNNING
+        and other.job_id != job.job_id
+        and now - (other.started_at or now) < STALE_JOB_S
+        for other in ctx.jobs.list(job.repo.tenant, job.repo.name, limit=20)
+    )
+
+
+def dry_run(
+    ctx: JobContext,
+    request: JobRequest,
+    *,
+    fetcher: SourceFetcher,
+    workdir: Path,
+    max_file_bytes: int,
+) -> dict[str, Any]:
+    """What a job for ``request`` would do, enqueueing nothing: the files and bytes of
+    the commit, how many changed since the searchable snapshot, and the chunks and
+    seconds to expect for those."""
+    validate_request(request)
+    root, commit = fetcher.fetch(request.source, workdir)
+    inventory = take_inventory(root, max_file_bytes=max_file_bytes)
+    plan = plan_changes(inventory.files, ctx.snapshots.searchable_files(request.repo))
+    work = Inventory(
+        files=plan.work,
+        skipped=inventory.skipped,
+        bytes_total=sum(f.size_bytes for f in plan.work),
+    )
+    return {
+        "repo": request.repo.name,
+        "commit": request.commit or commit or tree_digest(inventory.files),
+        "files_total": len(inventory.files),
+        "bytes_total": inventory.bytes_total,
+        "added": len(plan.added),
+        "changed": len(plan.changed),
+        "unchanged": len(plan.unchanged),
+        "deleted": len(plan.deleted),
+        **estimate(work),
+    }

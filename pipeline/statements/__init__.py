@@ -1,0 +1,1 @@
+"""Statement builders: Cypher and SQL as strings and parameters, no I/O."""

@@ -1,0 +1,214 @@
+"""SQL of search: the scope of a request, the vector retriever, the full-text retriever.
+
+Every statement is scoped by the repositories a request may see (resolved first, by
+tenant and name, by :func:`scope`) and joins ``files`` of each one's searchable
+snapshot, so that only the chunk rows of the file versions that snapshot lists are read:
+never a half-written commit, never an older version.
+
+The vector retriever has two plans:
+
+* ``exact``: every row in scope is compared (the ORDER BY is a similarity expression,
+  which the HNSW index cannot serve, so the planner never uses it). Exact, and cheap
+  while the table is small;
+* ``hnsw``: the nearest ``ef`` rows of the whole table by the HNSW index
+  (``hnsw.ef_search`` = ``ef``, set in the same transaction), then the scope, snapshot
+  and filters. Rows of other repositories or versions use up candidates, so a caller
+  that gets fewer than it asked for tries a larger ``ef``, then ``exact``.
+
+The full-text retriever matches ``tsv @@ to_tsquery('simple', ...)`` (the GIN index),
+takes at most ``max_matches`` matching rows and ranks those by BM25 (see :func:`lexical`):
+PostgreSQL's own ``ts_rank`` has no inverse document frequency, and on docstring-like
+questions it ranks a chunk full of common words first.
+
+Must not import: celery, tasks/, workers/, api/, cli/, or any driver; does no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pipeline.search.query import SearchFilters, tsquery_text
+from pipeline.statements.sql import Query
+
+HNSW_MAX_EF = 1000  # pgvector's largest hnsw.ef_search
+
+HIT_COLUMNS = (
+    "s.repo, c.id, c.path, c.start_line, c.end_line, c.symbol, c.kind, c.language, c.content,"
+    " c.end_byte - c.start_byte AS body_bytes"
+)
+_SCOPE_JOIN = """
+JOIN unnest(%(repo_ids)s::bigint[], %(snapshot_ids)s::bigint[], %(names)s::text[])
+     AS s(repository_id, snapshot_id, repo) ON c.repository_id = s.repository_id
+JOIN files f ON f.snapshot_id = s.snapshot_id AND f.repository_id = s.repository_id
+     AND f.path = c.path AND f.content_sha256 = c.file_sha256"""
+
+
+def scope(tenant: str, names: Sequence[str]) -> Query:
+    """(id, name, searchable snapshot id) of the tenant's repositories: those named, or
+    all when ``names`` is empty; repositories with no searchable snapshot included."""
+    text = "SELECT id, name, searchable_snapshot_id FROM repositories WHERE tenant_id = %(tenant)s"
+    if names:
+        text += " AND name = ANY(%(names)s)"
+    return Query(text + " ORDER BY name", {"tenant": tenant, "names": list(names)})
+
+
+def table_rows() -> Query:
+    """The planner's estimate of the chunks table's rows (no scan)."""
+    return Query("SELECT reltuples::bigint FROM pg_class WHERE oid = 'chunks'::regclass", {})
+
+
+def _filters(filters: SearchFilters) -> tuple[str, dict[str, Any]]:
+    clauses, params = [], {}
+    if filters.languages:
+        clauses.append("c.language = ANY(%(languages)s)")
+        params["languages"] = list(filters.languages)
+    if filters.kinds:
+        clauses.append("c.kind = ANY(%(kinds)s)")
+        params["kinds"] = list(filters.kinds)
+    if filters.path_patterns:
+        clauses.append("c.path LIKE ANY(%(paths)s)")
+        params["paths"] = list(filters.path_patterns)
+    return "".join(f" AND {clause}" for clause in clauses), params
+
+
+def _scope_params(scoped: Sequence[tuple[int, int, str]]) -> dict[str, Any]:
+    return {
+        "repo_ids": [row[0] for row in scoped],
+        "snapshot_ids": [row[1] for row in scoped],
+        "names": [row[2] for row in scoped],
+    }
+
+
+def vector_exact(
+    scoped: Sequence[tuple[int, int, str]],
+    filters: SearchFilters,
+    vector: Any,
+    model_id: str,
+    limit: int,
+) -> Query:
+    """The ``limit`` nearest rows in scope by an exact scan; columns: HIT_COLUMNS, score."""
+    where, params = _filters(filters)
+    text = f"""
+SELECT {HIT_COLUMNS}, 1 - (c.embedding <=> %(vector)s) AS score
+FROM chunks c{_SCOPE_JOIN}
+WHERE c.model_id = %(model_id)s AND c.embedding IS NOT NULL{where}
+ORDER BY score DESC, c.path, c.start_line
+LIMIT %(limit)s"""
+    params |= _scope_params(scoped) | {"vector": vector, "model_id": model_id, "limit": limit}
+    return Query(text, params)
+
+
+def set_ef_search(ef: int) -> Query:
+    """``SET LOCAL hnsw.ef_search`` (an int, checked: SET takes no bound parameter)."""
+    ef = max(1, min(HNSW_MAX_EF, int(ef)))
+    return Query(f"SET LOCAL hnsw.ef_search = {ef}", {})
+
+
+def vector_hnsw(
+    scoped: Sequence[tuple[int, int, str]],
+    filters: SearchFilters,
+    vector: Any,
+    model_id: str,
+    *,
+    limit: int,
+    ef: int,
+) -> Query:
+    """The ``ef`` nearest rows by the HNSW index, then scope, snapshot and filters."""
+    where, params = _filters(filters)
+    text = f"""
+WITH near AS MATERIALIZED (
+    SELECT c.repository_id, c.id, c.file_sha256, c.model_id,
+           c.embedding <=> %(vector)s AS distance
+    FROM chunks c
+    WHERE c.repository_id = ANY(%(repo_ids)s::bigint[])
+    ORDER BY c.embedding <=> %(vector)s
+    LIMIT %(ef)s
+)
+SELECT {HIT_COLUMNS}, 1 - n.distance AS score
+FROM near n
+JOIN chunks c ON c.repository_id = n.repository_id AND c.file_sha256 = n.file_sha256
+     AND c.id = n.id{_SCOPE_JOIN}
+WHERE n.model_id = %(model_id)s{where}
+ORDER BY n.distance, c.path, c.start_line
+LIMIT %(limit)s"""
+    params |= _scope_params(scoped)
+    params |= {"vector": vector, "model_id": model_id, "limit": limit, "ef": ef}
+    return Query(text, params)
+
+
+BM25_K1 = 1.2
+BM25_B = 0.75
+
+
+def scope_rows(scoped: Sequence[tuple[int, int, str]]) -> Query:
+    """How many chunk rows the scope's searchable snapshots hold (BM25's N)."""
+    text = f"""
+SELECT count(*) FROM chunks c{_SCOPE_JOIN}"""
+    return Query(text, _scope_params(scoped))
+
+
+def lexical(
+    scoped: Sequence[tuple[int, int, str]],
+    filters: SearchFilters,
+    terms: Sequence[str],
+    *,
+    limit: int,
+    max_matches: int,
+    scope_rows: int,
+) -> Query:
+    """The best ``limit`` of at most ``max_matches`` rows holding any of ``terms``, by
+    BM25 (k1 1.2, b 0.75).
+
+    The query's lexemes are its words as PostgreSQL's parser splits them for the chunks
+    (``parse_http_header`` gives ``parse``, ``http``, ``header``). A row's term
+    frequencies come from its tsvector: ``setweight`` marks those lexemes, ``ts_filter``
+    keeps only them, ``unnest`` gives each one's positions. A term's document frequency
+    is counted over the matched rows (exact unless more than ``max_matches`` rows
+    match); ``scope_rows`` is N; a row's length is its count of distinct lexemes,
+    against their mean over the matched rows.
+    """
+    where, params = _filters(filters)
+    text = f"""
+WITH q AS (
+    SELECT to_tsquery('simple', %(tsquery)s) AS query,
+           tsvector_to_array(to_tsvector('simple', %(words)s)) AS lexemes
+),
+matched AS MATERIALIZED (
+    SELECT {HIT_COLUMNS},
+           ts_filter(setweight(c.tsv, 'A', q.lexemes), '{{a}}') AS held,
+           length(c.tsv) AS dl
+    FROM q, chunks c{_SCOPE_JOIN}
+    WHERE c.tsv @@ q.query{where}
+    LIMIT %(max_matches)s
+),
+tf AS (
+    SELECT m.repo, m.id, m.dl, u.lexeme, coalesce(array_length(u.positions, 1), 1) AS tf
+    FROM matched m, unnest(m.held) u
+),
+df AS (SELECT lexeme, count(*) AS df FROM tf GROUP BY lexeme),
+norm AS (SELECT greatest(avg(dl), 1) AS avgdl, greatest(%(n)s, count(*)) AS n FROM matched),
+scored AS (
+    SELECT tf.repo, tf.id,
+           sum(ln(1 + (norm.n - df.df + 0.5) / (df.df + 0.5))
+               * tf.tf * (%(k1)s + 1)
+               / (tf.tf + %(k1)s * (1 - %(b)s + %(b)s * tf.dl / norm.avgdl))) AS score
+    FROM tf JOIN df USING (lexeme), norm
+    GROUP BY tf.repo, tf.id
+)
+SELECT m.repo, m.id, m.path, m.start_line, m.end_line, m.symbol, m.kind, m.language,
+       m.content, m.body_bytes, s.score
+FROM scored s JOIN matched m ON m.repo = s.repo AND m.id = s.id
+ORDER BY s.score DESC, m.path, m.start_line
+LIMIT %(limit)s"""
+    params |= _scope_params(scoped)
+    params |= {
+        "tsquery": tsquery_text(terms),
+        "words": " ".join(terms),
+        "limit": limit,
+        "max_matches": max_matches,
+        "n": scope_rows,
+        "k1": BM25_K1,
+        "b": BM25_B,
+    }
+    return Query(text, params)

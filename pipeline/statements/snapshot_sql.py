@@ -1,0 +1,163 @@
+"""SQL of the snapshot store, as plain strings and parameter dicts.
+
+Owns the statement texts of ``PgSnapshotStore``: snapshots, their file lists (binary
+COPY), the switch of ``repositories.searchable_snapshot_id``, the kept symbols of file
+versions (``file_symbols``, migrations/sql/0006) and the listing of repositories with
+their counts. The checks its fake shares live in ``pipeline.statements.job_rows``.
+
+Must not import: celery, tasks/, workers/, api/, cli/, or any driver; does no I/O.
+"""
+
+from __future__ import annotations
+
+from pipeline.models import RepoRef
+from pipeline.statements.sql import Query
+
+# Row locks on the repository: exclusive for the switch of the searchable snapshot
+# (NO KEY UPDATE, so that inserts of rows referencing the repository go on), shared for
+# a snapshot being begun, so that it sees which snapshot is searchable until it commits.
+_LOCK_REPOSITORY = {
+    True: "SELECT id, searchable_snapshot_id FROM repositories"
+    " WHERE tenant_id = %(tenant)s AND name = %(name)s FOR NO KEY UPDATE",
+    False: "SELECT id, searchable_snapshot_id FROM repositories"
+    " WHERE tenant_id = %(tenant)s AND name = %(name)s FOR SHARE",
+}
+
+
+def lock_repository(repo: RepoRef, *, exclusive: bool) -> Query:
+    """(id, searchable snapshot id) of the repository, row-locked."""
+    return Query(_LOCK_REPOSITORY[exclusive], {"tenant": repo.tenant, "name": repo.name})
+
+
+# Column order of COPY_FILES and of the rows it takes: (snapshot id, repository id,
+# *pipeline.statements.job_rows.FileRow).
+FILE_TYPES: tuple[str, ...] = ("int8", "int8", "text", "text", "text", "int8")
+COPY_FILES = """
+COPY files (snapshot_id, repository_id, path, content_sha256, language, size_bytes)
+FROM STDIN (FORMAT BINARY)
+"""
+
+
+def begin_snapshot(repository_id: int, commit: str, searchable_id: int | None) -> Query:
+    """The snapshot of the commit as ``indexing`` (unless it is the searchable one,
+    which stays ``ready`` so that search keeps it); returns its id."""
+    return Query(
+        "INSERT INTO snapshots AS s (repository_id, commit_sha, status)"
+        " VALUES (%(repository_id)s, %(commit)s, 'indexing')"
+        " ON CONFLICT (repository_id, commit_sha) DO UPDATE SET"
+        " status = CASE WHEN s.id = %(searchable)s::bigint THEN s.status ELSE 'indexing' END,"
+        " finished_at = CASE WHEN s.id = %(searchable)s::bigint THEN s.finished_at END"
+        " RETURNING id",
+        {"repository_id": repository_id, "commit": commit, "searchable": searchable_id},
+    )
+
+
+def delete_snapshot_files(snapshot_id: int) -> Query:
+    return Query("DELETE FROM files WHERE snapshot_id = %(id)s", {"id": snapshot_id})
+
+
+def searchable_files(repo: RepoRef) -> Query:
+    return Query(
+        "SELECT f.path, f.content_sha256, f.language, f.size_bytes FROM repositories AS r"
+        " JOIN files AS f ON f.snapshot_id = r.searchable_snapshot_id"
+        " WHERE r.tenant_id = %(tenant)s AND r.name = %(name)s",
+        {"tenant": repo.tenant, "name": repo.name},
+    )
+
+
+def snapshot_files(snapshot_id: int) -> Query:
+    return Query(
+        "SELECT path, content_sha256, language, size_bytes FROM files WHERE snapshot_id = %(id)s",
+        {"id": snapshot_id},
+    )
+
+
+def lock_snapshot(repository_id: int, snapshot_id: int) -> Query:
+    return Query(
+        "SELECT status FROM snapshots WHERE id = %(id)s AND repository_id = %(repository_id)s"
+        " FOR NO KEY UPDATE",
+        {"id": snapshot_id, "repository_id": repository_id},
+    )
+
+
+def publish(repository_id: int, snapshot_id: int, previous_id: int | None) -> list[Query]:
+    """Ready and searchable; the one it replaces superseded without its file list; the
+    symbols of file versions that neither it nor a snapshot being indexed lists dropped."""
+    params = {"repository_id": repository_id, "id": snapshot_id, "previous": previous_id}
+    return [
+        Query(
+            "UPDATE snapshots SET status = 'ready', finished_at = now() WHERE id = %(id)s", params
+        ),
+        Query(
+            "UPDATE snapshots SET status = 'superseded'"
+            " WHERE id = %(previous)s::bigint AND id <> %(id)s",
+            params,
+        ),
+        Query(
+            "DELETE FROM files WHERE snapshot_id = %(previous)s::bigint AND snapshot_id <> %(id)s",
+            params,
+        ),
+        Query(
+            "UPDATE repositories SET searchable_snapshot_id = %(id)s WHERE id = %(repository_id)s",
+            params,
+        ),
+        Query(
+            "DELETE FROM file_symbols AS fs WHERE fs.repository_id = %(repository_id)s"
+            " AND NOT EXISTS (SELECT 1 FROM files AS f JOIN snapshots AS s ON s.id = f.snapshot_id"
+            " WHERE f.repository_id = fs.repository_id AND f.path = fs.path"
+            " AND f.content_sha256 = fs.file_sha256"
+            " AND (s.id = %(id)s OR s.status = 'indexing'))",
+            params,
+        ),
+    ]
+
+
+def abandon(snapshot_id: int, status: str) -> Query:
+    """An ``indexing`` snapshot that is not searchable becomes ``status``; its file list
+    goes (as a superseded one's does)."""
+    return Query(
+        "WITH gone AS (UPDATE snapshots AS s SET status = %(status)s, finished_at = now()"
+        " WHERE s.id = %(id)s AND s.status = 'indexing' AND NOT EXISTS ("
+        "SELECT 1 FROM repositories AS r WHERE r.searchable_snapshot_id = s.id) RETURNING s.id)"
+        " DELETE FROM files WHERE snapshot_id IN (SELECT id FROM gone)",
+        {"id": snapshot_id, "status": status},
+    )
+
+
+def put_symbols(repository_id: int, rows_json: str) -> Query:
+    return Query(
+        "INSERT INTO file_symbols (repository_id, path, file_sha256, symbols)"
+        " SELECT %(repository_id)s, x.path, x.sha, x.symbols"
+        " FROM jsonb_to_recordset(%(rows)s::jsonb) AS x (path text, sha text, symbols jsonb)"
+        " ORDER BY x.path, x.sha"
+        " ON CONFLICT (repository_id, path, file_sha256) DO UPDATE SET symbols = EXCLUDED.symbols",
+        {"repository_id": repository_id, "rows": rows_json},
+    )
+
+
+def symbols(repo: RepoRef, paths: list[str], shas: list[str]) -> Query:
+    return Query(
+        "SELECT fs.path, fs.symbols FROM file_symbols AS fs"
+        " JOIN unnest(%(paths)s::text[], %(shas)s::text[]) AS want (path, sha)"
+        " ON want.path = fs.path AND want.sha = fs.file_sha256"
+        " WHERE fs.repository_id = (SELECT id FROM repositories"
+        " WHERE tenant_id = %(tenant)s AND name = %(name)s)",
+        {"tenant": repo.tenant, "name": repo.name, "paths": paths, "shas": shas},
+    )
+
+
+def repositories(tenant: str, name: str | None = None) -> Query:
+    """(name, searchable commit, files, chunks, last indexed at, created at) by name.
+    Chunks are those of the searchable snapshot's file versions."""
+    return Query(
+        "SELECT r.name, s.commit_sha,"
+        " (SELECT count(*) FROM files AS f WHERE f.snapshot_id = r.searchable_snapshot_id),"
+        " (SELECT count(*) FROM files AS f JOIN chunks AS c ON c.repository_id = f.repository_id"
+        " AND c.path = f.path AND c.file_sha256 = f.content_sha256"
+        " WHERE f.snapshot_id = r.searchable_snapshot_id),"
+        " extract(epoch FROM s.finished_at)::float8, extract(epoch FROM r.created_at)::float8"
+        " FROM repositories AS r LEFT JOIN snapshots AS s ON s.id = r.searchable_snapshot_id"
+        " WHERE r.tenant_id = %(tenant)s AND (%(name)s::text IS NULL OR r.name = %(name)s::text)"
+        " ORDER BY r.name",
+        {"tenant": tenant, "name": name},
+    )

@@ -1,0 +1,1 @@
+"""Webhook events: payloads, signatures, retry delays and the addresses deliveries may reach."""
