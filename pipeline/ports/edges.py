@@ -1,0 +1,84 @@
+"""The ports at the edges: migrations, circuit breakers, webhook delivery and the
+source fetcher.
+
+Must not import: celery, tasks, workers, api, cli, or any driver.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Protocol, TypeVar
+
+from pipeline.jobs import (
+    JobSource,
+)
+from pipeline.migration import AppliedMigration, Kind, Migration
+
+T = TypeVar("T")
+
+
+class MigrationTarget(Protocol):
+    """A store that can hold migrations of one kind and records what it applied."""
+
+    @property
+    def kind(self) -> Kind:
+        """Which migrations this store takes: ``sql`` or ``cypher``."""
+        ...
+
+    def lock(self) -> AbstractContextManager[None]:
+        """Exclude other runners for the duration of a run."""
+        ...
+
+    def applied(self) -> dict[int, AppliedMigration]:
+        """Migrations recorded as applied, by version."""
+        ...
+
+    def apply(self, migration: Migration) -> None:
+        """Apply one migration and record it (atomically where the store allows)."""
+        ...
+
+
+class CircuitBreaker(Protocol):
+    """Guards one store; its state is shared by every process that uses the store.
+
+    ``call`` raises :class:`~pipeline.errors.BreakerOpenError` (with the time left
+    until a trial call) while open. Only :class:`~pipeline.errors.TransientError`
+    counts as a failure: a :class:`~pipeline.errors.PermanentError` passes through and
+    leaves the count alone.
+    """
+
+    @property
+    def store(self) -> str:
+        """The store guarded: ``postgres``, ``graph``."""
+        ...
+
+    @property
+    def state(self) -> str:
+        """``closed``, ``open`` or ``half-open``."""
+        ...
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` through the breaker."""
+        ...
+
+
+class WebhookSender(Protocol):
+    """Delivers one signed event to a callback URL, once (the task retries)."""
+
+    def send(self, url: str, body: bytes, headers: Mapping[str, str]) -> int:
+        """POST ``body``; returns the 2xx status. Raises
+        :class:`~pipeline.errors.WebhookDeliveryError` on a timeout, a connection error or
+        5xx, :class:`~pipeline.errors.WebhookRejectedError` on 4xx or a refused address."""
+        ...
+
+
+class SourceFetcher(Protocol):
+    """Materialises a job's source as a folder of files under the data folder."""
+
+    def fetch(self, source: JobSource, workdir: Path) -> tuple[Path, str | None]:
+        """The folder to index and the commit it is at (None when not a git checkout).
+        ``workdir`` is an empty folder the fetcher may fill (clone, extracted archive);
+        nothing is written outside it. Raises InvalidInputError naming the bad source."""
+        ...

@@ -1,0 +1,253 @@
+"""The job's ports: job and snapshot records, tokens, the job board, the broker's
+in-flight view, admission to bounded queues and dead letters.
+
+Must not import: celery, tasks, workers, api, cli, or any driver.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+from pipeline.jobs import (
+    Job,
+    JobError,
+    JobRequest,
+    JobStatus,
+    StoreWait,
+    WebhookDelivery,
+)
+from pipeline.models import (
+    DeadLetter,
+    FileVersion,
+    RepoRef,
+)
+
+
+class JobStore(Protocol):
+    """Job records (PostgreSQL): the durable truth of every job, scoped by tenant."""
+
+    def create(self, request: JobRequest, *, job_id: str, commit: str | None) -> tuple[Job, bool]:
+        """Insert a queued job (creating tenant and repository rows as needed), or return
+        the existing job with the same idempotency key, or for the same repository and
+        commit unless that one failed or was cancelled. The bool: a new job was made."""
+        ...
+
+    def discard(self, job_id: str) -> None:
+        """Delete a job that never started (its ingest task was not admitted)."""
+        ...
+
+    def get(self, job_id: str, tenant: str | None = None) -> Job | None:
+        """One job; with ``tenant``, None unless the job is that tenant's."""
+        ...
+
+    def idle(self, idle_s: float, limit: int = 100) -> list[Job]:
+        """Queued or running jobs of every tenant whose record has not changed for
+        ``idle_s`` seconds, the longest idle first (candidates for the job sweeper)."""
+        ...
+
+    def list(self, tenant: str, repo: str | None = None, limit: int = 50) -> list[Job]:
+        """The tenant's newest jobs, optionally of one repository."""
+        ...
+
+    def start(self, job_id: str, stage: str, commit: str | None = None) -> bool:
+        """queued -> running at ``stage`` (sets started_at, and the commit when it was
+        unknown); False when the job is already terminal."""
+        ...
+
+    def set_stage(self, job_id: str, stage: str) -> None:
+        """Record the stage of a running job (no-op for a terminal one)."""
+        ...
+
+    def save_progress(
+        self, job_id: str, counters: Mapping[str, int], errors: Sequence[JobError] = ()
+    ) -> None:
+        """Overwrite the counters and append errors (the newest MAX_ERRORS are kept)."""
+        ...
+
+    def finish(self, job_id: str, status: JobStatus, message: str = "") -> bool:
+        """Make the job terminal (done, failed, cancelled) with finished_at; False when it
+        already was terminal (the first caller wins)."""
+        ...
+
+    def set_snapshot(self, job_id: str, snapshot_id: int) -> None: ...
+
+    def add_webhook(self, job_id: str, delivery: WebhookDelivery) -> None:
+        """Append one delivery attempt to the job's delivery log."""
+        ...
+
+
+class SnapshotStore(Protocol):
+    """The files of each indexed commit and which snapshot search reads (PostgreSQL)."""
+
+    def searchable_files(self, repo: RepoRef) -> dict[str, FileVersion]:
+        """path -> file version of the repository's searchable snapshot ({} if none)."""
+        ...
+
+    def begin(self, repo: RepoRef, commit: str, files: Sequence[FileVersion]) -> int:
+        """Create (or reset) the snapshot of ``commit`` as ``indexing`` with ``files``;
+        returns its id. The searchable snapshot is untouched."""
+        ...
+
+    def snapshot_files(self, snapshot_id: int) -> dict[str, FileVersion]: ...
+
+    def publish(self, repo: RepoRef, snapshot_id: int) -> None:
+        """In one transaction: the snapshot becomes ``ready`` and searchable, and the one
+        it replaces ``superseded``."""
+        ...
+
+    def abandon(self, snapshot_id: int, status: str) -> None:
+        """Mark an unpublished snapshot ``failed`` or ``cancelled``."""
+        ...
+
+    def put_symbols(
+        self, repo: RepoRef, symbols: Mapping[tuple[str, str], Sequence[tuple[str, str, str]]]
+    ) -> None:
+        """Keep each file version's symbols, (path, sha256) -> [(name, qualified name,
+        kind)], so that a later job resolves calls into files it does not re-read."""
+        ...
+
+    def symbols(
+        self, repo: RepoRef, files: Mapping[str, str]
+    ) -> dict[str, list[tuple[str, str, str]]]:
+        """The kept symbols of the given file versions (path -> sha256), by path."""
+        ...
+
+    def repositories(self, tenant: str) -> list[dict[str, object]]:
+        """The tenant's repositories with their searchable commit, file and chunk counts."""
+        ...
+
+    def repository(self, tenant: str, name: str) -> dict[str, object] | None: ...
+
+
+class TokenStore(Protocol):
+    """API tokens, stored as sha256 digests, each bound to one tenant."""
+
+    def create(self, tenant: str, label: str = "") -> str:
+        """A new token for ``tenant`` (created if absent); the clear token is returned once."""
+        ...
+
+    def register(self, tenant: str, token: str, label: str = "") -> None:
+        """Store a token chosen elsewhere (the local stack's development token); idempotent."""
+        ...
+
+    def revoke(self, token: str) -> bool:
+        """Revoke a token for good; False when it is unknown or already revoked."""
+        ...
+
+    def authenticate(self, token: str) -> str | None:
+        """The tenant of a valid, unrevoked token, else None."""
+        ...
+
+
+class JobBoard(Protocol):
+    """Live, shared job state for the workers (Redis): counters updated atomically,
+    the cancel flag, the stores the job waits on and the files' graph extractions
+    awaiting the job's graph stage."""
+
+    def set_counters(self, job_id: str, values: Mapping[str, int]) -> None:
+        """Set counters to absolute values (the producer's totals: replay-safe)."""
+        ...
+
+    def mark(
+        self,
+        job_id: str,
+        counter: str,
+        members: Sequence[str],
+        deltas: Mapping[str, Mapping[str, int]] | None = None,
+    ) -> list[str]:
+        """Add members (file paths) to the set ``counter``; returns those that were new.
+        A set counter reads as its size, so a replayed task never counts a file twice.
+        ``deltas[member]`` is added to the counters, in the same atomic step, for each
+        member that was new (a task killed midway counts all of it or nothing)."""
+        ...
+
+    def counters(self, job_id: str) -> dict[str, int]:
+        """Every counter: added and set ones, and each marked set's size."""
+        ...
+
+    def push_error(self, job_id: str, error: JobError) -> None: ...
+
+    def take_errors(self, job_id: str) -> list[JobError]:
+        """The errors pushed since the last take (to be appended to the record)."""
+        ...
+
+    def throttle(self, job_id: str, marker: str, interval_s: float) -> bool:
+        """True at most once per ``interval_s`` per marker (progress flushes)."""
+        ...
+
+    def cancel(self, job_id: str) -> None: ...
+
+    def cancelled(self, job_id: str) -> bool: ...
+
+    def stash(self, job_id: str, items: Mapping[str, str]) -> None:
+        """Keep payloads by key (path -> encoded file graph) until the job is cleared."""
+        ...
+
+    def stashed(self, job_id: str) -> dict[str, str]: ...
+
+    def members(self, job_id: str, counter: str) -> set[str]:
+        """The members of the set ``counter`` (the files marked so far)."""
+        ...
+
+    def clear(self, job_id: str) -> None:
+        """Drop the job's live state (counters stay until they expire)."""
+        ...
+
+    def wait_on(self, job_id: str, wait: StoreWait) -> None:
+        """Record that the job's tasks wait on ``wait.store`` (replaces that store's
+        previous wait)."""
+        ...
+
+    def waits(self, job_id: str) -> list[StoreWait]:
+        """The recorded waits, one per store, ordered by store; past ones included."""
+        ...
+
+
+class InFlight(Protocol):
+    """What the broker holds (Redis): the jobs that have a message waiting on a queue or
+    delivered to a worker and not yet acknowledged."""
+
+    def job_ids(self) -> set[str]:
+        """Every job id named by a message on a queue or awaiting acknowledgement, read
+        in one consistent step."""
+        ...
+
+
+class Admission(Protocol):
+    """Bounded queues: a message is pushed only if its queue is below its bound, checked
+    and pushed atomically (one Lua script in Redis)."""
+
+    def push(self, queue: str, message: bytes) -> int:
+        """Push one broker message; returns the depth after the push. Raises
+        :class:`~pipeline.errors.QueueFullError` (with ``retry_after_s``) when full."""
+        ...
+
+    def push_many(self, queue: str, messages: Sequence[bytes]) -> int:
+        """Push all of ``messages`` or none (QueueFullError when they do not all fit);
+        returns the depth after the push."""
+        ...
+
+    def depth(self, queue: str) -> int: ...
+
+    def bound(self, queue: str) -> int: ...
+
+
+class DeadLetters(Protocol):
+    """Writes that failed for good, kept with their payload so that they can be replayed."""
+
+    def add(self, letter: DeadLetter) -> None:
+        """Keep a failed task (idempotent per letter id)."""
+        ...
+
+    def list(self, limit: int = 100) -> list[DeadLetter]:
+        """The oldest ``limit`` letters."""
+        ...
+
+    def get(self, letter_id: str) -> DeadLetter | None:
+        """One letter, or None."""
+        ...
+
+    def remove(self, letter_id: str) -> bool:
+        """Drop one letter; False if there was none."""
+        ...
