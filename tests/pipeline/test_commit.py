@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pipeline.adapters.fakes.job_board import InMemoryJobBoard
 from pipeline.adapters.fakes.job_store import InMemoryJobStore
 from pipeline.adapters.fakes.snapshot_store import InMemorySnapshotStore
-from pipeline.adapters.redis.job_board import InMemoryJobBoard
 from pipeline.models import RepoRef
 from pipeline.stages.commit import KeptSymbols
 from pipeline.stages.indexing import JobContext

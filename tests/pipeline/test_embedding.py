@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from pipeline.adapters.fakes.embedder import InMemoryEmbedder
+from pipeline.adapters.fakes.query_cache import InMemoryQueryEmbeddingCache
 from pipeline.adapters.fakes.vector_store import InMemoryEmbeddingCache
-from pipeline.adapters.redis.query_cache import InMemoryQueryEmbeddingCache
 from pipeline.errors import InvalidInputError, StoreUnavailableError
 from pipeline.stages.embedding import EmbeddingService, embed_query
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from pipeline.adapters.fakes.job_board import InMemoryJobBoard
 from pipeline.adapters.fakes.job_store import InMemoryJobStore
 from pipeline.adapters.fakes.snapshot_store import InMemorySnapshotStore
-from pipeline.adapters.redis.job_board import InMemoryJobBoard
 from pipeline.jobs import (
     JobRequest,
     JobSource,

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 
 from config.queues import CHUNK_FILES_TASK, COMMIT_JOB_TASK, INGEST_JOB_TASK
+from pipeline.adapters.fakes.in_flight import InMemoryInFlight
+from pipeline.adapters.fakes.job_board import InMemoryJobBoard
 from pipeline.adapters.fakes.job_store import InMemoryJobStore
 from pipeline.adapters.fakes.snapshot_store import InMemorySnapshotStore
 from pipeline.adapters.fakes.source_fetcher import InMemorySourceFetcher
-from pipeline.adapters.redis.in_flight import InMemoryInFlight
-from pipeline.adapters.redis.job_board import InMemoryJobBoard
 from pipeline.jobs import RECOVERIES, JobRequest, JobSource, JobStatus, SourceKind, Stage, StoreWait
 from pipeline.models import RepoRef
 from pipeline.stages.indexing import SETTLED, JobContext

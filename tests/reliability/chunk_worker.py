@@ -12,9 +12,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from pipeline.adapters.fakes.job_board import InMemoryJobBoard
 from pipeline.adapters.fakes.job_store import InMemoryJobStore
 from pipeline.adapters.fakes.snapshot_store import InMemorySnapshotStore
-from pipeline.adapters.redis.job_board import InMemoryJobBoard
 from pipeline.analysis.chunking import ChunkingOptions
 from pipeline.analysis.inventory import take_inventory
 from pipeline.analysis.tokens import CharBoundTokenCounter

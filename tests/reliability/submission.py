@@ -14,9 +14,9 @@ from typing import Any, cast
 
 from api.auth import State
 from api.routes_jobs import JobCreate, checked_source
+from pipeline.adapters.fakes.job_board import InMemoryJobBoard
 from pipeline.adapters.fakes.job_store import InMemoryJobStore
 from pipeline.adapters.fakes.snapshot_store import InMemorySnapshotStore
-from pipeline.adapters.redis.job_board import InMemoryJobBoard
 from pipeline.jobs import Job, JobRequest
 from pipeline.models import RepoRef
 from pipeline.sources.locations import repo_name_from

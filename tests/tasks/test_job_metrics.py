@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
+from pipeline.adapters.fakes.job_board import InMemoryJobBoard
 from pipeline.adapters.fakes.job_store import InMemoryJobStore
 from pipeline.adapters.fakes.snapshot_store import InMemorySnapshotStore
-from pipeline.adapters.redis.job_board import InMemoryJobBoard
 from pipeline.jobs import Job, JobRequest, JobSource, JobStatus, SourceKind, Stage
 from pipeline.models import RepoRef
 from pipeline.stages.indexing import JobContext, OnFinish, cancel, finish

@@ -15,9 +15,9 @@ from prometheus_client import REGISTRY
 from config.logging import log_context, reset_log_context
 from config.queues import CHUNK, EMBED, INGEST, WRITE
 from config.settings import load_settings
+from pipeline.adapters.fakes.job_board import InMemoryJobBoard
 from pipeline.adapters.fakes.job_store import InMemoryJobStore
 from pipeline.adapters.fakes.snapshot_store import InMemorySnapshotStore
-from pipeline.adapters.redis.job_board import InMemoryJobBoard
 from pipeline.jobs import Job, JobRequest, JobSource, SourceKind
 from pipeline.models import RepoRef
 from pipeline.stages.indexing import JobContext

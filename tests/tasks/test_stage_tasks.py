@@ -13,14 +13,14 @@ import pytest
 
 from config.queues import EMBED_CHUNKS_TASK, WRITE_CHUNKS_TASK
 from config.settings import load_settings
+from pipeline.adapters.fakes.circuit_breaker import InMemoryCircuitBreaker
+from pipeline.adapters.fakes.dead_letters import InMemoryDeadLetters
 from pipeline.adapters.fakes.embedder import InMemoryEmbedder
 from pipeline.adapters.fakes.graph_store import InMemoryGraphStore
+from pipeline.adapters.fakes.job_board import InMemoryJobBoard
 from pipeline.adapters.fakes.job_store import InMemoryJobStore
 from pipeline.adapters.fakes.snapshot_store import InMemorySnapshotStore
 from pipeline.adapters.fakes.vector_store import InMemoryEmbeddingCache, InMemoryVectorStore
-from pipeline.adapters.redis.breakers import InMemoryCircuitBreaker
-from pipeline.adapters.redis.dead_letters import InMemoryDeadLetters
-from pipeline.adapters.redis.job_board import InMemoryJobBoard
 from pipeline.analysis.analyze import FileAnalysis, analyze_file
 from pipeline.errors import StoreUnavailableError
 from pipeline.messages import FileChunks, encode_file_chunks, encode_vectors

@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import numpy.typing as npt
 
+from pipeline.adapters.postgres.base import PooledStore, check_vector_column, open_pool
 from pipeline.adapters.postgres.connect import map_psycopg_errors
-from pipeline.adapters.postgres.vector_store import PooledStore, check_vector_column, open_pool
 from pipeline.statements import sql
 
 

@@ -16,52 +16,22 @@ Must not import: celery, tasks, workers, api, cli.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import psycopg
 
-from pipeline.adapters.postgres.connect import STORE, connect, describe, map_psycopg_errors
-from pipeline.adapters.postgres.vector_store import Pool, PooledStore, open_pool
-from pipeline.errors import ConfigError, InvalidInputError, StoreUnavailableError
+from pipeline.adapters.postgres.base import (
+    PgStore,
+    execute,
+    open_checked_pool,
+)
+from pipeline.adapters.postgres.connect import STORE
+from pipeline.errors import InvalidInputError, StoreUnavailableError
 from pipeline.jobs import Job, JobError, JobRequest, JobStatus, WebhookDelivery
 from pipeline.statements import job_rows, job_sql, sql
 
 _CREATE_ATTEMPTS = 3
-
-
-def open_checked_pool(
-    dsn: str, *, table: str, column: str, pool_size: int, timeout_s: float, name: str
-) -> Pool:
-    """A pool, once ``table.column`` is known to exist (:class:`ConfigError` naming the
-    missing column and the fix otherwise; :class:`StoreUnavailableError` if unreachable)."""
-    query = job_sql.schema_column(table, column)
-    with connect(dsn, autocommit=True, timeout_s=timeout_s) as conn, map_psycopg_errors():
-        found = conn.execute(query.text, query.params).fetchone()
-    if found is None:
-        raise ConfigError(
-            f"{table}.{column} does not exist in {describe(dsn)}: run `quarry migrate` first"
-        )
-    return open_pool(dsn, pool_size=pool_size, timeout_s=timeout_s, name=name)
-
-
-class PgStore(PooledStore):
-    """A pooled store whose every call maps psycopg errors to pipeline errors."""
-
-    @contextmanager
-    def _transaction(self) -> Iterator[psycopg.Connection[Any]]:
-        with map_psycopg_errors(), self._pool.connection() as conn, conn.transaction():
-            yield conn
-
-    @contextmanager
-    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
-        with map_psycopg_errors(), self._pool.connection() as conn:
-            yield conn
-
-
-def execute(conn: psycopg.Connection[Any], query: sql.Query) -> psycopg.Cursor[Any]:
-    return conn.execute(query.text, query.params)
 
 
 class PgJobStore(PgStore):

@@ -24,8 +24,8 @@ import numpy as np
 import numpy.typing as npt
 import psycopg
 
+from pipeline.adapters.postgres.base import PooledStore, check_vector_column, open_pool
 from pipeline.adapters.postgres.connect import map_psycopg_errors
-from pipeline.adapters.postgres.vector_store import PooledStore, check_vector_column, open_pool
 from pipeline.models import Hit
 from pipeline.search.query import SearchRequest
 from pipeline.statements import search_sql

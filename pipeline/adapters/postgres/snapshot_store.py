@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pipeline.adapters.postgres.base import PgStore, execute, open_checked_pool
 from pipeline.adapters.postgres.connect import STORE
-from pipeline.adapters.postgres.job_store import PgStore, execute, open_checked_pool
 from pipeline.errors import InvalidInputError, StoreUnavailableError
 from pipeline.jobs import check_tenant
 from pipeline.models import FileVersion, RepoRef

@@ -10,7 +10,7 @@ Must not import: celery, tasks, workers, api, cli.
 
 from __future__ import annotations
 
-from pipeline.adapters.postgres.job_store import PgStore, execute, open_checked_pool
+from pipeline.adapters.postgres.base import PgStore, execute, open_checked_pool
 from pipeline.errors import InvalidInputError
 from pipeline.jobs import check_tenant
 from pipeline.statements import job_rows, job_sql

@@ -14,80 +14,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import psycopg
-from pgvector.psycopg import register_vector
-from psycopg_pool import ConnectionPool
 
-from pipeline.adapters.postgres.connect import connect, describe, map_psycopg_errors
-from pipeline.errors import ConfigError, InvalidInputError
+from pipeline.adapters.postgres.base import PooledStore, check_vector_column, open_pool
+from pipeline.adapters.postgres.connect import map_psycopg_errors
+from pipeline.errors import InvalidInputError
 from pipeline.models import RepoRef, StoredChunk
 from pipeline.statements import sql
-
-Pool = ConnectionPool[psycopg.Connection[Any]]
-
-
-def check_vector_column(
-    dsn: str, table: str, column: str, dimension: int, *, timeout_s: float
-) -> None:
-    """Refuse to start when the schema's vector column is not ``vector(dimension)``."""
-    query = sql.vector_column(table, column)
-    with connect(dsn, autocommit=True, timeout_s=timeout_s) as conn, map_psycopg_errors():
-        row = conn.execute(query.text, query.params).fetchone()
-    if row is None:
-        raise ConfigError(
-            f"{table}.{column} does not exist in {describe(dsn)}: run `quarry migrate` first"
-        )
-    declared_dimension, declared = int(row[0]), str(row[1])
-    if declared_dimension != dimension:
-        raise ConfigError(
-            f"{table}.{column} is {declared} in {describe(dsn)} but the embedding dimension"
-            f" is {dimension}: add a migration for the new dimension or use a model of"
-            f" dimension {declared_dimension}"
-        )
-
-
-def open_pool(dsn: str, *, pool_size: int, timeout_s: float, name: str) -> Pool:
-    """A pool of autocommit connections that know the ``vector`` type; callers open
-    their own transactions."""
-    if pool_size < 1:
-        raise ConfigError(f"pool_size must be at least 1, got {pool_size}")
-    pool: Pool = ConnectionPool(
-        dsn,
-        min_size=1,
-        max_size=pool_size,
-        kwargs={"autocommit": True, "connect_timeout": max(1, round(timeout_s))},
-        configure=register_vector,
-        check=ConnectionPool.check_connection,
-        timeout=timeout_s,
-        name=name,
-        open=False,
-    )
-    with map_psycopg_errors():
-        pool.open(wait=False)
-    return pool
-
-
-class PooledStore:
-    """A store over a connection pool: :meth:`close` it, or use it as a context manager."""
-
-    _pool: Pool
-
-    def close(self) -> None:
-        self._pool.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 class PgVectorStore(PooledStore):

@@ -50,7 +50,7 @@ def breaker_namespace(store: str) -> str:
     return f"{KEY_PREFIX}:{store}"
 
 
-class _LocalStorage(pybreaker.CircuitMemoryStorage):
+class LocalStorage(pybreaker.CircuitMemoryStorage):
     """Pybreaker's memory storage plus the trial lease, for one process."""
 
     def __init__(self) -> None:
@@ -97,7 +97,7 @@ class _SharedStorage(pybreaker.CircuitRedisStorage):
 
     def __init__(self, store: str, client: redis.Redis[Any], *, retry_interval_s: float) -> None:
         self._store = store
-        self._local = _LocalStorage()
+        self._local = LocalStorage()
         self._retry_interval_s = retry_interval_s
         self._retry_at: float | None = None  # set while Redis is unreachable
         self._token = uuid.uuid4().hex
@@ -206,7 +206,7 @@ class _SharedStorage(pybreaker.CircuitRedisStorage):
         return self._io(read, self._local.trial_left_s)
 
 
-_Storage = _LocalStorage | _SharedStorage
+_Storage = LocalStorage | _SharedStorage
 
 
 class _TransientOnly(pybreaker.CircuitBreakerState):
@@ -266,7 +266,7 @@ class _Observer(pybreaker.CircuitBreakerListener):
             log.exception("breaker %s: state observer failed (ignored)", self._store)
 
 
-class _StoreBreaker:
+class StoreBreaker:
     def __init__(
         self,
         store: str,
@@ -333,7 +333,7 @@ class _StoreBreaker:
         return min(self._reset_timeout_s - elapsed_s, self._reset_timeout_s)
 
 
-class RedisCircuitBreaker(_StoreBreaker):
+class RedisCircuitBreaker(StoreBreaker):
     """A :class:`~pipeline.ports.CircuitBreaker` whose state every process shares in Redis.
 
     Keys live under ``quarry:breaker:<store>:pybreaker:``; the client may or may not
@@ -359,26 +359,6 @@ class RedisCircuitBreaker(_StoreBreaker):
         super().__init__(
             store,
             storage,
-            fail_max=fail_max,
-            reset_timeout_s=reset_timeout_s,
-            on_state_change=on_state_change,
-        )
-
-
-class InMemoryCircuitBreaker(_StoreBreaker):
-    """The fake: the same behaviour with the state in this process only."""
-
-    def __init__(
-        self,
-        store: str,
-        *,
-        fail_max: int = 5,
-        reset_timeout_s: float = 30.0,
-        on_state_change: Callable[[str, str], None] | None = None,
-    ) -> None:
-        super().__init__(
-            store,
-            _LocalStorage(),
             fail_max=fail_max,
             reset_timeout_s=reset_timeout_s,
             on_state_change=on_state_change,

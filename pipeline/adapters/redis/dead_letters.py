@@ -1,4 +1,4 @@
-"""Dead letters in Redis, and the in-memory fake: both keep the JSON of
+"""Dead letters in Redis (the fake: adapters/fakes/dead_letters.py); both keep the JSON of
 pipeline.stages.dead_letters.
 
 Redis layout under ``key_prefix`` (default ``quarry:dlq``): a hash ``<prefix>:letters``
@@ -89,28 +89,3 @@ class RedisDeadLetters:
             pipe.zrem(self._order_key, letter_id)
             removed, _ = pipe.execute()
         return bool(removed)
-
-
-class InMemoryDeadLetters:
-    """The fake: the same JSON, order and idempotence, in a dict."""
-
-    def __init__(self) -> None:
-        self._letters: dict[str, tuple[float, str]] = {}
-
-    def add(self, letter: DeadLetter) -> None:
-        text = to_json(letter)
-        self._letters.setdefault(letter.letter_id, (float(letter.failed_at), text))
-
-    def list(self, limit: int = 100) -> builtins.list[DeadLetter]:
-        if limit <= 0:
-            return []
-        # Redis orders equal scores by member bytes; str order is the same for UTF-8.
-        ordered = sorted(self._letters.items(), key=lambda item: (item[1][0], item[0]))
-        return [from_json(text, letter_id=key) for key, (_, text) in ordered[:limit]]
-
-    def get(self, letter_id: str) -> DeadLetter | None:
-        item = self._letters.get(letter_id)
-        return None if item is None else from_json(item[1], letter_id=letter_id)
-
-    def remove(self, letter_id: str) -> bool:
-        return self._letters.pop(letter_id, None) is not None

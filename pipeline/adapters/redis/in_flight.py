@@ -1,4 +1,4 @@
-"""Which jobs the broker still holds messages for: the Redis adapter and the fake.
+"""Which jobs the broker still holds messages for in Redis (the fake: adapters/fakes/in_flight.py).
 
 kombu's Redis transport keeps a queue as a list of JSON messages (one list per priority
 step: ``name`` and ``name\\x06\\x16<n>``) and a delivered, unacknowledged message in the
@@ -20,7 +20,6 @@ import base64
 import binascii
 import json
 import re
-import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -87,23 +86,3 @@ class RedisInFlight:
             for raw in messages:
                 found |= job_ids_in(raw)
         return found
-
-
-class InMemoryInFlight:
-    """The fake: job ids put in and taken out by the test (or an in-process broker)."""
-
-    def __init__(self, job_ids: Iterable[str] = ()) -> None:
-        self._lock = threading.Lock()
-        self._ids = {j.lower() for j in job_ids}
-
-    def hold(self, job_id: str) -> None:
-        with self._lock:
-            self._ids.add(job_id.lower())
-
-    def release(self, job_id: str) -> None:
-        with self._lock:
-            self._ids.discard(job_id.lower())
-
-    def job_ids(self) -> set[str]:
-        with self._lock:
-            return set(self._ids)

@@ -1,4 +1,4 @@
-"""Query embeddings cached in Redis with a lifetime, and the in-memory fake.
+"""Query embeddings cached in Redis with a lifetime (the fake: adapters/fakes/query_cache.py).
 
 A key is the sha256 of (model id, query), so a query's text is never stored and a
 model change misses; the value is the raw float32 bytes of the vector. A Redis that
@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -56,26 +54,3 @@ class RedisQueryEmbeddingCache:
             self._client.set(query_key(model_id, query), data, ex=self._ttl_s)
         except redis.RedisError as exc:
             log.warning("query cache unavailable, vector not kept: %s", exc)
-
-
-class InMemoryQueryEmbeddingCache:
-    """The fake: the same keys and lifetime, in a dict; ``clock`` is injectable."""
-
-    def __init__(self, *, ttl_s: int, clock: Callable[[], float] | None = None) -> None:
-        self._ttl_s = ttl_s
-        self._clock = clock or time.monotonic
-        self._items: dict[str, tuple[float, bytes]] = {}
-
-    def get(self, model_id: str, query: str) -> npt.NDArray[np.float32] | None:
-        if self._ttl_s <= 0:
-            return None
-        item = self._items.get(query_key(model_id, query))
-        if item is None or item[0] <= self._clock():
-            return None
-        return np.frombuffer(item[1], dtype=np.float32).copy()
-
-    def put(self, model_id: str, query: str, vector: npt.NDArray[np.float32]) -> None:
-        if self._ttl_s <= 0:
-            return
-        data = np.ascontiguousarray(vector, dtype=np.float32).tobytes()
-        self._items[query_key(model_id, query)] = (self._clock() + self._ttl_s, data)

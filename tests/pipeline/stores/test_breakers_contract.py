@@ -16,11 +16,8 @@ import pytest
 import redis
 
 from config.endpoints import Endpoints
-from pipeline.adapters.redis.breakers import (
-    InMemoryCircuitBreaker,
-    RedisCircuitBreaker,
-    breaker_namespace,
-)
+from pipeline.adapters.fakes.circuit_breaker import InMemoryCircuitBreaker
+from pipeline.adapters.redis.breakers import RedisCircuitBreaker, breaker_namespace
 from pipeline.errors import BreakerOpenError, InvalidInputError, StoreUnavailableError
 from pipeline.ports import CircuitBreaker
 from tests.stackutil import free_ports

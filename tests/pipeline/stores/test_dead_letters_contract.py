@@ -15,7 +15,8 @@ import pytest
 import redis
 
 from config.endpoints import Endpoints
-from pipeline.adapters.redis.dead_letters import InMemoryDeadLetters, RedisDeadLetters
+from pipeline.adapters.fakes.dead_letters import InMemoryDeadLetters
+from pipeline.adapters.redis.dead_letters import RedisDeadLetters
 from pipeline.errors import InvalidInputError, StoreUnavailableError
 from pipeline.models import DeadLetter
 from pipeline.ports import DeadLetters

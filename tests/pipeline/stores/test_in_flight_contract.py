@@ -26,7 +26,8 @@ from config.queues import (
     EMBED_CHUNKS_TASK,
     INGEST_JOB_TASK,
 )
-from pipeline.adapters.redis.in_flight import InMemoryInFlight, RedisInFlight, job_ids_in
+from pipeline.adapters.fakes.in_flight import InMemoryInFlight
+from pipeline.adapters.redis.in_flight import RedisInFlight, job_ids_in
 from pipeline.errors import StoreUnavailableError
 from pipeline.ports import InFlight
 from tasks.app import create_app

@@ -11,7 +11,8 @@ import pytest
 import redis
 
 from config.endpoints import Endpoints
-from pipeline.adapters.redis.job_board import InMemoryJobBoard, RedisJobBoard
+from pipeline.adapters.fakes.job_board import InMemoryJobBoard
+from pipeline.adapters.redis.job_board import RedisJobBoard
 from pipeline.jobs import JobError, StoreWait
 from pipeline.ports import JobBoard
 

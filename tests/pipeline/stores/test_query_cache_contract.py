@@ -10,11 +10,9 @@ import numpy as np
 import pytest
 
 from config.endpoints import Endpoints
+from pipeline.adapters.fakes.query_cache import InMemoryQueryEmbeddingCache
 from pipeline.adapters.redis.client import connect_redis
-from pipeline.adapters.redis.query_cache import (
-    InMemoryQueryEmbeddingCache,
-    RedisQueryEmbeddingCache,
-)
+from pipeline.adapters.redis.query_cache import RedisQueryEmbeddingCache
 from pipeline.ports import QueryEmbeddingCache
 
 Factory = Callable[[int], QueryEmbeddingCache]

@@ -1,0 +1,117 @@
+"""What every PostgreSQL store shares: the connection pool (pgvector types registered),
+the checks that the schema is migrated, the pooled store's lifecycle and transactions
+with psycopg errors mapped to pipeline errors.
+
+Must not import: celery, tasks, workers, api, cli.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import TracebackType
+from typing import Any, Self
+
+import psycopg
+from pgvector.psycopg import register_vector
+from psycopg_pool import ConnectionPool
+
+from pipeline.adapters.postgres.connect import connect, describe, map_psycopg_errors
+from pipeline.errors import ConfigError
+from pipeline.statements import job_sql, sql
+
+Pool = ConnectionPool[psycopg.Connection[Any]]
+
+
+def check_vector_column(
+    dsn: str, table: str, column: str, dimension: int, *, timeout_s: float
+) -> None:
+    """Refuse to start when the schema's vector column is not ``vector(dimension)``."""
+    query = sql.vector_column(table, column)
+    with connect(dsn, autocommit=True, timeout_s=timeout_s) as conn, map_psycopg_errors():
+        row = conn.execute(query.text, query.params).fetchone()
+    if row is None:
+        raise ConfigError(
+            f"{table}.{column} does not exist in {describe(dsn)}: run `quarry migrate` first"
+        )
+    declared_dimension, declared = int(row[0]), str(row[1])
+    if declared_dimension != dimension:
+        raise ConfigError(
+            f"{table}.{column} is {declared} in {describe(dsn)} but the embedding dimension"
+            f" is {dimension}: add a migration for the new dimension or use a model of"
+            f" dimension {declared_dimension}"
+        )
+
+
+def open_pool(dsn: str, *, pool_size: int, timeout_s: float, name: str) -> Pool:
+    """A pool of autocommit connections that know the ``vector`` type; callers open
+    their own transactions."""
+    if pool_size < 1:
+        raise ConfigError(f"pool_size must be at least 1, got {pool_size}")
+    pool: Pool = ConnectionPool(
+        dsn,
+        min_size=1,
+        max_size=pool_size,
+        kwargs={"autocommit": True, "connect_timeout": max(1, round(timeout_s))},
+        configure=register_vector,
+        check=ConnectionPool.check_connection,
+        timeout=timeout_s,
+        name=name,
+        open=False,
+    )
+    with map_psycopg_errors():
+        pool.open(wait=False)
+    return pool
+
+
+class PooledStore:
+    """A store over a connection pool: :meth:`close` it, or use it as a context manager."""
+
+    _pool: Pool
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def open_checked_pool(
+    dsn: str, *, table: str, column: str, pool_size: int, timeout_s: float, name: str
+) -> Pool:
+    """A pool, once ``table.column`` is known to exist (:class:`ConfigError` naming the
+    missing column and the fix otherwise; :class:`StoreUnavailableError` if unreachable)."""
+    query = job_sql.schema_column(table, column)
+    with connect(dsn, autocommit=True, timeout_s=timeout_s) as conn, map_psycopg_errors():
+        found = conn.execute(query.text, query.params).fetchone()
+    if found is None:
+        raise ConfigError(
+            f"{table}.{column} does not exist in {describe(dsn)}: run `quarry migrate` first"
+        )
+    return open_pool(dsn, pool_size=pool_size, timeout_s=timeout_s, name=name)
+
+
+class PgStore(PooledStore):
+    """A pooled store whose every call maps psycopg errors to pipeline errors."""
+
+    @contextmanager
+    def _transaction(self) -> Iterator[psycopg.Connection[Any]]:
+        with map_psycopg_errors(), self._pool.connection() as conn, conn.transaction():
+            yield conn
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        with map_psycopg_errors(), self._pool.connection() as conn:
+            yield conn
+
+
+def execute(conn: psycopg.Connection[Any], query: sql.Query) -> psycopg.Cursor[Any]:
+    return conn.execute(query.text, query.params)
