@@ -18,7 +18,7 @@ from pipeline.errors import InvalidInputError
 from pipeline.messages import decode_file, decode_repo
 from pipeline.stages.chunk import RepoPathsCache, chunk_files, fail_batch
 from tasks.base import StageTask
-from tasks.context import job_resources
+from tasks.context import cpu_profile, job_resources
 
 _REPO_PATHS = RepoPathsCache()  # each forked process fills its own
 
@@ -45,21 +45,19 @@ def chunk_files_task(
     payload = {"job_id": job_id, "repo": repo, "root": root, "snapshot_id": snapshot_id}
 
     def run() -> int:
-        resources, ctx = job_resources()
-        if resources.chunking is None:
-            raise RuntimeError("this worker has no chunking setup (run the `cpu` profile)")
+        ctx = job_resources()[1]
+        cpu = cpu_profile()[1]
         if not isinstance(files, list):
             raise InvalidInputError("files: expected a list")
         versions = [decode_file(f, f"files[{i}]") for i, f in enumerate(files)]
-        options, counter = resources.chunking
         chunk_files(
             ctx,
             job_id,
             decode_repo(repo),
             Path(root),
             versions,
-            options=options,
-            counter=counter,
+            options=cpu.chunking,
+            counter=cpu.counter,
             repo_paths=lambda: _REPO_PATHS.get(ctx, snapshot_id),
         )
         return len(versions)

@@ -13,7 +13,7 @@ from pipeline import flow
 from pipeline.stages.commit import KeptSymbols, commit_job
 from pipeline.stages.ingest import job_workdir
 from tasks.base import JobTask, StageTask
-from tasks.context import job_resources
+from tasks.context import cpu_profile, job_resources
 
 _KEPT_SYMBOLS = KeptSymbols()  # empty until a commit runs: each forked process fills its own
 
@@ -24,11 +24,8 @@ def commit_job_task(self: StageTask, job_id: str, attempt: int = 0) -> str | Non
 
     def run() -> str:
         resources, ctx = job_resources()
-        if resources.vectors is None or resources.graph is None:
-            raise RuntimeError("this worker has no stores (run the `cpu` profile)")
-        status = commit_job(
-            ctx, job_id, vectors=resources.vectors, graph=resources.graph, kept=_KEPT_SYMBOLS
-        )
+        cpu = cpu_profile()[1]
+        status = commit_job(ctx, job_id, vectors=cpu.vectors, graph=cpu.graph, kept=_KEPT_SYMBOLS)
         shutil.rmtree(job_workdir(resources.settings.data_dir, job_id), ignore_errors=True)
         return status.value if status else "skipped"
 

@@ -30,22 +30,38 @@ from pipeline.stages.embedding import EmbeddingService
 from pipeline.stages.indexing import JobContext
 
 
+@dataclass(frozen=True, slots=True)
+class CpuProfile:
+    """What the ``cpu`` profile's tasks use: ingest, chunk, write, commit, webhooks, sweep."""
+
+    vectors: VectorStore
+    graph: GraphStore
+    fetcher: SourceFetcher
+    in_flight: InFlight
+    chunking: ChunkingOptions
+    counter: TokenCounter
+    webhooks: WebhookSender
+
+
+@dataclass(frozen=True, slots=True)
+class EmbedProfile:
+    """What the ``embed`` profile's task uses."""
+
+    embedding: EmbeddingService
+
+
 @dataclass(slots=True)
 class Resources:
-    """What one worker process holds. A profile that does not need a part leaves it None."""
+    """What one worker process holds: what every profile has, and the parts of the
+    profiles it runs (``all`` runs both)."""
 
     settings: QuarrySettings
-    embedding: EmbeddingService | None = None
-    vectors: VectorStore | None = None
-    graph: GraphStore | None = None
+    jobs: JobContext | None = None
     dead_letters: DeadLetters | None = None
     breakers: Mapping[str, CircuitBreaker] = field(default_factory=dict)
-    jobs: JobContext | None = None
-    fetcher: SourceFetcher | None = None
-    in_flight: InFlight | None = None
-    chunking: tuple[ChunkingOptions, TokenCounter] | None = None
-    webhooks: WebhookSender | None = None
     webhook_secret: str = ""
+    cpu: CpuProfile | None = None
+    embed: EmbedProfile | None = None
 
 
 _current: Resources | None = None
@@ -62,6 +78,22 @@ def current() -> Resources:
     if _current is None:
         raise RuntimeError("no worker resources installed in this process")
     return _current
+
+
+def cpu_profile() -> tuple[Resources, CpuProfile]:
+    """This process's resources and its cpu profile; a RuntimeError where it runs none."""
+    resources = current()
+    if resources.cpu is None:
+        raise RuntimeError("this worker does not run the `cpu` profile's tasks")
+    return resources, resources.cpu
+
+
+def embed_profile() -> tuple[Resources, EmbedProfile]:
+    """This process's resources and its embed profile; a RuntimeError where it runs none."""
+    resources = current()
+    if resources.embed is None:
+        raise RuntimeError("this worker has no embedding model (run the `embed` profile)")
+    return resources, resources.embed
 
 
 def job_resources() -> tuple[Resources, JobContext]:

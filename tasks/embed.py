@@ -29,7 +29,7 @@ from pipeline.stages.embed import Buffered, embed_messages
 from pipeline.stages.write import fail_file
 from tasks import recording
 from tasks.base import backoff_s, dead_letter
-from tasks.context import current, send_outgoing
+from tasks.context import current, embed_profile, send_outgoing
 
 log = logging.getLogger("quarry.embed")
 
@@ -44,11 +44,9 @@ log = logging.getLogger("quarry.embed")
 )
 def embed_chunks(requests: Sequence[Any]) -> None:
     """Embed the chunks of every buffered message, then hand each file to WRITE."""
-    resources = current()
+    resources, profile = embed_profile()
+    service = profile.embedding
     buffered = [_buffered(request) for request in requests]
-    service = resources.embedding
-    if service is None:
-        raise RuntimeError("this worker has no embedding model (run the `embed` profile)")
     result = embed_messages(resources.jobs, service, buffered)
     for item, exc in result.malformed:
         dead_letter(

@@ -19,7 +19,7 @@ from pipeline.stages.ingest import IngestOptions, IngestOutcome, ingest, job_wor
 from pipeline.stages.recovery import sweep
 from tasks import metrics
 from tasks.base import JobTask, StageTask
-from tasks.context import job_resources
+from tasks.context import cpu_profile, job_resources
 
 log = logging.getLogger("quarry.jobs")
 BUSY_RETRY_S = 2.0
@@ -32,8 +32,7 @@ def ingest_job(self: StageTask, job_id: str, attempt: int = 0) -> str | None:
 
     def run() -> str:
         resources, ctx = job_resources()
-        if resources.fetcher is None:
-            raise RuntimeError("this worker has no source fetcher (run the `cpu` profile)")
+        fetcher = cpu_profile()[1].fetcher
         settings = resources.settings
         # A folder of its own per delivery: a redelivered ingest must not pull the tree
         # from under the chunk tasks of the first one. The commit removes them all.
@@ -44,7 +43,7 @@ def ingest_job(self: StageTask, job_id: str, attempt: int = 0) -> str | None:
             batch_max_files=settings.job_batch_files,
             batch_max_bytes=settings.job_batch_bytes,
         )
-        outcome = ingest(ctx, job_id, fetcher=resources.fetcher, workdir=workdir, options=options)
+        outcome = ingest(ctx, job_id, fetcher=fetcher, workdir=workdir, options=options)
         if outcome in (IngestOutcome.SKIPPED, IngestOutcome.FAILED, IngestOutcome.BUSY):
             shutil.rmtree(workdir, ignore_errors=True)
         if outcome is IngestOutcome.BUSY:
@@ -62,15 +61,14 @@ def sweep_jobs() -> int:
     many cpu workers ask for one. A store that is down skips this sweep."""
     resources, ctx = job_resources()
     settings = resources.settings
-    if resources.in_flight is None:
-        raise RuntimeError("this worker has no view of the broker (run the `cpu` profile)")
+    in_flight = cpu_profile()[1].in_flight
     interval_s = max(1.0, 0.8 * settings.job_sweep_interval_s)
     try:
         if not ctx.board.throttle(SWEEP_THROTTLE, "sweep", interval_s):
             return 0
         found = sweep(
             ctx,
-            resources.in_flight,
+            in_flight,
             idle_s=settings.job_stall_s,
             max_recoveries=settings.job_max_recoveries,
         )

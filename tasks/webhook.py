@@ -21,7 +21,7 @@ from pipeline.jobs import WebhookDelivery, job_status
 from pipeline.stages.indexing import live_job
 from pipeline.webhooks.events import build_event, redact_url, retry_delay_s, signed_headers
 from tasks import recording
-from tasks.context import current
+from tasks.context import cpu_profile, job_resources
 
 log = logging.getLogger("quarry.webhooks")
 
@@ -35,10 +35,8 @@ log = logging.getLogger("quarry.webhooks")
 )
 def deliver_webhook(self: Task, job_id: str, event: str, delivery_id: str, attempt: int = 1) -> str:
     """Deliver ``event`` of job ``job_id``; returns the outcome."""
-    resources = current()
-    ctx, sender = resources.jobs, resources.webhooks
-    if ctx is None or sender is None:
-        raise RuntimeError("this worker cannot deliver webhooks (run the `cpu` profile)")
+    resources, ctx = job_resources()
+    sender = cpu_profile()[1].webhooks
     job = ctx.jobs.get(job_id)
     if job is None or not job.callback_url:
         return "no-callback"

@@ -17,7 +17,7 @@ from pipeline import flow
 from pipeline.stages.write import fail_file, write_file
 from tasks import metrics
 from tasks.base import StageTask
-from tasks.context import current
+from tasks.context import cpu_profile, current
 
 
 class WriteTask(StageTask):
@@ -32,10 +32,8 @@ def write_chunks(self: StageTask, message: dict[str, Any], attempt: int = 0) -> 
     """Upsert one file version's chunks with their vectors; returns the rows written."""
 
     def run() -> int:
-        resources = current()
-        if resources.vectors is None:
-            raise RuntimeError("this worker has no vector store (run the `cpu` profile)")
-        written = write_file(resources.jobs, resources.vectors, message)
+        resources, cpu = cpu_profile()
+        written = write_file(resources.jobs, cpu.vectors, message)
         metrics.WRITTEN.labels("postgres", "chunks").inc(written)
         return written
 

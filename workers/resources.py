@@ -24,7 +24,7 @@ from pipeline.ports import CircuitBreaker, Embedder
 from tasks import recording
 from tasks.app import celery_app
 from tasks.client import TaskClient
-from tasks.context import Resources
+from tasks.context import CpuProfile, EmbedProfile, Resources
 from wiring import models, stores
 from wiring.stores import Closers
 
@@ -67,19 +67,19 @@ def build_resources(
     if profile in ("embed", "all"):
         cache = stores.guarded_embedding_cache(endpoints, breakers["postgres"], closers)
         model = embedder or build_embedder(settings)
-        resources.embedding = models.embedding_service(settings, model, cache)
+        resources.embed = EmbedProfile(models.embedding_service(settings, model, cache))
     if profile in ("cpu", "all"):
-        resources.vectors = stores.guarded_vector_store(endpoints, breakers["postgres"], closers)
-        resources.graph = stores.guarded_graph_store(
-            settings, endpoints, breakers["graph"], closers
+        resources.cpu = CpuProfile(
+            vectors=stores.guarded_vector_store(endpoints, breakers["postgres"], closers),
+            graph=stores.guarded_graph_store(settings, endpoints, breakers["graph"], closers),
+            fetcher=stores.source_fetcher(settings),
+            in_flight=stores.in_flight(redis),
+            chunking=ChunkingOptions(
+                max_tokens=settings.chunk_max_tokens, max_file_bytes=settings.chunk_max_file_bytes
+            ),
+            counter=models.token_counter(),
+            webhooks=stores.webhook_sender(settings, closers),
         )
-        resources.fetcher = stores.source_fetcher(settings)
-        resources.in_flight = stores.in_flight(redis)
-        options = ChunkingOptions(
-            max_tokens=settings.chunk_max_tokens, max_file_bytes=settings.chunk_max_file_bytes
-        )
-        resources.chunking = (options, models.token_counter())
-        resources.webhooks = stores.webhook_sender(settings, closers)
     return resources
 
 

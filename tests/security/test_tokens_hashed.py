@@ -28,8 +28,8 @@ from fastapi.testclient import TestClient
 from config.endpoints import Endpoints
 from config.settings import child_environment
 from devstack.stack import Stack
-from pipeline.adapters.postgres.connect import connect
 from pipeline.adapters.postgres.base import execute
+from pipeline.adapters.postgres.connect import connect
 from pipeline.adapters.postgres.token_store import PgTokenStore
 from pipeline.statements.sql import Query
 from tests.security.helpers import Tenant

@@ -17,11 +17,16 @@ from pipeline.adapters.fakes.circuit_breaker import InMemoryCircuitBreaker
 from pipeline.adapters.fakes.dead_letters import InMemoryDeadLetters
 from pipeline.adapters.fakes.embedder import InMemoryEmbedder
 from pipeline.adapters.fakes.graph_store import InMemoryGraphStore
+from pipeline.adapters.fakes.in_flight import InMemoryInFlight
 from pipeline.adapters.fakes.job_board import InMemoryJobBoard
 from pipeline.adapters.fakes.job_store import InMemoryJobStore
 from pipeline.adapters.fakes.snapshot_store import InMemorySnapshotStore
+from pipeline.adapters.fakes.source_fetcher import InMemorySourceFetcher
 from pipeline.adapters.fakes.vector_store import InMemoryEmbeddingCache, InMemoryVectorStore
+from pipeline.adapters.fakes.webhook_sender import InMemoryWebhookSender
 from pipeline.analysis.analyze import FileAnalysis, analyze_file
+from pipeline.analysis.chunking import ChunkingOptions
+from pipeline.analysis.tokens import CharBoundTokenCounter
 from pipeline.errors import StoreUnavailableError
 from pipeline.messages import FileChunks, encode_file_chunks, encode_vectors
 from pipeline.models import FileVersion, RepoRef
@@ -101,11 +106,20 @@ def _install(
     context.install(
         context.Resources(
             settings=load_settings(env={}, write_max_retries=max_retries),
-            embedding=EmbeddingService(
-                embedder, InMemoryEmbeddingCache(), batch_tokens=4096, max_chunks=64
+            embed=context.EmbedProfile(
+                EmbeddingService(
+                    embedder, InMemoryEmbeddingCache(), batch_tokens=4096, max_chunks=64
+                )
             ),
-            vectors=vectors,
-            graph=guarded(graph_store, InMemoryCircuitBreaker("graph", fail_max=5)),
+            cpu=context.CpuProfile(
+                vectors=vectors,
+                graph=guarded(graph_store, InMemoryCircuitBreaker("graph", fail_max=5)),
+                fetcher=InMemorySourceFetcher(),
+                in_flight=InMemoryInFlight(),
+                chunking=ChunkingOptions(),
+                counter=CharBoundTokenCounter(),
+                webhooks=InMemoryWebhookSender(),
+            ),
             dead_letters=letters,
             breakers={"postgres": breaker},
             jobs=jobs,
@@ -236,7 +250,7 @@ def test_one_flush_embeds_many_files_once_each_and_forwards_vectors(
         FakeRequest("r3", {"message": {"file": "nonsense"}}),
     ]
     embed_chunks.run(requests)
-    service = context.current().embedding
+    service = context.embed_profile()[1].embedding
     assert service is not None
     embedder = service.embedder
     assert isinstance(embedder, InMemoryEmbedder)
