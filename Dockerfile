@@ -14,6 +14,7 @@ COPY workers ./workers
 COPY devstack ./devstack
 COPY api ./api
 COPY cli ./cli
+COPY bench ./bench
 COPY migrations ./migrations
 RUN pip install --index-url "$TORCH_INDEX" torch==2.13.0 \
  && pip install .

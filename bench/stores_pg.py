@@ -39,7 +39,7 @@ import psycopg
 from machine import cpu_model  # bench/ is the script folder, so on sys.path
 from pgvector.psycopg import register_vector
 
-from cli.bench_pg import fresh_database, private_postgres
+from bench.pg import fresh_database, private_postgres
 from pipeline.adapters.models.vocab import model_token_counter
 from pipeline.adapters.postgres.vector_store import PgVectorStore
 from pipeline.analysis.analyze import FileAnalysis, analyze_file

@@ -15,9 +15,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from bench.commands import bench_app
 from cli import chunk, dlq, jobs, reconcile, search
 from cli import eval as eval_cli
-from cli.bench import bench_app
 from cli.console import err, guarded, out, settings
 
 app = typer.Typer(

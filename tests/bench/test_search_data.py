@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cli.bench_search_data import (
+from bench.search_data import (
     BATCH_ROWS,
     SyntheticCorpus,
     Vocabulary,

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from cli.bench_search_data import BenchQuery, Target, Vectors, percentiles_ms, recall_at_k
+from bench.search_data import BenchQuery, Target, Vectors, percentiles_ms, recall_at_k
 from pipeline.adapters.postgres.search_index import PgSearchIndex
 from pipeline.search.searcher import Searcher
 

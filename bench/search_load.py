@@ -28,8 +28,8 @@ import numpy as np
 import psycopg
 from pgvector.psycopg import register_vector
 
-from cli.bench_search_corpus import RealCorpus
-from cli.bench_search_data import SyntheticCorpus, Vectors
+from bench.search_corpus import RealCorpus
+from bench.search_data import SyntheticCorpus, Vectors
 from pipeline.models import FileVersion, RepoRef, StoredChunk
 from pipeline.statements import sql
 

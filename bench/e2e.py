@@ -24,9 +24,9 @@ from typing import Annotated, Any
 
 import typer
 
-from cli.bench_e2e_gpu import NoGpuError, gpu_names
-from cli.bench_e2e_modes import run_cold, run_gpu, run_sweep
-from cli.bench_e2e_plan import DEFAULT_FRACTIONS_TEXT, parse_batch_sizes, parse_sweep, targets
+from bench.e2e_gpu import NoGpuError, gpu_names
+from bench.e2e_modes import run_cold, run_gpu, run_sweep
+from bench.e2e_plan import DEFAULT_FRACTIONS_TEXT, parse_batch_sizes, parse_sweep, targets
 
 Corpus = Annotated[Path, typer.Option(help="A source folder or a .tar.gz sdist.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]

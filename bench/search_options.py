@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cli.bench_search_data import BenchQuery, SyntheticCorpus, Vectors
+from bench.search_data import BenchQuery, SyntheticCorpus, Vectors
 
 if TYPE_CHECKING:
-    from cli.bench_search_corpus import RealCorpus
+    from bench.search_corpus import RealCorpus
     from pipeline.adapters.models.onnx_embedder import OnnxEmbedder
 
 

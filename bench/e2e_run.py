@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cli.bench_corpus import corpus_root, load_corpus
-from cli.bench_e2e_gpu import gpu_sampler, summarise
-from cli.bench_e2e_plan import (
+from bench.corpus import corpus_root, load_corpus
+from bench.e2e_gpu import gpu_sampler, summarise
+from bench.e2e_plan import (
     apply_edits,
     change_counts,
     copy_tree,
@@ -33,8 +33,8 @@ from cli.bench_e2e_plan import (
     ratio,
     step_label,
 )
-from cli.bench_e2e_proc import StackProbe
-from cli.bench_e2e_stack import Stack, private_stack, run_job
+from bench.e2e_proc import StackProbe
+from bench.e2e_stack import Stack, private_stack, run_job
 from config.settings import child_environment, load_settings
 from pipeline.adapters.models.torch_embedder import (
     BUNDLED_MODEL,

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cli.bench_search_data import BenchQuery, SyntheticCorpus, Vectors
+from bench.search_data import BenchQuery, SyntheticCorpus, Vectors
 from cli.evaluation import build_set
 from pipeline.adapters.models.onnx_embedder import OnnxEmbedder
 from pipeline.adapters.models.vocab import model_token_counter

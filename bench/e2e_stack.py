@@ -27,8 +27,8 @@ from typing import Any
 
 import httpx
 
-from cli.bench_e2e_proc import StackProbe
-from cli.machine import free_ports
+from bench.e2e_proc import StackProbe
+from bench.machine import free_ports
 from config.endpoints import resolve_endpoints
 from config.settings import QuarrySettings, child_environment, load_settings
 

@@ -10,10 +10,10 @@ import os
 import platform
 from typing import TYPE_CHECKING, Any
 
-from cli.machine import cpu_model
+from bench.machine import cpu_model
 
 if TYPE_CHECKING:
-    from cli.bench_search_options import BenchOptions, Prepared
+    from bench.search_options import BenchOptions, Prepared
 
 TARGET_P95_MS = 30.0
 TARGET_RECALL = 0.95

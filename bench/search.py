@@ -2,11 +2,11 @@
 
 The table holds the real chunks of a corpus (chunked as the workers do, embedded with
 the fp32 ONNX export of the workers' model) and ``--chunks`` synthetic ones clustered
-around them (``cli.bench_search_data``), in one repository with a published snapshot,
-in a fresh database: a private PostgreSQL + pgvector (``cli.bench_pg``; its
+around them (``bench.search_data``), in one repository with a published snapshot,
+in a fresh database: a private PostgreSQL + pgvector (``bench.pg``; its
 ``shared_buffers`` is ``--shared-buffers``, default a quarter of the RAM) unless
-``--dsn`` names a running server. Loaded by ``cli.bench_search_load`` (indexes built
-after the rows); measured by ``cli.bench_search_measure``:
+``--dsn`` names a running server. Loaded by ``bench.search_load`` (indexes built
+after the rows); measured by ``bench.search_measure``:
 
 1. recall@k of ``PgSearchIndex.vector_hits`` against FAISS ``IndexFlatIP`` over the same
    vectors, and its latency, for each ``--ef-sweep`` value and ``--ef-search``;
@@ -32,9 +32,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from cli.bench_search_data import SyntheticCorpus, Target, Vectors, Vocabulary
-from cli.bench_search_options import BenchOptions, Prepared
-from cli.bench_search_report import report
+from bench.search_data import SyntheticCorpus, Target, Vectors, Vocabulary
+from bench.search_options import BenchOptions, Prepared
+from bench.search_report import report
 from cli.console import err, guarded, settings
 from pipeline.models import RepoRef
 
@@ -128,7 +128,7 @@ def say(line: str) -> None:
 
 
 def prepare(options: BenchOptions) -> Prepared:
-    from cli.bench_search_corpus import embed_chunks, load_corpus, make_queries
+    from bench.search_corpus import embed_chunks, load_corpus, make_queries
     from pipeline.adapters.models.query_embedder import query_embedder_from
 
     conf = settings()
@@ -154,8 +154,8 @@ def prepare(options: BenchOptions) -> Prepared:
 def run(options: BenchOptions) -> dict[str, Any]:
     import faiss
 
-    from cli.bench_pg import drop_database, fresh_database, private_postgres
-    from cli.bench_search_load import BuildOptions, database_figures, load_all, row_batches
+    from bench.pg import drop_database, fresh_database, private_postgres
+    from bench.search_load import BuildOptions, database_figures, load_all, row_batches
 
     load_before = round(os.getloadavg()[0], 2)
     data = prepare(options)
@@ -213,7 +213,7 @@ def measure(
     options: BenchOptions, data: Prepared, target: Target, index: Any, ids: list[str]
 ) -> dict[str, Any]:
     """The vector phases (one per ef_search), then hybrid cached, then end to end."""
-    from cli.bench_search_measure import exact_top, hybrid_phase, vector_phase
+    from bench.search_measure import exact_top, hybrid_phase, vector_phase
 
     k, measured, warm = options.k, data.measured, data.warm
     say(f"exact top {k} of {len(measured)} queries over {index.ntotal} vectors (FAISS)")

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cli.bench_e2e_gpu import summarise
-from cli.bench_e2e_plan import (
+from bench.e2e_gpu import summarise
+from bench.e2e_plan import (
     apply_edits,
     change_counts,
     cold_figures,
@@ -25,7 +25,7 @@ from cli.bench_e2e_plan import (
     step_label,
     targets,
 )
-from cli.bench_e2e_proc import CpuSample, cpu_use
+from bench.e2e_proc import CpuSample, cpu_use
 from cli.main import app
 
 pytestmark = pytest.mark.timeout(30)
@@ -187,7 +187,7 @@ def test_cli_names_a_missing_corpus_and_a_bad_sweep(tmp_path: Path) -> None:
 def test_device_cuda_without_a_gpu_fails_saying_so(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("cli.bench_e2e_gpu.shutil.which", lambda _name: None)
+    monkeypatch.setattr("bench.e2e_gpu.shutil.which", lambda _name: None)
     monkeypatch.setitem(sys.modules, "pynvml", None)  # import pynvml -> ImportError
     result = CliRunner().invoke(
         app, ["bench", "e2e", "--corpus", str(tmp_path), "--device", "cuda"]

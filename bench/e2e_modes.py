@@ -16,8 +16,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from cli.bench_e2e_plan import cold_figures, ratio
-from cli.bench_e2e_run import (
+from bench.e2e_plan import cold_figures, ratio
+from bench.e2e_run import (
     Prepared,
     change_plan,
     cold_job,
@@ -29,8 +29,8 @@ from cli.bench_e2e_run import (
     run_cocoindex,
     stack_overrides,
 )
-from cli.bench_e2e_stack import private_stack
-from cli.machine import cpu_model
+from bench.e2e_stack import private_stack
+from bench.machine import cpu_model
 
 PACKAGES = ("celery", "redis", "psycopg", "torch", "sentence-transformers", "onnxruntime")
 

@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
-from cli.machine import free_ports
+from bench.machine import free_ports
 from config.endpoints import resolve_endpoints
 from config.settings import load_settings
 from devstack.layout import StackLayout

@@ -54,9 +54,7 @@ def pick_changes(paths: Sequence[str], counts: Sequence[int], seed: int) -> list
             f"incremental steps need {sum(counts)} editable files "
             f"({', '.join(EDITABLE_SUFFIXES)}); the corpus has {len(editable)}"
         )
-    drawn = random.Random(seed).sample(  # noqa: S311 (a reproducible draw)
-        editable, sum(counts)
-    )
+    drawn = random.Random(seed).sample(editable, sum(counts))
     sets, start = [], 0
     for count in counts:
         sets.append(sorted(drawn[start : start + count]))

@@ -25,10 +25,10 @@ from typing import Annotated, Any
 
 import typer
 
-from cli.bench_corpus import Corpus, corpus_root, load_corpus
-from cli.bench_e2e import bench_e2e, bench_incremental
-from cli.bench_search import bench_search
-from cli.machine import cpu_model, free_ports
+from bench.corpus import Corpus, corpus_root, load_corpus
+from bench.e2e import bench_e2e, bench_incremental
+from bench.machine import cpu_model, free_ports
+from bench.search import bench_search
 from config.endpoints import resolve_endpoints
 from config.settings import child_environment, load_settings
 from pipeline.adapters.models.torch_embedder import (
