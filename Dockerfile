@@ -3,7 +3,14 @@
 FROM python:3.11-slim-bookworm
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 HF_HUB_OFFLINE=1 OMP_WAIT_POLICY=PASSIVE
+# git (and ssh for ssh:// remotes) clones git sources in the ingest worker.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends git openssh-client ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
 RUN useradd --create-home --uid 10001 quarry
+# The data volume mounts here; a new named volume takes this folder's owner, so the
+# non-root user can write it.
+RUN mkdir -p /var/lib/quarry && chown quarry:quarry /var/lib/quarry
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY config ./config

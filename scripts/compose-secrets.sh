@@ -9,6 +9,7 @@ gen() { python3 -c 'import secrets; print(secrets.token_urlsafe(24))'; }
 [ -s secrets/postgres_password ] || gen > secrets/postgres_password
 [ -s secrets/neo4j_password ] || gen > secrets/neo4j_password
 [ -s secrets/flower_password ] || gen > secrets/flower_password
+[ -s secrets/webhook_secret ] || gen > secrets/webhook_secret
 [ -s secrets/grafana_admin_password ] || gen > secrets/grafana_admin_password
 printf 'postgresql://quarry:%s@postgres:5432/quarry\n' "$(cat secrets/postgres_password)" > secrets/postgres_dsn
 printf 'neo4j/%s\n' "$(cat secrets/neo4j_password)" > secrets/neo4j_auth

@@ -111,3 +111,26 @@ def test_the_image_copies_every_package_the_project_installs() -> None:
     }
     assert packages <= copied, f"the Dockerfile does not COPY {sorted(packages - copied)}"
     assert all((REPO / p).is_dir() for p in packages)
+
+
+def test_every_quarry_service_gets_the_webhook_signing_secret(model: dict[str, Any]) -> None:
+    """Without it every delivery is refused (the settings have no default secret)."""
+    for name in ("api", "worker-cpu", "worker-gpu", "flower", "migrate"):
+        secrets = {s["source"] for s in model["services"][name].get("secrets", [])}
+        assert "webhook_secret" in secrets, name
+    assert "webhook_secret" in model["secrets"]
+    script = (REPO / "scripts/compose-secrets.sh").read_text(encoding="utf-8")
+    assert "secrets/webhook_secret" in script
+
+
+def test_the_gpu_worker_is_built_with_cuda_torch(model: dict[str, Any]) -> None:
+    gpu = model["services"]["worker-gpu"]
+    assert "cu" in gpu["build"]["args"]["TORCH_INDEX"].rsplit("/", 1)[-1]
+    assert gpu["image"] != model["services"]["worker-cpu"]["image"]
+
+
+def test_the_image_can_clone_and_its_user_can_write_the_data_volume() -> None:
+    dockerfile = (REPO / "Dockerfile").read_text(encoding="utf-8")
+    assert "apt-get install" in dockerfile and " git " in dockerfile
+    assert "chown quarry:quarry /var/lib/quarry" in dockerfile
+    assert dockerfile.index("chown quarry:quarry") < dockerfile.index("USER quarry")
