@@ -8,7 +8,6 @@ Must not import: workers/, api/, cli/, drivers.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from celery import shared_task
@@ -16,6 +15,7 @@ from celery import shared_task
 from pipeline import flow
 from pipeline.errors import InvalidInputError
 from pipeline.messages import decode_file, decode_repo
+from pipeline.sources.blobs import blob_reader
 from pipeline.stages.chunk import RepoPathsCache, chunk_files, fail_batch
 from tasks.base import StageTask
 from tasks.context import cpu_profile, job_resources
@@ -36,13 +36,16 @@ def chunk_files_task(
     *,
     job_id: str,
     repo: dict[str, Any],
-    root: str,
     snapshot_id: int,
     files: list[dict[str, Any]],
     attempt: int = 0,
+    root: str | None = None,
 ) -> int | None:
-    """Chunk a batch of one job's files and send their chunks to the embed queue."""
-    payload = {"job_id": job_id, "repo": repo, "root": root, "snapshot_id": snapshot_id}
+    """Chunk a batch of one job's files and send their chunks to the embed queue.
+
+    The files' bytes come from the blob store; ``root`` is ignored (messages of releases
+    whose chunk stage read the ingest host's disk carried it)."""
+    payload = {"job_id": job_id, "repo": repo, "snapshot_id": snapshot_id}
 
     def run() -> int:
         ctx = job_resources()[1]
@@ -54,8 +57,8 @@ def chunk_files_task(
             ctx,
             job_id,
             decode_repo(repo),
-            Path(root),
             versions,
+            read=blob_reader(cpu.blobs),
             options=cpu.chunking,
             counter=cpu.counter,
             repo_paths=lambda: _REPO_PATHS.get(ctx, snapshot_id),

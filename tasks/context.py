@@ -18,6 +18,7 @@ from pipeline.analysis.chunking import ChunkingOptions
 from pipeline.analysis.tokens import TokenCounter
 from pipeline.flow import Outgoing
 from pipeline.ports import (
+    BlobStore,
     CircuitBreaker,
     DeadLetters,
     GraphStore,
@@ -36,6 +37,7 @@ class CpuProfile:
 
     vectors: VectorStore
     graph: GraphStore
+    blobs: BlobStore
     fetcher: SourceFetcher
     in_flight: InFlight
     chunking: ChunkingOptions

@@ -15,6 +15,9 @@ from celery import shared_task
 
 from pipeline import flow
 from pipeline.errors import TransientError
+from pipeline.ports import BlobStore
+from pipeline.sources import blobs as blob_policy
+from pipeline.stages.indexing import JobContext
 from pipeline.stages.ingest import IngestOptions, IngestOutcome, ingest, job_workdir
 from pipeline.stages.recovery import sweep
 from tasks import metrics
@@ -32,10 +35,9 @@ def ingest_job(self: StageTask, job_id: str, attempt: int = 0) -> str | None:
 
     def run() -> str:
         resources, ctx = job_resources()
-        fetcher = cpu_profile()[1].fetcher
+        cpu = cpu_profile()[1]
         settings = resources.settings
-        # A folder of its own per delivery: a redelivered ingest must not pull the tree
-        # from under the chunk tasks of the first one. The commit removes them all.
+        # A folder of its own per delivery, so that two deliveries never share a checkout.
         workdir = job_workdir(settings.data_dir, job_id) / f"fetch-{uuid.uuid4().hex[:12]}"
         workdir.mkdir(parents=True)
         options = IngestOptions(
@@ -43,9 +45,11 @@ def ingest_job(self: StageTask, job_id: str, attempt: int = 0) -> str | None:
             batch_max_files=settings.job_batch_files,
             batch_max_bytes=settings.job_batch_bytes,
         )
-        outcome = ingest(ctx, job_id, fetcher=fetcher, workdir=workdir, options=options)
-        if outcome in (IngestOutcome.SKIPPED, IngestOutcome.FAILED, IngestOutcome.BUSY):
-            shutil.rmtree(workdir, ignore_errors=True)
+        outcome = ingest(
+            ctx, job_id, fetcher=cpu.fetcher, blobs=cpu.blobs, workdir=workdir, options=options
+        )
+        # The checkout is scratch: the files' bytes are in the blob store now.
+        shutil.rmtree(workdir, ignore_errors=True)
         if outcome is IngestOutcome.BUSY:
             # Another job of the repository runs: wait for it, without using an attempt.
             countdown = BUSY_RETRY_S * (1 + random.random())  # noqa: S311 (jitter)
@@ -77,4 +81,17 @@ def sweep_jobs() -> int:
         return 0
     for recovery in found:
         metrics.JOBS_RECOVERED.labels(recovery.action.value).inc()
+    _collect_blobs(ctx, cpu_profile()[1].blobs)
     return len(found)
+
+
+def _collect_blobs(ctx: JobContext, blobs: BlobStore) -> None:
+    """Source blobs no snapshot holds any more go, at most once per interval."""
+    try:
+        if ctx.board.throttle(SWEEP_THROTTLE, "blobs", blob_policy.COLLECT_INTERVAL_S):
+            gone = blobs.collect(
+                older_than_s=blob_policy.COLLECT_GRACE_S, limit=blob_policy.COLLECT_LIMIT
+            )
+            log.info("source blobs collected: %d", gone)
+    except TransientError as exc:
+        log.warning("source blob collection skipped: %s", exc)

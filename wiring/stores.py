@@ -17,6 +17,7 @@ from config.queues import ALL_QUEUES
 from config.settings import QuarrySettings
 from pipeline.adapters.http.webhook_sender import HttpxWebhookSender, httpx_client
 from pipeline.adapters.neo4j.graph_store import graph_store_from
+from pipeline.adapters.postgres.blob_store import PgBlobStore
 from pipeline.adapters.postgres.embedding_cache import PgEmbeddingCache
 from pipeline.adapters.postgres.job_store import PgJobStore
 from pipeline.adapters.postgres.search_index import PgSearchIndex
@@ -37,6 +38,7 @@ from pipeline.adapters.sources.fetcher import (
     source_policy_from,
 )
 from pipeline.ports import (
+    BlobStore,
     CircuitBreaker,
     DeadLetters,
     EmbeddingCache,
@@ -164,6 +166,14 @@ def guarded_embedding_cache(
     deferred: Deferred[EmbeddingCache] = Deferred(
         lambda: PgEmbeddingCache(endpoints.postgres_dsn, dimension=VECTOR_DIMENSION)
     )
+    closers.add(deferred)
+    return guarded(deferred, breaker)
+
+
+def guarded_blob_store(
+    endpoints: Endpoints, breaker: CircuitBreaker, closers: Closers
+) -> BlobStore:
+    deferred: Deferred[BlobStore] = Deferred(lambda: PgBlobStore(endpoints.postgres_dsn))
     closers.add(deferred)
     return guarded(deferred, breaker)
 

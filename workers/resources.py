@@ -72,6 +72,7 @@ def build_resources(
         resources.cpu = CpuProfile(
             vectors=stores.guarded_vector_store(endpoints, breakers["postgres"], closers),
             graph=stores.guarded_graph_store(settings, endpoints, breakers["graph"], closers),
+            blobs=stores.guarded_blob_store(endpoints, breakers["postgres"], closers),
             fetcher=stores.source_fetcher(settings),
             in_flight=stores.in_flight(redis),
             chunking=ChunkingOptions(

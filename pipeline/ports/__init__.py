@@ -10,7 +10,13 @@ Must not import: celery, tasks, workers, api, cli, or any driver.
 
 from __future__ import annotations
 
-from pipeline.ports.edges import CircuitBreaker, MigrationTarget, SourceFetcher, WebhookSender
+from pipeline.ports.edges import (
+    BlobStore,
+    CircuitBreaker,
+    MigrationTarget,
+    SourceFetcher,
+    WebhookSender,
+)
 from pipeline.ports.index import (
     Embedder,
     EmbeddingCache,
@@ -31,6 +37,7 @@ from pipeline.ports.jobs import (
 
 __all__ = [
     "Admission",
+    "BlobStore",
     "CircuitBreaker",
     "DeadLetters",
     "Embedder",

@@ -6,7 +6,7 @@ Must not import: celery, tasks, workers, api, cli, or any driver.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol, TypeVar
@@ -81,4 +81,28 @@ class SourceFetcher(Protocol):
         """The folder to index and the commit it is at (None when not a git checkout).
         ``workdir`` is an empty folder the fetcher may fill (clone, extracted archive);
         nothing is written outside it. Raises InvalidInputError naming the bad source."""
+        ...
+
+
+class BlobStore(Protocol):
+    """Source files' bytes by sha256, reachable from every host (pipeline.sources.blobs).
+
+    A blob is stored only under the sha256 of its bytes (InvalidInputError otherwise) and
+    is verified again when read; storing one that exists is a no-op."""
+
+    def missing(self, hashes: Sequence[str]) -> set[str]:
+        """The hashes of ``hashes`` that have no blob."""
+        ...
+
+    def put_many(self, blobs: Mapping[str, bytes]) -> int:
+        """Store ``{sha256: bytes}``; the number of blobs that were new."""
+        ...
+
+    def get_many(self, hashes: Sequence[str]) -> dict[str, bytes]:
+        """The bytes of the blobs that exist among ``hashes``."""
+        ...
+
+    def collect(self, *, older_than_s: float, limit: int) -> int:
+        """Delete up to ``limit`` blobs that no snapshot's files refer to and that were
+        stored more than ``older_than_s`` ago; the number deleted."""
         ...

@@ -1,9 +1,9 @@
 """The chunk stage: a batch of one job's files read, checked, chunked and handed on.
 
-For each file of the batch: read it from the job's tree (no more than one byte past its
-listed size), check that its content is the version the producer listed (a file edited
-since is a failed file, with the reason),
-analyse it (content checks, one parse, chunks and graph), then
+For each file of the batch: read its bytes (from the blob store, where the ingest stage
+put them, so any host can run this stage), check that they are the version the ingest
+listed (a file edited since is a failed file, with the reason), analyse it (content
+checks, one parse, chunks and graph), then
 
 * send its chunks to the embed queue (one message per file version);
 * keep its graph extraction on the job board for the job's graph stage, which resolves
@@ -20,17 +20,16 @@ import hashlib
 import json
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from pipeline import flow
 from pipeline.analysis.analyze import analyze_file
 from pipeline.analysis.chunking import ChunkingOptions
 from pipeline.analysis.imports import RepoPaths
-from pipeline.analysis.selection import read_regular_file
 from pipeline.analysis.tokens import TokenCounter
 from pipeline.messages import FileChunks, encode_file_chunks, encode_file_graph
 from pipeline.models import FileGraph, FileVersion, RepoRef, SkippedFile
+from pipeline.sources.blobs import Reader
 from pipeline.stages.indexing import JobContext, record_error, settle
 
 
@@ -71,14 +70,15 @@ def chunk_files(
     ctx: JobContext,
     job_id: str,
     repo: RepoRef,
-    root: Path,
     files: Sequence[FileVersion],
     *,
+    read: Reader,
     options: ChunkingOptions,
     counter: TokenCounter,
     repo_paths: Callable[[], RepoPaths | None],
 ) -> None:
-    """Chunk ``files`` of the job's tree at ``root``; see the module docstring."""
+    """Chunk ``files``, their bytes given by ``read`` (the blob store in the pipeline:
+    pipeline.sources.blobs); see the module docstring."""
     if ctx.board.cancelled(job_id):
         return
     paths = repo_paths()
@@ -88,13 +88,13 @@ def chunk_files(
     skipped: dict[str, list[str]] = {}
     empty: list[str] = []
     failed: list[str] = []
+    contents = read(files)
     for file in files:
-        try:
-            # One byte past the listed size: a file that grew since is not read whole.
-            data = read_regular_file(root / file.path, file.size_bytes + 1)
-        except OSError as exc:
+        data = contents.get(file.path, KeyError(file.path))
+        if isinstance(data, Exception):
             failed.append(file.path)
-            record_error(ctx, job_id, file.path, f"unreadable: {exc.strerror or exc}")
+            reason = getattr(data, "strerror", None) or data
+            record_error(ctx, job_id, file.path, f"unreadable: {reason}")
             continue
         if len(data) != file.size_bytes or hashlib.sha256(data).hexdigest() != file.sha256:
             failed.append(file.path)

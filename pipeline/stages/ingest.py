@@ -28,8 +28,17 @@ from pipeline.errors import InvalidInputError, PermanentError, QueueFullError
 from pipeline.jobs import Job, JobRequest, JobStatus, SourceKind, Stage, check_repo_name
 from pipeline.messages import encode_file, encode_repo
 from pipeline.models import FileVersion
-from pipeline.ports import SourceFetcher
-from pipeline.stages.indexing import SETTLED, JobContext, finish, flush_progress, maybe_commit
+from pipeline.ports import BlobStore, SourceFetcher
+from pipeline.sources.blobs import local_reader, upload
+from pipeline.stages.indexing import (
+    SETTLED,
+    JobContext,
+    finish,
+    flush_progress,
+    maybe_commit,
+    record_error,
+    settle,
+)
 from pipeline.webhooks.events import check_callback_url
 
 
@@ -154,10 +163,13 @@ def ingest(
     job_id: str,
     *,
     fetcher: SourceFetcher,
+    blobs: BlobStore,
     workdir: Path,
     options: IngestOptions,
 ) -> IngestOutcome:
-    """List, hash and diff the job's files; enqueue the changed ones for chunking."""
+    """List, hash and diff the job's files; store the changed ones' bytes in ``blobs``
+    and enqueue them for chunking. The checkout in ``workdir`` is scratch once this
+    returns: no later stage reads it."""
     job = ctx.jobs.get(job_id)
     if job is None or job.status.terminal or ctx.board.cancelled(job_id):
         return IngestOutcome.SKIPPED
@@ -196,8 +208,18 @@ def ingest(
     # Ingest runs again when its message is delivered twice or the sweeper recovers a
     # stalled job (pipeline.stages.recovery): files that already settled are not sent again.
     settled = ctx.board.members(job_id, SETTLED)
+    todo = [f for f in plan.work if f.path not in settled]
+    unreadable: list[str] = []
+
+    def refuse(file: FileVersion, reason: str) -> None:
+        unreadable.append(file.path)
+        record_error(ctx, job_id, file.path, reason)
+
+    upload(blobs, todo, local_reader(root), on_unreadable=refuse)
+    settle(ctx, job_id, "files.failed", unreadable)
+    refused = set(unreadable)
     batches = batch_files(
-        [f for f in plan.work if f.path not in settled],
+        [f for f in todo if f.path not in refused],
         max_files=options.batch_max_files,
         max_bytes=options.batch_max_bytes,
     )
@@ -208,7 +230,6 @@ def ingest(
             {
                 "job_id": job_id,
                 "repo": repo,
-                "root": str(root),
                 "snapshot_id": snapshot_id,
                 "files": [encode_file(f) for f in batch],
             }

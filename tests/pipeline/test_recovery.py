@@ -5,17 +5,21 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 
 from config.queues import CHUNK_FILES_TASK, COMMIT_JOB_TASK, INGEST_JOB_TASK
+from pipeline.adapters.fakes.blob_store import InMemoryBlobStore
 from pipeline.adapters.fakes.in_flight import InMemoryInFlight
 from pipeline.adapters.fakes.job_board import InMemoryJobBoard
 from pipeline.adapters.fakes.job_store import InMemoryJobStore
 from pipeline.adapters.fakes.snapshot_store import InMemorySnapshotStore
 from pipeline.adapters.fakes.source_fetcher import InMemorySourceFetcher
+from pipeline.analysis.inventory import take_inventory
 from pipeline.jobs import RECOVERIES, JobRequest, JobSource, JobStatus, SourceKind, Stage, StoreWait
-from pipeline.models import RepoRef
+from pipeline.models import FileVersion, RepoRef
+from pipeline.sources.blobs import Reader, local_reader
 from pipeline.stages.indexing import SETTLED, JobContext
 from pipeline.stages.ingest import IngestOptions, IngestOutcome, ingest
 from pipeline.stages.recovery import Action, sweep
@@ -159,13 +163,56 @@ def test_ingest_run_again_sends_only_the_files_not_settled_yet(h: Harness, tmp_p
     fetcher = InMemorySourceFetcher({"/src": tmp_path})
     job_id = h.job(1, start=False)
     options = IngestOptions(max_file_bytes=1_000_000, batch_max_files=1)
-    outcome = ingest(h.ctx, job_id, fetcher=fetcher, workdir=tmp_path / "w1", options=options)
+    blobs = InMemoryBlobStore()
+    outcome = ingest(
+        h.ctx, job_id, fetcher=fetcher, blobs=blobs, workdir=tmp_path / "w1", options=options
+    )
     assert outcome is IngestOutcome.ENQUEUED
     first = [k["files"][0]["path"] for t, k in h.sent if t == CHUNK_FILES_TASK]
     assert sorted(first) == ["a.py", "b.py", "c.py"]
     h.sent.clear()
     h.ctx.board.mark(job_id, SETTLED, ["a.py", "c.py"])
-    ingest(h.ctx, job_id, fetcher=fetcher, workdir=tmp_path / "w2", options=options)
+    ingest(h.ctx, job_id, fetcher=fetcher, blobs=blobs, workdir=tmp_path / "w2", options=options)
     again = [k["files"][0]["path"] for t, k in h.sent if t == CHUNK_FILES_TASK]
     assert again == ["b.py"]
     assert h.ctx.board.counters(job_id)["files.todo"] == 3
+
+
+def test_ingest_stores_the_bytes_the_chunk_stage_reads_on_any_host(
+    h: Harness, tmp_path: Path
+) -> None:
+    """The chunk messages name no folder: the files' bytes are in the blob store, once
+    per distinct content; a file changed after listing fails at ingest, naming why."""
+    (tmp_path / "a.py").write_text("def a():\n    return 1\n")
+    (tmp_path / "same.py").write_text("def a():\n    return 1\n")
+    (tmp_path / "b.py").write_text("def b():\n    return 2\n")
+    fetcher = InMemorySourceFetcher({"/src": tmp_path})
+    job_id = h.job(1, start=False)
+    blobs = InMemoryBlobStore()
+    listed = take_inventory(tmp_path).files
+    by_path = {f.path: f for f in listed}
+
+    def changing_reader(root: Path) -> Reader:
+        def read(files: Sequence[FileVersion]) -> dict[str, bytes | Exception]:
+            (tmp_path / "b.py").write_text("def b():\n    return 3\n")  # edited meanwhile
+            return local_reader(root)(files)
+
+        return read
+
+    options = IngestOptions(max_file_bytes=1_000_000)
+    with mock.patch("pipeline.stages.ingest.local_reader", changing_reader):
+        outcome = ingest(
+            h.ctx, job_id, fetcher=fetcher, blobs=blobs, workdir=tmp_path / "w", options=options
+        )
+    assert outcome is IngestOutcome.ENQUEUED
+    (message,) = [k for t, k in h.sent if t == CHUNK_FILES_TASK]
+    assert "root" not in message
+    assert sorted(f["path"] for f in message["files"]) == ["a.py", "same.py"]
+    stored = blobs.get_many([by_path["a.py"].sha256, by_path["b.py"].sha256])
+    assert stored == {by_path["a.py"].sha256: b"def a():\n    return 1\n"}
+    job = h.ctx.jobs.get(job_id)
+    assert job is not None
+    assert [(e.path, e.message) for e in job.errors] == [
+        ("b.py", "changed while the job was running")
+    ]
+    assert h.ctx.board.members(job_id, "files.failed") == {"b.py"}

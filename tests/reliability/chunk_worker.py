@@ -20,6 +20,7 @@ from pipeline.analysis.inventory import take_inventory
 from pipeline.analysis.tokens import CharBoundTokenCounter
 from pipeline.jobs import JobRequest, JobSource, SourceKind, Stage
 from pipeline.models import RepoRef
+from pipeline.sources.blobs import local_reader
 from pipeline.stages.chunk import chunk_files
 from pipeline.stages.indexing import JobContext
 
@@ -63,6 +64,13 @@ def chunk_all(root: Path) -> dict[str, int]:
     ctx, job_id = fake_context([])
     ctx.board.set_counters(job_id, {"files.todo": len(files)})
     chunk_files(
-        ctx, job_id, REPO, root, files, options=OPTIONS, counter=COUNTER, repo_paths=lambda: None
+        ctx,
+        job_id,
+        REPO,
+        files,
+        read=local_reader(root),
+        options=OPTIONS,
+        counter=COUNTER,
+        repo_paths=lambda: None,
     )
     return ctx.board.counters(job_id)

@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from pipeline.analysis.analyze import FileAnalysis, analyze_file
 from pipeline.analysis.inventory import take_inventory
 from pipeline.models import SkippedFile, SkipReason
+from pipeline.sources.blobs import local_reader
 from pipeline.stages.chunk import chunk_files
 from tests.reliability.chunk_worker import COUNTER, OPTIONS, REPO, fake_context, storable
 from tests.reliability.profiles import budget, counted
@@ -155,8 +156,8 @@ def test_a_hostile_tree_is_listed_and_chunked_with_every_entry_accounted_for(
             ctx,
             job_id,
             REPO,
-            Path(os.fsdecode(root)),
             inventory.files,
+            read=local_reader(Path(os.fsdecode(root))),
             options=OPTIONS,
             counter=COUNTER,
             repo_paths=lambda: None,

@@ -19,6 +19,7 @@ from pipeline.analysis.analyze import FileAnalysis, analyze_file
 from pipeline.analysis.inventory import take_inventory
 from pipeline.analysis.selection import select_files
 from pipeline.models import FileVersion, SkippedFile, SkipReason
+from pipeline.sources.blobs import local_reader
 from pipeline.stages.chunk import chunk_files
 from tests.reliability.chunk_worker import COUNTER, OPTIONS, REPO, chunk_all, fake_context, write
 
@@ -75,8 +76,8 @@ def test_a_file_that_grew_to_50_mb_after_listing_is_read_no_further_than_listed(
             ctx,
             job_id,
             REPO,
-            huge_tree,
             [listed],
+            read=local_reader(huge_tree),
             options=OPTIONS,
             counter=COUNTER,
             repo_paths=lambda: None,

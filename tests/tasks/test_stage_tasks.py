@@ -13,6 +13,7 @@ import pytest
 
 from config.queues import EMBED_CHUNKS_TASK, WRITE_CHUNKS_TASK
 from config.settings import load_settings
+from pipeline.adapters.fakes.blob_store import InMemoryBlobStore
 from pipeline.adapters.fakes.circuit_breaker import InMemoryCircuitBreaker
 from pipeline.adapters.fakes.dead_letters import InMemoryDeadLetters
 from pipeline.adapters.fakes.embedder import InMemoryEmbedder
@@ -114,6 +115,7 @@ def _install(
             cpu=context.CpuProfile(
                 vectors=vectors,
                 graph=guarded(graph_store, InMemoryCircuitBreaker("graph", fail_max=5)),
+                blobs=InMemoryBlobStore(),
                 fetcher=InMemorySourceFetcher(),
                 in_flight=InMemoryInFlight(),
                 chunking=ChunkingOptions(),
