@@ -7,20 +7,21 @@ from __future__ import annotations
 
 import tempfile
 import time
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from api.auth import State, Tenant
 from pipeline.errors import InvalidInputError
 from pipeline.jobs import Job, JobRequest, JobSource, SourceKind, job_status
 from pipeline.models import RepoRef
+from pipeline.ports import UploadStore
 from pipeline.sources.locations import parse_source, repo_name_from
-from pipeline.sources.policy import UPLOADS_FOLDER
+from pipeline.sources.uploads import PART_BYTES, upload_location
 from pipeline.stages.indexing import cancel, live_job
 from pipeline.stages.ingest import dry_run, submit
 from pipeline.webhooks.addresses import check_callback_destination
@@ -140,34 +141,52 @@ async def create_job_from_archive(
     callback_url: Annotated[str | None, Query(max_length=2048)] = None,
     idempotency_key: Annotated[str | None, Query(max_length=200)] = None,
 ) -> JobCreated:
-    """Enqueue a job for an uploaded .tar.gz (the request body, `application/gzip`)."""
+    """Enqueue a job for an uploaded .tar.gz (the request body, `application/gzip`).
+
+    The body streams into the upload store in parts (pipeline.sources.uploads), where
+    the ingest worker of any host reads it; nothing lands on the API's disk."""
     checked_callback(state, callback_url)  # before reading an upload it would refuse
     limit = state.settings.source_max_archive_bytes
-    uploads = state.settings.data_dir / UPLOADS_FOLDER
-    uploads.mkdir(parents=True, exist_ok=True)
-    target = uploads / f"{uuid.uuid4()}.tar.gz"
-    size = 0
+    store = state.uploads
+    upload_id = await run_in_threadpool(store.begin, tenant)
     try:
-        with target.open("wb") as out:
-            async for piece in http.stream():
-                size += len(piece)
-                if size > limit:
-                    raise HTTPException(413, f"archive is larger than {limit} bytes")
-                out.write(piece)
+        size = await _stream_parts(http, store, upload_id, limit)
         if size == 0:
             raise InvalidInputError("archive: the request body is empty")
+        await run_in_threadpool(store.finish, upload_id, size)
         body = JobCreate(
-            source=str(target),
+            source=upload_location(upload_id),
             repo=repo,
             commit=commit,
             callback_url=callback_url,
             idempotency_key=idempotency_key,
         )
-        source = JobSource(SourceKind.ARCHIVE, str(target))
-        return _enqueue(state, _request(state, tenant, body, source), response, http)
+        source = JobSource(SourceKind.ARCHIVE, upload_location(upload_id))
+        created = _enqueue(state, _request(state, tenant, body, source), response, http)
     except BaseException:
-        target.unlink(missing_ok=True)
+        await run_in_threadpool(store.discard, upload_id)
         raise
+    if not created.created:  # the job existed (idempotency key): this upload is not used
+        await run_in_threadpool(store.discard, upload_id)
+    return created
+
+
+async def _stream_parts(http: Request, store: UploadStore, upload_id: str, limit: int) -> int:
+    """The request body into ``store`` in parts of PART_BYTES; its size (413 past limit)."""
+    buffer = bytearray()
+    size = part_no = 0
+    async for piece in http.stream():
+        size += len(piece)
+        if size > limit:
+            raise HTTPException(413, f"archive is larger than {limit} bytes")
+        buffer += piece
+        while len(buffer) >= PART_BYTES:
+            await run_in_threadpool(store.add_part, upload_id, part_no, bytes(buffer[:PART_BYTES]))
+            del buffer[:PART_BYTES]
+            part_no += 1
+    if buffer:
+        await run_in_threadpool(store.add_part, upload_id, part_no, bytes(buffer))
+    return size
 
 
 @router.get("/{job_id}", name="get_job")

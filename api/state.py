@@ -23,6 +23,7 @@ from pipeline.ports import (
     SearchIndex,
     SourceFetcher,
     TokenStore,
+    UploadStore,
     VectorStore,
 )
 from pipeline.search.searcher import Searcher
@@ -133,6 +134,10 @@ class ApiState:
     @property
     def tokens(self) -> TokenStore:
         return self._once("tokens", lambda: stores.token_store(self.endpoints))
+
+    @property
+    def uploads(self) -> UploadStore:
+        return self._once("uploads", lambda: stores.upload_store(self.endpoints))
 
     @property
     def fetcher(self) -> SourceFetcher:

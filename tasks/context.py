@@ -24,6 +24,7 @@ from pipeline.ports import (
     GraphStore,
     InFlight,
     SourceFetcher,
+    UploadStore,
     VectorStore,
     WebhookSender,
 )
@@ -38,6 +39,7 @@ class CpuProfile:
     vectors: VectorStore
     graph: GraphStore
     blobs: BlobStore
+    uploads: UploadStore
     fetcher: SourceFetcher
     in_flight: InFlight
     chunking: ChunkingOptions

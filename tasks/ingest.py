@@ -15,14 +15,14 @@ from celery import shared_task
 
 from pipeline import flow
 from pipeline.errors import TransientError
-from pipeline.ports import BlobStore
 from pipeline.sources import blobs as blob_policy
+from pipeline.sources import uploads as upload_policy
 from pipeline.stages.indexing import JobContext
 from pipeline.stages.ingest import IngestOptions, IngestOutcome, ingest, job_workdir
 from pipeline.stages.recovery import sweep
 from tasks import metrics
 from tasks.base import JobTask, StageTask
-from tasks.context import cpu_profile, job_resources
+from tasks.context import CpuProfile, cpu_profile, job_resources
 
 log = logging.getLogger("quarry.jobs")
 BUSY_RETRY_S = 2.0
@@ -81,17 +81,21 @@ def sweep_jobs() -> int:
         return 0
     for recovery in found:
         metrics.JOBS_RECOVERED.labels(recovery.action.value).inc()
-    _collect_blobs(ctx, cpu_profile()[1].blobs)
+    _collect(ctx, cpu_profile()[1])
     return len(found)
 
 
-def _collect_blobs(ctx: JobContext, blobs: BlobStore) -> None:
-    """Source blobs no snapshot holds any more go, at most once per interval."""
+def _collect(ctx: JobContext, cpu: CpuProfile) -> None:
+    """Source blobs no snapshot holds, and uploads no live job names, go; at most once
+    per interval whichever worker sweeps."""
     try:
         if ctx.board.throttle(SWEEP_THROTTLE, "blobs", blob_policy.COLLECT_INTERVAL_S):
-            gone = blobs.collect(
+            blobs = cpu.blobs.collect(
                 older_than_s=blob_policy.COLLECT_GRACE_S, limit=blob_policy.COLLECT_LIMIT
             )
-            log.info("source blobs collected: %d", gone)
+            uploads = cpu.uploads.collect(
+                older_than_s=upload_policy.COLLECT_GRACE_S, limit=upload_policy.COLLECT_LIMIT
+            )
+            log.info("collected: %d source blobs, %d uploads", blobs, uploads)
     except TransientError as exc:
-        log.warning("source blob collection skipped: %s", exc)
+        log.warning("source blob and upload collection skipped: %s", exc)

@@ -23,6 +23,7 @@ from pipeline.adapters.postgres.job_store import PgJobStore
 from pipeline.adapters.postgres.search_index import PgSearchIndex
 from pipeline.adapters.postgres.snapshot_store import PgSnapshotStore
 from pipeline.adapters.postgres.token_store import PgTokenStore
+from pipeline.adapters.postgres.upload_store import PgUploadStore
 from pipeline.adapters.postgres.vector_store import PgVectorStore
 from pipeline.adapters.probes import Probe, probe_graph, probe_postgres, probe_redis
 from pipeline.adapters.redis.admission import RedisAdmission
@@ -48,6 +49,7 @@ from pipeline.ports import (
     JobStore,
     SnapshotStore,
     TokenStore,
+    UploadStore,
     VectorStore,
     WebhookSender,
 )
@@ -186,8 +188,22 @@ def in_flight(client: Redis) -> InFlight:
     return RedisInFlight(client, ALL_QUEUES)
 
 
-def source_fetcher(settings: QuarrySettings) -> LocalSourceFetcher:
-    return fetcher_from_settings(settings)
+def source_fetcher(
+    settings: QuarrySettings, uploads: UploadStore | None = None
+) -> LocalSourceFetcher:
+    return fetcher_from_settings(settings, uploads)
+
+
+def upload_store(endpoints: Endpoints) -> UploadStore:
+    return PgUploadStore(endpoints.postgres_dsn)
+
+
+def guarded_upload_store(
+    endpoints: Endpoints, breaker: CircuitBreaker, closers: Closers
+) -> UploadStore:
+    deferred: Deferred[UploadStore] = Deferred(lambda: upload_store(endpoints))
+    closers.add(deferred)
+    return guarded(deferred, breaker)
 
 
 def webhook_sender(settings: QuarrySettings, closers: Closers) -> WebhookSender:

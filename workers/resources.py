@@ -69,11 +69,13 @@ def build_resources(
         model = embedder or build_embedder(settings)
         resources.embed = EmbedProfile(models.embedding_service(settings, model, cache))
     if profile in ("cpu", "all"):
+        uploads = stores.guarded_upload_store(endpoints, breakers["postgres"], closers)
         resources.cpu = CpuProfile(
             vectors=stores.guarded_vector_store(endpoints, breakers["postgres"], closers),
             graph=stores.guarded_graph_store(settings, endpoints, breakers["graph"], closers),
             blobs=stores.guarded_blob_store(endpoints, breakers["postgres"], closers),
-            fetcher=stores.source_fetcher(settings),
+            uploads=uploads,
+            fetcher=stores.source_fetcher(settings, uploads),
             in_flight=stores.in_flight(redis),
             chunking=ChunkingOptions(
                 max_tokens=settings.chunk_max_tokens, max_file_bytes=settings.chunk_max_file_bytes

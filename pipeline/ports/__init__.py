@@ -15,6 +15,7 @@ from pipeline.ports.edges import (
     CircuitBreaker,
     MigrationTarget,
     SourceFetcher,
+    UploadStore,
     WebhookSender,
 )
 from pipeline.ports.index import (
@@ -52,6 +53,7 @@ __all__ = [
     "SnapshotStore",
     "SourceFetcher",
     "TokenStore",
+    "UploadStore",
     "VectorStore",
     "WebhookSender",
 ]

@@ -6,7 +6,7 @@ Must not import: celery, tasks, workers, api, cli, or any driver.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol, TypeVar
@@ -77,10 +77,13 @@ class WebhookSender(Protocol):
 class SourceFetcher(Protocol):
     """Materialises a job's source as a folder of files under the data folder."""
 
-    def fetch(self, source: JobSource, workdir: Path) -> tuple[Path, str | None]:
+    def fetch(
+        self, source: JobSource, workdir: Path, *, tenant: str | None = None
+    ) -> tuple[Path, str | None]:
         """The folder to index and the commit it is at (None when not a git checkout).
         ``workdir`` is an empty folder the fetcher may fill (clone, extracted archive);
-        nothing is written outside it. Raises InvalidInputError naming the bad source."""
+        nothing is written outside it. ``tenant``: the job's, which an uploaded archive
+        must belong to. Raises InvalidInputError naming the bad source."""
         ...
 
 
@@ -105,4 +108,30 @@ class BlobStore(Protocol):
     def collect(self, *, older_than_s: float, limit: int) -> int:
         """Delete up to ``limit`` blobs that no snapshot's files refer to and that were
         stored more than ``older_than_s`` ago; the number deleted."""
+        ...
+
+
+class UploadStore(Protocol):
+    """Uploaded archives in parts, reachable from every host (pipeline.sources.uploads)."""
+
+    def begin(self, tenant: str) -> str:
+        """A new, empty upload of ``tenant``; its id."""
+        ...
+
+    def add_part(self, upload_id: str, part_no: int, data: bytes) -> None: ...
+
+    def finish(self, upload_id: str, size_bytes: int) -> None:
+        """Mark the upload complete (only a complete one can be read)."""
+        ...
+
+    def read(self, upload_id: str, tenant: str) -> Iterator[bytes]:
+        """The parts in order; InvalidInputError when the upload is unknown, incomplete
+        or another tenant's."""
+        ...
+
+    def discard(self, upload_id: str) -> None: ...
+
+    def collect(self, *, older_than_s: float, limit: int) -> int:
+        """Delete up to ``limit`` uploads older than ``older_than_s`` that no queued or
+        running job names; the number deleted."""
         ...

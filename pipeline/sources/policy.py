@@ -31,6 +31,7 @@ from pathlib import Path, PurePosixPath
 
 from pipeline.errors import InvalidInputError
 from pipeline.jobs import JobSource, SourceKind
+from pipeline.sources.uploads import UPLOAD_PREFIX
 
 ALLOWED_ROOTS_SETTING = "QUARRY_SOURCE_ALLOWED_ROOTS"
 FILE_URL_PREFIX = "file://"
@@ -115,6 +116,8 @@ class LocalSourcePolicy:
 def local_path_of(source: JobSource) -> str | None:
     """The local path a source reads: a folder, an archive file, or a ``file://`` URL's
     path; None for a remote git URL."""
+    if source.kind is SourceKind.ARCHIVE and source.location.startswith(UPLOAD_PREFIX):
+        return None  # an uploaded archive in the upload store (pipeline.sources.uploads)
     if source.kind is not SourceKind.GIT:
         return source.location
     if source.location.lower().startswith(FILE_URL_PREFIX):

@@ -176,7 +176,7 @@ def ingest(
     if _repository_busy(ctx, job):
         return IngestOutcome.BUSY
     try:
-        root, commit = fetcher.fetch(job.source, workdir)
+        root, commit = fetcher.fetch(job.source, workdir, tenant=job.repo.tenant)
         inventory = take_inventory(root, max_file_bytes=options.max_file_bytes)
     except PermanentError as exc:
         ctx.jobs.start(job_id, Stage.INGEST)
@@ -268,7 +268,7 @@ def dry_run(
     the commit, how many changed since the searchable snapshot, and the chunks and
     seconds to expect for those."""
     validate_request(request)
-    root, commit = fetcher.fetch(request.source, workdir)
+    root, commit = fetcher.fetch(request.source, workdir, tenant=request.repo.tenant)
     inventory = take_inventory(root, max_file_bytes=max_file_bytes)
     plan = plan_changes(inventory.files, ctx.snapshots.searchable_files(request.repo))
     work = Inventory(

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from config.settings import QuarrySettings
-from tests.security.helpers import Tenant, index
+from tests.security.helpers import Tenant, index, wait
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -90,3 +90,44 @@ def test_a_folder_under_an_allowed_root_is_still_indexed(
     api = client_for(new_tenant("ok"))
     status = index(api, source=str(tiny_repo("allowedroot")), repo="allowed")
     assert status["files"]["total"] == 2
+
+
+def test_an_uploaded_archive_is_indexed_from_the_upload_store_not_the_apis_disk(
+    new_tenant: Callable[[str], Tenant],
+    client_for: Callable[[Tenant], httpx.Client],
+    stack_settings: QuarrySettings,
+    tiny_repo: Callable[[str], Path],
+    tmp_path: Path,
+) -> None:
+    """The job names its upload (``upload:<id>``), not a server path; the ingest worker
+    reads it from PostgreSQL, so nothing is left in the API's data folder; another
+    tenant cannot name that upload as a source."""
+    import tarfile
+
+    owner, other = client_for(new_tenant("upload")), client_for(new_tenant("thief"))
+    folder = tiny_repo("uploaded")
+    archive = tmp_path / "uploaded.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(folder, arcname="uploaded-1.0")
+    response = owner.post(
+        "/v1/jobs/archive",
+        params={"repo": "uploaded"},
+        content=archive.read_bytes(),
+        headers={"Content-Type": "application/gzip"},
+    )
+    assert response.status_code == 202, response.text
+    job_id = response.json()["job_id"]
+    status = wait(owner, job_id)
+    assert status["status"] == "done", status
+    assert status["source"].startswith("upload:"), status["source"]
+    assert status["files"]["total"] == 2
+    uploads = stack_settings.data_dir / "uploads"
+    assert not uploads.exists() or not any(uploads.iterdir())
+    stolen = other.post("/v1/jobs", json={"source": status["source"], "repo": "stolen"})
+    if stolen.status_code == 202:  # parsed as an scp-like git URL: the clone must fail
+        final = wait(other, stolen.json()["job_id"])
+        assert final["status"] == "failed", final
+    else:
+        assert 400 <= stolen.status_code < 500, stolen.text
+    repos = other.get("/v1/repos").json()["repos"]
+    assert all(r["searchable_commit"] is None for r in repos if r["name"] == "stolen")

@@ -23,6 +23,7 @@ from pipeline.adapters.fakes.job_board import InMemoryJobBoard
 from pipeline.adapters.fakes.job_store import InMemoryJobStore
 from pipeline.adapters.fakes.snapshot_store import InMemorySnapshotStore
 from pipeline.adapters.fakes.source_fetcher import InMemorySourceFetcher
+from pipeline.adapters.fakes.upload_store import InMemoryUploadStore
 from pipeline.adapters.fakes.vector_store import InMemoryEmbeddingCache, InMemoryVectorStore
 from pipeline.adapters.fakes.webhook_sender import InMemoryWebhookSender
 from pipeline.analysis.analyze import FileAnalysis, analyze_file
@@ -116,6 +117,7 @@ def _install(
                 vectors=vectors,
                 graph=guarded(graph_store, InMemoryCircuitBreaker("graph", fail_max=5)),
                 blobs=InMemoryBlobStore(),
+                uploads=InMemoryUploadStore(),
                 fetcher=InMemorySourceFetcher(),
                 in_flight=InMemoryInFlight(),
                 chunking=ChunkingOptions(),

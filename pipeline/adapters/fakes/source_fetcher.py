@@ -35,7 +35,9 @@ class InMemorySourceFetcher:
     ) -> None:
         self._entries[(location, ref)] = (folder, commit)
 
-    def fetch(self, source: JobSource, workdir: Path) -> tuple[Path, str | None]:
+    def fetch(
+        self, source: JobSource, workdir: Path, *, tenant: str | None = None
+    ) -> tuple[Path, str | None]:
         self.fetched.append(source)
         entry = self._entries.get((source.location, source.ref))
         if entry is None:

@@ -50,8 +50,10 @@ from config.settings import QuarrySettings, protected_folders
 from pipeline.adapters.sources.archives import ArchiveLimits, extract_tar_gz
 from pipeline.errors import ConfigError, InvalidInputError
 from pipeline.jobs import JobSource, SourceKind
+from pipeline.ports import UploadStore
 from pipeline.sources.locations import check_git_url, check_ref, is_commit_sha, redact_url
 from pipeline.sources.policy import UPLOADS_FOLDER, LocalSourcePolicy
+from pipeline.sources.uploads import upload_id_of
 
 log = logging.getLogger("quarry.sources")
 
@@ -109,6 +111,7 @@ class LocalSourceFetcher:
         git_bin: str = "git",
         allow_local_git: bool = False,
         git_env: Mapping[str, str] | None = None,
+        uploads: UploadStore | None = None,
     ) -> None:
         self._limits = ArchiveLimits(
             max_archive_bytes=max_archive_bytes,
@@ -120,8 +123,14 @@ class LocalSourceFetcher:
         self._git_bin = git_bin
         self._allow_local_git = allow_local_git
         self._git_env = dict(git_env or {})
+        self._uploads = uploads
 
-    def fetch(self, source: JobSource, workdir: Path) -> tuple[Path, str | None]:
+    def fetch(
+        self, source: JobSource, workdir: Path, *, tenant: str | None = None
+    ) -> tuple[Path, str | None]:
+        upload_id = upload_id_of(source.location) if source.kind is SourceKind.ARCHIVE else None
+        if upload_id is not None:
+            return self._fetch_upload(upload_id, tenant, workdir), None
         local = self._policy.check_fetch(source)
         if source.kind is SourceKind.PATH and local is not None:
             return self._fetch_path(source, local)
@@ -132,6 +141,30 @@ class LocalSourceFetcher:
         if source.kind is SourceKind.GIT:
             return self._clone(source, workdir)
         raise InvalidInputError(f"source {source.describe()!r}: unknown kind {source.kind!r}")
+
+    # -- uploaded archives -------------------------------------------------------------
+
+    def _fetch_upload(self, upload_id: str, tenant: str | None, workdir: Path) -> Path:
+        """The upload's parts into ``workdir`` (within the archive size limit), extracted."""
+        if self._uploads is None or tenant is None:
+            raise ConfigError("this fetcher reads no uploaded archives (no upload store)")
+        archive = workdir / "upload.tar.gz"
+        workdir.mkdir(parents=True, exist_ok=True)
+        size = 0
+        with archive.open("wb") as out:
+            for part in self._uploads.read(upload_id, tenant):
+                size += len(part)
+                if size > self._limits.max_archive_bytes:
+                    raise InvalidInputError(
+                        f"upload {upload_id}: larger than {self._limits.max_archive_bytes} bytes"
+                    )
+                out.write(part)
+        tree = workdir / "tree"
+        tree.mkdir(parents=True, exist_ok=True)
+        try:
+            return extract_tar_gz(archive, tree, self._limits)
+        finally:
+            archive.unlink(missing_ok=True)
 
     # -- PATH ------------------------------------------------------------------------
 
@@ -261,9 +294,13 @@ def source_policy_from(settings: QuarrySettings) -> LocalSourcePolicy:
     )
 
 
-def fetcher_from_settings(settings: QuarrySettings) -> LocalSourceFetcher:
-    """The fetcher the API (dry runs) and the ingest workers use, with the source limits."""
+def fetcher_from_settings(
+    settings: QuarrySettings, uploads: UploadStore | None = None
+) -> LocalSourceFetcher:
+    """The fetcher the API (dry runs) and the ingest workers use, with the source limits;
+    ``uploads``: where the ingest workers read uploaded archives from."""
     return LocalSourceFetcher(
+        uploads=uploads,
         policy=source_policy_from(settings),
         max_archive_bytes=settings.source_max_archive_bytes,
         max_extracted_bytes=settings.source_max_extracted_bytes,
