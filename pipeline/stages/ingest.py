@@ -30,6 +30,7 @@ from pipeline.messages import encode_file, encode_repo
 from pipeline.models import FileVersion
 from pipeline.ports import BlobStore, SourceFetcher
 from pipeline.sources.blobs import local_reader, upload
+from pipeline.sources.uploads import upload_id_of
 from pipeline.stages.indexing import (
     SETTLED,
     JobContext,
@@ -105,7 +106,12 @@ def validate_request(request: JobRequest) -> JobRequest:
     """
     check_repo_name(request.repo.name)
     source = request.source
-    if source.kind is not SourceKind.GIT and not PurePath(source.location).is_absolute():
+    uploaded = source.kind is SourceKind.ARCHIVE and upload_id_of(source.location) is not None
+    if (
+        source.kind is not SourceKind.GIT
+        and not uploaded
+        and not PurePath(source.location).is_absolute()
+    ):
         raise InvalidInputError(
             f"source {source.location!r}: a local {source.kind.value} path must be absolute"
         )
