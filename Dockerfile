@@ -24,7 +24,7 @@ COPY cli ./cli
 COPY bench ./bench
 COPY migrations ./migrations
 RUN pip install --index-url "$TORCH_INDEX" torch==2.13.0 \
- && pip install .
+ && pip install '.[server]'
 USER quarry
 EXPOSE 8080
 CMD ["uvicorn", "api.app:create_app", "--factory", "--host", "0.0.0.0", "--port", "8080"]

@@ -17,6 +17,7 @@ import typer
 from rich.table import Table
 
 from cli.console import err, guarded, out, settings
+from cli.extras import missing
 from config.endpoints import resolve_endpoints
 from pipeline.models import DeadLetter
 from pipeline.ports import DeadLetters
@@ -25,8 +26,11 @@ dlq_app = typer.Typer(help="Dead letters: writes that failed for good.", no_args
 
 
 def _letters() -> DeadLetters:
-    from pipeline.adapters.redis.client import connect_redis
-    from pipeline.adapters.redis.dead_letters import RedisDeadLetters
+    try:
+        from pipeline.adapters.redis.client import connect_redis
+        from pipeline.adapters.redis.dead_letters import RedisDeadLetters
+    except ImportError as exc:  # the client alone (pip install quarry)
+        raise typer.Exit(missing(("dlq", exc))) from None
 
     endpoints = guarded(lambda: resolve_endpoints(settings()))
     return RedisDeadLetters(connect_redis(endpoints.redis_url, timeout_s=5))
@@ -72,9 +76,9 @@ def dlq_list(
 @dlq_app.command("replay")
 def dlq_replay(letter_id: Annotated[str, typer.Argument(help="The letter's id.")]) -> None:
     """Send a letter's task again with its original arguments, then drop the letter."""
+    letters = _letters()
     from tasks.app import create_app
 
-    letters = _letters()
     letter = _letter(letters, letter_id)
     app = create_app(settings())
     result = app.send_task(letter.task, kwargs=dict(letter.payload))

@@ -15,10 +15,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from bench.commands import bench_app
-from cli import chunk, dlq, jobs, reconcile, search
-from cli import eval as eval_cli
+from cli import jobs, reconcile, search
 from cli.console import err, guarded, out, settings
+from cli.extras import register_command, register_group
 
 app = typer.Typer(
     name="quarry",
@@ -167,13 +166,13 @@ def worker(
     run_worker(profile, chosen)
 
 
-chunk.register(app)
+register_command(app, "chunk", "cli.chunk")
 jobs.register(app)
 reconcile.register(app)
 search.register(app)
-eval_cli.register(app)
-app.add_typer(bench_app, name="bench")
-app.add_typer(dlq.dlq_app, name="dlq")
+register_command(app, "eval", "cli.eval")
+register_group(app, "bench", "bench.commands", "bench_app")
+register_group(app, "dlq", "cli.dlq", "dlq_app")
 
 
 def main() -> None:
