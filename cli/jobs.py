@@ -23,6 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cli.console import err, guarded, out, settings
+from cli.extras import missing
 from config.endpoints import resolve_endpoints
 from pipeline.errors import QueueFullError
 from pipeline.sources.locations import parse_source
@@ -253,8 +254,12 @@ def token_create(
     tenant: Annotated[str, typer.Option(help="The tenant the token acts for.")],
     label: Annotated[str, typer.Option(help="A note kept with the token.")] = "",
 ) -> None:
-    """Create an API token for TENANT; it is printed once, on the last line."""
-    from pipeline.adapters.postgres.token_store import PgTokenStore
+    """Create an API token for TENANT; it is printed once, on the last line (an operator's
+    command: it writes to PostgreSQL, so it needs the full install)."""
+    try:
+        from pipeline.adapters.postgres.token_store import PgTokenStore
+    except ImportError as exc:  # the client alone (pip install quarry)
+        raise typer.Exit(missing(("token", exc))) from None
     from pipeline.jobs import check_tenant
 
     endpoints = guarded(lambda: resolve_endpoints(settings()))

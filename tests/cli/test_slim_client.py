@@ -94,7 +94,8 @@ def test_the_cli_works_over_http_without_the_server_packages(
     found = slim_quarry("search", "open a connection", "--json", env=env)
     assert found.returncode in (0, 1), found.stderr  # 1: no repository yet, said plainly
     assert "Traceback" not in found.stderr
-    for args in (["bench", "e2e"], ["chunk", "."], ["eval", "."], ["dlq", "list"]):
+    full_only = (["bench", "e2e"], ["chunk", "."], ["eval", "."], ["dlq", "list"])
+    for args in (*full_only, ["token", "create", "--tenant", "t"]):
         result = slim_quarry(*args, env=env)
         assert result.returncode == 2, (args, result.stdout, result.stderr)
         assert f"`quarry {args[0]}` needs the full install" in result.stderr, result.stderr
