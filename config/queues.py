@@ -61,3 +61,13 @@ ALL_TASKS: Final = (
     WEBHOOK_DELIVER_TASK,
     SWEEP_JOBS_TASK,
 )
+
+# Which worker holds which delivered message (tasks/transport.py records it; the sweeper
+# gives back the messages of a worker whose lease ran out: pipeline/adapters/redis/
+# in_flight.py). A worker's main process renews its lease every LEASE_RENEW_S; a killed
+# worker's messages are back on their queues within LEASE_TTL_S plus one sweep interval,
+# instead of after the broker's visibility timeout.
+HELD_KEY_PREFIX: Final = "quarry:broker:held:"
+LEASE_KEY_PREFIX: Final = "quarry:broker:lease:"
+LEASE_TTL_S: Final = 15
+LEASE_RENEW_S: Final = 5

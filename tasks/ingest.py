@@ -68,6 +68,15 @@ def sweep_jobs() -> int:
     in_flight = cpu_profile()[1].in_flight
     interval_s = max(1.0, 0.8 * settings.job_sweep_interval_s)
     try:
+        # First the messages of dead workers, so that their jobs are not stalled: every
+        # sweep, not throttled (a cheap SCAN when no worker died).
+        given_back = in_flight.restore_orphans()
+        if given_back:
+            log.warning("gave back %d messages held by dead workers", given_back)
+            metrics.MESSAGES_RESTORED.inc(given_back)
+    except TransientError as exc:
+        log.warning("could not give back dead workers' messages: %s", exc)
+    try:
         if not ctx.board.throttle(SWEEP_THROTTLE, "sweep", interval_s):
             return 0
         found = sweep(

@@ -104,6 +104,10 @@ TASK_SECONDS = Histogram(
 JOBS = Counter(
     "quarry_jobs_total", "Jobs that ended, by final status (done, failed, cancelled).", ["status"]
 )
+MESSAGES_RESTORED = Counter(
+    "quarry_broker_messages_restored_total",
+    "Messages given back to their queues because the worker holding them died (lease ran out).",
+)
 JOBS_RECOVERED = Counter(
     "quarry_jobs_recovered_total",
     "Stalled jobs (no message held by the broker, no progress) the sweeper sent on or failed.",

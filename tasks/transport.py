@@ -11,6 +11,13 @@ Here such an entry is logged (its first bytes, escaped), kept on the capped list
 envelope's own content is Celery's business: a bad body or an unknown task is already
 rejected per message.
 
+It also records which worker holds each delivered message: beside kombu's ``unacked``
+hash, the hash ``quarry:broker:held:<holder>`` maps the delivery tag to the time it was
+delivered, and an ack or reject removes it. The worker's main process keeps a lease
+(``quarry:broker:lease:<holder>``, workers/lease.py) while it lives; the sweeper gives a
+dead holder's messages back at once (pipeline/adapters/redis/in_flight.py) instead of
+after the visibility timeout. A process that set no :data:`HOLDER` records nothing.
+
 Workers select it with ``broker_transport = "tasks.transport:Transport"``.
 
 Must not import: workers/, api/, cli/, drivers (it reaches Redis through kombu's own client).
@@ -20,10 +27,13 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from queue import Empty
 from typing import Any
 
 from kombu.transport import redis as kombu_redis
+
+from config.queues import HELD_KEY_PREFIX
 
 log = logging.getLogger("quarry.broker")
 
@@ -31,6 +41,8 @@ MALFORMED_KEY = "quarry:broker:malformed"
 MALFORMED_KEEP = 1000
 SHOWN_BYTES = 300
 TRANSPORT = "tasks.transport:Transport"
+# This worker's holder id (workers/main.py sets it before consuming); None: not recorded.
+HOLDER: str | None = None
 
 
 def decode_envelope(raw: bytes | str) -> dict[str, Any] | None:
@@ -42,8 +54,42 @@ def decode_envelope(raw: bytes | str) -> dict[str, Any] | None:
     return message if isinstance(message, dict) else None
 
 
+class QoS(kombu_redis.QoS):
+    """kombu's ack emulation, recording the holder of each delivered message."""
+
+    def append(self, message: Any, delivery_tag: Any) -> None:
+        super().append(message, delivery_tag)  # type: ignore[no-untyped-call]
+        self._held("hset", delivery_tag)
+
+    def ack(self, delivery_tag: Any) -> None:
+        super().ack(delivery_tag)  # type: ignore[no-untyped-call]
+        self._held("hdel", delivery_tag)
+
+    def reject(self, delivery_tag: Any, requeue: bool = False) -> None:
+        super().reject(delivery_tag, requeue=requeue)  # type: ignore[no-untyped-call]
+        self._held("hdel", delivery_tag)
+
+    def _held(self, command: str, delivery_tag: Any) -> None:
+        # Bookkeeping: if it fails, the message still comes back after the broker's
+        # visibility timeout, as it would without it.
+        if HOLDER is None:
+            return
+        try:
+            with self.channel.conn_or_acquire() as client:
+                key = HELD_KEY_PREFIX + HOLDER
+                if command == "hset":
+                    client.hset(key, delivery_tag, f"{time.time():.3f}")
+                else:
+                    client.hdel(key, delivery_tag)
+        except Exception:
+            log.exception("could not record the holder of message %s", delivery_tag)
+
+
 class Channel(kombu_redis.Channel):
-    """kombu's channel with a BRPOP reader that skips a malformed message."""
+    """kombu's channel with a BRPOP reader that skips a malformed message, and a QoS that
+    records which worker holds each delivered message."""
+
+    QoS = QoS
 
     def _brpop_read(self, **options: Any) -> bool:
         malformed: tuple[str, bytes | str] | None = None

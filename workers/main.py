@@ -20,6 +20,7 @@ import socket
 import sys
 from typing import Any
 
+from config.endpoints import resolve_endpoints
 from config.logging import configure_logging
 from config.queues import EMBED_CHUNKS_TASK, WORKER_PROFILES, queues_for_profile
 from config.settings import (
@@ -110,8 +111,10 @@ def run_worker(profile: str, queues: tuple[str, ...] | None = None) -> None:
 
     from celery import signals
 
-    from tasks import observers, worker_exposition
+    from tasks import observers, transport, worker_exposition
     from tasks.app import app
+    from wiring.stores import redis_client
+    from workers.lease import new_holder, start_lease
     from workers.resources import Closers, build_embedder, build_resources
 
     configure_logging(settings.log_level, settings.log_json)
@@ -148,6 +151,11 @@ def run_worker(profile: str, queues: tuple[str, ...] | None = None) -> None:
     server = worker_exposition.serve_worker_metrics(
         settings.worker_metrics_bind_host, settings.worker_metrics_port(profile), metrics_dir
     )
+    # This process's lease on the messages it will hold (workers/lease.py).
+    holder = new_holder(node_name(profile))
+    transport.HOLDER = holder
+    stop_lease = start_lease(redis_client(resolve_endpoints(settings)), holder)
+    signals.worker_shutdown.connect(lambda **_: stop_lease.set(), weak=False)
     try:
         app.worker_main(worker_argv(profile, settings, queues))
     finally:

@@ -213,6 +213,11 @@ class InFlight(Protocol):
         in one consistent step."""
         ...
 
+    def restore_orphans(self) -> int:
+        """Give back to their queues the messages that workers whose lease ran out (dead
+        processes, dead hosts) were delivered and never acknowledged; how many."""
+        ...
+
 
 class Admission(Protocol):
     """Bounded queues: a message is pushed only if its queue is below its bound, checked

@@ -11,8 +11,10 @@ both hosts read the files' bytes from PostgreSQL.
 
 Checked: one job's files are chunked and embedded on both hosts (their logs); after
 SIGKILL of one host's whole worker set mid-job, the job finishes on the other within
-2 minutes (the test stack's broker gives a dead worker's messages back after 30 s),
-with both stores matching an independently computed oracle.
+2 minutes, with both stores matching an independently computed oracle. The stack runs
+with the production defaults (the broker's visibility timeout of an hour): the dead
+host's messages come back because its workers' leases lapse and the survivor's sweep
+gives them back (tasks/transport.py, workers/lease.py).
 """
 
 from __future__ import annotations
@@ -48,6 +50,13 @@ REPO = Path(__file__).resolve().parents[2]
 FIGURES = REPO / "test-artifacts" / "multi_host.json"  # what bench/results/multi_host.md quotes
 HOSTS = ("host-a", "host-b")
 TASKS = ("quarry.chunk.files", "quarry.embed.chunks")
+PRODUCTION_DEFAULTS = (
+    "QUARRY_BROKER_VISIBILITY_TIMEOUT_S",
+    "QUARRY_TASK_TIME_LIMIT_S",
+    "QUARRY_QUEUE_WAIT_S",
+    "QUARRY_JOB_SWEEP_INTERVAL_S",
+    "QUARRY_JOB_STALL_S",
+)
 CORPUS_FILES = 60
 GIT = ["git", "-c", "user.name=Quarry Test", "-c", "user.email=test@example.com"]
 
@@ -79,6 +88,11 @@ def quiet_stack() -> Iterator[Stack]:
             "QUARRY_JOB_BATCH_FILES": "2",
             "QUARRY_EMBED_FLUSH_MESSAGES": "2",
         }
+        # Production defaults for everything that decides how fast a dead worker's
+        # messages come back: the broker's visibility timeout (an hour), the task time
+        # limit, the sweep interval and the stall time.
+        for key in PRODUCTION_DEFAULTS:
+            env.pop(key)
         stack = Stack(load_settings(env=env))
         try:
             stack.up()

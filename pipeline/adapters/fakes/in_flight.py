@@ -29,3 +29,7 @@ class InMemoryInFlight:
     def job_ids(self) -> set[str]:
         with self._lock:
             return set(self._ids)
+
+    def restore_orphans(self) -> int:
+        """No worker dies in a fake broker: nothing to give back."""
+        return 0

@@ -25,13 +25,19 @@ from typing import Any
 
 import redis
 
+from config.queues import HELD_KEY_PREFIX, LEASE_KEY_PREFIX
 from pipeline.errors import StoreUnavailableError
 
 UNACKED_KEY = "unacked"  # kombu's default ``unacked_key``
+UNACKED_INDEX_KEY = "unacked_index"  # kombu's default ``unacked_index_key``
 PRIORITY_SEPARATOR = "\x06\x16"
 PRIORITY_STEPS = (3, 6, 9)  # kombu's default steps besides 0 (the bare queue name)
 _JOB_ID = re.compile(rb'"job_id":\s*"([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-'
                      rb'[0-9a-fA-F]{4}-[0-9a-fA-F]{12})"')  # fmt: skip
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def queue_keys(queues: Iterable[str]) -> list[str]:
@@ -86,3 +92,51 @@ class RedisInFlight:
             for raw in messages:
                 found |= job_ids_in(raw)
         return found
+
+    def restore_orphans(self) -> int:
+        """Give back to their queues the messages held by workers whose lease ran out
+        (tasks/transport.py records the holders, workers/lease.py keeps the leases);
+        the number of messages given back.
+
+        As kombu restores a message (``QoS.restore_by_tag``): in one transaction that
+        watches ``unacked``, the entry leaves ``unacked`` and its index and the message,
+        marked redelivered, goes to the front of its queue (the end BRPOP reads). A tag
+        already acknowledged, or restored by the visibility timeout, is only forgotten.
+        """
+        restored = 0
+        try:
+            for key in self._client.scan_iter(match=HELD_KEY_PREFIX + "*", count=100):
+                holder = _text(key)[len(HELD_KEY_PREFIX) :]
+                if self._client.exists(LEASE_KEY_PREFIX + holder):
+                    continue
+                for tag in self._client.hkeys(key):
+                    restored += self._restore(_text(tag), key)
+        except redis.RedisError as exc:
+            raise StoreUnavailableError(
+                "redis", f"restoring a dead worker's messages: {exc}"
+            ) from exc
+        return restored
+
+    def _restore(self, tag: str, held_key: Any) -> int:
+        done = 0
+
+        def restore(pipe: Any) -> None:
+            nonlocal done
+            raw = pipe.hget(self._unacked_key, tag)
+            pipe.multi()
+            pipe.hdel(held_key, tag)
+            if raw is None:
+                return
+            message, _exchange, routing_key = json.loads(raw)
+            if int((message.get("properties") or {}).get("priority") or 0) != 0:
+                return  # not a queue of ours (they are all priority 0): leave it to kombu
+            for part in ("headers", "properties"):
+                if isinstance(message.get(part), dict):
+                    message[part]["redelivered"] = True
+            pipe.zrem(UNACKED_INDEX_KEY, tag)
+            pipe.hdel(self._unacked_key, tag)
+            pipe.rpush(routing_key, json.dumps(message))
+            done = 1
+
+        self._client.transaction(restore, self._unacked_key)  # type: ignore[no-untyped-call]
+        return done
