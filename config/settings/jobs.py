@@ -75,16 +75,17 @@ class JobFields(BaseModel):
         1_000_000, ge=1, description="About the most bytes of files in one chunk task."
     )
     job_sweep_interval_s: float = Field(
-        30.0,
+        15.0,
         ge=0,
         description="How often the cpu worker looks for stalled jobs (no message held by "
         "the broker, no progress for job_stall_s) and sends them on; 0 turns it off.",
     )
     job_stall_s: float = Field(
-        120.0,
+        30.0,
         ge=1,
         description="How long a queued or running job may go without progress and without "
-        "any message on a queue before the sweeper sends its remaining work again.",
+        "any message on a queue before the sweeper sends its remaining work again (a job at "
+        "work always has a message on a queue or held by a worker).",
     )
     job_max_recoveries: int = Field(
         3,
