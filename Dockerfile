@@ -8,8 +8,8 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends git openssh-client ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 RUN useradd --create-home --uid 10001 quarry
-# The data volume mounts here; a new named volume takes this folder's owner, so the
-# non-root user can write it.
+# The data folder (scratch: clones, extracted archives, metrics files); a volume mounted
+# here takes this folder's owner, so the non-root user can write it either way.
 RUN mkdir -p /var/lib/quarry && chown quarry:quarry /var/lib/quarry
 WORKDIR /app
 COPY pyproject.toml README.md ./

@@ -134,3 +134,13 @@ def test_the_image_can_clone_and_its_user_can_write_the_data_volume() -> None:
     assert "apt-get install" in dockerfile and " git " in dockerfile
     assert "chown quarry:quarry /var/lib/quarry" in dockerfile
     assert dockerfile.index("chown quarry:quarry") < dockerfile.index("USER quarry")
+
+
+def test_quarry_services_share_no_volume_so_workers_scale_across_hosts(
+    model: dict[str, Any],
+) -> None:
+    """No stage reads a file another wrote: the API, migrations, workers and Flower
+    mount nothing they would have to share (`--scale worker-cpu=N`)."""
+    for name in ("api", "migrate", "worker-cpu", "worker-gpu", "flower"):
+        mounts = model["services"][name].get("volumes") or []
+        assert [m for m in mounts if m.get("type") == "volume"] == [], (name, mounts)
