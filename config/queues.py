@@ -47,6 +47,7 @@ def queues_for_profile(profile: str) -> tuple[str, ...]:
 EMBED_CHUNKS_TASK: Final = "quarry.embed.chunks"
 WRITE_CHUNKS_TASK: Final = "quarry.write.chunks"
 INGEST_JOB_TASK: Final = "quarry.ingest.job"
+INGEST_MORE_TASK: Final = "quarry.ingest.more"
 CHUNK_FILES_TASK: Final = "quarry.chunk.files"
 COMMIT_JOB_TASK: Final = "quarry.write.commit"
 WEBHOOK_DELIVER_TASK: Final = "quarry.webhook.deliver"
@@ -54,6 +55,7 @@ SWEEP_JOBS_TASK: Final = "quarry.ingest.sweep"
 
 ALL_TASKS: Final = (
     INGEST_JOB_TASK,
+    INGEST_MORE_TASK,
     CHUNK_FILES_TASK,
     EMBED_CHUNKS_TASK,
     WRITE_CHUNKS_TASK,

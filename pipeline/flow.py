@@ -12,6 +12,7 @@ stage of this table (``CHUNK.task``), never a task-name string of their own.
 ::
 
     POST /v1/jobs ──▶ INGEST ──▶ CHUNK (batches of files) ──▶ EMBED (one message per file)
+                        │  ▲ a large job: INGEST_MORE sends the next bounded slice
                         │          │ files with no chunks,       │ shared device batches
                         │          │ skipped or failed settle    ▼
                         │          └──────────────┐           WRITE (one file's rows)
@@ -79,10 +80,22 @@ INGEST: Final = Stage(
     task=queues.INGEST_JOB_TASK,
     queue=queues.INGEST,
     consumes="job_id",
-    sends=("chunk", "commit"),
+    sends=("ingest-more", "chunk", "commit"),
     retry=Retry.STAGE,
     fails=FailsWith.JOB,
     use_case="pipeline.stages.ingest.ingest",
+)
+# The rest of a large job's files, a bounded slice at a time (no checkout needed: the
+# ingest stored every file's bytes; the files to send are read back from the snapshot).
+INGEST_MORE: Final = Stage(
+    name="ingest-more",
+    task=queues.INGEST_MORE_TASK,
+    queue=queues.INGEST,
+    consumes="job_id, after: the last path sent",
+    sends=("ingest-more", "chunk"),
+    retry=Retry.STAGE,
+    fails=FailsWith.JOB,
+    use_case="pipeline.stages.ingest.ingest_more",
 )
 CHUNK: Final = Stage(
     name="chunk",
@@ -135,7 +148,7 @@ WEBHOOK: Final = Stage(
     use_case="pipeline.webhooks.events.build_event",
 )
 
-STAGES: Final[tuple[Stage, ...]] = (INGEST, CHUNK, EMBED, WRITE, COMMIT, WEBHOOK)
+STAGES: Final[tuple[Stage, ...]] = (INGEST, INGEST_MORE, CHUNK, EMBED, WRITE, COMMIT, WEBHOOK)
 
 # Maintenance, not a stage of a job: sends stalled jobs on (pipeline.stages.recovery).
 SWEEP_TASK: Final = queues.SWEEP_JOBS_TASK

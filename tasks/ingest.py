@@ -13,12 +13,13 @@ import uuid
 
 from celery import shared_task
 
+from config.settings import QuarrySettings
 from pipeline import flow
 from pipeline.errors import TransientError
 from pipeline.sources import blobs as blob_policy
 from pipeline.sources import uploads as upload_policy
 from pipeline.stages.indexing import JobContext
-from pipeline.stages.ingest import IngestOptions, IngestOutcome, ingest, job_workdir
+from pipeline.stages.ingest import IngestOptions, IngestOutcome, ingest, ingest_more, job_workdir
 from pipeline.stages.recovery import sweep
 from tasks import metrics
 from tasks.base import JobTask, StageTask
@@ -27,6 +28,15 @@ from tasks.context import CpuProfile, cpu_profile, job_resources
 log = logging.getLogger("quarry.jobs")
 BUSY_RETRY_S = 2.0
 SWEEP_THROTTLE = "sweeper"
+
+
+def _options(settings: QuarrySettings) -> IngestOptions:
+    return IngestOptions(
+        max_file_bytes=settings.chunk_max_file_bytes,
+        batch_max_files=settings.job_batch_files,
+        batch_max_bytes=settings.job_batch_bytes,
+        slice_files=settings.job_ingest_slice_files,
+    )
 
 
 @shared_task(bind=True, base=JobTask, name=flow.INGEST.task)  # type: ignore[untyped-decorator]
@@ -40,11 +50,7 @@ def ingest_job(self: StageTask, job_id: str, attempt: int = 0) -> str | None:
         # A folder of its own per delivery, so that two deliveries never share a checkout.
         workdir = job_workdir(settings.data_dir, job_id) / f"fetch-{uuid.uuid4().hex[:12]}"
         workdir.mkdir(parents=True)
-        options = IngestOptions(
-            max_file_bytes=settings.chunk_max_file_bytes,
-            batch_max_files=settings.job_batch_files,
-            batch_max_bytes=settings.job_batch_bytes,
-        )
+        options = _options(settings)
         outcome = ingest(
             ctx, job_id, fetcher=cpu.fetcher, blobs=cpu.blobs, workdir=workdir, options=options
         )
@@ -57,6 +63,18 @@ def ingest_job(self: StageTask, job_id: str, attempt: int = 0) -> str | None:
         return outcome.value
 
     return self.guarded({"job_id": job_id}, attempt, run)
+
+
+@shared_task(bind=True, base=JobTask, name=flow.INGEST_MORE.task)  # type: ignore[untyped-decorator]
+def ingest_more_task(self: StageTask, job_id: str, after: str, attempt: int = 0) -> int | None:
+    """Send the next slice of a large job's files for chunking."""
+
+    def run() -> int:
+        resources, ctx = job_resources()
+        options = _options(resources.settings)
+        return ingest_more(ctx, job_id, after, options=options)
+
+    return self.guarded({"job_id": job_id, "after": after}, attempt, run)
 
 
 @shared_task(name=flow.SWEEP_TASK, ignore_result=True)  # type: ignore[untyped-decorator]

@@ -74,6 +74,12 @@ class JobFields(BaseModel):
     job_batch_bytes: int = Field(
         1_000_000, ge=1, description="About the most bytes of files in one chunk task."
     )
+    job_ingest_slice_files: int = Field(
+        10_000,
+        ge=1,
+        description="Files one ingest call sends for chunking; a larger job's rest goes a "
+        "slice at a time (quarry.ingest.more), so no call enqueues a whole repository.",
+    )
     job_sweep_interval_s: float = Field(
         15.0,
         ge=0,

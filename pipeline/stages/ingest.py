@@ -27,7 +27,7 @@ from pipeline.analysis.inventory import Inventory, estimate, take_inventory, tre
 from pipeline.errors import InvalidInputError, PermanentError, QueueFullError
 from pipeline.jobs import Job, JobRequest, JobStatus, SourceKind, Stage, check_repo_name
 from pipeline.messages import encode_file, encode_repo
-from pipeline.models import FileVersion
+from pipeline.models import FileVersion, RepoRef
 from pipeline.ports import BlobStore, SourceFetcher
 from pipeline.sources.blobs import local_reader, upload
 from pipeline.sources.uploads import upload_id_of
@@ -162,6 +162,7 @@ class IngestOptions:
     max_file_bytes: int
     batch_max_files: int = 32
     batch_max_bytes: int = 1_000_000
+    slice_files: int = 10_000  # files one ingest call sends; INGEST_MORE sends the rest
 
 
 def ingest(
@@ -224,27 +225,66 @@ def ingest(
     upload(blobs, todo, local_reader(root), on_unreadable=refuse)
     settle(ctx, job_id, "files.failed", unreadable)
     refused = set(unreadable)
-    batches = batch_files(
-        [f for f in todo if f.path not in refused],
-        max_files=options.batch_max_files,
-        max_bytes=options.batch_max_bytes,
+    work = sorted((f for f in todo if f.path not in refused), key=lambda f: f.path)
+    send_slice(ctx, job_id, repo=job.repo, snapshot_id=snapshot_id, work=work, options=options)
+    flush_progress(ctx, job_id, force=True)
+    maybe_commit(ctx, job_id, ctx.board.counters(job_id))
+    return IngestOutcome.ENQUEUED
+
+
+def ingest_more(ctx: JobContext, job_id: str, after: str, *, options: IngestOptions) -> int:
+    """Send the next slice of a large job's files, those after path ``after``; the number
+    of files sent. No checkout is needed: the ingest stored every file's bytes, and the
+    files to send are the snapshot's work (against the searchable snapshot) not settled."""
+    job = ctx.jobs.get(job_id)
+    if job is None or job.status.terminal or ctx.board.cancelled(job_id):
+        return 0
+    if job.snapshot_id is None:
+        raise PermanentError(f"job {job_id}: no snapshot to continue from")
+    plan = plan_changes(
+        list(ctx.snapshots.snapshot_files(job.snapshot_id).values()),
+        ctx.snapshots.searchable_files(job.repo),
+        reindex=job.reindex_paths,
     )
-    repo = encode_repo(job.repo)
+    settled = ctx.board.members(job_id, SETTLED)
+    work = sorted(
+        (f for f in plan.work if f.path > after and f.path not in settled), key=lambda f: f.path
+    )
+    return send_slice(
+        ctx, job_id, repo=job.repo, snapshot_id=job.snapshot_id, work=work, options=options
+    )
+
+
+def send_slice(
+    ctx: JobContext,
+    job_id: str,
+    *,
+    repo: RepoRef,
+    snapshot_id: int,
+    work: Sequence[FileVersion],
+    options: IngestOptions,
+) -> int:
+    """Send CHUNK batches of the first ``options.slice_files`` of ``work`` (sorted by
+    path) and, when more remain, an INGEST_MORE message that sends the rest: no call
+    enqueues more than one slice, however large the repository."""
+    now = list(work[: options.slice_files])
+    batches = batch_files(now, max_files=options.batch_max_files, max_bytes=options.batch_max_bytes)
+    encoded = encode_repo(repo)
     ctx.send(
         flow.CHUNK.task,
         [
             {
                 "job_id": job_id,
-                "repo": repo,
+                "repo": encoded,
                 "snapshot_id": snapshot_id,
                 "files": [encode_file(f) for f in batch],
             }
             for batch in batches
         ],
     )
-    flush_progress(ctx, job_id, force=True)
-    maybe_commit(ctx, job_id, ctx.board.counters(job_id))
-    return IngestOutcome.ENQUEUED
+    if len(work) > len(now):
+        ctx.send(flow.INGEST_MORE.task, [{"job_id": job_id, "after": now[-1].path}])
+    return len(now)
 
 
 # A job running longer than this is presumed lost (its worker and messages gone) and no

@@ -9,7 +9,7 @@ from unittest import mock
 
 import pytest
 
-from config.queues import CHUNK_FILES_TASK, COMMIT_JOB_TASK, INGEST_JOB_TASK
+from config.queues import CHUNK_FILES_TASK, COMMIT_JOB_TASK, INGEST_JOB_TASK, INGEST_MORE_TASK
 from pipeline.adapters.fakes.blob_store import InMemoryBlobStore
 from pipeline.adapters.fakes.in_flight import InMemoryInFlight
 from pipeline.adapters.fakes.job_board import InMemoryJobBoard
@@ -21,7 +21,7 @@ from pipeline.jobs import RECOVERIES, JobRequest, JobSource, JobStatus, SourceKi
 from pipeline.models import FileVersion, RepoRef
 from pipeline.sources.blobs import Reader, local_reader
 from pipeline.stages.indexing import SETTLED, JobContext
-from pipeline.stages.ingest import IngestOptions, IngestOutcome, ingest
+from pipeline.stages.ingest import IngestOptions, IngestOutcome, ingest, ingest_more
 from pipeline.stages.recovery import Action, sweep
 
 IDLE_S = 120.0
@@ -216,3 +216,32 @@ def test_ingest_stores_the_bytes_the_chunk_stage_reads_on_any_host(
         ("b.py", "changed while the job was running")
     ]
     assert h.ctx.board.members(job_id, "files.failed") == {"b.py"}
+
+
+def test_a_large_job_is_sent_a_bounded_slice_at_a_time(h: Harness, tmp_path: Path) -> None:
+    """No call sends more than slice_files files; INGEST_MORE sends the rest from the
+    snapshot (no checkout), each file exactly once, skipping what has settled."""
+    for n in range(23):
+        (tmp_path / f"m{n:02d}.py").write_text(f"def f{n}():\n    return {n}\n")
+    fetcher = InMemorySourceFetcher({"/src": tmp_path})
+    job_id = h.job(1, start=False)
+    options = IngestOptions(max_file_bytes=1_000_000, batch_max_files=4, slice_files=10)
+    blobs = InMemoryBlobStore()
+    ingest(h.ctx, job_id, fetcher=fetcher, blobs=blobs, workdir=tmp_path / "w", options=options)
+    sent: list[str] = []
+    rounds = 0
+    while True:
+        chunked = [f["path"] for t, k in h.sent if t == CHUNK_FILES_TASK for f in k["files"]]
+        more = [k for t, k in h.sent if t == INGEST_MORE_TASK]
+        assert len(chunked) <= 10, chunked
+        sent += chunked
+        h.sent.clear()
+        if rounds == 1:  # a file of the next slice settled meanwhile (a recovery did it)
+            h.ctx.board.mark(job_id, SETTLED, ["m21.py"])
+        if not more:
+            break
+        (message,) = more
+        ingest_more(h.ctx, job_id, message["after"], options=options)
+        rounds += 1
+    assert rounds == 2
+    assert sent == sorted(f"m{n:02d}.py" for n in range(23) if n != 21)
