@@ -30,7 +30,7 @@ def _letters() -> DeadLetters:
         from pipeline.adapters.redis.client import connect_redis
         from pipeline.adapters.redis.dead_letters import RedisDeadLetters
     except ImportError as exc:  # the client alone (pip install quarry)
-        raise typer.Exit(missing(("dlq", exc))) from None
+        raise typer.Exit(missing("dlq", exc)) from None
 
     endpoints = guarded(lambda: resolve_endpoints(settings()))
     return RedisDeadLetters(connect_redis(endpoints.redis_url, timeout_s=5))

@@ -22,9 +22,8 @@ from cli.console import err
 FULL_INSTALL = "pip install 'quarry[server]'"
 
 
-def missing(what: tuple[str, ImportError]) -> int:
+def missing(name: str, exc: ImportError) -> int:
     """Say that ``quarry <name>`` needs the full install; the exit code (2)."""
-    name, exc = what
     err.print(
         f"quarry: error: `quarry {name}` needs the full install ({FULL_INSTALL}): "
         f"{exc.name or exc} is not installed",
@@ -35,7 +34,7 @@ def missing(what: tuple[str, ImportError]) -> int:
 
 def missing_command(name: str, exc: ImportError) -> Callable[..., None]:
     def command(ctx: typer.Context) -> None:
-        raise typer.Exit(missing((name, exc)))
+        raise typer.Exit(missing(name, exc))
 
     command.__doc__ = f"(full install only: {FULL_INSTALL})"
     return command

@@ -259,7 +259,7 @@ def token_create(
     try:
         from pipeline.adapters.postgres.token_store import PgTokenStore
     except ImportError as exc:  # the client alone (pip install quarry)
-        raise typer.Exit(missing(("token", exc))) from None
+        raise typer.Exit(missing("token", exc)) from None
     from pipeline.jobs import check_tenant
 
     endpoints = guarded(lambda: resolve_endpoints(settings()))

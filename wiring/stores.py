@@ -1,16 +1,18 @@
 """Builders of the stores, the job board, admission, breakers and the task client.
 
-A store that a worker uses is built on first use inside its breaker
-(:func:`pipeline.stages.guarded.guarded`, the one way a store is put behind its breaker), so a
-process starts while the store is down.
+A store that a worker uses is built on first use inside its breaker, so a process starts
+while the store is down: :func:`behind_breaker` (over pipeline.stages.guarded) is the one
+way a store is put behind its breaker.
 
 Must not import: api/, workers/, cli/.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from config.endpoints import Endpoints
 from config.queues import ALL_QUEUES
@@ -50,7 +52,6 @@ from pipeline.ports import (
     SnapshotStore,
     TokenStore,
     UploadStore,
-    VectorStore,
     WebhookSender,
 )
 from pipeline.sources.policy import LocalSourcePolicy
@@ -58,6 +59,8 @@ from pipeline.stages.guarded import Deferred, guarded
 from pipeline.stages.indexing import JobContext, OnFinish, Send
 from pipeline.statements.sql import VECTOR_DIMENSION
 
+log = logging.getLogger("quarry.wiring")
+S = TypeVar("S")
 STORES = ("postgres", "graph")
 Redis = Any  # the redis client; its type stays in the adapters
 
@@ -72,13 +75,11 @@ class Closers:
         self.items.extend(items)
 
     def close(self) -> None:
-        import logging
-
         for item in reversed(self.items):
             try:
                 item.close()
             except Exception:
-                logging.getLogger("quarry.wiring").exception("closing %r failed", item)
+                log.exception("closing %r failed", item)
         self.items.clear()
 
 
@@ -102,6 +103,14 @@ def breakers(
     }
 
 
+def behind_breaker(build: Callable[[], S], breaker: CircuitBreaker, closers: Closers) -> S:
+    """The store ``build`` makes, built on first use inside ``breaker`` (so a process
+    starts while the store is down) and closed with ``closers``."""
+    deferred: Deferred[S] = Deferred(build)
+    closers.add(deferred)
+    return guarded(deferred, breaker)
+
+
 def admission(settings: QuarrySettings, client: Redis) -> RedisAdmission:
     return RedisAdmission(client, settings.queue_bounds(), default_bound=settings.queue_bound_write)
 
@@ -123,16 +132,14 @@ def job_context(
     the job board and ``send``, the admission-checked sender every stage hands work on
     with."""
     dsn = endpoints.postgres_dsn
+    jobs: JobStore
+    snapshots: SnapshotStore
     if breaker is None:
-        jobs: JobStore = PgJobStore(dsn)
-        snapshots: SnapshotStore = PgSnapshotStore(dsn)
+        jobs, snapshots = PgJobStore(dsn), PgSnapshotStore(dsn)
     else:
-        deferred_jobs: Deferred[JobStore] = Deferred(lambda: PgJobStore(dsn))
-        deferred_snapshots: Deferred[SnapshotStore] = Deferred(lambda: PgSnapshotStore(dsn))
-        if closers is not None:
-            closers.add(deferred_jobs, deferred_snapshots)
-        jobs = guarded(deferred_jobs, breaker)
-        snapshots = guarded(deferred_snapshots, breaker)
+        behind = closers if closers is not None else Closers()
+        jobs = behind_breaker(lambda: PgJobStore(dsn), breaker, behind)
+        snapshots = behind_breaker(lambda: PgSnapshotStore(dsn), breaker, behind)
     return JobContext(
         jobs=jobs, snapshots=snapshots, board=job_board(client), send=send, on_finish=on_finish
     )
@@ -142,42 +149,8 @@ def vector_store(endpoints: Endpoints) -> PgVectorStore:
     return PgVectorStore(endpoints.postgres_dsn, dimension=VECTOR_DIMENSION)
 
 
-def guarded_vector_store(
-    endpoints: Endpoints, breaker: CircuitBreaker, closers: Closers
-) -> VectorStore:
-    deferred: Deferred[VectorStore] = Deferred(lambda: vector_store(endpoints))
-    closers.add(deferred)
-    return guarded(deferred, breaker)
-
-
 def graph_store(settings: QuarrySettings, endpoints: Endpoints) -> GraphStore:
     return graph_store_from(settings, endpoints)
-
-
-def guarded_graph_store(
-    settings: QuarrySettings, endpoints: Endpoints, breaker: CircuitBreaker, closers: Closers
-) -> GraphStore:
-    deferred: Deferred[GraphStore] = Deferred(lambda: graph_store(settings, endpoints))
-    closers.add(deferred)
-    return guarded(deferred, breaker)
-
-
-def guarded_embedding_cache(
-    endpoints: Endpoints, breaker: CircuitBreaker, closers: Closers
-) -> EmbeddingCache:
-    deferred: Deferred[EmbeddingCache] = Deferred(
-        lambda: PgEmbeddingCache(endpoints.postgres_dsn, dimension=VECTOR_DIMENSION)
-    )
-    closers.add(deferred)
-    return guarded(deferred, breaker)
-
-
-def guarded_blob_store(
-    endpoints: Endpoints, breaker: CircuitBreaker, closers: Closers
-) -> BlobStore:
-    deferred: Deferred[BlobStore] = Deferred(lambda: PgBlobStore(endpoints.postgres_dsn))
-    closers.add(deferred)
-    return guarded(deferred, breaker)
 
 
 def dead_letters(client: Redis) -> DeadLetters:
@@ -194,16 +167,16 @@ def source_fetcher(
     return fetcher_from_settings(settings, uploads)
 
 
+def embedding_cache(endpoints: Endpoints) -> EmbeddingCache:
+    return PgEmbeddingCache(endpoints.postgres_dsn, dimension=VECTOR_DIMENSION)
+
+
+def blob_store(endpoints: Endpoints) -> BlobStore:
+    return PgBlobStore(endpoints.postgres_dsn)
+
+
 def upload_store(endpoints: Endpoints) -> UploadStore:
     return PgUploadStore(endpoints.postgres_dsn)
-
-
-def guarded_upload_store(
-    endpoints: Endpoints, breaker: CircuitBreaker, closers: Closers
-) -> UploadStore:
-    deferred: Deferred[UploadStore] = Deferred(lambda: upload_store(endpoints))
-    closers.add(deferred)
-    return guarded(deferred, breaker)
 
 
 def webhook_sender(settings: QuarrySettings, closers: Closers) -> WebhookSender:

@@ -65,15 +65,22 @@ def build_resources(
         webhook_secret=endpoints.webhook_secret,
     )
     if profile in ("embed", "all"):
-        cache = stores.guarded_embedding_cache(endpoints, breakers["postgres"], closers)
+        cache = stores.behind_breaker(
+            lambda: stores.embedding_cache(endpoints), breakers["postgres"], closers
+        )
         model = embedder or build_embedder(settings)
         resources.embed = EmbedProfile(models.embedding_service(settings, model, cache))
     if profile in ("cpu", "all"):
-        uploads = stores.guarded_upload_store(endpoints, breakers["postgres"], closers)
+        postgres = breakers["postgres"]
+        uploads = stores.behind_breaker(lambda: stores.upload_store(endpoints), postgres, closers)
         resources.cpu = CpuProfile(
-            vectors=stores.guarded_vector_store(endpoints, breakers["postgres"], closers),
-            graph=stores.guarded_graph_store(settings, endpoints, breakers["graph"], closers),
-            blobs=stores.guarded_blob_store(endpoints, breakers["postgres"], closers),
+            vectors=stores.behind_breaker(
+                lambda: stores.vector_store(endpoints), postgres, closers
+            ),
+            graph=stores.behind_breaker(
+                lambda: stores.graph_store(settings, endpoints), breakers["graph"], closers
+            ),
+            blobs=stores.behind_breaker(lambda: stores.blob_store(endpoints), postgres, closers),
             uploads=uploads,
             fetcher=stores.source_fetcher(settings, uploads),
             in_flight=stores.in_flight(redis),
