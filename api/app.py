@@ -23,7 +23,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from api import routes_jobs, routes_repos, routes_search, routes_ui
+from api import routes_credentials, routes_jobs, routes_repos, routes_search, routes_ui
 from api.auth import needs_token, request_tenant, tenant
 from api.state import ApiState, probe_stores
 from config.endpoints import Endpoints, resolve_endpoints
@@ -70,6 +70,7 @@ def create_app(settings: QuarrySettings | None = None) -> FastAPI:
     )
     app.state.quarry = state
     app.include_router(routes_jobs.router)
+    app.include_router(routes_credentials.router)
     app.include_router(routes_repos.router)
     app.include_router(routes_search.router)
     app.include_router(routes_ui.router)
@@ -146,7 +147,11 @@ def _error_handlers(app: FastAPI) -> None:
                 return unavailable(request, down)
         # Rendered as ASCII JSON: the errors echo the input, and a lone surrogate
         # (valid JSON, "\udcff") cannot be encoded as UTF-8.
-        body = json.dumps({"detail": jsonable_encoder(exc.errors())}, ensure_ascii=True)
+        errors = exc.errors()
+        if request.url.path.startswith(routes_credentials.PREFIX):
+            # Never echo what was sent for a credential: it may be the secret.
+            errors = [{k: v for k, v in e.items() if k not in {"input", "ctx"}} for e in errors]
+        body = json.dumps({"detail": jsonable_encoder(errors)}, ensure_ascii=True)
         return Response(body, status_code=422, media_type="application/json")
 
     @app.exception_handler(ConfigError)

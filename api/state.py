@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from config.endpoints import Endpoints
 from config.settings import QuarrySettings
+from pipeline.credentials.vault import CredentialVault
 from pipeline.ports import (
     Admission,
     GraphStore,
@@ -141,7 +142,20 @@ class ApiState:
 
     @property
     def fetcher(self) -> SourceFetcher:
-        return self._once("fetcher", lambda: stores.source_fetcher(self.settings))
+        return self._once(
+            "fetcher",
+            lambda: stores.source_fetcher(self.settings, credentials=self.credentials),
+        )
+
+    @property
+    def credentials(self) -> CredentialVault | None:
+        """The tenants' git credentials; None without a credentials key."""
+        if not self.endpoints.credentials_key:
+            return None
+        store = self._once("credential_store", lambda: stores.credential_store(self.endpoints))
+        return self._once(
+            "credentials", lambda: stores.credential_vault(self.settings, self.endpoints, store)
+        )
 
     @property
     def source_policy(self) -> LocalSourcePolicy:

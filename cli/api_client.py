@@ -79,7 +79,26 @@ class QuarryApiClient:
             raise StoreUnavailableError(
                 "api", f"{self.base_url} answered {code}: {_detail(response)}"
             )
-        return response.json()
+        return None if code == 204 else response.json()
+
+    def _call(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
+        with _http_errors(self.base_url):
+            return self._check(self._client.request(method, path, json=body))
+
+    def add_credential(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", "/v1/credentials", body)
+        return result
+
+    def rotate_credential(self, name: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("PUT", f"/v1/credentials/{quote(name, safe='')}", body)
+        return result
+
+    def credentials(self) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = self._call("GET", "/v1/credentials")["credentials"]
+        return found
+
+    def remove_credential(self, name: str) -> None:
+        self._call("DELETE", f"/v1/credentials/{quote(name, safe='')}")
 
     def create_job(self, body: Mapping[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
         params = {"dry_run": "true"} if dry_run else None

@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from cli import jobs, reconcile, search
+from cli import credentials, jobs, reconcile, search
 from cli.console import err, guarded, out, settings
 from cli.extras import register_command, register_group
 
@@ -168,6 +168,7 @@ def worker(
 
 register_command(app, "chunk", "cli.chunk")
 jobs.register(app)
+credentials.register(app)
 reconcile.register(app)
 search.register(app)
 register_command(app, "eval", "cli.eval")

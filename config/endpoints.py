@@ -34,6 +34,7 @@ class StackSecrets:
     flower_password: str
     # Added after the first stacks were made: an older secrets file gets one on `dev up`.
     webhook_secret: str = ""
+    credentials_key: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +56,7 @@ class Endpoints:
     flower_user: str
     flower_password: str
     webhook_secret: str = ""
+    credentials_key: str = ""
 
     def redacted(self) -> dict[str, str]:
         """URLs without passwords, for status lines and logs."""
@@ -85,6 +87,7 @@ def read_stack_secrets(settings: QuarrySettings) -> StackSecrets | None:
             api_token=str(raw["api_token"]),
             flower_password=str(raw["flower_password"]),
             webhook_secret=str(raw.get("webhook_secret", "")),
+            credentials_key=str(raw.get("credentials_key", "")),
         )
     except KeyError as exc:
         raise ConfigError(f"stack secrets file {path} lacks {exc.args[0]!r}") from None
@@ -135,6 +138,9 @@ def resolve_endpoints(settings: QuarrySettings, secrets: StackSecrets | None = N
             settings.flower_password, secrets.flower_password if secrets else None
         ),
         webhook_secret=secret(settings.webhook_secret, secrets.webhook_secret if secrets else None),
+        credentials_key=secret(
+            settings.credentials_key, secrets.credentials_key if secrets else None
+        ),
     )
 
 

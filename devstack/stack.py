@@ -46,6 +46,7 @@ from devstack.processes import (
 from devstack.services import GraphService, PostgresService, RedisService
 from devstack.supervisor import read_state, write_spec
 from pipeline.adapters.probes import probe_http
+from pipeline.credentials.cipher import new_credentials_key
 from pipeline.errors import StackError
 from tasks.app import create_app
 from workers.main import node_name
@@ -135,14 +136,20 @@ class Stack:
 
     def _ensure_secrets(self) -> StackSecrets:
         existing = read_stack_secrets(self.settings)
-        if existing is not None and existing.webhook_secret:
+        if existing is not None and existing.webhook_secret and existing.credentials_key:
             return existing
         created = existing or StackSecrets(
             graph_password=token_source.token_urlsafe(18),
             api_token="qdev_" + token_source.token_urlsafe(24),
             flower_password=token_source.token_urlsafe(12),
         )
-        created = dataclasses.replace(created, webhook_secret=token_source.token_urlsafe(32))
+        # Secrets added after the first stacks were made; one that exists is kept (a new
+        # credentials key would leave the stored credentials unreadable).
+        created = dataclasses.replace(
+            created,
+            webhook_secret=created.webhook_secret or token_source.token_urlsafe(32),
+            credentials_key=created.credentials_key or new_credentials_key(),
+        )
         path = secrets_path(self.settings)
         tmp = path.with_suffix(".tmp")
         tmp.unlink(missing_ok=True)

@@ -20,6 +20,7 @@ from config.settings import QuarrySettings
 from pipeline.adapters.http.webhook_sender import HttpxWebhookSender, httpx_client
 from pipeline.adapters.neo4j.graph_store import graph_store_from
 from pipeline.adapters.postgres.blob_store import PgBlobStore
+from pipeline.adapters.postgres.credential_store import PgCredentialStore
 from pipeline.adapters.postgres.embedding_cache import PgEmbeddingCache
 from pipeline.adapters.postgres.job_store import PgJobStore
 from pipeline.adapters.postgres.search_index import PgSearchIndex
@@ -40,9 +41,12 @@ from pipeline.adapters.sources.fetcher import (
     fetcher_from_settings,
     source_policy_from,
 )
+from pipeline.credentials.cipher import CredentialCipher
+from pipeline.credentials.vault import CredentialVault
 from pipeline.ports import (
     BlobStore,
     CircuitBreaker,
+    CredentialStore,
     DeadLetters,
     EmbeddingCache,
     GraphStore,
@@ -162,9 +166,30 @@ def in_flight(client: Redis) -> InFlight:
 
 
 def source_fetcher(
-    settings: QuarrySettings, uploads: UploadStore | None = None
+    settings: QuarrySettings,
+    uploads: UploadStore | None = None,
+    credentials: CredentialVault | None = None,
 ) -> LocalSourceFetcher:
-    return fetcher_from_settings(settings, uploads)
+    lookup = None if credentials is None else credentials.for_url
+    return fetcher_from_settings(settings, uploads, lookup)
+
+
+def credential_store(endpoints: Endpoints) -> CredentialStore:
+    return PgCredentialStore(endpoints.postgres_dsn)
+
+
+def credential_vault(
+    settings: QuarrySettings, endpoints: Endpoints, store: CredentialStore
+) -> CredentialVault | None:
+    """The tenants' credentials over ``store``; None without a credentials key (the
+    API then answers 503, and clones go without credentials)."""
+    if not endpoints.credentials_key:
+        return None
+    previous = settings.credentials_previous_keys
+    cipher = CredentialCipher(
+        endpoints.credentials_key, previous.get_secret_value() if previous else ""
+    )
+    return CredentialVault(store, cipher)
 
 
 def embedding_cache(endpoints: Endpoints) -> EmbeddingCache:

@@ -73,6 +73,10 @@ def build_resources(
     if profile in ("cpu", "all"):
         postgres = breakers["postgres"]
         uploads = stores.behind_breaker(lambda: stores.upload_store(endpoints), postgres, closers)
+        credentials = stores.behind_breaker(
+            lambda: stores.credential_store(endpoints), postgres, closers
+        )
+        vault = stores.credential_vault(settings, endpoints, credentials)
         resources.cpu = CpuProfile(
             vectors=stores.behind_breaker(
                 lambda: stores.vector_store(endpoints), postgres, closers
@@ -82,7 +86,7 @@ def build_resources(
             ),
             blobs=stores.behind_breaker(lambda: stores.blob_store(endpoints), postgres, closers),
             uploads=uploads,
-            fetcher=stores.source_fetcher(settings, uploads),
+            fetcher=stores.source_fetcher(settings, uploads, vault),
             in_flight=stores.in_flight(redis),
             chunking=ChunkingOptions(
                 max_tokens=settings.chunk_max_tokens, max_file_bytes=settings.chunk_max_file_bytes

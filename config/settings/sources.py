@@ -48,6 +48,23 @@ class SourceFields(BaseModel):
         "folder, archive or `file://` repository. Empty: no local path is accepted. The data "
         "folder and the secrets folder are refused whatever this says.",
     )
+    source_git_ca_file: Path | None = Field(
+        None,
+        description="PEM bundle of the certificate authorities git trusts for https "
+        "remotes (GIT_SSL_CAINFO), in place of the system's; for a git server behind a "
+        "private CA.",
+    )
+    credentials_key: SecretStr | None = Field(
+        None,
+        description="Key (32 bytes, URL-safe base64) that encrypts the tenants' git "
+        "credentials at rest (AES-256-GCM). Unset: the local stack's own; without one the "
+        "credential endpoints answer 503.",
+    )
+    credentials_previous_keys: SecretStr | None = Field(
+        None,
+        description="Retired credential keys (comma-separated), still read after a key "
+        "rotation until every credential is re-encrypted with the current key.",
+    )
 
 
 class WebhookFields(BaseModel):

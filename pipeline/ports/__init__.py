@@ -13,6 +13,7 @@ from __future__ import annotations
 from pipeline.ports.edges import (
     BlobStore,
     CircuitBreaker,
+    CredentialStore,
     MigrationTarget,
     SourceFetcher,
     UploadStore,
@@ -40,6 +41,7 @@ __all__ = [
     "Admission",
     "BlobStore",
     "CircuitBreaker",
+    "CredentialStore",
     "DeadLetters",
     "Embedder",
     "EmbeddingCache",

@@ -1,5 +1,5 @@
-"""The ports at the edges: migrations, circuit breakers, webhook delivery and the
-source fetcher.
+"""The ports at the edges: migrations, circuit breakers, webhook delivery, the source
+fetcher and the tenants' git credentials.
 
 Must not import: celery, tasks, workers, api, cli, or any driver.
 """
@@ -11,6 +11,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol, TypeVar
 
+from pipeline.credentials.material import StoredCredential
 from pipeline.jobs import (
     JobSource,
 )
@@ -108,6 +109,30 @@ class BlobStore(Protocol):
     def collect(self, *, older_than_s: float, limit: int) -> int:
         """Delete up to ``limit`` blobs that no snapshot's files refer to and that were
         stored more than ``older_than_s`` ago; the number deleted."""
+        ...
+
+
+class CredentialStore(Protocol):
+    """Tenants' git credentials, their secrets sealed (pipeline.credentials.vault).
+    Every call is scoped to one tenant; another tenant's row is never seen."""
+
+    def add(self, credential: StoredCredential) -> None:
+        """Store a new credential; ConflictError when its tenant already has one of that
+        name or of that scope."""
+        ...
+
+    def replace(self, credential: StoredCredential) -> None:
+        """Overwrite the tenant's credential of that name (NotFoundError if none)."""
+        ...
+
+    def get(self, tenant: str, name: str) -> StoredCredential | None: ...
+
+    def list(self, tenant: str) -> list[StoredCredential]:
+        """The tenant's credentials by name."""
+        ...
+
+    def remove(self, tenant: str, name: str) -> bool:
+        """Delete it; whether there was one."""
         ...
 
 

@@ -21,7 +21,11 @@ system or user git config (``GIT_CONFIG_NOSYSTEM``, ``GIT_CONFIG_GLOBAL=/dev/nul
 ssh ``BatchMode=yes``), Git LFS pointers left as they are, and a minimal environment:
 ``PATH`` is git's folder plus the system default; what a deployment needs on top
 (proxies, a CA file, ``SSH_AUTH_SOCK``, credential helpers through ``GIT_CONFIG_*``) is
-passed as ``git_env``. The whole fetch runs under ``clone_timeout_s``; git and its
+passed as ``git_env``; a CA bundle for https remotes is the ``source_git_ca_file``
+setting. A tenant's credential for the URL (:mod:`pipeline.credentials`: the one whose
+scope covers it most narrowly) is handed to git by
+:mod:`pipeline.adapters.sources.git_auth`, never in argv, the URL or a message: every
+error is scrubbed of it first. The whole fetch runs under ``clone_timeout_s``; git and its
 children (ssh, remote helpers) run in their own process group, killed as one.
 
 ARCHIVE: :func:`pipeline.adapters.sources.archives.extract_tar_gz` (its docstring lists the
@@ -43,11 +47,14 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from config.settings import QuarrySettings, protected_folders
 from pipeline.adapters.sources.archives import ArchiveLimits, extract_tar_gz
+from pipeline.adapters.sources.git_auth import GitAuth, git_auth
+from pipeline.credentials.material import GitCredential
+from pipeline.credentials.redaction import redact
 from pipeline.errors import ConfigError, InvalidInputError
 from pipeline.jobs import JobSource, SourceKind
 from pipeline.ports import UploadStore
@@ -97,6 +104,10 @@ def is_network_error(message: str) -> bool:
     return any(pattern in lowered for pattern in _NETWORK_ERRORS)
 
 
+CredentialLookup = Callable[[str, str], GitCredential | None]
+"""(tenant, git URL) -> the tenant's credential for that URL, opened; None if none."""
+
+
 class LocalSourceFetcher:
     """Fetches a :class:`JobSource` onto the local disk under the given limits."""
 
@@ -112,6 +123,8 @@ class LocalSourceFetcher:
         allow_local_git: bool = False,
         git_env: Mapping[str, str] | None = None,
         uploads: UploadStore | None = None,
+        credentials: CredentialLookup | None = None,
+        ca_file: Path | None = None,
     ) -> None:
         self._limits = ArchiveLimits(
             max_archive_bytes=max_archive_bytes,
@@ -124,6 +137,9 @@ class LocalSourceFetcher:
         self._allow_local_git = allow_local_git
         self._git_env = dict(git_env or {})
         self._uploads = uploads
+        self._credentials = credentials
+        if ca_file is not None:
+            self._git_env.setdefault("GIT_SSL_CAINFO", str(ca_file))
 
     def fetch(
         self, source: JobSource, workdir: Path, *, tenant: str | None = None
@@ -139,7 +155,7 @@ class LocalSourceFetcher:
             tree.mkdir(parents=True, exist_ok=True)
             return extract_tar_gz(local, tree, self._limits), None
         if source.kind is SourceKind.GIT:
-            return self._clone(source, workdir)
+            return self._clone(source, workdir, tenant)
         raise InvalidInputError(f"source {source.describe()!r}: unknown kind {source.kind!r}")
 
     # -- uploaded archives -------------------------------------------------------------
@@ -194,16 +210,27 @@ class LocalSourceFetcher:
 
     # -- GIT -------------------------------------------------------------------------
 
-    def _clone(self, source: JobSource, workdir: Path) -> tuple[Path, str | None]:
+    def _clone(
+        self, source: JobSource, workdir: Path, tenant: str | None
+    ) -> tuple[Path, str | None]:
         url = check_git_url(source.location, allow_file_urls=self._allow_local_git)
         ref = None if source.ref is None else check_ref(source.ref)
         git = shutil.which(self._git_bin)
         if git is None:
             raise ConfigError(f"git executable {self._git_bin!r} not found")
+        credential = None
+        if self._credentials is not None and tenant is not None:
+            credential = self._credentials(tenant, url)
+        with git_auth(credential, url, workdir) as auth:
+            return self._clone_with(url, ref, git, workdir, auth)
+
+    def _clone_with(
+        self, url: str, ref: str | None, git: str, workdir: Path, auth: GitAuth
+    ) -> tuple[Path, str | None]:
         dest = workdir / "checkout"
-        env = self._env(git, workdir)
+        env = self._env(git, workdir) | auth.env
         protocols = ["https", "ssh", *(["file"] if self._allow_local_git else [])]
-        base = [git, *_SAFE_CONFIG, "-c", "protocol.allow=never"]
+        base = [git, *_SAFE_CONFIG, "-c", "protocol.allow=never", *auth.config]
         for protocol in protocols:
             base += ["-c", f"protocol.{protocol}.allow=always"]
         deadline = time.monotonic() + self._clone_timeout_s
@@ -220,12 +247,17 @@ class LocalSourceFetcher:
             except _GitFailedError as exc:
                 what = f"{ref} from {shown}" if ref else shown
                 wait_s = CLONE_BACKOFF_S * attempt
-                network = is_network_error(str(exc))
+                message = redact(str(exc), auth.fragments)
+                network = is_network_error(message)
                 if not network or attempt == CLONE_ATTEMPTS or time.monotonic() + wait_s > deadline:
                     tries = f" ({attempt} attempts)" if network else ""
-                    raise InvalidInputError(f"could not clone {what}{tries}: {exc}") from None
+                    raise InvalidInputError(f"could not clone {what}{tries}: {message}") from None
                 log.warning(
-                    "clone of %s failed (%s); attempt %d in %.0f s", shown, exc, attempt + 1, wait_s
+                    "clone of %s failed (%s); attempt %d in %.0f s",
+                    shown,
+                    message,
+                    attempt + 1,
+                    wait_s,
                 )
                 shutil.rmtree(dest, ignore_errors=True)
                 time.sleep(wait_s)
@@ -295,12 +327,17 @@ def source_policy_from(settings: QuarrySettings) -> LocalSourcePolicy:
 
 
 def fetcher_from_settings(
-    settings: QuarrySettings, uploads: UploadStore | None = None
+    settings: QuarrySettings,
+    uploads: UploadStore | None = None,
+    credentials: CredentialLookup | None = None,
 ) -> LocalSourceFetcher:
     """The fetcher the API (dry runs) and the ingest workers use, with the source limits;
-    ``uploads``: where the ingest workers read uploaded archives from."""
+    ``uploads``: where the ingest workers read uploaded archives from; ``credentials``:
+    the tenants' git credentials."""
     return LocalSourceFetcher(
         uploads=uploads,
+        credentials=credentials,
+        ca_file=settings.source_git_ca_file,
         policy=source_policy_from(settings),
         max_archive_bytes=settings.source_max_archive_bytes,
         max_extracted_bytes=settings.source_max_extracted_bytes,
@@ -342,10 +379,23 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     proc.communicate()
 
 
+# ssh's own lines say more than git's "fatal: Could not read from remote repository".
+_SSH_ERRORS = {
+    "host key verification failed": "the server's host key is not the pinned one",
+    "remote host identification has changed": "the server's host key is not the pinned one",
+    "permission denied (publickey": "the server refused the deploy key",
+}
+
+
 def _last_error_line(stderr: str, returncode: int) -> str:
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     errors = [line for line in lines if line.startswith(("fatal:", "error:"))]
     line = (errors or lines or [f"git exited with status {returncode}"])[-1]
+    for ssh_line in lines:
+        hint = next((h for key, h in _SSH_ERRORS.items() if key in ssh_line.lower()), None)
+        if hint is not None:
+            line = f"{ssh_line.rstrip('.')} ({hint})"
+            break
     line = redact_url(line)
     return line if len(line) <= _MAX_MESSAGE_CHARS else line[: _MAX_MESSAGE_CHARS - 1] + "…"
 
