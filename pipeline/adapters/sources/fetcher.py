@@ -382,7 +382,6 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
 # ssh's own lines say more than git's "fatal: Could not read from remote repository".
 _SSH_ERRORS = {
     "host key verification failed": "the server's host key is not the pinned one",
-    "remote host identification has changed": "the server's host key is not the pinned one",
     "permission denied (publickey": "the server refused the deploy key",
 }
 
@@ -391,11 +390,10 @@ def _last_error_line(stderr: str, returncode: int) -> str:
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     errors = [line for line in lines if line.startswith(("fatal:", "error:"))]
     line = (errors or lines or [f"git exited with status {returncode}"])[-1]
-    for ssh_line in lines:
-        hint = next((h for key, h in _SSH_ERRORS.items() if key in ssh_line.lower()), None)
-        if hint is not None:
-            line = f"{ssh_line.rstrip('.')} ({hint})"
-            break
+    ssh = ((ln, h) for key, h in _SSH_ERRORS.items() for ln in lines if key in ln.lower())
+    found = next(ssh, None)
+    if found is not None:
+        line = f"{found[0].rstrip('.')} ({found[1]})"
     line = redact_url(line)
     return line if len(line) <= _MAX_MESSAGE_CHARS else line[: _MAX_MESSAGE_CHARS - 1] + "…"
 
