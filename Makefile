@@ -11,7 +11,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # prometheus: Debian ships promtool in it, which checks and unit-tests config/prometheus/rules.yml.
 # chromium: the browser that tests/ui drives through Playwright.
-APT_PACKAGES := redis-server prometheus chromium
+# git, openssh-server (and its client): the private-repository tests serve repositories
+# through git http-backend and sshd on loopback, and the fetcher clones over ssh.
+APT_PACKAGES := redis-server prometheus chromium git openssh-server openssh-client
 
 .PHONY: demo test install system-deps lint typecheck pytest docs down status
 

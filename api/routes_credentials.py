@@ -1,6 +1,6 @@
 """``/v1/credentials``: the tenant's git credentials for private repositories.
 
-Add (``POST``), rotate (``PUT /{name}``), list (``GET``) and remove (``DELETE /{name}``)
+Add (``POST``), rotate (``PUT /{credential}``), list (``GET``) and remove (``DELETE /{credential}``)
 an HTTPS token or an SSH deploy key with its pinned known_hosts lines. A clone uses the
 tenant's credential whose scope (a URL prefix) covers the job's URL most narrowly
 (pipeline/credentials/scopes.py); a job names no credential. No answer ever holds a
@@ -102,18 +102,18 @@ def add_credential(body: CredentialCreate, tenant: Tenant, state: State) -> dict
     return record.public()
 
 
-@router.put("/{name}")
+@router.put("/{credential}")
 def rotate_credential(
-    name: str, body: CredentialRotate, tenant: Tenant, state: State
+    credential: str, body: CredentialRotate, tenant: Tenant, state: State
 ) -> dict[str, Any]:
     """Replace the credential's secret (404 if the tenant has none of that name)."""
     vault = _vault(state)
-    current = next((c for c in vault.list(tenant) if c.name == name), None)
+    current = next((c for c in vault.list(tenant) if c.name == credential), None)
     if current is None:
-        raise HTTPException(404, f"credential {name!r} not found")
+        raise HTTPException(404, f"credential {credential!r} not found")
     record = vault.rotate(
         tenant,
-        name,
+        credential,
         secret=_secret(current.kind, body.token, body.private_key),
         username=body.username,
         known_hosts=body.known_hosts,
@@ -127,8 +127,8 @@ def list_credentials(tenant: Tenant, state: State) -> dict[str, Any]:
     return {"credentials": [c.public() for c in _vault(state).list(tenant)]}
 
 
-@router.delete("/{name}", status_code=204)
-def remove_credential(name: str, tenant: Tenant, state: State) -> Response:
+@router.delete("/{credential}", status_code=204)
+def remove_credential(credential: str, tenant: Tenant, state: State) -> Response:
     """Remove a credential (204; 404 if the tenant has none of that name)."""
-    _vault(state).remove(tenant, name)
+    _vault(state).remove(tenant, credential)
     return Response(status_code=204)

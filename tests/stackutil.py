@@ -67,6 +67,9 @@ def stack_env(data_dir: Path) -> dict[str, str]:
         # Test repositories live in pytest's folders under /tmp; the stack's own data
         # folder (also under /tmp) stays refused, as every data folder is.
         "QUARRY_SOURCE_ALLOWED_ROOTS": "/tmp",
+        # The private-repository tests serve git over https with a certificate of their
+        # own CA, which they write here (tests/security/test_private_repos.py).
+        "QUARRY_SOURCE_GIT_CA_FILE": str(data_dir / "git-ca.pem"),
     }
     env.update(zip(PORT_KEYS, map(str, free_ports(len(PORT_KEYS))), strict=True))
     return env

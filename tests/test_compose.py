@@ -144,3 +144,14 @@ def test_quarry_services_share_no_volume_so_workers_scale_across_hosts(
     for name in ("api", "migrate", "worker-cpu", "worker-gpu", "flower"):
         mounts = model["services"][name].get("volumes") or []
         assert [m for m in mounts if m.get("type") == "volume"] == [], (name, mounts)
+
+
+def test_the_api_and_the_ingest_workers_get_the_credentials_key(model: dict[str, Any]) -> None:
+    """The API seals tenants' git credentials with it and the ingest workers open them;
+    without it /v1/credentials answers 503 and private repositories cannot be cloned."""
+    for name in ("api", "worker-cpu"):
+        secrets = {s["source"] for s in model["services"][name].get("secrets", [])}
+        assert "credentials_key" in secrets, name
+    assert "credentials_key" in model["secrets"]
+    script = (REPO / "scripts/compose-secrets.sh").read_text(encoding="utf-8")
+    assert "secrets/credentials_key" in script

@@ -14,7 +14,8 @@ disk; allowed only with ``allow_file_urls``, for tests), and every
 ``<transport>::<address>`` remote-helper string (``ext::`` runs a shell command,
 ``fd::`` reads file descriptors). Credentials in a URL (a password, or any user in an
 https URL, where it is a token) are refused too: the source is stored with the job and
-shown in its status; private repositories use the worker's own git credentials.
+shown in its status; private repositories use the tenant's stored credentials
+(:mod:`pipeline.credentials`, ``/v1/credentials``).
 
 Must not import: celery, tasks/, workers/, api/, cli/, or any driver.
 """
@@ -183,7 +184,8 @@ def _check_authority(url: str, shown: str) -> None:
     if parts.password is not None or (parts.scheme.lower() == "https" and parts.username):
         # The source is stored with the job and shown in its status: no secrets in it.
         raise InvalidInputError(
-            f"git URL {shown!r} holds credentials; give the worker git credentials instead"
+            f"git URL {shown!r} holds credentials; store them with `quarry credentials add`"
+            " (POST /v1/credentials) instead"
         )
     if parts.username is not None and parts.username.startswith("-"):
         raise InvalidInputError(f"git URL {shown!r}: the user must not start with '-'")
