@@ -118,10 +118,12 @@ def test_no_secret_in_any_log_file_of_the_stack(
     )
     stack_secrets = read_stack_secrets(stack.settings)
     assert stack_secrets is not None and stack_secrets.webhook_secret
+    assert stack_secrets.credentials_key
     secrets = {f"token {i}": token for i, token in enumerate(secrets_used)}
     secrets |= {
         "the development token": stack_secrets.api_token,
         "the webhook secret": stack_secrets.webhook_secret,
+        "the credentials key": stack_secrets.credentials_key,
         "the graph password": stack_secrets.graph_password,
         "the Flower password": stack_secrets.flower_password,
     }
