@@ -1,5 +1,6 @@
 """``quarry credentials add | rotate | list | remove``: a tenant's git credentials for
-private repositories, through the API.
+private repositories, through the API; ``rekey``: the operator's re-encryption of every
+tenant's credentials after a key rotation (PostgreSQL directly).
 
 A secret is read from a file or from stdin (``-``), never from the command line, where
 ``ps`` and the shell's history would show it: ``--token-file`` for an HTTPS token (one
@@ -19,7 +20,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from cli.console import err, guarded, out
+from cli.console import err, guarded, out, settings
+from cli.extras import missing
 from cli.jobs import api_client
 from pipeline.errors import InvalidInputError
 
@@ -143,6 +145,33 @@ def list_(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     for c in found:
         table.add_row(c["name"], c["kind"], c["scope"], c["username"] or "", c["fingerprint"] or "")
     out.print(table)
+
+
+@app.command("rekey")
+def rekey() -> None:
+    """Re-seal every tenant's credentials under the current QUARRY_CREDENTIALS_KEY (after
+    moving the old key to QUARRY_CREDENTIALS_PREVIOUS_KEYS). An operator's command: it
+    writes to PostgreSQL, so it needs the full install."""
+    try:
+        from wiring import stores
+    except ImportError as exc:  # the client alone (pip install quarry)
+        raise typer.Exit(missing("credentials rekey", exc)) from None
+    from config.endpoints import resolve_endpoints
+
+    config = settings()
+    endpoints = guarded(lambda: resolve_endpoints(config))
+    store = guarded(lambda: stores.credential_store(endpoints))
+    try:
+        vault = guarded(lambda: stores.credential_vault(config, endpoints, store))
+        if vault is None:
+            err.print("quarry: error: no credentials key: set QUARRY_CREDENTIALS_KEY", markup=False)
+            raise typer.Exit(2)
+        count = guarded(vault.rekey)
+    finally:
+        close = getattr(store, "close", None)
+        if callable(close):
+            close()
+    err.print(f"{count} credential(s) re-sealed with the current key", markup=False)
 
 
 @app.command("remove")

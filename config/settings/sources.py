@@ -63,7 +63,7 @@ class SourceFields(BaseModel):
     credentials_previous_keys: SecretStr | None = Field(
         None,
         description="Retired credential keys (comma-separated), still read after a key "
-        "rotation until every credential is re-encrypted with the current key.",
+        "rotation until `quarry credentials rekey` re-sealed every credential.",
     )
 
 

@@ -11,6 +11,7 @@ Must not import: celery, tasks/, workers/, api/, cli/, or any driver.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 
@@ -129,6 +130,22 @@ class CredentialVault:
             secret.decode("utf-8"),
             found.known_hosts,
         )
+
+    def rekey(self, batch: int = 500) -> int:
+        """Re-seal every credential sealed with a retired key under the current one (after
+        a key rotation; the retired key must still be configured); how many."""
+        done = 0
+        while stale := self._store.sealed_with_other_key(self._cipher.current_key_id, batch):
+            for old in stale:
+                context = _context(old.tenant, old.name, old.kind)
+                what = f"credential {old.name!r} of tenant {old.tenant!r}"
+                plain = self._cipher.open(Sealed(old.key_id, old.ciphertext), context, what=what)
+                sealed = self._cipher.seal(plain, context)
+                self._store.replace(
+                    dataclasses.replace(old, key_id=sealed.key_id, ciphertext=sealed.ciphertext)
+                )
+                done += 1
+        return done
 
     def _get(self, tenant: str, name: str) -> StoredCredential:
         found = self._store.get(tenant, name)

@@ -125,6 +125,11 @@ class CredentialStore(Protocol):
         """Overwrite the tenant's credential of that name (NotFoundError if none)."""
         ...
 
+    def sealed_with_other_key(self, key_id: str, limit: int) -> list[StoredCredential]:
+        """Up to ``limit`` credentials of any tenant sealed with a key other than
+        ``key_id`` (the operator's re-encryption after a key rotation)."""
+        ...
+
     def get(self, tenant: str, name: str) -> StoredCredential | None: ...
 
     def list(self, tenant: str) -> list[StoredCredential]:

@@ -67,6 +67,16 @@ def list_(tenant: str) -> Query:
     )
 
 
+def sealed_with_other_key(key_id: str, limit: int) -> Query:
+    return Query(
+        "SELECT tenant_id, name, kind, scope, username, known_hosts, fingerprint, key_id,"
+        " ciphertext, extract(epoch from created_at), extract(epoch from rotated_at)"
+        " FROM credentials WHERE key_id <> %(key_id)s ORDER BY tenant_id, name"
+        " LIMIT %(limit)s",
+        {"key_id": key_id, "limit": int(limit)},
+    )
+
+
 def remove(tenant: str, name: str) -> Query:
     return Query(
         "DELETE FROM credentials WHERE tenant_id = %(tenant)s AND name = %(name)s",

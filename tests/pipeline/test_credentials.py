@@ -329,3 +329,29 @@ def test_git_gets_paths_never_the_secret_and_the_files_go_when_the_clone_ends(
         assert stat.S_IMODE((folder / "deploy_key").stat().st_mode) == 0o600
         raise RuntimeError("the clone failed")
     assert not folder.exists()
+
+
+def test_rekey_reseals_what_a_retired_key_sealed_and_then_the_old_key_can_go() -> None:
+    store = InMemoryCredentialStore()
+    old_key, new_key = new_credentials_key(), new_credentials_key()
+    old = CredentialVault(store, CredentialCipher(old_key))
+    for tenant in ("a", "b"):
+        old.add(
+            tenant, name="gh", kind=CredentialKind.HTTPS_TOKEN, scope="https://h/x", secret=TOKEN
+        )
+    rotated = CredentialVault(store, CredentialCipher(new_key, previous=old_key))
+    assert rotated.rekey(batch=1) == 2
+    assert rotated.rekey() == 0
+    only_new = CredentialVault(store, CredentialCipher(new_key))
+    for tenant in ("a", "b"):
+        found = only_new.for_url(tenant, "https://h/x/r.git")
+        assert found is not None and found.secret == TOKEN
+
+
+def test_rekey_without_the_retired_key_names_the_missing_key() -> None:
+    store = InMemoryCredentialStore()
+    CredentialVault(store, CredentialCipher(new_credentials_key())).add(
+        "a", name="gh", kind=CredentialKind.HTTPS_TOKEN, scope="https://h/x", secret=TOKEN
+    )
+    with pytest.raises(CredentialDecryptionError, match="not configured"):
+        CredentialVault(store, CredentialCipher(new_credentials_key())).rekey()

@@ -52,6 +52,11 @@ class InMemoryCredentialStore:
                 rotated_at=credential.rotated_at,
             )
 
+    def sealed_with_other_key(self, key_id: str, limit: int) -> list[StoredCredential]:
+        with self._lock:
+            found = sorted(self._rows.items())
+        return [c for _, c in found if c.key_id != key_id][:limit]
+
     def get(self, tenant: str, name: str) -> StoredCredential | None:
         with self._lock:
             return self._rows.get((tenant, name))

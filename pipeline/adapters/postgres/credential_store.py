@@ -48,6 +48,11 @@ class PgCredentialStore(PgStore):
             if execute(conn, credential_sql.replace(credential)).rowcount == 0:
                 raise NotFoundError(f"credential {credential.name!r} not found")
 
+    def sealed_with_other_key(self, key_id: str, limit: int) -> list[StoredCredential]:
+        with self._connection() as conn:
+            query = credential_sql.sealed_with_other_key(key_id, limit)
+            return [_credential(r) for r in execute(conn, query)]
+
     def get(self, tenant: str, name: str) -> StoredCredential | None:
         with self._connection() as conn:
             row = execute(conn, credential_sql.get(tenant, name)).fetchone()

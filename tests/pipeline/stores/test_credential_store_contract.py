@@ -114,3 +114,26 @@ def test_postgres_holds_only_ciphertext(pg_dsn: str) -> None:
         bytes(v) for r in rows for v in r if isinstance(v, (bytes, memoryview))
     )
     assert TOKEN.encode() not in dumped
+
+
+def test_rows_sealed_with_another_key_are_found_across_tenants(
+    store: CredentialStore, t: Callable[[str], str]
+) -> None:
+    # Rows the other tests left (sealed with keys of their own) would stop the rekey.
+    for leftover in store.sealed_with_other_key("", 10_000):
+        store.remove(leftover.tenant, leftover.name)
+    old_key = new_credentials_key()
+    old = CredentialVault(store, CredentialCipher(old_key))
+    add(old, t("t-a"), "forge", "https://git.example.com/a")
+    add(old, t("t-b"), "forge", "https://git.example.com/b")
+    current = CredentialCipher(new_credentials_key(), previous=old_key)
+    mine = {t("t-a"), t("t-b")}
+    stale = [
+        c for c in store.sealed_with_other_key(current.current_key_id, 10_000) if c.tenant in mine
+    ]
+    assert sorted(c.tenant for c in stale) == sorted(mine)
+    CredentialVault(store, current).rekey()
+    left = store.sealed_with_other_key(current.current_key_id, 10_000)
+    assert not [c for c in left if c.tenant in mine]
+    opened = CredentialVault(store, current).for_url(t("t-a"), "https://git.example.com/a/r")
+    assert opened is not None and opened.secret == TOKEN
