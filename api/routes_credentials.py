@@ -108,9 +108,7 @@ def rotate_credential(
 ) -> dict[str, Any]:
     """Replace the credential's secret (404 if the tenant has none of that name)."""
     vault = _vault(state)
-    current = next((c for c in vault.list(tenant) if c.name == credential), None)
-    if current is None:
-        raise HTTPException(404, f"credential {credential!r} not found")
+    current = vault.get(tenant, credential)
     record = vault.rotate(
         tenant,
         credential,

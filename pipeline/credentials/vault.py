@@ -103,6 +103,10 @@ class CredentialVault:
         self._store.replace(record)
         return record
 
+    def get(self, tenant: str, name: str) -> StoredCredential:
+        """The tenant's credential of that name; NotFoundError (404) if it has none."""
+        return self._get(tenant, name)
+
     def list(self, tenant: str) -> list[StoredCredential]:
         return self._store.list(tenant)
 
