@@ -37,6 +37,7 @@ import numpy.typing as npt
 
 from bench.e2e_gpu import gpu_sampler, summarise
 from bench.gpu_oom import ColdCache, cuda_memory_cap, injected_oom, oom_check
+from bench.machine import cpu_model
 from pipeline.adapters.models.torch_embedder import SentenceTransformerEmbedder
 from pipeline.stages.embedding import EmbeddingService
 
@@ -111,6 +112,7 @@ def step_env(args: argparse.Namespace, _payload: Payload) -> dict[str, Any]:
         if cuda
         else None,
         "nvidia_smi": smi.stdout.strip() if smi else None,
+        "cpu": cpu_model(),
         "cpu_cores": os.cpu_count(),
         "machine": platform.machine(),
     }
@@ -178,6 +180,13 @@ def _timed(device: str, run: Callable[[], object], rounds: int) -> dict[str, Any
     }
 
 
+def _checkpoint(args: argparse.Namespace, partial: dict[str, Any]) -> None:
+    """What is measured so far, so a step stopped at its time limit still says it."""
+    args.out.mkdir(parents=True, exist_ok=True)
+    text = json.dumps({"complete": False, **partial}, indent=2)
+    (args.out / f"{args.step}.json").write_text(text, encoding="utf-8")
+
+
 def _raw_sweep(
     args: argparse.Namespace, payload: Payload, sizes: list[int]
 ) -> tuple[list[str], dict[int, Any], float]:
@@ -201,20 +210,13 @@ def _raw_sweep(
     runs = args.rounds * (2 * len(sizes) + 1) * 1.5
     fits = int(len(probe) / probe_s * args.budget_s / runs)
     texts = payload.texts[: len(probe) if args.quick else max(len(probe), fits)]
-    raw = {
-        size: _timed(
-            args.device,
-            functools.partial(
-                model.encode,
-                texts,
-                batch_size=size,
-                normalize_embeddings=True,
-                show_progress_bar=False,
-            ),
-            args.rounds,
+    raw: dict[int, Any] = {}
+    for size in sizes:
+        encode = functools.partial(
+            model.encode, texts, batch_size=size, normalize_embeddings=True, show_progress_bar=False
         )
-        for size in sizes
-    }
+        raw[size] = _timed(args.device, encode, args.rounds)
+        _checkpoint(args, {"raw_encode_by_batch_size": raw, "chunks": len(texts)})
     return texts, raw, len(probe) / probe_s
 
 
@@ -234,6 +236,7 @@ def step_throughput(args: argparse.Namespace, payload: Payload) -> dict[str, Any
         stage[f"{batch_tokens}x{max_chunks}"] = _timed(
             args.device, functools.partial(service.embed, items), args.rounds
         )
+        _checkpoint(args, {"raw_encode_by_batch_size": raw, "stage": stage, "chunks": len(texts)})
     tokenize = _timed("cpu", lambda: embedder.count_tokens(texts), 1)
     summary = _throughput_summary(
         args.device, embedder.device, payload.corpus, len(texts), raw, stage, tokenize
@@ -292,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes (CPU rehearsal)")
     parser.add_argument("--batch-sizes", default="64,128,256,512,1024")
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--budget-s", type=float, default=150, help="throughput: sweep time")
+    parser.add_argument("--budget-s", type=float, default=100, help="throughput: sweep time")
     parser.add_argument("--oom-chunks", type=int, default=4096)
     parser.add_argument("--oom-cap-mib", type=int, default=1024)
     parser.add_argument("--oom-padded-tokens", type=int, default=2048)
@@ -306,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     result = STEPS[args.step](args, load_payload(args.payload))
     result["step_wall_s"] = round(time.perf_counter() - started, 1)
+    result["complete"] = True
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.step}.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
     print(json.dumps({k: v for k, v in result.items() if not isinstance(v, dict)}))
