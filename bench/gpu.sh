@@ -74,3 +74,4 @@ timeout 75 "$py" -m pytest --noconftest -q -rs -m gpu \
   >"$out/pytest.txt" 2>&1
 echo "== pytest: rc=$? (see pytest.txt)"; tail -5 "$out/pytest.txt"
 echo "== all steps in $((SECONDS - started)) s"
+sleep 1 # lets tee write the last lines into log.txt before $OUT is collected
