@@ -94,6 +94,10 @@ def gpu_sampler(interval_ms: int = 200) -> Iterator[list[tuple[float, float, flo
             proc.terminate()
             proc.wait(timeout=10)
             reader.join(timeout=5)
+            # The pipe outlives the process; left open it is a ResourceWarning (an
+            # error under the tests' filterwarnings).
+            assert proc.stdout is not None
+            proc.stdout.close()
         return
     import pynvml
 

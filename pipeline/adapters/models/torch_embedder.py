@@ -193,6 +193,9 @@ class SentenceTransformerEmbedder:
             model.half()
             self._device_label = f"cuda:0 {torch.cuda.get_device_name(0)}"
         else:
+            # transformers 5 loads a checkpoint in its stored dtype: an fp16 one would
+            # run in fp16 on the CPU (slow, and not the fp32 this adapter promises).
+            model.float()
             self._device_label = f"cpu ({torch.get_num_threads()} threads)"
         # sentence-transformers 6 renamed the method; the old name warns there.
         get_dimension = getattr(model, "get_embedding_dimension", None)

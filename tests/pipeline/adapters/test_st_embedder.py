@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import time
 from pathlib import Path
 
@@ -77,6 +79,30 @@ def test_cuda_requested_without_a_gpu_is_a_config_error() -> None:
 def test_the_model_id_of_a_path_is_its_folder_name(tmp_path: Path) -> None:
     assert model_id_for(BUNDLED_MODEL) == BUNDLED_MODEL
     assert model_id_for(str(tmp_path / "my-model")) == "my-model"
+
+
+def test_an_fp16_checkpoint_runs_in_fp32_on_the_cpu(tmp_path: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    def packed(name: str, config_dtype: str | None) -> Path:
+        folder = tmp_path / name
+        shutil.copytree(MODEL, folder, ignore=shutil.ignore_patterns("model.safetensors"))
+        tensors = load_file(str(MODEL / "model.safetensors"))
+        half = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
+        save_file(half, str(folder / "model.safetensors"), metadata={"format": "pt"})
+        config = json.loads((folder / "config.json").read_text())
+        config.pop("torch_dtype", None)
+        if config_dtype:
+            config["dtype"] = config_dtype
+        (folder / "config.json").write_text(json.dumps(config))
+        return folder
+
+    texts = _real_chunks(4)
+    stored = SentenceTransformerEmbedder(packed("stored", None), model_id="m", device="cpu")
+    fp32 = SentenceTransformerEmbedder(packed("fp32", "float32"), model_id="m", device="cpu")
+    # Same fp16-rounded weights, both computed in fp32: equal to float32 rounding. An
+    # fp16 computation differs by about 1e-3.
+    np.testing.assert_allclose(stored.embed(texts), fp32.embed(texts), atol=1e-5)
 
 
 @pytest.mark.gpu
