@@ -49,6 +49,8 @@ WRITE_CHUNKS_TASK: Final = "quarry.write.chunks"
 INGEST_JOB_TASK: Final = "quarry.ingest.job"
 INGEST_MORE_TASK: Final = "quarry.ingest.more"
 CHUNK_FILES_TASK: Final = "quarry.chunk.files"
+GRAPH_PLAN_TASK: Final = "quarry.write.graph-plan"
+GRAPH_FILES_TASK: Final = "quarry.write.graph-files"
 COMMIT_JOB_TASK: Final = "quarry.write.commit"
 WEBHOOK_DELIVER_TASK: Final = "quarry.webhook.deliver"
 SWEEP_JOBS_TASK: Final = "quarry.ingest.sweep"
@@ -59,6 +61,8 @@ ALL_TASKS: Final = (
     CHUNK_FILES_TASK,
     EMBED_CHUNKS_TASK,
     WRITE_CHUNKS_TASK,
+    GRAPH_PLAN_TASK,
+    GRAPH_FILES_TASK,
     COMMIT_JOB_TASK,
     WEBHOOK_DELIVER_TASK,
     SWEEP_JOBS_TASK,

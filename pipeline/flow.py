@@ -1,4 +1,5 @@
-"""The stage graph, declared once: ingest -> chunk -> embed -> write -> commit -> webhook.
+"""The stage graph, declared once: ingest -> chunk -> embed -> write -> graph -> commit ->
+webhook.
 
 This table is where a reader follows one job through Quarry. Each :class:`Stage` names
 its Celery task (a stable name: messages in flight and dead letters carry it), the
@@ -17,13 +18,19 @@ stage of this table (``CHUNK.task``), never a task-name string of their own.
                         │          │ skipped or failed settle    ▼
                         │          └──────────────┐           WRITE (one file's rows)
                         │ nothing changed         ▼              │ the last file settled
-                        └───────────────────▶ COMMIT ◀───────────┘
-                                                 │ graph, publish, finish
+                        └───────────────────▶ GRAPH ◀────────────┘
+                                                 │ the waiting file graphs, in batches
+                                                 ▼
+                                              GRAPH_FILES (resolve and write a batch)
+                                                 │ the batch that leaves none waiting
+                                                 ▼
+                                              COMMIT (publish, finish)
+                                                 │
                                                  ▼
                                               WEBHOOK (job.done / job.failed / ...)
 
 The sweeper (``SWEEP``) is not a stage of a job: the cpu workers ask for it on a timer,
-and it sends a stalled job's INGEST or COMMIT again (pipeline.stages.recovery).
+and it sends a stalled job's INGEST or GRAPH again (pipeline.stages.recovery).
 
 Must not import: celery, tasks/, workers/, api/, cli/, or any driver.
 """
@@ -80,7 +87,7 @@ INGEST: Final = Stage(
     task=queues.INGEST_JOB_TASK,
     queue=queues.INGEST,
     consumes="job_id",
-    sends=("ingest-more", "chunk", "commit"),
+    sends=("ingest-more", "chunk", "graph"),
     retry=Retry.STAGE,
     fails=FailsWith.JOB,
     use_case="pipeline.stages.ingest.ingest",
@@ -102,7 +109,7 @@ CHUNK: Final = Stage(
     task=queues.CHUNK_FILES_TASK,
     queue=queues.CHUNK,
     consumes="job_id, repo, root, snapshot_id, files: a batch of one job's file versions",
-    sends=("embed", "commit"),
+    sends=("embed", "graph"),
     retry=Retry.STAGE,
     fails=FailsWith.FILES,
     use_case="pipeline.stages.chunk.chunk_files",
@@ -122,10 +129,32 @@ WRITE: Final = Stage(
     task=queues.WRITE_CHUNKS_TASK,
     queue=queues.WRITE,
     consumes="message: one file version's chunks with their vectors and model id",
-    sends=("commit",),
+    sends=("graph",),
     retry=Retry.STAGE,
     fails=FailsWith.FILE,
     use_case="pipeline.stages.write.write_file",
+)
+# Bounded at any repository size: the plan reads the waiting paths a page at a time and
+# each batch looks up only the symbols its files' calls name.
+GRAPH: Final = Stage(
+    name="graph",
+    task=queues.GRAPH_PLAN_TASK,
+    queue=queues.WRITE,
+    consumes="job_id",
+    sends=("graph-files", "commit"),
+    retry=Retry.STAGE,
+    fails=FailsWith.JOB,
+    use_case="pipeline.stages.graph.plan_graph",
+)
+GRAPH_FILES: Final = Stage(
+    name="graph-files",
+    task=queues.GRAPH_FILES_TASK,
+    queue=queues.WRITE,
+    consumes="job_id, paths: a batch of the job's waiting file graphs",
+    sends=("commit",),
+    retry=Retry.STAGE,
+    fails=FailsWith.JOB,
+    use_case="pipeline.stages.graph.write_graph_files",
 )
 COMMIT: Final = Stage(
     name="commit",
@@ -148,7 +177,17 @@ WEBHOOK: Final = Stage(
     use_case="pipeline.webhooks.events.build_event",
 )
 
-STAGES: Final[tuple[Stage, ...]] = (INGEST, INGEST_MORE, CHUNK, EMBED, WRITE, COMMIT, WEBHOOK)
+STAGES: Final[tuple[Stage, ...]] = (
+    INGEST,
+    INGEST_MORE,
+    CHUNK,
+    EMBED,
+    WRITE,
+    GRAPH,
+    GRAPH_FILES,
+    COMMIT,
+    WEBHOOK,
+)
 
 # Maintenance, not a stage of a job: sends stalled jobs on (pipeline.stages.recovery).
 SWEEP_TASK: Final = queues.SWEEP_JOBS_TASK

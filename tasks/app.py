@@ -25,6 +25,7 @@ TASK_MODULES = (
     "tasks.chunk",
     "tasks.embed",
     "tasks.write",
+    "tasks.graph",
     "tasks.commit",
     "tasks.webhook",
 )

@@ -10,22 +10,20 @@ import shutil
 from celery import shared_task
 
 from pipeline import flow
-from pipeline.stages.commit import KeptSymbols, commit_job
+from pipeline.stages.commit import commit_job
 from pipeline.stages.ingest import job_workdir
 from tasks.base import JobTask, StageTask
 from tasks.context import cpu_profile, job_resources
 
-_KEPT_SYMBOLS = KeptSymbols()  # empty until a commit runs: each forked process fills its own
-
 
 @shared_task(bind=True, base=JobTask, name=flow.COMMIT.task)  # type: ignore[untyped-decorator]
 def commit_job_task(self: StageTask, job_id: str, attempt: int = 0) -> str | None:
-    """Write the job's graph and make its snapshot searchable."""
+    """Make the job's snapshot searchable (its graph is written)."""
 
     def run() -> str:
         resources, ctx = job_resources()
         cpu = cpu_profile()[1]
-        status = commit_job(ctx, job_id, vectors=cpu.vectors, graph=cpu.graph, kept=_KEPT_SYMBOLS)
+        status = commit_job(ctx, job_id, vectors=cpu.vectors, graph=cpu.graph)
         shutil.rmtree(job_workdir(resources.settings.data_dir, job_id), ignore_errors=True)
         return status.value if status else "skipped"
 

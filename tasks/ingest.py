@@ -113,8 +113,8 @@ def sweep_jobs() -> int:
 
 
 def _collect(ctx: JobContext, cpu: CpuProfile) -> None:
-    """Source blobs no snapshot holds, and uploads no live job names, go; at most once
-    per interval whichever worker sweeps."""
+    """Source blobs no snapshot holds, uploads no live job names and file graphs of jobs
+    that ended go; at most once per interval whichever worker sweeps."""
     try:
         if ctx.board.throttle(SWEEP_THROTTLE, "blobs", blob_policy.COLLECT_INTERVAL_S):
             blobs = cpu.blobs.collect(
@@ -123,6 +123,12 @@ def _collect(ctx: JobContext, cpu: CpuProfile) -> None:
             uploads = cpu.uploads.collect(
                 older_than_s=upload_policy.COLLECT_GRACE_S, limit=upload_policy.COLLECT_LIMIT
             )
-            log.info("collected: %d source blobs, %d uploads", blobs, uploads)
+            graphs = ctx.snapshots.collect_staged(limit=blob_policy.COLLECT_LIMIT)
+            log.info(
+                "collected: %d source blobs, %d uploads, %d file graphs of ended jobs",
+                blobs,
+                uploads,
+                graphs,
+            )
     except TransientError as exc:
         log.warning("source blob and upload collection skipped: %s", exc)

@@ -50,6 +50,12 @@ class StoreFields(BaseModel):
     graph_batch_size: int = Field(
         500, ge=1, le=100_000, description="Rows per UNWIND batch in graph writes."
     )
+    graph_task_files: int = Field(
+        200,
+        ge=1,
+        le=10_000,
+        description="Files per graph-stage task: each resolves and writes this many file graphs.",
+    )
     write_max_retries: int = Field(
         20,
         ge=0,

@@ -6,7 +6,7 @@ Must not import: celery, tasks, workers, api, cli, or any driver.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Protocol
 
 from pipeline.jobs import (
@@ -113,6 +113,50 @@ class SnapshotStore(Protocol):
         """The kept symbols of the given file versions (path -> sha256), by path."""
         ...
 
+    def symbol_candidates(
+        self,
+        snapshot_id: int,
+        names: Collection[str],
+        kinds: Collection[str],
+        preferred: Collection[str],
+        per_kind: int = 2,
+    ) -> list[tuple[str, str, str, str]]:
+        """(name, qualified name, kind, path) of the kept symbols called one of ``names``,
+        of one of ``kinds``, in the snapshot's file versions: every one whose path is
+        ``preferred`` and, elsewhere, the first ``per_kind`` per name and kind by path;
+        sorted by name, kind, path and qualified name."""
+        ...
+
+    def stage_graphs(self, job_id: str, graphs: Mapping[str, bytes]) -> None:
+        """Keep the job's encoded file graphs (path -> bytes) for its graph stage."""
+        ...
+
+    def staged_paths(self, job_id: str, after: str = "", limit: int = 1000) -> list[str]:
+        """The paths of the job's waiting file graphs after ``after``, in order."""
+        ...
+
+    def staged_graphs(self, job_id: str, paths: Collection[str]) -> dict[str, bytes]:
+        """The job's waiting file graphs of ``paths`` (those still waiting), by path."""
+        ...
+
+    def unstage(self, job_id: str, paths: Collection[str]) -> None:
+        """The graphs of ``paths`` were written: they wait no more."""
+        ...
+
+    def any_staged(self, job_id: str) -> bool:
+        """Whether any file graph of the job still waits (read after :meth:`unstage`
+        committed, so that of two batches ending together at least one sees none)."""
+        ...
+
+    def drop_staged(self, job_id: str) -> None:
+        """Forget every waiting file graph of the job (it ended)."""
+        ...
+
+    def collect_staged(self, limit: int = 10_000) -> int:
+        """Forget the waiting file graphs of jobs that are neither queued nor running (or
+        are gone), ``limit`` at most; how many went."""
+        ...
+
     def repositories(self, tenant: str) -> list[dict[str, object]]:
         """The tenant's repositories with their searchable commit, file and chunk counts."""
         ...
@@ -142,8 +186,7 @@ class TokenStore(Protocol):
 
 class JobBoard(Protocol):
     """Live, shared job state for the workers (Redis): counters updated atomically,
-    the cancel flag, the stores the job waits on and the files' graph extractions
-    awaiting the job's graph stage."""
+    the cancel flag and the stores the job waits on."""
 
     def set_counters(self, job_id: str, values: Mapping[str, int]) -> None:
         """Set counters to absolute values (the producer's totals: replay-safe)."""
@@ -179,12 +222,6 @@ class JobBoard(Protocol):
     def cancel(self, job_id: str) -> None: ...
 
     def cancelled(self, job_id: str) -> bool: ...
-
-    def stash(self, job_id: str, items: Mapping[str, str]) -> None:
-        """Keep payloads by key (path -> encoded file graph) until the job is cleared."""
-        ...
-
-    def stashed(self, job_id: str) -> dict[str, str]: ...
 
     def members(self, job_id: str, counter: str) -> set[str]:
         """The members of the set ``counter`` (the files marked so far)."""

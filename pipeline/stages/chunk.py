@@ -6,8 +6,8 @@ listed (a file edited since is a failed file, with the reason), analyse it (cont
 checks, one parse, chunks and graph), then
 
 * send its chunks to the embed queue (one message per file version);
-* keep its graph extraction on the job board for the job's graph stage, which resolves
-  calls across files once every file is known;
+* keep its graph extraction for the job's graph stage (pipeline.stages.graph), which
+  resolves calls across files once every file is known, and its symbols by version;
 * settle the files that end here: skipped on content, no chunks (written: the graph
   stage still writes the file node), or failed.
 
@@ -17,7 +17,6 @@ Must not import: celery, tasks/, workers/, api/, cli/, or any driver.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -27,9 +26,10 @@ from pipeline.analysis.analyze import analyze_file
 from pipeline.analysis.chunking import ChunkingOptions
 from pipeline.analysis.imports import RepoPaths
 from pipeline.analysis.tokens import TokenCounter
-from pipeline.messages import FileChunks, encode_file_chunks, encode_file_graph
+from pipeline.messages import FileChunks, encode_file_chunks
 from pipeline.models import FileGraph, FileVersion, RepoRef, SkippedFile
 from pipeline.sources.blobs import Reader
+from pipeline.stages.graph import kept_symbols, pack_graph
 from pipeline.stages.indexing import JobContext, record_error, settle
 
 
@@ -83,7 +83,7 @@ def chunk_files(
         return
     paths = repo_paths()
     messages: list[dict[str, object]] = []
-    graphs: dict[str, str] = {}
+    graphs: dict[str, FileGraph] = {}
     chunk_counts: dict[str, int] = {}
     skipped: dict[str, list[str]] = {}
     empty: list[str] = []
@@ -106,7 +106,7 @@ def chunk_files(
             continue
         chunks = result.chunks
         graph = FileGraph(file, result.extraction, tuple((c.chunk_id, c.symbol) for c in chunks))
-        graphs[file.path] = json.dumps(encode_file_graph(job_id, repo, graph))
+        graphs[file.path] = graph
         if chunks:
             messages.append(encode_file_chunks(FileChunks(job_id, repo, file, chunks)))
             chunk_counts[file.path] = len(chunks)
@@ -114,8 +114,9 @@ def chunk_files(
             empty.append(file.path)
 
     # The graph first: once a file's chunks are sent, its write may settle the job's
-    # last file and start the graph stage, which must find every extraction.
-    ctx.board.stash(job_id, graphs)
+    # last file and start the graph stage, which must find every extraction and symbol.
+    ctx.snapshots.put_symbols(repo, kept_symbols(graphs))
+    ctx.snapshots.stage_graphs(job_id, {p: pack_graph(job_id, repo, g) for p, g in graphs.items()})
     sizes = {f.path: f.size_bytes for f in files}
     chunked = [*chunk_counts, *empty]
     ctx.board.mark(

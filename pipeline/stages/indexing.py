@@ -5,8 +5,9 @@ and the rules that keep a job's numbers exact under redelivery:
 
 * per-file events are *marks* (sets of paths), so a task delivered twice never counts a
   file twice; ``files.settled`` holds every file that reached its end (written, failed,
-  or skipped by a content check), and the job's commit is enqueued by whoever settles
-  the last file, at least once (see :func:`maybe_commit`);
+  or skipped by a content check), and the job's graph stage (then its commit) is
+  enqueued by whoever settles the last file, at least once (see
+  :func:`maybe_start_graph`);
 * counters live in Redis while the job runs and are flushed to the job record at most
   once a second, and always when the job finishes;
 * finishing is first-caller-wins, and sends the job's webhook event when it has a
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pipeline import flow
+from pipeline.errors import TransientError
 from pipeline.jobs import Job, JobError, JobStatus, StoreWait, merge_counters
 from pipeline.ports import JobBoard, JobStore, SnapshotStore
 
@@ -37,7 +39,7 @@ OnFinish = Callable[[Job], None]
 
 FLUSH_INTERVAL_S = 1.0
 SETTLED = "files.settled"
-COMMIT_SENT = "commit.sent"  # a set counter: 1 once the job's commit has been sent
+GRAPH_SENT = "commit.sent"  # a set counter: 1 once the job's graph stage has been sent
 # A wait still shows this long after its retry time: the retried task takes a moment to
 # run, and if the store is still down it records a new wait.
 WAIT_GRACE_S = 5.0
@@ -103,28 +105,30 @@ def record_error(ctx: JobContext, job_id: str, path: str, message: str) -> None:
 
 
 def settle(ctx: JobContext, job_id: str, counter: str, paths: Sequence[str]) -> None:
-    """Count ``paths`` under ``counter`` and as settled; the last file enqueues the commit."""
+    """Count ``paths`` under ``counter`` and as settled; the last file enqueues the graph
+    stage."""
     if not paths:
         return
     ctx.board.mark(job_id, counter, paths)
     ctx.board.mark(job_id, SETTLED, paths)
     counters = ctx.board.counters(job_id)
-    maybe_commit(ctx, job_id, counters)
+    maybe_start_graph(ctx, job_id, counters)
     flush_progress(ctx, job_id, counters=counters)
 
 
-def maybe_commit(ctx: JobContext, job_id: str, counters: Mapping[str, int]) -> bool:
-    """Enqueue the job's commit once every file to do has settled.
+def maybe_start_graph(ctx: JobContext, job_id: str, counters: Mapping[str, int]) -> bool:
+    """Enqueue the job's graph stage (which ends with its commit) once every file to do
+    has settled.
 
-    At least once, and rarely more: the commit is marked sent only after it was sent,
-    so a task killed in between sends it again when it is delivered again; two tasks
-    settling the last files at the same moment may both send it. The commit is
-    idempotent and skips a job that has ended."""
+    At least once, and rarely more: it is marked sent only after it was sent, so a task
+    killed in between sends it again when it is delivered again; two tasks settling the
+    last files at the same moment may both send it. The graph plan is idempotent (it
+    sends only the graphs still waiting) and skips a job that has ended."""
     todo = counters.get("files.todo")
-    if todo is None or counters.get(SETTLED, 0) < todo or counters.get(COMMIT_SENT, 0):
+    if todo is None or counters.get(SETTLED, 0) < todo or counters.get(GRAPH_SENT, 0):
         return False
-    ctx.send(flow.COMMIT.task, [{"job_id": job_id}])
-    ctx.board.mark(job_id, COMMIT_SENT, ["1"])
+    ctx.send(flow.GRAPH.task, [{"job_id": job_id}])
+    ctx.board.mark(job_id, GRAPH_SENT, ["1"])
     return True
 
 
@@ -133,6 +137,10 @@ def finish(ctx: JobContext, job: Job, status: JobStatus, message: str = "") -> b
     flush_progress(ctx, job.job_id, force=True)
     if not ctx.jobs.finish(job.job_id, status, message):
         return False
+    try:  # the graphs still waiting are of no use now (the sweeper collects them too)
+        ctx.snapshots.drop_staged(job.job_id)
+    except TransientError as exc:
+        log.warning("job %s: its waiting file graphs stay until collected: %s", job.job_id, exc)
     log.info("job %s %s: %s", job.job_id, status.value, message or "ok")
     _observe_finish(ctx, job, status)
     notify(ctx, job, f"job.{status.value}")

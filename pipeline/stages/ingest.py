@@ -36,7 +36,7 @@ from pipeline.stages.indexing import (
     JobContext,
     finish,
     flush_progress,
-    maybe_commit,
+    maybe_start_graph,
     record_error,
     settle,
 )
@@ -228,7 +228,7 @@ def ingest(
     work = sorted((f for f in todo if f.path not in refused), key=lambda f: f.path)
     send_slice(ctx, job_id, repo=job.repo, snapshot_id=snapshot_id, work=work, options=options)
     flush_progress(ctx, job_id, force=True)
-    maybe_commit(ctx, job_id, ctx.board.counters(job_id))
+    maybe_start_graph(ctx, job_id, ctx.board.counters(job_id))
     return IngestOutcome.ENQUEUED
 
 

@@ -11,7 +11,8 @@ the message, and its job would wait for ever. The sweeper ends that wait:
   a message in flight anyway) and it is not cancelled;
 * a stalled job is sent on from where it stopped: its ingest again while the file list
   is not known yet or files remain unsettled (ingest sends only the unsettled files),
-  else its commit. Every stage is idempotent, so a recovery that races a slow message
+  else its graph stage (whose plan sends the graphs still waiting, or the commit).
+  Every stage is idempotent, so a recovery that races a slow message
   costs work, never correctness;
 * a job recovered ``max_recoveries`` times and stalled again fails, with the reason.
 
@@ -41,7 +42,7 @@ log = logging.getLogger("quarry.jobs")
 
 class Action(enum.StrEnum):
     INGEST = "ingest"  # the ingest sent again: it sends the files not settled yet
-    COMMIT = "commit"  # every file settled, the commit was lost: sent again
+    GRAPH = "graph"  # every file settled, the graph stage or commit was lost: sent again
     FAIL = "fail"  # stalled again after max_recoveries: failed with the reason
 
 
@@ -94,8 +95,8 @@ def recover(ctx: JobContext, job: Job, *, idle_s: float, max_recoveries: int) ->
         return Recovery(job.job_id, Action.FAIL, reason)
     todo, settled = counters.get("files.todo"), counters.get(SETTLED, 0)
     if job.status is JobStatus.RUNNING and todo is not None and settled >= todo:
-        action, reason = Action.COMMIT, f"all {todo} files settled, the commit was lost"
-        ctx.send(flow.COMMIT.task, [{"job_id": job.job_id}])
+        action, reason = Action.GRAPH, f"all {todo} files settled, the graph or commit was lost"
+        ctx.send(flow.GRAPH.task, [{"job_id": job.job_id}])
     else:
         left = "its files are not listed yet" if todo is None else f"{todo - settled} files left"
         action, reason = Action.INGEST, f"{left}: sent again"

@@ -112,9 +112,13 @@ def merge_repository(rows: GraphRows) -> Statement:
 
 
 def merge_files(repo: str, rows: list[Row]) -> Statement:
+    # The edge is merged from the file's side: ArcadeDB looks for an existing edge among
+    # the pattern's first node's edges, and the repository's are all of its files (a
+    # batch of 200 files took 1.5 s at 12k files, growing with the repository; from the
+    # file's side it stays at 0.04 s). Neo4j plans either direction the same.
     return (
         "UNWIND $rows AS row MATCH (r:Repository {id: $repo}) "
-        "MERGE (f:File {id: row.id}) SET f += row.props MERGE (r)-[:HAS_FILE]->(f)",
+        "MERGE (f:File {id: row.id}) SET f += row.props MERGE (f)<-[:HAS_FILE]-(r)",
         {"repo": repo, "rows": rows},
     )
 

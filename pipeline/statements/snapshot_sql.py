@@ -2,7 +2,8 @@
 
 Owns the statement texts of ``PgSnapshotStore``: snapshots, their file lists (binary
 COPY), the switch of ``repositories.searchable_snapshot_id``, the kept symbols of file
-versions (``file_symbols``, migrations/sql/0006) and the listing of repositories with
+versions (``file_symbols`` and ``symbol_names``, migrations/sql/0006 and 0011), the
+file graphs waiting for the graph stage (``job_file_graphs``) and the listing of repositories with
 their counts. The checks its fake shares live in ``pipeline.statements.job_rows``.
 
 Must not import: celery, tasks/, workers/, api/, cli/, or any driver; does no I/O.
@@ -125,12 +126,24 @@ def abandon(snapshot_id: int, status: str) -> Query:
 
 
 def put_symbols(repository_id: int, rows_json: str) -> Query:
+    """The symbols of file versions, as one row per version (``file_symbols``) and one per
+    symbol by name (``symbol_names``); a version whose symbols are already kept as they
+    are is left alone, one whose symbols changed (a new extractor) is replaced."""
     return Query(
-        "INSERT INTO file_symbols (repository_id, path, file_sha256, symbols)"
-        " SELECT %(repository_id)s, x.path, x.sha, x.symbols"
-        " FROM jsonb_to_recordset(%(rows)s::jsonb) AS x (path text, sha text, symbols jsonb)"
-        " ORDER BY x.path, x.sha"
-        " ON CONFLICT (repository_id, path, file_sha256) DO UPDATE SET symbols = EXCLUDED.symbols",
+        "WITH input AS (SELECT x.path, x.sha, x.symbols"
+        " FROM jsonb_to_recordset(%(rows)s::jsonb) AS x (path text, sha text, symbols jsonb)),"
+        " changed AS (INSERT INTO file_symbols (repository_id, path, file_sha256, symbols)"
+        " SELECT %(repository_id)s, i.path, i.sha, i.symbols FROM input AS i"
+        " ORDER BY i.path, i.sha"
+        " ON CONFLICT (repository_id, path, file_sha256) DO UPDATE SET symbols = EXCLUDED.symbols"
+        " WHERE file_symbols.symbols IS DISTINCT FROM EXCLUDED.symbols"
+        " RETURNING path, file_sha256, symbols),"
+        " gone AS (DELETE FROM symbol_names AS n USING changed AS c"
+        " WHERE n.repository_id = %(repository_id)s AND n.path = c.path"
+        " AND n.file_sha256 = c.file_sha256)"
+        " INSERT INTO symbol_names (repository_id, path, file_sha256, name, qualified_name, kind)"
+        " SELECT %(repository_id)s, c.path, c.file_sha256, s ->> 0, s ->> 1, s ->> 2"
+        " FROM changed AS c CROSS JOIN jsonb_array_elements(c.symbols) AS s",
         {"repository_id": repository_id, "rows": rows_json},
     )
 
@@ -143,6 +156,102 @@ def symbols(repo: RepoRef, paths: list[str], shas: list[str]) -> Query:
         " WHERE fs.repository_id = (SELECT id FROM repositories"
         " WHERE tenant_id = %(tenant)s AND name = %(name)s)",
         {"tenant": repo.tenant, "name": repo.name, "paths": paths, "shas": shas},
+    )
+
+
+def symbol_candidates(
+    snapshot_id: int, names: list[str], kinds: list[str], preferred: list[str], per_kind: int
+) -> Query:
+    """(name, qualified name, kind, path) of the symbols called ``names`` of ``kinds`` in
+    the snapshot's file versions: every one in a ``preferred`` path, and elsewhere the
+    first ``per_kind`` per name and kind by path. Enough to tell "exactly one" from
+    "several" (pipeline.analysis.resolution); one short index scan per name and kind,
+    however common a name is in the repository."""
+    return Query(
+        "WITH snap AS (SELECT id, repository_id FROM snapshots WHERE id = %(snapshot_id)s)"
+        " SELECT nm.name, c.qualified_name, kd.kind, c.path"
+        " FROM snap CROSS JOIN unnest(%(names)s::text[]) AS nm (name)"
+        " CROSS JOIN unnest(%(kinds)s::text[]) AS kd (kind)"
+        " CROSS JOIN LATERAL (SELECT n.qualified_name, n.path FROM symbol_names AS n"
+        " JOIN files AS f ON f.snapshot_id = snap.id AND f.path = n.path"
+        " AND f.content_sha256 = n.file_sha256"
+        " WHERE n.repository_id = snap.repository_id AND n.name = nm.name AND n.kind = kd.kind"
+        " AND NOT (n.path = ANY(%(preferred)s::text[]))"
+        " ORDER BY n.path, n.qualified_name LIMIT %(per_kind)s) AS c"
+        " UNION ALL"
+        " SELECT n.name, n.qualified_name, n.kind, n.path"
+        " FROM snap JOIN symbol_names AS n ON n.repository_id = snap.repository_id"
+        " JOIN files AS f ON f.snapshot_id = snap.id AND f.path = n.path"
+        " AND f.content_sha256 = n.file_sha256"
+        " WHERE n.path = ANY(%(preferred)s::text[]) AND n.name = ANY(%(names)s::text[])"
+        " AND n.kind = ANY(%(kinds)s::text[])"
+        " ORDER BY 1, 3, 4, 2",
+        {
+            "snapshot_id": snapshot_id,
+            "names": names,
+            "kinds": kinds,
+            "preferred": preferred,
+            "per_kind": per_kind,
+        },
+    )
+
+
+# --- file graphs waiting for the graph stage (job_file_graphs, migrations/sql/0011) ---
+
+
+def stage_graphs(job_id: str, paths: list[str], graphs: list[bytes]) -> Query:
+    return Query(
+        "INSERT INTO job_file_graphs (job_id, path, graph)"
+        " SELECT %(job_id)s::uuid, x.path, x.graph"
+        " FROM unnest(%(paths)s::text[], %(graphs)s::bytea[]) AS x (path, graph)"
+        " ORDER BY x.path"
+        " ON CONFLICT (job_id, path) DO UPDATE SET graph = EXCLUDED.graph",
+        {"job_id": job_id, "paths": paths, "graphs": graphs},
+    )
+
+
+def staged_paths(job_id: str, after: str, limit: int) -> Query:
+    return Query(
+        "SELECT path FROM job_file_graphs WHERE job_id = %(job_id)s::uuid AND path > %(after)s"
+        " ORDER BY path LIMIT %(limit)s",
+        {"job_id": job_id, "after": after, "limit": limit},
+    )
+
+
+def staged_graphs(job_id: str, paths: list[str]) -> Query:
+    return Query(
+        "SELECT path, graph FROM job_file_graphs"
+        " WHERE job_id = %(job_id)s::uuid AND path = ANY(%(paths)s::text[])",
+        {"job_id": job_id, "paths": paths},
+    )
+
+
+def unstage(job_id: str, paths: list[str]) -> Query:
+    return Query(
+        "DELETE FROM job_file_graphs WHERE job_id = %(job_id)s::uuid"
+        " AND path = ANY(%(paths)s::text[])",
+        {"job_id": job_id, "paths": paths},
+    )
+
+
+def any_staged(job_id: str) -> Query:
+    return Query(
+        "SELECT EXISTS (SELECT 1 FROM job_file_graphs WHERE job_id = %(job_id)s::uuid)",
+        {"job_id": job_id},
+    )
+
+
+def drop_staged(job_id: str) -> Query:
+    return Query("DELETE FROM job_file_graphs WHERE job_id = %(job_id)s::uuid", {"job_id": job_id})
+
+
+def collect_staged(limit: int) -> Query:
+    """The waiting file graphs of jobs that ended (or are gone), ``limit`` rows at most."""
+    return Query(
+        "DELETE FROM job_file_graphs WHERE ctid IN (SELECT g.ctid FROM job_file_graphs AS g"
+        " WHERE NOT EXISTS (SELECT 1 FROM jobs AS j WHERE j.id = g.job_id"
+        " AND j.status IN ('queued', 'running')) LIMIT %(limit)s)",
+        {"limit": limit},
     )
 
 

@@ -20,7 +20,8 @@ NAMES = {s.name for s in flow.STAGES}
 
 def test_the_stages_read_in_order_and_only_move_forward() -> None:
     assert [s.name for s in flow.STAGES] == [
-        "ingest", "ingest-more", "chunk", "embed", "write", "commit", "webhook",
+        "ingest", "ingest-more", "chunk", "embed", "write", "graph", "graph-files", "commit",
+        "webhook",
     ]  # fmt: skip
     for index, stage in enumerate(flow.STAGES):
         for successor in stage.sends:

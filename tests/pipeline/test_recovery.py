@@ -9,7 +9,8 @@ from unittest import mock
 
 import pytest
 
-from config.queues import CHUNK_FILES_TASK, COMMIT_JOB_TASK, INGEST_JOB_TASK, INGEST_MORE_TASK
+from config.queues import CHUNK_FILES_TASK, INGEST_JOB_TASK, INGEST_MORE_TASK
+from pipeline import flow
 from pipeline.adapters.fakes.blob_store import InMemoryBlobStore
 from pipeline.adapters.fakes.in_flight import InMemoryInFlight
 from pipeline.adapters.fakes.job_board import InMemoryJobBoard
@@ -122,12 +123,12 @@ def test_a_stalled_job_with_unsettled_files_gets_its_ingest_again(h: Harness) ->
     assert job is not None and "1 files left" in job.errors[-1].message
 
 
-def test_a_stalled_job_whose_files_all_settled_gets_its_commit_again(h: Harness) -> None:
+def test_a_stalled_job_whose_files_all_settled_gets_its_graph_stage_again(h: Harness) -> None:
     job_id = h.job(1, files_todo=2, commit_sent=1)
     h.ctx.board.mark(job_id, SETTLED, ["a.py", "b.py"])
     h.clock.now += IDLE_S + 1
-    assert h.sweep() == [(job_id, Action.COMMIT)]
-    assert h.sent == [(COMMIT_JOB_TASK, {"job_id": job_id})]
+    assert h.sweep() == [(job_id, Action.GRAPH)]
+    assert h.sent == [(flow.GRAPH.task, {"job_id": job_id})]
 
 
 def test_a_job_that_stalls_again_after_the_most_recoveries_fails_with_the_reason(

@@ -25,7 +25,6 @@ class InMemoryJobBoard:
         self._errors: dict[str, list[JobError]] = {}
         self._throttle: dict[tuple[str, str], float] = {}
         self._cancelled: set[str] = set()
-        self._stash: dict[str, dict[str, str]] = {}
         self._waits: dict[str, dict[str, StoreWait]] = {}
         self._clock = clock
 
@@ -84,21 +83,12 @@ class InMemoryJobBoard:
         with self._lock:
             return job_id in self._cancelled
 
-    def stash(self, job_id: str, items: Mapping[str, str]) -> None:
-        with self._lock:
-            self._stash.setdefault(job_id, {}).update(items)
-
-    def stashed(self, job_id: str) -> dict[str, str]:
-        with self._lock:
-            return dict(self._stash.get(job_id, {}))
-
     def members(self, job_id: str, counter: str) -> set[str]:
         with self._lock:
             return set(self._sets.get(job_id, {}).get(counter, set()))
 
     def clear(self, job_id: str) -> None:
         with self._lock:
-            self._stash.pop(job_id, None)
             self._errors.pop(job_id, None)
             self._waits.pop(job_id, None)
 

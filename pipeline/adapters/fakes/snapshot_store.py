@@ -13,13 +13,13 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from pipeline.errors import InvalidInputError
 from pipeline.jobs import check_tenant
 from pipeline.models import FileVersion, RepoRef
-from pipeline.ports import VectorStore
+from pipeline.ports import JobStore, VectorStore
 from pipeline.statements import job_rows, sql
 
 
@@ -41,10 +41,13 @@ class _Repository:
 
 class InMemorySnapshotStore:
     """Snapshots in dicts. Chunk counts come from ``vectors`` (none without one); only
-    repositories this store has seen are listed."""
+    repositories this store has seen are listed. ``collect_staged`` reads which jobs
+    are live from ``jobs`` (without one, no job is)."""
 
-    def __init__(self, vectors: VectorStore | None = None) -> None:
+    def __init__(self, vectors: VectorStore | None = None, jobs: JobStore | None = None) -> None:
         self._vectors = vectors
+        self._jobs = jobs  # which jobs are live, for collect_staged (none without one)
+        self._staged: dict[str, dict[str, bytes]] = {}
         self._repos: dict[RepoRef, _Repository] = {}
         self._snapshots: dict[int, _Snapshot] = {}
         self._ids = itertools.count(1)
@@ -142,6 +145,91 @@ class InMemorySnapshotStore:
             held = self._repos.get(repo)
             kept = {} if held is None else held.symbols
             return {p: list(kept[(p, s)]) for p, s in files.items() if (p, s) in kept}
+
+    def symbol_candidates(
+        self,
+        snapshot_id: int,
+        names: Collection[str],
+        kinds: Collection[str],
+        preferred: Collection[str],
+        per_kind: int = 2,
+    ) -> list[tuple[str, str, str, str]]:
+        sql.check_texts("symbol name", names)
+        sql.check_texts("file path", preferred)
+        with self._lock:
+            snapshot = self._snapshots.get(snapshot_id)
+            if snapshot is None:
+                return []
+            kept = self._repos[snapshot.repo].symbols
+            found = sorted(
+                (name, qualified, kind, f.path)
+                for f in snapshot.files.values()
+                for name, qualified, kind in kept.get((f.path, f.sha256), ())
+                if name in names and kind in kinds
+            )
+        rank: dict[tuple[str, str], int] = {}
+        chosen = []
+        for name, qualified, kind, path in sorted(found, key=lambda c: (c[0], c[2], c[3], c[1])):
+            if path not in preferred:
+                rank[(name, kind)] = rank.get((name, kind), 0) + 1
+            if path in preferred or rank[(name, kind)] <= per_kind:
+                chosen.append((name, qualified, kind, path))
+        return chosen
+
+    def stage_graphs(self, job_id: str, graphs: Mapping[str, bytes]) -> None:
+        job_id = job_rows.check_job_id(job_id)
+        sql.check_texts("file path", graphs.keys(), allow_empty=False)
+        with self._lock:
+            self._staged.setdefault(job_id, {}).update(graphs)
+
+    def staged_paths(self, job_id: str, after: str = "", limit: int = 1000) -> list[str]:
+        job_id = job_rows.check_job_id(job_id)
+        with self._lock:
+            return sorted(p for p in self._staged.get(job_id, {}) if p > after)[:limit]
+
+    def staged_graphs(self, job_id: str, paths: Collection[str]) -> dict[str, bytes]:
+        job_id = job_rows.check_job_id(job_id)
+        with self._lock:
+            staged = self._staged.get(job_id, {})
+            return {p: staged[p] for p in paths if p in staged}
+
+    def unstage(self, job_id: str, paths: Collection[str]) -> None:
+        job_id = job_rows.check_job_id(job_id)
+        with self._lock:
+            staged = self._staged.get(job_id, {})
+            for path in paths:
+                staged.pop(path, None)
+            if not staged:
+                self._staged.pop(job_id, None)
+
+    def any_staged(self, job_id: str) -> bool:
+        job_id = job_rows.check_job_id(job_id)
+        with self._lock:
+            return bool(self._staged.get(job_id))
+
+    def drop_staged(self, job_id: str) -> None:
+        job_id = job_rows.check_job_id(job_id)
+        with self._lock:
+            self._staged.pop(job_id, None)
+
+    def collect_staged(self, limit: int = 10_000) -> int:
+        with self._lock:
+            held = list(self._staged)
+        gone = 0
+        for job_id in held:
+            job = None if self._jobs is None else self._jobs.get(job_id)
+            if job is not None and not job.status.terminal:
+                continue
+            with self._lock:
+                staged = self._staged.get(job_id, {})
+                for path in sorted(staged)[: limit - gone]:
+                    del staged[path]
+                    gone += 1
+                if not staged:
+                    self._staged.pop(job_id, None)
+            if gone >= limit:
+                break
+        return gone
 
     def repositories(self, tenant: str) -> list[dict[str, object]]:
         check_tenant(tenant)

@@ -1,5 +1,5 @@
-"""PgSnapshotStore: the SnapshotStore port on ``snapshots``, ``files``, ``file_symbols``
-and ``repositories.searchable_snapshot_id``.
+"""PgSnapshotStore: the SnapshotStore port on ``snapshots``, ``files``, ``file_symbols``,
+``symbol_names``, ``job_file_graphs`` and ``repositories.searchable_snapshot_id``.
 
 A snapshot's file list goes in with one binary COPY (a repository can have 10k+ files)
 after its old rows are deleted, in the transaction that upserts the snapshot row. The
@@ -13,7 +13,7 @@ Must not import: celery, tasks, workers, api, cli.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from pipeline.adapters.postgres.base import PgStore, execute, open_checked_pool
@@ -113,6 +113,72 @@ class PgSnapshotStore(PgStore):
         with self._connection() as conn:
             rows = execute(conn, query).fetchall()
         return {str(path): job_rows.symbols_from_json(found) for path, found in rows}
+
+    def symbol_candidates(
+        self,
+        snapshot_id: int,
+        names: Collection[str],
+        kinds: Collection[str],
+        preferred: Collection[str],
+        per_kind: int = 2,
+    ) -> list[tuple[str, str, str, str]]:
+        sql.check_texts("symbol name", names)
+        sql.check_texts("file path", preferred)
+        if not names or not kinds:
+            return []
+        query = snapshot_sql.symbol_candidates(
+            snapshot_id, sorted(names), sorted(kinds), sorted(preferred), per_kind
+        )
+        with self._connection() as conn:
+            rows = execute(conn, query).fetchall()
+        return [(str(n), str(q), str(k), str(p)) for n, q, k, p in rows]
+
+    def stage_graphs(self, job_id: str, graphs: Mapping[str, bytes]) -> None:
+        job_rows.check_job_id(job_id)
+        sql.check_texts("file path", graphs.keys(), allow_empty=False)
+        if not graphs:
+            return
+        paths = sorted(graphs)
+        with self._transaction() as conn:
+            execute(conn, snapshot_sql.stage_graphs(job_id, paths, [graphs[p] for p in paths]))
+
+    def staged_paths(self, job_id: str, after: str = "", limit: int = 1000) -> list[str]:
+        job_rows.check_job_id(job_id)
+        sql.check_texts("file path", [after])
+        with self._connection() as conn:
+            rows = execute(conn, snapshot_sql.staged_paths(job_id, after, limit)).fetchall()
+        return [str(row[0]) for row in rows]
+
+    def staged_graphs(self, job_id: str, paths: Collection[str]) -> dict[str, bytes]:
+        job_rows.check_job_id(job_id)
+        sql.check_texts("file path", paths)
+        if not paths:
+            return {}
+        with self._connection() as conn:
+            rows = execute(conn, snapshot_sql.staged_graphs(job_id, sorted(paths))).fetchall()
+        return {str(path): bytes(graph) for path, graph in rows}
+
+    def unstage(self, job_id: str, paths: Collection[str]) -> None:
+        job_rows.check_job_id(job_id)
+        sql.check_texts("file path", paths)
+        if paths:
+            with self._transaction() as conn:
+                execute(conn, snapshot_sql.unstage(job_id, sorted(paths)))
+
+    def any_staged(self, job_id: str) -> bool:
+        job_rows.check_job_id(job_id)
+        with self._connection() as conn:
+            row = execute(conn, snapshot_sql.any_staged(job_id)).fetchone()
+        return bool(row and row[0])
+
+    def drop_staged(self, job_id: str) -> None:
+        job_rows.check_job_id(job_id)
+        with self._transaction() as conn:
+            execute(conn, snapshot_sql.drop_staged(job_id))
+
+    def collect_staged(self, limit: int = 10_000) -> int:
+        with self._transaction() as conn:
+            return int(execute(conn, snapshot_sql.collect_staged(limit)).rowcount or 0)
 
     def repositories(self, tenant: str) -> list[dict[str, object]]:
         check_tenant(tenant)

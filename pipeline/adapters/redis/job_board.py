@@ -2,8 +2,8 @@
 
 Redis layout for job ``J`` under ``quarry:job:J``: ``:counters`` a hash of counter ->
 int (HINCRBY inside the mark script, so concurrent workers never lose an update),
-``:errors`` a list of JSON errors, ``:throttle:<marker>`` keys set with NX, ``:cancel``,
-``:stash`` a hash of path -> payload and ``:waits`` a hash of store -> JSON wait. Every
+``:errors`` a list of JSON errors, ``:throttle:<marker>`` keys set with NX, ``:cancel``
+and ``:waits`` a hash of store -> JSON wait. Every
 key expires ``ttl_s`` after its last write (a day by default): the durable record is
 the job row in PostgreSQL, to which the counters are flushed.
 
@@ -160,28 +160,13 @@ class RedisJobBoard:
         with _redis_errors("cancelled"):
             return bool(self._client.exists(self._key(job_id, "cancel")))
 
-    def stash(self, job_id: str, items: Mapping[str, str]) -> None:
-        if not items:
-            return
-        key = self._key(job_id, "stash")
-        mapping: dict[str | bytes, bytes | float | int | str] = {k: v for k, v in items.items()}
-        with _redis_errors("stash"):
-            self._client.pipeline().hset(key, mapping=mapping).expire(key, self._ttl_s).execute()
-
-    def stashed(self, job_id: str) -> dict[str, str]:
-        with _redis_errors("stashed"):
-            raw = self._client.hgetall(self._key(job_id, "stash"))
-        return {_text(k): _text(v) for k, v in raw.items()}
-
     def members(self, job_id: str, counter: str) -> set[str]:
         with _redis_errors("members"):
             return {_text(m) for m in self._client.smembers(self._key(job_id, f"set:{counter}"))}
 
     def clear(self, job_id: str) -> None:
         with _redis_errors("clear"):
-            self._client.delete(
-                self._key(job_id, "stash"), self._key(job_id, "errors"), self._key(job_id, "waits")
-            )
+            self._client.delete(self._key(job_id, "errors"), self._key(job_id, "waits"))
 
     def wait_on(self, job_id: str, wait: StoreWait) -> None:
         key = self._key(job_id, "waits")

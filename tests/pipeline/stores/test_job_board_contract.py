@@ -75,17 +75,6 @@ def test_cancel_flag(board: JobBoard, job_id: str) -> None:
     assert board.cancelled(job_id) is True
 
 
-def test_stash_keeps_payloads_until_cleared(board: JobBoard, job_id: str) -> None:
-    board.stash(job_id, {"a.py": '{"x": 1}', "dir/ü.py": "[]"})
-    board.stash(job_id, {"a.py": '{"x": 2}'})
-    board.stash(job_id, {})
-    assert board.stashed(job_id) == {"a.py": '{"x": 2}', "dir/ü.py": "[]"}
-    board.push_error(job_id, JobError("a.py", "x", 1.0))
-    board.clear(job_id)
-    assert board.stashed(job_id) == {}
-    assert board.take_errors(job_id) == []
-
-
 def test_set_counters_is_absolute_and_replay_safe(board: JobBoard, job_id: str) -> None:
     board.set_counters(job_id, {"files.total": 5, "files.todo": 3})
     board.set_counters(job_id, {"files.total": 5, "files.todo": 3})
@@ -160,3 +149,9 @@ def test_a_mark_adds_the_deltas_of_new_members_only_in_the_same_step(
         "chunks.total": 5,
         "bytes.processed": 100,
     }
+
+
+def test_clear_drops_the_errors_not_yet_taken(board: JobBoard, job_id: str) -> None:
+    board.push_error(job_id, JobError("a.py", "x", 1.0))
+    board.clear(job_id)
+    assert board.take_errors(job_id) == []

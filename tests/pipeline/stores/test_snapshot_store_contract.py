@@ -17,14 +17,17 @@ import pytest
 
 from config.endpoints import Endpoints
 from migrations.runner import run
+from pipeline.adapters.fakes.job_store import InMemoryJobStore
 from pipeline.adapters.fakes.snapshot_store import InMemorySnapshotStore
 from pipeline.adapters.fakes.vector_store import InMemoryVectorStore
+from pipeline.adapters.postgres.job_store import PgJobStore
 from pipeline.adapters.postgres.migrations import PgMigrationTarget
 from pipeline.adapters.postgres.snapshot_store import PgSnapshotStore
 from pipeline.adapters.postgres.vector_store import PgVectorStore
 from pipeline.errors import InvalidInputError
+from pipeline.jobs import JobRequest, JobSource, JobStatus, SourceKind, Stage
 from pipeline.models import Chunk, ChunkKind, FileVersion, RepoRef, Span, StoredChunk
-from pipeline.ports import SnapshotStore, VectorStore
+from pipeline.ports import JobStore, SnapshotStore, VectorStore
 from tests.databases import fresh_pg_database
 
 DIM = 384
@@ -33,9 +36,12 @@ DIM = 384
 class Backend:
     """The store under test, its vector store, and a way to read a snapshot's status."""
 
-    def __init__(self, snapshots: SnapshotStore, vectors: VectorStore, dsn: str | None) -> None:
+    def __init__(
+        self, snapshots: SnapshotStore, vectors: VectorStore, jobs: JobStore, dsn: str | None
+    ) -> None:
         self.snapshots = snapshots
         self.vectors = vectors
+        self.jobs = jobs
         self.dsn = dsn
 
     def status(self, snapshot_id: int) -> str | None:
@@ -59,12 +65,16 @@ def pg_dsn(request: pytest.FixtureRequest) -> Iterator[str]:
 @pytest.fixture(params=["memory", "postgres"])
 def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
     if request.param == "memory":
-        vectors = InMemoryVectorStore(dimension=DIM)
-        yield Backend(InMemorySnapshotStore(vectors), vectors, None)
+        vectors, jobs = InMemoryVectorStore(dimension=DIM), InMemoryJobStore()
+        yield Backend(InMemorySnapshotStore(vectors, jobs), vectors, jobs, None)
         return
     dsn = request.getfixturevalue("pg_dsn")
-    with PgSnapshotStore(dsn, pool_size=4) as store, PgVectorStore(dsn, dimension=DIM) as vs:
-        yield Backend(store, vs, dsn)
+    with (
+        PgSnapshotStore(dsn, pool_size=4) as store,
+        PgVectorStore(dsn, dimension=DIM) as vs,
+        PgJobStore(dsn) as pg_jobs,
+    ):
+        yield Backend(store, vs, pg_jobs, dsn)
 
 
 @pytest.fixture
@@ -280,6 +290,92 @@ def test_publish_drops_symbols_of_versions_no_current_snapshot_lists(
     store.abandon(pending, "failed")
     store.publish(repo, store.begin(repo, "c3", V1))
     assert set(store.symbols(repo, every | {"a.py": "a2"})) == {"b.py"}
+
+
+def test_put_symbols_keeps_them_by_name_for_the_candidates_of_a_snapshot(
+    store: SnapshotStore, repo: RepoRef
+) -> None:
+    many = [fv(f"m{i}.py", f"s{i}") for i in range(5)]
+    store.put_symbols(
+        repo,
+        {
+            **{(f.path, f.sha256): [("run", f"m.run{f.path}", "function")] for f in many},
+            ("a.py", "a1"): [("Cart", "a.Cart", "class"), ("run", "a.Cart.run", "method")],
+            ("a.py", "a2"): [("Other", "a.Other", "class")],  # a version not in the snapshot
+            ("b.py", "b1"): [("Cart", "b.Cart", "class"), ("Cart", "b.Cart", "class")],
+        },
+    )
+    sid = store.begin(repo, "c1", [fv("a.py", "a1"), fv("b.py", "b1"), *many])
+    found = store.symbol_candidates(
+        sid, {"Cart", "run", "Other", "nope"}, {"class", "function", "method"}, {"m3.py"}
+    )
+    assert found == [
+        ("Cart", "a.Cart", "class", "a.py"),
+        ("Cart", "b.Cart", "class", "b.py"),  # two per name and kind: "several" is known
+        ("run", "m.runm0.py", "function", "m0.py"),
+        ("run", "m.runm1.py", "function", "m1.py"),
+        ("run", "m.runm3.py", "function", "m3.py"),  # preferred: always there
+        ("run", "a.Cart.run", "method", "a.py"),
+    ]
+    assert store.symbol_candidates(sid, {"Cart"}, {"function"}, set()) == []
+    assert store.symbol_candidates(sid, set(), {"class"}, set()) == []
+    # A new extractor's symbols for a version replace the old ones, by name too.
+    store.put_symbols(repo, {("a.py", "a1"): [("Basket", "a.Basket", "class")]})
+    assert store.symbol_candidates(sid, {"Cart", "Basket"}, {"class"}, set()) == [
+        ("Basket", "a.Basket", "class", "a.py"),
+        ("Cart", "b.Cart", "class", "b.py"),
+        ("Cart", "b.Cart", "class", "b.py"),
+    ]
+    store.abandon(sid, "failed")
+    store.publish(repo, store.begin(repo, "c2", [fv("b.py", "b1")]))  # drops a.py's versions
+    again = store.begin(repo, "c3", [fv("a.py", "a1"), fv("b.py", "b1")])
+    assert store.symbol_candidates(again, {"Basket", "Cart"}, {"class"}, set()) == [
+        ("Cart", "b.Cart", "class", "b.py"),
+        ("Cart", "b.Cart", "class", "b.py"),
+    ]
+
+
+def test_waiting_file_graphs_are_kept_per_job_until_written_or_dropped(
+    store: SnapshotStore,
+) -> None:
+    job, other = str(uuid.uuid4()), str(uuid.uuid4())
+    store.stage_graphs(job, {f"p{i:02d}.py": bytes([i]) * 3 for i in range(25)} | {"ü.py": b""})
+    store.stage_graphs(other, {"p00.py": b"other"})
+    store.stage_graphs(job, {"p00.py": b"new"})  # redelivered: replaced, not doubled
+    assert store.staged_paths(job, "", 10) == [f"p{i:02d}.py" for i in range(10)]
+    assert store.staged_paths(job, "p09.py", 100)[-2:] == ["p24.py", "ü.py"]
+    assert store.staged_graphs(job, ["p00.py", "p01.py", "gone.py"]) == {
+        "p00.py": b"new",
+        "p01.py": b"\x01" * 3,
+    }
+    store.unstage(job, [f"p{i:02d}.py" for i in range(25)])
+    assert store.any_staged(job)
+    assert store.staged_paths(job) == ["ü.py"]
+    store.unstage(job, ["ü.py", "ü.py"])
+    assert not store.any_staged(job) and store.staged_graphs(job, ["p00.py"]) == {}
+    assert store.staged_paths(other) == ["p00.py"]
+    store.drop_staged(other)
+    assert not store.any_staged(other)
+    with pytest.raises(InvalidInputError, match="not a UUID"):
+        store.stage_graphs("job-1", {"a.py": b""})
+
+
+def test_collect_forgets_the_waiting_graphs_of_jobs_that_are_not_live(
+    backend: Backend, store: SnapshotStore, repo: RepoRef
+) -> None:
+    live, ended, gone = (str(uuid.uuid4()) for _ in range(3))
+    for job_id in (live, ended):
+        request = JobRequest(repo, JobSource(SourceKind.PATH, "/src"), commit=f"c-{job_id}")
+        backend.jobs.create(request, job_id=job_id, commit=None)
+        assert backend.jobs.start(job_id, Stage.CHUNK)
+    backend.jobs.finish(ended, JobStatus.FAILED, "x")
+    for job_id in (live, ended, gone):
+        store.stage_graphs(job_id, {"a.py": b"1", "b.py": b"2"})
+    assert store.collect_staged(limit=3) == 3
+    assert store.collect_staged(limit=10) == 1
+    assert store.collect_staged() == 0
+    assert store.staged_paths(live) == ["a.py", "b.py"]
+    assert not store.any_staged(ended) and not store.any_staged(gone)
 
 
 # --- repositories ------------------------------------------------------------------------

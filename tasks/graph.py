@@ -1,0 +1,38 @@
+"""The GRAPH and GRAPH_FILES stages' Celery shims (pipeline.flow; the work:
+pipeline.stages.graph).
+
+Must not import: workers/, api/, cli/, drivers.
+"""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from pipeline import flow
+from pipeline.stages.graph import plan_graph, write_graph_files
+from tasks.base import JobTask, StageTask
+from tasks.context import cpu_profile, job_resources
+
+
+@shared_task(bind=True, base=JobTask, name=flow.GRAPH.task)  # type: ignore[untyped-decorator]
+def plan_graph_task(self: StageTask, job_id: str, attempt: int = 0) -> int | None:
+    """Send the job's waiting file graphs to be written, a bounded batch per message."""
+
+    def run() -> int:
+        resources, ctx = job_resources()
+        return plan_graph(ctx, job_id, batch_files=resources.settings.graph_task_files)
+
+    return self.guarded({"job_id": job_id}, attempt, run)
+
+
+@shared_task(bind=True, base=JobTask, name=flow.GRAPH_FILES.task)  # type: ignore[untyped-decorator]
+def write_graph_files_task(
+    self: StageTask, job_id: str, paths: list[str], attempt: int = 0
+) -> int | None:
+    """Resolve and write one batch of the job's file graphs."""
+
+    def run() -> int:
+        _, ctx = job_resources()
+        return write_graph_files(ctx, job_id, paths, graph=cpu_profile()[1].graph)
+
+    return self.guarded({"job_id": job_id, "paths": paths}, attempt, run)
