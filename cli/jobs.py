@@ -2,9 +2,12 @@
 
 The CLI talks to the API at ``QUARRY_API_URL`` with ``QUARRY_API_TOKEN`` (defaults: the
 local stack and its development token). ``index --wait`` polls the job's status and
-draws one progress bar per stage; its exit code is 0 when the job is done and 1 when it
-failed or was cancelled, so that a CI step fails with the job. A full queue (429) is
-waited on with backoff, as the server's Retry-After says.
+draws one progress bar per stage; its exit code follows the contract in cli/console.py
+(0 done, 1 failed or cancelled, 2 bad input, 3 unreachable, queue full or ``--timeout``),
+so that a CI step fails with the job and can tell a failed job from an outage. A full
+queue (429) is waited on with backoff, as the server's Retry-After says; while
+following, an API that stops answering is polled again until ``--timeout`` (or for
+``API_GRACE_S`` without one). ``status`` and ``cancel`` take a job id's unique prefix.
 
 Must not import: torch, drivers.
 """
@@ -22,20 +25,42 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cli.console import err, guarded, out, settings
+from cli.console import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_UNAVAILABLE,
+    err,
+    exit_code_of,
+    guarded,
+    out,
+    settings,
+)
 from cli.extras import missing
-from config.endpoints import resolve_endpoints
-from pipeline.errors import QueueFullError
+from config.endpoints import resolve_endpoints, secrets_path
+from pipeline.errors import InvalidInputError, PipelineError, QueueFullError, TransientError
 from pipeline.sources.locations import parse_source
 
 POLL_S = 0.5
+API_GRACE_S = 60.0  # without --timeout: how long an API that stopped answering is polled
+PREFIX_SCAN = 500  # newest jobs searched for a job id's prefix
 TERMINAL = {"done", "failed", "cancelled"}
+_UUID_CHARS = frozenset("0123456789abcdef-")
 
 
 def api_client() -> Any:
     from cli.api_client import QuarryApiClient
 
-    endpoints = guarded(lambda: resolve_endpoints(settings()))
+    current = settings()
+    endpoints = guarded(lambda: resolve_endpoints(current))
+    if not endpoints.api_token:
+        err.print(
+            f"quarry: error: no API token for {endpoints.api_url}: set QUARRY_API_TOKEN, or"
+            f" run where the local stack's data folder is (no {secrets_path(current)} here;"
+            " QUARRY_DATA_DIR names another)",
+            markup=False,
+        )
+        raise typer.Exit(EXIT_BAD_INPUT)
     return QuarryApiClient(endpoints.api_url, endpoints.api_token)
 
 
@@ -79,8 +104,18 @@ def index(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Estimate; enqueue nothing.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     max_wait_s: Annotated[float, typer.Option(help="Longest wait for a full queue.")] = 600.0,
+    timeout: Annotated[
+        float | None,
+        typer.Option(min=0, help="With --wait: give up (exit 3) after this many seconds."),
+    ] = None,
 ) -> None:
-    """Enqueue SOURCE for indexing and print the job id (its last line)."""
+    """Enqueue SOURCE for indexing and print the job id (its last line).
+
+    With --wait, follow the job; stdout's last line is the job id (with --json, the
+    final status as one JSON line). Exit codes: 0 done; 1 the job failed or was
+    cancelled; 2 bad input or configuration; 3 API unreachable, queue still full after
+    --max-wait-s, or --timeout passed (the job may still run: its id is printed)."""
+    started = time.monotonic()
     local = Path(source).expanduser()
     is_archive = local.is_file() and source.endswith((".tar.gz", ".tgz"))
     location = str(local.resolve()) if local.exists() else source
@@ -114,13 +149,31 @@ def index(
         return
     if not as_json:
         err.print(f"job {job_id}", markup=False)
-    final = follow(client, job_id, quiet=as_json)
+    deadline = None if timeout is None else started + timeout
+    try:
+        final = follow(client, job_id, quiet=as_json, deadline=deadline)
+    except _GaveUpError as exc:
+        err.print(f"quarry: error: {exc}", markup=False)
+        sys.stdout.write(json.dumps({"job_id": job_id}) + "\n" if as_json else f"{job_id}\n")
+        raise typer.Exit(EXIT_UNAVAILABLE) from None
     if as_json:
         sys.stdout.write(json.dumps(final) + "\n")
     else:
         print_summary(final)
         sys.stdout.write(f"{job_id}\n")
-    raise typer.Exit(0 if final["status"] == "done" else 1)
+    raise typer.Exit(exit_code(final))
+
+
+def exit_code(status: dict[str, Any]) -> int:
+    """The contract's code for a job's status: 0 done, 1 failed or cancelled, 3 still
+    running (a caller that stopped waiting)."""
+    if status["status"] == "done":
+        return EXIT_OK
+    return EXIT_FAILED if status["status"] in TERMINAL else EXIT_UNAVAILABLE
+
+
+class _GaveUpError(Exception):
+    """--timeout passed, or the API stopped answering for longer than allowed."""
 
 
 def _default_name(location: str) -> str:
@@ -129,8 +182,13 @@ def _default_name(location: str) -> str:
     return repo_name_from(parse_source(location))
 
 
-def follow(client: Any, job_id: str, *, quiet: bool) -> dict[str, Any]:
-    """Poll until the job ends; with a progress bar per stage unless ``quiet``."""
+def follow(
+    client: Any, job_id: str, *, quiet: bool, deadline: float | None = None
+) -> dict[str, Any]:
+    """Poll until the job ends; with a progress bar per stage unless ``quiet``. Raises
+    _GaveUpError at ``deadline`` (monotonic), or when the API has not answered for
+    API_GRACE_S without one; bad input (an unknown job) exits at once."""
+    answered = time.monotonic()
     progress = Progress(
         TextColumn("{task.description:<8}"),
         BarColumn(),
@@ -146,7 +204,23 @@ def follow(client: Any, job_id: str, *, quiet: bool) -> dict[str, Any]:
             for name in ("chunk", "embed", "write")
         }
         while True:
-            status = guarded(lambda: client.job(job_id))
+            now = time.monotonic()
+            try:
+                status = guarded_poll(lambda: client.job(job_id))
+            except TransientError as exc:
+                if deadline is None and now - answered > API_GRACE_S:
+                    raise _GaveUpError(f"{exc} (for over {API_GRACE_S:.0f} s)") from None
+                if deadline is not None and now > deadline:
+                    raise _GaveUpError(f"job {job_id}: gave up at --timeout: {exc}") from None
+                err.print(f"{exc}; polling again", markup=False)
+                time.sleep(min(5.0, 2 * POLL_S))
+                continue
+            answered = now
+            if deadline is not None and now > deadline and status["status"] not in TERMINAL:
+                raise _GaveUpError(
+                    f"job {job_id} is still {status['status']} ({status['stage']},"
+                    f" {status['percent']} %) at --timeout; it goes on running"
+                )
             files, chunks = status["files"], status["chunks"]
             todo = max(files["todo"], files["chunked"])
             progress.update(
@@ -170,6 +244,18 @@ def follow(client: Any, job_id: str, *, quiet: bool) -> dict[str, Any]:
             if status["status"] in TERMINAL:
                 return status  # type: ignore[no-any-return]
             time.sleep(POLL_S)
+
+
+def guarded_poll(action: Any) -> Any:
+    """``action``: transient errors raised (the caller polls again), any other Quarry
+    error one line and its exit code, as ``guarded``."""
+    try:
+        return action()
+    except TransientError:
+        raise
+    except PipelineError as exc:
+        err.print(f"quarry: error: {exc}", markup=False)
+        raise typer.Exit(exit_code_of(exc)) from None
 
 
 def _waiting_note(status: dict[str, Any]) -> str:
@@ -205,18 +291,41 @@ def _print_dry_run(report: dict[str, Any], as_json: bool) -> None:
 
 
 def status(
-    job_id: Annotated[str, typer.Argument(help="The job id `quarry index` printed.")],
+    job_id: Annotated[
+        str, typer.Argument(help="The job id `quarry index` printed, or its unique prefix.")
+    ],
     *,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Print a job's status (exit 1 if it failed or was cancelled)."""
-    current = guarded(lambda: api_client().job(job_id))
+    """Print a job's status: stdout's one line is STATUS PERCENT % STAGE (with --json,
+    the whole status). Exit codes: 0 done; 1 failed or cancelled; 2 bad input (no such
+    job); 3 still queued or running, or the API unreachable."""
+    client = api_client()
+    current = guarded(lambda: client.job(resolve_job_id(client, job_id)))
     if as_json:
         sys.stdout.write(json.dumps(current, indent=2) + "\n")
     else:
         print_summary(current)
-        sys.stdout.write(f"{current['percent']} % {current['stage']}\n")
-    raise typer.Exit(1 if current["status"] in ("failed", "cancelled") else 0)
+        sys.stdout.write(f"{current['status']} {current['percent']} % {current['stage']}\n")
+    raise typer.Exit(exit_code(current))
+
+
+def resolve_job_id(client: Any, text: str) -> str:
+    """A job id, or the one job among the tenant's newest PREFIX_SCAN whose id starts
+    with ``text`` (at least 4 characters); InvalidInputError naming it otherwise."""
+    wanted = text.strip().lower()
+    if len(wanted) == 36 or not wanted or not set(wanted) <= _UUID_CHARS:
+        return text
+    if len(wanted) < 4:
+        raise InvalidInputError(f"job id prefix {text!r}: give at least 4 characters")
+    found = [j["job_id"] for j in client.jobs(None, PREFIX_SCAN) if j["job_id"].startswith(wanted)]
+    if not found:
+        raise InvalidInputError(
+            f"job {text!r} not found: no job id of your newest {PREFIX_SCAN} starts with it"
+        )
+    if len(found) > 1:
+        raise InvalidInputError(f"job id prefix {text!r} is ambiguous: {', '.join(found[:5])}")
+    return str(found[0])
 
 
 def jobs(
@@ -224,12 +333,15 @@ def jobs(
     limit: Annotated[int, typer.Option(min=1, max=500)] = 20,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """The newest jobs of your tenant."""
+    """The newest jobs of your tenant (whole ids: `quarry status` also takes a prefix)."""
     listed = guarded(lambda: api_client().jobs(repo, limit))
     if as_json:
         sys.stdout.write(json.dumps(listed, indent=2) + "\n")
         return
-    table = Table("job", "repo", "commit", "status", "stage", "%", "files", "created")
+    table = Table()
+    table.add_column("job", no_wrap=True, min_width=36)
+    for heading in ("repo", "commit", "status", "stage", "%", "files", "created"):
+        table.add_column(heading)
     for job in listed:
         table.add_row(
             job["job_id"],
@@ -244,9 +356,12 @@ def jobs(
     out.print(table)
 
 
-def cancel(job_id: Annotated[str, typer.Argument()]) -> None:
+def cancel(
+    job_id: Annotated[str, typer.Argument(help="A job id, or its unique prefix.")],
+) -> None:
     """Cancel a job: no new work; the previous snapshot stays searchable."""
-    result = guarded(lambda: api_client().cancel(job_id))
+    client = api_client()
+    result = guarded(lambda: client.cancel(resolve_job_id(client, job_id)))
     sys.stdout.write(f"{result['job_id']} {result['status']}\n")
 
 

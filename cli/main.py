@@ -16,7 +16,7 @@ import typer
 from rich.table import Table
 
 from cli import credentials, jobs, reconcile, search
-from cli.console import err, guarded, out, settings
+from cli.console import EXIT_CODES_HELP, err, guarded, out, settings
 from cli.extras import register_command, register_group
 
 app = typer.Typer(
@@ -24,6 +24,7 @@ app = typer.Typer(
     help="Quarry: index code repositories into a code graph and a hybrid search index.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    epilog=EXIT_CODES_HELP,
 )
 dev_app = typer.Typer(
     help="The local stack: real services on loopback, no docker.", no_args_is_help=True
@@ -91,10 +92,20 @@ def dev_status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
 
 @dev_app.command("env")
 def dev_env() -> None:
-    """Print `export` lines for the local stack: eval "$(quarry dev env)"."""
+    """Print `export` lines for the local stack: eval "$(quarry dev env)". Exit 2, printing
+    nothing, where no local stack was made (its data folder holds no secrets)."""
+    from config.endpoints import read_stack_secrets, secrets_path
     from devstack.stack import Stack
 
-    for line in guarded(Stack(settings()).env_lines):
+    current = settings()
+    if guarded(lambda: read_stack_secrets(current)) is None:
+        err.print(
+            f"quarry: error: no local stack here: {secrets_path(current)} does not exist"
+            " (run `quarry dev up`, or set QUARRY_DATA_DIR to the stack's data folder)",
+            markup=False,
+        )
+        raise typer.Exit(2)
+    for line in guarded(Stack(current).env_lines):
         sys.stdout.write(line + "\n")
 
 
