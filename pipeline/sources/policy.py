@@ -70,10 +70,16 @@ class LocalSourcePolicy:
         )
 
     def check_submission(self, source: JobSource) -> JobSource:
-        """``source`` if a tenant may name it; InvalidInputError naming it if not."""
+        """``source`` if a tenant may name it; InvalidInputError naming it if not. A path
+        under an allowed root that this host sees (the API's) must exist: a missing one is
+        refused here rather than failing in the worker. Where the root is not mounted on
+        this host, only the ingest hosts can tell, and they do."""
         path = local_path_of(source)
         if path is not None:
-            self.check_path(path, shown=source.location)
+            resolved = self.check_path(path, shown=source.location)
+            roots = [r for r in self.allowed_roots if _within(resolved, r)]
+            if any(r.is_dir() for r in roots) and not resolved.exists():
+                raise InvalidInputError(f"source {source.location!r} does not exist")
         return source
 
     def check_fetch(self, source: JobSource) -> Path | None:

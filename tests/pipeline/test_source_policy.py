@@ -89,12 +89,28 @@ def test_a_missing_path_and_an_existing_one_outside_get_the_same_answer(
     assert answers[0] == answers[1]
 
 
-@pytest.mark.parametrize(
-    "relative", ["allowed/repo", "allowed/to-repo", "allowed/repo/a.py", "allowed/new.tar.gz"]
-)
+@pytest.mark.parametrize("relative", ["allowed/repo", "allowed/to-repo", "allowed/repo/a.py"])
 def test_paths_under_an_allowed_root_are_accepted(layout: dict[str, Path], relative: str) -> None:
     source = path_source(str(layout["allowed"].parent / relative))
     assert policy(layout).check_submission(source) == source
+
+
+@pytest.mark.parametrize("relative", ["allowed/new.tar.gz", "allowed/gone", "allowed/repo/b.py"])
+def test_a_missing_path_under_an_allowed_root_is_refused_at_submission(
+    layout: dict[str, Path], relative: str
+) -> None:
+    location = str(layout["allowed"].parent / relative)
+    with pytest.raises(InvalidInputError, match=f"source '{location}' does not exist"):
+        policy(layout).check_submission(path_source(location))
+
+
+def test_a_root_this_host_does_not_mount_leaves_the_check_to_the_ingest_hosts(
+    tmp_path: Path,
+) -> None:
+    unmounted = tmp_path / "mounted-on-workers-only"
+    source = path_source(str(unmounted / "repo"))
+    checked = LocalSourcePolicy.build([unmounted], [tmp_path / "data"])
+    assert checked.check_submission(source) == source
 
 
 def test_no_allowed_roots_refuses_every_local_path(layout: dict[str, Path]) -> None:

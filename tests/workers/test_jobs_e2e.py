@@ -217,13 +217,14 @@ def test_tenants_see_only_their_own_jobs_and_repositories(
         ({"source": "relative/path"}, "absolute"),
         ({"source": "ftp://example.com/x.git"}, "ftp"),
         ({"source": "ext::sh -c touch% /tmp/pwned"}, "ext::"),
-        ({"source": "/tmp/quarry-src", "repo": "x", "callback_url": "not a url"}, "not a url"),
-        ({"source": "/tmp/quarry-src", "repo": "../etc"}, "repository name"),
+        ({"source": "{src}", "repo": "x", "callback_url": "not a url"}, "not a url"),
+        ({"source": "{src}", "repo": "../etc"}, "repository name"),
     ],
 )
 def test_bad_job_requests_are_4xx_naming_the_input(
-    api: httpx.Client, body: dict[str, Any], fragment: str
+    api: httpx.Client, body: dict[str, Any], fragment: str, tmp_path: Path
 ) -> None:
+    body = {k: str(tmp_path) if v == "{src}" else v for k, v in body.items()}
     response = api.post("/v1/jobs", json=body)
     if response.status_code == 202:  # a path that exists only as a source check at ingest
         status = wait(api, response.json()["job_id"])
