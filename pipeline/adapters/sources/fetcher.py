@@ -52,7 +52,7 @@ from pathlib import Path
 
 from config.settings import QuarrySettings, protected_folders
 from pipeline.adapters.sources.archives import ArchiveLimits, extract_tar_gz
-from pipeline.adapters.sources.git_auth import GitAuth, git_auth
+from pipeline.adapters.sources.git_auth import NO_AUTH, GitAuth, git_auth
 from pipeline.credentials.material import GitCredential
 from pipeline.credentials.redaction import redact
 from pipeline.errors import ConfigError, InvalidInputError
@@ -149,7 +149,7 @@ class LocalSourceFetcher:
             return self._fetch_upload(upload_id, tenant, workdir), None
         local = self._policy.check_fetch(source)
         if source.kind is SourceKind.PATH and local is not None:
-            return self._fetch_path(source, local)
+            return self._fetch_path(source, local, workdir)
         if source.kind is SourceKind.ARCHIVE and local is not None:
             tree = workdir / "tree"
             tree.mkdir(parents=True, exist_ok=True)
@@ -184,11 +184,20 @@ class LocalSourceFetcher:
 
     # -- PATH ------------------------------------------------------------------------
 
-    def _fetch_path(self, source: JobSource, folder: Path) -> tuple[Path, str | None]:
+    def _fetch_path(
+        self, source: JobSource, folder: Path, workdir: Path
+    ) -> tuple[Path, str | None]:
         if not folder.exists():
             raise InvalidInputError(f"path does not exist: {source.location}")
         if not folder.is_dir():
             raise InvalidInputError(f"not a directory: {source.location}")
+        if is_bare_repository(folder):
+            # A bare repository is read as git, at its HEAD: its files are its commit's,
+            # never its hooks, objects and refs.
+            git = shutil.which(self._git_bin)
+            if git is None:
+                raise ConfigError(f"git executable {self._git_bin!r} not found")
+            return self._clone_with(folder.as_uri(), None, git, workdir, NO_AUTH, local=True)
         return folder, self._clean_head(folder)
 
     def _clean_head(self, folder: Path) -> str | None:
@@ -225,11 +234,22 @@ class LocalSourceFetcher:
             return self._clone_with(url, ref, git, workdir, auth)
 
     def _clone_with(
-        self, url: str, ref: str | None, git: str, workdir: Path, auth: GitAuth
+        self,
+        url: str,
+        ref: str | None,
+        git: str,
+        workdir: Path,
+        auth: GitAuth,
+        *,
+        local: bool = False,
     ) -> tuple[Path, str | None]:
+        """Clone ``url`` at ``ref``; ``local``: a bare repository the policy allowed (file
+        protocol only)."""
         dest = workdir / "checkout"
         env = self._env(git, workdir) | auth.env
         protocols = ["https", "ssh", *(["file"] if self._allow_local_git else [])]
+        if local:
+            protocols = ["file"]
         base = [git, *_SAFE_CONFIG, "-c", "protocol.allow=never", *auth.config]
         for protocol in protocols:
             base += ["-c", f"protocol.{protocol}.allow=always"]
@@ -314,6 +334,16 @@ _SAFE_CONFIG = (
     "-c", "advice.detachedHead=false",
     "-c", "init.defaultBranch=main",
 )  # fmt: skip
+
+
+def is_bare_repository(folder: Path) -> bool:
+    """A bare git repository: HEAD, objects/ and refs/ at its top, no work tree."""
+    return (
+        (folder / "HEAD").is_file()
+        and (folder / "objects").is_dir()
+        and (folder / "refs").is_dir()
+        and not (folder / ".git").exists()
+    )
 
 
 def source_policy_from(settings: QuarrySettings) -> LocalSourcePolicy:

@@ -282,6 +282,23 @@ def test_a_clean_work_tree_is_at_its_head_a_dirty_one_at_no_commit(
     assert not any(workdir.iterdir())
 
 
+@pytest.mark.timeout(60)
+def test_a_bare_repository_is_read_as_git_at_its_head_never_as_a_folder(
+    work_repo: Path, tmp_path: Path, workdir: Path
+) -> None:
+    bare = tmp_path / "repo.git"
+    git("clone", "-q", "--bare", str(work_repo), str(bare))
+    (bare / "hooks" / "pre-receive.sample").write_text("#!/bin/sh\necho hook\n")
+    tree, commit = fetcher().fetch(JobSource(SourceKind.PATH, str(bare)), workdir)
+    assert commit == git("rev-parse", "HEAD", cwd=work_repo)
+    assert tree.is_relative_to(workdir)  # a checkout in the job's scratch, not the folder
+    files = {p.relative_to(tree).as_posix() for p in tree.rglob("*") if ".git" not in p.parts}
+    assert files == {"a.py", "b.py"}  # the commit's files: no hooks, objects or refs
+    allowed_elsewhere = fetcher(policy=LocalSourcePolicy.build([tmp_path / "other"], []))
+    with pytest.raises(InvalidInputError, match="not under a folder this service allows"):
+        allowed_elsewhere.fetch(JobSource(SourceKind.PATH, str(bare)), workdir / "again")
+
+
 def test_a_subfolder_of_a_work_tree_and_a_plain_folder_have_no_commit(
     work_repo: Path, tmp_path: Path, workdir: Path
 ) -> None:
