@@ -296,7 +296,7 @@ def _handle(
     elif task == flow.GRAPH.task:
         plan_graph(ctx, job_id, batch_files=settings.graph_task_files)
     elif task == flow.GRAPH_FILES.task:
-        write_graph_files(ctx, job_id, kwargs["paths"], graph=deps["graph"])
+        write_graph_files(ctx, job_id, graph=deps["graph"], batch_files=settings.graph_task_files)
     elif task == flow.COMMIT.task:
         commit_job(ctx, job_id, vectors=deps["vectors"], graph=deps["graph"])
     elif task == flow.WEBHOOK.task:

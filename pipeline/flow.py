@@ -19,9 +19,10 @@ stage of this table (``CHUNK.task``), never a task-name string of their own.
                         │          └──────────────┐           WRITE (one file's rows)
                         │ nothing changed         ▼              │ the last file settled
                         └───────────────────▶ GRAPH ◀────────────┘
-                                                 │ the waiting file graphs, in batches
+                                                 │ the first batch of waiting file graphs
                                                  ▼
-                                              GRAPH_FILES (resolve and write a batch)
+                                              GRAPH_FILES (resolve and write a batch; then
+                                                 │ the next, one after another)
                                                  │ the batch that leaves none waiting
                                                  ▼
                                               COMMIT (publish, finish)
@@ -134,14 +135,14 @@ WRITE: Final = Stage(
     fails=FailsWith.FILE,
     use_case="pipeline.stages.write.write_file",
 )
-# Bounded at any repository size: the plan reads the waiting paths a page at a time and
-# each batch looks up only the symbols its files' calls name.
+# Bounded at any repository size: each batch takes the next waiting graphs and looks up
+# only the symbols its files' calls name; one job's batches run one after another.
 GRAPH: Final = Stage(
     name="graph",
     task=queues.GRAPH_PLAN_TASK,
     queue=queues.WRITE,
     consumes="job_id",
-    sends=("graph-files", "commit"),
+    sends=("graph-files", "commit"),  # the first batch, or the commit when none waits
     retry=Retry.STAGE,
     fails=FailsWith.JOB,
     use_case="pipeline.stages.graph.plan_graph",
@@ -150,8 +151,8 @@ GRAPH_FILES: Final = Stage(
     name="graph-files",
     task=queues.GRAPH_FILES_TASK,
     queue=queues.WRITE,
-    consumes="job_id, paths: a batch of the job's waiting file graphs",
-    sends=("commit",),
+    consumes="job_id: its next graph_task_files waiting file graphs are the batch",
+    sends=("graph-files", "commit"),
     retry=Retry.STAGE,
     fails=FailsWith.JOB,
     use_case="pipeline.stages.graph.write_graph_files",

@@ -26,13 +26,12 @@ def plan_graph_task(self: StageTask, job_id: str, attempt: int = 0) -> int | Non
 
 
 @shared_task(bind=True, base=JobTask, name=flow.GRAPH_FILES.task)  # type: ignore[untyped-decorator]
-def write_graph_files_task(
-    self: StageTask, job_id: str, paths: list[str], attempt: int = 0
-) -> int | None:
-    """Resolve and write one batch of the job's file graphs."""
+def write_graph_files_task(self: StageTask, job_id: str, attempt: int = 0) -> int | None:
+    """Resolve and write the job's next batch of file graphs, then send the next."""
 
     def run() -> int:
-        _, ctx = job_resources()
-        return write_graph_files(ctx, job_id, paths, graph=cpu_profile()[1].graph)
+        resources, ctx = job_resources()
+        batch = resources.settings.graph_task_files
+        return write_graph_files(ctx, job_id, graph=cpu_profile()[1].graph, batch_files=batch)
 
-    return self.guarded({"job_id": job_id, "paths": paths}, attempt, run)
+    return self.guarded({"job_id": job_id}, attempt, run)

@@ -5,18 +5,23 @@ The chunk stage keeps each file's graph extraction in the snapshot store (waitin
 ``SnapshotStore.stage_graphs``) and each file version's symbols by name
 (``put_symbols``). Once every file of the job has settled:
 
-1. :func:`plan_graph` (one small task) reads the waiting paths a page at a time and sends
-   one :func:`write_graph_files` message per ``batch_files`` of them; with none waiting it
-   sends the commit at once;
-2. each :func:`write_graph_files` reads its files' graphs, looks up only the candidates of
-   the names their unresolved calls and bases use (``symbol_candidates``: bounded per name,
-   however common the name), resolves them exactly as resolving against every symbol of
-   the commit would (pipeline.analysis.resolution), writes them to the graph and marks them
-   done by deleting their waiting rows; the batch that finds none left sends the commit.
+1. :func:`plan_graph` (one small task) starts the job's batches, or sends the commit at
+   once when no graph waits (or files failed: the commit fails the job);
+2. each :func:`write_graph_files` takes the first ``batch_files`` waiting graphs, looks up
+   only the candidates of the names their unresolved calls and bases use
+   (``symbol_candidates``: bounded per name, however common the name), resolves them
+   exactly as resolving against every symbol of the commit would
+   (pipeline.analysis.resolution), writes them to the graph and marks them done by
+   deleting their waiting rows; then it sends the next batch, or the commit when none
+   is left.
 
-Each step is idempotent: the graph write is a merge, a redelivered batch whose rows are
-gone does nothing, and a plan sent again (the sweeper's recovery) sends only the paths
-still waiting. Two batches ending together may both send the commit, which is safe.
+One job's batches run one after another, as its graph writes always did: two writes of
+one repository at once made ArcadeDB fail with BrokenChunkChainException (both append
+edges to the repository's node), seen in the multi-host benchmark. Jobs of different
+repositories still write at once. Each step is idempotent: the graph write is a merge,
+and a redelivered batch (or a plan sent again by the sweeper) takes the graphs still
+waiting; a redelivery may run beside the batch it already sent, which costs a write
+twice, never a wrong graph.
 
 Must not import: celery, tasks/, workers/, api/, cli/, or any driver.
 """
@@ -38,7 +43,6 @@ from pipeline.stages.indexing import JobContext, public_counters
 
 log = logging.getLogger("quarry.jobs")
 _NO_SPAN = Span(1, 1, 0, 0)
-PLAN_PAGE = 5_000  # waiting paths read per query while planning
 
 
 def pack_graph(job_id: str, repo: RepoRef, graph: FileGraph) -> bytes:
@@ -52,7 +56,8 @@ def unpack_graph(data: bytes) -> FileGraph:
 
 
 def plan_graph(ctx: JobContext, job_id: str, *, batch_files: int) -> int:
-    """Send the job's graph batches (or its commit when none is left); how many batches."""
+    """Start the job's graph batches (or send its commit when none waits); the number of
+    messages sent to the graph-files stage (0 or 1)."""
     job = _live(ctx, job_id)
     if job is None:
         return 0
@@ -60,41 +65,30 @@ def plan_graph(ctx: JobContext, job_id: str, *, batch_files: int) -> int:
         ctx.send(flow.COMMIT.task, [{"job_id": job_id}])  # which fails the job, naming them
         return 0
     ctx.jobs.set_stage(job_id, Stage.GRAPH)
-    sent, after, batch = 0, "", []
-    while True:
-        page = ctx.snapshots.staged_paths(job_id, after, PLAN_PAGE)
-        for path in page:
-            batch.append(path)
-            if len(batch) >= batch_files:
-                ctx.send(flow.GRAPH_FILES.task, [{"job_id": job_id, "paths": batch}])
-                sent, batch = sent + 1, []
-        if len(page) < PLAN_PAGE:
-            break
-        after = page[-1]
-    if batch:
-        ctx.send(flow.GRAPH_FILES.task, [{"job_id": job_id, "paths": batch}])
-        sent += 1
-    if not sent:
+    if not ctx.snapshots.any_staged(job_id):
         ctx.send(flow.COMMIT.task, [{"job_id": job_id}])
-    log.info("job %s: graph stage in %d batches of up to %d files", job_id, sent, batch_files)
-    return sent
+        return 0
+    ctx.send(flow.GRAPH_FILES.task, [{"job_id": job_id}])
+    log.info("job %s: graph stage in batches of up to %d files", job_id, batch_files)
+    return 1
 
 
-def write_graph_files(
-    ctx: JobContext, job_id: str, paths: Sequence[str], *, graph: GraphStore
-) -> int:
-    """Resolve and write the graphs of ``paths`` (those still waiting); how many written.
-    The batch that leaves none waiting sends the job's commit."""
+def write_graph_files(ctx: JobContext, job_id: str, *, graph: GraphStore, batch_files: int) -> int:
+    """Resolve and write the first ``batch_files`` waiting graphs of the job; how many.
+    Then the next batch is sent, or the commit when none waits."""
     job = _live(ctx, job_id)
     if job is None or job.snapshot_id is None:
         return 0
+    paths = ctx.snapshots.staged_paths(job_id, "", batch_files)
     packed = ctx.snapshots.staged_graphs(job_id, paths)
     graphs = [unpack_graph(packed[p]) for p in sorted(packed)]
     if graphs:
         resolved = resolve_batch(ctx, job.snapshot_id, graphs)
         graph.write_files(job.repo, resolved)
         ctx.snapshots.unstage(job_id, [g.file.path for g in graphs])
-    if not ctx.snapshots.any_staged(job_id):
+    if ctx.snapshots.any_staged(job_id):
+        ctx.send(flow.GRAPH_FILES.task, [{"job_id": job_id}])
+    else:
         ctx.send(flow.COMMIT.task, [{"job_id": job_id}])
     return len(graphs)
 

@@ -28,7 +28,6 @@ from pipeline.models import (
     Symbol,
     SymbolKind,
 )
-from pipeline.stages import graph as graph_stage
 from pipeline.stages.commit import commit_job
 from pipeline.stages.graph import (
     kept_symbols,
@@ -148,24 +147,21 @@ def test_a_batch_reads_the_candidates_of_its_own_names_only() -> None:
     assert asked == ([frozenset(used)] if used else [])
 
 
-def test_the_plan_sends_bounded_batches_and_the_last_batch_sends_the_commit(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(graph_stage, "PLAN_PAGE", 7)  # several pages of waiting paths
+def test_batches_run_one_after_another_and_the_last_sends_the_commit() -> None:
     h = Harness()
     graphs = _repository(3, files=50)
     h.job(graphs)
-    assert plan_graph(h.ctx, JOB, batch_files=4) == 13
+    assert plan_graph(h.ctx, JOB, batch_files=4) == 1
     assert h.jobs.get(JOB).stage == Stage.GRAPH  # type: ignore[union-attr]
-    batches = h.take(flow.GRAPH_FILES)
-    assert [len(b["paths"]) for b in batches] == [4] * 12 + [2]
-    assert sorted(p for b in batches for p in b["paths"]) == sorted(g.file.path for g in graphs)
-    assert h.sent == []
-    for batch in batches[:-1]:
-        assert write_graph_files(h.ctx, JOB, batch["paths"], graph=h.graph) == 4
-        assert h.sent == []  # graphs still wait: no commit yet
-    assert write_graph_files(h.ctx, JOB, batches[-1]["paths"], graph=h.graph) == 2
-    assert h.take(flow.COMMIT) == [{"job_id": JOB}]
+    assert h.take(flow.GRAPH_FILES) == [{"job_id": JOB}]
+    written = []
+    for _ in range(20):
+        written.append(write_graph_files(h.ctx, JOB, graph=h.graph, batch_files=4))
+        if h.take(flow.COMMIT):
+            break
+        assert h.take(flow.GRAPH_FILES) == [{"job_id": JOB}]  # the next batch, and only it
+    assert written == [4] * 12 + [2]
+    assert h.sent == [] and h.snapshots.staged_paths(JOB) == []
     assert set(h.graph.file_versions(REPO)) == {g.file.path for g in graphs}
     # The oracle: every graph resolved against the whole commit, written at once.
     whole = resolve_across_files([g.extraction for g in graphs])
@@ -183,16 +179,19 @@ def test_a_redelivered_batch_or_plan_does_nothing_twice() -> None:
     graphs = _repository(4, files=10)
     h.job(graphs)
     plan_graph(h.ctx, JOB, batch_files=6)
-    first, second = h.take(flow.GRAPH_FILES)
-    write_graph_files(h.ctx, JOB, first["paths"], graph=h.graph)
+    h.take(flow.GRAPH_FILES)
+    assert write_graph_files(h.ctx, JOB, graph=h.graph, batch_files=6) == 6
+    assert h.take(flow.GRAPH_FILES) == [{"job_id": JOB}]
     nodes = h.graph.node_ids(REPO)
-    assert write_graph_files(h.ctx, JOB, first["paths"], graph=h.graph) == 0  # redelivered
-    assert h.graph.node_ids(REPO) == nodes and h.sent == []
     plan_graph(h.ctx, JOB, batch_files=6)  # the sweeper's recovery: only what still waits
-    assert h.take(flow.GRAPH_FILES) == [second]
-    write_graph_files(h.ctx, JOB, second["paths"], graph=h.graph)
+    assert h.take(flow.GRAPH_FILES) == [{"job_id": JOB}]
+    assert write_graph_files(h.ctx, JOB, graph=h.graph, batch_files=6) == 4
     assert h.take(flow.COMMIT) == [{"job_id": JOB}]
+    assert write_graph_files(h.ctx, JOB, graph=h.graph, batch_files=6) == 0  # redelivered
+    assert h.take(flow.COMMIT) == [{"job_id": JOB}]  # the commit again: idempotent
+    assert h.graph.node_ids(REPO) > nodes
     assert commit_job(h.ctx, JOB, vectors=_NoVectors(), graph=h.graph) is JobStatus.DONE
+    assert commit_job(h.ctx, JOB, vectors=_NoVectors(), graph=h.graph) is None
     assert h.snapshots.staged_paths(JOB) == []
 
 
@@ -227,7 +226,7 @@ def test_a_cancelled_job_writes_no_graph() -> None:
     h.job(_repository(8, files=5))
     h.ctx.board.cancel(JOB)
     assert plan_graph(h.ctx, JOB, batch_files=2) == 0
-    assert write_graph_files(h.ctx, JOB, ["pkg/m000.py"], graph=h.graph) == 0
+    assert write_graph_files(h.ctx, JOB, graph=h.graph, batch_files=2) == 0
     assert h.sent == [] and h.graph.file_versions(REPO) == {}
 
 
