@@ -113,6 +113,14 @@ class SnapshotStore(Protocol):
         """The kept symbols of the given file versions (path -> sha256), by path."""
         ...
 
+    def snapshot_page(self, snapshot_id: int, after: str, limit: int) -> list[FileVersion]:
+        """The snapshot's files after path ``after``, in path order, ``limit`` at most."""
+        ...
+
+    def searchable_versions(self, repo: RepoRef, paths: Collection[str]) -> dict[str, FileVersion]:
+        """path -> version in the searchable snapshot, of ``paths`` only."""
+        ...
+
     def symbol_candidates(
         self,
         snapshot_id: int,
@@ -225,6 +233,11 @@ class JobBoard(Protocol):
 
     def members(self, job_id: str, counter: str) -> set[str]:
         """The members of the set ``counter`` (the files marked so far)."""
+        ...
+
+    def among(self, job_id: str, counter: str, candidates: Sequence[str]) -> set[str]:
+        """Those of ``candidates`` that are members of the set ``counter`` (one round
+        trip, however large the set)."""
         ...
 
     def clear(self, job_id: str) -> None:

@@ -232,24 +232,38 @@ def ingest(
     return IngestOutcome.ENQUEUED
 
 
+SNAPSHOT_PAGE = 1_000  # snapshot files read per query by ingest_more
+
+
 def ingest_more(ctx: JobContext, job_id: str, after: str, *, options: IngestOptions) -> int:
     """Send the next slice of a large job's files, those after path ``after``; the number
     of files sent. No checkout is needed: the ingest stored every file's bytes, and the
-    files to send are the snapshot's work (against the searchable snapshot) not settled."""
+    files to send are the snapshot's work (against the searchable snapshot) not settled.
+
+    Bounded by the slice, not the repository: the snapshot is read a page at a time from
+    ``after`` on, compared with the searchable versions of that page's paths only, and its
+    work tested for settled files on the board, until one file more than a slice is found
+    (which says that another slice follows)."""
     job = ctx.jobs.get(job_id)
     if job is None or job.status.terminal or ctx.board.cancelled(job_id):
         return 0
     if job.snapshot_id is None:
         raise PermanentError(f"job {job_id}: no snapshot to continue from")
-    plan = plan_changes(
-        list(ctx.snapshots.snapshot_files(job.snapshot_id).values()),
-        ctx.snapshots.searchable_files(job.repo),
-        reindex=job.reindex_paths,
-    )
-    settled = ctx.board.members(job_id, SETTLED)
-    work = sorted(
-        (f for f in plan.work if f.path > after and f.path not in settled), key=lambda f: f.path
-    )
+    work: list[FileVersion] = []
+    cursor = after
+    page_size = max(SNAPSHOT_PAGE, options.slice_files)
+    while len(work) <= options.slice_files:
+        page = ctx.snapshots.snapshot_page(job.snapshot_id, cursor, page_size)
+        if not page:
+            break
+        previous = ctx.snapshots.searchable_versions(job.repo, [f.path for f in page])
+        plan = plan_changes(page, previous, reindex=job.reindex_paths)
+        settled = ctx.board.among(job_id, SETTLED, [f.path for f in plan.work])
+        work.extend(f for f in plan.work if f.path not in settled)
+        cursor = page[-1].path
+        if len(page) < page_size:
+            break
+    work.sort(key=lambda f: f.path)
     return send_slice(
         ctx, job_id, repo=job.repo, snapshot_id=job.snapshot_id, work=work, options=options
     )

@@ -73,6 +73,23 @@ def snapshot_files(snapshot_id: int) -> Query:
     )
 
 
+def snapshot_page(snapshot_id: int, after: str, limit: int) -> Query:
+    return Query(
+        "SELECT path, content_sha256, language, size_bytes FROM files"
+        " WHERE snapshot_id = %(id)s AND path > %(after)s ORDER BY path LIMIT %(limit)s",
+        {"id": snapshot_id, "after": after, "limit": limit},
+    )
+
+
+def searchable_versions(repo: RepoRef, paths: list[str]) -> Query:
+    return Query(
+        "SELECT f.path, f.content_sha256, f.language, f.size_bytes FROM repositories AS r"
+        " JOIN files AS f ON f.snapshot_id = r.searchable_snapshot_id"
+        " WHERE r.tenant_id = %(tenant)s AND r.name = %(name)s AND f.path = ANY(%(paths)s::text[])",
+        {"tenant": repo.tenant, "name": repo.name, "paths": paths},
+    )
+
+
 def lock_snapshot(repository_id: int, snapshot_id: int) -> Query:
     return Query(
         "SELECT status FROM snapshots WHERE id = %(id)s AND repository_id = %(repository_id)s"

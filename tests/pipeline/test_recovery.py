@@ -21,6 +21,7 @@ from pipeline.analysis.inventory import take_inventory
 from pipeline.jobs import RECOVERIES, JobRequest, JobSource, JobStatus, SourceKind, Stage, StoreWait
 from pipeline.models import FileVersion, RepoRef
 from pipeline.sources.blobs import Reader, local_reader
+from pipeline.stages import ingest as ingest_stage
 from pipeline.stages.indexing import SETTLED, JobContext
 from pipeline.stages.ingest import IngestOptions, IngestOutcome, ingest, ingest_more
 from pipeline.stages.recovery import Action, sweep
@@ -246,3 +247,42 @@ def test_a_large_job_is_sent_a_bounded_slice_at_a_time(h: Harness, tmp_path: Pat
         rounds += 1
     assert rounds == 2
     assert sent == sorted(f"m{n:02d}.py" for n in range(23) if n != 21)
+
+
+def test_a_slice_reads_the_snapshot_a_page_at_a_time_and_sends_only_changed_unsettled_files(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ingest_more is bounded by the slice: pages of the snapshot from ``after`` on, the
+    searchable versions of those paths only, settled files skipped."""
+    monkeypatch.setattr(ingest_stage, "SNAPSHOT_PAGE", 2)
+    repo = RepoRef("t1", "repo1")
+    before = [FileVersion(f"m{n:02d}.py", f"{n:064x}", "python", 10) for n in range(20)]
+    changed = {3, 4, 9, 10, 11, 17}
+    now = [
+        FileVersion(f.path, f"{n + 100:064x}", "python", 10) if n in changed else f
+        for n, f in enumerate(before)
+    ]
+    h.ctx.snapshots.publish(repo, h.ctx.snapshots.begin(repo, "c0", before))
+    job_id = h.job(1)
+    h.ctx.jobs.set_snapshot(job_id, h.ctx.snapshots.begin(repo, "c1", now))
+    h.ctx.board.mark(job_id, SETTLED, ["m10.py"])
+    asked: list[int] = []
+    original = h.ctx.snapshots.searchable_versions
+
+    def spy(repo: RepoRef, paths: Any) -> Any:
+        asked.append(len(paths))
+        return original(repo, paths)
+
+    monkeypatch.setattr(h.ctx.snapshots, "searchable_versions", spy)
+    options = IngestOptions(max_file_bytes=1_000_000, batch_max_files=2, slice_files=2)
+    sent, after = [], ""
+    for _ in range(10):
+        h.sent.clear()
+        ingest_more(h.ctx, job_id, after, options=options)
+        sent += [f["path"] for t, k in h.sent if t == CHUNK_FILES_TASK for f in k["files"]]
+        more = [k["after"] for t, k in h.sent if t == INGEST_MORE_TASK]
+        if not more:
+            break
+        (after,) = more
+    assert sent == ["m03.py", "m04.py", "m09.py", "m11.py", "m17.py"]
+    assert max(asked) == 2  # never the whole repository

@@ -87,6 +87,10 @@ class InMemoryJobBoard:
         with self._lock:
             return set(self._sets.get(job_id, {}).get(counter, set()))
 
+    def among(self, job_id: str, counter: str, candidates: Sequence[str]) -> set[str]:
+        with self._lock:
+            return set(candidates) & self._sets.get(job_id, {}).get(counter, set())
+
     def clear(self, job_id: str) -> None:
         with self._lock:
             self._errors.pop(job_id, None)

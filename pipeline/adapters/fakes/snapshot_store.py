@@ -146,6 +146,18 @@ class InMemorySnapshotStore:
             kept = {} if held is None else held.symbols
             return {p: list(kept[(p, s)]) for p, s in files.items() if (p, s) in kept}
 
+    def snapshot_page(self, snapshot_id: int, after: str, limit: int) -> list[FileVersion]:
+        with self._lock:
+            snapshot = self._snapshots.get(snapshot_id)
+            files = [] if snapshot is None else list(snapshot.files.values())
+        return sorted((f for f in files if f.path > after), key=lambda f: f.path)[:limit]
+
+    def searchable_versions(self, repo: RepoRef, paths: Collection[str]) -> dict[str, FileVersion]:
+        sql.check_repo(repo)
+        sql.check_texts("file path", paths)
+        searchable = self.searchable_files(repo)
+        return {p: searchable[p] for p in paths if p in searchable}
+
     def symbol_candidates(
         self,
         snapshot_id: int,

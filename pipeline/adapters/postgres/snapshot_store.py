@@ -114,6 +114,18 @@ class PgSnapshotStore(PgStore):
             rows = execute(conn, query).fetchall()
         return {str(path): job_rows.symbols_from_json(found) for path, found in rows}
 
+    def snapshot_page(self, snapshot_id: int, after: str, limit: int) -> list[FileVersion]:
+        sql.check_texts("file path", [after])
+        files = self._files(snapshot_sql.snapshot_page(snapshot_id, after, limit))
+        return sorted(files.values(), key=lambda f: f.path)
+
+    def searchable_versions(self, repo: RepoRef, paths: Collection[str]) -> dict[str, FileVersion]:
+        sql.check_repo(repo)
+        sql.check_texts("file path", paths)
+        if not paths:
+            return {}
+        return self._files(snapshot_sql.searchable_versions(repo, sorted(paths)))
+
     def symbol_candidates(
         self,
         snapshot_id: int,

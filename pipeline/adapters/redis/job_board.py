@@ -164,6 +164,14 @@ class RedisJobBoard:
         with _redis_errors("members"):
             return {_text(m) for m in self._client.smembers(self._key(job_id, f"set:{counter}"))}
 
+    def among(self, job_id: str, counter: str, candidates: Sequence[str]) -> set[str]:
+        if not candidates:
+            return set()
+        key = self._key(job_id, f"set:{counter}")
+        with _redis_errors("among"):
+            found = self._client.smismember(key, list(candidates))  # type: ignore[no-untyped-call]
+        return {c for c, hit in zip(candidates, found, strict=True) if hit}
+
     def clear(self, job_id: str) -> None:
         with _redis_errors("clear"):
             self._client.delete(self._key(job_id, "errors"), self._key(job_id, "waits"))

@@ -155,3 +155,13 @@ def test_clear_drops_the_errors_not_yet_taken(board: JobBoard, job_id: str) -> N
     board.push_error(job_id, JobError("a.py", "x", 1.0))
     board.clear(job_id)
     assert board.take_errors(job_id) == []
+
+
+def test_among_answers_which_candidates_are_members(board: JobBoard, job_id: str) -> None:
+    board.mark(job_id, "files.settled", ["a.py", "dir/ü.py", "c.py"])
+    assert board.among(job_id, "files.settled", ["a.py", "b.py", "dir/ü.py"]) == {
+        "a.py",
+        "dir/ü.py",
+    }
+    assert board.among(job_id, "files.settled", []) == set()
+    assert board.among(job_id, "files.failed", ["a.py"]) == set()

@@ -292,6 +292,23 @@ def test_publish_drops_symbols_of_versions_no_current_snapshot_lists(
     assert set(store.symbols(repo, every | {"a.py": "a2"})) == {"b.py"}
 
 
+def test_a_snapshot_is_read_a_page_at_a_time_and_searchable_versions_by_path(
+    store: SnapshotStore, repo: RepoRef
+) -> None:
+    sid = store.begin(repo, "c1", V1)
+    assert store.snapshot_page(sid, "", 2) == [fv("a.py", "a1"), fv("b.py", "b1")]
+    assert store.snapshot_page(sid, "b.py", 2) == [fv("docs/ü.md", "u1", 0)]
+    assert store.snapshot_page(sid, "docs/ü.md", 2) == []
+    assert store.searchable_versions(repo, ["a.py"]) == {}
+    store.publish(repo, sid)
+    assert store.searchable_versions(repo, ["a.py", "docs/ü.md", "zz.py"]) == {
+        "a.py": fv("a.py", "a1"),
+        "docs/ü.md": fv("docs/ü.md", "u1", 0),
+    }
+    assert store.searchable_versions(repo, []) == {}
+    assert store.searchable_versions(RepoRef(f"{repo.tenant}-b", repo.name), ["a.py"]) == {}
+
+
 def test_put_symbols_keeps_them_by_name_for_the_candidates_of_a_snapshot(
     store: SnapshotStore, repo: RepoRef
 ) -> None:
