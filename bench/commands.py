@@ -28,6 +28,7 @@ import typer
 from bench.corpus import Corpus, corpus_root, load_corpus
 from bench.e2e import bench_e2e, bench_incremental
 from bench.machine import cpu_model, free_ports
+from bench.multi_host import bench_multi_host
 from bench.search import bench_search
 from config.endpoints import resolve_endpoints
 from config.settings import child_environment, load_settings
@@ -43,6 +44,7 @@ bench_app = typer.Typer(help="Benchmarks on a real corpus.", no_args_is_help=Tru
 bench_app.command("search")(bench_search)
 bench_app.command("e2e")(bench_e2e)
 bench_app.command("incremental")(bench_incremental)
+bench_app.command("multi-host")(bench_multi_host)
 PORT_NAMES = ("REDIS", "POSTGRES", "BOLT", "GRAPH_HTTP", "API", "FLOWER")
 
 
