@@ -23,17 +23,19 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
 import typer
 
-from bench.e2e_stack import private_stack
+from bench.e2e_stack import LOG_LINE, private_stack
 from bench.machine import cpu_model
 from config import queues
 from config.endpoints import Endpoints, resolve_endpoints
@@ -51,6 +53,7 @@ TASKS = {  # embed counts flushes (a device batch of several messages), the othe
 }
 GIT = ["git", "-c", "user.name=Quarry Bench", "-c", "user.email=bench@example.com"]
 TERMINAL = ("done", "failed", "cancelled")
+GIVEN_BACK = re.compile(r"gave back (\d+) messages held by dead workers")
 
 
 def corpus_repo(root: Path, packages: list[str], limit: int | None) -> tuple[Path, str]:
@@ -92,6 +95,27 @@ def _delta(
     }
 
 
+def given_back(hosts: dict[str, Host], since: float) -> dict[str, Any]:
+    """The sweeps that gave back dead workers' messages after ``since`` (epoch seconds),
+    from every host's log: the first one's delay and the messages given back."""
+    first: float | None = None
+    messages = 0
+    for host in hosts.values():
+        for line in host.text().splitlines():
+            found = LOG_LINE.match(line)
+            back = GIVEN_BACK.search(line)
+            if not (found and back):
+                continue
+            at = datetime.strptime(found[1], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+            if at >= since:
+                first = at if first is None else min(first, at)
+                messages += int(back[1])
+    return {
+        "first_after_kill_s": None if first is None else round(first - since, 1),
+        "messages": messages,
+    }
+
+
 def run_job(
     api: httpx.Client,
     url: str,
@@ -110,6 +134,7 @@ def run_job(
     response.raise_for_status()
     job_id = response.json()["job_id"]
     killed_at: float | None = None
+    killed_wall = 0.0
     at_kill: dict[str, int] = {}
     deadline = started + timeout_s
     while True:
@@ -123,7 +148,7 @@ def run_job(
         todo = files.get("todo", 0)
         if victim and killed_at is None and todo and files["written"] >= kill_at * todo:
             hosts[victim].kill()
-            killed_at = time.monotonic()
+            killed_at, killed_wall = time.monotonic(), time.time()
             at_kill = {k: files[k] for k in ("todo", "chunked", "embedded", "written")}
         if time.monotonic() > deadline:
             break
@@ -143,6 +168,7 @@ def run_job(
         "files": status.get("files", {}).get("total"),
         "chunks": status.get("chunks", {}).get("total"),
         "recoveries": status.get("recoveries"),
+        "given_back": given_back(hosts, killed_wall) if killed_at is not None else None,
         "errors": status.get("errors", [])[:5],
         "tasks": _delta(_tasks(hosts), before),
         "hosts_alive_at_end": sorted(n for n, h in hosts.items() if h.alive),
@@ -165,9 +191,9 @@ def table(result: dict[str, Any]) -> str:
     """The Markdown table of bench/results/multi_host.md."""
     lines = [
         "| job | hosts at start | killed (after, files written) | files | chunks "
-        "| chunk / embed flushes / write per host | POST → done | kill → done "
-        "| missing / dup / ghosts |",
-        "|---|---|---|---:|---:|---|---:|---:|---|",
+        "| chunk / embed flushes / write per host | POST → done | kill → given back (msgs) "
+        "| kill → done | missing / dup / ghosts |",
+        "|---|---|---|---:|---:|---|---:|---:|---:|---|",
     ]
     for n, job in enumerate(result["jobs"], 1):
         killed = "—"
@@ -179,9 +205,11 @@ def table(result: dict[str, Any]) -> str:
         )
         oracle = job["oracle"]
         after = "—" if job["done_after_kill_s"] is None else f"{job['done_after_kill_s']} s"
+        back = job["given_back"] or {}
+        gave = "—" if not back else f"{back['first_after_kill_s']} s ({back['messages']})"
         lines.append(
             f"| {n} ({job['status']}) | {', '.join(job['hosts_at_start'])} | {killed} "
-            f"| {job['files']} | {job['chunks']} | {tasks} | {job['done_s']} s | {after} "
+            f"| {job['files']} | {job['chunks']} | {tasks} | {job['done_s']} s | {gave} | {after} "
             f"| {oracle['missing']} / {oracle['duplicated']} / {oracle['ghosts']} |"
         )
     return "\n".join(lines)
