@@ -192,8 +192,8 @@ def table(result: dict[str, Any]) -> str:
     lines = [
         "| job | hosts at start | killed (after, files written) | files | chunks "
         "| chunk / embed flushes / write per host | POST → done | kill → given back (msgs) "
-        "| kill → done | missing / dup / ghosts |",
-        "|---|---|---|---:|---:|---|---:|---:|---:|---|",
+        "| kill → done | stall re-sends | missing / dup / ghosts |",
+        "|---|---|---|---:|---:|---|---:|---:|---:|---:|---|",
     ]
     for n, job in enumerate(result["jobs"], 1):
         killed = "—"
@@ -210,6 +210,7 @@ def table(result: dict[str, Any]) -> str:
         lines.append(
             f"| {n} ({job['status']}) | {', '.join(job['hosts_at_start'])} | {killed} "
             f"| {job['files']} | {job['chunks']} | {tasks} | {job['done_s']} s | {gave} | {after} "
+            f"| {job['recoveries']} "
             f"| {oracle['missing']} / {oracle['duplicated']} / {oracle['ghosts']} |"
         )
     return "\n".join(lines)

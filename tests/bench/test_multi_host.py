@@ -56,6 +56,7 @@ def test_table_has_a_row_per_job_with_the_kill_and_the_oracle() -> None:
         "done_s": 30.0,
         "done_after_kill_s": None,
         "given_back": None,
+        "recoveries": 0,
         "oracle": {"missing": 0, "duplicated": 0, "ghosts": 0},
     }
     killed = job | {
@@ -67,8 +68,8 @@ def test_table_has_a_row_per_job_with_the_kill_and_the_oracle() -> None:
     }
     rows = table({"jobs": [job, killed]}).splitlines()
     assert len(rows) == 4
-    assert "| 1 (done) | host-a, host-b | — | 41 | 700 | a: 1/2/3 | 30.0 s | — | — |" in rows[2]
-    assert "host-b (7.0 s, 10/40)" in rows[3] and "16.0 s (4) | 40.0 s | 0 / 0 / 0 |" in rows[3]
+    assert "| 1 (done) | host-a, host-b | — | 41 | 700 | a: 1/2/3 | 30.0 s | — | — | 0 |" in rows[2]
+    assert "host-b (7.0 s, 10/40)" in rows[3] and "16.0 s (4) | 40.0 s | 0 | 0 / 0 / 0 |" in rows[3]
 
 
 def test_corpus_repo_commits_the_packages_modules_and_serves_a_bare_clone(
