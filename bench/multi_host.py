@@ -234,6 +234,9 @@ def bench_multi_host(
         bool, typer.Option(help="Start a killed host again before the next job.")
     ] = True,
     job_timeout_s: Annotated[float, typer.Option(help="Give up on a job after this.")] = 900,
+    graph_task_files: Annotated[
+        int | None, typer.Option(help="Files per graph-stage task (default: the setting's).")
+    ] = None,
 ) -> None:
     """Hosts in their own namespaces share one job; one is SIGKILLed mid-job, repeatedly."""
     if os.geteuid() != 0 or not shutil.which("unshare"):
@@ -249,7 +252,11 @@ def bench_multi_host(
         "hosts": names,
         "packages": packages.split(","),
         "backend": backend,
-        "settings": {"batch_files": batch_files, "flush_messages": flush_messages},
+        "settings": {
+            "batch_files": batch_files,
+            "flush_messages": flush_messages,
+            "graph_task_files": graph_task_files,
+        },
         "kill_at": kill_at,
         "restart": restart,
         "jobs": [],
@@ -258,7 +265,9 @@ def bench_multi_host(
     try:
         work, url = corpus_repo(root, packages.split(","), limit_files)
         result["modules"] = sum(1 for p in work.rglob("*.py") if ".git" not in p.parts)
+        graph = {} if graph_task_files is None else {"graph_task_files": graph_task_files}
         with private_stack(
+            **graph,
             stack_workers=(),
             source_allow_file_urls=True,
             job_batch_files=batch_files,
