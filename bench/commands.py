@@ -28,6 +28,7 @@ import typer
 from bench.corpus import Corpus, corpus_root, load_corpus
 from bench.e2e import bench_e2e, bench_incremental
 from bench.machine import cpu_model, free_ports
+from bench.multi_host import bench_multi_host
 from bench.scale import bench_scale
 from bench.search import bench_search
 from config.endpoints import resolve_endpoints
@@ -45,6 +46,7 @@ bench_app.command("search")(bench_search)
 bench_app.command("e2e")(bench_e2e)
 bench_app.command("incremental")(bench_incremental)
 bench_app.command("scale")(bench_scale)
+bench_app.command("multi-host")(bench_multi_host)
 PORT_NAMES = ("REDIS", "POSTGRES", "BOLT", "GRAPH_HTTP", "API", "FLOWER")
 
 

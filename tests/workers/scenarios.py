@@ -27,6 +27,7 @@ from celery import Celery
 
 from config.endpoints import Endpoints, read_stack_secrets
 from config.queues import ALL_QUEUES
+from devstack.oracle import check_stores
 from devstack.services import GraphService, PostgresService, RedisService
 from devstack.stack import Stack
 from devstack.supervisor import read_state
@@ -36,7 +37,6 @@ from pipeline.models import RepoRef
 from pipeline.webhooks.events import verify
 from tasks.app import create_app
 from tests.workers.jobs_api import enqueue, until, wait
-from tests.workers.oracle import check_stores
 from workers.main import node_name
 
 KILL_TARGETS = ("cpu-child", "cpu-main", "embed-main")

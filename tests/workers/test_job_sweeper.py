@@ -22,11 +22,11 @@ from celery import Celery
 
 from config.endpoints import Endpoints
 from config.queues import CHUNK, EMBED
+from devstack.oracle import assert_stores_match
 from devstack.stack import Stack
 from pipeline.adapters.redis.in_flight import job_ids_in
 from pipeline.models import RepoRef
 from tests.workers.jobs_api import enqueue, wait
-from tests.workers.oracle import assert_stores_match
 from workers.main import node_name
 
 

@@ -18,12 +18,12 @@ import redis
 
 from config.endpoints import Endpoints
 from config.queues import CHUNK, EMBED, INGEST, WRITE
+from devstack.oracle import assert_stores_match
 from devstack.stack import Stack
 from devstack.supervisor import read_state
 from pipeline.models import RepoRef
 from tasks.transport import MALFORMED_KEY, decode_envelope
 from tests.workers.jobs_api import enqueue, wait
-from tests.workers.oracle import assert_stores_match
 
 GARBAGE = (b"{not json", b"\xff\xfe\x00binary", b"[1, 2, 3]", b"", b'"a string"')
 

@@ -19,18 +19,13 @@ gives them back (tasks/transport.py, workers/lease.py).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import re
-import shlex
 import shutil
-import signal
 import subprocess
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +33,13 @@ import httpx
 import pytest
 
 from config.endpoints import Endpoints, resolve_endpoints
-from config.settings import QuarrySettings, child_environment, load_settings
+from config.settings import QuarrySettings, load_settings
+from devstack.hosts import Host, handled, start_host
+from devstack.oracle import assert_stores_match
 from devstack.stack import Stack
 from pipeline.models import RepoRef
-from tests.stackutil import QUARRY, stack_env, stack_folder
+from tests.stackutil import stack_env, stack_folder
 from tests.workers.jobs_api import wait
-from tests.workers.oracle import assert_stores_match
 
 pytestmark = pytest.mark.timeout(900)
 REPO = Path(__file__).resolve().parents[2]
@@ -59,21 +55,6 @@ PRODUCTION_DEFAULTS = (
 )
 CORPUS_FILES = 60
 GIT = ["git", "-c", "user.name=Quarry Test", "-c", "user.email=test@example.com"]
-
-
-@dataclass
-class Host:
-    name: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def text(self) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace")
-
-    def kill(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -101,57 +82,6 @@ def quiet_stack() -> Iterator[Stack]:
             stack.down()
 
 
-def start_host(name: str, settings: QuarrySettings, endpoints: Endpoints, root: Path) -> Host:
-    data = root / name
-    data.mkdir(parents=True)
-    log = root / f"{name}.log"
-    env = child_environment(
-        settings,
-        QUARRY_DATA_DIR=str(data),
-        QUARRY_REDIS_URL=endpoints.redis_url,
-        QUARRY_POSTGRES_DSN=endpoints.postgres_dsn,
-        QUARRY_NEO4J_URI=endpoints.neo4j_uri,
-        QUARRY_NEO4J_USER=endpoints.neo4j_user,
-        QUARRY_NEO4J_PASSWORD=endpoints.neo4j_password,
-        QUARRY_NEO4J_DATABASE=endpoints.neo4j_database,
-        QUARRY_WEBHOOK_SECRET=endpoints.webhook_secret,
-        QUARRY_WORKER_METRICS_PORT_CPU="0",
-        QUARRY_WORKER_METRICS_PORT_EMBED="0",
-    )
-    env.pop("QUARRY_STACK_WORKERS", None)
-    quarry = shlex.quote(QUARRY)
-    script = " && ".join(
-        [
-            f"mount -t tmpfs -o mode=0755 tmpfs {shlex.quote(str(data))}",
-            f"mount -t tmpfs -o mode=0700 tmpfs {shlex.quote(str(settings.data_dir))}",
-            f"hostname {name}",
-            f"({quarry} worker --profile cpu & {quarry} worker --profile embed & wait)",
-        ]
-    )
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            ["unshare", "--mount", "--uts", "--propagation", "private", "sh", "-c", script],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    host = Host(name, process, log)
-    _until_ready(host)
-    return host
-
-
-def _until_ready(host: Host, timeout_s: float = 180) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        text = host.text()
-        if text.count(" ready.") >= 2:
-            return
-        assert host.process.poll() is None, f"{host.name} exited:\n{text[-3000:]}"
-        time.sleep(0.5)
-    raise AssertionError(f"{host.name} did not start:\n{host.text()[-3000:]}")
-
-
 def git_server(root: Path, name: str) -> Path:
     """A bare repository of real code (kombu's first modules) that both hosts can clone."""
     import kombu
@@ -169,13 +99,6 @@ def git_server(root: Path, name: str) -> Path:
     bare = root / "server" / f"{name}.git"
     subprocess.run(["git", "clone", "-q", "--bare", str(work), str(bare)], check=True)
     return work
-
-
-def handled(host: Host, task: str) -> int:
-    """How many tasks called ``task`` the host's workers finished (their log lines)."""
-    if task == "quarry.embed.chunks":
-        return len(re.findall(r"flushed \d+ messages", host.text()))
-    return len(re.findall(re.escape(task) + r"\[[^\]]+\] succeeded", host.text()))
 
 
 def test_a_job_runs_on_two_hosts_and_survives_one_dying(quiet_stack: Stack, tmp_path: Path) -> None:

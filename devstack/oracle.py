@@ -5,7 +5,9 @@ ghost (issue 9: every reliability scenario ends with it).
 The expected chunks come from the same library code a chunk worker runs (file
 selection, then analysis with the stack's chunking settings), in this process; the
 stored ones are read with SQL and Cypher of their own, counting rows, so a duplicate
-row or node would show.
+row or node would show. Shared by the tests and the benchmarks (bench/multi_host.py).
+
+Must not import: api/, cli/, a driver.
 """
 
 from __future__ import annotations
