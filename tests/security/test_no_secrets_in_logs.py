@@ -73,8 +73,12 @@ def _stack_work(
         time.sleep(0.1)
     assert len(receiver.received) == 2, "the webhook was not delivered again after a 500"
     # A job that fails, and one refused for the credentials in its callback URL.
-    failed = enqueue(api, source=str(repo / "missing"), repo=f"logs-{uuid.uuid4().hex[:8]}")
-    wait(api, failed)
+    failed = enqueue(
+        api, source=f"file://{repo}", ref="no-such-branch", repo=f"logs-{uuid.uuid4().hex[:8]}"
+    )
+    assert wait(api, failed)["status"] == "failed"
+    missing = api.post("/v1/jobs", json={"source": str(repo / "missing")})
+    assert missing.status_code == 422 and "does not exist" in missing.text
     credentials = api.post(
         "/v1/jobs",
         json={"source": str(repo), "callback_url": f"http://user:{tenant.token}@127.0.0.1/"},
