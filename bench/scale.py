@@ -107,14 +107,10 @@ class Timings:
     def __init__(self) -> None:
         self.kinds: dict[str, dict[str, float]] = {}
 
-    def add(self, kind: str, seconds: float, count: int = 1) -> None:
+    def add(self, kind: str, seconds: float) -> None:
         row = self.kinds.setdefault(kind, {"tasks": 0, "total_s": 0.0, "max_s": 0.0})
-        row["tasks"] += count
+        row["tasks"] += 1
         row["total_s"] += seconds
-        row["max_s"] = max(row["max_s"], seconds if count == 1 else row["max_s"])
-
-    def add_max(self, kind: str, seconds: float) -> None:
-        row = self.kinds.setdefault(kind, {"tasks": 0, "total_s": 0.0, "max_s": 0.0})
         row["max_s"] = max(row["max_s"], seconds)
 
     def table(self) -> dict[str, dict[str, float]]:
@@ -294,7 +290,7 @@ def _handle(
     elif task == flow.INGEST_MORE.task:
         ingest_more(ctx, job_id, kwargs["after"], options=deps["options"])
     elif task == flow.GRAPH.task:
-        plan_graph(ctx, job_id, batch_files=settings.graph_task_files)
+        plan_graph(ctx, job_id)
     elif task == flow.GRAPH_FILES.task:
         write_graph_files(ctx, job_id, graph=deps["graph"], batch_files=settings.graph_task_files)
     elif task == flow.COMMIT.task:

@@ -36,11 +36,14 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False)
 
 
-def guarded(action: Callable[[], T]) -> T:
-    """Run ``action``; a Quarry error becomes one line on stderr and an exit code."""
+def guarded(action: Callable[[], T], *, passing: type[PipelineError] | None = None) -> T:
+    """Run ``action``; a Quarry error becomes one line on stderr and an exit code, except
+    one of the ``passing`` kind, raised to the caller (which retries it)."""
     try:
         return action()
     except PipelineError as exc:
+        if passing is not None and isinstance(exc, passing):
+            raise
         err.print(f"quarry: error: {exc}", markup=False)
         raise typer.Exit(exit_code_of(exc)) from None
 

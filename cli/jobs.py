@@ -31,14 +31,13 @@ from cli.console import (
     EXIT_OK,
     EXIT_UNAVAILABLE,
     err,
-    exit_code_of,
     guarded,
     out,
     settings,
 )
 from cli.extras import missing
 from config.endpoints import resolve_endpoints, secrets_path
-from pipeline.errors import InvalidInputError, PipelineError, QueueFullError, TransientError
+from pipeline.errors import InvalidInputError, QueueFullError, TransientError
 from pipeline.sources.locations import parse_source
 
 POLL_S = 0.5
@@ -206,7 +205,7 @@ def follow(
         while True:
             now = time.monotonic()
             try:
-                status = guarded_poll(lambda: client.job(job_id))
+                status = guarded(lambda: client.job(job_id), passing=TransientError)
             except TransientError as exc:
                 if deadline is None and now - answered > API_GRACE_S:
                     raise _GaveUpError(f"{exc} (for over {API_GRACE_S:.0f} s)") from None
@@ -244,18 +243,6 @@ def follow(
             if status["status"] in TERMINAL:
                 return status  # type: ignore[no-any-return]
             time.sleep(POLL_S)
-
-
-def guarded_poll(action: Any) -> Any:
-    """``action``: transient errors raised (the caller polls again), any other Quarry
-    error one line and its exit code, as ``guarded``."""
-    try:
-        return action()
-    except TransientError:
-        raise
-    except PipelineError as exc:
-        err.print(f"quarry: error: {exc}", markup=False)
-        raise typer.Exit(exit_code_of(exc)) from None
 
 
 def _waiting_note(status: dict[str, Any]) -> str:

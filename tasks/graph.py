@@ -19,8 +19,7 @@ def plan_graph_task(self: StageTask, job_id: str, attempt: int = 0) -> int | Non
     """Send the job's waiting file graphs to be written, a bounded batch per message."""
 
     def run() -> int:
-        resources, ctx = job_resources()
-        return plan_graph(ctx, job_id, batch_files=resources.settings.graph_task_files)
+        return plan_graph(job_resources()[1], job_id)
 
     return self.guarded({"job_id": job_id}, attempt, run)
 

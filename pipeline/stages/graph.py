@@ -55,7 +55,7 @@ def unpack_graph(data: bytes) -> FileGraph:
     return decode_file_graph(json.loads(zlib.decompress(data)))[2]
 
 
-def plan_graph(ctx: JobContext, job_id: str, *, batch_files: int) -> int:
+def plan_graph(ctx: JobContext, job_id: str) -> int:
     """Start the job's graph batches (or send its commit when none waits); the number of
     messages sent to the graph-files stage (0 or 1)."""
     job = _live(ctx, job_id)
@@ -69,7 +69,7 @@ def plan_graph(ctx: JobContext, job_id: str, *, batch_files: int) -> int:
         ctx.send(flow.COMMIT.task, [{"job_id": job_id}])
         return 0
     ctx.send(flow.GRAPH_FILES.task, [{"job_id": job_id}])
-    log.info("job %s: graph stage in batches of up to %d files", job_id, batch_files)
+    log.info("job %s: graph stage started", job_id)
     return 1
 
 

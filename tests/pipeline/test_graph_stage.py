@@ -151,7 +151,7 @@ def test_batches_run_one_after_another_and_the_last_sends_the_commit() -> None:
     h = Harness()
     graphs = _repository(3, files=50)
     h.job(graphs)
-    assert plan_graph(h.ctx, JOB, batch_files=4) == 1
+    assert plan_graph(h.ctx, JOB) == 1
     assert h.jobs.get(JOB).stage == Stage.GRAPH  # type: ignore[union-attr]
     assert h.take(flow.GRAPH_FILES) == [{"job_id": JOB}]
     written = []
@@ -178,12 +178,12 @@ def test_a_redelivered_batch_or_plan_does_nothing_twice() -> None:
     h = Harness()
     graphs = _repository(4, files=10)
     h.job(graphs)
-    plan_graph(h.ctx, JOB, batch_files=6)
+    plan_graph(h.ctx, JOB)
     h.take(flow.GRAPH_FILES)
     assert write_graph_files(h.ctx, JOB, graph=h.graph, batch_files=6) == 6
     assert h.take(flow.GRAPH_FILES) == [{"job_id": JOB}]
     nodes = h.graph.node_ids(REPO)
-    plan_graph(h.ctx, JOB, batch_files=6)  # the sweeper's recovery: only what still waits
+    plan_graph(h.ctx, JOB)  # the sweeper's recovery: only what still waits
     assert h.take(flow.GRAPH_FILES) == [{"job_id": JOB}]
     assert write_graph_files(h.ctx, JOB, graph=h.graph, batch_files=6) == 4
     assert h.take(flow.COMMIT) == [{"job_id": JOB}]
@@ -198,7 +198,7 @@ def test_a_redelivered_batch_or_plan_does_nothing_twice() -> None:
 def test_a_job_with_nothing_to_graph_goes_straight_to_its_commit() -> None:
     h = Harness()
     h.job([])
-    assert plan_graph(h.ctx, JOB, batch_files=100) == 0
+    assert plan_graph(h.ctx, JOB) == 0
     assert h.sent == [(flow.COMMIT.task, {"job_id": JOB})]
 
 
@@ -206,7 +206,7 @@ def test_a_job_with_failed_files_skips_the_graph_and_fails_at_commit() -> None:
     h = Harness()
     h.job(_repository(5, files=3))
     h.ctx.board.mark(JOB, "files.failed", ["pkg/m000.py"])
-    assert plan_graph(h.ctx, JOB, batch_files=100) == 0
+    assert plan_graph(h.ctx, JOB) == 0
     assert h.sent == [(flow.COMMIT.task, {"job_id": JOB})]
     assert commit_job(h.ctx, JOB, vectors=_NoVectors(), graph=h.graph) is JobStatus.FAILED
     assert h.snapshots.staged_paths(JOB) == []  # dropped when the job ended
@@ -225,7 +225,7 @@ def test_a_cancelled_job_writes_no_graph() -> None:
     h = Harness()
     h.job(_repository(8, files=5))
     h.ctx.board.cancel(JOB)
-    assert plan_graph(h.ctx, JOB, batch_files=2) == 0
+    assert plan_graph(h.ctx, JOB) == 0
     assert write_graph_files(h.ctx, JOB, graph=h.graph, batch_files=2) == 0
     assert h.sent == [] and h.graph.file_versions(REPO) == {}
 

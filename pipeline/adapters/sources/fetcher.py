@@ -194,11 +194,17 @@ class LocalSourceFetcher:
         if is_bare_repository(folder):
             # A bare repository is read as git, at its HEAD: its files are its commit's,
             # never its hooks, objects and refs.
-            git = shutil.which(self._git_bin)
-            if git is None:
-                raise ConfigError(f"git executable {self._git_bin!r} not found")
-            return self._clone_with(folder.as_uri(), None, git, workdir, NO_AUTH, local=True)
+            return self._clone_with(
+                folder.as_uri(), None, self._git(), workdir, NO_AUTH, local=True
+            )
         return folder, self._clean_head(folder)
+
+    def _git(self) -> str:
+        """The git executable's path; ConfigError naming it where there is none."""
+        git = shutil.which(self._git_bin)
+        if git is None:
+            raise ConfigError(f"git executable {self._git_bin!r} not found")
+        return git
 
     def _clean_head(self, folder: Path) -> str | None:
         git = shutil.which(self._git_bin)
@@ -224,9 +230,7 @@ class LocalSourceFetcher:
     ) -> tuple[Path, str | None]:
         url = check_git_url(source.location, allow_file_urls=self._allow_local_git)
         ref = None if source.ref is None else check_ref(source.ref)
-        git = shutil.which(self._git_bin)
-        if git is None:
-            raise ConfigError(f"git executable {self._git_bin!r} not found")
+        git = self._git()
         credential = None
         if self._credentials is not None and tenant is not None:
             credential = self._credentials(tenant, url)
