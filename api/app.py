@@ -19,12 +19,13 @@ from collections.abc import AsyncIterator
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.concurrency import run_in_threadpool
 
 from api import routes_credentials, routes_jobs, routes_repos, routes_search, routes_ui
-from api.auth import needs_token, request_tenant, tenant
+from api.auth import bearer_tenant, needs_token, request_tenant, tenant
+from api.reference import add_reference
 from api.state import ApiState, probe_stores
 from config.endpoints import Endpoints, resolve_endpoints
 from config.settings import QuarrySettings, load_settings
@@ -60,13 +61,13 @@ def create_app(settings: QuarrySettings | None = None) -> FastAPI:
         lifespan=lifespan,
         title="Quarry",
         version="0.1.0",
-        # The OpenAPI pages need a token like every route but /healthz and /ui: see
-        # _docs below (FastAPI's own are public).
+        # FastAPI's own pages load Swagger UI from a CDN: api/reference.py serves it.
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
-        description="Index code repositories; follow jobs; search. Bearer tokens: "
-        "`quarry token create --tenant T`.",
+        description="Index code repositories; follow jobs; search. Every call needs a bearer"
+        " token (`quarry token create --tenant T`; the local stack's is in `quarry dev env`):"
+        " press Authorize and paste it. The page keeps it in memory only.",
     )
     app.state.quarry = state
     app.include_router(routes_jobs.router)
@@ -75,17 +76,20 @@ def create_app(settings: QuarrySettings | None = None) -> FastAPI:
     app.include_router(routes_search.router)
     app.include_router(routes_ui.router)
     _error_handlers(app)
-    _docs(app)
+    add_reference(app, enabled=settings.api_docs)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:
         """The process is up. Needs no token."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"], dependencies=[Depends(tenant)])
-    def readyz() -> JSONResponse:
-        """Redis, PostgreSQL and the graph answer; 503 names the ones that do not."""
-        return _readiness(endpoints)
+    @app.get("/readyz", tags=["health"])
+    async def readyz(request: Request) -> JSONResponse:
+        """Redis, PostgreSQL and the graph answer: 200 ``{"status": "ready"}``, else 503
+        ``{"status": "unavailable"}``. Needs no token (a readiness probe has none) and
+        then says nothing more; with a valid token the body names each store's health."""
+        detailed = await bearer_tenant(request) is not None
+        return await run_in_threadpool(_readiness, endpoints, detailed)
 
     registry = api_registry(lambda: state.admission)
 
@@ -95,24 +99,6 @@ def create_app(settings: QuarrySettings | None = None) -> FastAPI:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
-
-
-def _docs(app: FastAPI) -> None:
-    """``/openapi.json`` and ``/docs`` (Swagger UI), behind a token. The page carries
-    the schema inline, as its own fetch of ``/openapi.json`` would send no token."""
-
-    @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(tenant)])
-    def openapi() -> JSONResponse:
-        return JSONResponse(app.openapi())
-
-    @app.get("/docs", include_in_schema=False, dependencies=[Depends(tenant)])
-    def docs() -> HTMLResponse:
-        return get_swagger_ui_html(
-            openapi_url="",
-            title=f"{app.title} - Swagger UI",
-            oauth2_redirect_url=None,
-            swagger_ui_parameters={"spec": app.openapi()},
-        )
 
 
 def _error_handlers(app: FastAPI) -> None:
@@ -171,11 +157,13 @@ def _error_handlers(app: FastAPI) -> None:
         return JSONResponse({"detail": str(exc)}, status_code=code)
 
 
-def _readiness(endpoints: Endpoints) -> JSONResponse:
+def _readiness(endpoints: Endpoints, detailed: bool) -> JSONResponse:
     probes = probe_stores(endpoints)
     ready = all(p.healthy for p in probes.values())
-    body = {
-        "status": "ready" if ready else "unavailable",
-        "checks": {n: {"healthy": p.healthy, "detail": p.detail} for n, p in probes.items()},
-    }
+    body: dict[str, object] = {"status": "ready" if ready else "unavailable"}
+    if not ready:
+        down = ", ".join(f"{n} ({p.detail})" for n, p in probes.items() if not p.healthy)
+        log.warning("not ready: %s", down)
+    if detailed:
+        body["checks"] = {n: {"healthy": p.healthy, "detail": p.detail} for n, p in probes.items()}
     return JSONResponse(body, status_code=200 if ready else 503)

@@ -1,6 +1,7 @@
-"""Bearer-token authentication: every route but /healthz and the web page's files (/ui,
-which hold no data) needs a token, the OpenAPI pages included, and a token names its
-tenant. tests/security/test_auth_required.py checks every route of the app.
+"""Bearer-token authentication: every route needs a token but the probes (/healthz,
+/readyz: status only), the web page's files (/ui) and the API reference (/docs,
+/openapi.json; see api/reference.py), which hold no data; a token names its tenant.
+tests/security/test_auth_required.py checks every route of the app.
 
 Must not import: workers/, cli/, torch, celery.
 """
@@ -14,6 +15,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from api.state import ApiState
+from pipeline.errors import StoreUnavailableError
 
 _bearer = HTTPBearer(auto_error=False, description="An API token: `quarry token create`.")
 
@@ -47,6 +49,16 @@ async def request_tenant(request: Request) -> str:
     before them); the same HTTPException without a valid token."""
     credentials = await _bearer(request)
     return await run_in_threadpool(tenant, request, credentials)
+
+
+async def bearer_tenant(request: Request) -> str | None:
+    """The tenant of the request's token, or None: no token, an invalid one, or a token
+    store that cannot answer now. For routes that answer everyone (``/readyz``) and only
+    say more to a caller with a token."""
+    try:
+        return await request_tenant(request)
+    except (HTTPException, StoreUnavailableError):
+        return None
 
 
 def needs_token(request: Request) -> bool:

@@ -61,7 +61,8 @@ def dev_down() -> None:
 
 @dev_app.command("status")
 def dev_status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Each service with its pid, address and health. Exit 1 if any is unhealthy."""
+    """Each service with its pid, address and health (and the local stack's Flower login).
+    Exit 1 if any is unhealthy."""
     from devstack.stack import Stack
 
     status = guarded(Stack(settings()).status)
@@ -77,7 +78,10 @@ def dev_status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
         for name, entry in services.items():
             if name == "workers":
                 continue
-            table.add_row(name, _mark(entry["healthy"]), str(entry["pid"] or "-"), entry["url"])
+            address = entry["url"]
+            if "login" in entry:
+                address += f"\nlogin: {entry['login']['user']} / {entry['login']['password']}"
+            table.add_row(name, _mark(entry["healthy"]), str(entry["pid"] or "-"), address)
         for name, entry in workers.items():
             metrics_url = entry.get("metrics_url")
             table.add_row(

@@ -298,6 +298,13 @@ class Stack:
                 "pid": read_pid(layout.pidfile(name)),
                 "restarts": state.get(name, {}).get("restarts", 0),
             }
+        # The local stack's Flower login, so an operator need not open secrets.json; only
+        # where this stack generated it (a configured password is the operator's own).
+        if secrets is not None and s.flower_password is None:
+            services["flower"]["login"] = {
+                "user": endpoints.flower_user,
+                "password": endpoints.flower_password,
+            }
         services["workers"] = {
             profile: {
                 "pid": read_pid(layout.pidfile(f"worker-{profile}")),

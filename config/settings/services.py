@@ -61,6 +61,11 @@ class EndpointFields(BaseModel):
     api_token: SecretStr | None = Field(
         None, description="Bearer token the CLI sends. Unset: the local stack's development token."
     )
+    api_docs: bool = Field(
+        True,
+        description="Serve the API's OpenAPI document and Swagger UI (`/docs`, assets served"
+        " locally) without a token; every call made from the page still needs one.",
+    )
 
 
 class StackFields(BaseModel):

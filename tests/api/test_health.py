@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+
+import pytest
 from fastapi.testclient import TestClient
 
 from config.endpoints import resolve_endpoints
@@ -15,15 +18,21 @@ def test_readyz_is_ready_when_redis_postgres_and_graph_answer(stack: Stack) -> N
 
     token = resolve_endpoints(stack.settings).api_token
     with TestClient(create_app(stack.settings)) as client:
-        assert client.get("/readyz").status_code == 401
+        # A probe has no token: it gets the status and nothing more.
+        anonymous = client.get("/readyz")
+        forged = client.get("/readyz", headers={"Authorization": "Bearer qk_forged"})
         response = client.get("/readyz", headers={"Authorization": f"Bearer {token}"})
+    assert anonymous.status_code == 200 and anonymous.json() == {"status": "ready"}
+    assert forged.status_code == 200 and forged.json() == {"status": "ready"}
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ready"
     assert set(body["checks"]) == {"redis", "postgres", "graph"}
 
 
-def test_readyz_names_every_unreachable_service_with_503() -> None:
+def test_readyz_answers_503_without_a_token_and_names_no_store(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     from api.app import create_app
 
     redis_port, pg_port, bolt_port = free_ports(3)
@@ -35,9 +44,15 @@ def test_readyz_names_every_unreachable_service_with_503() -> None:
             "QUARRY_NEO4J_PASSWORD": "x",
         }
     )
-    with TestClient(create_app(settings)) as client:
+    with caplog.at_level(logging.WARNING, "quarry.api"), TestClient(create_app(settings)) as client:
         assert client.get("/healthz").json() == {"status": "ok"}
+        anonymous = client.get("/readyz")
+        # The token cannot even be checked (its store is down): the same short answer.
         response = client.get("/readyz", headers={"Authorization": "Bearer qk_any"})
-    # The token cannot even be checked: not ready, and the answer says which store.
-    assert response.status_code == 503
-    assert "postgres unavailable" in response.json()["detail"]
+    for answer in (anonymous, response):
+        assert answer.status_code == 503
+        assert answer.json() == {"status": "unavailable"}
+    # The operator's log names each store that did not answer, and why.
+    logged = "\n".join(r.getMessage() for r in caplog.records if "not ready" in r.getMessage())
+    for store in ("redis", "postgres", "graph"):
+        assert f"{store} (" in logged, logged

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from config.settings import load_settings
@@ -59,6 +60,17 @@ def test_up_status_idempotent_up_restart_and_down_leave_no_process() -> None:
             assert all(w["healthy"] for w in services["workers"].values())
             secrets = json.loads((data_dir / "stack" / "secrets.json").read_text())
             assert secrets["graph_password"] not in json.dumps(status)
+            # The local stack's Flower login is shown, and it is the one Flower takes.
+            login = services["flower"]["login"]
+            assert login == {"user": "quarry", "password": secrets["flower_password"]}
+            flower = services["flower"]["url"]
+            assert httpx.get(f"{flower}/api/workers", timeout=30).status_code == 401
+            signed_in = httpx.get(
+                f"{flower}/api/workers", auth=(login["user"], login["password"]), timeout=30
+            )
+            assert signed_in.status_code == 200, signed_in.text[:200]
+            table = run_quarry("dev", "status", env=env, timeout_s=60)
+            assert f"login: quarry / {secrets['flower_password']}" in table.stdout
             pids = _all_pids(status)
 
             again = run_quarry("dev", "up", env=env)
