@@ -20,6 +20,7 @@ from pipeline.errors import InvalidInputError
 from pipeline.jobs import Job, JobRequest, JobSource, SourceKind, job_status
 from pipeline.models import RepoRef
 from pipeline.ports import UploadStore
+from pipeline.sources.archive_heads import HEAD_BYTES, archive_head_problem
 from pipeline.sources.locations import parse_source, repo_name_from
 from pipeline.sources.uploads import PART_BYTES, upload_location
 from pipeline.stages.indexing import cancel, live_job
@@ -141,7 +142,8 @@ async def create_job_from_archive(
     callback_url: Annotated[str | None, Query(max_length=2048)] = None,
     idempotency_key: Annotated[str | None, Query(max_length=200)] = None,
 ) -> JobCreated:
-    """Enqueue a job for an uploaded .tar.gz (the request body, `application/gzip`).
+    """Enqueue a job for an uploaded .tar.gz (the request body, `application/gzip`). A
+    body that does not start a .tar.gz (a zip, a bare tar, text) is a 422 naming it.
 
     The body streams into the upload store in parts (pipeline.sources.uploads), where
     the ingest worker of any host reads it; nothing lands on the API's disk."""
@@ -150,9 +152,12 @@ async def create_job_from_archive(
     store = state.uploads
     upload_id = await run_in_threadpool(store.begin, tenant)
     try:
-        size = await _stream_parts(http, store, upload_id, limit)
+        size, head = await _stream_parts(http, store, upload_id, limit)
         if size == 0:
             raise InvalidInputError("archive: the request body is empty")
+        problem = archive_head_problem(head, whole=size <= len(head))
+        if problem is not None:
+            raise InvalidInputError(f"archive: {problem}")
         await run_in_threadpool(store.finish, upload_id, size)
         body = JobCreate(
             source=upload_location(upload_id),
@@ -171,14 +176,20 @@ async def create_job_from_archive(
     return created
 
 
-async def _stream_parts(http: Request, store: UploadStore, upload_id: str, limit: int) -> int:
-    """The request body into ``store`` in parts of PART_BYTES; its size (413 past limit)."""
+async def _stream_parts(
+    http: Request, store: UploadStore, upload_id: str, limit: int
+) -> tuple[int, bytes]:
+    """The request body into ``store`` in parts of PART_BYTES; its size (413 past limit)
+    and its first HEAD_BYTES, for the format check."""
     buffer = bytearray()
+    head = b""
     size = part_no = 0
     async for piece in http.stream():
         size += len(piece)
         if size > limit:
-            raise HTTPException(413, f"archive is larger than {limit} bytes")
+            raise HTTPException(413, f"archive: larger than {limit} bytes")
+        if len(head) < HEAD_BYTES:
+            head += piece[: HEAD_BYTES - len(head)]
         buffer += piece
         while len(buffer) >= PART_BYTES:
             await run_in_threadpool(store.add_part, upload_id, part_no, bytes(buffer[:PART_BYTES]))
@@ -186,7 +197,7 @@ async def _stream_parts(http: Request, store: UploadStore, upload_id: str, limit
             part_no += 1
     if buffer:
         await run_in_threadpool(store.add_part, upload_id, part_no, bytes(buffer))
-    return size
+    return size, head
 
 
 @router.get("/{job_id}", name="get_job")

@@ -109,14 +109,20 @@ class QuarryApiClient:
         return result
 
     def upload_archive(self, path: Path, params: Mapping[str, str]) -> dict[str, Any]:
-        with _http_errors(self.base_url), path.open("rb") as handle:
-            response = self._client.post(
-                "/v1/jobs/archive",
-                content=handle,
-                params=dict(params),
-                headers={"Content-Type": "application/gzip"},
-            )
-            result: dict[str, Any] = self._check(response)
+        """Upload ``path`` as a job's archive; an archive the API refuses is named by the
+        user's path (the API knows only "archive")."""
+        try:
+            with _http_errors(self.base_url), path.open("rb") as handle:
+                response = self._client.post(
+                    "/v1/jobs/archive",
+                    content=handle,
+                    params=dict(params),
+                    headers={"Content-Type": "application/gzip"},
+                )
+                result: dict[str, Any] = self._check(response)
+        except InvalidInputError as exc:
+            detail = str(exc).removeprefix("archive: ")
+            raise InvalidInputError(f"archive {path}: {detail}") from None
         return result
 
     def job(self, job_id: str) -> dict[str, Any]:

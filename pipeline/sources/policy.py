@@ -31,6 +31,7 @@ from pathlib import Path, PurePosixPath
 
 from pipeline.errors import InvalidInputError
 from pipeline.jobs import JobSource, SourceKind
+from pipeline.sources.archive_heads import HEAD_BYTES, archive_head_problem
 from pipeline.sources.uploads import UPLOAD_PREFIX
 
 ALLOWED_ROOTS_SETTING = "QUARRY_SOURCE_ALLOWED_ROOTS"
@@ -71,8 +72,9 @@ class LocalSourcePolicy:
 
     def check_submission(self, source: JobSource) -> JobSource:
         """``source`` if a tenant may name it; InvalidInputError naming it if not. A path
-        under an allowed root that this host sees (the API's) must exist: a missing one is
-        refused here rather than failing in the worker. Where the root is not mounted on
+        under an allowed root that this host sees (the API's) must exist, and an archive
+        there must be a readable file that starts a .tar.gz: refused here rather than
+        failing in the worker. Where the root is not mounted on
         this host, only the ingest hosts can tell, and they do."""
         path = local_path_of(source)
         if path is not None:
@@ -80,6 +82,8 @@ class LocalSourcePolicy:
             roots = [r for r in self.allowed_roots if _within(resolved, r)]
             if any(r.is_dir() for r in roots) and not resolved.exists():
                 raise InvalidInputError(f"source {source.location!r} does not exist")
+            if source.kind is SourceKind.ARCHIVE and resolved.exists():
+                _check_archive(resolved, source.location)
         return source
 
     def check_fetch(self, source: JobSource) -> Path | None:
@@ -141,3 +145,19 @@ def _reject_relative_or_dotdot(path: str, shown: str) -> None:
         raise InvalidInputError(f"source {shown!r}: a local path must be absolute")
     if ".." in pure.parts:
         raise InvalidInputError(f"source {shown!r}: a local path must not hold '..'")
+
+
+def _check_archive(path: Path, shown: str) -> None:
+    """InvalidInputError naming ``shown`` unless ``path`` is a readable file whose first
+    bytes start a .tar.gz."""
+    if not path.is_file():
+        raise InvalidInputError(f"source {shown!r} is not a file")
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(HEAD_BYTES)
+            whole = not handle.read(1)
+    except OSError as exc:
+        raise InvalidInputError(f"source {shown!r} cannot be read: {exc.strerror}") from None
+    problem = archive_head_problem(head, whole=whole)
+    if problem is not None:
+        raise InvalidInputError(f"source {shown!r}: {problem}")

@@ -127,3 +127,14 @@ def test_timeout_exits_3_with_the_job_id_and_the_job_can_be_cancelled_by_prefix(
     status = run_quarry("status", job_id[:8], env=env, timeout_s=60)
     assert status.returncode == 1
     assert status.stdout.startswith("cancelled ")
+
+
+def test_an_archive_the_api_refuses_is_named_by_the_users_path(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    archive = tmp_path / "release-1.0.tar.gz"
+    archive.write_bytes(b"PK\x03\x04" + bytes(200))  # a zip, named like a .tar.gz
+    result = run_quarry("index", str(archive), "--wait", env=env, timeout_s=120)
+    assert result.returncode == 2, result.stderr
+    assert f"archive {archive}: it is a zip file" in result.stderr
+    assert result.stdout == ""

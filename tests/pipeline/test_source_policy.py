@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import tarfile
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -186,3 +188,21 @@ def test_the_fetcher_checks_again_after_a_symlink_was_swapped(
     with pytest.raises(InvalidInputError, match="service's own data"):
         fetcher.fetch(source, work)
     assert list(work.iterdir()) == []
+
+
+def test_a_local_archive_that_is_no_tar_gz_is_refused_at_submission(
+    layout: dict[str, Path],
+) -> None:
+    good = layout["allowed"] / "good.tar.gz"
+    with tarfile.open(good, "w:gz") as tar:
+        tar.add(layout["allowed"] / "repo", arcname="repo")
+    assert policy(layout).check_submission(path_source(str(good))).location == str(good)
+    zipped = layout["allowed"] / "zipped.tar.gz"
+    with zipfile.ZipFile(zipped, "w") as archive:
+        archive.writestr("a.py", "x = 1\n")
+    with pytest.raises(InvalidInputError, match=f"source '{zipped}': it is a zip file"):
+        policy(layout).check_submission(path_source(str(zipped)))
+    folder = layout["allowed"] / "folder.tar.gz"
+    folder.mkdir()
+    with pytest.raises(InvalidInputError, match=f"source '{folder}' is not a file"):
+        policy(layout).check_submission(path_source(str(folder)))

@@ -10,14 +10,19 @@ its job naming the member, and writes nothing outside its extraction folder.
 
 from __future__ import annotations
 
+import gzip
+import io
 import os
 import re
 import time
 import uuid
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from config.endpoints import Endpoints
@@ -215,3 +220,45 @@ def test_an_uploaded_archive_with_escaping_members_fails_its_job_naming_the_memb
     assert status["status"] == "failed", status
     assert "'..' component" in status["message"] and escape in status["message"]
     assert not (Path("/tmp") / escape).exists()
+
+
+def zip_of(_data: bytes) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("pkg/ok.py", "x = 1\n")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("make", "named"),
+    [
+        (zip_of, "it is a zip file"),
+        (gzip.decompress, "it is an uncompressed tar"),
+        (lambda _data: b"not an archive at all\n" * 100, "it is not an archive"),
+        (lambda _data: gzip.compress(b"one file\n" * 100), "holds no tar archive"),
+    ],
+    ids=["zip", "bare-tar", "text", "gz-of-a-file"],
+)
+def test_an_upload_that_is_no_tar_gz_is_refused_at_submission_and_nothing_is_kept(
+    api: httpx.Client, endpoints: Endpoints, make: Any, named: str
+) -> None:
+    def uploads() -> int:
+        with psycopg.connect(endpoints.postgres_dsn) as conn:
+            row = conn.execute("SELECT count(*) FROM source_uploads").fetchone()
+        assert row is not None
+        return int(row[0])
+
+    before = uploads()
+    repo = f"not-tar-{uuid.uuid4().hex[:6]}"
+    good = tar_gz([Member("pkg/ok.py", data=b"x = 1\n")])
+    response = api.post(
+        "/v1/jobs/archive",
+        params={"repo": repo},
+        content=make(good),
+        headers={"Content-Type": "application/gzip"},
+    )
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert detail.startswith("archive: it ") and named in detail, detail
+    assert api.get("/v1/jobs", params={"repo": repo}).json()["jobs"] == []
+    assert uploads() == before, "the refused upload's parts were kept"

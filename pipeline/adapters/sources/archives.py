@@ -92,41 +92,44 @@ class _MeteredStream:
         return data
 
 
-def extract_tar_gz(archive: Path, dest: Path, limits: ArchiveLimits) -> Path:
+def extract_tar_gz(
+    archive: Path, dest: Path, limits: ArchiveLimits, *, shown: str | None = None
+) -> Path:
     """Extract ``archive`` into the empty folder ``dest``; the folder to index.
 
     That is ``dest``, or its only entry when the archive holds a single top-level folder
-    (``name-1.2.3/`` in an sdist or a GitHub tarball).
+    (``name-1.2.3/`` in an sdist or a GitHub tarball). Errors name the archive as
+    ``shown`` ("the uploaded archive": not the worker's scratch path), by default
+    "archive PATH".
     """
+    name = f"archive {archive}" if shown is None else shown
     if not archive.exists():
-        raise InvalidInputError(f"archive does not exist: {archive}")
+        raise InvalidInputError(f"{name} does not exist")
     if not archive.is_file():
-        raise InvalidInputError(f"archive is not a file: {archive}")
+        raise InvalidInputError(f"{name} is not a file")
     size = archive.stat().st_size
     if size > limits.max_archive_bytes:
         raise InvalidInputError(
-            f"archive {archive} is {size} bytes, over the limit of {limits.max_archive_bytes}"
+            f"{name} is {size} bytes, over the limit of {limits.max_archive_bytes}"
         )
     dest = dest.resolve()
     try:
         with archive.open("rb") as raw, gzip.GzipFile(fileobj=raw, mode="rb") as unzipped:
             stream = _MeteredStream(unzipped)
             with tarfile.open(fileobj=stream, mode="r|") as tar:  # type: ignore[call-overload]
-                _Extraction(archive, dest, limits, tar, stream).run()
+                _Extraction(name, dest, limits, tar, stream).run()
     except _OverBudgetError:
-        raise InvalidInputError(
-            f"archive {archive} has tar headers larger than its members allow"
-        ) from None
+        raise InvalidInputError(f"{name} has tar headers larger than its members allow") from None
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
-        raise InvalidInputError(f"archive {archive} is corrupt: {exc}") from None
+        raise InvalidInputError(f"{name} is corrupt: {exc}") from None
     except OSError as exc:  # reading the archive itself; write errors are mapped below
-        raise InvalidInputError(f"archive {archive} cannot be read: {exc.strerror}") from None
+        raise InvalidInputError(f"{name} cannot be read: {exc.strerror}") from None
     return _single_root(dest)
 
 
 @dataclass
 class _Extraction:
-    archive: Path
+    archive: str
     dest: Path
     limits: ArchiveLimits
     tar: tarfile.TarFile
@@ -137,7 +140,7 @@ class _Extraction:
         for count, member in enumerate(self.tar, start=1):
             if count > self.limits.max_members:
                 raise InvalidInputError(
-                    f"archive {self.archive} has more than {self.limits.max_members} members"
+                    f"{self.archive} has more than {self.limits.max_members} members"
                 )
             self.stream.grant(_HEADER_BYTES_PER_MEMBER)
             self._extract(member)
@@ -149,7 +152,7 @@ class _Extraction:
         if rel is None:
             return
         if member.issym() or member.islnk():
-            log.debug("archive %s: link %r skipped", self.archive, member.name)
+            log.debug("%s: link %r skipped", self.archive, member.name)
         elif member.isdir():
             self._make_dir(self.dest / rel, member)
         elif member.isreg():
@@ -205,11 +208,11 @@ class _Extraction:
                     raise self._error(member, f"cannot be extracted: {exc.strerror}") from None
 
     def _error(self, member: tarfile.TarInfo, problem: str) -> InvalidInputError:
-        return InvalidInputError(f"archive {self.archive}: member {member.name!r} {problem}")
+        return InvalidInputError(f"{self.archive}: member {member.name!r} {problem}")
 
     def _too_large(self, member: tarfile.TarInfo) -> InvalidInputError:
         return InvalidInputError(
-            f"archive {self.archive} expands to more than {self.limits.max_extracted_bytes} "
+            f"{self.archive} expands to more than {self.limits.max_extracted_bytes} "
             f"bytes (at member {member.name!r})"
         )
 

@@ -153,7 +153,9 @@ class LocalSourceFetcher:
         if source.kind is SourceKind.ARCHIVE and local is not None:
             tree = workdir / "tree"
             tree.mkdir(parents=True, exist_ok=True)
-            return extract_tar_gz(local, tree, self._limits), None
+            return extract_tar_gz(
+                local, tree, self._limits, shown=f"archive {source.location}"
+            ), None
         if source.kind is SourceKind.GIT:
             return self._clone(source, workdir, tenant)
         raise InvalidInputError(f"source {source.describe()!r}: unknown kind {source.kind!r}")
@@ -172,13 +174,14 @@ class LocalSourceFetcher:
                 size += len(part)
                 if size > self._limits.max_archive_bytes:
                     raise InvalidInputError(
-                        f"upload {upload_id}: larger than {self._limits.max_archive_bytes} bytes"
+                        "the uploaded archive is larger than"
+                        f" {self._limits.max_archive_bytes} bytes"
                     )
                 out.write(part)
         tree = workdir / "tree"
         tree.mkdir(parents=True, exist_ok=True)
         try:
-            return extract_tar_gz(archive, tree, self._limits)
+            return extract_tar_gz(archive, tree, self._limits, shown="the uploaded archive")
         finally:
             archive.unlink(missing_ok=True)
 
