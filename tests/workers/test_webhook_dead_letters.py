@@ -35,6 +35,9 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         server: _Receiver = self.server  # type: ignore[assignment]
         server.received.append((dict(self.headers.items()), body, server.status))
+        if server.hang:
+            server.released.wait(120)  # never answers while the test runs
+            return
         self.send_response(server.status)
         self.send_header("Content-Length", "0")
         self.end_headers()
@@ -47,7 +50,9 @@ class _Receiver(ThreadingHTTPServer):
     """Answers every POST with ``status`` and records (headers, body, status)."""
 
     status = 503
+    hang = False  # True: read the request, never answer
     received: list[tuple[dict[str, str], bytes, int]]
+    released: threading.Event
 
     @property
     def url(self) -> str:
@@ -57,11 +62,12 @@ class _Receiver(ThreadingHTTPServer):
 @pytest.fixture
 def receiver() -> Iterator[_Receiver]:
     server = _Receiver(("127.0.0.1", 0), _Handler)
-    server.received = []
+    server.received, server.released = [], threading.Event()
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         yield server
     finally:
+        server.released.set()
         server.shutdown()
         server.server_close()
 
@@ -83,17 +89,26 @@ def _listed(env: dict[str, str], job_id: str) -> list[dict[str, Any]]:
     return [r for r in rows if r["payload"].get("job_id") == job_id]
 
 
-def test_a_webhook_given_up_is_listed_and_replays_to_a_receiver_that_is_back(
-    api: httpx.Client, stack: Stack, endpoints: Endpoints, receiver: _Receiver, tmp_path: Path
-) -> None:
+def _job_with_callback(api: httpx.Client, tmp_path: Path, url: str) -> str:
     source = tmp_path / "src"
     source.mkdir()
     (source / "ledger.py").write_text("def settle(amount):\n    return amount * 2\n")
     job_id = enqueue(
-        api, source=str(source), repo=f"hook-dlq-{uuid.uuid4().hex[:8]}", callback_url=receiver.url
+        api, source=str(source), repo=f"hook-dlq-{uuid.uuid4().hex[:8]}", callback_url=url
     )
     assert wait(api, job_id)["status"] == "done"
-    env = {k: v for k, v in child_environment(stack.settings).items() if k.startswith("QUARRY_")}
+    return job_id
+
+
+def _env(stack: Stack) -> dict[str, str]:
+    return {k: v for k, v in child_environment(stack.settings).items() if k.startswith("QUARRY_")}
+
+
+def test_a_webhook_given_up_is_listed_and_replays_to_a_receiver_that_is_back(
+    api: httpx.Client, stack: Stack, endpoints: Endpoints, receiver: _Receiver, tmp_path: Path
+) -> None:
+    job_id = _job_with_callback(api, tmp_path, receiver.url)
+    env = _env(stack)
     attempts = stack.settings.webhook_max_attempts
 
     (row,) = _until(lambda: _listed(env, job_id), 60, "the webhook's dead letter")
@@ -128,3 +143,24 @@ def test_a_webhook_given_up_is_listed_and_replays_to_a_receiver_that_is_back(
     assert _listed(env, job_id) == []
     time.sleep(1.0)  # nothing more arrives: the replay was delivered once
     assert len(receiver.received) == attempts + 1
+
+
+def test_a_callback_that_never_answers_costs_bounded_attempts_and_one_letter(
+    api: httpx.Client, stack: Stack, receiver: _Receiver, tmp_path: Path
+) -> None:
+    """A tenant's receiver that takes the request and never answers: each attempt ends at
+    webhook_timeout_s, the delivery gives up after webhook_max_attempts, one letter."""
+    receiver.hang = True
+    settings = stack.settings
+    started = time.monotonic()
+    job_id = _job_with_callback(api, tmp_path, receiver.url)
+    env = _env(stack)
+    bound_s = settings.webhook_max_attempts * (settings.webhook_timeout_s + 5) + (
+        settings.webhook_max_attempts * settings.webhook_retry_cap_s
+    )
+    (row,) = _until(lambda: _listed(env, job_id), bound_s, "the dead letter of a hung callback")
+    assert time.monotonic() - started < bound_s + 60
+    assert "timed out" in row["error"] and row["attempts"] == settings.webhook_max_attempts
+    time.sleep(settings.webhook_retry_cap_s + 1)  # nothing is tried after the give-up
+    assert len(receiver.received) == settings.webhook_max_attempts
+    assert len(_listed(env, job_id)) == 1
