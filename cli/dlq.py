@@ -1,4 +1,5 @@
-"""``quarry dlq list | replay ID | drop ID``: the writes that failed for good.
+"""``quarry dlq list | replay ID | drop ID``: the tasks that failed for good (writes, and
+webhook deliveries given up or refused).
 
 A replay sends the letter's task again with its original arguments (a fresh attempt
 count) and removes the letter once the broker took the task.
@@ -22,7 +23,9 @@ from config.endpoints import resolve_endpoints
 from pipeline.models import DeadLetter
 from pipeline.ports import DeadLetters
 
-dlq_app = typer.Typer(help="Dead letters: writes that failed for good.", no_args_is_help=True)
+dlq_app = typer.Typer(
+    help="Dead letters: writes and webhook deliveries that failed for good.", no_args_is_help=True
+)
 
 
 def _letters() -> DeadLetters:

@@ -55,8 +55,9 @@ class Retry(enum.StrEnum):
     # As STAGE, per buffered message: each message of a failed device batch is sent
     # again on its own with its attempt raised.
     PER_MESSAGE = "per-message"
-    # Timeouts, connection errors, 429 and 5xx: backoff, ``webhook_max_attempts`` in all;
-    # a 4xx or a refused address is final. Every attempt is logged on the job.
+    # Timeouts, connection errors, 429 and 5xx: backoff (pipeline/webhooks/retries.py),
+    # ``webhook_max_attempts`` in all, then a dead letter; a 4xx or a refused address is
+    # a dead letter at once. Every attempt is logged on the job.
     DELIVERY = "delivery"
 
 
@@ -66,7 +67,7 @@ class FailsWith(enum.StrEnum):
     JOB = "job"  # the job fails with the reason
     FILES = "files"  # the batch's files fail (the job then fails at its commit)
     FILE = "file"  # the message's one file fails
-    NOTHING = "nothing"  # a webhook that could not be delivered is only logged
+    NOTHING = "nothing"  # an undelivered webhook: logged on the job, kept as a dead letter
 
 
 @dataclass(frozen=True, slots=True)

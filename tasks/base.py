@@ -49,15 +49,23 @@ def breaker_wait_s(retry_after_s: float, *, rng: Callable[[], float] = random.ra
 
 
 def dead_letter(
-    task: str, letter_id: str, payload: Mapping[str, Any], exc: Exception, *, attempts: int
+    task: str,
+    letter_id: str,
+    payload: Mapping[str, Any],
+    exc: Exception,
+    *,
+    attempts: int,
+    context: str = "",
 ) -> None:
-    """Keep a task that failed for good, with its arguments, and count it."""
+    """Keep a task that failed for good, with its arguments, and count it. ``context``
+    leads the letter's error (what failed, where the exception alone does not say)."""
+    error = f"{type(exc).__name__}: {exc}"
     letter = DeadLetter(
         # A task called directly (not from a queue) has no id; it still gets a letter.
         letter_id=letter_id or f"direct-{uuid.uuid4()}",
         task=task,
         payload=dict(payload),
-        error=f"{type(exc).__name__}: {exc}",
+        error=f"{context}: {error}" if context else error,
         attempts=attempts,
         failed_at=time.time(),
     )

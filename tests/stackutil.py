@@ -63,6 +63,12 @@ def stack_env(data_dir: Path) -> dict[str, str]:
         "QUARRY_JOB_STALL_S": "5",
         # Tests receive webhooks on loopback and clone local git repositories.
         "QUARRY_WEBHOOK_ALLOW_ADDRESSES": "loopback",
+        # Webhook retries in seconds, not the default 30-60 minutes: 4 attempts, waits
+        # of 0.25-0.5, 0.5-1 and 1-2 s, so that a delivery gives up (a dead letter) in
+        # under 4 s. The cap plus the time limit stays below the visibility timeout.
+        "QUARRY_WEBHOOK_MAX_ATTEMPTS": "4",
+        "QUARRY_WEBHOOK_RETRY_BASE_S": "0.5",
+        "QUARRY_WEBHOOK_RETRY_CAP_S": "2",
         "QUARRY_SOURCE_ALLOW_FILE_URLS": "true",
         # Test repositories live in pytest's folders under /tmp; the stack's own data
         # folder (also under /tmp) stays refused, as every data folder is.

@@ -180,6 +180,16 @@ class QuarrySettings(
                 f"above task_time_limit_s ({self.task_time_limit_s:g}), or a running task "
                 "would be delivered a second time"
             )
+        if self.webhook_retry_cap_s + self.task_time_limit_s >= self.broker_visibility_timeout_s:
+            # A retry waits, unacknowledged, in the worker that took it (Celery's countdown);
+            # Redis delivers a message unacknowledged for longer than the visibility
+            # timeout again, so a longer wait would send the event twice.
+            raise ValueError(
+                f"webhook_retry_cap_s ({self.webhook_retry_cap_s:g}) plus task_time_limit_s "
+                f"({self.task_time_limit_s:g}) must be below broker_visibility_timeout_s "
+                f"({self.broker_visibility_timeout_s:g}), or a waiting webhook retry would "
+                "be delivered a second time"
+            )
         if self.queue_wait_s >= self.task_soft_time_limit_s:
             raise ValueError(
                 f"queue_wait_s ({self.queue_wait_s:g}) must be below the soft time limit "

@@ -80,8 +80,26 @@ class WebhookFields(BaseModel):
     )
     webhook_timeout_s: float = Field(10.0, gt=0, le=120, description="Time limit of one delivery.")
     webhook_max_attempts: int = Field(
-        6,
+        10,
         ge=1,
         le=50,
-        description="Deliveries tried per event (timeouts, 5xx, 429) before giving up.",
+        description="Deliveries tried per event (timeouts, 5xx, 429) before giving up; the "
+        "last failure keeps the event as a dead letter (`quarry dlq list`).",
+    )
+    webhook_retry_base_s: float = Field(
+        40.0,
+        gt=0,
+        le=3600,
+        description="First wait before a failed delivery is tried again; each further wait "
+        "doubles up to webhook_retry_cap_s, and each is scaled by a random 0.5-1.0. The "
+        "defaults (40 s, 600 s, 10 attempts) wait 20-40, 40-80, 80-160, 160-320 s, then "
+        "300-600 s five times: 30 to 60 minutes from the first attempt to the last.",
+    )
+    webhook_retry_cap_s: float = Field(
+        600.0,
+        gt=0,
+        le=86400,
+        description="Longest wait between two deliveries of one event; with "
+        "task_time_limit_s it must stay below broker_visibility_timeout_s (a waiting retry "
+        "is a message the broker would otherwise deliver a second time).",
     )

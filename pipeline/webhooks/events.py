@@ -1,5 +1,5 @@
 """Job webhooks, the pure part: event bodies, signatures, the callback URL and address
-policy, how a receiver's status is classified, and the retry delays.
+policy, and how a receiver's status is classified (the retry schedule: retries.py).
 
 A delivery is a POST of a compact JSON body (sorted keys) signed with HMAC-SHA256 over
 ``f"{timestamp}.".encode() + body``; the timestamp is signed so that a captured delivery
@@ -16,7 +16,6 @@ import hashlib
 import hmac
 import ipaddress
 import json
-import random
 import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
@@ -49,9 +48,6 @@ ADDRESS_CATEGORIES = frozenset(
 _SHARED_V4 = ipaddress.IPv4Network("100.64.0.0/10")
 _HOST = re.compile(r"^[\w-]+(\.[\w-]+)*\.?$")  # \w: IDN labels too; httpx encodes them
 _USERINFO = re.compile(r"(?<=//)[^/?#]*@")
-
-RETRY_BASE_S = 1.0
-RETRY_CAP_S = 300.0
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], list[str]]  # (host, port) -> the addresses it points at
@@ -273,7 +269,7 @@ def check_addresses(url: str, host: str, addresses: Iterable[str], allow: frozen
             )
 
 
-# --- outcomes and retries -----------------------------------------------------------
+# --- outcomes ---------------------------------------------------------------------
 
 
 def check_status(url: str, status: int) -> int:
@@ -288,12 +284,3 @@ def check_status(url: str, status: int) -> int:
     if 300 <= status < 400:
         raise WebhookRejectedError(f"{where} answered {status}: redirects are not followed")
     raise WebhookRejectedError(f"{where} answered {status}")
-
-
-def retry_delay_s(attempt: int, rng: Callable[[], float] = random.random) -> float:
-    """The wait after failed attempt number ``attempt`` (1-based): 1, 2, 4 ... s capped at
-    300 s, each scaled by 0.5-1.0 so that receivers coming back are not stampeded."""
-    if attempt < 1:
-        raise ValueError(f"attempt {attempt}: attempts count from 1")
-    exponent = min(attempt - 1, 16)  # 2**16 s is past the cap; keeps floats finite
-    return min(RETRY_CAP_S, RETRY_BASE_S * 2.0**exponent) * (0.5 + rng() / 2)

@@ -87,6 +87,7 @@ def test_the_panels_the_issue_asks_for_are_there(dashboard: dict[str, Any]) -> N
     assert reads("Files and chunks per job p50 / p95") == {"quarry_job_files", "quarry_job_chunks"}
     assert reads("Search latency p50 / p95") == {"quarry_search_seconds"}
     assert reads("Webhook deliveries") == {"quarry_webhook_deliveries_total"}
+    assert reads("Webhook give-ups") == {"quarry_webhook_deliveries_total"}
     assert reads("Dead letters") == {"quarry_dead_letters_total"}
 
 
@@ -125,3 +126,13 @@ def test_compose_mounts_the_dashboards_where_the_provisioning_looks() -> None:
     assert mounts["./config/grafana/dashboards"] == provider["options"]["path"]
     assert mounts["./config/grafana/provisioning"] == "/etc/grafana/provisioning"
     assert DASHBOARDS_DIR == REPO / "config" / "grafana" / "dashboards"
+
+
+def test_the_webhook_give_ups_panel_shows_the_outcomes_that_become_dead_letters(
+    dashboard: dict[str, Any],
+) -> None:
+    (panel,) = [p for p in panels(dashboard) if p["title"] == "Webhook give-ups"]
+    exprs = [target["expr"] for target in panel["targets"]]
+    assert [re.findall(r'outcome="(\w+)"', expr) for expr in exprs] == [["failed"], ["refused"]]
+    assert all(expr.startswith("sum by (event) (increase(") for expr in exprs)
+    assert "quarry dlq list" in panel["description"]

@@ -35,6 +35,18 @@ def _promtool(*args: str, cwd: Path = PROMETHEUS_DIR) -> subprocess.CompletedPro
     )
 
 
+def test_the_rules_pass_promtool_check() -> None:
+    result = _promtool("check", "rules", RULES.name)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(rules())} rules found" in result.stdout
+
+
+def test_the_rule_unit_tests_pass() -> None:
+    result = _promtool("test", "rules", RULES_TEST.name)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
 def test_prometheus_yml_loads_the_rules_and_passes_promtool_check(tmp_path: Path) -> None:
     config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
     assert config["rule_files"] == [RULES.name]

@@ -173,6 +173,24 @@ def test_visibility_timeout_must_exceed_the_task_time_limit() -> None:
         )
 
 
+def test_a_webhook_retry_waits_less_than_the_visibility_timeout_allows() -> None:
+    # A waiting retry is an unacknowledged message: Redis would deliver it again.
+    env = {
+        "QUARRY_TASK_TIME_LIMIT_S": "20",
+        "QUARRY_BROKER_VISIBILITY_TIMEOUT_S": "30",
+        "QUARRY_QUEUE_WAIT_S": "10",
+    }
+    with pytest.raises(ConfigError, match="webhook_retry_cap_s"):
+        load_settings(env=env)  # the default cap, 600 s
+    with pytest.raises(ConfigError, match="webhook_retry_cap_s"):
+        load_settings(env={**env, "QUARRY_WEBHOOK_RETRY_CAP_S": "10"})
+    assert load_settings(env={**env, "QUARRY_WEBHOOK_RETRY_CAP_S": "9.5"})
+    settings = load_settings(env={})
+    assert settings.webhook_retry_cap_s + settings.task_time_limit_s < (
+        settings.broker_visibility_timeout_s
+    )
+
+
 def test_a_stage_waits_for_room_below_the_soft_time_limit() -> None:
     with pytest.raises(ConfigError, match="queue_wait_s"):
         load_settings(env={"QUARRY_TASK_TIME_LIMIT_S": "60", "QUARRY_QUEUE_WAIT_S": "40"})

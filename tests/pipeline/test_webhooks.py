@@ -1,9 +1,11 @@
-"""Webhook bodies, signatures, URL and address policy, status classes and retry delays."""
+"""Webhook bodies, signatures, URL and address policy, status classes and the retry schedule."""
 
 from __future__ import annotations
 
 import ipaddress
 import json
+import math
+import random
 import re
 import time
 from pathlib import Path
@@ -29,11 +31,11 @@ from pipeline.webhooks.events import (
     event_for,
     redact_url,
     refused_address,
-    retry_delay_s,
     sign,
     signed_headers,
     verify,
 )
+from pipeline.webhooks.retries import RetrySchedule
 
 SECRET = b"whsec-test"
 TS = 1_700_000_000
@@ -377,16 +379,83 @@ def test_status_classes(status: int, outcome: type[Exception] | None) -> None:
     assert "u:p" not in str(caught.value)
 
 
+# --- the retry schedule -------------------------------------------------------------
+
+DEFAULT_SCHEDULE = RetrySchedule(base_s=40.0, cap_s=600.0, max_attempts=10)
+
+
 @pytest.mark.parametrize(
     ("attempt", "longest_s"),
-    [(1, 1.0), (2, 2.0), (3, 4.0), (6, 32.0), (9, 256.0), (10, 300.0), (10_000, 300.0)],
+    [(1, 40.0), (2, 80.0), (3, 160.0), (4, 320.0), (5, 600.0), (9, 600.0), (10**6, 600.0)],
 )
-def test_retry_delay_doubles_up_to_the_cap_with_jitter(attempt: int, longest_s: float) -> None:
-    assert retry_delay_s(attempt, rng=lambda: 1.0) == longest_s
-    assert retry_delay_s(attempt, rng=lambda: 0.0) == longest_s / 2
-    assert longest_s / 2 <= retry_delay_s(attempt) <= longest_s
+def test_the_default_waits_double_from_40_s_up_to_600_s(attempt: int, longest_s: float) -> None:
+    assert DEFAULT_SCHEDULE.longest_s(attempt) == longest_s
+    assert DEFAULT_SCHEDULE.delay_s(attempt, rng=lambda: 0.0) == longest_s / 2
+    assert DEFAULT_SCHEDULE.delay_s(attempt, rng=lambda: 0.999999) == pytest.approx(longest_s)
+
+
+def test_the_default_schedule_spans_30_to_60_minutes_over_10_attempts() -> None:
+    assert DEFAULT_SCHEDULE.window_s() == (1800.0, 3600.0)
+    assert [DEFAULT_SCHEDULE.gives_up(n) for n in range(1, 11)] == [False] * 9 + [True]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_every_drawn_schedule_lies_within_the_stated_window(seed: int) -> None:
+    rng = random.Random(seed).random
+    shortest_s, longest_s = DEFAULT_SCHEDULE.window_s()
+    waits = [DEFAULT_SCHEDULE.delay_s(n, rng=rng) for n in range(1, 10)]
+    assert shortest_s <= sum(waits) <= longest_s
+    for n, wait_s in enumerate(waits, start=1):
+        assert DEFAULT_SCHEDULE.longest_s(n) / 2 <= wait_s <= DEFAULT_SCHEDULE.longest_s(n)
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        DEFAULT_SCHEDULE,
+        RetrySchedule(base_s=0.5, cap_s=2.0, max_attempts=4),
+        RetrySchedule(base_s=900.0, cap_s=60.0, max_attempts=3),  # base above the cap
+        RetrySchedule(base_s=1.0, cap_s=86400.0, max_attempts=50),
+    ],
+)
+def test_the_longest_waits_never_shrink_and_never_pass_the_cap(schedule: RetrySchedule) -> None:
+    longest = [schedule.longest_s(n) for n in range(1, 200)]
+    assert longest == sorted(longest)
+    assert max(longest) <= schedule.cap_s
+    assert all(math.isfinite(x) and x > 0 for x in longest)
+    shortest_s, longest_s = schedule.window_s()
+    assert longest_s == sum(longest[: schedule.max_attempts - 1])
+    assert shortest_s == longest_s / 2
+    assert longest_s <= schedule.cap_s * (schedule.max_attempts - 1)
+
+
+@pytest.mark.parametrize("drawn", [-5.0, -0.0, 0.0, 0.5, 1.0, 7.0])
+def test_jitter_stays_between_half_and_all_of_the_wait_whatever_the_draw(drawn: float) -> None:
+    for attempt in (1, 5, 10):
+        wait_s = DEFAULT_SCHEDULE.delay_s(attempt, rng=lambda: drawn)
+        longest_s = DEFAULT_SCHEDULE.longest_s(attempt)
+        assert longest_s / 2 <= wait_s <= longest_s
+
+
+def test_one_attempt_has_no_window_and_gives_up_at_once() -> None:
+    once = RetrySchedule(base_s=40.0, cap_s=600.0, max_attempts=1)
+    assert once.window_s() == (0.0, 0.0)
+    assert once.gives_up(1)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"base_s": 0.0, "cap_s": 1.0, "max_attempts": 3}, "must be > 0"),
+        ({"base_s": 1.0, "cap_s": -1.0, "max_attempts": 3}, "must be > 0"),
+        ({"base_s": 1.0, "cap_s": 1.0, "max_attempts": 0}, "at least one attempt"),
+    ],
+)
+def test_a_schedule_refuses_nonsense(kwargs: dict[str, Any], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        RetrySchedule(**kwargs)
 
 
 def test_retry_attempts_count_from_one() -> None:
     with pytest.raises(ValueError, match="attempt 0"):
-        retry_delay_s(0)
+        DEFAULT_SCHEDULE.delay_s(0)
