@@ -1,8 +1,9 @@
 """The API app factory: ``uvicorn api.app:create_app --factory``.
 
-Errors map to status codes in one place: bad input 422 (400 for a bad source), a full
-queue 429 with ``Retry-After``, a store down 503; every error body is
-``{"detail": "..."}`` naming the bad input, never a traceback.
+Errors map to status codes in one place: bad input 422 (a source, a field, a filter), a
+full queue 429 with ``Retry-After``, a store down 503; every error body is
+``{"detail": "..."}``, a sentence naming the bad input (validation errors add the
+validator's list under ``errors``), never a traceback.
 
 Must not import: workers/, torch, celery (it enqueues through tasks.client).
 """
@@ -15,6 +16,7 @@ import logging
 import math
 import threading
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.encoders import jsonable_encoder
@@ -76,6 +78,7 @@ def create_app(settings: QuarrySettings | None = None) -> FastAPI:
     app.include_router(routes_search.router)
     app.include_router(routes_ui.router)
     _error_handlers(app)
+    _error_schema(app)
     add_reference(app, enabled=settings.api_docs)
 
     @app.get("/healthz", tags=["health"])
@@ -137,7 +140,12 @@ def _error_handlers(app: FastAPI) -> None:
         if request.url.path.startswith(routes_credentials.PREFIX):
             # Never echo what was sent for a credential: it may be the secret.
             errors = [{k: v for k, v in e.items() if k not in {"input", "ctx"}} for e in errors]
-        body = json.dumps({"detail": jsonable_encoder(errors)}, ensure_ascii=True)
+        # One shape for every error: "detail" is a sentence naming the inputs; the
+        # validator's own list follows under "errors".
+        detail = "; ".join(f"{_field(e.get('loc', ()))}: {e.get('msg', 'invalid')}" for e in errors)
+        body = json.dumps(
+            {"detail": detail[:2000], "errors": jsonable_encoder(errors)}, ensure_ascii=True
+        )
         return Response(body, status_code=422, media_type="application/json")
 
     @app.exception_handler(ConfigError)
@@ -155,6 +163,41 @@ def _error_handlers(app: FastAPI) -> None:
         elif isinstance(exc, NotFoundError):
             code = 404
         return JSONResponse({"detail": str(exc)}, status_code=code)
+
+
+def _field(loc: object) -> str:
+    """A validation error's input as the caller names it: ``q``, ``body.source``..."""
+    parts = [str(p) for p in loc] if isinstance(loc, (list, tuple)) else [str(loc)]
+    if len(parts) > 1 and parts[0] in {"query", "path", "header"}:
+        parts = parts[1:]  # where it came from is implied for these; a body keeps "body."
+    return ".".join(parts) or "request"
+
+
+def _error_schema(app: FastAPI) -> None:
+    """The OpenAPI document describes 422 bodies as they are sent (see invalid_request)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            schemas = schema.get("components", {}).get("schemas", {})
+            if "HTTPValidationError" in schemas:
+                schemas["HTTPValidationError"] = {
+                    "title": "HTTPValidationError",
+                    "type": "object",
+                    "required": ["detail", "errors"],
+                    "properties": {
+                        "detail": {"type": "string", "description": "Each bad input, named."},
+                        "errors": {
+                            "type": "array",
+                            "items": {"$ref": "#/components/schemas/ValidationError"},
+                        },
+                    },
+                }
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _readiness(endpoints: Endpoints, detailed: bool) -> JSONResponse:

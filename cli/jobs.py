@@ -18,6 +18,7 @@ import json
 import random
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -273,8 +274,22 @@ def _print_dry_run(report: dict[str, Any], as_json: bool) -> None:
     if as_json:
         sys.stdout.write(json.dumps(report) + "\n")
         return
+    sys.stdout.writelines(_report_lines(report))
+
+
+def _report_lines(report: Mapping[str, Any], indent: str = "") -> list[str]:
+    """``key: value`` lines, a nested mapping's keys indented below its own (none for an
+    empty one), never a Python repr."""
+    lines = []
     for key, value in report.items():
-        sys.stdout.write(f"{key}: {value}\n")
+        if isinstance(value, Mapping):
+            lines.append(f"{indent}{key}:{'' if value else ' none'}\n")
+            lines += _report_lines(value, indent + "  ")
+        elif isinstance(value, (list, tuple)):
+            lines.append(f"{indent}{key}: {', '.join(str(v) for v in value) or 'none'}\n")
+        else:
+            lines.append(f"{indent}{key}: {value}\n")
+    return lines
 
 
 def status(

@@ -13,7 +13,7 @@ import difflib
 import os
 import tomllib
 from collections.abc import Mapping
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from pydantic import ValidationError
@@ -46,7 +46,16 @@ def shown_value(field: str, value: object) -> str:
         return "'<hidden>'"
     if field in URL_FIELDS and isinstance(value, str):
         return repr(redact_url(value))
-    return repr(value)
+    return repr(_plain(value))
+
+
+def _plain(value: object) -> object:
+    """Paths as the strings one writes in the environment (not ``PosixPath('…')``)."""
+    if isinstance(value, PurePath):
+        return str(value)
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    return value
 
 
 def load_settings(

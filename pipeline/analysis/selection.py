@@ -31,9 +31,12 @@ _HEAD_BYTES = 64 * 1024
 # Git skips ignore files over 100 MiB; each pattern is tried on every path below it.
 MAX_IGNORE_FILE_BYTES = 256 * 1024
 
-DEFAULT_EXCLUDED_DIRS = frozenset(
+# Version control's own folders: passed over silently (neither indexed nor counted as
+# skipped), wherever they are.
+VCS_DIRS = frozenset({".git", ".hg", ".svn"})
+DEFAULT_EXCLUDED_DIRS = VCS_DIRS | frozenset(
     {
-        ".git", ".hg", ".svn", "node_modules", "vendor", "dist", "build", ".venv", "venv",
+        "node_modules", "vendor", "dist", "build", ".venv", "venv",
         "__pycache__", ".tox", ".nox", ".mypy_cache", ".pytest_cache", ".ruff_cache",
         ".eggs", "bower_components", ".gradle", ".next", ".quarry",
     }
@@ -212,6 +215,8 @@ def printable_path(path: str) -> str:
 def _classify_directory(
     entry: os.DirEntry[str], rel: str, levels: list[_IgnoreLevel]
 ) -> SkippedFile | str:
+    if entry.name in VCS_DIRS:
+        return "vcs"  # the repository's own metadata: not a file of it, nor a skip
     if entry.name in DEFAULT_EXCLUDED_DIRS or (Path(entry.path) / "pyvenv.cfg").exists():
         return SkippedFile(rel + "/", SkipReason.DEFAULT_EXCLUDED, entry.name)
     if _ignored(rel + "/", levels):

@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from pipeline.analysis.language_names import LANGUAGES
 from pipeline.errors import InvalidInputError
 from pipeline.jobs import check_tenant
 from pipeline.models import ChunkKind
@@ -28,7 +29,6 @@ MAX_K = 1000
 MAX_REPOS = 50
 MAX_TERMS = 32
 MAX_GLOB_CHARS = 500
-_LANGUAGE = re.compile(r"[a-z0-9][a-z0-9_+#.-]{0,39}")
 
 # Words that carry no meaning for finding code. The index keeps them (the 'simple'
 # configuration); only the query drops them, and only when other words remain.
@@ -94,10 +94,10 @@ def check_request(request: SearchRequest) -> SearchRequest:
     _one_of("expand", request.expand, EXPANSIONS)
     _one_of("kind", request.filters.kinds, KINDS)
     for language in request.filters.languages:
-        if not _LANGUAGE.fullmatch(language):
+        if language not in LANGUAGES:
             raise InvalidInputError(
-                f"lang: {language[:50]!r} is not a language name (lower-case letters, digits,"
-                " '_', '+', '#', '.' or '-')"
+                f"lang: {language[:50]!r} is not a language Quarry knows; one of"
+                f" {', '.join(sorted(LANGUAGES))}"
             )
     glob = request.filters.path_glob
     if len(glob) > MAX_GLOB_CHARS or "\x00" in glob:

@@ -22,6 +22,7 @@ Must not import: celery, tasks/, workers/, api/, cli/, or any driver.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
@@ -149,6 +150,8 @@ def check_git_url(url: str, *, allow_file_urls: bool = False) -> str:
     shown = redact_url(url)
     if url.startswith("-") or _CONTROL.search(url) or _TRANSPORT.match(url):
         raise InvalidInputError(f"git URL {shown!r} is refused: use {ALLOWED_DESCRIPTION}")
+    if any(ch.isspace() for ch in url):
+        raise InvalidInputError(f"git URL {shown!r} holds whitespace: a URL spells a space %20")
     scheme_match = _SCHEME.match(url)
     if scheme_match is None:
         scp = _SCP.match(url)
@@ -156,6 +159,7 @@ def check_git_url(url: str, *, allow_file_urls: bool = False) -> str:
             raise InvalidInputError(f"git URL {shown!r} is not a URL: use {ALLOWED_DESCRIPTION}")
         if scp.group("path").startswith("-"):
             raise InvalidInputError(f"git URL {shown!r}: the path must not start with '-'")
+        _check_not_a_broken_scheme(url, scp, shown)
         return url
     scheme = scheme_match.group(1).lower()
     if scheme == "file" and allow_file_urls:
@@ -168,6 +172,21 @@ def check_git_url(url: str, *, allow_file_urls: bool = False) -> str:
         )
     _check_authority(url, shown)
     return url
+
+
+def _check_not_a_broken_scheme(url: str, scp: re.Match[str], shown: str) -> None:
+    """Refuse ``htps:/host/repo`` and its kin: read as scp-like syntax (host ``htps``),
+    it is a URL whose scheme lost a letter or a slash, which git would try to reach over
+    ssh at a host of that name."""
+    host, path = scp.group("host"), scp.group("path")
+    if scp.group("user") or not path.startswith("/") or "." in host:
+        return
+    near = difflib.get_close_matches(host.lower(), ("https", "http", "ssh", "git", "file"), 1, 0.7)
+    if near:
+        raise InvalidInputError(
+            f"git URL {shown!r} is malformed: {host + ':'!r} looks like the scheme"
+            f" {near[0] + '://'!r} missing a letter or a slash"
+        )
 
 
 def _check_authority(url: str, shown: str) -> None:

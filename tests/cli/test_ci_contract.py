@@ -138,3 +138,21 @@ def test_an_archive_the_api_refuses_is_named_by_the_users_path(
     assert result.returncode == 2, result.stderr
     assert f"archive {archive}: it is a zip file" in result.stderr
     assert result.stdout == ""
+
+
+def test_a_dry_run_prints_plain_lines_and_the_git_folder_is_no_skipped_file(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    tree = tmp_path / "dry"
+    (tree / "node_modules" / "lib").mkdir(parents=True)
+    (tree / "node_modules" / "lib" / "index.js").write_text("module.exports = 1;\n")
+    (tree / "a.py").write_text("def greet(name):\n    return 'hello ' + name\n")
+    subprocess.run([*GIT, "init", "-q", str(tree)], check=True)
+    result = run_quarry("index", str(tree), "--dry-run", env=env, timeout_s=120)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "files: 1" in lines
+    # One skip, node_modules/: .git/ is the repository's metadata, not a skipped file.
+    assert "skipped: 1" in lines
+    assert lines[lines.index("skipped_by_reason:") + 1] == "  default_excluded: 1"
+    assert "{" not in result.stdout and "PosixPath" not in result.stdout

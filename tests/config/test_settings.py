@@ -154,6 +154,15 @@ def test_cli_config_check_hides_secrets() -> None:
     assert "topsecret" not in result.stdout + result.stderr
 
 
+def test_cli_config_check_prints_paths_as_one_writes_them(tmp_path: Path) -> None:
+    env = {"QUARRY_DATA_DIR": str(tmp_path / "d"), "QUARRY_SOURCE_ALLOWED_ROOTS": str(tmp_path)}
+    result = run_quarry("config", "check", env=env, timeout_s=60)
+    assert result.returncode == 0, result.stderr
+    assert f"QUARRY_DATA_DIR='{tmp_path / 'd'}'" in result.stdout
+    assert f"QUARRY_SOURCE_ALLOWED_ROOTS=['{tmp_path}']" in result.stdout
+    assert "PosixPath" not in result.stdout
+
+
 def test_secrets_dir_files_set_settings_and_the_environment_wins(tmp_path: Path) -> None:
     (tmp_path / "neo4j_password").write_text("from-file\n", encoding="utf-8")
     (tmp_path / "flower_password").write_text("flower-file", encoding="utf-8")

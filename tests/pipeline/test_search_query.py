@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import pytest
 
+from pipeline.analysis.language_names import LANGUAGES
 from pipeline.errors import InvalidInputError
 from pipeline.search.query import (
     MAX_TERMS,
@@ -49,7 +50,8 @@ def filtered(**kwargs: object) -> SearchRequest:
         changed(repos=tuple(f"r{i}" for i in range(50))),
         changed(repos=("x" * 200,)),
         filtered(kinds=("function", "method", "class", "module", "other")),
-        filtered(languages=("python", "c++", "c#", "objective-c", "f.x_y", "a" * 40)),
+        filtered(languages=("python", "cpp", "csharp", "tsx", "text", "markdown")),
+        filtered(languages=tuple(sorted(LANGUAGES))),
         filtered(path_glob="p" * 500),
     ],
 )
@@ -78,6 +80,8 @@ def test_a_good_request_is_returned_as_given(request_: SearchRequest) -> None:
         (filtered(languages=("py thon",)), "lang"),
         (filtered(languages=("-python",)), "lang"),
         (filtered(languages=("a" * 41,)), "lang"),
+        (filtered(languages=("klingon",)), "lang"),
+        (filtered(languages=("python", "c++")), "lang"),
         (filtered(languages=("python\n",)), "lang"),
         (filtered(path_glob="p" * 501), "path"),
         (filtered(path_glob="src/\x00"), "path"),
@@ -93,6 +97,11 @@ def test_a_bad_request_is_refused_naming_the_field(request_: SearchRequest, fiel
 
 
 def test_the_messages_say_what_was_wrong() -> None:
+    with pytest.raises(
+        InvalidInputError,
+        match=r"^lang: 'klingon' is not a language Quarry knows; one of bash, c, ",
+    ):
+        check_request(filtered(languages=("klingon",)))
     with pytest.raises(InvalidInputError, match=r"^q: the query is 1001 characters long; at most"):
         check_request(changed(query="x" * 1001))
     with pytest.raises(InvalidInputError, match=r"^k: must be between 1 and 1000, got 0$"):

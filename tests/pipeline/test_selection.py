@@ -69,8 +69,8 @@ def test_selection_keeps_source_and_reports_each_skip_with_its_reason(tree: Path
         "src/sub/other.py",
     )
     reasons = {s.path: s.reason for s in selection.skipped}
+    # .git/ is the repository's metadata, not a file of it: neither indexed nor skipped.
     assert reasons == {
-        ".git/": SkipReason.DEFAULT_EXCLUDED,
         "node_modules/": SkipReason.DEFAULT_EXCLUDED,
         "vendor/": SkipReason.DEFAULT_EXCLUDED,
         "env/": SkipReason.DEFAULT_EXCLUDED,

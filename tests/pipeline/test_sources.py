@@ -19,6 +19,8 @@ GOOD_URLS = [
     "git@github.com:psf/requests.git",
     "github.com:psf/requests.git",
     "git@[::1]:repo.git",
+    "gitserver:/srv/repo.git",  # scp-like with an absolute path: not a broken scheme
+    "git@https:/srv/repo.git",  # a user names it: a host called https, oddly
 ]
 
 # (source, a fragment the error message must hold)
@@ -42,6 +44,11 @@ REFUSED = [
     ("git@host:-x/repo.git", "must not start with '-'"),
     ("repo\n--upload-pack=x", "control characters"),
     ("   ", "source is empty"),
+    ("htps:/broken url", "holds whitespace"),
+    ("https://github.com/a b/c.git", "holds whitespace"),
+    ("htps:/github.com/psf/requests", "'htps:' looks like the scheme 'https://'"),
+    ("https:/github.com/psf/requests", "'https:' looks like the scheme 'https://'"),
+    ("ssh:/git@host/repo.git", "'ssh:' looks like the scheme 'ssh://'"),
 ]
 
 

@@ -123,6 +123,7 @@ def test_graph_symbol_as_json_and_svg(api: httpx.Client, indexed: str) -> None:
         ({"q": "a", "expand": "friends"}, 422, "expand"),
         ({"q": "a", "kind": "variable"}, 422, "kind"),
         ({"q": "a", "lang": "Py thon"}, 422, "lang"),
+        ({"q": "a", "lang": "klingon"}, 422, "lang"),
         ({"q": "a", "repo": "no-such-repo"}, 404, "no-such-repo"),
     ],
 )
