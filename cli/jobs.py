@@ -39,7 +39,7 @@ from cli.console import (
 from cli.extras import missing
 from config.endpoints import resolve_endpoints, secrets_path
 from pipeline.errors import InvalidInputError, QueueFullError, TransientError
-from pipeline.sources.locations import parse_source
+from pipeline.sources.locations import REF_APPLIES, parse_source
 
 POLL_S = 0.5
 API_GRACE_S = 60.0  # without --timeout: how long an API that stopped answering is polled
@@ -96,7 +96,10 @@ def index(
     repo: Annotated[
         str | None, typer.Option(help="Repository name (default: from SOURCE).")
     ] = None,
-    ref: Annotated[str | None, typer.Option(help="Git branch, tag or commit to clone.")] = None,
+    ref: Annotated[
+        str | None,
+        typer.Option(help="Branch, tag or commit of a git URL or of a bare repository folder."),
+    ] = None,
     commit: Annotated[str | None, typer.Option(help="The commit id to record.")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Follow the job until it ends.")] = False,
     callback: Annotated[str | None, typer.Option(help="Webhook URL for job events.")] = None,
@@ -128,6 +131,10 @@ def index(
         "callback_url": callback,
         "idempotency_key": idempotency_key,
     }
+    if is_archive and ref:
+        err.print(f"quarry: error: --ref {ref!r} given for archive {location}: {REF_APPLIES}",
+                  markup=False)  # fmt: skip
+        raise typer.Exit(2)
     if dry_run:
         if is_archive:
             err.print("quarry: error: --dry-run takes a folder or a git URL", markup=False)

@@ -105,7 +105,8 @@ def parse_source(text: str, ref: str | None = None, *, allow_file_urls: bool = F
     40-hex commit; the remote's default branch when None). A path ending ``.tar.gz`` or
     ``.tgz`` that is not a directory -> ARCHIVE (a missing one too, so that the fetcher
     can say the archive is missing). Anything else -> PATH, kept as written. A ref is
-    refused for archives and folders: their content is what is on disk.
+    refused for archives (their content is what is in them); a folder takes one only if
+    it is a bare git repository (:func:`pipeline.sources.policy.check_folder_ref`).
     ``allow_file_urls`` accepts ``file://`` URLs as GIT sources (tests clone a local repo).
     """
     location = text.strip()
@@ -113,13 +114,15 @@ def parse_source(text: str, ref: str | None = None, *, allow_file_urls: bool = F
         raise InvalidInputError(f"source is empty: use {ALLOWED_DESCRIPTION}")
     kind = source_kind(location, allow_file_urls=allow_file_urls)
     if ref is not None:
-        if kind is not SourceKind.GIT:
-            raise InvalidInputError(
-                f"ref {ref!r} given for {kind.value} source {location!r}: "
-                "a ref applies to git URLs only"
-            )
+        if kind is SourceKind.ARCHIVE:
+            raise InvalidInputError(f"ref {ref!r} given for archive {location!r}: {REF_APPLIES}")
+        # A folder takes a ref only if it is a bare repository: the policy checks that
+        # where the folder is seen (the API's host, else the ingest worker's).
         check_ref(ref)
     return JobSource(kind, location, ref)
+
+
+REF_APPLIES = "a ref applies to git URLs and bare git repositories only"
 
 
 def source_kind(location: str, *, allow_file_urls: bool = False) -> SourceKind:

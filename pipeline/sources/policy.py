@@ -32,6 +32,7 @@ from pathlib import Path, PurePosixPath
 from pipeline.errors import InvalidInputError
 from pipeline.jobs import JobSource, SourceKind
 from pipeline.sources.archive_heads import HEAD_BYTES, archive_head_problem
+from pipeline.sources.locations import REF_APPLIES
 from pipeline.sources.uploads import UPLOAD_PREFIX
 
 ALLOWED_ROOTS_SETTING = "QUARRY_SOURCE_ALLOWED_ROOTS"
@@ -84,6 +85,8 @@ class LocalSourcePolicy:
                 raise InvalidInputError(f"source {source.location!r} does not exist")
             if source.kind is SourceKind.ARCHIVE and resolved.exists():
                 _check_archive(resolved, source.location)
+            if source.kind is SourceKind.PATH and resolved.exists():
+                check_folder_ref(source, resolved)
         return source
 
     def check_fetch(self, source: JobSource) -> Path | None:
@@ -161,3 +164,23 @@ def _check_archive(path: Path, shown: str) -> None:
     problem = archive_head_problem(head, whole=whole)
     if problem is not None:
         raise InvalidInputError(f"source {shown!r}: {problem}")
+
+
+def is_bare_repository(folder: Path) -> bool:
+    """A bare git repository: HEAD, objects/ and refs/ at its top, no work tree."""
+    return (
+        (folder / "HEAD").is_file()
+        and (folder / "objects").is_dir()
+        and (folder / "refs").is_dir()
+        and not (folder / ".git").exists()
+    )
+
+
+def check_folder_ref(source: JobSource, folder: Path) -> None:
+    """InvalidInputError naming the ref unless ``source`` names no ref or ``folder`` is a
+    bare repository (read as git at that ref; any other folder is read as it is)."""
+    if source.ref is not None and not is_bare_repository(folder):
+        raise InvalidInputError(
+            f"ref {source.ref!r} given for folder {source.location!r}, which is no bare git"
+            f" repository: {REF_APPLIES}"
+        )

@@ -4,6 +4,7 @@ prefixes. Against a stopped API (a closed port) and the session's real stack."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -156,3 +157,34 @@ def test_a_dry_run_prints_plain_lines_and_the_git_folder_is_no_skipped_file(
     assert "skipped: 1" in lines
     assert lines[lines.index("skipped_by_reason:") + 1] == "  default_excluded: 1"
     assert "{" not in result.stdout and "PosixPath" not in result.stdout
+
+
+def test_a_bare_repository_is_indexed_as_git_at_the_given_ref(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    subprocess.run([*GIT, "init", "-q", "-b", "main", str(work)], check=True)
+    (work / "a.py").write_text("def on_main():\n    return 1\n")
+    subprocess.run([*GIT, "-C", str(work), "add", "."], check=True)
+    subprocess.run([*GIT, "-C", str(work), "commit", "-qm", "main"], check=True)
+    subprocess.run([*GIT, "-C", str(work), "checkout", "-qb", "feature"], check=True)
+    (work / "b.py").write_text("def on_feature_only():\n    return 2\n")
+    subprocess.run([*GIT, "-C", str(work), "add", "."], check=True)
+    subprocess.run([*GIT, "-C", str(work), "commit", "-qm", "feature"], check=True)
+    feature = subprocess.run([*GIT, "-C", str(work), "rev-parse", "feature"],
+                             capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    bare = tmp_path / "repo.git"
+    subprocess.run([*GIT, "clone", "-q", "--bare", str(work), str(bare)], check=True)
+    repo = f"bare-{tmp_path.name[-8:]}"
+    done = run_quarry("index", str(bare), "--ref", "feature", "--repo", repo, "--wait",
+                      "--json", "--timeout", "300", env=env, timeout_s=330)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    final = json.loads(done.stdout.splitlines()[-1])
+    assert final["commit"] == feature
+    assert final["files"]["total"] == 2  # a.py and b.py: no hooks, objects or refs
+    archive = tmp_path / "x.tar.gz"
+    archive.write_bytes(b"\x1f\x8b")
+    refused = run_quarry("index", str(archive), "--ref", "main", env=env, timeout_s=60)
+    assert refused.returncode == 2
+    assert "a ref applies to git URLs and bare git repositories only" in refused.stderr

@@ -206,3 +206,17 @@ def test_a_local_archive_that_is_no_tar_gz_is_refused_at_submission(
     folder.mkdir()
     with pytest.raises(InvalidInputError, match=f"source '{folder}' is not a file"):
         policy(layout).check_submission(path_source(str(folder)))
+
+
+def test_a_ref_for_a_folder_is_refused_at_submission_unless_it_is_a_bare_repository(
+    layout: dict[str, Path],
+) -> None:
+    plain = str(layout["allowed"] / "repo")
+    with pytest.raises(InvalidInputError, match=f"folder '{plain}', which is no bare git"):
+        policy(layout).check_submission(JobSource(SourceKind.PATH, plain, "main"))
+    bare = layout["allowed"] / "bare.git"
+    for part in ("objects", "refs"):
+        (bare / part).mkdir(parents=True)
+    (bare / "HEAD").write_text("ref: refs/heads/main\n")
+    source = JobSource(SourceKind.PATH, str(bare), "main")
+    assert policy(layout).check_submission(source) is source

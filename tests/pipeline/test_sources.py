@@ -99,10 +99,15 @@ def test_archives_and_folders(tmp_path: Path) -> None:
     assert parse_source("./a:b").kind is SourceKind.PATH
 
 
-@pytest.mark.parametrize("kind_source", ["./some/folder", "pkg.tar.gz"])
-def test_a_ref_is_refused_for_folders_and_archives(kind_source: str) -> None:
-    with pytest.raises(InvalidInputError, match="a ref applies to git URLs only"):
-        parse_source(kind_source, "main")
+def test_a_ref_is_refused_for_archives_and_left_to_the_folder_check_for_paths() -> None:
+    with pytest.raises(InvalidInputError, match="a ref applies to git URLs and bare git rep"):
+        parse_source("pkg.tar.gz", "main")
+    # A folder may be a bare repository: the policy decides where the folder is seen.
+    assert parse_source("/srv/repo.git", "main") == JobSource(
+        SourceKind.PATH, "/srv/repo.git", "main"
+    )
+    with pytest.raises(InvalidInputError, match="ref"):
+        parse_source("/srv/repo.git", "bad..ref")
 
 
 GOOD_REFS = [

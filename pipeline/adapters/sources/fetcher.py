@@ -59,7 +59,12 @@ from pipeline.errors import ConfigError, InvalidInputError
 from pipeline.jobs import JobSource, SourceKind
 from pipeline.ports import UploadStore
 from pipeline.sources.locations import check_git_url, check_ref, is_commit_sha, redact_url
-from pipeline.sources.policy import UPLOADS_FOLDER, LocalSourcePolicy
+from pipeline.sources.policy import (
+    UPLOADS_FOLDER,
+    LocalSourcePolicy,
+    check_folder_ref,
+    is_bare_repository,
+)
 from pipeline.sources.uploads import upload_id_of
 
 log = logging.getLogger("quarry.sources")
@@ -194,12 +199,12 @@ class LocalSourceFetcher:
             raise InvalidInputError(f"path does not exist: {source.location}")
         if not folder.is_dir():
             raise InvalidInputError(f"not a directory: {source.location}")
+        check_folder_ref(source, folder)
         if is_bare_repository(folder):
-            # A bare repository is read as git, at its HEAD: its files are its commit's,
-            # never its hooks, objects and refs.
-            return self._clone_with(
-                folder.as_uri(), None, self._git(), workdir, NO_AUTH, local=True
-            )
+            # A bare repository is read as git, at the job's ref or its HEAD: its files
+            # are that commit's, never its hooks, objects and refs.
+            ref = None if source.ref is None else check_ref(source.ref)
+            return self._clone_with(folder.as_uri(), ref, self._git(), workdir, NO_AUTH, local=True)
         return folder, self._clean_head(folder)
 
     def _git(self) -> str:
@@ -341,16 +346,6 @@ _SAFE_CONFIG = (
     "-c", "advice.detachedHead=false",
     "-c", "init.defaultBranch=main",
 )  # fmt: skip
-
-
-def is_bare_repository(folder: Path) -> bool:
-    """A bare git repository: HEAD, objects/ and refs/ at its top, no work tree."""
-    return (
-        (folder / "HEAD").is_file()
-        and (folder / "objects").is_dir()
-        and (folder / "refs").is_dir()
-        and not (folder / ".git").exists()
-    )
 
 
 def source_policy_from(settings: QuarrySettings) -> LocalSourcePolicy:

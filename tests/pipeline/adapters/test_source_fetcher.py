@@ -297,6 +297,15 @@ def test_a_bare_repository_is_read_as_git_at_its_head_never_as_a_folder(
     allowed_elsewhere = fetcher(policy=LocalSourcePolicy.build([tmp_path / "other"], []))
     with pytest.raises(InvalidInputError, match="not under a folder this service allows"):
         allowed_elsewhere.fetch(JobSource(SourceKind.PATH, str(bare)), workdir / "again")
+    # At a ref: that commit's files.
+    at_ref, feature = fetcher().fetch(
+        JobSource(SourceKind.PATH, str(bare), "feature"), workdir / "feature"
+    )
+    assert feature == git("rev-parse", "feature", cwd=work_repo)
+    assert {p.name for p in at_ref.iterdir()} == {"a.py", ".git"}
+    # A plain folder takes no ref: its files are what is on disk.
+    with pytest.raises(InvalidInputError, match="which is no bare git repository"):
+        fetcher().fetch(JobSource(SourceKind.PATH, str(work_repo), "feature"), workdir / "plain")
 
 
 def test_a_subfolder_of_a_work_tree_and_a_plain_folder_have_no_commit(
