@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.auth import State, Tenant
 from pipeline.errors import InvalidInputError
-from pipeline.jobs import Job, JobRequest, JobSource, SourceKind, job_status
+from pipeline.jobs import Job, JobRequest, JobSource, JobStatus, SourceKind, job_status
 from pipeline.models import RepoRef
 from pipeline.ports import UploadStore
 from pipeline.sources.archive_heads import HEAD_BYTES, archive_head_problem
@@ -210,17 +210,48 @@ def get_job(job_id: str, tenant: Tenant, state: State) -> dict[str, Any]:
     return job_status(live_job(ctx, job), time.time())
 
 
+def listed_statuses(value: str | None) -> tuple[JobStatus, ...]:
+    """``status=queued,running`` as JobStatus values (empty: any); an unknown one is
+    bad input (422) that names the parameter and the statuses there are."""
+    if value is None:
+        return ()
+    wanted: list[JobStatus] = []
+    for part in (p.strip() for p in value.split(",")):
+        if not part:
+            continue
+        try:
+            wanted.append(JobStatus(part))
+        except ValueError:
+            known = ", ".join(s.value for s in JobStatus)
+            raise InvalidInputError(f"status: {part[:40]!r} is not one of {known}") from None
+    return tuple(dict.fromkeys(wanted))
+
+
 @router.get("")
 def list_jobs(
+    *,
     tenant: Tenant,
     state: State,
     repo: Annotated[str | None, Query(max_length=200)] = None,
+    status: Annotated[
+        str | None, Query(max_length=200, description="Statuses, comma-separated.")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> dict[str, Any]:
-    """The tenant's newest jobs, optionally of one repository."""
+    """The tenant's jobs newest first, optionally of one repository and of some statuses;
+    a page of ``limit`` after ``offset`` newer ones. ``next_offset`` is the next page's
+    offset, null on the last page."""
     ctx, now = state.jobs, time.time()
-    jobs = ctx.jobs.list(tenant, repo, limit)
-    return {"jobs": [job_status(live_job(ctx, j), now) for j in jobs]}
+    statuses = listed_statuses(status)
+    # one more than asked for says whether a next page exists, without a count
+    jobs = ctx.jobs.list(tenant, repo, limit + 1, statuses=statuses, offset=offset)
+    return {
+        "jobs": [job_status(live_job(ctx, j), now) for j in jobs[:limit]],
+        "offset": offset,
+        "limit": limit,
+        "next_offset": offset + limit if len(jobs) > limit else None,
+    }
 
 
 @router.delete("/{job_id}")

@@ -13,10 +13,10 @@ jobs.onFinished = () => loadRepos().catch(() => {});
 
 async function loadRepos(token) {
   const body = await api("/v1/repos", { token });
-  const names = (body.repos || []).map((repo) => repo.name);
-  search.setRepos(names);
-  jobs.setRepos(names);
-  return names;
+  const repos = body.repos || [];
+  search.setRepos(repos);
+  jobs.setRepos(repos.map((repo) => repo.name));
+  return repos;
 }
 
 function show(view, { focus = false } = {}) {

@@ -39,37 +39,37 @@ export function byId(id) {
   return el;
 }
 
-function escapeRegExp(text) {
-  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+/** A dotted or snake/camel-case name with line-break chances after "." and "_" and
+ * before an inner capital (<wbr>), so that a narrow column wraps it between words,
+ * never inside one. */
+export function breakable(name) {
+  const text = String(name || "");
+  const out = [];
+  let piece = "";
+  for (let i = 0; i < text.length; i += 1) {
+    const char = text[i];
+    const camel = i > 0 && /[A-Z]/.test(char) && /[a-z0-9]/.test(text[i - 1]);
+    if (camel && piece) {
+      out.push(piece, h("wbr"));
+      piece = "";
+    }
+    piece += char;
+    if ((char === "." || char === "_" || char === "/") && i < text.length - 1) {
+      out.push(piece, h("wbr"));
+      piece = "";
+    }
+  }
+  if (piece) out.push(piece);
+  return out;
 }
 
-/** The words of a query worth highlighting: identifiers and words of 2+ characters. */
-export function queryWords(query) {
-  const words = new Set();
-  for (const word of String(query).toLowerCase().match(/[\p{L}\p{N}_]{2,}/gu) || []) {
-    words.add(word);
-    // match_file also highlights "match" and "file" where they stand alone
-    for (const part of word.split("_")) if (part.length > 2) words.add(part);
-  }
-  return [...words].sort((a, b) => b.length - a.length);
-}
-
-/** ``text`` as text nodes, with each of ``words`` (case-insensitive) in a <mark>. */
-export function highlighted(text, words) {
-  const fragment = document.createDocumentFragment();
-  if (!words.length) {
-    fragment.append(text);
-    return fragment;
-  }
-  const pattern = new RegExp(words.map(escapeRegExp).join("|"), "giu");
-  let last = 0;
-  for (const found of text.matchAll(pattern)) {
-    if (found.index > last) fragment.append(text.slice(last, found.index));
-    fragment.append(h("mark", {}, found[0]));
-    last = found.index + found[0].length;
-  }
-  if (last < text.length) fragment.append(text.slice(last));
-  return fragment;
+/** A commit or snapshot id short enough for a title: a hex sha to 7 characters, a
+ * ``tree-<hex>`` content id to its prefix and 7; anything else as it is, at most 16. */
+export function shortCommit(commit) {
+  const text = String(commit || "");
+  const found = text.match(/^([a-z]+-)?([0-9a-f]{8,})$/);
+  if (found) return `${found[1] || ""}${found[2].slice(0, 7)}`;
+  return text.length > 16 ? `${text.slice(0, 15)}…` : text;
 }
 
 export function duration(seconds) {

@@ -2,8 +2,9 @@
 // click opens one) and the detail panel with the result's graph neighbourhood.
 
 import { api } from "./api.js";
-import { byId, h, highlighted, queryWords, shortName } from "./dom.js";
-import { label, neighbourhoodGraph } from "./graph.js";
+import { breakable, byId, h, shortCommit, shortName } from "./dom.js";
+import { neighbourhoodGraph } from "./graph.js";
+import { highlighted, queryTerms } from "./highlight.js";
 
 const EXPAND = "callers,callees,container";
 
@@ -14,6 +15,7 @@ export class SearchView {
     this.results = byId("results");
     this.detail = byId("detail");
     this.words = [];
+    this.commits = new Map(); // repository name -> its searchable commit (GET /v1/repos)
     this.opener = null;
     this.pending = null;
     this.form.addEventListener("submit", (event) => {
@@ -29,7 +31,11 @@ export class SearchView {
     });
   }
 
-  setRepos(names) {
+  /** The repositories (``GET /v1/repos``): the filter's choices, and the commit each
+   * result's title names. */
+  setRepos(repos) {
+    const names = repos.map((repo) => repo.name);
+    this.commits = new Map(repos.map((repo) => [repo.name, repo.searchable_commit || ""]));
     const select = byId("search-repo");
     const chosen = select.value;
     select.replaceChildren(h("option", { value: "" }, "All repositories"),
@@ -51,8 +57,13 @@ export class SearchView {
     this.say("Searching…");
     this.form.setAttribute("aria-busy", "true");
     try {
-      const body = await api("/v1/search", { params: { ...data, expand: EXPAND }, signal: pending.signal });
-      this.words = queryWords(data.q);
+      // the repositories again, so that each title names the commit searched now
+      const [body, repos] = await Promise.all([
+        api("/v1/search", { params: { ...data, expand: EXPAND }, signal: pending.signal }),
+        api("/v1/repos", { signal: pending.signal }).catch(() => null),
+      ]);
+      if (repos) this.setRepos(repos.repos || []);
+      this.words = queryTerms(data.q);
       this.render(body, data);
     } catch (error) {
       if (error.name === "AbortError") return;
@@ -80,10 +91,22 @@ export class SearchView {
       + (warned ? ` Note: ${warned}.` : ""));
   }
 
+  /** The snapshot a result comes from: its repository and searchable commit. */
+  where(result) {
+    const commit = this.commits.get(result.repo) || "";
+    return [
+      h("span", { class: "result-repo" }, result.repo),
+      commit ? h("span", { class: "result-ref", title: `commit ${commit}` },
+        `@${shortCommit(commit)}`) : null,
+    ];
+  }
+
   item(result, index) {
     const lines = `${result.start_line}–${result.end_line}`;
     const open = h("button", { type: "button", class: "result-open",
-      "aria-describedby": `result-meta-${index}` }, `${result.path}:${lines}`);
+      "aria-describedby": `result-meta-${index}` },
+    h("span", { class: "result-snapshot" }, this.where(result)), " ",
+    h("span", { class: "result-path" }, breakable(`${result.path}:${lines}`)));
     const li = h(
       "li",
       { class: "result", "data-index": index },
@@ -93,7 +116,6 @@ export class SearchView {
       h("p", { class: "meta", id: `result-meta-${index}` },
         result.symbol ? h("code", { class: "symbol" }, result.symbol) : null,
         h("span", { class: "kind" }, `${result.kind} · ${result.language}`),
-        result.repo ? h("span", { class: "repo" }, result.repo) : null,
         h("span", { class: "badges" },
           result.retrievers.map((name) => h("span", { class: `badge badge-${name}`,
             title: `rank ${result.ranks[name]} by ${name}` }, name)))),
@@ -121,8 +143,9 @@ export class SearchView {
     const title = byId("detail-title");
     title.textContent = result.symbol || result.path;
     byId("detail-where").replaceChildren(
-      `${result.repo} · ${result.path}:${result.start_line}–${result.end_line} · `
-      + `${result.kind} · ${result.language} · score ${result.score.toFixed(4)}`);
+      h("span", { class: "result-snapshot" }, this.where(result)),
+      h("span", {}, `${result.path}:${result.start_line}–${result.end_line}`),
+      h("span", {}, `${result.kind} · ${result.language} · score ${result.score.toFixed(4)}`));
     byId("detail-snippet").replaceChildren(highlighted(result.snippet, this.words));
     this.detail.hidden = false; // shown first: the graph is drawn as wide as the panel
     document.body.classList.add("detail-open");
@@ -149,7 +172,6 @@ export class SearchView {
     note.textContent = "";
     figure.append(neighbourhoodGraph(result.symbol, hood, figure.clientWidth),
       h("figcaption", { class: "help" }, "Callers above, callees below, the container on the left."));
-    const repo = result.repo;
     this.fill(lists.callers, hood.callers || [], result);
     this.fill(lists.callees, hood.callees || [], result);
     this.fill(lists.container, hood.container ? [hood.container] : [], result);
@@ -162,16 +184,16 @@ export class SearchView {
     }
     for (const sym of symbols) {
       const find = h("button", { type: "button", class: "link",
-        title: `Search for ${sym.qualified_name}` }, label(sym.qualified_name));
+        title: `Search for ${sym.qualified_name}` }, breakable(sym.qualified_name));
       find.addEventListener("click", () => {
         byId("search-q").value = shortName(sym.qualified_name);
         byId("search-repo").value = repo;
         this.run();
       });
       list.append(h("li", { class: "symbol-item", "data-name": sym.qualified_name },
-        find, " ", h("span", { class: "where" },
-          `${sym.kind} · ${sym.path}:${sym.start_line}`
-          + (sym.qualified_name === symbol ? " · this symbol (recursive)" : ""))));
+        find, h("span", { class: "where" },
+          breakable(`${sym.kind} · ${sym.path}:${sym.start_line}`
+          + (sym.qualified_name === symbol ? " · this symbol (recursive)" : "")))));
     }
   }
 

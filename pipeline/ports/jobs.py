@@ -46,8 +46,17 @@ class JobStore(Protocol):
         ``idle_s`` seconds, the longest idle first (candidates for the job sweeper)."""
         ...
 
-    def list(self, tenant: str, repo: str | None = None, limit: int = 50) -> list[Job]:
-        """The tenant's newest jobs, optionally of one repository."""
+    def list(
+        self,
+        tenant: str,
+        repo: str | None = None,
+        limit: int = 50,
+        *,
+        statuses: Collection[JobStatus] = (),
+        offset: int = 0,
+    ) -> list[Job]:
+        """The tenant's newest jobs, optionally of one repository and of ``statuses``
+        (empty: any status); ``offset`` skips that many newer ones (paging)."""
         ...
 
     def start(self, job_id: str, stage: str, commit: str | None = None) -> bool:

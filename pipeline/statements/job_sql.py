@@ -11,6 +11,7 @@ Must not import: celery, tasks/, workers/, api/, cli/, or any driver; does no I/
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from pipeline.jobs import MAX_ERRORS, JobRequest
 from pipeline.statements.job_rows import MAX_WEBHOOKS
@@ -115,12 +116,28 @@ def discard_job(job_id: str) -> Query:
     )
 
 
-def list_jobs(tenant: str, name: str | None, limit: int) -> Query:
+def list_jobs(
+    tenant: str,
+    name: str | None,
+    limit: int,
+    *,
+    statuses: Sequence[str] = (),
+    offset: int = 0,
+) -> Query:
+    """The tenant's jobs newest first, of one repository and of ``statuses`` when given
+    (empty: any), ``offset`` newer ones skipped."""
     return Query(
         _JOB_SELECT + " WHERE j.tenant_id = %(tenant)s"
         " AND (%(name)s::text IS NULL OR r.name = %(name)s::text)"
-        " ORDER BY j.created_at DESC, j.id DESC LIMIT %(limit)s",
-        {"tenant": tenant, "name": name, "limit": max(0, limit)},
+        " AND (cardinality(%(statuses)s::text[]) = 0 OR j.status = ANY(%(statuses)s::text[]))"
+        " ORDER BY j.created_at DESC, j.id DESC LIMIT %(limit)s OFFSET %(offset)s",
+        {
+            "tenant": tenant,
+            "name": name,
+            "statuses": list(statuses),
+            "limit": max(0, limit),
+            "offset": max(0, offset),
+        },
     )
 
 

@@ -97,6 +97,7 @@ def _queries() -> list[Query]:
         job_sql.job_by_commit(1, "c"),
         job_sql.insert_job(REQUEST, JOB_ID, 1, "c"),
         job_sql.list_jobs("acme", None, 5),
+        job_sql.list_jobs("acme", "app", 5, statuses=["queued"], offset=10),
         job_sql.start_job(JOB_ID, "ingest", None),
         job_sql.set_stage(JOB_ID, "chunk"),
         job_sql.save_progress(JOB_ID, "{}", "[]"),
@@ -131,8 +132,10 @@ def test_every_placeholder_has_its_parameter(query: Query) -> None:
     assert re.sub(r"%\(\w+\)s", "", query.text).count("%") == 0  # no stray % for psycopg
 
 
-def test_list_limit_is_never_negative() -> None:
-    assert job_sql.list_jobs("acme", "app", -5).params["limit"] == 0
+def test_list_limit_and_offset_are_never_negative() -> None:
+    params = job_sql.list_jobs("acme", "app", -5, offset=-2).params
+    assert params["limit"] == 0 and params["offset"] == 0
+    assert job_sql.list_jobs("acme", None, 5, statuses=("done",)).params["statuses"] == ["done"]
 
 
 def test_abandon_and_begin_leave_the_searchable_snapshot_alone() -> None:

@@ -1,5 +1,5 @@
 """Helpers of the web page's browser tests: a checked tab, signing in, searching,
-enqueueing from the form, following a job's card, screenshots."""
+enqueueing from the form, following a job's row, screenshots."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from config.endpoints import Endpoints
 
@@ -50,9 +52,14 @@ def sign_in(page: Any, token: str) -> None:
     page.locator("#nav").wait_for(state="visible")
 
 
-def shot(page: Any, name: str) -> None:
+def shot(page: Any, name: str, *, full_page: bool = True) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=full_page)
+
+
+def no_horizontal_overflow(page: Any) -> None:
+    width = page.evaluate("window.innerWidth")
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
 
 
 def search(page: Any, repo: str, query: str = "match_file") -> Any:
@@ -66,13 +73,13 @@ def search(page: Any, repo: str, query: str = "match_file") -> Any:
 
 
 def watch(page: Any, card: Any) -> list[tuple[str, str, float]]:
-    """(status, stage, overall percent) of a job's card, each time it changes, until
+    """(status, stage, overall percent) of a job's row, each time it changes, until
     the job ends; a screenshot of it under way."""
     seen: list[tuple[str, str, float]] = []
     deadline = time.monotonic() + JOB_DONE_TIMEOUT_MS / 1000
     while time.monotonic() < deadline:
         state = card.evaluate(
-            "li => [li.dataset.status, li.dataset.stage, li.querySelector('progress').value]"
+            "tr => [tr.dataset.status, tr.dataset.stage, tr.querySelector('.overall').value]"
         )
         if not seen or tuple(state) != seen[-1]:
             seen.append(tuple(state))
@@ -85,12 +92,23 @@ def watch(page: Any, card: Any) -> list[tuple[str, str, float]]:
 
 
 def enqueue_from_form(page: Any, source: Path, repo: str) -> Any:
-    """Enqueue ``source`` as ``repo`` from the jobs form; the job's card."""
+    """Enqueue ``source`` as ``repo`` from the jobs form; the job's row."""
     page.get_by_role("button", name="Jobs", exact=True).click()
     page.get_by_label("Source: a folder path or a git URL").fill(str(source))
     page.get_by_label("Repository name").fill(repo)
     page.get_by_role("button", name="Enqueue").click()
     page.locator("#jobs-status").filter(has_text="queued").wait_for()
-    card = page.locator(f'#jobs > li:has(h4:text-is("{repo}"))')
+    card = page.locator(f'#jobs > tr.job:has(th:text-is("{repo}"))')
     card.wait_for()
     return card
+
+
+def api_get(endpoints: Endpoints, path: str, **params: Any) -> Any:
+    """A GET of the API with the stack's token: its JSON."""
+    answer = httpx.get(
+        f"{endpoints.api_url}{path}",
+        params=params,
+        headers={"Authorization": f"Bearer {endpoints.api_token}"},
+    )
+    answer.raise_for_status()
+    return answer.json()

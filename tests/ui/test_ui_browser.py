@@ -1,83 +1,58 @@
-"""The web page in a real browser: headless Chromium (Debian's ``chromium`` package)
+"""The search page in a real browser: headless Chromium (Debian's ``chromium`` package)
 driven by Playwright (the Python package, with the system browser; nothing is
 downloaded) against the session stack's API.
 
-A repository is enqueued from the jobs form and followed until done; then it is searched,
-a result is opened and its graph neighbourhood checked, with the mouse and with the
-keyboard alone, at 1280 px and 390 px wide. Screenshots go to ``test-artifacts/ui/``.
-A missing browser or package fails the tests, naming what to install.
+The repository that the jobs form indexed (tests/ui/conftest.py) is searched: titles
+name the snapshot, highlights are whole tokens, markup in code stays text; a result is
+opened and its graph neighbourhood checked (whole labels, names broken between words
+only), with the mouse and with the keyboard alone, at 1280 px and 390 px wide.
+Screenshots go to ``test-artifacts/ui/``. A missing browser or package fails the tests,
+naming what to install.
 """
 
 from __future__ import annotations
 
-import shutil
-import uuid
-from pathlib import Path
+import re
 from typing import Any
 
-import httpx
 import pytest
 
 from config.endpoints import Endpoints
+from tests.ui.conftest import CORPUS_FILES
 from tests.ui.pages import (
-    ARTIFACTS,
     NARROW,
     WIDE,
-    enqueue_from_form,
+    api_get,
+    no_horizontal_overflow,
     opened,
     search,
     shot,
     sign_in,
-    watch,
 )
-from tests.workers.jobs_api import corpus
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
 
-# Enough of pathspec for util.match_file to have callers, callees and a container.
-CORPUS_FILES = ("__init__.py", "util.py", "pattern.py", "pathspec.py", "backend.py")
-CANCEL_CORPUS_FILES = 150
-TERMINAL = frozenset({"done", "failed", "cancelled"})
-
-
-@pytest.fixture(scope="module")
-def indexed(
-    browser: Any, endpoints: Endpoints, tmp_path_factory: pytest.TempPathFactory
-) -> dict[str, Any]:
-    """A small repository enqueued from the jobs form and followed there until done:
-    its name and what the finished job's card showed."""
-    source = tmp_path_factory.mktemp("ui") / "pathspec"
-    source.mkdir()
-    for name in CORPUS_FILES:
-        shutil.copy(corpus() / name, source / name)
-    repo = f"ui-{uuid.uuid4().hex[:8]}"
-    with opened(browser, endpoints, WIDE) as page:
-        sign_in(page, endpoints.api_token)
-        card = enqueue_from_form(page, source, repo)
-        seen = watch(page, card)
-        polls: list[str] = []
-        page.on("request", lambda r: polls.append(r.url) if "/v1/jobs" in r.url else None)
-        page.wait_for_timeout(2500)
-        listed = httpx.get(
-            f"{endpoints.api_url}/v1/jobs",
-            params={"limit": 20},
-            headers={"Authorization": f"Bearer {endpoints.api_token}"},
-        ).json()["jobs"]
-        finished = {
-            "others_under_way": any(j["status"] not in TERMINAL for j in listed),
-            "repo": repo,
-            "seen": seen,
-            "polls_after_done": polls,
-            "state": card.locator(".job-state").inner_text(),
-            "bars": card.locator("progress").evaluate_all(
-                "bars => bars.map(b => [b.labels[0].textContent, b.value, b.max])"
-            ),
-            "stage": card.locator("dd").first.inner_text(),
-            "eta": card.locator("dd").nth(1).inner_text(),
-            "cancel_visible": card.get_by_role("button", name="Cancel").is_visible(),
-        }
-        shot(page, "jobs-1280")
-    return finished
+# Each <mark> of a snippet with the characters either side of it: a mark that starts or
+# ends inside a word has a letter, digit or "_" next to it.
+MARK_EDGES = """code => {
+  const out = [];
+  const nodes = [...code.childNodes];
+  nodes.forEach((node, i) => {
+    if (node.nodeName !== "MARK") return;
+    const before = i > 0 ? nodes[i - 1].textContent : "";
+    const after = i < nodes.length - 1 ? nodes[i + 1].textContent : "";
+    out.push([before.slice(-1), node.textContent, after.slice(0, 1)]);
+  });
+  return out;
+}"""
+# Each text piece of a name (between its <wbr>s) and the number of lines it is drawn
+# on: more than one is a name broken inside a word.
+PIECE_LINES = """link => [...link.childNodes].filter(n => n.nodeType === 3).map(n => {
+  const range = document.createRange();
+  range.selectNodeContents(n);
+  const tops = new Set([...range.getClientRects()].map(r => Math.round(r.top)));
+  return [n.textContent, tops.size];
+})"""
 
 
 def test_a_wrong_token_is_refused_and_the_stack_token_signs_in(
@@ -103,65 +78,75 @@ def test_a_wrong_token_is_refused_and_the_stack_token_signs_in(
         assert page.get_by_label("API token").is_visible()
 
 
-def test_the_job_enqueued_from_the_form_is_followed_until_done(indexed: dict[str, Any]) -> None:
-    assert indexed["state"] == "done", indexed
-    seen = indexed["seen"]
-    # followed live: it was seen under way (queued or running) before done, its
-    # overall progress never went back, and the page stopped at done
-    assert seen[0][0] in ("queued", "running") and seen[-1][0] == "done", seen
-    percents = [percent for _status, _stage, percent in seen]
-    assert percents == sorted(percents) and percents[-1] == 100
-    # The page polls while a job it lists is under way: other tests' jobs may be.
-    assert indexed["polls_after_done"] == [] or indexed["others_under_way"], indexed
-    assert indexed["cancel_visible"] is False
-    bars = {label: (value, top) for label, value, top in indexed["bars"]}
-    assert bars["Overall"] == (100, 100)
-    written, todo = bars["Files written"]
-    assert written == todo == len(CORPUS_FILES)
-    chunks, total = bars["Chunks embedded or cached"]
-    assert chunks == total > 0
-    assert indexed["stage"] == "done" and indexed["eta"] == "—"
-
-
 @pytest.mark.parametrize("viewport", [WIDE, NARROW], ids=["1280", "390"])
 def test_a_result_opens_with_its_neighbourhood_drawn(
     browser: Any, endpoints: Endpoints, indexed: dict[str, Any], viewport: dict[str, int]
 ) -> None:
     width = viewport["width"]
+    repo = indexed["repo"]
+    commit = api_get(endpoints, f"/v1/repos/{repo}")["searchable_commit"]
     with opened(browser, endpoints, viewport) as page:
         sign_in(page, endpoints.api_token)
-        results = search(page, indexed["repo"])
+        results = search(page, repo)
         first = results.first
         assert first.locator(".symbol").inner_text().endswith("match_file")
-        assert first.locator(".result-open").inner_text().split(":")[0] in CORPUS_FILES
+        # the title names the snapshot: repository @ short commit, then path and lines
+        assert first.locator(".result-repo").inner_text() == repo
+        ref = first.locator(".result-ref")
+        assert ref.get_attribute("title") == f"commit {commit}"
+        assert commit.startswith(ref.inner_text().lstrip("@").rstrip("…"))
+        title = first.locator(".result-open").inner_text()
+        assert re.fullmatch(rf"{repo}\s*@\S+\s+(\S+):\d+–\d+", title), title
+        assert title.split()[-1].split(":")[0] in CORPUS_FILES
         assert "lexical" in first.locator(".badge").all_inner_texts()
-        assert "match_file" in first.locator("mark").all_inner_texts()
-        assert page.evaluate("document.documentElement.scrollWidth") <= width
-        shot(page, f"search-{width}")
+        marks = first.locator("mark").all_inner_texts()
+        assert "match_file" in marks
+        # whole tokens only: no mark has a letter, digit or _ just before or after it
+        for code in page.locator("#results .snippet code").all():
+            for before, text, after in code.evaluate(MARK_EDGES):
+                assert not re.match(r"\w", before) and not re.match(r"\w", after), (
+                    before,
+                    text,
+                    after,
+                )
+        no_horizontal_overflow(page)
+        shot(page, f"search-{width}", full_page=False)
 
         first.locator(".snippet").click()
         detail = page.locator("#detail")
         detail.wait_for(state="visible")
         assert page.locator("#detail-title").inner_text().endswith("match_file")
         assert "def match_file" in page.locator("#detail-snippet").inner_text()
+        assert page.locator("#detail-where .result-repo").inner_text() == repo
         graph = page.locator("#detail-graph svg")
         assert graph.locator(".node-symbol").count() == 1
         assert graph.locator(".node-container").count() == 1
         callers = page.locator("#detail-callers li.symbol-item").count()
         callees = page.locator("#detail-callees li.symbol-item").count()
         assert callers + callees > 0
-        # as wide as its panel; a narrow one draws fewer per row, then "+N more"
         drawn_width = float(graph.get_attribute("width"))
         assert drawn_width <= width
-        per_row = 3 if drawn_width < 500 else 5
-
-        def drawn(n: int) -> int:
-            return n if n <= per_row else per_row + 1
-
-        assert graph.locator(".node-caller").count() == drawn(callers)
-        assert graph.locator(".node-callee").count() == drawn(callees)
+        # every neighbour is drawn, or counted in its row's "+N more"
+        for role, count in (("caller", callers), ("callee", callees)):
+            named = graph.locator(f".node-{role}[data-name]").count()
+            more = graph.locator(f".node-{role}.node-more text").evaluate_all(
+                "texts => texts.map(t => t.textContent)"
+            )
+            hidden = sum(int(t.split()[0].lstrip("+")) for t in more)
+            assert named + hidden == count, (role, named, more, count)
         nodes = graph.locator(".node").count()
         assert graph.locator("line.edge").count() == nodes - 1
+        # labels are whole: no ellipsis, each text inside its box
+        fits = graph.locator(".node").evaluate_all(
+            """nodes => nodes.map(g => {
+              const r = g.querySelector("rect").getBBox();
+              return [...g.querySelectorAll("text")].map(t => {
+                const b = t.getBBox();
+                return [t.textContent, b.x >= r.x && b.x + b.width <= r.x + r.width];
+              });
+            }).flat()"""
+        )
+        assert fits and all(inside and "…" not in text for text, inside in fits), fits
         names = graph.locator(".node-caller, .node-callee").evaluate_all(
             "nodes => nodes.map(n => n.dataset.name)"
         )
@@ -169,6 +154,10 @@ def test_a_result_opens_with_its_neighbourhood_drawn(
             "#detail-callers li.symbol-item, #detail-callees li.symbol-item"
         ).evaluate_all("items => items.map(i => i.dataset.name)")
         assert set(names) - {None} <= set(listed_names)
+        # the neighbour lists break names between words only
+        for link in page.locator("#detail .symbol-item .link").all():
+            for piece, lines in link.evaluate(PIECE_LINES):
+                assert lines == 1, (piece, lines)
         container = page.locator("#detail-container li.symbol-item")
         assert container.count() == 1
         assert (
@@ -176,12 +165,42 @@ def test_a_result_opens_with_its_neighbourhood_drawn(
             == page.locator("#detail-title").inner_text().rsplit(".", 1)[0]
         )
         box = detail.bounding_box()
-        listed = page.locator("#results").bounding_box()
+        results_box = page.locator("#results").bounding_box()
         if width >= 900:  # side by side
-            assert box["x"] >= listed["x"] + listed["width"] - 1
+            assert box["x"] >= results_box["x"] + results_box["width"] - 1
         else:  # the open result covers the screen
             assert box["x"] == 0 and box["width"] == width
-        page.screenshot(path=str(ARTIFACTS / f"result-{width}.png"), full_page=width >= 900)
+        # the panel scrolls on its own: show its neighbourhood (side by side, the page
+        # first scrolls the panel up to where it sticks)
+        if width >= 900:
+            page.evaluate("window.scrollTo(0, document.querySelector('#results').offsetTop - 12)")
+        detail.evaluate("d => d.scrollTo(0, d.querySelector('#detail-graph').offsetTop - 45)")
+        no_horizontal_overflow(page)
+        shot(page, f"result-{width}", full_page=False)
+
+
+def test_markup_in_code_and_in_the_query_is_shown_as_text(
+    browser: Any, endpoints: Endpoints, indexed: dict[str, Any]
+) -> None:
+    query = '<img src=x onerror="window.pwned=3"> render_banner onerror'
+    with opened(browser, endpoints, WIDE) as page:
+        sign_in(page, endpoints.api_token)
+        results = search(page, indexed["repo"], query)
+        hostile = results.filter(has_text="render_banner").first
+        code = hostile.locator(".snippet code")
+        assert '<img src=x onerror="window.pwned = 1">' in code.inner_text()
+        assert "<b onmouseover=alert(1)>banner</b>" in code.inner_text()
+        assert code.locator("mark").all_inner_texts().count("onerror") == 1
+        assert code.locator("*").evaluate_all("els => els.map(e => e.tagName)") == ["MARK"] * (
+            code.locator("mark").count()
+        )
+        assert page.locator("#results img, #results script, #results b").count() == 0
+        assert query in page.locator("#search-status").inner_text()
+        assert page.locator("#search-status *").count() == 0
+        hostile.locator(".result-open").click()
+        page.locator("#detail").wait_for(state="visible")
+        assert page.locator("#detail-snippet img, #detail-snippet b").count() == 0
+        assert page.evaluate("window.pwned ?? null") is None
 
 
 @pytest.mark.parametrize("viewport", [WIDE, NARROW], ids=["1280", "390"])
@@ -209,47 +228,4 @@ def test_the_keyboard_alone_opens_and_closes_a_result(
         page.keyboard.press("Escape")
         page.locator("#detail").wait_for(state="hidden")
         assert page.evaluate("document.activeElement.textContent") == focused
-        shot(page, f"keyboard-{viewport['width']}")
-
-
-def test_the_jobs_view_at_390_px(
-    browser: Any, endpoints: Endpoints, indexed: dict[str, Any]
-) -> None:
-    with opened(browser, endpoints, NARROW) as page:
-        sign_in(page, endpoints.api_token)
-        page.get_by_role("button", name="Jobs", exact=True).click()
-        page.locator("#jobs-repo").select_option(indexed["repo"])
-        card = page.locator("#jobs > li")
-        card.first.wait_for()
-        assert card.count() == 1 and card.get_attribute("data-status") == "done"
-        assert page.evaluate("document.documentElement.scrollWidth") <= NARROW["width"]
-        form = page.locator("#job-form").bounding_box()
-        listed = page.locator("#jobs").bounding_box()
-        assert listed["y"] >= form["y"] + form["height"]  # stacked
-        shot(page, "jobs-390")
-
-
-def test_cancel_stops_a_running_job_from_its_card(
-    browser: Any, endpoints: Endpoints, tmp_path: Path
-) -> None:
-    # Many files, so that the job is still running when Cancel is pressed; cancelling
-    # stops new work, so the stack is not kept busy with them.
-    source = tmp_path / "many"
-    source.mkdir()
-    text = (corpus() / "util.py").read_text(encoding="utf-8")
-    for i in range(CANCEL_CORPUS_FILES):
-        (source / f"module_{i:03}.py").write_text(text.replace("match_file", f"match_{i}"))
-    repo = f"ui-cancel-{uuid.uuid4().hex[:8]}"
-    with opened(browser, endpoints, WIDE) as page:
-        sign_in(page, endpoints.api_token)
-        card = enqueue_from_form(page, source, repo)
-        with page.expect_response(
-            lambda r: r.request.method == "DELETE" and "/v1/jobs/" in r.url
-        ) as answered:
-            card.get_by_role("button", name="Cancel").click()
-        assert answered.value.status == 200
-        assert answered.value.json()["status"] == "cancelled"
-        card.locator(".job-state").filter(has_text="cancelled").wait_for()
-        assert card.get_attribute("data-status") == "cancelled"
-        assert card.get_by_role("button", name="Cancel").is_hidden()
-        page.locator("#jobs-status").filter(has_text="cancelled").wait_for()
+        shot(page, f"keyboard-{viewport['width']}", full_page=False)

@@ -15,7 +15,7 @@ import dataclasses
 import itertools
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 from pipeline.errors import InvalidInputError
 from pipeline.jobs import (
@@ -87,15 +87,27 @@ class InMemoryJobStore:
             return None
         return job
 
-    def list(self, tenant: str, repo: str | None = None, limit: int = 50) -> builtins.list[Job]:
+    def list(
+        self,
+        tenant: str,
+        repo: str | None = None,
+        limit: int = 50,
+        *,
+        statuses: Collection[JobStatus] = (),
+        offset: int = 0,
+    ) -> builtins.list[Job]:
+        wanted = {JobStatus(s) for s in statuses}
         with self._lock:
             mine = [
                 j
                 for j in self._jobs.values()
-                if j.repo.tenant == tenant and (repo is None or j.repo.name == repo)
+                if j.repo.tenant == tenant
+                and (repo is None or j.repo.name == repo)
+                and (not wanted or j.status in wanted)
             ]
             mine.sort(key=lambda j: (j.created_at, self._order[j.job_id]), reverse=True)
-        return mine[: max(0, limit)]
+        start = max(0, offset)
+        return mine[start : start + max(0, limit)]
 
     def idle(self, idle_s: float, limit: int = 100) -> builtins.list[Job]:
         horizon = self._clock() - max(0.0, idle_s)

@@ -16,7 +16,7 @@ Must not import: celery, tasks, workers, api, cli.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -83,9 +83,19 @@ class PgJobStore(PgStore):
             row = execute(conn, job_sql.job_by_id(canonical, tenant)).fetchone()
         return None if row is None else job_rows.job_from_row(row)
 
-    def list(self, tenant: str, repo: str | None = None, limit: int = 50) -> builtins.list[Job]:
+    def list(
+        self,
+        tenant: str,
+        repo: str | None = None,
+        limit: int = 50,
+        *,
+        statuses: Collection[JobStatus] = (),
+        offset: int = 0,
+    ) -> builtins.list[Job]:
+        wanted = sorted(JobStatus(s).value for s in statuses)
+        query = job_sql.list_jobs(tenant, repo, limit, statuses=wanted, offset=offset)
         with self._connection() as conn:
-            rows = execute(conn, job_sql.list_jobs(tenant, repo, limit)).fetchall()
+            rows = execute(conn, query).fetchall()
         return [job_rows.job_from_row(row) for row in rows]
 
     def idle(self, idle_s: float, limit: int = 100) -> builtins.list[Job]:

@@ -249,6 +249,33 @@ def test_list_is_newest_first_scoped_by_tenant_and_repository(
     assert jobs.list("nobody") == []
 
 
+def test_list_filters_by_status_and_pages_with_an_offset(jobs: JobStore, repo: RepoRef) -> None:
+    made = [make(jobs, ask(repo)) for _ in range(5)]
+    jobs.start(made[1].job_id, "ingest")
+    jobs.finish(made[2].job_id, JobStatus.DONE)
+    jobs.finish(made[3].job_id, JobStatus.FAILED, "boom")
+    newest = [j.job_id for j in reversed(made)]  # 4 queued, 3 failed, 2 done, 1 running, 0 queued
+
+    def ids(
+        *statuses: JobStatus, limit: int = 50, offset: int = 0, name: str | None = None
+    ) -> list[str]:
+        listed = jobs.list(repo.tenant, name, limit, statuses=statuses, offset=offset)
+        return [j.job_id for j in listed]
+
+    assert ids(JobStatus.QUEUED) == [newest[0], newest[4]]
+    assert ids(JobStatus.QUEUED, JobStatus.RUNNING) == [newest[0], newest[3], newest[4]]
+    assert ids(JobStatus.DONE, name="app") == [newest[2]]
+    assert ids(JobStatus.DONE, name="lib") == []
+    assert ids(JobStatus.CANCELLED) == []
+    assert ids() == newest
+    # pages of two: together the whole list, in order, each job once
+    assert ids(limit=2) + ids(limit=2, offset=2) + ids(limit=2, offset=4) == newest
+    assert ids(limit=2, offset=4) == newest[4:]
+    assert ids(limit=2, offset=5) == []
+    assert ids(JobStatus.QUEUED, JobStatus.FAILED, limit=1, offset=1) == [newest[1]]
+    assert ids(limit=2, offset=-3) == newest[:2]  # a negative offset is none
+
+
 # --- lifecycle ----------------------------------------------------------------------
 
 
