@@ -216,30 +216,47 @@ def _check_authority(url: str, shown: str) -> None:
 
 
 def repo_name_from(source: JobSource) -> str:
-    """The default repository name: the last path component without ``.git``/``.tar.gz``.
+    """The default repository name: a git URL's whole path (``org/name``,
+    ``group/sub/project``) and a folder's or an archive's last component, without
+    ``.git``/``.tar.gz``; a ``file://`` URL (tests' local clones) is named like a folder.
 
-    Characters a repository name cannot hold become ``-``. InvalidInputError when
-    nothing usable is left (the client must then name the repository).
+    Characters a repository name cannot hold become ``-``; a path too long keeps its last
+    segments. InvalidInputError when nothing usable is left (the client must then name
+    the repository).
     """
     location = source.location.rstrip("/")
+    whole_path = False
     if source.kind is SourceKind.GIT:
-        scp = None if _SCHEME.match(location) else _SCP.match(location)
+        scheme = _SCHEME.match(location)
+        scp = None if scheme else _SCP.match(location)
         path = scp.group("path") if scp else urlsplit(location).path
+        whole_path = scp is not None or (scheme is not None and scheme.group(1).lower() != "file")
     else:
         path = location
-    last = PurePosixPath(path.rstrip("/")).name if path.strip("/") else ""
-    if last in {"", ".", ".."} and source.kind is SourceKind.PATH:
-        last = Path(path or ".").absolute().name
-    for suffix in (".git", *ARCHIVE_SUFFIXES):
-        if last.lower().endswith(suffix):
-            last = last[: -len(suffix)]
-            break
-    name = _NAME_UNSAFE.sub("-", last).lstrip("._-").rstrip(".")
+    segments = [seg for seg in PurePosixPath(path.rstrip("/")).parts if seg not in ("/", ".")]
+    if not whole_path:
+        segments = segments[-1:]
+    if not segments and source.kind is SourceKind.PATH:
+        segments = [Path(path or ".").absolute().name]
+    if segments:
+        segments[-1] = _without_suffix(segments[-1])
+    cleaned = [_NAME_UNSAFE.sub("-", seg).lstrip("._-").rstrip(".") for seg in segments]
+    cleaned = [seg for seg in cleaned if seg]
+    while len("/".join(cleaned)) > 200 and len(cleaned) > 1:
+        cleaned = cleaned[1:]
+    name = "/".join(cleaned)[-200:].lstrip("._-/")
     if not name:
         raise InvalidInputError(
             f"cannot derive a repository name from {redact_url(source.location)!r}: name it"
         )
-    return check_repo_name(name[:200])
+    return check_repo_name(name)
+
+
+def _without_suffix(name: str) -> str:
+    for suffix in (".git", *ARCHIVE_SUFFIXES):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
 
 
 def _is_directory(location: str) -> bool:

@@ -167,17 +167,26 @@ def test_invalid_refs_are_refused_naming_the_ref(ref: str) -> None:
 @pytest.mark.parametrize(
     ("source", "name"),
     [
-        (JobSource(SourceKind.GIT, "https://github.com/psf/requests.git"), "requests"),
-        (JobSource(SourceKind.GIT, "https://github.com/psf/requests/"), "requests"),
-        (JobSource(SourceKind.GIT, "git@github.com:psf/requests.git"), "requests"),
-        (JobSource(SourceKind.GIT, "ssh://git@host:22/srv/My Repo.git"), "My-Repo"),
+        (JobSource(SourceKind.GIT, "https://github.com/psf/requests.git"), "psf/requests"),
+        (JobSource(SourceKind.GIT, "https://github.com/psf/requests/"), "psf/requests"),
+        (JobSource(SourceKind.GIT, "git@github.com:psf/requests.git"), "psf/requests"),
+        (JobSource(SourceKind.GIT, "github.com:psf/requests.git"), "psf/requests"),
+        (JobSource(SourceKind.GIT, "ssh://git@host:22/srv/My Repo.git"), "srv/My-Repo"),
+        (JobSource(SourceKind.GIT, "https://gl/group/sub/project.git"), "group/sub/project"),
+        (JobSource(SourceKind.GIT, "https://h/org-a/utils.git"), "org-a/utils"),
+        (JobSource(SourceKind.GIT, "https://h/org-b/utils.git"), "org-b/utils"),
+        (JobSource(SourceKind.GIT, "https://h/.org/..x/.git"), "org/x"),
+        (JobSource(SourceKind.GIT, "https://h/" + "a" * 150 + "/" + "b" * 100), "b" * 100),
+        (JobSource(SourceKind.GIT, "file:///tmp/work/origin"), "origin"),
         (JobSource(SourceKind.ARCHIVE, "/data/requests-2.32.3.tar.gz"), "requests-2.32.3"),
         (JobSource(SourceKind.ARCHIVE, "pkg.TGZ"), "pkg"),
         (JobSource(SourceKind.PATH, "/srv/code/quarry/"), "quarry"),
         (JobSource(SourceKind.PATH, "/srv/code/.hidden"), "hidden"),
     ],
 )
-def test_default_repository_name_is_the_last_component(source: JobSource, name: str) -> None:
+def test_default_repository_name_is_the_urls_path_or_the_last_component(
+    source: JobSource, name: str
+) -> None:
     assert repo_name_from(source) == name
 
 
