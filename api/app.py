@@ -25,7 +25,14 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
-from api import routes_credentials, routes_jobs, routes_repos, routes_search, routes_ui
+from api import (
+    routes_credentials,
+    routes_jobs,
+    routes_repos,
+    routes_search,
+    routes_ui,
+    routes_webhooks,
+)
 from api.auth import bearer_tenant, needs_token, request_tenant, tenant
 from api.reference import add_reference
 from api.state import ApiState, probe_stores
@@ -74,6 +81,7 @@ def create_app(settings: QuarrySettings | None = None) -> FastAPI:
     app.state.quarry = state
     app.include_router(routes_jobs.router)
     app.include_router(routes_credentials.router)
+    app.include_router(routes_webhooks.router)
     app.include_router(routes_repos.router)
     app.include_router(routes_search.router)
     app.include_router(routes_ui.router)

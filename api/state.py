@@ -26,6 +26,7 @@ from pipeline.ports import (
     TokenStore,
     UploadStore,
     VectorStore,
+    WebhookKeyStore,
 )
 from pipeline.search.searcher import Searcher
 from pipeline.sources.policy import LocalSourcePolicy
@@ -139,6 +140,10 @@ class ApiState:
     @property
     def uploads(self) -> UploadStore:
         return self._once("uploads", lambda: stores.upload_store(self.endpoints))
+
+    @property
+    def webhook_keys(self) -> WebhookKeyStore:
+        return self._once("webhook_keys", lambda: stores.webhook_key_store(self.endpoints))
 
     @property
     def fetcher(self) -> SourceFetcher:

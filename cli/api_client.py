@@ -85,6 +85,15 @@ class QuarryApiClient:
         with _http_errors(self.base_url):
             return self._check(self._client.request(method, path, json=body))
 
+    def webhook_secret(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", "/v1/webhooks/secret")
+        return result
+
+    def rotate_webhook_secret(self, overlap_s: float) -> dict[str, Any]:
+        body = {"overlap_s": overlap_s}
+        result: dict[str, Any] = self._call("POST", "/v1/webhooks/secret/rotate", body)
+        return result
+
     def add_credential(self, body: Mapping[str, Any]) -> dict[str, Any]:
         result: dict[str, Any] = self._call("POST", "/v1/credentials", body)
         return result

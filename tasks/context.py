@@ -26,6 +26,7 @@ from pipeline.ports import (
     SourceFetcher,
     UploadStore,
     VectorStore,
+    WebhookKeyStore,
     WebhookSender,
 )
 from pipeline.stages.embedding import EmbeddingService
@@ -45,6 +46,7 @@ class CpuProfile:
     chunking: ChunkingOptions
     counter: TokenCounter
     webhooks: WebhookSender
+    webhook_keys: WebhookKeyStore
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,11 +27,12 @@ from celery import Task, shared_task
 
 from config.settings import QuarrySettings
 from pipeline import flow
-from pipeline.errors import PipelineError, WebhookDeliveryError
+from pipeline.errors import PipelineError, TransientError, WebhookDeliveryError
 from pipeline.jobs import WebhookDelivery, job_status
 from pipeline.stages.indexing import live_job
 from pipeline.webhooks.events import build_event, redact_url, signed_headers
 from pipeline.webhooks.retries import RetrySchedule
+from pipeline.webhooks.tenant_keys import signing_secrets
 from tasks import recording
 from tasks.base import dead_letter
 from tasks.context import cpu_profile, job_resources
@@ -59,7 +60,8 @@ def deliver_webhook(self: Task, job_id: str, event: str, delivery_id: str, attem
     """Deliver ``event`` of job ``job_id``; returns the outcome."""
     payload = {"job_id": job_id, "event": event, "delivery_id": delivery_id}
     resources, ctx = job_resources()
-    sender = cpu_profile()[1].webhooks
+    cpu = cpu_profile()[1]
+    sender = cpu.webhooks
     job = ctx.jobs.get(job_id)
     if job is None or not job.callback_url:
         return "no-callback"
@@ -73,15 +75,18 @@ def deliver_webhook(self: Task, job_id: str, event: str, delivery_id: str, attem
         body = build_event(
             event, job_status(live_job(ctx, job), now), delivery_id=delivery_id, now=now
         )
+        # The job's tenant's secret (two during a rotation's overlap), never the master:
+        # a tenant can verify its own events and forge nobody else's.
+        keys = cpu.webhook_keys.state(job.repo.tenant)
         headers = signed_headers(
-            resources.webhook_secret.encode(),
+            signing_secrets(resources.webhook_secret.encode(), job.repo.tenant, keys, now),
             body,
             event=event,
             delivery_id=delivery_id,
             timestamp=int(now),
         )
         status_code = sender.send(url, body, headers)
-    except WebhookDeliveryError as exc:
+    except (WebhookDeliveryError, TransientError) as exc:  # the receiver, or our store, down
         error, failure = str(exc), exc
         outcome = "failed" if schedule.gives_up(attempt) else "retrying"
     except PipelineError as exc:  # 4xx, a refused address, a bad URL or secret: final

@@ -28,6 +28,7 @@ from pipeline.adapters.postgres.snapshot_store import PgSnapshotStore
 from pipeline.adapters.postgres.token_store import PgTokenStore
 from pipeline.adapters.postgres.upload_store import PgUploadStore
 from pipeline.adapters.postgres.vector_store import PgVectorStore
+from pipeline.adapters.postgres.webhook_key_store import PgWebhookKeyStore
 from pipeline.adapters.probes import Probe, probe_graph, probe_postgres, probe_redis
 from pipeline.adapters.redis.admission import RedisAdmission
 from pipeline.adapters.redis.breakers import RedisCircuitBreaker
@@ -56,6 +57,7 @@ from pipeline.ports import (
     SnapshotStore,
     TokenStore,
     UploadStore,
+    WebhookKeyStore,
     WebhookSender,
 )
 from pipeline.sources.policy import LocalSourcePolicy
@@ -202,6 +204,10 @@ def blob_store(endpoints: Endpoints) -> BlobStore:
 
 def upload_store(endpoints: Endpoints) -> UploadStore:
     return PgUploadStore(endpoints.postgres_dsn)
+
+
+def webhook_key_store(endpoints: Endpoints) -> WebhookKeyStore:
+    return PgWebhookKeyStore(endpoints.postgres_dsn)
 
 
 def webhook_sender(settings: QuarrySettings, closers: Closers) -> WebhookSender:

@@ -93,6 +93,9 @@ def build_resources(
             ),
             counter=models.token_counter(),
             webhooks=stores.webhook_sender(settings, closers),
+            webhook_keys=stores.behind_breaker(
+                lambda: stores.webhook_key_store(endpoints), postgres, closers
+            ),
         )
     return resources
 

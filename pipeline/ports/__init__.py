@@ -17,6 +17,7 @@ from pipeline.ports.edges import (
     MigrationTarget,
     SourceFetcher,
     UploadStore,
+    WebhookKeyStore,
     WebhookSender,
 )
 from pipeline.ports.index import (
@@ -57,5 +58,6 @@ __all__ = [
     "TokenStore",
     "UploadStore",
     "VectorStore",
+    "WebhookKeyStore",
     "WebhookSender",
 ]

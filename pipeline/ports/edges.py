@@ -16,6 +16,7 @@ from pipeline.jobs import (
     JobSource,
 )
 from pipeline.migration import AppliedMigration, Kind, Migration
+from pipeline.webhooks.tenant_keys import KeyState
 
 T = TypeVar("T")
 
@@ -138,6 +139,20 @@ class CredentialStore(Protocol):
 
     def remove(self, tenant: str, name: str) -> bool:
         """Delete it; whether there was one."""
+        ...
+
+
+class WebhookKeyStore(Protocol):
+    """Each tenant's webhook signing generation (pipeline.webhooks.tenant_keys); the
+    secrets themselves are derived, never stored."""
+
+    def state(self, tenant: str) -> KeyState:
+        """The tenant's generation and overlap (generation 1 for a tenant never rotated)."""
+        ...
+
+    def rotate(self, tenant: str, *, now: float, overlap_s: float) -> KeyState:
+        """Make the next generation current at ``now``; the previous one signs too for
+        ``overlap_s`` seconds. Atomic: two rotations at once make two generations."""
         ...
 
 

@@ -17,7 +17,7 @@ import hmac
 import ipaddress
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
@@ -38,6 +38,7 @@ DELIVERY_HEADER = "X-Quarry-Delivery"
 TIMESTAMP_HEADER = "X-Quarry-Timestamp"
 SIGNATURE_HEADER = "X-Quarry-Signature-256"
 SIGNATURE_PREFIX = "sha256="
+MAX_SIGNATURES = 4  # a header lists one signature, two during a secret's rotation
 DEFAULT_TOLERANCE_S = 300.0
 
 MAX_URL_CHARS = 2048
@@ -95,16 +96,26 @@ def sign(secret: bytes, timestamp: int, body: bytes) -> str:
 
 
 def signed_headers(
-    secret: bytes, body: bytes, *, event: str, delivery_id: str, timestamp: int
+    secret: bytes | Sequence[bytes],
+    body: bytes,
+    *,
+    event: str,
+    delivery_id: str,
+    timestamp: int,
 ) -> dict[str, str]:
-    """The headers of one delivery, the signature over ``timestamp`` and ``body``."""
+    """The headers of one delivery, signed over ``timestamp`` and ``body`` with each
+    secret: ``sha256=<hex>``, or during a rotation's overlap ``sha256=<new>,sha256=<old>``
+    (a receiver accepts the delivery if any of them is its secret's)."""
+    secrets = [secret] if isinstance(secret, bytes) else list(secret)
+    if not secrets:
+        raise ConfigError("no webhook secret to sign with")
     return {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
         EVENT_HEADER: event,
         DELIVERY_HEADER: delivery_id,
         TIMESTAMP_HEADER: str(timestamp),
-        SIGNATURE_HEADER: sign(secret, timestamp, body),
+        SIGNATURE_HEADER: ",".join(sign(key, timestamp, body) for key in secrets),
     }
 
 
@@ -130,9 +141,12 @@ def verify(
         raise InvalidInputError(f"webhook header {TIMESTAMP_HEADER} {raw_ts[:40]!r}: not a number")
     timestamp = int(raw_ts)
     expected = sign(secret, timestamp, body).encode("ascii")
-    given = values[SIGNATURE_HEADER].encode("utf-8", "backslashreplace")
+    given = [
+        part.strip().encode("utf-8", "backslashreplace")
+        for part in values[SIGNATURE_HEADER].split(",")[:MAX_SIGNATURES]
+    ]
     # Signature first: "replayed?" is only said of a delivery that we really signed.
-    if not hmac.compare_digest(expected, given):
+    if not any(hmac.compare_digest(expected, one) for one in given):
         raise InvalidInputError(f"webhook {SIGNATURE_HEADER}: signature mismatch")
     age_s = now - timestamp
     if abs(age_s) > tolerance_s:

@@ -31,6 +31,8 @@ from pipeline.webhooks.events import (
     verify,
 )
 from tests.security.helpers import Receiver, Tenant, enqueue, wait
+from tests.stackutil import run_quarry
+from tests.workers.jobs_api import tenant_secret_of
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -38,14 +40,16 @@ pytestmark = pytest.mark.timeout(120)
 def _delivery(
     api: httpx.Client, source: Path, receiver: Receiver
 ) -> tuple[dict[str, str], bytes, str]:
+    """The next delivery ``receiver`` gets, of a new job over ``source``."""
+    seen = len(receiver.received)
     url = f"http://127.0.0.1:{receiver.port}/hook"
     job_id = enqueue(api, source=str(source), repo=f"hook-{uuid.uuid4().hex[:8]}", callback_url=url)
     assert wait(api, job_id)["status"] == "done"
     deadline = time.monotonic() + 30
-    while not receiver.received and time.monotonic() < deadline:
+    while len(receiver.received) <= seen and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert receiver.received, "no delivery"
-    headers, body = receiver.received[0]
+    assert len(receiver.received) > seen, "no delivery"
+    headers, body = receiver.received[seen]
     return headers, body, job_id
 
 
@@ -106,8 +110,8 @@ def test_a_delivered_webhook_verifies_and_tampered_replayed_or_future_ones_do_no
 ) -> None:
     api = client_for(new_tenant("hook"))
     headers, body, job_id = _delivery(api, tiny_repo("hooked"), receiver)
-    secret = endpoints.webhook_secret.encode()
-    assert secret, "the stack has a webhook secret"
+    secret = tenant_secret_of(api)
+    assert secret.startswith(b"whsec_"), "the tenant's own secret"
     compared: list[tuple[Any, Any]] = []
     real = hmac.compare_digest
 
@@ -136,3 +140,69 @@ def test_a_delivered_webhook_verifies_and_tampered_replayed_or_future_ones_do_no
         assert name
     assert secret.decode() not in json.dumps(headers) and secret not in body
     print(f"\nwebhook: 1 delivery verified, {len(cases)} tampered/replayed variants refused")
+
+
+def test_each_tenant_signs_with_its_own_secret_and_a_rotation_overlaps_then_ends(
+    new_tenant: Callable[[str], Tenant],
+    client_for: Callable[[Tenant], httpx.Client],
+    tiny_repo: Callable[[str], Path],
+    receiver: Receiver,
+    endpoints: Endpoints,
+) -> None:
+    alice, bob = client_for(new_tenant("alice")), client_for(new_tenant("bob"))
+    first, bobs = tenant_secret_of(alice), tenant_secret_of(bob)
+    assert first != bobs
+    headers, body, _ = _delivery(alice, tiny_repo("rotating"), receiver)
+    verify(first, headers, body, now=time.time())
+    # Neither the service's master secret nor another tenant's verifies it: bob cannot
+    # forge alice's events, nor alice bob's.
+    for other in (endpoints.webhook_secret.encode(), bobs):
+        with pytest.raises(InvalidInputError, match="mismatch"):
+            verify(other, headers, body, now=time.time())
+
+    rotated = alice.post("/v1/webhooks/secret/rotate", json={"overlap_s": 3600})
+    assert rotated.status_code == 200, rotated.text
+    second = rotated.json()["secret"].encode()
+    assert second != first and rotated.json()["generation"] == 2
+    assert rotated.json()["previous_signs_until"] is not None
+    headers, body, _ = _delivery(alice, tiny_repo("overlap"), receiver)
+    assert headers[SIGNATURE_HEADER].count("sha256=") == 2
+    for key in (second, first):  # a receiver on either secret accepts it
+        verify(key, headers, body, now=time.time())
+    assert tenant_secret_of(bob) == bobs  # another tenant's rotation changes nothing
+
+    ended = alice.post("/v1/webhooks/secret/rotate", json={"overlap_s": 0})
+    assert ended.status_code == 200 and ended.json()["previous_signs_until"] is None
+    third = ended.json()["secret"].encode()
+    headers, body, _ = _delivery(alice, tiny_repo("ended"), receiver)
+    assert headers[SIGNATURE_HEADER].count("sha256=") == 1
+    verify(third, headers, body, now=time.time())
+    with pytest.raises(InvalidInputError, match="mismatch"):
+        verify(second, headers, body, now=time.time())
+    for bad in (-5, 30 * 24 * 3600 + 1, "soon"):
+        refused = alice.post("/v1/webhooks/secret/rotate", json={"overlap_s": bad})
+        assert refused.status_code == 422 and "overlap_s" in refused.json()["detail"]
+    assert tenant_secret_of(alice) == third  # a refused rotation rotates nothing
+
+
+def test_the_cli_prints_the_tenants_secret_alone_and_rotates_it(
+    new_tenant: Callable[[str], Tenant],
+    client_for: Callable[[Tenant], httpx.Client],
+    endpoints: Endpoints,
+    tmp_path: Path,
+) -> None:
+    tenant = new_tenant("cli-hook")
+    env = {
+        "QUARRY_DATA_DIR": str(tmp_path / "data"),
+        "QUARRY_API_URL": endpoints.api_url,
+        "QUARRY_API_TOKEN": tenant.token,
+    }
+    shown = run_quarry("webhook", "secret", env=env, timeout_s=60)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.encode() == tenant_secret_of(client_for(tenant)) + b"\n"
+    rotated = run_quarry("webhook", "secret", "--rotate", "--overlap-s", "60", env=env,
+                         timeout_s=60)  # fmt: skip
+    assert rotated.returncode == 0, rotated.stderr
+    assert rotated.stdout not in ("", shown.stdout)
+    assert "previous secret signs too until" in rotated.stderr
+    assert rotated.stdout.encode() == tenant_secret_of(client_for(tenant)) + b"\n"

@@ -21,6 +21,7 @@ from pipeline.adapters.fakes.snapshot_store import InMemorySnapshotStore
 from pipeline.adapters.fakes.source_fetcher import InMemorySourceFetcher
 from pipeline.adapters.fakes.upload_store import InMemoryUploadStore
 from pipeline.adapters.fakes.vector_store import InMemoryVectorStore
+from pipeline.adapters.fakes.webhook_key_store import InMemoryWebhookKeyStore
 from pipeline.adapters.fakes.webhook_sender import InMemoryWebhookSender, Response
 from pipeline.analysis.chunking import ChunkingOptions
 from pipeline.analysis.tokens import CharBoundTokenCounter
@@ -91,6 +92,7 @@ def _install(
                 chunking=ChunkingOptions(),
                 counter=CharBoundTokenCounter(),
                 webhooks=sender,
+                webhook_keys=InMemoryWebhookKeyStore(),
             ),
         )
     )

@@ -68,3 +68,11 @@ def until(check: Callable[[], Any], timeout_s: float, what: str, every_s: float 
             return found
         time.sleep(every_s)
     raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+def tenant_secret_of(api: httpx.Client) -> bytes:
+    """The webhook secret of the client's tenant (deliveries are signed with it, never
+    with the service's master secret)."""
+    answer = api.get("/v1/webhooks/secret")
+    assert answer.status_code == 200, answer.text
+    return str(answer.json()["secret"]).encode()

@@ -36,7 +36,7 @@ from pipeline.adapters.redis.in_flight import job_ids_in
 from pipeline.models import RepoRef
 from pipeline.webhooks.events import verify
 from tasks.app import create_app
-from tests.workers.jobs_api import enqueue, until, wait
+from tests.workers.jobs_api import enqueue, tenant_secret_of, until, wait
 from workers.main import node_name
 
 KILL_TARGETS = ("cpu-child", "cpu-main", "embed-main")
@@ -305,7 +305,7 @@ def webhook_kill(
             os.kill(pid, signal.SIGKILL)
         until(lambda: receiver.completed, 90, "the delivery again after the kill", every_s=0.2)
         headers, body = receiver.completed[0]
-        verify(endpoints.webhook_secret.encode(), headers, body, now=time.time())
+        verify(tenant_secret_of(api), headers, body, now=time.time())
         event = json.loads(body)
         assert event["event"] == "job.done" and event["job"]["job_id"] == job_id, event
     finally:

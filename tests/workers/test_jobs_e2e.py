@@ -28,7 +28,7 @@ from pipeline.adapters.postgres.token_store import PgTokenStore
 from pipeline.adapters.postgres.vector_store import PgVectorStore
 from pipeline.models import RepoRef
 from pipeline.webhooks.events import verify
-from tests.workers.jobs_api import enqueue, searchable_chunks, wait
+from tests.workers.jobs_api import enqueue, searchable_chunks, tenant_secret_of, wait
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -178,7 +178,7 @@ def test_webhook_is_signed_and_a_500_is_retried(
         server.server_close()
     assert len(_Receiver.received) == 2
     for headers, body in _Receiver.received:
-        verify(endpoints.webhook_secret.encode(), headers, body, now=time.time())
+        verify(tenant_secret_of(api), headers, body, now=time.time())
         event = json.loads(body)
         assert event["event"] == "job.done" and event["job"]["job_id"] == job_id
     deliveries = api.get(f"/v1/jobs/{job_id}").json()["webhooks"]

@@ -25,7 +25,7 @@ from config.settings import child_environment
 from devstack.stack import Stack
 from pipeline.webhooks.events import DELIVERY_HEADER, verify
 from tests.stackutil import run_quarry
-from tests.workers.jobs_api import enqueue, wait
+from tests.workers.jobs_api import enqueue, tenant_secret_of, wait
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -129,7 +129,7 @@ def test_a_webhook_given_up_is_listed_and_replays_to_a_receiver_that_is_back(
     _until(lambda: len(receiver.received) > attempts, 60, "the replayed delivery")
     headers, body, status = receiver.received[-1]
     assert status == 200
-    verify(endpoints.webhook_secret.encode(), headers, body, now=time.time())
+    verify(tenant_secret_of(api), headers, body, now=time.time())
     event = json.loads(body)
     assert event["event"] == "job.done" and event["job"]["job_id"] == job_id
     assert headers[DELIVERY_HEADER] == event["delivery_id"] == row["payload"]["delivery_id"]
