@@ -150,7 +150,10 @@ def run_worker(profile: str, queues: tuple[str, ...] | None = None) -> None:
         signals.worker_process_shutdown.connect(on_child_shutdown, weak=False)
     signals.worker_shutdown.connect(on_process_shutdown, weak=False)
     server = worker_exposition.serve_worker_metrics(
-        settings.worker_metrics_bind_host, settings.worker_metrics_port(profile), metrics_dir
+        settings.worker_metrics_bind_host,
+        settings.worker_metrics_port(profile),
+        metrics_dir,
+        profile,
     )
     # This process's lease on the messages it will hold (workers/lease.py).
     holder = new_holder(node_name(profile))
