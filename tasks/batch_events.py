@@ -61,7 +61,7 @@ class BatchEvents:
 
     def __init__(self, app: Celery, requests: Sequence[Any]) -> None:
         self._app = app
-        self._requests = [r for r in requests if getattr(r, "hostname", None)]
+        self._requests = [r for r in requests if _delivered(r)]
         self._outcomes: dict[str, tuple[str, dict[str, Any]]] = {}
         self._started = time.monotonic()
 
@@ -108,6 +108,12 @@ def reported(app: Celery, requests: Sequence[Any]) -> Iterator[BatchEvents]:
         events.finished(exc)
         raise
     events.finished()
+
+
+def _delivered(request: Any) -> bool:
+    """Whether a worker delivered the request (not a direct or eager call)."""
+    info = getattr(request, "delivery_info", None) or {}
+    return bool(getattr(request, "hostname", None)) and not info.get("is_eager")
 
 
 def _error(exc: BaseException) -> dict[str, Any]:

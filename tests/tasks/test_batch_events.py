@@ -18,6 +18,7 @@ from tasks.embed import embed_chunks
 class Request:
     id: str
     hostname: str | None = "embed@host"
+    delivery_info: dict[str, Any] = field(default_factory=lambda: {"routing_key": "quarry.embed"})
 
 
 @dataclass
@@ -59,8 +60,9 @@ def _kinds(app: App) -> list[tuple[str, str, str]]:
 
 def test_each_message_of_a_flush_starts_and_ends_with_its_own_outcome() -> None:
     app = App()
-    ok, bad, again, fake = Request("ok"), Request("bad"), Request("again"), Request("x", None)
-    with batch_events.reported(app, [ok, bad, again, fake]) as events:  # type: ignore[arg-type]
+    ok, bad, again = Request("ok"), Request("bad"), Request("again")
+    direct, eager = Request("x", None), Request("y", delivery_info={"is_eager": True})
+    with batch_events.reported(app, [ok, bad, again, direct, eager]) as events:  # type: ignore[arg-type]
         events.failed(bad, ValueError("malformed"))
         events.retried(again, TimeoutError("store down"))
     assert _kinds(app) == [
@@ -70,7 +72,7 @@ def test_each_message_of_a_flush_starts_and_ends_with_its_own_outcome() -> None:
         ("embed@host", "task-succeeded", "ok"),
         ("embed@host", "task-failed", "bad"),
         ("embed@host", "task-retried", "again"),
-    ]  # a request no worker delivered (no node name) sends nothing
+    ]  # a request no worker delivered (called directly, or eagerly) sends nothing
     succeeded = app.dispatcher.sent[3][3]
     assert succeeded["runtime"] >= 0
     assert "malformed" in app.dispatcher.sent[4][3]["exception"]
