@@ -27,7 +27,7 @@ from pipeline import flow
 from pipeline.errors import TransientError
 from pipeline.stages.embed import Buffered, embed_messages
 from pipeline.stages.write import fail_file
-from tasks import recording
+from tasks import batch_events, recording
 from tasks.base import backoff_s, dead_letter
 from tasks.context import current, embed_profile, send_outgoing
 
@@ -43,7 +43,13 @@ log = logging.getLogger("quarry.embed")
     reject_on_worker_lost=True,
 )
 def embed_chunks(requests: Sequence[Any]) -> None:
-    """Embed the chunks of every buffered message, then hand each file to WRITE."""
+    """Embed the chunks of every buffered message, then hand each file to WRITE; Flower
+    sees each message start and end (tasks/batch_events.py)."""
+    with batch_events.reported(embed_chunks.app, requests) as events:
+        _embed(requests, events)
+
+
+def _embed(requests: Sequence[Any], events: batch_events.BatchEvents) -> None:
     resources, profile = embed_profile()
     service = profile.embedding
     buffered = [_buffered(request) for request in requests]
@@ -53,8 +59,9 @@ def embed_chunks(requests: Sequence[Any]) -> None:
             flow.EMBED.task, item.key.id, {"message": item.message}, exc, attempts=item.attempt + 1
         )
         fail_file(resources.jobs, item.message, exc)
+        events.failed(item.key, exc)
     if result.error is not None:
-        _retry_each(result.retry, result.error)
+        _retry_each(result.retry, result.error, events)
     if result.outcome is not None:
         outcome = result.outcome
         recording.record_embed(outcome, service.embedder.device)
@@ -76,7 +83,9 @@ def _buffered(request: Any) -> Buffered[Any]:
     return Buffered(request, kwargs.get("message"), int(kwargs.get("attempt", 0) or 0))
 
 
-def _retry_each(items: Sequence[Buffered[Any]], exc: TransientError) -> None:
+def _retry_each(
+    items: Sequence[Buffered[Any]], exc: TransientError, events: batch_events.BatchEvents
+) -> None:
     resources = current()
     limit = resources.settings.write_max_retries
     for item in items:
@@ -84,9 +93,11 @@ def _retry_each(items: Sequence[Buffered[Any]], exc: TransientError) -> None:
         if item.attempt >= limit:
             dead_letter(flow.EMBED.task, item.key.id, payload, exc, attempts=item.attempt + 1)
             fail_file(resources.jobs, item.message, exc)
+            events.failed(item.key, exc)
             continue
         wait_s = backoff_s(item.attempt)
         log.warning("embedding failed, message %s again in %.1f s: %s", item.key.id, wait_s, exc)
         embed_chunks.app.send_task(
             flow.EMBED.task, kwargs={**payload, "attempt": item.attempt + 1}, countdown=wait_s
         )
+        events.retried(item.key, exc)

@@ -1,15 +1,18 @@
 """What a Prometheus scrape of Quarry sees: the API's registry and the workers' endpoints.
 
-* The API (one process) serves the metrics of its own process plus
+* The API (one process) serves the metrics it records itself (searches, the jobs it
+  cancels: ``tasks.metrics.OWNERS``) with its process's own, plus
   :class:`QueueCollector`: ``quarry_queue_depth{queue}`` and
   ``quarry_queue_fill_ratio{queue}`` read from Redis (LLEN, and the bounds of the
   settings) at scrape time. A Redis error skips those samples, never the scrape.
 * A worker (a main process and its prefork children) serves the sum of its processes'
-  samples on the profile's port: tasks/worker_exposition.py.
+  samples of the metrics its profile records on the profile's port:
+  tasks/worker_exposition.py.
 
-Neither exports the admission-time gauges of the same two names (tasks/metrics.py):
-the queue depths come from the API's scrape only, so that one source exports each name
-and an idle producer's last sight of a queue never lingers as its depth.
+:class:`Owned` leaves out the rest: a metric another process records would show here
+at 0 (prometheus-client shows a metric without labels from its definition on). So
+neither exports the admission-time gauges of the queue depths' names: the depths come
+from the API's scrape only, and an idle producer's last sight of a queue never lingers.
 
 Must not import: workers/, api/, cli/, drivers.
 """
@@ -25,7 +28,7 @@ from prometheus_client.registry import Collector
 
 from config.queues import ALL_QUEUES
 from pipeline.ports import Admission
-from tasks.metrics import ADMISSION_GAUGES
+from tasks.metrics import API, OWNERS
 
 log = logging.getLogger("quarry.metrics")
 
@@ -84,20 +87,26 @@ class QueueCollector:
         )
 
 
-class Without:
-    """A collector's metrics less the families named in ``names``."""
+class Owned:
+    """A collector's metrics that a process in one of the ``roles`` records
+    (``tasks.metrics.OWNERS``); other families (the process's own, a metric not in
+    OWNERS) pass."""
 
-    def __init__(self, collector: Collector, names: frozenset[str]) -> None:
+    def __init__(self, collector: Collector, roles: frozenset[str]) -> None:
         self._collector = collector
-        self._names = names
+        self._roles = roles
 
     def collect(self) -> Iterable[Metric]:
-        return [m for m in self._collector.collect() if m.name not in self._names]
+        return [m for m in self._collector.collect() if self.exports(m.name)]
+
+    def exports(self, name: str) -> bool:
+        owners = OWNERS.get(name)
+        return owners is None or bool(owners & self._roles)
 
 
 def api_registry(admission: Callable[[], Admission]) -> CollectorRegistry:
-    """The API's scrape: this process's metrics, with the queue depths read from Redis."""
+    """The API's scrape: the metrics it records, with the queue depths read from Redis."""
     registry = CollectorRegistry()
-    registry.register(Without(REGISTRY, ADMISSION_GAUGES))
+    registry.register(Owned(REGISTRY, frozenset({API})))
     registry.register(QueueCollector(admission))
     return registry

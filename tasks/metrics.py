@@ -2,14 +2,18 @@
 
 Names follow ``quarry_<noun>_<unit>[_total]`` with seconds for time. Gauges declare how
 prefork children combine in prometheus-client's multiprocess mode. The helpers that
-record them, and the series that start at 0, are in tasks/recording.py.
+record them, and the series that start at 0, are in tasks/recording.py. ``OWNERS`` says
+which processes record, and so export, each metric.
 
 Must not import: workers/, api/, cli/, drivers.
 """
 
 from __future__ import annotations
 
+from typing import Final
+
 from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
 
 _BATCH_CHUNKS = (1, 4, 16, 32, 64, 128, 256, 512, 1024, 2048)
 _BATCH_TOKENS = (256, 1024, 4096, 8192, 16384, 32768, 65536, 131072, 262144)
@@ -66,7 +70,6 @@ QUEUE_FILL_RATIO = Gauge(
     ["queue"],
     multiprocess_mode="mostrecent",
 )
-ADMISSION_GAUGES = frozenset({"quarry_queue_depth", "quarry_queue_fill_ratio"})
 BREAKER_STATE = Gauge(
     "quarry_breaker_state",
     "Circuit breaker per store: 0 closed, 1 open, 2 half-open.",
@@ -144,3 +147,42 @@ SEARCHES = Counter(
     "Searches answered, by mode and outcome (ok, bad_request).",
     ["mode", "outcome"],
 )
+
+
+# Who records, and so exports, each metric: the API its searches; the embed worker the
+# embedding; the cpu worker store writes, webhooks and the sweeper's work; every worker
+# its tasks, breakers and dead letters; whoever ends a job (a worker, or the API that
+# cancels it) the job metrics. Each process exports only its own (tasks/exposition.py,
+# tasks/worker_exposition.py): prometheus-client shows a metric without labels from its
+# definition on, at 0, so a process that never records it would show a false 0 (the
+# API's scrape had every worker series; the cpu worker's, the embedding gauges). Nobody
+# exports the admission gauges: the API reads the queue depths under the same names.
+API: Final = "api"
+CPU: Final = "cpu"
+EMBED: Final = "embed"
+
+
+def _owned(owners: frozenset[str], *metrics: MetricWrapperBase) -> dict[str, frozenset[str]]:
+    # Keyed by the name a collector yields (a counter's without ``_total``).
+    return {family.name: owners for metric in metrics for family in metric.describe()}
+
+
+OWNERS: Final[dict[str, frozenset[str]]] = {
+    **_owned(
+        frozenset({EMBED}),
+        EMBED_BATCH_CHUNKS,
+        EMBED_BATCH_TOKENS,
+        EMBED_BATCH_SECONDS,
+        EMBED_CHUNKS,
+        EMBED_TRUNCATED,
+        EMBED_OOM_HALVINGS,
+        EMBED_THROUGHPUT,
+        EMBED_CACHE_HIT_RATIO,
+        EMBED_DEVICE,
+    ),
+    **_owned(frozenset({CPU}), WRITTEN, WEBHOOK_DELIVERIES, MESSAGES_RESTORED, JOBS_RECOVERED),
+    **_owned(frozenset({CPU, EMBED}), BREAKER_STATE, DEAD_LETTERS, TASKS, TASK_SECONDS),
+    **_owned(frozenset({API, CPU, EMBED}), JOBS, JOB_SECONDS, JOB_FILES, JOB_CHUNKS),
+    **_owned(frozenset({API}), SEARCH_SECONDS, SEARCHES),
+    **_owned(frozenset(), QUEUE_DEPTH, QUEUE_FILL_RATIO),
+}

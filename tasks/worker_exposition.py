@@ -3,8 +3,11 @@
 A worker (a main process and its prefork children) runs prometheus-client's
 multiprocess mode: every process writes its samples to files in the worker's own folder
 (config.settings.prepare_worker_metrics, set before prometheus_client is first
-imported), and the main process serves their sum on the profile's port. The admission
-gauges are left out, as in the API's scrape (tasks/exposition.py).
+imported), and the main process serves their sum on the profile's port: the metrics
+that the profile's tasks record (``tasks.metrics.OWNERS``; the embed profile's embedding,
+the cpu profile's writes, webhooks and sweeps, both profiles' tasks, breakers, dead
+letters and jobs). The others, which prometheus-client shows at 0 from their definition,
+and the admission gauges are left out, as in the API's scrape (tasks/exposition.py).
 
 Must not import: workers/, api/, cli/, drivers.
 """
@@ -21,8 +24,8 @@ from wsgiref.simple_server import WSGIServer
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
-from tasks.exposition import Without
-from tasks.metrics import ADMISSION_GAUGES
+from tasks.exposition import Owned
+from tasks.metrics import CPU, EMBED
 
 log = logging.getLogger("quarry.metrics")
 
@@ -35,11 +38,17 @@ def multiprocess_mode() -> bool:
     return bool(getattr(values.ValueClass, "_multiprocess", False))
 
 
-def worker_registry(folder: Path) -> CollectorRegistry:
-    """The sum of the samples every process of the worker wrote into ``folder``."""
+def roles_of(profile: str) -> frozenset[str]:
+    """The owners (tasks.metrics.OWNERS) whose metrics a worker of ``profile`` records."""
+    return frozenset({CPU, EMBED}) if profile == "all" else frozenset({profile})
+
+
+def worker_registry(folder: Path, profile: str) -> CollectorRegistry:
+    """The sum of the samples every process of the worker wrote into ``folder``, of the
+    metrics a worker of ``profile`` records."""
     registry = CollectorRegistry()
     collector = MultiProcessCollector(None, path=str(folder))  # type: ignore[no-untyped-call]
-    registry.register(Without(collector, ADMISSION_GAUGES))
+    registry.register(Owned(collector, roles_of(profile)))
     return registry
 
 
@@ -59,9 +68,9 @@ class MetricsServer:
         self.server.server_close()
 
 
-def serve_worker_metrics(host: str, port: int, folder: Path) -> MetricsServer | None:
-    """Serve the worker's metrics on ``host:port``; None when off (port 0) or when the
-    port cannot be bound (logged: metrics never stop a worker)."""
+def serve_worker_metrics(host: str, port: int, folder: Path, profile: str) -> MetricsServer | None:
+    """Serve the metrics of a worker of ``profile`` on ``host:port``; None when off (port
+    0) or when the port cannot be bound (logged: metrics never stop a worker)."""
     if port == 0:
         return None
     if not multiprocess_mode():
@@ -72,7 +81,9 @@ def serve_worker_metrics(host: str, port: int, folder: Path) -> MetricsServer | 
             port,
         )
     try:
-        server, thread = start_http_server(port, addr=host, registry=worker_registry(folder))
+        server, thread = start_http_server(
+            port, addr=host, registry=worker_registry(folder, profile)
+        )
     except OSError as exc:
         log.error("worker metrics: cannot listen on %s:%d: %s", host, port, exc)
         return None

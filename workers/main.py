@@ -111,7 +111,7 @@ def run_worker(profile: str, queues: tuple[str, ...] | None = None) -> None:
 
     from celery import signals
 
-    from tasks import observers, transport, worker_exposition
+    from tasks import batch_events, observers, transport, worker_exposition
     from tasks.app import app
     from wiring.stores import redis_client
     from workers.lease import new_holder, start_lease
@@ -119,6 +119,7 @@ def run_worker(profile: str, queues: tuple[str, ...] | None = None) -> None:
 
     configure_logging(settings.log_level, settings.log_json)
     observers.connect()
+    batch_events.connect()
     closers = Closers()
     configure_app(app, profile, settings)
     try:
@@ -149,7 +150,10 @@ def run_worker(profile: str, queues: tuple[str, ...] | None = None) -> None:
         signals.worker_process_shutdown.connect(on_child_shutdown, weak=False)
     signals.worker_shutdown.connect(on_process_shutdown, weak=False)
     server = worker_exposition.serve_worker_metrics(
-        settings.worker_metrics_bind_host, settings.worker_metrics_port(profile), metrics_dir
+        settings.worker_metrics_bind_host,
+        settings.worker_metrics_port(profile),
+        metrics_dir,
+        profile,
     )
     # This process's lease on the messages it will hold (workers/lease.py).
     holder = new_holder(node_name(profile))

@@ -6,6 +6,11 @@ cpu worker asks, and the task itself runs at most once per interval across them,
 no extra process (a Celery beat) is needed and the sweep stops only when every cpu
 worker does. A lost request is harmless: the next one comes an interval later.
 
+The request is housekeeping and stays out of Flower: it is sent without the
+``task-sent`` event (:class:`Unannounced`) and the task sends no events of its own
+(``send_events=False``, tasks/ingest.py). The interval, and so how fast the sweep
+gives back a dead worker's messages, stays as set.
+
 Must not import: api/, cli/, drivers.
 """
 
@@ -20,6 +25,17 @@ from config.queues import INGEST, SWEEP_JOBS_TASK
 log = logging.getLogger("quarry.worker")
 
 
+class Unannounced:
+    """The event dispatcher of a send that Flower need not see: publishes nothing.
+
+    ``task_send_sent_event`` is app-wide; Celery publishes ``task-sent`` through the
+    dispatcher a send names (``event_dispatcher``), and calls nothing else of it.
+    """
+
+    def publish(self, *_: Any, **__: Any) -> None:
+        return None
+
+
 def start_sweep_timer(app: Any, interval_s: float) -> threading.Event:
     """Start the thread; set the returned event to stop it. ``interval_s`` > 0."""
     stop = threading.Event()
@@ -27,7 +43,12 @@ def start_sweep_timer(app: Any, interval_s: float) -> threading.Event:
     def loop() -> None:
         while not stop.wait(interval_s):
             try:
-                app.send_task(SWEEP_JOBS_TASK, queue=INGEST, expires=interval_s)
+                app.send_task(
+                    SWEEP_JOBS_TASK,
+                    queue=INGEST,
+                    expires=interval_s,
+                    event_dispatcher=Unannounced(),
+                )
             except Exception as exc:  # noqa: BLE001 (the broker may be down: try next time)
                 log.warning("could not ask for a job sweep: %s", exc)
 

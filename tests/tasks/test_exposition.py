@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 import redis
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import DuplicateTimeseries
 
@@ -22,7 +23,8 @@ from config.settings import METRICS_DIR_ENV, QuarrySettings
 from pipeline.adapters.redis.admission import RedisAdmission
 from pipeline.adapters.redis.client import connect_redis
 from tasks import metrics
-from tasks.exposition import QueueCollector, api_registry
+from tasks.exposition import Owned, QueueCollector, api_registry
+from tests.observability import exported_metric_names, metric_names_in_config
 from tests.stackutil import free_ports
 
 REPO = Path(__file__).resolve().parents[2]
@@ -102,6 +104,56 @@ def test_the_api_exports_the_scrape_time_depth_and_never_the_admission_gauge(
     assert text.count("# TYPE quarry_queue_fill_ratio gauge") == 1
     assert _samples(text, "quarry_queue_depth")[CHUNK] == 1
     assert "quarry_search_seconds" in text  # the process's own metrics are all there
+    assert "quarry_jobs_total" in text and "process_cpu_seconds_total" in text
+
+
+def test_the_api_leaves_out_the_metrics_only_workers_record() -> None:
+    # Defined in this process (imported), never recorded by the API: at 0 they would
+    # tell an operator that the API ran no task and embedded nothing.
+    registry = CollectorRegistry()
+    registry.register(Owned(REGISTRY, frozenset({metrics.API})))
+    names = exported_metric_names(registry)
+    workers_only = {
+        "quarry_tasks_total",
+        "quarry_task_seconds",
+        "quarry_embed_chunks_per_second",
+        "quarry_embed_truncated_chunks_total",
+        "quarry_broker_messages_restored_total",
+        "quarry_breaker_state",
+        "quarry_dead_letters_total",
+        "quarry_webhook_deliveries_total",
+    }
+    assert not names & workers_only, names & workers_only
+    assert {"quarry_search_seconds", "quarry_searches_total", "quarry_jobs_total"} <= names
+
+
+def test_every_metric_has_its_owners_and_the_config_reads_only_exported_ones() -> None:
+    defined = {
+        family.name
+        for value in vars(metrics).values()
+        if isinstance(value, MetricWrapperBase)
+        for family in value.describe()
+    }
+    assert set(metrics.OWNERS) == defined  # a new metric says who records it
+    roles = frozenset().union(*metrics.OWNERS.values())
+    assert roles == {metrics.API, metrics.CPU, metrics.EMBED}
+    # What the rules and the dashboard read is exported by some process (the queue
+    # depths by the API's QueueCollector, under the admission gauges' names).
+    exported = {
+        f"{name}_total" if kind == "counter" else name
+        for name, kind in _kinds().items()
+        if metrics.OWNERS[name]
+    } | {"quarry_queue_depth", "quarry_queue_fill_ratio"}
+    assert metric_names_in_config() <= exported, metric_names_in_config() - exported
+
+
+def _kinds() -> dict[str, str]:
+    return {
+        family.name: family.type
+        for value in vars(metrics).values()
+        if isinstance(value, MetricWrapperBase)
+        for family in value.describe()
+    }
 
 
 def test_the_collector_and_the_admission_gauge_cannot_share_a_registry(
@@ -142,9 +194,9 @@ for _ in range(3):
 for pid in children:
     os.waitpid(pid, 0)
 recording.record_task("quarry.chunk.files", "quarry.chunk", "started")
-server = worker_exposition.serve_worker_metrics("127.0.0.1", int(sys.argv[2]), folder)
+server = worker_exposition.serve_worker_metrics("127.0.0.1", int(sys.argv[2]), folder, "cpu")
 assert server is not None
-assert worker_exposition.serve_worker_metrics("127.0.0.1", server.port, folder) is None
+assert worker_exposition.serve_worker_metrics("127.0.0.1", server.port, folder, "cpu") is None
 sys.stdout.write(urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics").read().decode())
 server.close()
 """
@@ -177,6 +229,10 @@ def test_a_worker_serves_the_sum_of_its_forked_processes(tmp_path: Path) -> None
     assert _samples(text, "quarry_task_seconds_count")["quarry.chunk"] == 3
     assert _labelled(text, "quarry_breaker_state") == [({"store": "postgres"}, 0)]
     assert "quarry_queue_depth" not in text  # the API's scrape alone exports it
+    # The cpu worker's own metrics, at 0 until recorded; not the embedding's (never
+    # recorded here) nor the API's.
+    assert _labelled(text, "quarry_broker_messages_restored_total") == [({}, 0)]
+    assert "quarry_embed" not in text and "quarry_search" not in text
     assert "cannot listen on" in result.stderr  # a port in use is logged, not fatal
 
 

@@ -28,6 +28,8 @@ from config.queues import (
 from config.settings import QuarrySettings
 from devstack.layout import StackLayout
 from devstack.stack import Stack
+from tasks.exposition import QUEUE_DEPTH, QUEUE_FILL_RATIO
+from tasks.metrics import OWNERS
 from tests.observability import base_name, metric_names_in_config
 from tests.workers.jobs_api import enqueue, wait
 
@@ -64,6 +66,16 @@ def _label_values(samples: Samples, name: str, label: str) -> set[str]:
 
 def _names(samples: Samples) -> set[str]:
     return {n for n, _, _ in samples}
+
+
+def _families(url: str, headers: dict[str, str] | None = None) -> set[str]:
+    """The metric families a scrape exports (counters without ``_total``, as OWNERS)."""
+    response = httpx.get(url, headers=headers or {}, timeout=10)
+    return {family.name for family in text_string_to_metric_families(response.text)}
+
+
+def _not_owned(role: str) -> set[str]:
+    return {name for name, owners in OWNERS.items() if role not in owners}
 
 
 def _eventually(check: Callable[[], None], timeout_s: float = 20) -> None:
@@ -142,6 +154,21 @@ def test_a_job_shows_in_the_metrics_of_the_api_and_of_every_worker(
         exported = {base_name(name) for name in _names(both)}
         assert metric_names_in_config() <= exported, metric_names_in_config() - exported
         assert _sum(on_api, "quarry_search_seconds_count", step="total") >= 1
+        # Each process exports only what it records: the API no task, breaker or
+        # embedding series at 0, the cpu worker no embedding series, the embed worker no
+        # write, webhook or sweep series.
+        exported = {
+            "api": _families(api_url, dict(api.headers)),
+            "cpu": _families(_worker_url(stack_settings, "cpu")),
+            "embed": _families(_worker_url(stack_settings, "embed")),
+        }
+        exported["api"] -= {QUEUE_DEPTH, QUEUE_FILL_RATIO}  # read at scrape time, checked above
+        for role, families in exported.items():
+            assert not families & _not_owned(role), (role, families & _not_owned(role))
+        assert {"quarry_tasks", "quarry_breaker_state"} <= exported["cpu"] & exported["embed"]
+        assert "quarry_embed_chunks_per_second" in exported["embed"]
+        assert "quarry_broker_messages_restored" in exported["cpu"]
+        assert {"quarry_search_seconds", "quarry_jobs"} <= exported["api"]
         for samples in (cpu, embed):
             stores = _label_values(samples, "quarry_breaker_state", "store")
             assert stores == {"postgres", "graph"}
