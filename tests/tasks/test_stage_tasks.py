@@ -25,6 +25,7 @@ from pipeline.adapters.fakes.snapshot_store import InMemorySnapshotStore
 from pipeline.adapters.fakes.source_fetcher import InMemorySourceFetcher
 from pipeline.adapters.fakes.upload_store import InMemoryUploadStore
 from pipeline.adapters.fakes.vector_store import InMemoryEmbeddingCache, InMemoryVectorStore
+from pipeline.adapters.fakes.webhook_key_store import InMemoryWebhookKeyStore
 from pipeline.adapters.fakes.webhook_sender import InMemoryWebhookSender
 from pipeline.analysis.analyze import FileAnalysis, analyze_file
 from pipeline.analysis.chunking import ChunkingOptions
@@ -123,6 +124,7 @@ def _install(
                 chunking=ChunkingOptions(),
                 counter=CharBoundTokenCounter(),
                 webhooks=InMemoryWebhookSender(),
+                webhook_keys=InMemoryWebhookKeyStore(),
             ),
             dead_letters=letters,
             breakers={"postgres": breaker},
