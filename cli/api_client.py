@@ -139,10 +139,14 @@ class QuarryApiClient:
             result: dict[str, Any] = self._check(self._client.get(f"/v1/jobs/{job_id}"))
         return result
 
-    def jobs(self, repo: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    def jobs(
+        self, repo: str | None = None, limit: int = 50, *, status: str | None = None
+    ) -> list[dict[str, Any]]:
         params: dict[str, Any] = {"limit": limit}
         if repo:
             params["repo"] = repo
+        if status:
+            params["status"] = status
         with _http_errors(self.base_url):
             result = self._check(self._client.get("/v1/jobs", params=params))
         jobs: list[dict[str, Any]] = result["jobs"]

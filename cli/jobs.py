@@ -339,11 +339,15 @@ def resolve_job_id(client: Any, text: str) -> str:
 
 def jobs(
     repo: Annotated[str | None, typer.Option(help="Only this repository's jobs.")] = None,
+    status: Annotated[
+        str | None,
+        typer.Option(help="Only these statuses, comma-separated (queued,running,done,...)."),
+    ] = None,
     limit: Annotated[int, typer.Option(min=1, max=500)] = 20,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """The newest jobs of your tenant (whole ids: `quarry status` also takes a prefix)."""
-    listed = guarded(lambda: api_client().jobs(repo, limit))
+    listed = guarded(lambda: api_client().jobs(repo, limit, status=status))
     if as_json:
         sys.stdout.write(json.dumps(listed, indent=2) + "\n")
         return

@@ -86,6 +86,12 @@ def test_a_done_job_exits_0_and_its_prefix_finds_it(env: dict[str, str], tmp_pat
     assert status.stdout == "done 100.0 % done\n"
     listed = run_quarry("jobs", "--limit", "50", env=env, timeout_s=60)
     assert job_id in listed.stdout  # whole ids, never cut
+    done_only = run_quarry("jobs", "--status", "done", "--json", env=env, timeout_s=60)
+    assert done_only.returncode == 0, done_only.stderr
+    statuses = {j["status"] for j in json.loads(done_only.stdout)}
+    assert statuses == {"done"}
+    unknown = run_quarry("jobs", "--status", "sleeping", env=env, timeout_s=60)
+    assert unknown.returncode == 2 and "sleeping" in unknown.stderr
 
 
 def test_a_failed_job_exits_1_and_status_says_failed_on_stdout(
