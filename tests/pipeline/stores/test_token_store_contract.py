@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 from config.endpoints import Endpoints
-from migrations.runner import run
+from migrations.runner import discover, run
 from pipeline.adapters.fakes.job_store import InMemoryTokenStore
 from pipeline.adapters.postgres.migrations import PgMigrationTarget
 from pipeline.adapters.postgres.token_store import PgTokenStore
@@ -26,6 +26,7 @@ from pipeline.tokens import TokenGrant, parse_token_id
 from tests.databases import fresh_pg_database
 
 DEV_TOKEN_CHARS = 32
+SCOPES_MIGRATION = 12  # migrations/sql/0012_token_scopes.sql
 
 
 RevocableTokenStore = TokenStore
@@ -266,3 +267,24 @@ def test_memory_last_use_older_than_a_minute_is_moved_on(tenant: str) -> None:
     now[0] += 1
     store.identify(token)
     assert store.list_tokens(tenant)[0].last_used_at == 1061.0
+
+
+def test_tokens_made_before_scopes_keep_every_scope_and_get_an_id(
+    endpoints: Endpoints, tenant: str
+) -> None:
+    before = [m for m in discover("sql") if m.version < SCOPES_MIGRATION]
+    with fresh_pg_database(endpoints, "tokens_upgrade") as dsn:
+        run(PgMigrationTarget(dsn), before)
+        token = chosen()
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("INSERT INTO tenants (id) VALUES (%s)", (tenant,))
+            conn.execute(
+                "INSERT INTO api_tokens (tenant_id, token_sha256, label) VALUES (%s, %s, 'old')",
+                (tenant, hashlib.sha256(token.encode()).digest()),
+            )
+        run(PgMigrationTarget(dsn))
+        with PgTokenStore(dsn) as store:
+            grant = store.identify(token)
+            (record,) = store.list_tokens(tenant)
+    assert grant is not None and grant.scopes == {"read", "write", "admin"}
+    assert record.label == "old" and parse_token_id(record.token_id) == grant.token_id
