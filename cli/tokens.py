@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -95,19 +96,28 @@ def list_(
     if as_json:
         out.print(json.dumps([t.public() for t in found], indent=2), markup=False)
         return
-    table = Table("id", "tenant", "label", "scopes", "created", "last used", "revoked")
+    table = Table()
+    table.add_column("id", no_wrap=True)
+    if tenant is None:
+        table.add_column("tenant")
+    for name in ("label", "scopes", "created", "last used", "revoked"):
+        table.add_column(name)
     for token in found:
-        shown = token.public()
+        times = [_minute(t) for t in (token.created_at, token.last_used_at, token.revoked_at)]
         table.add_row(
             token.token_id,
-            token.tenant,
+            *([token.tenant] if tenant is None else []),
             token.label,
             ", ".join(token.scopes),
-            shown["created_at"],
-            shown["last_used_at"] or "never",
-            shown["revoked_at"] or "",
+            times[0],
+            times[1] or "never",
+            times[2],
         )
     out.print(table)
+
+
+def _minute(ts: float | None) -> str:
+    return "" if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M")
 
 
 @token_app.command("revoke")
