@@ -164,9 +164,8 @@ class ApiState:
 
     def grant_for(self, token: str) -> TokenGrant | None:
         """The tenant, id and scopes of a token; answers are kept for TOKEN_CACHE_S
-        seconds (a revocation made elsewhere, or a revoked token's scopes, take at most
-        that long to apply here), under the token's digest: this process keeps no clear
-        token."""
+        seconds (a revocation made elsewhere takes at most that long to apply here),
+        under the token's digest: this process keeps no clear token."""
         now = time.monotonic()
         key = token_digest(token)
         seen = self._tokens_seen.get(key)

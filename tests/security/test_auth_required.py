@@ -313,6 +313,7 @@ def test_every_route_refuses_a_token_without_its_scope_with_403_naming_it(
                 assert response.status_code == 403, (
                     f"{where}: {response.status_code} {response.text}"
                 )
+                assert set(response.json()) == {"detail"}, where
                 detail = response.json()["detail"]
                 assert detail.startswith(f"this token lacks the {needed!r} scope"), where
                 assert token not in response.text, where
