@@ -54,6 +54,13 @@ def test_create_list_and_revoke_a_token(env: dict[str, str], endpoints: Endpoint
         assert http.get("/v1/repos", headers=bearer).status_code == 200
         assert http.post("/v1/jobs", json={}, headers=bearer).status_code == 403
 
+        as_reader = {**env, "QUARRY_API_TOKEN": reader}
+        cancel = run_quarry("cancel", "00000000-0000-4000-8000-000000000000", env=as_reader)
+        assert cancel.returncode == 2, cancel.stderr
+        assert "lacks the 'write' scope" in cancel.stderr
+        assert "set QUARRY_API_TOKEN to one with that scope" in " ".join(cancel.stderr.split())
+        assert reader not in cancel.stderr
+
         other = run_quarry("token", "revoke", reader_id, "--tenant", f"{tenant}-x", env=env)
         assert other.returncode == 2 and "no token" in other.stderr
         bad = run_quarry("token", "revoke", "qk_looks-like-a-token", env=env)
