@@ -22,6 +22,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
@@ -30,14 +31,16 @@ from api import (
     routes_jobs,
     routes_repos,
     routes_search,
+    routes_tokens,
     routes_ui,
     routes_webhooks,
 )
-from api.auth import bearer_tenant, needs_token, request_tenant, tenant
+from api.audit import AuditLog, AuditMiddleware
+from api.auth import authorize, bearer_tenant, needs_token, route_scopes, scoped
 from api.reference import add_reference
 from api.state import ApiState, probe_stores
 from config.endpoints import Endpoints, resolve_endpoints
-from config.settings import QuarrySettings, load_settings
+from config.settings import QuarrySettings, audit_log_path, load_settings
 from pipeline.errors import (
     ConfigError,
     ConflictError,
@@ -56,15 +59,22 @@ def create_app(settings: QuarrySettings | None = None) -> FastAPI:
     settings = settings or load_settings()
     endpoints = resolve_endpoints(settings)
     state = ApiState(settings, endpoints)
+    audit_log = AuditLog(
+        audit_log_path(settings),
+        max_bytes=settings.audit_log_max_bytes,
+        backups=settings.audit_log_backups,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        audit_log.start()
         if settings.search_warm_on_start:
             threading.Thread(target=state.warm, name="quarry-warm", daemon=True).start()
         try:
             yield
         finally:
             state.close()
+            audit_log.stop()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -76,17 +86,22 @@ def create_app(settings: QuarrySettings | None = None) -> FastAPI:
         openapi_url=None,
         description="Index code repositories; follow jobs; search. Every call needs a bearer"
         " token (`quarry token create --tenant T`; the local stack's is in `quarry dev env`):"
-        " press Authorize and paste it. The page keeps it in memory only.",
+        " press Authorize and paste it. The page keeps it in memory only. Each route needs"
+        " one scope of the token (read, write or admin; its description says which): 401"
+        " without a valid token, 403 with one that lacks the scope. Write and admin calls,"
+        " and refused ones, are written to the audit log.",
     )
     app.state.quarry = state
+    app.add_middleware(AuditMiddleware, audit=audit_log)
     app.include_router(routes_jobs.router)
     app.include_router(routes_credentials.router)
     app.include_router(routes_webhooks.router)
     app.include_router(routes_repos.router)
     app.include_router(routes_search.router)
+    app.include_router(routes_tokens.router)
     app.include_router(routes_ui.router)
     _error_handlers(app)
-    _error_schema(app)
+    _openapi(app)
     add_reference(app, enabled=settings.api_docs)
 
     @app.get("/healthz", tags=["health"])
@@ -104,7 +119,7 @@ def create_app(settings: QuarrySettings | None = None) -> FastAPI:
 
     registry = api_registry(lambda: state.admission)
 
-    @app.get("/metrics", tags=["health"], dependencies=[Depends(tenant)])
+    @app.get("/metrics", tags=["health"], dependencies=[Depends(scoped("read"))])
     def metrics() -> Response:
         """This process's metrics, and every queue's depth read from Redis now."""
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
@@ -130,10 +145,11 @@ def _error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
         # FastAPI decodes a JSON body before it runs the token dependency: a caller
-        # without a valid token gets a 401 for a malformed body too, not a 422.
+        # without a valid token gets a 401 for a malformed body too, not a 422, and one
+        # whose token lacks the route's scope a 403.
         if needs_token(request):
             try:
-                await request_tenant(request)
+                await authorize(request)
             except HTTPException as denied:
                 return JSONResponse(
                     {"detail": denied.detail},
@@ -181,13 +197,15 @@ def _field(loc: object) -> str:
     return ".".join(parts) or "request"
 
 
-def _error_schema(app: FastAPI) -> None:
-    """The OpenAPI document describes 422 bodies as they are sent (see invalid_request)."""
+def _openapi(app: FastAPI) -> None:
+    """The OpenAPI document describes 422 bodies as they are sent (see invalid_request),
+    and names each route's scope (``x-quarry-scope``, its description, a 403)."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = build()
+            _scopes_schema(app, schema)
             schemas = schema.get("components", {}).get("schemas", {})
             if "HTTPValidationError" in schemas:
                 schemas["HTTPValidationError"] = {
@@ -206,6 +224,35 @@ def _error_schema(app: FastAPI) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _scopes_schema(app: FastAPI, schema: dict[str, Any]) -> None:
+    # iter_route_contexts: FastAPI includes routers lazily (app.routes lists them).
+    for context in iter_route_contexts(app.routes):
+        scopes = sorted(route_scopes(context.route))
+        operations = schema.get("paths", {}).get(context.path, {})
+        for method in context.methods or ():
+            operation = operations.get(method.lower())
+            if not scopes or operation is None:
+                continue
+            needs = " and ".join(f"`{s}`" for s in scopes)
+            operation["x-quarry-scope"] = scopes[0] if len(scopes) == 1 else scopes
+            operation["description"] = (
+                f"Needs the {needs} scope.\n\n{operation.get('description', '')}".strip()
+            )
+            operation.setdefault("responses", {})["403"] = {
+                "description": f"The token lacks the {needs} scope.",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+            }
+    schema.setdefault("components", {}).setdefault("schemas", {}).setdefault(
+        "Error",
+        {
+            "title": "Error",
+            "type": "object",
+            "required": ["detail"],
+            "properties": {"detail": {"type": "string", "description": "What went wrong."}},
+        },
+    )
 
 
 def _readiness(endpoints: Endpoints, detailed: bool) -> JSONResponse:

@@ -1,23 +1,36 @@
-"""Bearer-token authentication: every route needs a token but the probes (/healthz,
+"""Bearer tokens and their scopes: every route needs a token but the probes (/healthz,
 /readyz: status only), the web page's files (/ui) and the API reference (/docs,
 /openapi.json; see api/reference.py), which hold no data; a token names its tenant.
-tests/security/test_auth_required.py checks every route of the app.
+
+Each route declares the one scope it needs (pipeline/tokens.py), in its signature:
+``tenant: ReadTenant`` / ``WriteTenant`` / ``AdminTenant``, or ``caller: Admin`` where
+the route needs the caller's grant. Without a valid token: 401; with a token that lacks
+the scope: 403 naming it. tests/security/test_auth_required.py checks every route of the
+app for both, against its own table of which route needs which scope.
 
 Must not import: workers/, cli/, torch, celery.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
+from starlette.routing import BaseRoute
 
+from api import audit
 from api.state import ApiState
 from pipeline.errors import StoreUnavailableError
+from pipeline.tokens import SCOPES, Scope, TokenGrant
 
-_bearer = HTTPBearer(auto_error=False, description="An API token: `quarry token create`.")
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="An API token: `quarry token create` or `POST /v1/tokens`. Each route needs"
+    " one scope of the token: read, write or admin (the route's description says which).",
+)
 
 
 def state_of(request: Request) -> ApiState:
@@ -25,30 +38,96 @@ def state_of(request: Request) -> ApiState:
     return state
 
 
-def tenant(
+def _refuse(request: Request, status: int, detail: str, header: str) -> HTTPException:
+    audit.note(request, reason=detail)
+    return HTTPException(status, detail, headers={"WWW-Authenticate": header})
+
+
+def caller(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> str:
-    """The caller's tenant; 401 without a valid token."""
+) -> TokenGrant:
+    """The caller's token: tenant, id and scopes; 401 without a valid token."""
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
-        raise HTTPException(
-            401, "missing bearer token", headers={"WWW-Authenticate": 'Bearer realm="quarry"'}
-        )
-    found = state_of(request).tenant_for(credentials.credentials)
+        raise _refuse(request, 401, "missing bearer token", 'Bearer realm="quarry"')
+    found = state_of(request).grant_for(credentials.credentials)
     if found is None:
-        raise HTTPException(
-            401,
-            "invalid or revoked token",
-            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
-        )
+        raise _refuse(request, 401, "invalid or revoked token", 'Bearer error="invalid_token"')
     return found
 
 
-async def request_tenant(request: Request) -> str:
-    """:func:`tenant` outside of FastAPI's dependencies (an exception handler that runs
-    before them); the same HTTPException without a valid token."""
+def _scope_check(scope: Scope) -> Callable[..., TokenGrant]:
+    def check(request: Request, grant: Annotated[TokenGrant, Depends(caller)]) -> TokenGrant:
+        audit.note(request, tenant=grant.tenant, token_id=grant.token_id, scope=scope)
+        if not grant.allows(scope):
+            held = ", ".join(s for s in SCOPES if s in grant.scopes)
+            raise _refuse(
+                request,
+                403,
+                f"this token lacks the {scope!r} scope that {request.method} {request.url.path}"
+                f" needs (it has: {held}); use a token with it",
+                f'Bearer error="insufficient_scope", scope="{scope}"',
+            )
+        return grant
+
+    check.__name__ = f"needs_{scope}_scope"
+    return check
+
+
+_CHECKS: dict[str, Callable[..., TokenGrant]] = {s: _scope_check(s) for s in SCOPES}
+
+
+def scoped(scope: Scope) -> Callable[..., TokenGrant]:
+    """The dependency that lets a token with ``scope`` through (one function per scope,
+    so that :func:`route_scopes` can read a route's scope back)."""
+    return _CHECKS[scope]
+
+
+def _tenant_of(scope: Scope) -> Callable[..., str]:
+    def tenant(grant: TokenGrant) -> str:
+        return grant.tenant
+
+    # Set as objects: a string annotation (this module's __future__ import) could not
+    # name the closure's ``scope`` when FastAPI resolves it.
+    tenant.__annotations__ = {"grant": Annotated[TokenGrant, Depends(scoped(scope))]}
+    tenant.__annotations__["return"] = str
+    return tenant
+
+
+ReadTenant = Annotated[str, Depends(_tenant_of("read"))]
+WriteTenant = Annotated[str, Depends(_tenant_of("write"))]
+AdminTenant = Annotated[str, Depends(_tenant_of("admin"))]
+Admin = Annotated[TokenGrant, Depends(scoped("admin"))]
+State = Annotated[ApiState, Depends(state_of)]
+
+
+def route_scopes(route: BaseRoute | None) -> set[str]:
+    """The scopes a route's dependencies check (one for a route that needs a token, none
+    for a public one)."""
+    dependant = getattr(route, "dependant", None)
+    pending = [] if dependant is None else [dependant]
+    found = set()
+    while pending:
+        current = pending.pop()
+        found |= {s for s, check in _CHECKS.items() if current.call is check}
+        pending.extend(current.dependencies)
+    return found
+
+
+def needs_token(request: Request) -> bool:
+    """Whether the route that matched ``request`` checks a token."""
+    return bool(route_scopes(request.scope.get("route")))
+
+
+async def authorize(request: Request) -> TokenGrant:
+    """The token checks of the matched route outside of FastAPI's dependencies (an
+    exception handler that runs before them): the same HTTPException without a valid
+    token, or with one that lacks the route's scope."""
     credentials = await _bearer(request)
-    return await run_in_threadpool(tenant, request, credentials)
+    grant = await run_in_threadpool(caller, request, credentials)
+    for scope in sorted(route_scopes(request.scope.get("route"))):
+        grant = _CHECKS[scope](request, grant)
+    return grant
 
 
 async def bearer_tenant(request: Request) -> str | None:
@@ -56,22 +135,8 @@ async def bearer_tenant(request: Request) -> str | None:
     store that cannot answer now. For routes that answer everyone (``/readyz``) and only
     say more to a caller with a token."""
     try:
-        return await request_tenant(request)
+        credentials = await _bearer(request)
+        grant = await run_in_threadpool(caller, request, credentials)
     except (HTTPException, StoreUnavailableError):
         return None
-
-
-def needs_token(request: Request) -> bool:
-    """Whether the route that matched ``request`` depends on :func:`tenant`."""
-    dependant = getattr(request.scope.get("route"), "dependant", None)
-    pending = [] if dependant is None else [dependant]
-    while pending:
-        current = pending.pop()
-        if current.call is tenant:
-            return True
-        pending.extend(current.dependencies)
-    return False
-
-
-Tenant = Annotated[str, Depends(tenant)]
-State = Annotated[ApiState, Depends(state_of)]
+    return grant.tenant

@@ -18,7 +18,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Response
 from pydantic import BaseModel
 
-from api.auth import State, Tenant
+from api.auth import AdminTenant, State
 from pipeline.credentials.cipher import KEY_SETTING
 from pipeline.credentials.material import CredentialKind
 from pipeline.credentials.vault import CredentialVault
@@ -84,7 +84,7 @@ def _kind(text: str) -> CredentialKind:
 
 
 @router.post("", status_code=201)
-def add_credential(body: CredentialCreate, tenant: Tenant, state: State) -> dict[str, Any]:
+def add_credential(body: CredentialCreate, tenant: AdminTenant, state: State) -> dict[str, Any]:
     """Add a credential (201); 409 when the tenant has one of that name or scope."""
     vault = _vault(state)
     kind = _kind(body.kind)
@@ -104,7 +104,7 @@ def add_credential(body: CredentialCreate, tenant: Tenant, state: State) -> dict
 
 @router.put("/{credential}")
 def rotate_credential(
-    credential: str, body: CredentialRotate, tenant: Tenant, state: State
+    credential: str, body: CredentialRotate, tenant: AdminTenant, state: State
 ) -> dict[str, Any]:
     """Replace the credential's secret (404 if the tenant has none of that name)."""
     vault = _vault(state)
@@ -120,13 +120,13 @@ def rotate_credential(
 
 
 @router.get("")
-def list_credentials(tenant: Tenant, state: State) -> dict[str, Any]:
+def list_credentials(tenant: AdminTenant, state: State) -> dict[str, Any]:
     """The tenant's credentials, without their secrets."""
     return {"credentials": [c.public() for c in _vault(state).list(tenant)]}
 
 
 @router.delete("/{credential}", status_code=204)
-def remove_credential(credential: str, tenant: Tenant, state: State) -> Response:
+def remove_credential(credential: str, tenant: AdminTenant, state: State) -> Response:
     """Remove a credential (204; 404 if the tenant has none of that name)."""
     _vault(state).remove(tenant, credential)
     return Response(status_code=204)

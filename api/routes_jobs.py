@@ -15,7 +15,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from api.auth import State, Tenant
+from api.auth import ReadTenant, State, WriteTenant
 from pipeline.errors import InvalidInputError
 from pipeline.jobs import Job, JobRequest, JobSource, JobStatus, SourceKind, job_status
 from pipeline.models import RepoRef
@@ -107,7 +107,7 @@ def _enqueue(state: State, request: JobRequest, response: Response, http: Reques
 def create_job(
     body: JobCreate,
     *,
-    tenant: Tenant,
+    tenant: WriteTenant,
     state: State,
     response: Response,
     http: Request,
@@ -134,7 +134,7 @@ def create_job(
 async def create_job_from_archive(
     http: Request,
     *,
-    tenant: Tenant,
+    tenant: WriteTenant,
     state: State,
     response: Response,
     repo: Annotated[str, Query(min_length=1, max_length=200)],
@@ -201,7 +201,7 @@ async def _stream_parts(
 
 
 @router.get("/{job_id}", name="get_job")
-def get_job(job_id: str, tenant: Tenant, state: State) -> dict[str, Any]:
+def get_job(job_id: str, tenant: ReadTenant, state: State) -> dict[str, Any]:
     """The job's status: counters, percent, ETA, errors and webhook deliveries."""
     ctx = state.jobs
     job = ctx.jobs.get(job_id, tenant)
@@ -230,7 +230,7 @@ def listed_statuses(value: str | None) -> tuple[JobStatus, ...]:
 @router.get("")
 def list_jobs(
     *,
-    tenant: Tenant,
+    tenant: ReadTenant,
     state: State,
     repo: Annotated[str | None, Query(max_length=200)] = None,
     status: Annotated[
@@ -255,7 +255,7 @@ def list_jobs(
 
 
 @router.delete("/{job_id}")
-def cancel_job(job_id: str, tenant: Tenant, state: State) -> dict[str, Any]:
+def cancel_job(job_id: str, tenant: WriteTenant, state: State) -> dict[str, Any]:
     """Cancel a job: no new work starts, the previous snapshot stays searchable. A job
     already finished is returned as it is."""
     ctx = state.jobs

@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
 
-from api.auth import State, Tenant
+from api.auth import ReadTenant, State, WriteTenant
 from api.routes_jobs import checked_source, submit_job
 from pipeline.jobs import Job, JobRequest
 from pipeline.models import RepoRef
@@ -20,7 +20,7 @@ router = APIRouter(prefix="/v1/repos", tags=["repositories"])
 
 
 @router.get("")
-def list_repos(tenant: Tenant, state: State) -> dict[str, Any]:
+def list_repos(tenant: ReadTenant, state: State) -> dict[str, Any]:
     """Each repository with its searchable commit, files and chunks."""
     return {"repos": state.jobs.snapshots.repositories(tenant)}
 
@@ -37,7 +37,7 @@ class ReconcileRequest(BaseModel):
 
 @router.post("/{name:path}/reconcile")
 def reconcile_repo(
-    name: str, body: ReconcileRequest, tenant: Tenant, state: State, http: Request
+    name: str, body: ReconcileRequest, tenant: WriteTenant, state: State, http: Request
 ) -> dict[str, Any]:
     """Compare the searchable snapshot with both stores; unless ``dry_run``, delete
     ghost rows and nodes and enqueue a job that re-indexes the files a store lacks.
@@ -63,7 +63,7 @@ def reconcile_repo(
 
 
 @router.get("/{name:path}")
-def get_repo(name: str, tenant: Tenant, state: State) -> dict[str, Any]:
+def get_repo(name: str, tenant: ReadTenant, state: State) -> dict[str, Any]:
     """One repository (names may contain `/`)."""
     found = state.jobs.snapshots.repository(tenant, name)
     if found is None:

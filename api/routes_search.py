@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
 
-from api.auth import State, Tenant
+from api.auth import ReadTenant, State
 from api.graph_svg import render_svg
 from pipeline.errors import InvalidInputError, NotFoundError
 from pipeline.models import RepoRef
@@ -40,7 +40,7 @@ def _listed(value: str | None, name: str) -> tuple[str, ...]:
 @router.get("/v1/search")
 def search(
     *,
-    tenant: Tenant,
+    tenant: ReadTenant,
     state: State,
     q: Annotated[str, Query(description="What to look for: words, identifiers, a question.")],
     repo: Annotated[str | None, Query(description="Repositories, comma-separated.")] = None,
@@ -80,7 +80,7 @@ def search(
 @router.get("/v1/graph/symbol", response_model=None)
 def graph_symbol(
     *,
-    tenant: Tenant,
+    tenant: ReadTenant,
     state: State,
     repo: Annotated[str, Query(min_length=1, max_length=200)],
     name: Annotated[str, Query(min_length=1, max_length=1000, description="Qualified or short.")],

@@ -19,7 +19,7 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from api.auth import State, Tenant
+from api.auth import AdminTenant, State
 from pipeline.errors import ConfigError
 from pipeline.webhooks.events import SIGNATURE_HEADER
 from pipeline.webhooks.tenant_keys import (
@@ -40,7 +40,7 @@ class Rotation(BaseModel):
 
 
 @router.get("/secret")
-def webhook_secret(tenant: Tenant, state: State) -> dict[str, Any]:
+def webhook_secret(tenant: AdminTenant, state: State) -> dict[str, Any]:
     """The secret that verifies the tenant's deliveries (header ``X-Quarry-Signature-256``:
     ``sha256=`` + HMAC-SHA256 of ``"{timestamp}." + body``), and during a rotation's
     overlap until when the previous one still signs."""
@@ -48,7 +48,7 @@ def webhook_secret(tenant: Tenant, state: State) -> dict[str, Any]:
 
 
 @router.post("/secret/rotate")
-def rotate_webhook_secret(tenant: Tenant, state: State, body: Rotation) -> dict[str, Any]:
+def rotate_webhook_secret(tenant: AdminTenant, state: State, body: Rotation) -> dict[str, Any]:
     """Make a new secret current; the previous one signs too for ``overlap_s`` seconds."""
     check_overlap(body.overlap_s)
     now = time.time()

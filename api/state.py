@@ -33,6 +33,7 @@ from pipeline.sources.policy import LocalSourcePolicy
 from pipeline.stages.embedding import embed_query
 from pipeline.stages.indexing import JobContext
 from pipeline.statements.job_rows import token_digest
+from pipeline.tokens import TokenGrant
 from tasks import recording
 from tasks.app import create_app
 from tasks.client import TaskClient
@@ -54,7 +55,7 @@ class ApiState:
     endpoints: Endpoints
     _lock: threading.RLock = field(default_factory=threading.RLock)
     _built: dict[str, Any] = field(default_factory=dict)
-    _tokens_seen: dict[bytes, tuple[str | None, float]] = field(default_factory=dict)
+    _tokens_seen: dict[bytes, tuple[TokenGrant | None, float]] = field(default_factory=dict)
 
     def _once(self, name: str, build: Callable[[], T]) -> T:
         with self._lock:
@@ -166,20 +167,28 @@ class ApiState:
     def source_policy(self) -> LocalSourcePolicy:
         return self._once("source_policy", lambda: stores.source_policy(self.settings))
 
-    def tenant_for(self, token: str) -> str | None:
-        """The tenant of a token; answers are kept for a few seconds (revocation takes
-        at most that long to apply), under the token's digest: this process keeps no
-        clear token."""
+    def grant_for(self, token: str) -> TokenGrant | None:
+        """The tenant, id and scopes of a token; answers are kept for TOKEN_CACHE_S
+        seconds (a revocation made elsewhere takes at most that long to apply here),
+        under the token's digest: this process keeps no clear token."""
         now = time.monotonic()
         key = token_digest(token)
         seen = self._tokens_seen.get(key)
         if seen is not None and now - seen[1] < TOKEN_CACHE_S:
             return seen[0]
-        tenant = self.tokens.authenticate(token)
+        grant = self.tokens.identify(token)
         if len(self._tokens_seen) > 10_000:
             self._tokens_seen.clear()
-        self._tokens_seen[key] = (tenant, now)
-        return tenant
+        self._tokens_seen[key] = (grant, now)
+        return grant
+
+    def forget_token(self, token_id: str) -> None:
+        """Drop the kept answer of a token revoked through this process: here the
+        revocation applies at once."""
+        with self._lock:
+            for key, (grant, _) in list(self._tokens_seen.items()):
+                if grant is not None and grant.token_id == token_id:
+                    self._tokens_seen.pop(key, None)
 
     def close(self) -> None:
         with self._lock:

@@ -69,9 +69,10 @@ class QuarryApiClient:
             retry_after = float(response.headers.get("Retry-After", "1") or 1)
             raise QueueFullError("ingest", 0, 0, retry_after)
         if code in (401, 403):
+            fix = "to one with that scope" if code == 403 else "(`quarry token create --tenant T`)"
             raise ConfigError(
                 f"the API at {self.base_url} refused the token ({_detail(response)}): "
-                "set QUARRY_API_TOKEN (`quarry token create --tenant T`)"
+                f"set QUARRY_API_TOKEN {fix}"
             )
         if 400 <= code < 500:
             raise InvalidInputError(_detail(response))

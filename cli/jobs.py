@@ -1,4 +1,5 @@
-"""``quarry index | status | jobs | cancel`` (through the API) and ``quarry token create``.
+"""``quarry index | status | jobs | cancel``, through the API (``quarry token`` is in
+cli/tokens.py).
 
 The CLI talks to the API at ``QUARRY_API_URL`` with ``QUARRY_API_TOKEN`` (defaults: the
 local stack and its development token). ``index --wait`` polls the job's status and
@@ -36,7 +37,6 @@ from cli.console import (
     out,
     settings,
 )
-from cli.extras import missing
 from config.endpoints import resolve_endpoints, secrets_path
 from pipeline.errors import InvalidInputError, QueueFullError, TransientError
 from pipeline.sources.locations import REF_APPLIES, parse_source
@@ -69,9 +69,6 @@ def register(app: typer.Typer) -> None:
     app.command("status")(status)
     app.command("jobs")(jobs)
     app.command("cancel")(cancel)
-    token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
-    token_app.command("create")(token_create)
-    app.add_typer(token_app, name="token")
 
 
 def admitted(action: Any, max_wait_s: float) -> Any:
@@ -376,26 +373,3 @@ def cancel(
     client = api_client()
     result = guarded(lambda: client.cancel(resolve_job_id(client, job_id)))
     sys.stdout.write(f"{result['job_id']} {result['status']}\n")
-
-
-def token_create(
-    tenant: Annotated[str, typer.Option(help="The tenant the token acts for.")],
-    label: Annotated[str, typer.Option(help="A note kept with the token.")] = "",
-) -> None:
-    """Create an API token for TENANT; it is printed once, on the last line (an operator's
-    command: it writes to PostgreSQL, so it needs the full install)."""
-    try:
-        from pipeline.adapters.postgres.token_store import PgTokenStore
-    except ImportError as exc:  # the client alone (pip install quarry)
-        raise typer.Exit(missing("token", exc)) from None
-    from pipeline.jobs import check_tenant
-
-    endpoints = guarded(lambda: resolve_endpoints(settings()))
-    guarded(lambda: check_tenant(tenant))
-    store = guarded(lambda: PgTokenStore(endpoints.postgres_dsn, pool_size=1))
-    try:
-        token = guarded(lambda: store.create(tenant, label))
-    finally:
-        store.close()
-    err.print(f"token for tenant {tenant!r} (shown once; stored hashed):", markup=False)
-    sys.stdout.write(token + "\n")

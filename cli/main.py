@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from cli import credentials, jobs, reconcile, search, webhooks
+from cli import credentials, jobs, reconcile, search, tokens, webhooks
 from cli.console import EXIT_CODES_HELP, err, guarded, out, settings
 from cli.extras import register_command, register_group
 
@@ -183,6 +183,7 @@ def worker(
 
 register_command(app, "chunk", "cli.chunk")
 jobs.register(app)
+tokens.register(app)
 credentials.register(app)
 reconcile.register(app)
 search.register(app)

@@ -1,4 +1,5 @@
-"""Logging configuration: plain or JSON lines, one call per process; and the log context.
+"""Logging configuration: plain or JSON lines, one call per process; the log context;
+and the audit log's file handler (api/audit.py writes its lines).
 
 The log context is what a task is working for (job id, repository, task id). The task
 signal handlers (tasks/observers.py) set it when a task starts and reset it when it
@@ -17,6 +18,8 @@ import sys
 from collections.abc import Mapping
 from contextvars import ContextVar, Token
 from datetime import UTC, datetime
+from logging.handlers import RotatingFileHandler, WatchedFileHandler
+from pathlib import Path
 from typing import Final
 
 # Extra attributes a task or request attaches with `logger.info(..., extra={...})`.
@@ -114,3 +117,20 @@ def configure_logging(level: str = "INFO", json_lines: bool = False) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+
+
+def audit_file_handler(path: Path, *, max_bytes: int, backups: int) -> logging.Handler:
+    """The audit log's file handler: the message as written (a JSON line). Past
+    ``max_bytes`` it rotates (``audit.jsonl.1`` ...); with 0 it never rotates but reopens
+    the file when logrotate moves it away (or truncates it: appends go on at the end).
+    The file is opened on the first line, so a folder that cannot be written costs a
+    logged error per line (logging's handleError), never the caller's work."""
+    handler: logging.Handler
+    if max_bytes > 0:
+        handler = RotatingFileHandler(
+            path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8", delay=True
+        )
+    else:
+        handler = WatchedFileHandler(path, encoding="utf-8", delay=True)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    return handler

@@ -58,6 +58,10 @@ function refusal(error) {
     return `The API refused this token: ${error.message}. `
       + "Check it, or create one with `quarry token create`.";
   }
+  if (error.status === 403) {
+    return `The API refused this token here: ${error.message}. The page needs a token`
+      + " with the read scope (and write, to index or cancel jobs).";
+  }
   return `Could not check the token: ${error.message}`;
 }
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 from config.settings.environment import (
     METRICS_DIR_ENV,
     WORKER_ENVIRONMENT,
+    audit_log_path,
     child_environment,
     prepare_worker_environment,
     prepare_worker_metrics,
@@ -52,6 +53,7 @@ __all__ = [
     "WEBHOOK_ADDRESS_KINDS",
     "WORKER_ENVIRONMENT",
     "QuarrySettings",
+    "audit_log_path",
     "child_environment",
     "env_name",
     "field_names",

@@ -84,6 +84,11 @@ def protected_folders(settings: QuarrySettings) -> tuple[Path, ...]:
     return tuple(folders)
 
 
+def audit_log_path(settings: QuarrySettings) -> Path:
+    """The API's audit log file (``audit_log_file``, else under the data folder)."""
+    return settings.audit_log_file or settings.data_dir / "logs" / "audit.jsonl"
+
+
 def worker_metrics_dir(settings: QuarrySettings, profile: str) -> Path:
     """The multiprocess metrics folder of a worker profile, under the data folder."""
     return settings.data_dir / "metrics" / profile

@@ -29,6 +29,20 @@ class DataFields(BaseModel):
         "INFO", description="Minimum level of log lines."
     )
     log_json: bool = Field(False, description="Write log lines as JSON objects.")
+    audit_log_file: Path | None = Field(
+        None,
+        description="The API's audit log: one JSON object a line for each request a token"
+        " made with the write or admin scope, and each refused one (401, 403); never a token."
+        " Unset: `<data_dir>/logs/audit.jsonl`.",
+    )
+    audit_log_max_bytes: int = Field(
+        10 * 1024 * 1024,
+        ge=0,
+        description="Rotate the audit log past this size, keeping `audit_log_backups` files"
+        " (`audit.jsonl.1` ...). 0: never rotate here; the file is reopened when moved away,"
+        " for logrotate (`copytruncate` works too).",
+    )
+    audit_log_backups: int = Field(5, ge=0, le=1000, description="Rotated audit log files kept.")
 
 
 class EndpointFields(BaseModel):

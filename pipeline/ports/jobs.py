@@ -22,6 +22,7 @@ from pipeline.models import (
     FileVersion,
     RepoRef,
 )
+from pipeline.tokens import SCOPES, ApiToken, IssuedToken, TokenGrant
 
 
 class JobStore(Protocol):
@@ -182,22 +183,42 @@ class SnapshotStore(Protocol):
 
 
 class TokenStore(Protocol):
-    """API tokens, stored as sha256 digests, each bound to one tenant."""
+    """API tokens, stored as sha256 digests, each bound to one tenant, with scopes and a
+    public id (pipeline/tokens.py)."""
 
-    def create(self, tenant: str, label: str = "") -> str:
+    def create(self, tenant: str, label: str = "", scopes: Sequence[str] = SCOPES) -> str:
         """A new token for ``tenant`` (created if absent); the clear token is returned once."""
         ...
 
+    def issue(self, tenant: str, label: str = "", scopes: Sequence[str] = SCOPES) -> IssuedToken:
+        """:meth:`create`, with the new token's public record."""
+        ...
+
     def register(self, tenant: str, token: str, label: str = "") -> None:
-        """Store a token chosen elsewhere (the local stack's development token); idempotent."""
+        """Store a token chosen elsewhere (the local stack's development token), with
+        every scope; idempotent."""
         ...
 
     def revoke(self, token: str) -> bool:
         """Revoke a token for good; False when it is unknown or already revoked."""
         ...
 
+    def revoke_id(self, token_id: str, tenant: str | None = None) -> ApiToken | None:
+        """Revoke the token of that id (only if it is ``tenant``'s, unless None); its
+        record, revoked now or before, or None when there is no such token."""
+        ...
+
     def authenticate(self, token: str) -> str | None:
         """The tenant of a valid, unrevoked token, else None."""
+        ...
+
+    def identify(self, token: str) -> TokenGrant | None:
+        """The tenant, id and scopes of a valid, unrevoked token, else None; notes when
+        it was used (at most once a minute per token)."""
+        ...
+
+    def list_tokens(self, tenant: str | None = None) -> list[ApiToken]:
+        """The tenant's tokens (every tenant's with None), revoked ones too, newest first."""
         ...
 
 

@@ -31,6 +31,7 @@ from pipeline.jobs import (
 )
 from pipeline.models import FileVersion, RepoRef
 from pipeline.statements.sql import check_repo, check_texts
+from pipeline.tokens import ApiToken
 
 MAX_WEBHOOKS = 50
 MAX_REINDEX_PATHS = 100_000
@@ -271,3 +272,17 @@ def check_token(tenant: str, token: str) -> str:
 def check_label(label: str) -> str:
     check_texts("token label", [label])
     return label
+
+
+def token_from_row(row: Sequence[Any]) -> ApiToken:
+    """A row of ``pipeline.statements.token_sql``'s record columns, as a record."""
+    token_id, tenant, label, scopes, created, last_used, revoked = row
+    return ApiToken(
+        token_id=str(token_id),
+        tenant=str(tenant),
+        label=str(label),
+        scopes=tuple(str(s) for s in scopes),
+        created_at=float(created),
+        last_used_at=None if last_used is None else float(last_used),
+        revoked_at=None if revoked is None else float(revoked),
+    )

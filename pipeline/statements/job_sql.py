@@ -1,8 +1,9 @@
-"""SQL of the job and token stores, as plain strings and parameter dicts.
+"""SQL of the job store, as plain strings and parameter dicts.
 
-Owns the statement texts of ``PgJobStore`` and ``PgTokenStore`` (tables of
-migrations/sql/0002, 0004 and 0006); those of ``PgSnapshotStore`` are in
-``pipeline.statements.snapshot_sql``. The checks and the JSON shapes that the
+Owns the statement texts of ``PgJobStore`` (tables of migrations/sql/0002, 0004 and
+0006) and the schema check every store makes; those of ``PgSnapshotStore`` are in
+``pipeline.statements.snapshot_sql``, those of ``PgTokenStore`` in
+``pipeline.statements.token_sql``. The checks and the JSON shapes that the
 real stores and their in-memory fakes share live in ``pipeline.statements.job_rows``.
 
 Must not import: celery, tasks/, workers/, api/, cli/, or any driver; does no I/O.
@@ -201,39 +202,6 @@ def add_webhook(job_id: str, delivery_json: str) -> Query:
     return Query(
         _ADD_WEBHOOK,
         {"id": job_id, "delivery": delivery_json, "keep": MAX_WEBHOOKS},
-    )
-
-
-# --- API tokens ---------------------------------------------------------------------
-
-
-def insert_token(tenant: str, digest: bytes, label: str) -> Query:
-    return Query(
-        "INSERT INTO api_tokens (tenant_id, token_sha256, label)"
-        " VALUES (%(tenant)s, %(digest)s, %(label)s)"
-        " ON CONFLICT (token_sha256) DO NOTHING",
-        {"tenant": tenant, "digest": digest, "label": label},
-    )
-
-
-def token_owner(digest: bytes) -> Query:
-    return Query(
-        "SELECT tenant_id FROM api_tokens WHERE token_sha256 = %(digest)s", {"digest": digest}
-    )
-
-
-def authenticate(digest: bytes) -> Query:
-    return Query(
-        "SELECT tenant_id FROM api_tokens WHERE token_sha256 = %(digest)s AND revoked_at IS NULL",
-        {"digest": digest},
-    )
-
-
-def revoke_token(digest: bytes) -> Query:
-    return Query(
-        "UPDATE api_tokens SET revoked_at = now() WHERE token_sha256 = %(digest)s"
-        " AND revoked_at IS NULL",
-        {"digest": digest},
     )
 
 

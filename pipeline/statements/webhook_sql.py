@@ -1,4 +1,4 @@
-"""SQL of the tenants' webhook signing generations (migrations/sql/0012_webhook_keys.sql):
+"""SQL of the tenants' webhook signing generations (migrations/sql/0013_webhook_keys.sql):
 statement texts and parameters, no I/O. Every statement names its tenant.
 
 Must not import: celery, tasks/, workers/, api/, cli/, or any driver.

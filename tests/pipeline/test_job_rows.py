@@ -11,7 +11,7 @@ import pytest
 from pipeline.errors import InvalidInputError
 from pipeline.jobs import JobRequest, JobSource, JobStatus, SourceKind
 from pipeline.models import FileVersion, RepoRef
-from pipeline.statements import job_rows, job_sql, snapshot_sql
+from pipeline.statements import job_rows, job_sql, snapshot_sql, token_sql
 from pipeline.statements.sql import Query
 
 REPO = RepoRef("acme", "app")
@@ -104,10 +104,14 @@ def _queries() -> list[Query]:
         job_sql.finish_job(JOB_ID, "done", ""),
         job_sql.set_snapshot(JOB_ID, 3),
         job_sql.add_webhook(JOB_ID, "[]"),
-        job_sql.insert_token("acme", digest, ""),
-        job_sql.token_owner(digest),
-        job_sql.authenticate(digest),
-        job_sql.revoke_token(digest),
+        token_sql.insert_token("acme", digest, "", "tk_0123456789abcdef", ["read"]),
+        token_sql.token_owner(digest),
+        token_sql.identify(digest),
+        token_sql.revoke_token(digest),
+        token_sql.list_tokens("acme"),
+        token_sql.list_tokens(None),
+        token_sql.revoke_by_id("tk_0123456789abcdef", "acme"),
+        token_sql.revoke_by_id("tk_0123456789abcdef", None),
         job_sql.schema_column("jobs", "webhooks"),
         snapshot_sql.lock_repository(REPO, exclusive=True),
         snapshot_sql.lock_repository(REPO, exclusive=False),

@@ -1,5 +1,6 @@
 """Every route of the real app answers 401 without a valid token, but /healthz and the
-web page's static files, over real HTTP against the session stack's API.
+web page's static files, and 403 naming the scope it needs to a token without that
+scope, over real HTTP against the session stack's API.
 
 The routes are read from the app factory (``create_app().routes``), so a route added
 later is checked without anyone listing it. Each gets a plausible request (path
@@ -28,10 +29,12 @@ from fastapi.routing import iter_route_contexts
 from starlette.routing import Route
 
 from api.app import create_app
+from api.auth import route_scopes
 from api.routes_ui import UI_DIR, ui_assets
 from config.endpoints import Endpoints
 from config.settings import QuarrySettings
 from pipeline.adapters.postgres.token_store import PgTokenStore
+from pipeline.tokens import SCOPES
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -45,23 +48,60 @@ PUBLIC = {
     ("GET", "/docs"): "the reference's page (static HTML), no data",
     ("GET", "/docs/assets/{name}"): "Swagger UI's files and the page's script, no data",
 }
+# The scope each route needs, written here (not read from the app) so that a route whose
+# scope changes, or a new route, fails until this table says what it should need.
+SCOPE_OF = {
+    ("GET", "/metrics"): "read",
+    ("GET", "/v1/search"): "read",
+    ("GET", "/v1/graph/symbol"): "read",
+    ("GET", "/v1/repos"): "read",
+    ("GET", "/v1/repos/{name:path}"): "read",
+    ("GET", "/v1/jobs"): "read",
+    ("GET", "/v1/jobs/{job_id}"): "read",
+    ("POST", "/v1/jobs"): "write",
+    ("POST", "/v1/jobs/archive"): "write",
+    ("DELETE", "/v1/jobs/{job_id}"): "write",
+    ("POST", "/v1/repos/{name:path}/reconcile"): "write",
+    ("GET", "/v1/credentials"): "admin",
+    ("POST", "/v1/credentials"): "admin",
+    ("PUT", "/v1/credentials/{credential}"): "admin",
+    ("DELETE", "/v1/credentials/{credential}"): "admin",
+    ("GET", "/v1/webhooks/secret"): "admin",
+    ("POST", "/v1/webhooks/secret/rotate"): "admin",
+    ("GET", "/v1/tokens"): "admin",
+    ("POST", "/v1/tokens"): "admin",
+    ("DELETE", "/v1/tokens/{token_id}"): "admin",
+}
 PARAMETER = re.compile(r"\{(\w+)(?::\w+)?\}")
-PATH_VALUES = {"job_id": str(uuid.uuid4()), "name": "acme/widgets", "version": "0"}
+PATH_VALUES = {
+    "job_id": str(uuid.uuid4()),
+    "name": "acme/widgets",
+    "version": "0",
+    "token_id": "tk_0000000000000000",
+}
 
 
 def _routes(settings: QuarrySettings) -> list[tuple[str, str]]:
     """(method, path) of every route of the app, those of included routers too (FastAPI
     includes them lazily: ``app.routes`` lists the routers), HEAD aside (it is GET)."""
+    return list(_declared_scopes(settings))
+
+
+def _declared_scopes(settings: QuarrySettings) -> dict[tuple[str, str], set[str]]:
+    """Every route of the app, as :func:`_routes` lists them, with the scopes its
+    dependencies check (none for a public route)."""
     app = create_app(settings.model_copy(update={"search_warm_on_start": False}))
-    found = []
+    found: dict[tuple[str, str], set[str]] = {}
     for context in iter_route_contexts(app.routes):
         # A mount or a websocket would need a check of its own: fail until it has one.
         route = context.route
         assert isinstance(route, Route), f"{route!r}: not an HTTP route; check its auth here"
         path = context.path
         assert path and context.methods, f"{route!r}: no path or no methods"
-        found += [(m, path) for m in sorted(context.methods) if m != "HEAD"]
-    assert len(found) == len(set(found)), found
+        for method in sorted(context.methods):
+            if method != "HEAD":
+                assert (method, path) not in found, (method, path)
+                found[method, path] = route_scopes(route)
     return found
 
 
@@ -82,6 +122,10 @@ def _request(method: str, path: str, scratch: Path) -> dict[str, Any]:
         request["params"] = {"q": "ledger", "mode": "lexical"}
     elif path == "/v1/graph/symbol":
         request["params"] = {"repo": "acme/widgets", "name": "ledger"}
+    elif (method, path) == ("POST", "/v1/tokens"):
+        request["json"] = {"label": "never made", "scopes": []}  # refused: no scope
+    elif path == "/v1/webhooks/secret/rotate":
+        request["json"] = {"overlap_s": -1}  # refused: rotates nothing
     elif method in ("POST", "PUT", "PATCH"):
         request["json"] = {}
     return request
@@ -227,3 +271,63 @@ def test_only_the_probes_the_reference_and_the_web_pages_files_are_public_and_ho
         "secrets.json",
     ):
         assert http.get(f"/docs/assets/{name}").status_code == 404, name
+
+
+@pytest.fixture(scope="module")
+def scoped_tokens(token_store: PgTokenStore, secrets_used: list[str]) -> dict[str, str]:
+    """One tenant's tokens, each holding one scope (``"read"``...) or all but one
+    (``"-read"``...)."""
+    tenant = f"sec-scopes-{uuid.uuid4().hex[:8]}"
+    made = {}
+    for scope in SCOPES:
+        made[scope] = token_store.create(tenant, f"only {scope}", [scope])
+        made[f"-{scope}"] = token_store.create(
+            tenant, f"all but {scope}", [s for s in SCOPES if s != scope]
+        )
+    secrets_used.extend(made.values())
+    return made
+
+
+def test_every_route_declares_the_scope_of_the_table(stack_settings: QuarrySettings) -> None:
+    declared = _declared_scopes(stack_settings)
+    assert {r for r, scopes in declared.items() if not scopes} == set(PUBLIC)
+    assert {r: s for r, s in declared.items() if s} == {r: {s} for r, s in SCOPE_OF.items()}
+
+
+def test_every_route_refuses_a_token_without_its_scope_with_403_naming_it(
+    stack_settings: QuarrySettings,
+    http: httpx.Client,
+    scoped_tokens: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    routes = [r for r in _routes(stack_settings) if r not in PUBLIC]
+    assert set(routes) == set(SCOPE_OF)
+    refused = 0
+    for method, path in routes:
+        needed = SCOPE_OF[method, path]
+        request = _request(method, path, tmp_path)
+        lacking = [scoped_tokens[s] for s in SCOPES if s != needed] + [scoped_tokens[f"-{needed}"]]
+        for token in lacking:
+            headers = {"Authorization": f"Bearer {token}"}
+            for shape, sent in {"plausible": request, **_broken(request)}.items():
+                response = http.request(
+                    **{**sent, "headers": {**sent.get("headers", {}), **headers}}
+                )
+                where = f"{method} {path} ({shape}) with a token lacking {needed!r}"
+                assert response.status_code == 403, (
+                    f"{where}: {response.status_code} {response.text}"
+                )
+                assert set(response.json()) == {"detail"}, where
+                detail = response.json()["detail"]
+                assert detail.startswith(f"this token lacks the {needed!r} scope"), where
+                assert token not in response.text, where
+                assert f'scope="{needed}"' in response.headers["WWW-Authenticate"], where
+                refused += 1
+        allowed = http.request(
+            **request, headers={"Authorization": f"Bearer {scoped_tokens[needed]}"}
+        )
+        assert allowed.status_code not in (401, 403), f"{method} {path}: {allowed.text[:300]}"
+        assert allowed.status_code < 500, f"{method} {path}: {allowed.text[:300]}"
+    print(
+        f"\n{len(routes)} routes x 3 tokens without the scope x 3 request shapes = {refused} 403s"
+    )

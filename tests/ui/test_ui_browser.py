@@ -13,6 +13,7 @@ naming what to install.
 from __future__ import annotations
 
 import re
+import uuid
 from typing import Any
 
 import pytest
@@ -229,3 +230,31 @@ def test_the_keyboard_alone_opens_and_closes_a_result(
         page.locator("#detail").wait_for(state="hidden")
         assert page.evaluate("document.activeElement.textContent") == focused
         shot(page, f"keyboard-{viewport['width']}", full_page=False)
+
+
+def test_a_token_without_a_scope_the_page_needs_is_told_which(
+    browser: Any, endpoints: Endpoints, tmp_path: Any
+) -> None:
+    from pipeline.adapters.postgres.token_store import PgTokenStore
+
+    tenant = f"ui-scopes-{uuid.uuid4().hex[:8]}"
+    with PgTokenStore(endpoints.postgres_dsn, pool_size=1) as store:
+        writer = store.create(tenant, "ui write only", ["write"])
+        reader = store.create(tenant, "ui read only", ["read"])
+    with opened(browser, endpoints, WIDE) as page:
+        page.get_by_label("API token").fill(writer)
+        page.get_by_role("button", name="Sign in").click()
+        error = page.locator("#login-error")
+        error.filter(has_text="scope").wait_for()
+        assert "lacks the 'read' scope" in error.inner_text()
+        assert "needs a token with the read scope" in error.inner_text()
+        assert page.evaluate("sessionStorage.getItem('quarry.token')") is None
+        sign_in(page, reader)
+        page.get_by_role("button", name="Jobs", exact=True).click()
+        page.get_by_label("Source: a folder path or a git URL").fill(str(tmp_path))
+        page.get_by_label("Repository name").fill(f"{tenant}-app")
+        page.get_by_role("button", name="Enqueue").click()
+        refused = page.locator("#job-form-error")
+        refused.filter(has_text="Not enqueued").wait_for()
+        assert "lacks the 'write' scope" in refused.inner_text()
+        shot(page, "enqueue-refused-read-only-1280")

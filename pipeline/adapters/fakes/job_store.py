@@ -28,6 +28,15 @@ from pipeline.jobs import (
     check_tenant,
 )
 from pipeline.statements import job_rows, sql
+from pipeline.tokens import (
+    LAST_USED_RESOLUTION_S,
+    SCOPES,
+    ApiToken,
+    IssuedToken,
+    TokenGrant,
+    check_scopes,
+    new_token_id,
+)
 
 _Change = Callable[[Job], Job]
 
@@ -209,46 +218,83 @@ _ENDED = frozenset({JobStatus.FAILED, JobStatus.CANCELLED})
 
 
 class InMemoryTokenStore:
-    """Token digests in a dict: digest -> [tenant, label, revoked]."""
+    """Token records in a dict keyed by digest; ``clock`` gives epoch seconds."""
 
-    def __init__(self) -> None:
-        self._tokens: dict[bytes, tuple[str, str, bool]] = {}
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._tokens: dict[bytes, ApiToken] = {}
         self._tenants: set[str] = set()
         self._lock = threading.Lock()
+        self._clock = clock
 
     def close(self) -> None:
         """Nothing to release; here for parity with the real store."""
 
-    def create(self, tenant: str, label: str = "") -> str:
+    def create(self, tenant: str, label: str = "", scopes: Sequence[str] = SCOPES) -> str:
+        return self.issue(tenant, label, scopes).token
+
+    def issue(self, tenant: str, label: str = "", scopes: Sequence[str] = SCOPES) -> IssuedToken:
         check_tenant(tenant)
         job_rows.check_label(label)
+        checked = check_scopes(scopes)
         token = job_rows.new_token()
+        record = ApiToken(new_token_id(), tenant, label, checked, self._clock())
         with self._lock:
             self._tenants.add(tenant)
-            self._tokens[job_rows.token_digest(token)] = (tenant, label, False)
-        return token
+            self._tokens[job_rows.token_digest(token)] = record
+        return IssuedToken(token, record)
 
     def register(self, tenant: str, token: str, label: str = "") -> None:
         job_rows.check_token(tenant, token)
         job_rows.check_label(label)
+        record = ApiToken(new_token_id(), tenant, label, SCOPES, self._clock())
         with self._lock:
-            held = self._tokens.setdefault(job_rows.token_digest(token), (tenant, label, False))
-            if held[0] != tenant:
+            held = self._tokens.setdefault(job_rows.token_digest(token), record)
+            if held.tenant != tenant:
                 raise InvalidInputError(
                     f"the token given for tenant {tenant!r} is already another tenant's"
                 )
             self._tenants.add(tenant)
 
     def authenticate(self, token: str) -> str | None:
+        grant = self.identify(token)
+        return None if grant is None else grant.tenant
+
+    def identify(self, token: str) -> TokenGrant | None:
+        digest = job_rows.token_digest(token)
+        now = self._clock()
         with self._lock:
-            held = self._tokens.get(job_rows.token_digest(token))
-        return None if held is None or held[2] else held[0]
+            held = self._tokens.get(digest)
+            if held is None or held.revoked_at is not None:
+                return None
+            last = held.last_used_at
+            if last is None or now - last > LAST_USED_RESOLUTION_S:
+                self._tokens[digest] = dataclasses.replace(held, last_used_at=now)
+        return TokenGrant(held.tenant, held.token_id, frozenset(held.scopes))
 
     def revoke(self, token: str) -> bool:
         digest = job_rows.token_digest(token)
         with self._lock:
             held = self._tokens.get(digest)
-            if held is None or held[2]:
+            if held is None or held.revoked_at is not None:
                 return False
-            self._tokens[digest] = (held[0], held[1], True)
+            self._tokens[digest] = dataclasses.replace(held, revoked_at=self._clock())
             return True
+
+    def revoke_id(self, token_id: str, tenant: str | None = None) -> ApiToken | None:
+        with self._lock:
+            for digest, held in self._tokens.items():
+                if held.token_id == token_id and tenant in (None, held.tenant):
+                    if held.revoked_at is not None:
+                        return held
+                    revoked = dataclasses.replace(held, revoked_at=self._clock())
+                    self._tokens[digest] = revoked
+                    return revoked
+        return None
+
+    def list_tokens(self, tenant: str | None = None) -> list[ApiToken]:
+        if tenant is not None:
+            check_tenant(tenant)
+        with self._lock:
+            found = [t for t in self._tokens.values() if tenant in (None, t.tenant)]
+        # Newest first; insertion order breaks ties, as the real store's serial id does.
+        return [t for _, t in sorted(enumerate(found), key=lambda p: (-p[1].created_at, -p[0]))]

@@ -1,4 +1,5 @@
-"""One contract for the API token store: the fake and PostgreSQL (plus ``revoke``).
+"""One contract for the API token store: the fake and PostgreSQL (scopes, listing and
+revocation by public id included).
 
 The PostgreSQL cases run on a fresh database of the session's real server, migrated with
 the shipped migrations; every test works in tenants of its own.
@@ -7,27 +8,28 @@ the shipped migrations; every test works in tenants of its own.
 from __future__ import annotations
 
 import hashlib
+import time
 import uuid
 from collections.abc import Iterator
-from typing import Protocol
 
 import psycopg
 import pytest
 
 from config.endpoints import Endpoints
-from migrations.runner import run
+from migrations.runner import discover, run
 from pipeline.adapters.fakes.job_store import InMemoryTokenStore
 from pipeline.adapters.postgres.migrations import PgMigrationTarget
 from pipeline.adapters.postgres.token_store import PgTokenStore
 from pipeline.errors import InvalidInputError
 from pipeline.ports import TokenStore
+from pipeline.tokens import TokenGrant, parse_token_id
 from tests.databases import fresh_pg_database
 
 DEV_TOKEN_CHARS = 32
+SCOPES_MIGRATION = 12  # migrations/sql/0012_token_scopes.sql
 
 
-class RevocableTokenStore(TokenStore, Protocol):
-    def revoke(self, token: str) -> bool: ...
+RevocableTokenStore = TokenStore
 
 
 @pytest.fixture(scope="module")
@@ -151,3 +153,138 @@ def test_pg_only_digests_are_stored_and_the_tenant_is_created(pg_dsn: str, tenan
         hashlib.sha256(made.encode()).digest(),
         hashlib.sha256(dev.encode()).digest(),
     }
+
+
+def test_scopes_are_kept_in_order_and_every_scope_is_the_default(
+    tokens: RevocableTokenStore, tenant: str
+) -> None:
+    everything = tokens.identify(tokens.create(tenant))
+    assert everything is not None and everything.scopes == {"read", "write", "admin"}
+    issued = tokens.issue(tenant, "search box", ["read", "read"])
+    grant = tokens.identify(issued.token)
+    assert grant == TokenGrant(tenant, issued.record.token_id, frozenset({"read"}))
+    assert issued.record.scopes == ("read",) and issued.record.label == "search box"
+    both = tokens.issue(tenant, scopes=["admin", "write"]).record
+    assert both.scopes == ("write", "admin")
+    dev = chosen()
+    tokens.register(tenant, dev)
+    registered = tokens.identify(dev)
+    assert registered is not None and registered.scopes == {"read", "write", "admin"}
+    assert tokens.identify("qk_never-issued-xxxxxxxxxxxxxxxx") is None
+
+
+@pytest.mark.parametrize(("scopes", "named"), [([], "at least one"), (["read", "root"], "'root'")])
+def test_an_unknown_or_missing_scope_is_refused_naming_it(
+    tokens: RevocableTokenStore, tenant: str, scopes: list[str], named: str
+) -> None:
+    with pytest.raises(InvalidInputError, match=named):
+        tokens.create(tenant, scopes=scopes)
+    assert tokens.list_tokens(tenant) == []
+
+
+def test_a_tenants_tokens_are_listed_newest_first_without_the_token(
+    tokens: RevocableTokenStore, tenant: str
+) -> None:
+    first = tokens.issue(tenant, "first", ["read"])
+    second = tokens.issue(tenant, "second")
+    tokens.create(f"{tenant}-b", "another tenant's")
+    assert tokens.revoke(first.token)
+    listed = tokens.list_tokens(tenant)
+    assert [t.token_id for t in listed] == [second.record.token_id, first.record.token_id]
+    assert [t.label for t in listed] == ["second", "first"]
+    assert listed[0].revoked_at is None and listed[1].revoked_at is not None
+    assert listed[0].created_at == pytest.approx(time.time(), abs=60)
+    assert all(t.tenant == tenant for t in listed)
+    for record in listed:
+        shown = repr(record) + repr(record.public())
+        assert first.token not in shown and second.token not in shown
+        assert parse_token_id(record.token_id) == record.token_id
+    everyone = {t.token_id for t in tokens.list_tokens()}
+    assert {t.token_id for t in listed} < everyone
+    assert tokens.list_tokens(f"{tenant}-none") == []
+    with pytest.raises(InvalidInputError, match="tenant 'Bad Tenant'"):
+        tokens.list_tokens("Bad Tenant")
+
+
+def test_a_token_is_revoked_by_its_id_within_its_tenant_only(
+    tokens: RevocableTokenStore, tenant: str
+) -> None:
+    mine = tokens.issue(tenant, "mine")
+    theirs = tokens.issue(f"{tenant}-b", "theirs")
+    assert tokens.revoke_id(theirs.record.token_id, tenant) is None
+    assert tokens.authenticate(theirs.token) == f"{tenant}-b"
+    revoked = tokens.revoke_id(mine.record.token_id, tenant)
+    assert revoked is not None and revoked.revoked_at is not None
+    assert revoked.token_id == mine.record.token_id and revoked.label == "mine"
+    assert tokens.identify(mine.token) is None
+    again = tokens.revoke_id(mine.record.token_id, tenant)
+    assert again is not None and again.revoked_at == revoked.revoked_at
+    assert not tokens.revoke(mine.token)
+    # The operator's revocation names no tenant.
+    operator = tokens.revoke_id(theirs.record.token_id)
+    assert operator is not None and operator.tenant == f"{tenant}-b"
+    assert tokens.authenticate(theirs.token) is None
+    for unknown in ("tk_0000000000000000", "tk_", "", "x" * 600, "tk_' OR 1=1 --"):
+        assert tokens.revoke_id(unknown) is None
+
+
+def test_last_use_is_noted_at_most_once_a_minute(tokens: RevocableTokenStore, tenant: str) -> None:
+    issued = tokens.issue(tenant)
+    assert issued.record.last_used_at is None
+    assert tokens.identify(issued.token) is not None
+    (first,) = tokens.list_tokens(tenant)
+    assert first.last_used_at is not None
+    assert first.last_used_at == pytest.approx(time.time(), abs=60)
+    assert tokens.authenticate(issued.token) == tenant
+    (second,) = tokens.list_tokens(tenant)
+    assert second.last_used_at == first.last_used_at  # within the minute: not written
+
+
+def test_pg_last_use_older_than_a_minute_is_moved_on(pg_dsn: str, tenant: str) -> None:
+    with PgTokenStore(pg_dsn) as store:
+        issued = store.issue(tenant)
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            conn.execute(
+                "UPDATE api_tokens SET last_used_at = now() - interval '61 seconds'"
+                " WHERE token_id = %s",
+                (issued.record.token_id,),
+            )
+        (before,) = store.list_tokens(tenant)
+        assert store.identify(issued.token) is not None
+        (after,) = store.list_tokens(tenant)
+    assert before.last_used_at is not None and after.last_used_at is not None
+    assert after.last_used_at - before.last_used_at == pytest.approx(61, abs=5)
+
+
+def test_memory_last_use_older_than_a_minute_is_moved_on(tenant: str) -> None:
+    now = [1000.0]
+    store = InMemoryTokenStore(clock=lambda: now[0])
+    token = store.create(tenant)
+    store.identify(token)
+    now[0] += 60
+    store.identify(token)
+    assert store.list_tokens(tenant)[0].last_used_at == 1000.0
+    now[0] += 1
+    store.identify(token)
+    assert store.list_tokens(tenant)[0].last_used_at == 1061.0
+
+
+def test_tokens_made_before_scopes_keep_every_scope_and_get_an_id(
+    endpoints: Endpoints, tenant: str
+) -> None:
+    before = [m for m in discover("sql") if m.version < SCOPES_MIGRATION]
+    with fresh_pg_database(endpoints, "tokens_upgrade") as dsn:
+        run(PgMigrationTarget(dsn), before)
+        token = chosen()
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("INSERT INTO tenants (id) VALUES (%s)", (tenant,))
+            conn.execute(
+                "INSERT INTO api_tokens (tenant_id, token_sha256, label) VALUES (%s, %s, 'old')",
+                (tenant, hashlib.sha256(token.encode()).digest()),
+            )
+        run(PgMigrationTarget(dsn))
+        with PgTokenStore(dsn) as store:
+            grant = store.identify(token)
+            (record,) = store.list_tokens(tenant)
+    assert grant is not None and grant.scopes == {"read", "write", "admin"}
+    assert record.label == "old" and parse_token_id(record.token_id) == grant.token_id
