@@ -11,31 +11,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 from fastapi.testclient import TestClient
 
-from config.endpoints import resolve_endpoints
 from devstack.stack import Stack
+from tests.api.idle import idle_api as idle
 
 IDLE_DB = 14
 
 
 @pytest.fixture
 def idle_api(stack: Stack) -> Iterator[TestClient]:
-    from api.app import create_app
-
-    endpoints = resolve_endpoints(stack.settings)
-    url = endpoints.redis_url.rsplit("/", 1)[0] + f"/{IDLE_DB}"
-    settings = stack.settings.model_copy(update={"redis_url": url, "queue_bound_ingest": 1})
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    try:
-        with TestClient(create_app(settings)) as api:
-            api.headers["Authorization"] = f"Bearer {endpoints.api_token}"
-            yield api
-    finally:
-        client.flushdb()
-        client.close()
+    with idle(stack, db=IDLE_DB, queue_bound_ingest=1) as api:
+        yield api
 
 
 def test_full_ingest_queue_answers_429_with_retry_after(

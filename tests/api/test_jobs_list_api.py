@@ -13,11 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from fastapi.testclient import TestClient
 
-from config.endpoints import resolve_endpoints
 from devstack.stack import Stack
+from tests.api.idle import idle_api as idle
 
 IDLE_DB = 13  # no worker of the session stack reads this database
 JOBS = 5
@@ -25,20 +24,8 @@ JOBS = 5
 
 @pytest.fixture(scope="module")
 def idle_api(stack: Stack) -> Iterator[TestClient]:
-    from api.app import create_app
-
-    endpoints = resolve_endpoints(stack.settings)
-    url = endpoints.redis_url.rsplit("/", 1)[0] + f"/{IDLE_DB}"
-    settings = stack.settings.model_copy(update={"redis_url": url, "queue_bound_ingest": 100})
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    try:
-        with TestClient(create_app(settings)) as api:
-            api.headers["Authorization"] = f"Bearer {endpoints.api_token}"
-            yield api
-    finally:
-        client.flushdb()
-        client.close()
+    with idle(stack, db=IDLE_DB, queue_bound_ingest=100) as api:
+        yield api
 
 
 @pytest.fixture(scope="module")
