@@ -3,8 +3,11 @@
 Owns reading and checking the model folder (only Transformer, mean Pooling, Normalize
 are computed by the ONNX embedder), the export recipes per precision (torch's
 TorchScript exporter, onnxruntime's BERT fusions, then for ``int8`` dynamic int8
-quantisation with per-channel weights), the cache file names (keyed by the recipe and
-the weights' bytes), and the atomic, lock-guarded export shared safely by processes.
+quantisation with per-channel weights; every recipe then stores the weights beside the
+graph, as external data, which onnxruntime maps instead of copying: the embedding
+table's rows no query touches stay out of memory), the cache file names (keyed by the
+recipe and the weights' bytes), and the atomic, lock-guarded export shared safely by
+processes.
 ``torch`` and ``transformers`` are imported only while exporting. It never downloads.
 
 Must not import: celery, tasks, workers, api, cli.
@@ -29,8 +32,8 @@ Precision = Literal["int8", "fp32"]
 
 # Part of the cache key: changing how a file is made must not reuse an old file.
 EXPORT_RECIPES: dict[Precision, str] = {
-    "int8": "torchscript-opset17+bert-fusion+qint8-per-channel-matmul-attention/v1",
-    "fp32": "torchscript-opset17+bert-fusion+fp32/v1",
+    "int8": "torchscript-opset17+bert-fusion+qint8-per-channel-matmul-attention+external-data/v2",
+    "fp32": "torchscript-opset17+bert-fusion+fp32+external-data/v2",
 }
 EXPORT_RECIPE = EXPORT_RECIPES["int8"]
 _WEIGHT_FILES = ("config.json", "model.safetensors", "pytorch_model.bin")
@@ -108,6 +111,7 @@ def export_once(target: Path, export: Callable[[Path], None]) -> bool:
 
     Processes and threads exporting the same file at once wait on a lock file; the file
     appears only complete (written beside it, then renamed), so a crash leaves none.
+    Files ``export`` writes beside ``tmp_file`` (its external data) are moved first.
     """
     if target.is_file():
         return False
@@ -118,6 +122,9 @@ def export_once(target: Path, export: Callable[[Path], None]) -> bool:
         with tempfile.TemporaryDirectory(dir=target.parent, prefix=".export-") as tmp:
             made = Path(tmp) / target.name
             export(made)
+            for part in Path(tmp).iterdir():
+                if part != made:
+                    os.replace(part, target.parent / part.name)
             os.replace(made, target)
     return True
 
@@ -137,6 +144,34 @@ def export_onnx(model_path: Path, out_file: Path, precision: Precision) -> None:
         export_int8_onnx(model_path, out_file)
     else:
         export_fp32_onnx(model_path, out_file)
+    store_weights_apart(out_file)
+
+
+def external_data_file(onnx_file: Path) -> Path:
+    """Where :func:`store_weights_apart` puts the weights of ``onnx_file``."""
+    return onnx_file.with_name(onnx_file.name + ".data")
+
+
+def store_weights_apart(onnx_file: Path) -> None:
+    """Move the weights of ``onnx_file`` into :func:`external_data_file`, in place.
+
+    onnxruntime maps external data rather than reading it into its own buffers: the
+    word-embedding table (half of MiniLM's fp32 bytes, all of it in the int8 export)
+    then costs memory only for the rows that queries look up.
+    """
+    import onnx
+
+    model = onnx.load(str(onnx_file))
+    onnx.save_model(
+        model,
+        str(onnx_file),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location=external_data_file(onnx_file).name,
+        size_threshold=1024,
+    )
+    # onnx creates the weights file owner-only; it is as readable as the graph beside it.
+    external_data_file(onnx_file).chmod(onnx_file.stat().st_mode & 0o777)
 
 
 def export_fp32_onnx(model_path: Path, out_file: Path, *, fuse: bool = True) -> None:
