@@ -34,6 +34,7 @@ from config.settings import QuarrySettings, load_settings
 from pipeline.errors import (
     ConfigError,
     ConflictError,
+    ModelNotExportedError,
     NotFoundError,
     PermanentError,
     QueueFullError,
@@ -78,6 +79,7 @@ def create_app(settings: QuarrySettings | None = None) -> FastAPI:
     app.include_router(routes_search.router)
     app.include_router(routes_ui.router)
     _error_handlers(app)
+    _model_handlers(app)
     _error_schema(app)
     add_reference(app, enabled=settings.api_docs)
 
@@ -163,6 +165,15 @@ def _error_handlers(app: FastAPI) -> None:
         elif isinstance(exc, NotFoundError):
             code = 404
         return JSONResponse({"detail": str(exc)}, status_code=code)
+
+
+def _model_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ModelNotExportedError)
+    def not_exported(_request: Request, exc: ModelNotExportedError) -> JSONResponse:
+        # An install step was skipped where the API runs: search is unavailable until it
+        # is done; other routes and /readyz are unaffected.
+        log.error("search unavailable: %s", exc)
+        return JSONResponse({"detail": f"search unavailable: {exc}"}, status_code=503)
 
 
 def _field(loc: object) -> str:

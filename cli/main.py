@@ -187,6 +187,7 @@ credentials.register(app)
 reconcile.register(app)
 search.register(app)
 register_command(app, "eval", "cli.eval")
+register_command(app, "model", "cli.model")
 register_group(app, "bench", "bench.commands", "bench_app")
 register_group(app, "dlq", "cli.dlq", "dlq_app")
 
