@@ -30,6 +30,7 @@ from api.auth import bearer_tenant, needs_token, request_tenant, tenant
 from api.reference import add_reference
 from api.state import ApiState, probe_stores
 from config.endpoints import Endpoints, resolve_endpoints
+from config.logging import configure_logging
 from config.settings import QuarrySettings, load_settings
 from pipeline.errors import (
     ConfigError,
@@ -48,6 +49,10 @@ log = logging.getLogger("quarry.api")
 
 def create_app(settings: QuarrySettings | None = None) -> FastAPI:
     settings = settings or load_settings()
+    if not logging.getLogger().handlers:
+        # Under uvicorn (which configures only its own loggers) Quarry's lines would go
+        # nowhere below WARNING; a host that configured logging (a test) keeps its own.
+        configure_logging(settings.log_level, settings.log_json)
     endpoints = resolve_endpoints(settings)
     state = ApiState(settings, endpoints)
 
