@@ -13,8 +13,6 @@ Must not import: celery, tasks, workers, api, cli.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import logging
 import threading
 import time
@@ -26,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 from tokenizers import Tokenizer
 
+from pipeline.adapters.models.heap import give_back_freed_memory
 from pipeline.adapters.models.onnx_export import (
     EXPORT_RECIPE,
     EXPORT_RECIPES,
@@ -203,7 +202,7 @@ class OnnxEmbedder:
             if self._session is None:
                 return
             self._session = None
-        _give_back_freed_memory()
+        give_back_freed_memory()
 
     def _ensure_loaded(self) -> Any:
         session = self._session
@@ -215,7 +214,7 @@ class OnnxEmbedder:
                 self._session = self._open()
                 self.loads += 1
                 seconds = time.perf_counter() - started
-                _give_back_freed_memory()
+                give_back_freed_memory()
                 if self._on_load is not None:
                     self._on_load(seconds)
             return self._session
@@ -246,7 +245,7 @@ class OnnxEmbedder:
                 return
             # A call running now keeps its own reference to the session until it ends.
             self._session = None
-        _give_back_freed_memory()
+        give_back_freed_memory()
         log.info("model %s unloaded after %.0f s idle", self._model_id, idle_s)
 
     def export_file(self) -> Path:
@@ -343,19 +342,6 @@ class OnnxInt8Embedder(OnnxEmbedder):
         super().__init__(
             model_path, cache_dir, precision="int8", threads=threads, base_model_id=base_model_id
         )
-
-
-def _give_back_freed_memory() -> None:
-    """Return glibc's free heap pages to the system: loading a session frees the parsed
-    graph's buffers, which malloc would otherwise keep in the process's RSS."""
-    name = ctypes.util.find_library("c")
-    if not name:
-        return
-    try:
-        trim = ctypes.CDLL(name).malloc_trim
-    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim
-        return
-    trim(0)
 
 
 def mean_pool_normalise(
