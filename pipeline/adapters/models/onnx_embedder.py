@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -37,7 +37,9 @@ from pipeline.adapters.models.onnx_export import (
     model_fingerprint,
     one_line,
     read_json,
+    words_file,
 )
+from pipeline.adapters.models.word_table import WordTable
 from pipeline.errors import (
     ConfigError,
     EmbeddingOutOfMemoryError,
@@ -70,6 +72,15 @@ def _ort_errors() -> tuple[type[Exception], ...]:
 
     names = ("Fail", "InvalidArgument", "InvalidGraph", "InvalidProtobuf", "NoSuchFile")
     return (*(getattr(state, name) for name in names), state.RuntimeException, OSError)
+
+
+class _Runner(NamedTuple):
+    """An open export: its session, its word-embedding rows, the graph's input names. A
+    call holds its own reference, so an unload under it closes nothing it uses."""
+
+    session: Any
+    words: WordTable
+    input_names: tuple[str, ...]
 
 
 class OnnxEmbedder:
@@ -126,8 +137,8 @@ class OnnxEmbedder:
         self._idle_unload_s = idle_unload_s
         self._on_load = on_load
         self._lock = threading.Lock()
-        self._session: Any = None
-        self._input_names: tuple[str, ...] = ()
+        self._vocabulary = int(config["vocab_size"])
+        self._session: _Runner | None = None
         self._tokenizer = self._make_tokenizer(truncate=True)
         self._counter: Tokenizer | None = None  # made on first count: the API never counts
         self._onnx_file: Path | None = None
@@ -179,13 +190,14 @@ class OnnxEmbedder:
         session = self._ensure_loaded()
         encodings = self._tokenizer.encode_batch(self._prepare(texts))
         mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        ids = np.array([e.ids for e in encodings], dtype=np.int64)
         columns = {
-            "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
+            "inputs_embeds": session.words.vectors(ids),
             "attention_mask": mask,
             "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
         }
-        feed = {name: columns[name] for name in self._input_names}
-        hidden = self._run(session, feed, len(texts))
+        feed = {name: columns[name] for name in session.input_names}
+        hidden = self._run(session.session, feed, len(texts))
         self._touch()
         return mean_pool_normalise(hidden, mask)
 
@@ -204,7 +216,7 @@ class OnnxEmbedder:
             self._session = None
         give_back_freed_memory()
 
-    def _ensure_loaded(self) -> Any:
+    def _ensure_loaded(self) -> _Runner:
         session = self._session
         if session is not None:
             return session
@@ -266,7 +278,7 @@ class OnnxEmbedder:
             log.info("exported %s to %s", self._path, target)
         return made
 
-    def _open(self) -> Any:
+    def _open(self) -> _Runner:
         import onnxruntime as ort
 
         target = self.export_file()
@@ -292,9 +304,12 @@ class OnnxEmbedder:
         width = session.get_outputs()[0].shape[-1]
         if isinstance(width, int) and width != self._dimension:
             raise ConfigError(f"embedding model at {target}: width {width}, not {self._dimension}")
-        self._input_names = tuple(i.name for i in session.get_inputs())
+        inputs = tuple(i.name for i in session.get_inputs())
+        if "inputs_embeds" not in inputs:
+            raise ConfigError(f"embedding model at {target}: no inputs_embeds input")
+        words = WordTable(words_file(target), rows=self._vocabulary, width=self._dimension)
         self._onnx_file = target
-        return session
+        return _Runner(session, words, inputs)
 
     def _run(self, session: Any, feed: dict[str, Any], n: int) -> npt.NDArray[np.float32]:
         try:

@@ -4,10 +4,11 @@ Owns reading and checking the model folder (only Transformer, mean Pooling, Norm
 are computed by the ONNX embedder), the export recipes per precision (torch's
 TorchScript exporter, onnxruntime's BERT fusions, then for ``int8`` dynamic int8
 quantisation with per-channel weights; every recipe then stores the weights beside the
-graph, as external data, which onnxruntime maps instead of copying: the embedding
-table's rows no query touches stay out of memory), the cache file names (keyed by the
-recipe and the weights' bytes), and the atomic, lock-guarded export shared safely by
-processes.
+graph, as external data, which onnxruntime maps instead of copying), the word-embedding
+table kept out of the graph (the graph takes ``inputs_embeds``; the embedder reads the
+rows of a batch's token ids from :func:`words_file`, so the table's 45 MiB never enter
+a process's memory), the cache file names (keyed by the recipe and the weights' bytes),
+and the atomic, lock-guarded export shared safely by processes.
 ``torch`` and ``transformers`` are imported only while exporting. It never downloads.
 
 Must not import: celery, tasks, workers, api, cli.
@@ -32,8 +33,9 @@ Precision = Literal["int8", "fp32"]
 
 # Part of the cache key: changing how a file is made must not reuse an old file.
 EXPORT_RECIPES: dict[Precision, str] = {
-    "int8": "torchscript-opset17+bert-fusion+qint8-per-channel-matmul-attention+external-data/v2",
-    "fp32": "torchscript-opset17+bert-fusion+fp32+external-data/v2",
+    "int8": "torchscript-opset17+bert-fusion+qint8-per-channel-matmul-attention"
+    "+external-data+words-apart/v3",
+    "fp32": "torchscript-opset17+bert-fusion+fp32+external-data+words-apart/v3",
 }
 EXPORT_RECIPE = EXPORT_RECIPES["int8"]
 _WEIGHT_FILES = ("config.json", "model.safetensors", "pytorch_model.bin")
@@ -43,7 +45,7 @@ _SUPPORTED_MODULES = {
     "sentence_transformers.models.Normalize",
 }
 _OPSET = 17
-INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+INPUTS = ("inputs_embeds", "attention_mask", "token_type_ids")
 
 
 def one_line(exc: BaseException) -> str:
@@ -147,6 +149,12 @@ def export_onnx(model_path: Path, out_file: Path, precision: Precision) -> None:
     store_weights_apart(out_file)
 
 
+def words_file(onnx_file: Path) -> Path:
+    """The word-embedding table of the export ``onnx_file``: float32 rows, one per token
+    id, ``hidden_size`` wide, no header."""
+    return onnx_file.with_name(onnx_file.name + ".words")
+
+
 def external_data_file(onnx_file: Path) -> Path:
     """Where :func:`store_weights_apart` puts the weights of ``onnx_file``."""
     return onnx_file.with_name(onnx_file.name + ".data")
@@ -198,6 +206,7 @@ def export_int8_onnx(
     with tempfile.TemporaryDirectory(dir=out_file.parent, prefix=".fp32-") as tmp:
         fp32_file = Path(tmp) / "fp32.onnx"
         export_fp32_onnx(model_path, fp32_file, fuse=fuse)
+        os.replace(words_file(fp32_file), words_file(out_file))
         quantize_dynamic(
             fp32_file,
             out_file,
@@ -229,6 +238,8 @@ def _fuse_bert(model_path: Path, onnx_file: Path) -> None:
 
 
 def _export_torchscript(model_path: Path, out_file: Path) -> None:
+    """The transformer from its token embeddings on (``inputs_embeds``) to ``out_file``;
+    its word-embedding table to :func:`words_file`."""
     import torch
     from transformers import AutoModel
 
@@ -237,9 +248,9 @@ def _export_torchscript(model_path: Path, out_file: Path) -> None:
             super().__init__()
             self.model = model
 
-        def forward(self, ids: torch.Tensor, mask: torch.Tensor, types: torch.Tensor) -> Any:
+        def forward(self, embeds: torch.Tensor, mask: torch.Tensor, types: torch.Tensor) -> Any:
             return self.model(
-                input_ids=ids, attention_mask=mask, token_type_ids=types, return_dict=False
+                inputs_embeds=embeds, attention_mask=mask, token_type_ids=types, return_dict=False
             )[0]
 
     # Eager attention traces to the plain MatMul/Softmax pattern the BERT fusion matches.
@@ -247,7 +258,10 @@ def _export_torchscript(model_path: Path, out_file: Path) -> None:
         str(model_path), local_files_only=True, attn_implementation="eager"
     )
     model.eval()
+    table = model.get_input_embeddings().weight.detach().to(torch.float32).contiguous()
+    table.numpy().tofile(words_file(out_file))
     sample = torch.ones((2, 8), dtype=torch.int64)
+    embeds = torch.zeros((2, 8, table.shape[1]), dtype=torch.float32)
     dynamic = {name: {0: "batch", 1: "sequence"} for name in (*INPUTS, "last_hidden_state")}
     # The TorchScript exporter needs no onnxscript (the dynamo one does); it warns that it
     # is legacy and that traced Python conditions are constants, true for these inputs.
@@ -255,7 +269,7 @@ def _export_torchscript(model_path: Path, out_file: Path) -> None:
         warnings.simplefilter("ignore")
         torch.onnx.export(
             _Encoder(model),
-            (sample, sample, torch.zeros_like(sample)),
+            (embeds, sample, torch.zeros_like(sample)),
             str(out_file),
             input_names=list(INPUTS),
             output_names=["last_hidden_state"],

@@ -257,12 +257,17 @@ def test_embedding_with_a_cached_export_imports_no_torch(
     assert loaded == "[]"
 
 
-def test_the_export_keeps_its_weights_in_a_file_beside_the_graph(embedder: OnnxEmbedder) -> None:
+def test_the_export_keeps_its_weights_and_its_word_table_beside_the_graph(
+    embedder: OnnxEmbedder,
+) -> None:
     exported = embedder.onnx_file
     assert exported is not None
     weights = exported.with_name(exported.name + ".data")
-    # onnxruntime maps the weights file: the graph itself is a few kB.
-    assert weights.stat().st_size > 50_000_000
+    words = exported.with_name(exported.name + ".words")
+    # onnxruntime maps the weights file; the word table is read a row at a time; the
+    # graph itself is a few kB.
+    assert weights.stat().st_size > 30_000_000
+    assert words.stat().st_size == 30522 * 384 * 4
     assert exported.stat().st_size < 1_000_000
 
 
