@@ -4,8 +4,8 @@ A forward pass on the CPU allocates and frees tensors of megabytes per batch, of
 that change with every batch. glibc serves a block above its mmap threshold with a
 mapping of its own, returned to the system on free; but after each such free it raises
 the threshold (up to 32 MiB), so later batches' tensors come from the heap, whose freed
-holes are kept and fragment: the embed worker's RSS climbed to 1.4 GB on the requests
-sdist. A fixed threshold stops that climb (the worker's peak: 0.84 GB in the same run,
+holes are kept and fragment: the embed worker's peak RSS climbed to 1,426 MiB on the
+requests sdist. A fixed threshold stops that climb (912 MiB on the same corpus,
 bench/results/e2e.md, "Lean API").
 
 Must not import: celery, tasks, workers, api, cli.
