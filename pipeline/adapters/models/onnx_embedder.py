@@ -203,8 +203,10 @@ class OnnxEmbedder:
 
     # --- lifecycle --------------------------------------------------------------------
     def load(self) -> None:
-        """Export (once per cache) and open the model now, so a broken one fails here."""
+        """Export (once per cache) and open the model now, so a broken one fails here.
+        The idle time counts from here too: a model warmed and never queried unloads."""
         self._ensure_loaded()
+        self._touch()
 
     def unload(self) -> None:
         with self._lock:

@@ -331,3 +331,15 @@ def test_queries_keep_a_model_loaded_past_its_idle_time(
     assert model.loads == 1
     model.unload()
     assert not model.loaded
+
+
+def test_a_warmed_model_that_gets_no_query_is_unloaded_too(
+    embedder: OnnxEmbedder, settings: QuarrySettings
+) -> None:
+    model = query_embedder_from(settings, idle_unload_s=0.3)
+    model.load()
+    for _ in range(100):
+        if not model.loaded:
+            break
+        time.sleep(0.05)
+    assert not model.loaded
