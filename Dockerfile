@@ -25,6 +25,10 @@ COPY bench ./bench
 COPY migrations ./migrations
 RUN pip install --index-url "$TORCH_INDEX" torch==2.13.0 \
  && pip install '.[server]'
+# The API's query model, exported to ONNX at build, outside the data folder: the API
+# runs it with onnxruntime and never imports torch, so it never exports.
+ENV QUARRY_QUERY_MODEL_DIR=/opt/quarry/models
+RUN quarry model export && chmod -R a+rX /opt/quarry
 USER quarry
 EXPOSE 8080
 CMD ["uvicorn", "api.app:create_app", "--factory", "--host", "0.0.0.0", "--port", "8080"]

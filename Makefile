@@ -26,7 +26,9 @@ demo: install
 
 test: install lint typecheck pytest
 
+# The API's query model is exported to ONNX here (idempotent): the API never imports torch.
 install: system-deps $(STAMP)
+	$(BIN)/quarry model export --quiet
 
 # torch first, from its pinned CPU wheel, so that nothing pulls a CUDA build from PyPI.
 $(STAMP): pyproject.toml

@@ -40,10 +40,12 @@ from api.auth import authorize, bearer_tenant, needs_token, route_scopes, scoped
 from api.reference import add_reference
 from api.state import ApiState, probe_stores
 from config.endpoints import Endpoints, resolve_endpoints
+from config.logging import configure_logging
 from config.settings import QuarrySettings, audit_log_path, load_settings
 from pipeline.errors import (
     ConfigError,
     ConflictError,
+    ModelNotExportedError,
     NotFoundError,
     PermanentError,
     QueueFullError,
@@ -57,6 +59,10 @@ log = logging.getLogger("quarry.api")
 
 def create_app(settings: QuarrySettings | None = None) -> FastAPI:
     settings = settings or load_settings()
+    if not logging.getLogger().handlers:
+        # Under uvicorn (which configures only its own loggers) Quarry's lines would go
+        # nowhere below WARNING; a host that configured logging (a test) keeps its own.
+        configure_logging(settings.log_level, settings.log_json)
     endpoints = resolve_endpoints(settings)
     state = ApiState(settings, endpoints)
     audit_log = AuditLog(
@@ -101,6 +107,7 @@ def create_app(settings: QuarrySettings | None = None) -> FastAPI:
     app.include_router(routes_tokens.router)
     app.include_router(routes_ui.router)
     _error_handlers(app)
+    _model_handlers(app)
     _openapi(app)
     add_reference(app, enabled=settings.api_docs)
 
@@ -187,6 +194,15 @@ def _error_handlers(app: FastAPI) -> None:
         elif isinstance(exc, NotFoundError):
             code = 404
         return JSONResponse({"detail": str(exc)}, status_code=code)
+
+
+def _model_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ModelNotExportedError)
+    def not_exported(_request: Request, exc: ModelNotExportedError) -> JSONResponse:
+        # An install step was skipped where the API runs: search is unavailable until it
+        # is done; other routes and /readyz are unaffected.
+        log.error("search unavailable: %s", exc)
+        return JSONResponse({"detail": f"search unavailable: {exc}"}, status_code=503)
 
 
 def _field(loc: object) -> str:

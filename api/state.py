@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from config.endpoints import Endpoints
 from config.settings import QuarrySettings
 from pipeline.credentials.vault import CredentialVault
+from pipeline.errors import ModelNotExportedError
 from pipeline.ports import (
     Admission,
     GraphStore,
@@ -105,8 +106,13 @@ class ApiState:
     @property
     def query_embedder(self) -> models.QueryEmbedder:
         """The model that embeds queries (the one the workers' vectors came from, run by
-        onnxruntime: no torch here). Exported on first use; ``warm`` does it early."""
-        return self._once("query_embedder", lambda: models.query_embedder(self.settings))
+        onnxruntime: no torch here). Its ONNX export is made at install (`quarry model
+        export`), never here; loaded on first use (``warm`` does it early), unloaded
+        after ``search_query_model_idle_s`` without a query, reloaded by the next."""
+        return self._once(
+            "query_embedder",
+            lambda: models.query_embedder(self.settings, on_load=recording.record_query_model_load),
+        )
 
     @property
     def searcher(self) -> Searcher:
@@ -131,6 +137,8 @@ class ApiState:
         that the first search does not wait for the model's export and load)."""
         try:
             self.query_embedder.load()
+        except ModelNotExportedError as exc:
+            log.error("search is unavailable until the query model is exported: %s", exc)
         except Exception:
             log.exception("the query embedder could not be loaded; search will retry it")
 

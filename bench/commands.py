@@ -16,8 +16,6 @@ import json
 import os
 import platform
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,14 +23,17 @@ from typing import Annotated, Any
 
 import typer
 
+from bench.api_memory import bench_api_memory
 from bench.corpus import Corpus, corpus_root, load_corpus
 from bench.e2e import bench_e2e, bench_incremental
-from bench.machine import cpu_model, free_ports
+from bench.e2e_stack import run_quarry
+from bench.machine import cpu_model
 from bench.multi_host import bench_multi_host
 from bench.scale import bench_scale
 from bench.search import bench_search
 from config.endpoints import resolve_endpoints
-from config.settings import child_environment, load_settings
+from config.settings import QuarrySettings, child_environment, load_settings
+from devstack.ports import private_stack_ports
 from pipeline.adapters.models.torch_embedder import (
     BUNDLED_MODEL,
     raw_encode_seconds,
@@ -47,16 +48,21 @@ bench_app.command("e2e")(bench_e2e)
 bench_app.command("incremental")(bench_incremental)
 bench_app.command("scale")(bench_scale)
 bench_app.command("multi-host")(bench_multi_host)
-PORT_NAMES = ("REDIS", "POSTGRES", "BOLT", "GRAPH_HTTP", "API", "FLOWER")
+bench_app.command("api-memory")(bench_api_memory)
 
 
-def _quarry(*args: str, env: dict[str, str]) -> None:
-    quarry = str(Path(sys.executable).with_name("quarry"))
-    result = subprocess.run(
-        [quarry, *args], env=env, capture_output=True, text=True, timeout=600, check=False
+def embed_stack_settings(root: Path, threads: int, backend: str) -> QuarrySettings:
+    """The embed benchmark's private stack: only the embed worker, in ``root``, on free
+    ports for everything it binds (a local stack may hold the defaults)."""
+    ports: dict[str, Any] = private_stack_ports()
+    return load_settings(
+        data_dir=root / "data",
+        stack_workers=("embed",),
+        embed_torch_threads=threads,
+        embed_backend=backend,
+        stack_start_timeout_s=300,
+        **ports,
     )
-    if result.returncode:
-        raise RuntimeError(f"quarry {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
 
 
 def quarry_embed_s(corpus: Corpus, threads: int, backend: str) -> float:
@@ -67,18 +73,13 @@ def quarry_embed_s(corpus: Corpus, threads: int, backend: str) -> float:
 
     root = Path(tempfile.mkdtemp(prefix="quarry-bench-", dir="/tmp"))
     root.chmod(0o711)
-    ports = dict(zip(PORT_NAMES, free_ports(len(PORT_NAMES)), strict=True))
-    overrides: dict[str, Any] = {f"stack_{n.lower()}_port": p for n, p in ports.items()}
-    settings = load_settings(
-        data_dir=root / "data",
-        stack_workers=("embed",),
-        embed_torch_threads=threads,
-        embed_backend=backend,
-        stack_start_timeout_s=300,
-        **overrides,
-    )
+    settings = embed_stack_settings(root, threads, backend)
     env = child_environment(settings)
-    _quarry("dev", "up", env=env)
+    try:
+        run_quarry("dev", "up", env=env, timeout_s=900)
+    except BaseException:
+        shutil.rmtree(root, ignore_errors=True)
+        raise
     try:
         redis_url = resolve_endpoints(settings).redis_url
         client = connect_redis(redis_url, timeout_s=5)
@@ -97,7 +98,7 @@ def quarry_embed_s(corpus: Corpus, threads: int, backend: str) -> float:
             time.sleep(0.02)
         return time.perf_counter() - started
     finally:
-        _quarry("dev", "down", env=env)
+        run_quarry("dev", "down", env=env, timeout_s=600)
         shutil.rmtree(root, ignore_errors=True)
 
 

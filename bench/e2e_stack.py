@@ -28,11 +28,11 @@ from typing import Any
 import httpx
 
 from bench.e2e_proc import StackProbe
-from bench.machine import free_ports
 from config.endpoints import resolve_endpoints
 from config.settings import QuarrySettings, child_environment, load_settings
+from devstack.ports import private_stack_ports
+from pipeline.errors import StackError
 
-PORT_NAMES = ("redis", "postgres", "bolt", "graph_http", "api", "flower")
 TERMINAL = ("done", "failed", "cancelled")
 LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) \w+ [\w.]+: (.*)$")
 TASK_LINE = re.compile(r"Task quarry\.(\S+)\[[\w-]+\] succeeded in ([\d.e-]+)s")
@@ -52,13 +52,18 @@ class Stack:
         return StackProbe(self.data_dir)
 
 
-def _quarry(*args: str, env: dict[str, str], timeout_s: float) -> None:
+def run_quarry(*args: str, env: dict[str, str], timeout_s: float) -> None:
+    """``quarry ARGS``; a StackError with its one-line error (a busy port, a service
+    that did not start) when it fails."""
     quarry = str(Path(sys.executable).with_name("quarry"))
     result = subprocess.run(
         [quarry, *args], env=env, capture_output=True, text=True, timeout=timeout_s, check=False
     )
     if result.returncode:
-        raise RuntimeError(f"quarry {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
+        lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+        said = [line.removeprefix("quarry: error: ") for line in lines if "error:" in line]
+        cause = (said or lines or [f"exit status {result.returncode}"])[-1]
+        raise StackError(f"the benchmark's private stack: `quarry {' '.join(args)}`: {cause}")
 
 
 @contextmanager
@@ -66,30 +71,27 @@ def private_stack(**overrides: Any) -> Iterator[Stack]:
     """``quarry dev up`` with these settings in its own folder and ports; always down."""
     root = Path(tempfile.mkdtemp(prefix="quarry-bench-e2e-", dir="/tmp"))
     root.chmod(0o711)
-    ports: dict[str, Any] = {
-        f"stack_{n}_port": p for n, p in zip(PORT_NAMES, free_ports(6), strict=True)
-    }
+    # Free ports for everything it binds; the workers' metrics endpoints are off.
+    ports: dict[str, Any] = private_stack_ports(worker_metrics=False)
     # The corpus copies live in scratch folders under /tmp (prepare()); the stack's own
     # data folder there stays refused, as every data folder is.
     overrides.setdefault("source_allowed_roots", (Path(tempfile.gettempdir()),))
     settings = load_settings(
         data_dir=root / "data",
         stack_start_timeout_s=300,
-        worker_metrics_port_cpu=0,
-        worker_metrics_port_embed=0,
         **ports,
         **overrides,
     )
     env = child_environment(settings)
     try:
-        _quarry("dev", "up", env=env, timeout_s=900)
+        run_quarry("dev", "up", env=env, timeout_s=900)
         endpoints = resolve_endpoints(settings)
         headers = {"Authorization": f"Bearer {endpoints.api_token}"}
         with httpx.Client(base_url=endpoints.api_url, headers=headers, timeout=60) as api:
             yield Stack(settings, root / "data", api)
     finally:
         try:
-            _quarry("dev", "down", env=env, timeout_s=300)
+            run_quarry("dev", "down", env=env, timeout_s=300)
         finally:
             shutil.rmtree(root, ignore_errors=True)
 

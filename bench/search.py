@@ -136,14 +136,14 @@ def prepare(options: BenchOptions) -> Prepared:
     real = load_corpus(options.root.resolve())
     figures: dict[str, Any] = {"chunk_s": round(time.perf_counter() - started, 1)}
     say(f"{options.root.name}: {len(real.chunks)} chunks of {len(real.files)} files; embedding")
-    bulk = query_embedder_from(conf, threads=os.cpu_count() or 1)
+    bulk = query_embedder_from(conf, threads=os.cpu_count() or 1, exporting=True)
     started = time.perf_counter()
     vectors, figures["real_embed_cached"] = embed_chunks(bulk, real.chunks, conf.data_dir / "bench")
     figures["real_embed_s"] = round(time.perf_counter() - started, 1)
     synthetic = SyntheticCorpus(
         options.count, vectors, Vocabulary.of(real.lexical), seed=options.seed
     )
-    embedder = query_embedder_from(conf)  # one thread, as the API embeds queries
+    embedder = query_embedder_from(conf, exporting=True)  # one thread, as the API embeds
     measured, warm = make_queries(
         options.root, synthetic, embedder.embed, options.query_count, options.warmup,
         seed=options.seed,

@@ -16,8 +16,9 @@ import typer
 from rich.table import Table
 
 from cli import credentials, jobs, reconcile, search, tokens, webhooks
-from cli.console import EXIT_CODES_HELP, err, guarded, out, settings
+from cli.console import EXIT_CODES_HELP, err, exit_code_of, guarded, out, settings
 from cli.extras import register_command, register_group
+from pipeline.errors import PipelineError
 
 app = typer.Typer(
     name="quarry",
@@ -189,12 +190,17 @@ reconcile.register(app)
 search.register(app)
 webhooks.register(app)
 register_command(app, "eval", "cli.eval")
+register_command(app, "model", "cli.model")
 register_group(app, "bench", "bench.commands", "bench_app")
 register_group(app, "dlq", "cli.dlq", "dlq_app")
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except PipelineError as exc:  # one a command left unguarded (a benchmark's stack)
+        err.print(f"quarry: error: {exc}", markup=False)
+        sys.exit(exit_code_of(exc))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """`quarry dev up | down | status | env`: the whole local stack, started and stopped as one.
 
-``up`` is idempotent and returns only when every service answers its health check; if
-any step fails, what this call started is stopped again and a StackError names the
+``up`` is idempotent and returns only when every service answers its health check; it
+makes the query model's ONNX export (``quarry model export``, in its own process, while
+the services boot) before the API starts, since the API never exports. If any step
+fails, what this call started is stopped again and a StackError names the
 cause. ``down`` stops exactly what ``up`` started (pid files) and leaves no process.
 
 Must not import: api/, cli/.
@@ -15,6 +17,7 @@ import logging
 import os
 import secrets as token_source
 import shlex
+import subprocess
 import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -49,6 +52,7 @@ from pipeline.adapters.probes import probe_http
 from pipeline.credentials.cipher import new_credentials_key
 from pipeline.errors import StackError
 from tasks.app import create_app
+from wiring.models import query_model_file
 from workers.main import node_name
 
 log = logging.getLogger(__name__)
@@ -107,6 +111,9 @@ class Stack:
             self.report(f"starting {service.name}")
             service.start()
             started.append(service.stop)
+        export = self._start_query_model_export()
+        if export is not None:
+            started.append(export.kill)
 
         wait_until(
             lambda: redis.probe().healthy, timeout, "redis", log_hint=self.layout.logfile("redis")
@@ -128,11 +135,39 @@ class Stack:
         # The development token the CLI uses by default, bound to the `default` tenant.
         register_token(endpoints.postgres_dsn, LOCAL_API_TENANT, secrets.api_token, "local stack")
 
+        if export is not None:
+            self._finish_query_model_export(export)
         if not supervisor_running:
             self.report("starting workers, api and flower")
             self._start_supervisor()
             started.append(self._stop_supervisor)
         self._wait_programs(endpoints, timeout)
+
+    def _start_query_model_export(self) -> subprocess.Popen[str] | None:
+        """`quarry model export` in a process of its own (it imports torch), unless the
+        export is there; None then."""
+        if query_model_file(self.settings).is_file():
+            return None
+        self.report("exporting the query model (once)")
+        return subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "model", "export", "--quiet"],
+            env=child_environment(self.settings),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def _finish_query_model_export(self, export: subprocess.Popen[str]) -> None:
+        try:
+            _, stderr = export.communicate(timeout=max(900.0, self.settings.stack_start_timeout_s))
+        except subprocess.TimeoutExpired:
+            export.kill()
+            export.communicate()
+            raise StackError("`quarry model export` did not finish in 900 s") from None
+        if export.returncode:
+            lines = [line for line in stderr.splitlines() if line.strip()]
+            cause = lines[-1] if lines else f"exit status {export.returncode}"
+            raise StackError(f"`quarry model export` failed: {cause}")
 
     def _ensure_secrets(self) -> StackSecrets:
         existing = read_stack_secrets(self.settings)

@@ -14,6 +14,7 @@ translate foreign exceptions into these, once, at the edge (``raise ... from exc
     │   └── QueueFullError             admission refused: a bounded queue is full
     └── PermanentError                 never retried, never opens a breaker
         ├── ConfigError                a setting is unknown or invalid (names key and value)
+        │   └── ModelNotExportedError  the API's query model has no ONNX export (names the command)
         ├── StackError                 the local stack cannot start or stop (names the cause)
         ├── MigrationError             a migration is missing, changed or failed
         ├── UnsupportedInputError      input the pipeline does not handle (names the input)
@@ -34,6 +35,7 @@ __all__ = [
     "EmbeddingOutOfMemoryError",
     "InvalidInputError",
     "MigrationError",
+    "ModelNotExportedError",
     "NotFoundError",
     "PermanentError",
     "PipelineError",
@@ -45,6 +47,11 @@ __all__ = [
     "WebhookDeliveryError",
     "WebhookRejectedError",
 ]
+
+
+class ModelNotExportedError(ConfigError):
+    """The ONNX export a model runs from is missing where this process runs; the message
+    names the command that makes it (an install step: the API never exports)."""
 
 
 class StoreUnavailableError(TransientError):

@@ -138,7 +138,8 @@ JOB_CHUNKS = Histogram(
 _SEARCH_SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 SEARCH_SECONDS = Histogram(
     "quarry_search_seconds",
-    "Time of one search step: embed (the query), vector, lexical, fuse, graph, and total.",
+    "Time of one search step: embed (the query), vector, lexical, fuse, graph, total, and"
+    " model_load (the API's query model opened: first query, or first after idle).",
     ["step"],
     buckets=_SEARCH_SECONDS,
 )

@@ -130,6 +130,14 @@ def record_search(mode: str, timings_s: dict[str, float], total_s: float) -> Non
 
 
 @never_raises
+def record_query_model_load(seconds: float) -> None:
+    """The API's query model was (re)loaded: the first query, or the first after an idle
+    unload, waited ``seconds`` for it (the ``model_load`` step of the search seconds)."""
+    log.info("query model loaded in %.2f s", seconds)
+    m.SEARCH_SECONDS.labels("model_load").observe(seconds)
+
+
+@never_raises
 def record_bad_search(mode: str) -> None:
     m.SEARCHES.labels(
         mode if mode in ("hybrid", "vector", "lexical") else "other", "bad_request"

@@ -10,6 +10,7 @@ Must not import: api/, workers/, cli/.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,8 +37,10 @@ __all__ = [
     "batch_tokens",
     "embedder",
     "embedding_service",
+    "export_query_model",
     "model_folder",
     "query_embedder",
+    "query_model_file",
     "token_counter",
     "torch_threads",
 ]
@@ -102,11 +105,36 @@ def embedding_service(
     )
 
 
-def query_embedder(settings: QuarrySettings) -> QueryEmbedder:
-    """The model that embeds queries (onnxruntime, no torch): not loaded yet."""
+def query_embedder(
+    settings: QuarrySettings, on_load: Callable[[float], None] | None = None
+) -> QueryEmbedder:
+    """The model that embeds queries (onnxruntime, no torch): not loaded yet; it never
+    exports (a missing export names `quarry model export`), it unloads after
+    ``search_query_model_idle_s`` without a query, and ``on_load(seconds)`` hears of
+    each load."""
     from pipeline.adapters.models.query_embedder import query_embedder_from
 
-    return query_embedder_from(settings, threads=settings.query_embed_threads)
+    return query_embedder_from(
+        settings,
+        threads=settings.query_embed_threads,
+        idle_unload_s=settings.search_query_model_idle_s,
+        on_load=on_load,
+    )
+
+
+def export_query_model(settings: QuarrySettings) -> tuple[Path, bool]:
+    """Make the query model's ONNX export where this process runs (needs torch), unless
+    it is there: its file and whether it was made now."""
+    from pipeline.adapters.models.query_embedder import export_query_model as export
+
+    return export(settings)
+
+
+def query_model_file(settings: QuarrySettings) -> Path:
+    """Where the query model's export is expected (cheap: no torch, no onnxruntime)."""
+    from pipeline.adapters.models.query_embedder import query_embedder_from
+
+    return query_embedder_from(settings).export_file()
 
 
 def token_counter() -> TokenCounter:

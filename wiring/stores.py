@@ -17,7 +17,6 @@ from typing import Any, TypeVar
 from config.endpoints import Endpoints
 from config.queues import ALL_QUEUES
 from config.settings import QuarrySettings
-from pipeline.adapters.http.webhook_sender import HttpxWebhookSender, httpx_client
 from pipeline.adapters.neo4j.graph_store import graph_store_from
 from pipeline.adapters.postgres.blob_store import PgBlobStore
 from pipeline.adapters.postgres.credential_store import PgCredentialStore
@@ -211,6 +210,10 @@ def webhook_key_store(endpoints: Endpoints) -> WebhookKeyStore:
 
 
 def webhook_sender(settings: QuarrySettings, closers: Closers) -> WebhookSender:
+    # Imported here: httpx pulls in rich and pygments (its command line), and only the
+    # webhook worker sends; the API process stays without them.
+    from pipeline.adapters.http.webhook_sender import HttpxWebhookSender, httpx_client
+
     http = httpx_client(settings.webhook_timeout_s)
     closers.add(http)
     return HttpxWebhookSender(

@@ -8,6 +8,8 @@ Must not import: anything of Quarry but config (config is the leaf).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import BaseModel, Field
 
 Port = int
@@ -55,4 +57,15 @@ class SearchFields(BaseModel):
     search_warm_on_start: bool = Field(
         True,
         description="Load the API's query embedder when the API starts, not on the first search.",
+    )
+    search_query_model_idle_s: float = Field(
+        600,
+        ge=0,
+        description="Unload the API's query model after this long without a query; the next "
+        "query loads it again (0: keep it loaded).",
+    )
+    query_model_dir: Path | None = Field(
+        None,
+        description="Folder of the query model's ONNX export, made by `quarry model export` "
+        "where the API runs (the API never exports). Unset: `<data_dir>/models`.",
     )

@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 from tokenizers import Tokenizer
 
+from pipeline.adapters.models.heap import give_back_freed_memory
 from pipeline.adapters.models.onnx_export import (
     EXPORT_RECIPE,
     EXPORT_RECIPES,
@@ -35,8 +37,15 @@ from pipeline.adapters.models.onnx_export import (
     model_fingerprint,
     one_line,
     read_json,
+    words_file,
 )
-from pipeline.errors import ConfigError, EmbeddingOutOfMemoryError, InvalidInputError
+from pipeline.adapters.models.word_table import WordTable
+from pipeline.errors import (
+    ConfigError,
+    EmbeddingOutOfMemoryError,
+    InvalidInputError,
+    ModelNotExportedError,
+)
 
 # The export's names, kept importable from here for the callers that predate the split.
 __all__ = [
@@ -65,6 +74,15 @@ def _ort_errors() -> tuple[type[Exception], ...]:
     return (*(getattr(state, name) for name in names), state.RuntimeException, OSError)
 
 
+class _Runner(NamedTuple):
+    """An open export: its session, its word-embedding rows, the graph's input names. A
+    call holds its own reference, so an unload under it closes nothing it uses."""
+
+    session: Any
+    words: WordTable
+    input_names: tuple[str, ...]
+
+
 class OnnxEmbedder:
     """An :class:`~pipeline.ports.Embedder` over the ONNX export of a model folder.
 
@@ -75,6 +93,11 @@ class OnnxEmbedder:
     and opens the session now (start-up, or a warm-up thread); otherwise the first call
     does, under a lock. ``threads`` sets onnxruntime's intra-op threads (its default:
     the physical cores).
+
+    ``exporting=False`` (the API) never exports: a missing export is a
+    :class:`ModelNotExportedError` naming ``export_hint``, the command that makes it.
+    ``idle_unload_s`` > 0 closes the session after that long without a call; the next
+    call opens it again. ``on_load(seconds)`` is told each time the session is opened.
     """
 
     def __init__(
@@ -85,6 +108,10 @@ class OnnxEmbedder:
         precision: Precision = "int8",
         threads: int | None = None,
         base_model_id: str = "all-MiniLM-L6-v2",
+        exporting: bool = True,
+        export_hint: str = "",
+        idle_unload_s: float = 0.0,
+        on_load: Callable[[float], None] | None = None,
     ) -> None:
         if precision not in EXPORT_RECIPES:
             raise ConfigError(f"onnx precision {precision!r}: not one of {sorted(EXPORT_RECIPES)}")
@@ -105,13 +132,20 @@ class OnnxEmbedder:
         window = int(config.get("max_position_embeddings", 512))
         self._max_tokens = min(int(st_config.get("max_seq_length", window)), window)
         self._lower_case = bool(st_config.get("do_lower_case", False))
+        self._exporting = exporting
+        self._export_hint = export_hint
+        self._idle_unload_s = idle_unload_s
+        self._on_load = on_load
         self._lock = threading.Lock()
-        self._session: Any = None
-        self._input_names: tuple[str, ...] = ()
+        self._vocabulary = int(config["vocab_size"])
+        self._session: _Runner | None = None
         self._tokenizer = self._make_tokenizer(truncate=True)
-        self._counter = self._make_tokenizer(truncate=False)
+        self._counter: Tokenizer | None = None  # made on first count: the API never counts
         self._onnx_file: Path | None = None
+        self._last_used = time.monotonic()
+        self._timer: threading.Timer | None = None
         self.exports = 0
+        self.loads = 0
 
     # --- the port ---------------------------------------------------------------------
     @property
@@ -145,6 +179,8 @@ class OnnxEmbedder:
         return self._onnx_file
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        if self._counter is None:
+            self._counter = self._make_tokenizer(truncate=False)
         encodings = self._counter.encode_batch(self._prepare(texts))
         return [len(e.ids) for e in encodings]
 
@@ -154,45 +190,108 @@ class OnnxEmbedder:
         session = self._ensure_loaded()
         encodings = self._tokenizer.encode_batch(self._prepare(texts))
         mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        ids = np.array([e.ids for e in encodings], dtype=np.int64)
         columns = {
-            "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
+            "inputs_embeds": session.words.vectors(ids),
             "attention_mask": mask,
             "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
         }
-        feed = {name: columns[name] for name in self._input_names}
-        hidden = self._run(session, feed, len(texts))
+        feed = {name: columns[name] for name in session.input_names}
+        hidden = self._run(session.session, feed, len(texts))
+        self._touch()
         return mean_pool_normalise(hidden, mask)
 
     # --- lifecycle --------------------------------------------------------------------
     def load(self) -> None:
-        """Export (once per cache) and open the model now, so a broken one fails here."""
+        """Export (once per cache) and open the model now, so a broken one fails here.
+        The idle time counts from here too: a model warmed and never queried unloads."""
         self._ensure_loaded()
+        self._touch()
 
     def unload(self) -> None:
         with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            if self._session is None:
+                return
             self._session = None
+        give_back_freed_memory()
 
-    def _ensure_loaded(self) -> Any:
+    def _ensure_loaded(self) -> _Runner:
         session = self._session
         if session is not None:
             return session
         with self._lock:
             if self._session is None:
+                started = time.perf_counter()
                 self._session = self._open()
+                self.loads += 1
+                seconds = time.perf_counter() - started
+                give_back_freed_memory()
+                if self._on_load is not None:
+                    self._on_load(seconds)
             return self._session
 
-    def _open(self) -> Any:
-        import onnxruntime as ort
+    def _touch(self) -> None:
+        self._last_used = time.monotonic()
+        if self._idle_unload_s > 0 and self._timer is None:
+            with self._lock:
+                if self._timer is None:
+                    self._schedule_unload(self._idle_unload_s)
 
-        target = cache_file(self._cache_dir, self._path, self._base_id, self._precision)
+    def _schedule_unload(self, delay_s: float) -> None:
+        # One timer at a time, re-armed for the rest of the idle period when it fires
+        # early: a thread per query would be a thread per query.
+        timer = threading.Timer(delay_s, self._unload_if_idle)
+        timer.daemon = True
+        self._timer = timer
+        timer.start()
+
+    def _unload_if_idle(self) -> None:
+        with self._lock:
+            self._timer = None
+            if self._session is None:
+                return
+            idle_s = time.monotonic() - self._last_used
+            if idle_s < self._idle_unload_s:
+                self._schedule_unload(self._idle_unload_s - idle_s)
+                return
+            # A call running now keeps its own reference to the session until it ends.
+            self._session = None
+        give_back_freed_memory()
+        log.info("model %s unloaded after %.0f s idle", self._model_id, idle_s)
+
+    def export_file(self) -> Path:
+        """Where this model's export is (or will be) in the cache folder."""
+        return cache_file(self._cache_dir, self._path, self._base_id, self._precision)
+
+    def export(self) -> bool:
+        """Make the export now unless it exists (needs torch); whether it ran."""
+        target = self.export_file()
         try:
-            if export_once(target, lambda out: export_onnx(self._path, out, self._precision)):
-                self.exports += 1
-                log.info("exported %s to %s", self._path, target)
+            made = export_once(target, lambda out: export_onnx(self._path, out, self._precision))
         except Exception as exc:  # torch, safetensors, onnx and ORT each raise their own
             raise ConfigError(
                 f"embedding model at {self._path} does not export: {one_line(exc)}"
             ) from exc
+        if made:
+            self.exports += 1
+            log.info("exported %s to %s", self._path, target)
+        return made
+
+    def _open(self) -> _Runner:
+        import onnxruntime as ort
+
+        target = self.export_file()
+        if not self._exporting:
+            if not target.is_file():
+                how = f"run `{self._export_hint}`" if self._export_hint else "export it first"
+                raise ModelNotExportedError(
+                    f"the model {self._model_id} is not exported (no {target}): {how}"
+                )
+        else:
+            self.export()
         options = ort.SessionOptions()
         options.log_severity_level = 3  # errors only: ORT logs harmless fusion notes at load
         options.inter_op_num_threads = 1
@@ -207,9 +306,12 @@ class OnnxEmbedder:
         width = session.get_outputs()[0].shape[-1]
         if isinstance(width, int) and width != self._dimension:
             raise ConfigError(f"embedding model at {target}: width {width}, not {self._dimension}")
-        self._input_names = tuple(i.name for i in session.get_inputs())
+        inputs = tuple(i.name for i in session.get_inputs())
+        if "inputs_embeds" not in inputs:
+            raise ConfigError(f"embedding model at {target}: no inputs_embeds input")
+        words = WordTable(words_file(target), rows=self._vocabulary, width=self._dimension)
         self._onnx_file = target
-        return session
+        return _Runner(session, words, inputs)
 
     def _run(self, session: Any, feed: dict[str, Any], n: int) -> npt.NDArray[np.float32]:
         try:

@@ -3,8 +3,12 @@
 Owns reading and checking the model folder (only Transformer, mean Pooling, Normalize
 are computed by the ONNX embedder), the export recipes per precision (torch's
 TorchScript exporter, onnxruntime's BERT fusions, then for ``int8`` dynamic int8
-quantisation with per-channel weights), the cache file names (keyed by the recipe and
-the weights' bytes), and the atomic, lock-guarded export shared safely by processes.
+quantisation with per-channel weights; every recipe then stores the weights beside the
+graph, as external data, which onnxruntime maps instead of copying), the word-embedding
+table kept out of the graph (the graph takes ``inputs_embeds``; the embedder reads the
+rows of a batch's token ids from :func:`words_file`, so the table's 45 MiB never enter
+a process's memory), the cache file names (keyed by the recipe and the weights' bytes),
+and the atomic, lock-guarded export shared safely by processes.
 ``torch`` and ``transformers`` are imported only while exporting. It never downloads.
 
 Must not import: celery, tasks, workers, api, cli.
@@ -29,8 +33,9 @@ Precision = Literal["int8", "fp32"]
 
 # Part of the cache key: changing how a file is made must not reuse an old file.
 EXPORT_RECIPES: dict[Precision, str] = {
-    "int8": "torchscript-opset17+bert-fusion+qint8-per-channel-matmul-attention/v1",
-    "fp32": "torchscript-opset17+bert-fusion+fp32/v1",
+    "int8": "torchscript-opset17+bert-fusion+qint8-per-channel-matmul-attention"
+    "+external-data+words-apart/v3",
+    "fp32": "torchscript-opset17+bert-fusion+fp32+external-data+words-apart/v3",
 }
 EXPORT_RECIPE = EXPORT_RECIPES["int8"]
 _WEIGHT_FILES = ("config.json", "model.safetensors", "pytorch_model.bin")
@@ -40,7 +45,7 @@ _SUPPORTED_MODULES = {
     "sentence_transformers.models.Normalize",
 }
 _OPSET = 17
-INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+INPUTS = ("inputs_embeds", "attention_mask", "token_type_ids")
 
 
 def one_line(exc: BaseException) -> str:
@@ -108,6 +113,7 @@ def export_once(target: Path, export: Callable[[Path], None]) -> bool:
 
     Processes and threads exporting the same file at once wait on a lock file; the file
     appears only complete (written beside it, then renamed), so a crash leaves none.
+    Files ``export`` writes beside ``tmp_file`` (its external data) are moved first.
     """
     if target.is_file():
         return False
@@ -118,6 +124,9 @@ def export_once(target: Path, export: Callable[[Path], None]) -> bool:
         with tempfile.TemporaryDirectory(dir=target.parent, prefix=".export-") as tmp:
             made = Path(tmp) / target.name
             export(made)
+            for part in Path(tmp).iterdir():
+                if part != made:
+                    os.replace(part, target.parent / part.name)
             os.replace(made, target)
     return True
 
@@ -137,6 +146,40 @@ def export_onnx(model_path: Path, out_file: Path, precision: Precision) -> None:
         export_int8_onnx(model_path, out_file)
     else:
         export_fp32_onnx(model_path, out_file)
+    store_weights_apart(out_file)
+
+
+def words_file(onnx_file: Path) -> Path:
+    """The word-embedding table of the export ``onnx_file``: float32 rows, one per token
+    id, ``hidden_size`` wide, no header."""
+    return onnx_file.with_name(onnx_file.name + ".words")
+
+
+def external_data_file(onnx_file: Path) -> Path:
+    """Where :func:`store_weights_apart` puts the weights of ``onnx_file``."""
+    return onnx_file.with_name(onnx_file.name + ".data")
+
+
+def store_weights_apart(onnx_file: Path) -> None:
+    """Move the weights of ``onnx_file`` into :func:`external_data_file`, in place.
+
+    onnxruntime maps external data rather than reading it into its own buffers: the
+    word-embedding table (half of MiniLM's fp32 bytes, all of it in the int8 export)
+    then costs memory only for the rows that queries look up.
+    """
+    import onnx
+
+    model = onnx.load(str(onnx_file))
+    onnx.save_model(
+        model,
+        str(onnx_file),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location=external_data_file(onnx_file).name,
+        size_threshold=1024,
+    )
+    # onnx creates the weights file owner-only; it is as readable as the graph beside it.
+    external_data_file(onnx_file).chmod(onnx_file.stat().st_mode & 0o777)
 
 
 def export_fp32_onnx(model_path: Path, out_file: Path, *, fuse: bool = True) -> None:
@@ -163,6 +206,7 @@ def export_int8_onnx(
     with tempfile.TemporaryDirectory(dir=out_file.parent, prefix=".fp32-") as tmp:
         fp32_file = Path(tmp) / "fp32.onnx"
         export_fp32_onnx(model_path, fp32_file, fuse=fuse)
+        os.replace(words_file(fp32_file), words_file(out_file))
         quantize_dynamic(
             fp32_file,
             out_file,
@@ -194,6 +238,8 @@ def _fuse_bert(model_path: Path, onnx_file: Path) -> None:
 
 
 def _export_torchscript(model_path: Path, out_file: Path) -> None:
+    """The transformer from its token embeddings on (``inputs_embeds``) to ``out_file``;
+    its word-embedding table to :func:`words_file`."""
     import torch
     from transformers import AutoModel
 
@@ -202,9 +248,9 @@ def _export_torchscript(model_path: Path, out_file: Path) -> None:
             super().__init__()
             self.model = model
 
-        def forward(self, ids: torch.Tensor, mask: torch.Tensor, types: torch.Tensor) -> Any:
+        def forward(self, embeds: torch.Tensor, mask: torch.Tensor, types: torch.Tensor) -> Any:
             return self.model(
-                input_ids=ids, attention_mask=mask, token_type_ids=types, return_dict=False
+                inputs_embeds=embeds, attention_mask=mask, token_type_ids=types, return_dict=False
             )[0]
 
     # Eager attention traces to the plain MatMul/Softmax pattern the BERT fusion matches.
@@ -212,7 +258,10 @@ def _export_torchscript(model_path: Path, out_file: Path) -> None:
         str(model_path), local_files_only=True, attn_implementation="eager"
     )
     model.eval()
+    table = model.get_input_embeddings().weight.detach().to(torch.float32).contiguous()
+    table.numpy().tofile(words_file(out_file))
     sample = torch.ones((2, 8), dtype=torch.int64)
+    embeds = torch.zeros((2, 8, table.shape[1]), dtype=torch.float32)
     dynamic = {name: {0: "batch", 1: "sequence"} for name in (*INPUTS, "last_hidden_state")}
     # The TorchScript exporter needs no onnxscript (the dynamo one does); it warns that it
     # is legacy and that traced Python conditions are constants, true for these inputs.
@@ -220,7 +269,7 @@ def _export_torchscript(model_path: Path, out_file: Path) -> None:
         warnings.simplefilter("ignore")
         torch.onnx.export(
             _Encoder(model),
-            (sample, sample, torch.zeros_like(sample)),
+            (embeds, sample, torch.zeros_like(sample)),
             str(out_file),
             input_names=list(INPUTS),
             output_names=["last_hidden_state"],

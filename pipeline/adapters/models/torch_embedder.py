@@ -22,6 +22,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from pipeline.adapters.models.heap import map_large_blocks
 from pipeline.errors import ConfigError, EmbeddingOutOfMemoryError
 
 BUNDLED_MODEL = "all-MiniLM-L6-v2"
@@ -181,6 +182,9 @@ class SentenceTransformerEmbedder:
         from sentence_transformers import SentenceTransformer
 
         device = self._pick_device(torch)
+        if device == "cpu":
+            # Batches' tensors in mappings of their own: the heap does not climb (heap.py).
+            map_large_blocks()
         if device == "cpu" and self._threads:
             torch.set_num_threads(self._threads)
         _quiet_progress_bars()

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,14 +25,18 @@ import pytest
 from config.settings import QuarrySettings, load_settings
 from pipeline.adapters.models.onnx_embedder import OnnxEmbedder, OnnxInt8Embedder, cache_file
 from pipeline.adapters.models.onnx_export import model_fingerprint
-from pipeline.adapters.models.query_embedder import query_embedder_from, start_warming
+from pipeline.adapters.models.query_embedder import (
+    export_query_model,
+    query_embedder_from,
+    start_warming,
+)
 from pipeline.adapters.models.torch_embedder import (
     BUNDLED_MODEL,
     SentenceTransformerEmbedder,
     model_id_for,
     resolve_model_path,
 )
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, ModelNotExportedError
 from tests.pipeline.adapters.stdlib_chunks import stdlib_chunks
 
 # The module's one export takes 5-30 s (torch import included) on a 2-core machine.
@@ -67,7 +72,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> QuarrySettings:
 
 @pytest.fixture(scope="module")
 def embedder(offline: None, settings: QuarrySettings) -> OnnxEmbedder:
-    model = query_embedder_from(settings)
+    model = query_embedder_from(settings, exporting=True)
     model.load()
     return model
 
@@ -171,7 +176,7 @@ def test_cache_files_differ_by_precision_and_the_int8_name_is_unchanged(tmp_path
     int8 = cache_file(tmp_path, MODEL, BUNDLED_MODEL, "int8")
     assert fp32 != int8
     assert fp32.name.endswith("-fp32.onnx")
-    # The name the int8 exports had before fp32 existed: caches made then stay valid.
+    # The int8 export keeps the name scheme it had before fp32 existed.
     assert int8 == tmp_path / f"{BUNDLED_MODEL}-{model_fingerprint(MODEL)[:16]}-int8.onnx"
     assert cache_file(tmp_path, MODEL, BUNDLED_MODEL) == int8
 
@@ -198,7 +203,7 @@ def test_a_failed_warm_up_is_logged_and_raised_again_by_the_first_query(
         shutil.copy(MODEL / name, broken / name)
     (broken / "model.safetensors").write_bytes(b"not safetensors")
     settings = load_settings(env={}, data_dir=tmp_path / "data", embed_model=str(broken))
-    model = query_embedder_from(settings)
+    model = query_embedder_from(settings, exporting=True)
     assert model.model_id == "weightless-model"
     with caplog.at_level(logging.ERROR, logger="quarry.embed"):
         start_warming(model).join(timeout=60)
@@ -250,3 +255,91 @@ def test_embedding_with_a_cached_export_imports_no_torch(
         """
     )
     assert loaded == "[]"
+
+
+def test_the_export_keeps_its_weights_and_its_word_table_beside_the_graph(
+    embedder: OnnxEmbedder,
+) -> None:
+    exported = embedder.onnx_file
+    assert exported is not None
+    weights = exported.with_name(exported.name + ".data")
+    words = exported.with_name(exported.name + ".words")
+    # onnxruntime maps the weights file; the word table is read a row at a time; the
+    # graph itself is a few kB.
+    assert weights.stat().st_size > 30_000_000
+    assert words.stat().st_size == 30522 * 384 * 4
+    assert exported.stat().st_size < 1_000_000
+
+
+def test_exporting_again_is_a_no_op_naming_the_same_file(
+    embedder: OnnxEmbedder, settings: QuarrySettings
+) -> None:
+    assert export_query_model(settings) == (embedder.onnx_file, False)
+
+
+def test_a_missing_export_names_the_command_and_imports_no_torch(tmp_path: Path) -> None:
+    said = _run_isolated(
+        f"""
+        import sys
+        from pathlib import Path
+        from config.settings import load_settings
+        from pipeline.adapters.models.query_embedder import query_embedder_from
+        from pipeline.errors import ModelNotExportedError
+        model = query_embedder_from(load_settings(env={{}}, data_dir=Path({str(tmp_path)!r})))
+        try:
+            model.embed(["a query"])
+        except ModelNotExportedError as exc:
+            print(exc)
+        print(sorted(n for n in ("torch", "scipy", "transformers") if n in sys.modules))
+        """
+    )
+    message, loaded = said.splitlines()
+    assert "run `quarry model export`" in message
+    assert str(tmp_path / "models") in message
+    assert loaded == "[]"
+    assert issubclass(ModelNotExportedError, ConfigError)
+
+
+def test_an_idle_model_is_unloaded_and_the_next_query_loads_it_again(
+    embedder: OnnxEmbedder, settings: QuarrySettings
+) -> None:
+    loads: list[float] = []
+    model = query_embedder_from(settings, idle_unload_s=0.3, on_load=loads.append)
+    first = model.embed(["a query"])
+    assert model.loaded
+    for _ in range(100):
+        if not model.loaded:
+            break
+        time.sleep(0.05)
+    assert not model.loaded
+    np.testing.assert_array_equal(model.embed(["a query"]), first)
+    assert model.loaded
+    assert model.loads == len(loads) == 2
+    assert all(seconds > 0 for seconds in loads)
+    model.unload()
+
+
+def test_queries_keep_a_model_loaded_past_its_idle_time(
+    embedder: OnnxEmbedder, settings: QuarrySettings
+) -> None:
+    model = query_embedder_from(settings, idle_unload_s=0.5)
+    deadline = time.monotonic() + 1.5
+    while time.monotonic() < deadline:
+        model.embed(["a query"])
+        time.sleep(0.1)
+    assert model.loaded
+    assert model.loads == 1
+    model.unload()
+    assert not model.loaded
+
+
+def test_a_warmed_model_that_gets_no_query_is_unloaded_too(
+    embedder: OnnxEmbedder, settings: QuarrySettings
+) -> None:
+    model = query_embedder_from(settings, idle_unload_s=0.3)
+    model.load()
+    for _ in range(100):
+        if not model.loaded:
+            break
+        time.sleep(0.05)
+    assert not model.loaded
