@@ -39,6 +39,9 @@ def free_ports(count: int) -> list[int]:
     return ports
 
 
+SHARED_MODEL_DIR = Path(__file__).resolve().parents[1] / ".quarry" / "models"
+
+
 def stack_env(data_dir: Path) -> dict[str, str]:
     """QUARRY_* variables for a private stack: its own folder and free ports."""
     env = {
@@ -76,6 +79,10 @@ def stack_env(data_dir: Path) -> dict[str, str]:
         # The private-repository tests serve git over https with a certificate of their
         # own CA, which they write here (tests/security/test_private_repos.py).
         "QUARRY_SOURCE_GIT_CA_FILE": str(data_dir / "git-ca.pem"),
+        # The query model's ONNX export that `make install` made for the checkout (the
+        # default `.quarry/models` of the repository root): every test stack reads it
+        # instead of exporting its own (an export is atomic and locked if it is missing).
+        "QUARRY_QUERY_MODEL_DIR": str(SHARED_MODEL_DIR),
     }
     env.update(zip(PORT_KEYS, map(str, free_ports(len(PORT_KEYS))), strict=True))
     return env
