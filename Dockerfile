@@ -10,7 +10,7 @@ RUN apt-get update \
 RUN useradd --create-home --uid 10001 quarry
 # The data folder (scratch: clones, extracted archives, metrics files); a volume mounted
 # here takes this folder's owner, so the non-root user can write it either way.
-RUN mkdir -p /var/lib/quarry && chown quarry:quarry /var/lib/quarry
+RUN mkdir -p /var/lib/quarry /var/log/quarry && chown quarry:quarry /var/lib/quarry /var/log/quarry
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY config ./config

@@ -139,11 +139,16 @@ def test_the_image_can_clone_and_its_user_can_write_the_data_volume() -> None:
 def test_quarry_services_share_no_volume_so_workers_scale_across_hosts(
     model: dict[str, Any],
 ) -> None:
-    """No stage reads a file another wrote: the API, migrations, workers and Flower
-    mount nothing they would have to share (`--scale worker-cpu=N`)."""
-    for name in ("api", "migrate", "worker-cpu", "worker-gpu", "flower"):
+    """No stage reads a file another wrote: the migrations, workers and Flower mount no
+    volume (`--scale worker-cpu=N`); the API mounts one, its own audit log, which no
+    other service reads or writes."""
+    for name in ("migrate", "worker-cpu", "worker-gpu", "flower"):
         mounts = model["services"][name].get("volumes") or []
         assert [m for m in mounts if m.get("type") == "volume"] == [], (name, mounts)
+    api = model["services"]["api"]
+    mounts = [m for m in api.get("volumes") or [] if m.get("type") == "volume"]
+    assert [(m["source"], m["target"]) for m in mounts] == [("audit-log", "/var/log/quarry")]
+    assert api["environment"]["QUARRY_AUDIT_LOG_FILE"].startswith("/var/log/quarry/")
 
 
 def test_the_api_and_the_ingest_workers_get_the_credentials_key(model: dict[str, Any]) -> None:
