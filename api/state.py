@@ -21,6 +21,7 @@ from pipeline.credentials.vault import CredentialVault
 from pipeline.ports import (
     Admission,
     GraphStore,
+    RepoDeletionStore,
     SearchIndex,
     SourceFetcher,
     TokenStore,
@@ -87,6 +88,10 @@ class ApiState:
                 on_finish=recording.record_job,
             ),
         )
+
+    @property
+    def deletions(self) -> RepoDeletionStore:
+        return self._once("deletions", lambda: stores.deletion_store(self.endpoints))
 
     @property
     def vectors(self) -> VectorStore:

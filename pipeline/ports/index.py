@@ -153,8 +153,8 @@ class GraphStore(Protocol):
         """(path, chunk id) of every chunk node of the repository."""
         ...
 
-    def delete_repository(self, repo: RepoRef) -> None:
-        """Remove every node of the repository."""
+    def delete_repository(self, repo: RepoRef) -> int:
+        """Remove every node of the repository, in bounded batches; the nodes removed."""
         ...
 
     def find_symbols(self, repo: RepoRef, name: str, limit: int) -> list[GraphSymbol]:

@@ -87,11 +87,13 @@ class InMemoryGraphStore:
                 if label == "Chunk" and p.get("repo") == key
             }
 
-    def delete_repository(self, repo: RepoRef) -> None:
+    def delete_repository(self, repo: RepoRef) -> int:
         key = cypher.repo_id(repo)
         with self._lock:
-            for node_id in [i for i, (_, p) in self._nodes.items() if p.get("repo") == key]:
+            doomed = [i for i, (_, p) in self._nodes.items() if p.get("repo") == key]
+            for node_id in doomed:
                 self._detach_delete(node_id)
+            return len(doomed)
 
     def node_ids(self, repo: RepoRef) -> set[str]:
         key = cypher.repo_id(repo)
