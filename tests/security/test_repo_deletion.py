@@ -8,6 +8,7 @@ one. Tenant B tries to delete A's repositories and to read A's deletion.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,12 +19,15 @@ import httpx
 import pytest
 
 from config.endpoints import Endpoints
+from config.settings import child_environment
+from devstack.stack import Stack
 from pipeline.adapters.neo4j.driver import make_driver
 from pipeline.adapters.neo4j.graph_store import Neo4jGraphStore
 from pipeline.adapters.postgres.connect import connect
 from pipeline.adapters.postgres.vector_store import PgVectorStore
 from pipeline.models import RepoRef
 from tests.security.helpers import Tenant, enqueue, index, wait
+from tests.stackutil import free_ports, run_quarry
 
 pytestmark = pytest.mark.timeout(240)
 SHARED = (
@@ -212,3 +216,63 @@ def test_a_deleted_repository_leaves_every_store_and_shared_content_stays(
     # indexed afresh.
     assert api_a.get(f"/v1/repo-deletions/{deletion_id}").json()["status"] == "done"
     index(api_a, source=str(gone_root), repo=gone)
+
+
+def test_the_openapi_document_shows_repository_deletion(endpoints: Endpoints) -> None:
+    document = httpx.get(f"{endpoints.api_url}/openapi.json", timeout=30).json()
+    paths = document["paths"]
+    delete = paths["/v1/repos/{name}"]["delete"]
+    assert "202" in delete["responses"] and "Delete the repository" in delete["description"]
+    queued = document["components"]["schemas"]["DeletionQueued"]["properties"]
+    assert {"deletion_id", "status_url"} <= set(queued)
+    status = paths["/v1/repo-deletions/{deletion_id}"]["get"]
+    assert "200" in status["responses"]
+
+
+def test_the_status_path_is_not_a_repository_name(
+    new_tenant: Callable[[str], Tenant], client_for: Callable[[Tenant], httpx.Client]
+) -> None:
+    api = client_for(new_tenant("paths"))
+    unknown = api.get(f"/v1/repo-deletions/{uuid.uuid4()}")
+    assert unknown.status_code == 404 and "deletion" in unknown.json()["detail"]
+    # A repository may be named like the status path: it is a repository, not a status.
+    missing = api.get("/v1/repos/repo-deletions/x")
+    assert missing.status_code == 404 and "repository" in missing.json()["detail"]
+    assert api.delete("/v1/repos/repo-deletions/x").status_code == 404
+
+
+def test_quarry_repo_delete_follows_the_deletion_with_the_ci_exit_codes(
+    new_tenant: Callable[[str], Tenant],
+    client_for: Callable[[Tenant], httpx.Client],
+    tiny_repo: Callable[[str], Path],
+    stack: Stack,
+    tmp_path: Path,
+) -> None:
+    tenant = new_tenant("cli")
+    api = client_for(tenant)
+    env = {k: v for k, v in child_environment(stack.settings).items() if k.startswith("QUARRY_")}
+    env["QUARRY_API_TOKEN"] = tenant.token
+    marker = f"cli{uuid.uuid4().hex[:8]}"
+    index(api, source=str(tiny_repo(marker)), repo=f"team/{marker}")
+
+    done = run_quarry("repo", "delete", f"team/{marker}", "--wait", "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    final = json.loads(done.stdout)
+    assert final["status"] == "done" and final["repo"] == f"team/{marker}"
+    assert final["counters"]["chunks"] > 0
+    assert api.get(f"/v1/repos/team/{marker}").status_code == 404
+
+    again = run_quarry("repo", "delete", f"team/{marker}", "--wait", env=env)
+    assert again.returncode == 2 and "not found" in again.stderr and again.stdout == ""
+
+    other = f"team/{marker}-2"
+    index(api, source=str(tiny_repo(f"{marker}x")), repo=other)
+    queued = run_quarry("repo", "delete", other, env=env)
+    assert queued.returncode == 0, queued.stderr
+    deletion_id = queued.stdout.strip()
+    assert api.get(f"/v1/repo-deletions/{deletion_id}").status_code == 200
+
+    (port,) = free_ports(1)
+    away = {**env, "QUARRY_API_URL": f"http://127.0.0.1:{port}"}
+    unreachable = run_quarry("repo", "delete", other, env=away, timeout_s=60)
+    assert unreachable.returncode == 3, unreachable.stderr
