@@ -24,6 +24,7 @@ from devstack.stack import Stack
 from pipeline.adapters.neo4j.driver import make_driver
 from pipeline.adapters.neo4j.graph_store import Neo4jGraphStore
 from pipeline.adapters.postgres.connect import connect
+from pipeline.adapters.postgres.deletion_store import PgRepoDeletionStore
 from pipeline.adapters.postgres.vector_store import PgVectorStore
 from pipeline.models import RepoRef
 from tests.security.helpers import Tenant, enqueue, index, wait
@@ -276,3 +277,27 @@ def test_quarry_repo_delete_follows_the_deletion_with_the_ci_exit_codes(
     away = {**env, "QUARRY_API_URL": f"http://127.0.0.1:{port}"}
     unreachable = run_quarry("repo", "delete", other, env=away, timeout_s=60)
     assert unreachable.returncode == 3, unreachable.stderr
+
+
+def test_a_deletion_whose_message_was_lost_is_finished_by_the_sweep(
+    new_tenant: Callable[[str], Tenant],
+    client_for: Callable[[Tenant], httpx.Client],
+    tiny_repo: Callable[[str], Path],
+    endpoints: Endpoints,
+    graph: Neo4jGraphStore,
+) -> None:
+    """As if the API died between recording the deletion and sending its task (or a
+    worker died with it and its message): the record alone is enough."""
+    tenant = new_tenant("lost")
+    api = client_for(tenant)
+    marker = f"lost{uuid.uuid4().hex[:8]}"
+    repo = f"team/{marker}"
+    index(api, source=str(tiny_repo(marker)), repo=repo)
+    with PgRepoDeletionStore(endpoints.postgres_dsn) as store:
+        deletion, created = store.begin(RepoRef(tenant.name, repo))  # no task sent
+    assert created
+    assert api.get(f"/v1/repos/{repo}").status_code == 404  # hidden at once
+    status = _finished(api, deletion.deletion_id, timeout_s=60)
+    assert status["status"] == "done", status
+    assert graph.node_ids(RepoRef(tenant.name, repo)) == set()
+    assert _repository_id(endpoints, tenant.name, repo) is None

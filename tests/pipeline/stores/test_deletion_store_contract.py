@@ -7,10 +7,13 @@ the service.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import psycopg
 import pytest
 
 from config.endpoints import Endpoints
@@ -18,15 +21,19 @@ from migrations.runner import run
 from pipeline.adapters.fakes.deletion_store import InMemoryRepoDeletionStore
 from pipeline.adapters.fakes.graph_store import InMemoryGraphStore
 from pipeline.adapters.fakes.job_store import InMemoryJobStore
+from pipeline.adapters.postgres.blob_store import PgBlobStore
 from pipeline.adapters.postgres.deletion_store import PgRepoDeletionStore
 from pipeline.adapters.postgres.job_store import PgJobStore
 from pipeline.adapters.postgres.migrations import PgMigrationTarget
+from pipeline.adapters.postgres.snapshot_store import PgSnapshotStore
 from pipeline.deletions import STAGES, DeletionStatus
 from pipeline.errors import ConflictError, NotFoundError
 from pipeline.jobs import JobRequest, JobSource, JobStatus, SourceKind
-from pipeline.models import RepoRef
+from pipeline.models import FileVersion, RepoRef
 from pipeline.ports import JobStore, RepoDeletionStore
+from pipeline.sources.blobs import sha256_of
 from pipeline.stages.deletion import resume_deletions, run_deletion
+from pipeline.statements import deletion_sql
 from tests.databases import fresh_pg_database
 
 
@@ -167,3 +174,63 @@ def test_finish_with_an_error_fails_it_and_the_first_end_wins(
     assert failed is not None and failed.status is DeletionStatus.FAILED
     assert failed.error == "graph refused"
     assert backend.deletions.start(deletion.deletion_id) is None
+
+
+# --- PostgreSQL only: the shared content -------------------------------------------
+
+
+def test_a_blob_another_snapshot_is_taking_meanwhile_is_kept(pg_dsn: str) -> None:
+    """The race of blob collection with another repository's job that holds the same
+    content: the job's snapshot start (files committed, under the shared advisory lock)
+    and the collection (the exclusive one) run one after the other, so the collection
+    either sees the new files row and keeps the blob, or runs first and the job, which
+    asks for missing blobs only after its snapshot started, stores it again."""
+    shared, own = b"shared = 1\n", b"only_mine = 2\n"
+    shared_sha, own_sha = sha256_of(shared), sha256_of(own)
+    one, two = (
+        RepoRef(f"t{uuid.uuid4().hex[:8]}", "one"),
+        RepoRef(f"u{uuid.uuid4().hex[:8]}", "two"),
+    )
+    with (
+        PgJobStore(pg_dsn, pool_size=2) as jobs,
+        PgSnapshotStore(pg_dsn, pool_size=2) as snapshots,
+        PgBlobStore(pg_dsn) as blobs,
+        PgRepoDeletionStore(pg_dsn) as deletions,
+    ):
+        backend = Backend(jobs, deletions)
+        finished_job(backend, one)
+        snapshots.begin(
+            one,
+            "c1",
+            [
+                FileVersion("a.py", shared_sha, "python", len(shared)),
+                FileVersion("b.py", own_sha, "python", len(own)),
+            ],
+        )
+        blobs.put_many({shared_sha: shared, own_sha: own})
+        other_snapshot = snapshots.begin(two, "c2", [])
+        deletion, _ = deletions.begin(one)
+        assert deletions.start(deletion.deletion_id) is not None
+        for stage in ("chunks", "files"):
+            while deletions.erase(deletion.deletion_id, stage, 1):
+                pass
+        # Another tenant's job starts a snapshot holding the shared content, not committed yet.
+        with psycopg.connect(pg_dsn) as racing:
+            lock = deletion_sql.blob_lock(shared=True)
+            racing.execute(lock.text, lock.params)
+            racing.execute(
+                "INSERT INTO files (snapshot_id, repository_id, path, content_sha256, language,"
+                " size_bytes) SELECT %s, repository_id, 'c.py', %s, 'python', %s"
+                " FROM snapshots WHERE id = %s",
+                (other_snapshot, shared_sha, len(shared), other_snapshot),
+            )
+            with ThreadPoolExecutor(1) as pool:
+                collecting = pool.submit(deletions.erase, deletion.deletion_id, "blobs", 10)
+                time.sleep(0.5)
+                assert not collecting.done(), "the collection must wait for the snapshot"
+                racing.commit()
+                assert collecting.result(timeout=10) == 2
+        assert blobs.missing([shared_sha, own_sha]) == {own_sha}
+        counted = deletions.get(deletion.deletion_id)
+        assert counted is not None and counted.counters["blobs"] == 1
+        assert deletions.erase(deletion.deletion_id, "blobs", 10) == 0  # the batch was forgotten
