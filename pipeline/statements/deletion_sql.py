@@ -25,7 +25,7 @@ BLOB_LOCK_KEY: Final = 0x717561727279  # "quarry"
 
 _LOCK: Final = {
     True: "SELECT id, deletion_id::text FROM repositories"
-    " WHERE tenant_id = %(tenant)s AND name = %(name)s FOR SHARE",
+    " WHERE tenant_id = %(tenant)s AND name = %(name)s FOR KEY SHARE",
     False: "SELECT id, deletion_id::text FROM repositories"
     " WHERE tenant_id = %(tenant)s AND name = %(name)s FOR UPDATE",
 }
@@ -38,8 +38,9 @@ _SELECT = (
 
 def lock_repository(repo: RepoRef, *, for_job: bool) -> Query:
     """(id, deletion id) of the repository, row-locked: FOR UPDATE by a deletion, FOR
-    SHARE by a job's creation, so that the two wait for each other and the second sees
-    what the first did."""
+    KEY SHARE by a job's creation, so that the two wait for each other and the second
+    sees what the first did (KEY SHARE: a job's creation does not wait for the switch of
+    the searchable snapshot, which holds NO KEY UPDATE)."""
     check_repo(repo)
     return Query(_LOCK[for_job], {"tenant": repo.tenant, "name": repo.name})
 

@@ -57,10 +57,10 @@ def test_a_bad_stage_or_limit_is_refused() -> None:
         deletion_sql.erase("chunks", DELETION, 1, 0)
 
 
-def test_a_deletion_locks_the_row_for_update_and_a_job_for_share() -> None:
+def test_a_deletion_locks_the_row_for_update_and_a_job_for_key_share() -> None:
     repo = RepoRef("acme", "team/app")
     assert deletion_sql.lock_repository(repo, for_job=False).text.endswith("FOR UPDATE")
-    assert deletion_sql.lock_repository(repo, for_job=True).text.endswith("FOR SHARE")
+    assert deletion_sql.lock_repository(repo, for_job=True).text.endswith("FOR KEY SHARE")
     shared = deletion_sql.blob_lock(shared=True)
     assert "pg_advisory_xact_lock_shared" in shared.text
     assert deletion_sql.blob_lock(shared=False).params == shared.params

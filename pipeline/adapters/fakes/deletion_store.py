@@ -26,6 +26,7 @@ from pipeline.deletions import (
     parse_deletion_id,
 )
 from pipeline.errors import ConflictError, NotFoundError
+from pipeline.jobs import Job
 from pipeline.models import RepoRef
 from pipeline.statements import sql
 
@@ -43,11 +44,8 @@ class InMemoryRepoDeletionStore:
 
     def begin(self, repo: RepoRef) -> tuple[RepoDeletion, bool]:
         sql.check_repo(repo)
-        with self._lock:
-            pending = self._jobs.deleting.get(repo)
-            if pending is not None:
-                return self._deletions[pending], False
-            jobs = self._jobs.repo_jobs(repo)
+
+        def check(jobs: list[Job]) -> None:
             if not jobs:
                 raise NotFoundError(f"repository {repo.name!r} not found")
             active = [j for j in jobs if not j.status.terminal]
@@ -57,12 +55,15 @@ class InMemoryRepoDeletionStore:
                     f"repository {repo.name!r} has job {job.job_id} {job.status};"
                     " cancel it or wait for it to end, then delete"
                 )
-            deletion = RepoDeletion(
-                new_deletion_id(), repo, DeletionStatus.QUEUED, created_at=self._clock()
-            )
-            self._deletions[deletion.deletion_id] = deletion
-            self._touched[deletion.deletion_id] = self._clock()
-            self._jobs.deleting[repo] = deletion.deletion_id
+
+        with self._lock:
+            fresh = new_deletion_id()
+            marked = self._jobs.mark_deleting(repo, fresh, check)
+            if marked != fresh:
+                return self._deletions[marked], False
+            deletion = RepoDeletion(fresh, repo, DeletionStatus.QUEUED, created_at=self._clock())
+            self._deletions[fresh] = deletion
+            self._touched[fresh] = self._clock()
             return deletion, True
 
     def get(self, deletion_id: str, tenant: str | None = None) -> RepoDeletion | None:
@@ -113,9 +114,8 @@ class InMemoryRepoDeletionStore:
             removed = 0
             if stage == "jobs":
                 removed = self._jobs.drop_jobs(found.repo, limit)
-            elif stage == "repository" and self._jobs.deleting.get(found.repo) == deletion_id:
-                del self._jobs.deleting[found.repo]
-                removed = 1
+            elif stage == "repository":
+                removed = int(self._jobs.unmark_deleting(found.repo, deletion_id))
             self._add(deletion_id, counter_of(stage), removed)
             return removed
 

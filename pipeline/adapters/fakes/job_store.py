@@ -85,10 +85,26 @@ class InMemoryJobStore:
             self._touched[job_id] = self._clock()
             return job, True
 
-    def repo_jobs(self, repo: RepoRef) -> builtins.list[Job]:
-        """Every job of the repository (the fake deletion store's view of its rows)."""
+    def mark_deleting(
+        self, repo: RepoRef, deletion_id: str, check: Callable[[builtins.list[Job]], None]
+    ) -> str:
+        """Under the store's lock, as PgRepoDeletionStore.begin under its row lock: the
+        deletion already marked, or ``check`` of the repository's jobs (which raises to
+        refuse) and then the mark of ``deletion_id``; the deletion id marked."""
         with self._lock:
-            return [j for j in self._jobs.values() if j.repo == repo]
+            pending = self.deleting.get(repo)
+            if pending is not None:
+                return pending
+            check([j for j in self._jobs.values() if j.repo == repo])
+            self.deleting[repo] = deletion_id
+            return deletion_id
+
+    def unmark_deleting(self, repo: RepoRef, deletion_id: str) -> bool:
+        with self._lock:
+            if self.deleting.get(repo) != deletion_id:
+                return False
+            del self.deleting[repo]
+            return True
 
     def drop_jobs(self, repo: RepoRef, limit: int) -> int:
         """Remove at most ``limit`` jobs of the repository; the number removed."""

@@ -1,7 +1,7 @@
 """PgRepoDeletionStore: the RepoDeletionStore port on ``repo_deletions`` and the rows of
 the repository it removes (statements: pipeline/statements/deletion_sql.py).
 
-``begin`` locks the repository row FOR UPDATE; a job's creation locks it FOR SHARE
+``begin`` locks the repository row FOR UPDATE; a job's creation locks it FOR KEY SHARE
 (PgJobStore.create), so a deletion and a job of the same repository wait for each other
 and the second sees the first: a deletion that waited sees the new job (409), a job
 that waited sees the mark (409). Each batch of ``erase`` is one short transaction that

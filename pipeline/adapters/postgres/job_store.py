@@ -58,7 +58,7 @@ class PgJobStore(PgStore):
         with self._transaction() as conn:
             execute(conn, job_sql.ensure_tenant(repo.tenant))
             execute(conn, sql.ensure_repository(repo))
-            # FOR SHARE: a deletion of the repository (FOR UPDATE) and this job wait for
+            # FOR KEY SHARE: a deletion of the repository (FOR UPDATE) and this job wait for
             # each other, and the second sees the first (PgRepoDeletionStore.begin).
             locked = deletion_sql.lock_repository(repo, for_job=True)
             found = execute(conn, locked).fetchone()

@@ -7,6 +7,7 @@ the service.
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -106,6 +107,46 @@ def test_begin_queues_once_and_refuses_new_jobs_of_the_repository(
         backend.jobs.create(ask(repo, "c2"), job_id=str(uuid.uuid4()), commit="c2")
     other = RepoRef(repo.tenant, "team/other")
     finished_job(backend, other)  # another repository of the tenant takes jobs
+
+
+@pytest.mark.parametrize("round_", range(4))
+def test_a_deletion_racing_new_jobs_either_refuses_them_all_or_is_refused(
+    backend: Backend, round_: int
+) -> None:
+    repo = RepoRef(f"r{round_}{uuid.uuid4().hex[:8]}", "team/app")
+    finished_job(backend, repo)
+    threads = 6
+    barrier = threading.Barrier(threads + 1)
+
+    def create(n: int) -> str:
+        barrier.wait()
+        try:
+            job, _ = backend.jobs.create(
+                ask(repo, f"r{n}"), job_id=str(uuid.uuid4()), commit=f"r{n}"
+            )
+        except ConflictError:
+            return "refused"
+        return job.job_id
+
+    def delete() -> str:
+        barrier.wait()
+        try:
+            return backend.deletions.begin(repo)[0].deletion_id
+        except ConflictError as exc:
+            return f"refused: {exc}"
+
+    with ThreadPoolExecutor(threads + 1) as pool:
+        creates = [pool.submit(create, n) for n in range(threads)]
+        deleting = pool.submit(delete)
+        created = [f.result(timeout=30) for f in creates]
+        deletion = deleting.result(timeout=30)
+    made = [c for c in created if c != "refused"]
+    if deletion.startswith("refused"):
+        assert made and any(job_id in deletion for job_id in made), (deletion, created)
+    else:
+        assert made == [], f"jobs {made} were created for a repository being deleted"
+        queued = backend.jobs.list(repo.tenant, repo.name, statuses=[JobStatus.QUEUED])
+        assert queued == []
 
 
 def test_a_deletion_is_read_by_its_tenant_only(backend: Backend, repo: RepoRef) -> None:
