@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from pipeline.deletions import STAGES, RepoDeletion, counter_of
+from pipeline.deletions import STAGES, RepoDeletion
 from pipeline.errors import PermanentError
 from pipeline.models import RepoRef
 from pipeline.ports import GraphStore, RepoDeletionStore
@@ -49,7 +49,12 @@ def run_deletion(
         for stage in STAGES[start:]:
             store.set_stage(deletion_id, stage)
             if stage == "graph":
-                store.count(deletion_id, counter_of(stage), graph.delete_repository(deletion.repo))
+                # Counted per batch: the count is progress, which keeps the sweep away
+                # from a deletion that works through a large graph.
+                graph.delete_repository(
+                    deletion.repo,
+                    on_batch=lambda n: store.count(deletion_id, "graph_nodes", n),
+                )
                 continue
             while store.erase(deletion_id, stage, batch_rows):
                 pass
