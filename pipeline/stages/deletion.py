@@ -30,9 +30,11 @@ def begin_deletion(
     store: RepoDeletionStore, repo: RepoRef, send: Callable[[str], None]
 ) -> tuple[RepoDeletion, bool]:
     """Mark the repository and record its deletion, then send the task; a deletion in
-    progress is returned as it is (and sent again: running it twice is harmless)."""
+    progress is returned as it is and not sent again (a request repeated many times
+    must not start as many runs: the sweep sends one that stalled)."""
     deletion, created = store.begin(repo)
-    send(deletion.deletion_id)
+    if created:
+        send(deletion.deletion_id)
     return deletion, created
 
 

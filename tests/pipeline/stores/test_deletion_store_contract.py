@@ -33,7 +33,7 @@ from pipeline.jobs import JobRequest, JobSource, JobStatus, SourceKind
 from pipeline.models import FileVersion, RepoRef
 from pipeline.ports import JobStore, RepoDeletionStore
 from pipeline.sources.blobs import sha256_of
-from pipeline.stages.deletion import resume_deletions, run_deletion
+from pipeline.stages.deletion import begin_deletion, resume_deletions, run_deletion
 from pipeline.statements import deletion_sql
 from tests.databases import fresh_pg_database
 
@@ -147,6 +147,17 @@ def test_a_deletion_racing_new_jobs_either_refuses_them_all_or_is_refused(
         assert made == [], f"jobs {made} were created for a repository being deleted"
         queued = backend.jobs.list(repo.tenant, repo.name, statuses=[JobStatus.QUEUED])
         assert queued == []
+
+
+def test_a_repeated_request_returns_the_deletion_without_sending_it_again(
+    backend: Backend, repo: RepoRef
+) -> None:
+    finished_job(backend, repo)
+    sent: list[str] = []
+    first, created = begin_deletion(backend.deletions, repo, sent.append)
+    again, created_again = begin_deletion(backend.deletions, repo, sent.append)
+    assert (created, created_again) == (True, False)
+    assert again.deletion_id == first.deletion_id and sent == [first.deletion_id]
 
 
 def test_a_deletion_is_read_by_its_tenant_only(backend: Backend, repo: RepoRef) -> None:
