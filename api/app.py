@@ -103,6 +103,7 @@ def create_app(settings: QuarrySettings | None = None) -> FastAPI:
     app.include_router(routes_credentials.router)
     app.include_router(routes_webhooks.router)
     app.include_router(routes_repos.router)
+    app.include_router(routes_repos.deletions_router)
     app.include_router(routes_search.router)
     app.include_router(routes_tokens.router)
     app.include_router(routes_ui.router)

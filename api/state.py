@@ -22,6 +22,7 @@ from pipeline.errors import ModelNotExportedError
 from pipeline.ports import (
     Admission,
     GraphStore,
+    RepoDeletionStore,
     SearchIndex,
     SourceFetcher,
     TokenStore,
@@ -88,6 +89,10 @@ class ApiState:
                 on_finish=recording.record_job,
             ),
         )
+
+    @property
+    def deletions(self) -> RepoDeletionStore:
+        return self._once("deletions", lambda: stores.deletion_store(self.endpoints))
 
     @property
     def vectors(self) -> VectorStore:

@@ -165,6 +165,16 @@ class QuarryApiClient:
             )
         return result
 
+    def delete_repo(self, repo: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("DELETE", f"/v1/repos/{quote(repo, safe='/')}")
+        return result
+
+    def repo_deletion(self, deletion_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call(
+            "GET", f"/v1/repo-deletions/{quote(deletion_id, safe='')}"
+        )
+        return result
+
     def repos(self) -> list[dict[str, Any]]:
         with _http_errors(self.base_url):
             result = self._check(self._client.get("/v1/repos"))

@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from cli import credentials, jobs, reconcile, search, tokens, webhooks
+from cli import credentials, jobs, reconcile, repos, search, tokens, webhooks
 from cli.console import EXIT_CODES_HELP, err, exit_code_of, guarded, out, settings
 from cli.extras import register_command, register_group
 from pipeline.errors import PipelineError
@@ -187,6 +187,7 @@ jobs.register(app)
 tokens.register(app)
 credentials.register(app)
 reconcile.register(app)
+repos.register(app)
 search.register(app)
 webhooks.register(app)
 register_command(app, "eval", "cli.eval")

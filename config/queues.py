@@ -54,6 +54,7 @@ GRAPH_FILES_TASK: Final = "quarry.write.graph-files"
 COMMIT_JOB_TASK: Final = "quarry.write.commit"
 WEBHOOK_DELIVER_TASK: Final = "quarry.webhook.deliver"
 SWEEP_JOBS_TASK: Final = "quarry.ingest.sweep"
+DELETE_REPO_TASK: Final = "quarry.write.delete-repo"
 
 ALL_TASKS: Final = (
     INGEST_JOB_TASK,
@@ -66,6 +67,7 @@ ALL_TASKS: Final = (
     COMMIT_JOB_TASK,
     WEBHOOK_DELIVER_TASK,
     SWEEP_JOBS_TASK,
+    DELETE_REPO_TASK,
 )
 
 # Which worker holds which delivered message (tasks/transport.py records it; the sweeper

@@ -31,7 +31,8 @@ stage of this table (``CHUNK.task``), never a task-name string of their own.
                                               WEBHOOK (job.done / job.failed / ...)
 
 The sweeper (``SWEEP``) is not a stage of a job: the cpu workers ask for it on a timer,
-and it sends a stalled job's INGEST or GRAPH again (pipeline.stages.recovery).
+and it sends a stalled job's INGEST or GRAPH again (pipeline.stages.recovery), and a
+stalled repository deletion's ``DELETE_REPO`` (pipeline.stages.deletion).
 
 Must not import: celery, tasks/, workers/, api/, cli/, or any driver.
 """
@@ -193,6 +194,12 @@ STAGES: Final[tuple[Stage, ...]] = (
 
 # Maintenance, not a stage of a job: sends stalled jobs on (pipeline.stages.recovery).
 SWEEP_TASK: Final = queues.SWEEP_JOBS_TASK
+# Not a stage of a job either: removes one repository in bounded batches, on the write
+# queue (pipeline.stages.deletion.run_deletion); DELETE /v1/repos/{name} sends it, the
+# sweep sends it again when a deletion stalls. Transient errors are retried as STAGE's;
+# a permanent one fails the deletion.
+DELETE_REPO_TASK: Final = queues.DELETE_REPO_TASK
+DELETE_REPO_QUEUE: Final = queues.WRITE
 
 
 def stage(name: str) -> Stage:

@@ -28,6 +28,7 @@ TASK_MODULES = (
     "tasks.graph",
     "tasks.commit",
     "tasks.webhook",
+    "tasks.deletion",
 )
 
 

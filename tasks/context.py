@@ -23,6 +23,7 @@ from pipeline.ports import (
     DeadLetters,
     GraphStore,
     InFlight,
+    RepoDeletionStore,
     SourceFetcher,
     UploadStore,
     VectorStore,
@@ -40,6 +41,7 @@ class CpuProfile:
     vectors: VectorStore
     graph: GraphStore
     blobs: BlobStore
+    deletions: RepoDeletionStore
     uploads: UploadStore
     fetcher: SourceFetcher
     in_flight: InFlight

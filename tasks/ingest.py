@@ -18,6 +18,7 @@ from pipeline import flow
 from pipeline.errors import TransientError
 from pipeline.sources import blobs as blob_policy
 from pipeline.sources import uploads as upload_policy
+from pipeline.stages.deletion import resume_deletions
 from pipeline.stages.indexing import JobContext
 from pipeline.stages.ingest import IngestOptions, IngestOutcome, ingest, ingest_more, job_workdir
 from pipeline.stages.recovery import sweep
@@ -111,8 +112,21 @@ def sweep_jobs() -> int:
         return 0
     for recovery in found:
         metrics.JOBS_RECOVERED.labels(recovery.action.value).inc()
+    _resume_deletions(ctx, cpu_profile()[1], settings)
     _collect(ctx, cpu_profile()[1])
     return len(found)
+
+
+def _resume_deletions(ctx: JobContext, cpu: CpuProfile, settings: QuarrySettings) -> None:
+    """Repository deletions whose worker died are sent again (pipeline.stages.deletion)."""
+
+    def send(deletion_id: str) -> None:
+        ctx.send(flow.DELETE_REPO_TASK, [{"deletion_id": deletion_id}])
+
+    try:
+        resume_deletions(cpu.deletions, send, idle_s=settings.delete_stall_s)
+    except TransientError as exc:
+        log.warning("repository deletion sweep skipped: %s", exc)
 
 
 def _collect(ctx: JobContext, cpu: CpuProfile) -> None:

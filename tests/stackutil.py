@@ -64,6 +64,8 @@ def stack_env(data_dir: Path) -> dict[str, str]:
         # on the broker and no progress for 5 s (a lost message), not 2 minutes.
         "QUARRY_JOB_SWEEP_INTERVAL_S": "1",
         "QUARRY_JOB_STALL_S": "5",
+        # A repository deletion whose message was lost is sent again after 5 s, too.
+        "QUARRY_DELETE_STALL_S": "5",
         # Tests receive webhooks on loopback and clone local git repositories.
         "QUARRY_WEBHOOK_ALLOW_ADDRESSES": "loopback",
         # Webhook retries in seconds, not the default 30-60 minutes: 4 attempts, waits

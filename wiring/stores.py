@@ -20,6 +20,7 @@ from config.settings import QuarrySettings
 from pipeline.adapters.neo4j.graph_store import graph_store_from
 from pipeline.adapters.postgres.blob_store import PgBlobStore
 from pipeline.adapters.postgres.credential_store import PgCredentialStore
+from pipeline.adapters.postgres.deletion_store import PgRepoDeletionStore
 from pipeline.adapters.postgres.embedding_cache import PgEmbeddingCache
 from pipeline.adapters.postgres.job_store import PgJobStore
 from pipeline.adapters.postgres.search_index import PgSearchIndex
@@ -53,6 +54,7 @@ from pipeline.ports import (
     InFlight,
     JobBoard,
     JobStore,
+    RepoDeletionStore,
     SnapshotStore,
     TokenStore,
     UploadStore,
@@ -199,6 +201,10 @@ def embedding_cache(endpoints: Endpoints) -> EmbeddingCache:
 
 def blob_store(endpoints: Endpoints) -> BlobStore:
     return PgBlobStore(endpoints.postgres_dsn)
+
+
+def deletion_store(endpoints: Endpoints) -> RepoDeletionStore:
+    return PgRepoDeletionStore(endpoints.postgres_dsn)
 
 
 def upload_store(endpoints: Endpoints) -> UploadStore:

@@ -85,6 +85,9 @@ def build_resources(
                 lambda: stores.graph_store(settings, endpoints), breakers["graph"], closers
             ),
             blobs=stores.behind_breaker(lambda: stores.blob_store(endpoints), postgres, closers),
+            deletions=stores.behind_breaker(
+                lambda: stores.deletion_store(endpoints), postgres, closers
+            ),
             uploads=uploads,
             fetcher=stores.source_fetcher(settings, uploads, vault),
             in_flight=stores.in_flight(redis),

@@ -62,6 +62,20 @@ class StoreFields(BaseModel):
         le=1000,
         description="Retries of a write on a transient error before it goes to the dead letters.",
     )
+    delete_batch_rows: int = Field(
+        5000,
+        ge=1,
+        le=100_000,
+        description="Rows one transaction of a repository deletion removes (chunks, files, "
+        "symbols, jobs...); graph nodes go graph_batch_size at a time.",
+    )
+    delete_stall_s: float = Field(
+        120.0,
+        ge=1,
+        description="How long a repository deletion may go without progress before the "
+        "sweeper sends it again (its worker died); a batch that takes longer is run twice, "
+        "which is harmless.",
+    )
 
 
 class JobFields(BaseModel):

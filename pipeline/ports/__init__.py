@@ -34,6 +34,7 @@ from pipeline.ports.jobs import (
     InFlight,
     JobBoard,
     JobStore,
+    RepoDeletionStore,
     SnapshotStore,
     TokenStore,
 )
@@ -52,6 +53,7 @@ __all__ = [
     "JobStore",
     "MigrationTarget",
     "QueryEmbeddingCache",
+    "RepoDeletionStore",
     "SearchIndex",
     "SnapshotStore",
     "SourceFetcher",

@@ -6,7 +6,7 @@ Must not import: celery, tasks, workers, api, cli, or any driver.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -153,8 +153,11 @@ class GraphStore(Protocol):
         """(path, chunk id) of every chunk node of the repository."""
         ...
 
-    def delete_repository(self, repo: RepoRef) -> None:
-        """Remove every node of the repository."""
+    def delete_repository(
+        self, repo: RepoRef, on_batch: Callable[[int], None] | None = None
+    ) -> int:
+        """Remove every node of the repository, in bounded batches; the nodes removed.
+        ``on_batch`` is called with each committed batch's count (progress)."""
         ...
 
     def find_symbols(self, repo: RepoRef, name: str, limit: int) -> list[GraphSymbol]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from typing import Protocol
 
+from pipeline.deletions import RepoDeletion
 from pipeline.jobs import (
     Job,
     JobError,
@@ -335,4 +336,44 @@ class DeadLetters(Protocol):
 
     def remove(self, letter_id: str) -> bool:
         """Drop one letter; False if there was none."""
+        ...
+
+
+class RepoDeletionStore(Protocol):
+    """Repository deletions (PostgreSQL): the record of each, the mark that hides the
+    repository and refuses its new jobs, and the removal of its rows in bounded batches."""
+
+    def begin(self, repo: RepoRef) -> tuple[RepoDeletion, bool]:
+        """Mark the repository deleted and record a queued deletion, in one transaction;
+        (the deletion, True). The deletion in progress and False when one is. NotFoundError
+        for a repository the tenant lacks; ConflictError naming the job while one of its
+        jobs is queued or running."""
+        ...
+
+    def get(self, deletion_id: str, tenant: str | None = None) -> RepoDeletion | None:
+        """The deletion; None when unknown, or another tenant's when ``tenant`` is given."""
+        ...
+
+    def unfinished(self, idle_s: float, limit: int) -> list[str]:
+        """Ids of deletions queued or running with no progress for ``idle_s`` seconds."""
+        ...
+
+    def start(self, deletion_id: str) -> RepoDeletion | None:
+        """Mark it running and return it; None when it ended or is unknown."""
+        ...
+
+    def set_stage(self, deletion_id: str, stage: str) -> None: ...
+
+    def count(self, deletion_id: str, counter: str, n: int) -> None:
+        """Add ``n`` to the deletion's ``counter``."""
+        ...
+
+    def erase(self, deletion_id: str, stage: str, limit: int) -> int:
+        """Remove the next at most ``limit`` rows of ``stage`` (pipeline.deletions.STAGES,
+        the graph aside) and count what was removed; the rows the batch took (0: the stage
+        is done). For "blobs" and "cache": only content no remaining row holds."""
+        ...
+
+    def finish(self, deletion_id: str, *, error: str | None = None) -> None:
+        """Done, or failed with ``error``; nothing when it already ended."""
         ...

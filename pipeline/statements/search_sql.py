@@ -46,8 +46,12 @@ JOIN files f ON f.snapshot_id = s.snapshot_id AND f.repository_id = s.repository
 
 def scope(tenant: str, names: Sequence[str]) -> Query:
     """(id, name, searchable snapshot id) of the tenant's repositories: those named, or
-    all when ``names`` is empty; repositories with no searchable snapshot included."""
-    text = "SELECT id, name, searchable_snapshot_id FROM repositories WHERE tenant_id = %(tenant)s"
+    all when ``names`` is empty; repositories with no searchable snapshot included, those
+    being deleted left out."""
+    text = (
+        "SELECT id, name, searchable_snapshot_id FROM repositories"
+        " WHERE tenant_id = %(tenant)s AND deletion_id IS NULL"
+    )
     if names:
         text += " AND name = ANY(%(names)s)"
     return Query(text + " ORDER BY name", {"tenant": tenant, "names": list(names)})

@@ -284,6 +284,6 @@ def repositories(tenant: str, name: str | None = None) -> Query:
         " extract(epoch FROM s.finished_at)::float8, extract(epoch FROM r.created_at)::float8"
         " FROM repositories AS r LEFT JOIN snapshots AS s ON s.id = r.searchable_snapshot_id"
         " WHERE r.tenant_id = %(tenant)s AND (%(name)s::text IS NULL OR r.name = %(name)s::text)"
-        " ORDER BY r.name",
+        " AND r.deletion_id IS NULL ORDER BY r.name",
         {"tenant": tenant, "name": name},
     )

@@ -62,6 +62,8 @@ SCOPE_OF = {
     ("POST", "/v1/jobs/archive"): "write",
     ("DELETE", "/v1/jobs/{job_id}"): "write",
     ("POST", "/v1/repos/{name:path}/reconcile"): "write",
+    ("DELETE", "/v1/repos/{name:path}"): "admin",
+    ("GET", "/v1/repo-deletions/{deletion_id}"): "read",
     ("GET", "/v1/credentials"): "admin",
     ("POST", "/v1/credentials"): "admin",
     ("PUT", "/v1/credentials/{credential}"): "admin",
@@ -78,6 +80,7 @@ PATH_VALUES = {
     "name": "acme/widgets",
     "version": "0",
     "token_id": "tk_0000000000000000",
+    "deletion_id": str(uuid.uuid4()),
 }
 
 
@@ -118,6 +121,9 @@ def _request(method: str, path: str, scratch: Path) -> dict[str, Any]:
         request["content"] = b""
     elif path.endswith("/reconcile"):
         request["json"] = {"dry_run": True}
+    elif (method, path) == ("DELETE", "/v1/repos/{name:path}"):
+        # A name no test indexes under any tenant: the valid token's answer is a 404.
+        request["url"] = f"/v1/repos/never-indexed-{uuid.uuid4().hex}"
     elif path == "/v1/search":
         request["params"] = {"q": "ledger", "mode": "lexical"}
     elif path == "/v1/graph/symbol":

@@ -16,6 +16,7 @@ from config.settings import load_settings
 from pipeline.adapters.fakes.blob_store import InMemoryBlobStore
 from pipeline.adapters.fakes.circuit_breaker import InMemoryCircuitBreaker
 from pipeline.adapters.fakes.dead_letters import InMemoryDeadLetters
+from pipeline.adapters.fakes.deletion_store import InMemoryRepoDeletionStore
 from pipeline.adapters.fakes.embedder import InMemoryEmbedder
 from pipeline.adapters.fakes.graph_store import InMemoryGraphStore
 from pipeline.adapters.fakes.in_flight import InMemoryInFlight
@@ -118,6 +119,7 @@ def _install(
                 vectors=vectors,
                 graph=guarded(graph_store, InMemoryCircuitBreaker("graph", fail_max=5)),
                 blobs=InMemoryBlobStore(),
+                deletions=InMemoryRepoDeletionStore(InMemoryJobStore()),
                 uploads=InMemoryUploadStore(),
                 fetcher=InMemorySourceFetcher(),
                 in_flight=InMemoryInFlight(),

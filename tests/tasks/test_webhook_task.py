@@ -13,6 +13,7 @@ from config.queues import WEBHOOK_DELIVER_TASK
 from config.settings import load_settings
 from pipeline.adapters.fakes.blob_store import InMemoryBlobStore
 from pipeline.adapters.fakes.dead_letters import InMemoryDeadLetters
+from pipeline.adapters.fakes.deletion_store import InMemoryRepoDeletionStore
 from pipeline.adapters.fakes.graph_store import InMemoryGraphStore
 from pipeline.adapters.fakes.in_flight import InMemoryInFlight
 from pipeline.adapters.fakes.job_board import InMemoryJobBoard
@@ -86,6 +87,7 @@ def _install(
                 vectors=InMemoryVectorStore(),
                 graph=InMemoryGraphStore(),
                 blobs=InMemoryBlobStore(),
+                deletions=InMemoryRepoDeletionStore(InMemoryJobStore()),
                 uploads=InMemoryUploadStore(),
                 fetcher=InMemorySourceFetcher(),
                 in_flight=InMemoryInFlight(),

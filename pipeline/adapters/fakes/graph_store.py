@@ -16,7 +16,7 @@ Must not import: celery, tasks, workers, api, cli, or any driver.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pipeline.errors import InvalidInputError
@@ -87,11 +87,17 @@ class InMemoryGraphStore:
                 if label == "Chunk" and p.get("repo") == key
             }
 
-    def delete_repository(self, repo: RepoRef) -> None:
+    def delete_repository(
+        self, repo: RepoRef, on_batch: Callable[[int], None] | None = None
+    ) -> int:
         key = cypher.repo_id(repo)
         with self._lock:
-            for node_id in [i for i, (_, p) in self._nodes.items() if p.get("repo") == key]:
+            doomed = [i for i, (_, p) in self._nodes.items() if p.get("repo") == key]
+            for node_id in doomed:
                 self._detach_delete(node_id)
+        if on_batch is not None and doomed:
+            on_batch(len(doomed))
+        return len(doomed)
 
     def node_ids(self, repo: RepoRef) -> set[str]:
         key = cypher.repo_id(repo)

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 
+from pipeline.deletions import deleting
 from pipeline.errors import InvalidInputError
 from pipeline.jobs import (
     MAX_ERRORS,
@@ -27,6 +28,7 @@ from pipeline.jobs import (
     WebhookDelivery,
     check_tenant,
 )
+from pipeline.models import RepoRef
 from pipeline.statements import job_rows, sql
 from pipeline.tokens import (
     LAST_USED_RESOLUTION_S,
@@ -51,6 +53,8 @@ class InMemoryJobStore:
         self._seq = itertools.count()
         self._lock = threading.Lock()
         self._clock = clock
+        # Repositories being deleted -> their deletion id (InMemoryRepoDeletionStore).
+        self.deleting: dict[RepoRef, str] = {}
 
     def close(self) -> None:
         """Nothing to release; here for parity with the real store."""
@@ -58,6 +62,9 @@ class InMemoryJobStore:
     def create(self, request: JobRequest, *, job_id: str, commit: str | None) -> tuple[Job, bool]:
         job_id, commit = job_rows.check_request(request, job_id, commit)
         with self._lock:
+            pending = self.deleting.get(request.repo)
+            if pending is not None:
+                raise deleting(request.repo, pending)
             existing = self._existing(request, job_id, commit)
             if existing is not None:
                 return existing, False
@@ -77,6 +84,37 @@ class InMemoryJobStore:
             self._order[job_id] = next(self._seq)
             self._touched[job_id] = self._clock()
             return job, True
+
+    def mark_deleting(
+        self, repo: RepoRef, deletion_id: str, check: Callable[[builtins.list[Job]], None]
+    ) -> str:
+        """Under the store's lock, as PgRepoDeletionStore.begin under its row lock: the
+        deletion already marked, or ``check`` of the repository's jobs (which raises to
+        refuse) and then the mark of ``deletion_id``; the deletion id marked."""
+        with self._lock:
+            pending = self.deleting.get(repo)
+            if pending is not None:
+                return pending
+            check([j for j in self._jobs.values() if j.repo == repo])
+            self.deleting[repo] = deletion_id
+            return deletion_id
+
+    def unmark_deleting(self, repo: RepoRef, deletion_id: str) -> bool:
+        with self._lock:
+            if self.deleting.get(repo) != deletion_id:
+                return False
+            del self.deleting[repo]
+            return True
+
+    def drop_jobs(self, repo: RepoRef, limit: int) -> int:
+        """Remove at most ``limit`` jobs of the repository; the number removed."""
+        with self._lock:
+            doomed = [k for k, j in self._jobs.items() if j.repo == repo][:limit]
+            for key in doomed:
+                del self._jobs[key]
+                self._order.pop(key, None)
+                self._touched.pop(key, None)
+            return len(doomed)
 
     def discard(self, job_id: str) -> None:
         """Delete the job if it is still queued and never started; else nothing."""

@@ -87,13 +87,21 @@ class Neo4jGraphStore:
         records = self._read(cypher.chunk_keys(cypher.repo_id(repo)))
         return {(str(r["path"]), str(r["chunk_id"])) for r in records}
 
-    def delete_repository(self, repo: RepoRef) -> None:
+    def delete_repository(
+        self, repo: RepoRef, on_batch: Callable[[int], None] | None = None
+    ) -> int:
+        # One bounded transaction per batch (ArcadeDB is slow on big ones): a batch that
+        # failed is retried by the caller, the batches before it stay done.
         key = cypher.repo_id(repo)
+        removed = 0
         for label in ("Chunk", "Symbol", "File", "Repository"):
             statement = cypher.delete_repository_batch(label, key, self._batch_size)
             with self._errors(f"deleting repository {key}"):
-                while self._write(partial(_count, statement=statement)):
-                    pass
+                while n := self._write(partial(_count, statement=statement)):
+                    removed += n
+                    if on_batch is not None:
+                        on_batch(n)
+        return removed
 
     def node_ids(self, repo: RepoRef) -> set[str]:
         key = cypher.repo_id(repo)

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 
 from pipeline.adapters.postgres.base import PgStore, execute, open_checked_pool
 from pipeline.sources.blobs import check_blob, pack, unpack
-from pipeline.statements import blob_sql
+from pipeline.statements import blob_sql, deletion_sql
 
 
 class PgBlobStore(PgStore):
@@ -58,4 +58,5 @@ class PgBlobStore(PgStore):
 
     def collect(self, *, older_than_s: float, limit: int) -> int:
         with self._transaction() as conn:
+            execute(conn, deletion_sql.blob_lock(shared=False))
             return int(execute(conn, blob_sql.collect(older_than_s, limit)).rowcount)

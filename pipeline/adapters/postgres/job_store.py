@@ -27,9 +27,10 @@ from pipeline.adapters.postgres.base import (
     open_checked_pool,
 )
 from pipeline.adapters.postgres.connect import STORE
+from pipeline.deletions import deleting
 from pipeline.errors import InvalidInputError, StoreUnavailableError
 from pipeline.jobs import Job, JobError, JobRequest, JobStatus, WebhookDelivery
-from pipeline.statements import job_rows, job_sql, sql
+from pipeline.statements import deletion_sql, job_rows, job_sql, sql
 
 _CREATE_ATTEMPTS = 3
 
@@ -57,9 +58,14 @@ class PgJobStore(PgStore):
         with self._transaction() as conn:
             execute(conn, job_sql.ensure_tenant(repo.tenant))
             execute(conn, sql.ensure_repository(repo))
-            found = execute(conn, sql.repository_id(repo)).fetchone()
+            # FOR KEY SHARE: a deletion of the repository (FOR UPDATE) and this job wait for
+            # each other, and the second sees the first (PgRepoDeletionStore.begin).
+            locked = deletion_sql.lock_repository(repo, for_job=True)
+            found = execute(conn, locked).fetchone()
             if found is None:  # pragma: no cover - inserted or already there
                 raise sql.unknown_repository(repo)
+            if found[1] is not None:
+                raise deleting(repo, str(found[1]))
             repository_id = int(found[0])
             for _ in range(_CREATE_ATTEMPTS):
                 existing = self._existing(conn, request, job_id, repository_id, commit)

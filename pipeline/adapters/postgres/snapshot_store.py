@@ -21,7 +21,7 @@ from pipeline.adapters.postgres.connect import STORE
 from pipeline.errors import InvalidInputError, StoreUnavailableError
 from pipeline.jobs import check_tenant
 from pipeline.models import FileVersion, RepoRef
-from pipeline.statements import job_rows, job_sql, snapshot_sql, sql
+from pipeline.statements import deletion_sql, job_rows, job_sql, snapshot_sql, sql
 
 _PUBLISHABLE = frozenset({"indexing", "ready"})
 
@@ -53,6 +53,9 @@ class PgSnapshotStore(PgStore):
         job_rows.check_commit(commit)
         rows = job_rows.file_rows(files)
         with self._transaction() as conn:
+            # Ordered against blob collection (deletion_sql.blob_lock): the job asks which
+            # blobs are missing only after these files are committed.
+            execute(conn, deletion_sql.blob_lock(shared=True))
             execute(conn, job_sql.ensure_tenant(repo.tenant))
             execute(conn, sql.ensure_repository(repo))
             repository_id, searchable = _locked(conn, repo, exclusive=False)

@@ -281,9 +281,13 @@ def test_two_tenants_with_the_same_repository_name_are_isolated(
     assert all(n.startswith(f"{other.key}#") or n == other.key for n in theirs[0])
     assert all(s.startswith(other.key) and t.startswith(other.key) for _, s, t in theirs[1])
 
-    store.delete_repository(other)
+    theirs_nodes = len(theirs[0])
+    batches: list[int] = []
+    assert store.delete_repository(other, on_batch=batches.append) == theirs_nodes
+    assert sum(batches) == theirs_nodes and all(n > 0 for n in batches)
     assert snapshot(store, other) == (set(), set())
     assert snapshot(store, repo) == mine
+    assert store.delete_repository(other) == 0  # nothing left: idempotent
 
 
 def _caller(path: str, target: str) -> FileGraph:
