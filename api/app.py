@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import threading
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -117,13 +118,15 @@ def create_app(settings: QuarrySettings | None = None) -> FastAPI:
         """The process is up. Needs no token."""
         return {"status": "ok"}
 
+    readiness = _Readiness(endpoints)
+
     @app.get("/readyz", tags=["health"])
     async def readyz(request: Request) -> JSONResponse:
         """Redis, PostgreSQL and the graph answer: 200 ``{"status": "ready"}``, else 503
         ``{"status": "unavailable"}``. Needs no token (a readiness probe has none) and
         then says nothing more; with a valid token the body names each store's health."""
         detailed = await bearer_tenant(request) is not None
-        return await run_in_threadpool(_readiness, endpoints, detailed)
+        return await run_in_threadpool(_readiness, readiness, detailed)
 
     registry = api_registry(lambda: state.admission)
 
@@ -272,13 +275,34 @@ def _scopes_schema(app: FastAPI, schema: dict[str, Any]) -> None:
     )
 
 
-def _readiness(endpoints: Endpoints, detailed: bool) -> JSONResponse:
-    probes = probe_stores(endpoints)
+class _Readiness:
+    """The stores' probes, shared for ``PROBE_TTL_S``: an open /readyz called hundreds of
+    times a second (by anyone: it needs no token) makes one round of probes a second, not
+    three connections a call. Callers that arrive during a round wait for its answer."""
+
+    PROBE_TTL_S = 1.0
+
+    def __init__(self, endpoints: Endpoints) -> None:
+        self._endpoints = endpoints
+        self._lock = threading.Lock()
+        self._at = -math.inf
+        self._probes: dict[str, Any] = {}
+
+    def probes(self) -> dict[str, Any]:
+        with self._lock:
+            if time.monotonic() - self._at >= self.PROBE_TTL_S:
+                self._probes = probe_stores(self._endpoints)
+                self._at = time.monotonic()
+                down = [f"{n} ({p.detail})" for n, p in self._probes.items() if not p.healthy]
+                if down:
+                    log.warning("not ready: %s", ", ".join(down))
+            return self._probes
+
+
+def _readiness(readiness: _Readiness, detailed: bool) -> JSONResponse:
+    probes = readiness.probes()
     ready = all(p.healthy for p in probes.values())
     body: dict[str, object] = {"status": "ready" if ready else "unavailable"}
-    if not ready:
-        down = ", ".join(f"{n} ({p.detail})" for n, p in probes.items() if not p.healthy)
-        log.warning("not ready: %s", down)
     if detailed:
         body["checks"] = {n: {"healthy": p.healthy, "detail": p.detail} for n, p in probes.items()}
     return JSONResponse(body, status_code=200 if ready else 503)

@@ -16,7 +16,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
 from api.auth import AdminTenant, State
@@ -40,16 +40,22 @@ class Rotation(BaseModel):
 
 
 @router.get("/secret")
-def webhook_secret(tenant: AdminTenant, state: State) -> dict[str, Any]:
+def webhook_secret(tenant: AdminTenant, state: State, response: Response) -> dict[str, Any]:
     """The secret that verifies the tenant's deliveries (header ``X-Quarry-Signature-256``:
     ``sha256=`` + HMAC-SHA256 of ``"{timestamp}." + body``), and during a rotation's
     overlap until when the previous one still signs."""
+    response.headers["Cache-Control"] = "no-store"  # it carries a secret
     return _answer(state, tenant, state.webhook_keys.state(tenant), time.time())
 
 
 @router.post("/secret/rotate")
-def rotate_webhook_secret(tenant: AdminTenant, state: State, body: Rotation) -> dict[str, Any]:
-    """Make a new secret current; the previous one signs too for ``overlap_s`` seconds."""
+def rotate_webhook_secret(
+    tenant: AdminTenant, state: State, body: Rotation, response: Response
+) -> dict[str, Any]:
+    """Make a new secret current; the previous one signs too for ``overlap_s`` seconds.
+    409 for a rotation with an overlap while the previous overlap still runs (it would
+    cut that overlap short); ``overlap_s`` 0 is always taken and ends older secrets now."""
+    response.headers["Cache-Control"] = "no-store"
     check_overlap(body.overlap_s)
     now = time.time()
     rotated = state.webhook_keys.rotate(tenant, now=now, overlap_s=body.overlap_s)

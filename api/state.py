@@ -58,6 +58,7 @@ class ApiState:
     _lock: threading.RLock = field(default_factory=threading.RLock)
     _built: dict[str, Any] = field(default_factory=dict)
     _tokens_seen: dict[bytes, tuple[TokenGrant | None, float]] = field(default_factory=dict)
+    _revocations: int = 0  # revocations through this process: a lookup across one is not kept
 
     def _once(self, name: str, build: Callable[[], T]) -> T:
         with self._lock:
@@ -189,16 +190,22 @@ class ApiState:
         seen = self._tokens_seen.get(key)
         if seen is not None and now - seen[1] < TOKEN_CACHE_S:
             return seen[0]
+        revocations = self._revocations
         grant = self.tokens.identify(token)
-        if len(self._tokens_seen) > 10_000:
-            self._tokens_seen.clear()
-        self._tokens_seen[key] = (grant, now)
+        with self._lock:
+            # A revocation through this process while the lookup ran: the answer may be
+            # older than it, so it is used for this request alone, never kept.
+            if revocations == self._revocations:
+                if len(self._tokens_seen) > 10_000:
+                    self._tokens_seen.clear()
+                self._tokens_seen[key] = (grant, now)
         return grant
 
     def forget_token(self, token_id: str) -> None:
         """Drop the kept answer of a token revoked through this process: here the
         revocation applies at once."""
         with self._lock:
+            self._revocations += 1
             for key, (grant, _) in list(self._tokens_seen.items()):
                 if grant is not None and grant.token_id == token_id:
                     self._tokens_seen.pop(key, None)

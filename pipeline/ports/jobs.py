@@ -345,7 +345,8 @@ class RepoDeletionStore(Protocol):
 
     def begin(self, repo: RepoRef) -> tuple[RepoDeletion, bool]:
         """Mark the repository deleted and record a queued deletion, in one transaction;
-        (the deletion, True). The deletion in progress and False when one is. NotFoundError
+        (the deletion, True). The deletion in progress and False when one is; a failed one
+        queued again from its first stage and True (to be sent again). NotFoundError
         for a repository the tenant lacks; ConflictError naming the job while one of its
         jobs is queued or running."""
         ...
@@ -355,7 +356,9 @@ class RepoDeletionStore(Protocol):
         ...
 
     def unfinished(self, idle_s: float, limit: int) -> list[str]:
-        """Ids of deletions queued or running with no progress for ``idle_s`` seconds."""
+        """Ids of deletions queued or running with no progress for ``idle_s`` seconds,
+        claimed (their progress time set to now): each is returned at most once per
+        ``idle_s``, however often it is asked."""
         ...
 
     def start(self, deletion_id: str) -> RepoDeletion | None:

@@ -90,12 +90,25 @@ def repository_id(deletion_id: str) -> Query:
 
 
 def unfinished(idle_s: float, limit: int) -> Query:
-    """Deletions queued or running that made no progress for ``idle_s``."""
+    """Deletions queued or running that made no progress for ``idle_s``, claimed: their
+    ``updated_at`` is set to now, so that each is sent again at most once per ``idle_s``
+    however many sweeps run while its message waits in a long queue."""
     return Query(
-        "SELECT id::text FROM repo_deletions WHERE status IN ('queued', 'running')"
+        "UPDATE repo_deletions SET updated_at = now() WHERE id IN ("
+        "SELECT id FROM repo_deletions WHERE status IN ('queued', 'running')"
         " AND updated_at < now() - make_interval(secs => %(idle_s)s)"
-        " ORDER BY updated_at LIMIT %(limit)s",
+        " ORDER BY updated_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED) RETURNING id::text",
         {"idle_s": float(idle_s), "limit": int(limit)},
+    )
+
+
+def retry_failed(deletion_id: str) -> Query:
+    """A failed deletion queued again (a new DELETE of its repository, still marked)."""
+    return Query(
+        "UPDATE repo_deletions SET status = 'queued', stage = 'graph', error = NULL,"
+        " finished_at = NULL, updated_at = now()"
+        " WHERE id = %(id)s::uuid AND status = 'failed' RETURNING id",
+        {"id": deletion_id},
     )
 
 

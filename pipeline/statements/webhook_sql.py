@@ -18,12 +18,16 @@ def state(tenant: str) -> Query:
 
 
 def rotate(tenant: str, *, now: float, previous_until: float | None) -> Query:
-    """One statement, so that two rotations at once make two generations, not one."""
+    """One statement, so that two rotations at once make two generations, not one; it
+    returns no row for a rotation with an overlap while the previous overlap still runs."""
     return Query(
         "INSERT INTO webhook_keys (tenant_id, generation, previous_until, rotated_at)"
         " VALUES (%(tenant)s, 2, to_timestamp(%(until)s), to_timestamp(%(now)s))"
         " ON CONFLICT (tenant_id) DO UPDATE SET generation = webhook_keys.generation + 1,"
         " previous_until = EXCLUDED.previous_until, rotated_at = EXCLUDED.rotated_at"
+        # No row back: a rotation with an overlap while the previous overlap still runs.
+        " WHERE EXCLUDED.previous_until IS NULL OR webhook_keys.previous_until IS NULL"
+        " OR webhook_keys.previous_until <= EXCLUDED.rotated_at"
         " RETURNING generation, extract(epoch from previous_until)::float8,"
         " extract(epoch from rotated_at)::float8",
         {"tenant": tenant, "now": now, "until": previous_until},

@@ -21,7 +21,7 @@ import hmac
 from dataclasses import dataclass
 from typing import Final
 
-from pipeline.errors import ConfigError, InvalidInputError
+from pipeline.errors import ConfigError, ConflictError, InvalidInputError
 
 SECRET_PREFIX: Final = "whsec_"  # noqa: S105 (a prefix, not a secret)
 DEFAULT_OVERLAP_S: Final = 24 * 3600.0
@@ -46,10 +46,23 @@ class KeyState:
 
     def rotated(self, *, now: float, overlap_s: float) -> KeyState:
         """The state after a rotation at ``now``: the next generation, the current one
-        signing too for ``overlap_s`` seconds."""
+        signing too for ``overlap_s`` seconds. ConflictError for a rotation with an
+        overlap while the previous one's still runs: it would end the generation before
+        at once, cutting the overlap that rotation promised (overlap 0 is always allowed:
+        a leaked secret is ended at once)."""
         check_overlap(overlap_s)
+        if overlap_s > 0 and len(self.signing_generations(now)) > 1:
+            raise overlap_conflict(self.previous_until)
         until = now + overlap_s if overlap_s > 0 else None
         return KeyState(self.generation + 1, until, now)
+
+
+def overlap_conflict(previous_until: float | None) -> ConflictError:
+    when = "" if previous_until is None else f" (until {previous_until:.0f}, epoch seconds)"
+    return ConflictError(
+        f"overlap_s: the previous rotation's overlap still runs{when}; rotate again after it"
+        " ends, or with overlap_s 0 to end every older secret now"
+    )
 
 
 def check_overlap(overlap_s: float) -> float:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from fastapi.testclient import TestClient
@@ -56,3 +58,36 @@ def test_readyz_answers_503_without_a_token_and_names_no_store(
     logged = "\n".join(r.getMessage() for r in caplog.records if "not ready" in r.getMessage())
     for store in ("redis", "postgres", "graph"):
         assert f"{store} (" in logged, logged
+
+
+def test_an_open_readyz_called_many_times_probes_the_stores_once_a_second(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import api.app
+    from api.app import create_app
+
+    redis_port, pg_port, bolt_port = free_ports(3)
+    settings = load_settings(
+        env={
+            "QUARRY_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+            "QUARRY_POSTGRES_DSN": f"postgresql://postgres@127.0.0.1:{pg_port}/quarry",
+            "QUARRY_NEO4J_URI": f"bolt://127.0.0.1:{bolt_port}",
+            "QUARRY_NEO4J_PASSWORD": "x",
+        }
+    )
+    rounds: list[float] = []
+    real = api.app.probe_stores
+
+    def counted(endpoints: object) -> object:
+        rounds.append(time.monotonic())
+        return real(endpoints)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(api.app, "probe_stores", counted)
+    with TestClient(create_app(settings)) as client:
+        started = time.monotonic()
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            answers = list(pool.map(lambda _: client.get("/readyz").status_code, range(64)))
+        elapsed = time.monotonic() - started
+    assert answers == [503] * 64
+    # One round per started second, however many callers: not three connections a call.
+    assert 1 <= len(rounds) <= int(elapsed) + 1, (len(rounds), elapsed)

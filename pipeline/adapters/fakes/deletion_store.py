@@ -60,7 +60,17 @@ class InMemoryRepoDeletionStore:
             fresh = new_deletion_id()
             marked = self._jobs.mark_deleting(repo, fresh, check)
             if marked != fresh:
-                return self._deletions[marked], False
+                pending = self._deletions[marked]
+                if pending.status is not DeletionStatus.FAILED:
+                    return pending, False
+                again = self._change(
+                    marked,
+                    status=DeletionStatus.QUEUED,
+                    stage="graph",
+                    error=None,
+                    finished_at=None,
+                )
+                return again, True
             deletion = RepoDeletion(fresh, repo, DeletionStatus.QUEUED, created_at=self._clock())
             self._deletions[fresh] = deletion
             self._touched[fresh] = self._clock()
@@ -82,7 +92,10 @@ class InMemoryRepoDeletionStore:
                 for k, d in self._deletions.items()
                 if not d.status.terminal and self._touched[k] < cutoff
             ]
-        return sorted(ids, key=lambda k: self._touched[k])[:limit]
+            chosen = sorted(ids, key=lambda k: self._touched[k])[:limit]
+            for k in chosen:  # claimed: sent again at most once per idle_s
+                self._touched[k] = self._clock()
+        return chosen
 
     def start(self, deletion_id: str) -> RepoDeletion | None:
         canonical = parse_deletion_id(deletion_id) or ""

@@ -48,7 +48,10 @@ class PgRepoDeletionStore(PgStore):
                 raise NotFoundError(f"repository {repo.name!r} not found")
             repository_id, pending = int(found[0]), found[1]
             if pending is not None:
-                return self._one(conn, str(pending)), False
+                # A failed deletion leaves its repository marked (hidden, refusing jobs):
+                # a new DELETE runs it again from the start, every stage being idempotent.
+                again = execute(conn, deletion_sql.retry_failed(str(pending))).fetchone()
+                return self._one(conn, str(pending)), again is not None
             job = execute(conn, deletion_sql.active_job(repository_id)).fetchone()
             if job is not None:
                 raise ConflictError(
@@ -69,7 +72,7 @@ class PgRepoDeletionStore(PgStore):
         return None if row is None else _deletion(row)
 
     def unfinished(self, idle_s: float, limit: int) -> list[str]:
-        with self._connection() as conn:
+        with self._transaction() as conn:
             return [str(r[0]) for r in execute(conn, deletion_sql.unfinished(idle_s, limit))]
 
     def start(self, deletion_id: str) -> RepoDeletion | None:

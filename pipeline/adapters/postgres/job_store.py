@@ -45,8 +45,10 @@ class PgJobStore(PgStore):
     def __init__(self, dsn: str, *, pool_size: int = 4, timeout_s: float = 5.0) -> None:
         self._pool = open_checked_pool(
             dsn,
-            table="jobs",
-            column="webhooks",
+            # The newest column its statements use (migration 0014; they apply in order):
+            # an API or worker started before `quarry migrate` says so, not "bad input".
+            table="repositories",
+            column="deletion_id",
             pool_size=pool_size,
             timeout_s=timeout_s,
             name="quarry-job-store",

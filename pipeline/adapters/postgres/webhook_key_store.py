@@ -12,7 +12,7 @@ from typing import Any
 from pipeline.adapters.postgres.base import PgStore, execute, open_checked_pool
 from pipeline.jobs import check_tenant
 from pipeline.statements import webhook_sql
-from pipeline.webhooks.tenant_keys import KeyState, check_overlap
+from pipeline.webhooks.tenant_keys import KeyState, check_overlap, overlap_conflict
 
 
 class PgWebhookKeyStore(PgStore):
@@ -40,7 +40,9 @@ class PgWebhookKeyStore(PgStore):
         with self._transaction() as conn:
             row = execute(conn, webhook_sql.rotate(tenant, now=now, previous_until=until))
             found = row.fetchone()
-        assert found is not None  # RETURNING of an upsert always gives its row
+            if found is None:  # the upsert's guard: the previous overlap still runs
+                current = execute(conn, webhook_sql.state(tenant)).fetchone()
+                raise overlap_conflict(None if current is None else _state(current).previous_until)
         return _state(found)
 
 

@@ -228,6 +228,36 @@ def test_finish_with_an_error_fails_it_and_the_first_end_wins(
     assert backend.deletions.start(deletion.deletion_id) is None
 
 
+def test_a_failed_deletion_runs_again_on_a_new_request(backend: Backend, repo: RepoRef) -> None:
+    finished_job(backend, repo)
+    sent: list[str] = []
+    deletion, _ = begin_deletion(backend.deletions, repo, sent.append)
+    backend.deletions.finish(deletion.deletion_id, error="graph refused")
+    # The repository stays marked (hidden, refusing jobs) until a new DELETE runs the
+    # deletion again: never stuck for good.
+    again, created = begin_deletion(backend.deletions, repo, sent.append)
+    assert created and again.deletion_id == deletion.deletion_id
+    assert again.status is DeletionStatus.QUEUED and again.error is None
+    assert sent == [deletion.deletion_id, deletion.deletion_id]
+    done = run_deletion(backend.deletions, InMemoryGraphStore(), deletion.deletion_id, batch_rows=5)
+    assert done is not None and done.status is DeletionStatus.DONE
+
+
+def test_a_stalled_deletion_is_sent_again_once_per_idle_period(
+    backend: Backend, repo: RepoRef
+) -> None:
+    finished_job(backend, repo)
+    deletion, _ = backend.deletions.begin(repo)
+    sent: list[str] = []
+    assert deletion.deletion_id in resume_deletions(backend.deletions, sent.append, idle_s=0.0)
+    # Its message may wait behind a long queue: the next sweeps do not send it again
+    # before another idle period has passed.
+    for _ in range(3):
+        again = resume_deletions(backend.deletions, sent.append, idle_s=30.0)
+        assert deletion.deletion_id not in again
+    assert sent.count(deletion.deletion_id) == 1
+
+
 # --- PostgreSQL only: the shared content -------------------------------------------
 
 

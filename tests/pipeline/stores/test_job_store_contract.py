@@ -528,7 +528,9 @@ def test_pg_an_unknown_snapshot_is_refused_naming_it(pg_dsn: str) -> None:
 def test_pg_an_unmigrated_database_is_a_config_error(endpoints: Endpoints) -> None:
     with (
         fresh_pg_database(endpoints, "bare") as dsn,
-        pytest.raises(ConfigError, match=r"jobs\.webhooks does not exist .*quarry migrate"),
+        pytest.raises(
+            ConfigError, match=r"repositories\.deletion_id does not exist .*quarry migrate"
+        ),
     ):
         PgJobStore(dsn)
 

@@ -15,7 +15,7 @@ from migrations.runner import run
 from pipeline.adapters.fakes.webhook_key_store import InMemoryWebhookKeyStore
 from pipeline.adapters.postgres.migrations import PgMigrationTarget
 from pipeline.adapters.postgres.webhook_key_store import PgWebhookKeyStore
-from pipeline.errors import InvalidInputError
+from pipeline.errors import ConflictError, InvalidInputError
 from pipeline.ports import WebhookKeyStore
 from pipeline.webhooks.tenant_keys import KeyState
 
@@ -77,7 +77,7 @@ def test_two_rotations_at_once_make_two_generations(
 
     def rotate() -> None:
         barrier.wait()
-        store.rotate(tenant, now=NOW, overlap_s=60)
+        store.rotate(tenant, now=NOW, overlap_s=0)  # always taken: the race is the count
 
     threads = [threading.Thread(target=rotate) for _ in range(2)]
     for thread in threads:
@@ -100,3 +100,19 @@ def test_an_overlap_out_of_bounds_is_refused_and_nothing_changes(
 def test_a_bad_tenant_name_is_refused(store: WebhookKeyStore) -> None:
     with pytest.raises(InvalidInputError):
         store.state("Not A Tenant")
+
+
+def test_a_rotation_with_an_overlap_during_an_overlap_is_refused_and_changes_nothing(
+    store: WebhookKeyStore, t: Callable[[str], str]
+) -> None:
+    tenant = t("twice")
+    first = store.rotate(tenant, now=NOW, overlap_s=3600)
+    # It would end generation 1 at once, cutting the hour the first rotation promised.
+    with pytest.raises(ConflictError, match="overlap still runs"):
+        store.rotate(tenant, now=NOW + 10, overlap_s=60)
+    assert store.state(tenant) == first
+    # Once the overlap ended, or with no overlap (a leaked secret), it is taken.
+    later = store.rotate(tenant, now=NOW + 3600, overlap_s=60)
+    assert later.generation == 3 and later.signing_generations(NOW + 3601) == (3, 2)
+    now = store.rotate(tenant, now=NOW + 3610, overlap_s=0)
+    assert now.generation == 4 and now.signing_generations(NOW + 3611) == (4,)
