@@ -24,7 +24,10 @@ import json
 import logging
 import queue
 import re
+import threading
+import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from logging.handlers import QueueHandler, QueueListener
 from pathlib import Path
@@ -87,13 +90,47 @@ class AuditLog:
         self._enqueue.handle(record)
 
 
+class RefusalBudget:
+    """At most ``per_s`` refused-request lines a second in this process; the lines past
+    it are counted and the next one written says how many were left out
+    (``"suppressed": N``). Anyone can make a refused request: without a bound, a flood
+    of them would rotate the write and admin lines out of the log (or fill its disk).
+    Write and admin lines need a valid token and are never left out."""
+
+    def __init__(self, per_s: float = 20.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_s = per_s
+        self._clock = clock
+        self._tokens = per_s
+        self._at = self._clock()
+        self._suppressed = 0
+        self._lock = threading.Lock()
+
+    def admit(self, entry: dict[str, Any]) -> bool:
+        """Whether ``entry`` (a refused line) is written; adds the suppressed count."""
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.per_s, self._tokens + (now - self._at) * self.per_s)
+            self._at = now
+            if self._tokens < 1:
+                self._suppressed += 1
+                return False
+            self._tokens -= 1
+            if self._suppressed:
+                entry["suppressed"] = self._suppressed
+                self._suppressed = 0
+            return True
+
+
 class AuditMiddleware:
     """Pure ASGI: gives each HTTP request a notes dict and a request id, and writes its
     line once the response has started (or the app failed: status 500)."""
 
-    def __init__(self, app: ASGIApp, audit: AuditLog) -> None:
+    def __init__(
+        self, app: ASGIApp, audit: AuditLog, refusals: RefusalBudget | None = None
+    ) -> None:
         self.app = app
         self.audit = audit
+        self.refusals = refusals or RefusalBudget()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -118,7 +155,8 @@ class AuditMiddleware:
         finally:
             try:
                 entry = audit_entry(scope, notes, status, request_id)
-                if entry is not None:
+                refused = entry is not None and entry["event"] == "refused"
+                if entry is not None and (not refused or self.refusals.admit(entry)):
                     self.audit.write(entry)
             except Exception:  # an observer: the request is answered anyway
                 log.exception("audit line of %s %s not written", scope["method"], scope["path"])

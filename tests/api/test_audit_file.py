@@ -92,3 +92,18 @@ def test_without_rotation_a_moved_file_is_reopened_and_a_truncated_one_appended(
     finally:
         log.stop()
     assert (tmp_path / "audit.jsonl.1").read_text(encoding="utf-8") == '{"n":1}\n'
+
+
+def test_refused_lines_are_bounded_per_second_and_the_next_says_how_many_were_left_out() -> None:
+    from api.audit import RefusalBudget
+
+    now = [100.0]
+    budget = RefusalBudget(per_s=5, clock=lambda: now[0])
+    entries = [{"event": "refused"} for _ in range(12)]
+    admitted = [budget.admit(e) for e in entries]
+    assert admitted == [True] * 5 + [False] * 7  # a flood within one second
+    now[0] += 1.0  # a second later: room again, and the count of what was left out
+    nxt: dict[str, object] = {"event": "refused"}
+    assert budget.admit(nxt) and nxt["suppressed"] == 7
+    later: dict[str, object] = {"event": "refused"}
+    assert budget.admit(later) and "suppressed" not in later
