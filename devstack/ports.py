@@ -12,18 +12,10 @@ from __future__ import annotations
 
 import socket
 
+from config.settings.model import METRICS_PORT_FIELDS, SERVICE_PORT_FIELDS
+
 # Every settings field naming a port that the local stack (or one of its workers) binds.
-STACK_PORT_FIELDS = (
-    "stack_redis_port",
-    "stack_postgres_port",
-    "stack_bolt_port",
-    "stack_graph_http_port",
-    "stack_api_port",
-    "stack_flower_port",
-    "worker_metrics_port_cpu",
-    "worker_metrics_port_embed",
-)
-_METRICS_FIELDS = ("worker_metrics_port_cpu", "worker_metrics_port_embed")
+STACK_PORT_FIELDS = (*SERVICE_PORT_FIELDS, *METRICS_PORT_FIELDS)
 
 
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
@@ -41,8 +33,8 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
 def private_stack_ports(*, worker_metrics: bool = True) -> dict[str, int]:
     """Settings overrides giving a private stack a free port for everything it binds;
     without ``worker_metrics`` the workers' metrics endpoints are off (port 0)."""
-    fields = [f for f in STACK_PORT_FIELDS if worker_metrics or f not in _METRICS_FIELDS]
+    fields = [f for f in STACK_PORT_FIELDS if worker_metrics or f not in METRICS_PORT_FIELDS]
     ports = dict(zip(fields, free_ports(len(fields)), strict=True))
     if not worker_metrics:
-        ports.update(dict.fromkeys(_METRICS_FIELDS, 0))
+        ports.update(dict.fromkeys(METRICS_PORT_FIELDS, 0))
     return ports

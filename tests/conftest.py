@@ -13,6 +13,9 @@ import pytest
 from config.endpoints import Endpoints, resolve_endpoints
 from config.settings import QuarrySettings, load_settings
 from devstack.stack import Stack
+from pipeline.adapters.neo4j.driver import make_driver
+from pipeline.adapters.neo4j.graph_store import Neo4jGraphStore
+from pipeline.adapters.postgres.vector_store import PgVectorStore
 from tests.stackutil import stack_env, stack_folder
 
 
@@ -36,3 +39,20 @@ def stack_settings(stack: Stack) -> QuarrySettings:
 @pytest.fixture(scope="session")
 def endpoints(stack: Stack) -> Endpoints:
     return resolve_endpoints(stack.settings)
+
+
+@pytest.fixture(scope="module")
+def vectors(endpoints: Endpoints) -> Iterator[PgVectorStore]:
+    """The session stack's vector store, for tests that look at what a job wrote."""
+    with PgVectorStore(endpoints.postgres_dsn, dimension=384) as store:
+        yield store
+
+
+@pytest.fixture(scope="module")
+def graph(endpoints: Endpoints) -> Iterator[Neo4jGraphStore]:
+    """The session stack's graph store, for tests that look at what a job wrote."""
+    driver = make_driver(endpoints.neo4j_uri, endpoints.neo4j_user, endpoints.neo4j_password)
+    try:
+        yield Neo4jGraphStore(driver, endpoints.neo4j_database)
+    finally:
+        driver.close()

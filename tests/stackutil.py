@@ -5,12 +5,13 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from devstack.ports import free_ports
 
 QUARRY = str(Path(sys.executable).with_name("quarry"))
 PORT_KEYS = (
@@ -25,18 +26,16 @@ PORT_KEYS = (
 )
 
 
-def free_ports(count: int) -> list[int]:
-    sockets, ports = [], []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-            ports.append(sock.getsockname()[1])
-    finally:
-        for sock in sockets:
-            sock.close()
-    return ports
+def unreachable_stores_env() -> dict[str, str]:
+    """QUARRY_* variables naming a Redis, a PostgreSQL and a graph server on free ports
+    where nothing listens: an API that must answer (or fail) without its stores."""
+    redis_port, pg_port, bolt_port = free_ports(3)
+    return {
+        "QUARRY_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+        "QUARRY_POSTGRES_DSN": f"postgresql://postgres@127.0.0.1:{pg_port}/quarry",
+        "QUARRY_NEO4J_URI": f"bolt://127.0.0.1:{bolt_port}",
+        "QUARRY_NEO4J_PASSWORD": "x",
+    }
 
 
 SHARED_MODEL_DIR = Path(__file__).resolve().parents[1] / ".quarry" / "models"

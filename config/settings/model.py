@@ -25,7 +25,7 @@ from config.settings.sources import WEBHOOK_ADDRESS_KINDS, SourceFields, Webhook
 
 SOFT_LIMIT_SHARE = 2 / 3  # the soft time limit of a task, as a share of its hard limit
 ENV_PREFIX = "QUARRY_"
-_PORT_FIELDS = (
+SERVICE_PORT_FIELDS = (
     "stack_redis_port",
     "stack_postgres_port",
     "stack_bolt_port",
@@ -34,7 +34,7 @@ _PORT_FIELDS = (
     "stack_flower_port",
 )
 # Worker metrics ports: 0 turns a worker's metrics endpoint off.
-_METRICS_PORT_FIELDS = ("worker_metrics_port_cpu", "worker_metrics_port_embed")
+METRICS_PORT_FIELDS = ("worker_metrics_port_cpu", "worker_metrics_port_embed")
 URL_FIELDS = ("redis_url", "postgres_dsn", "neo4j_uri", "api_url")
 
 
@@ -93,14 +93,14 @@ class QuarrySettings(
                 raise ValueError(f"{str(root)!r} is not an absolute path")
         return value
 
-    @field_validator(*_PORT_FIELDS)
+    @field_validator(*SERVICE_PORT_FIELDS)
     @classmethod
     def _valid_port(cls, value: int) -> int:
         if not 1024 <= value <= 65535:
             raise ValueError("must be a port between 1024 and 65535")
         return value
 
-    @field_validator(*_METRICS_PORT_FIELDS)
+    @field_validator(*METRICS_PORT_FIELDS)
     @classmethod
     def _valid_port_or_off(cls, value: int) -> int:
         if value != 0 and not 1024 <= value <= 65535:
@@ -158,7 +158,7 @@ class QuarrySettings(
     @model_validator(mode="after")
     def _distinct_ports(self) -> QuarrySettings:
         seen: dict[int, str] = {}
-        for name in (*_PORT_FIELDS, *_METRICS_PORT_FIELDS):
+        for name in (*SERVICE_PORT_FIELDS, *METRICS_PORT_FIELDS):
             port = getattr(self, name)
             if port == 0:
                 continue

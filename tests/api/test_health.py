@@ -10,9 +10,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from config.endpoints import resolve_endpoints
-from config.settings import QuarrySettings, load_settings
+from config.settings import load_settings
 from devstack.stack import Stack
-from tests.stackutil import free_ports
+from tests.stackutil import unreachable_stores_env
 
 
 def test_readyz_is_ready_when_redis_postgres_and_graph_answer(stack: Stack) -> None:
@@ -37,15 +37,7 @@ def test_readyz_answers_503_without_a_token_and_names_no_store(
 ) -> None:
     from api.app import create_app
 
-    redis_port, pg_port, bolt_port = free_ports(3)
-    settings: QuarrySettings = load_settings(
-        env={
-            "QUARRY_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
-            "QUARRY_POSTGRES_DSN": f"postgresql://postgres@127.0.0.1:{pg_port}/quarry",
-            "QUARRY_NEO4J_URI": f"bolt://127.0.0.1:{bolt_port}",
-            "QUARRY_NEO4J_PASSWORD": "x",
-        }
-    )
+    settings = load_settings(env=unreachable_stores_env())
     with caplog.at_level(logging.WARNING, "quarry.api"), TestClient(create_app(settings)) as client:
         assert client.get("/healthz").json() == {"status": "ok"}
         anonymous = client.get("/readyz")
@@ -66,15 +58,7 @@ def test_an_open_readyz_called_many_times_probes_the_stores_once_a_second(
     import api.app
     from api.app import create_app
 
-    redis_port, pg_port, bolt_port = free_ports(3)
-    settings = load_settings(
-        env={
-            "QUARRY_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
-            "QUARRY_POSTGRES_DSN": f"postgresql://postgres@127.0.0.1:{pg_port}/quarry",
-            "QUARRY_NEO4J_URI": f"bolt://127.0.0.1:{bolt_port}",
-            "QUARRY_NEO4J_PASSWORD": "x",
-        }
-    )
+    settings = load_settings(env=unreachable_stores_env())
     rounds: list[float] = []
     real = api.app.probe_stores
 

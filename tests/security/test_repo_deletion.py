@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,6 @@ import pytest
 from config.endpoints import Endpoints
 from config.settings import child_environment
 from devstack.stack import Stack
-from pipeline.adapters.neo4j.driver import make_driver
 from pipeline.adapters.neo4j.graph_store import Neo4jGraphStore
 from pipeline.adapters.postgres.connect import connect
 from pipeline.adapters.postgres.deletion_store import PgRepoDeletionStore
@@ -36,21 +35,6 @@ SHARED = (
     "def shared_round_half_even(value):\n"
     "    return round(value)\n"
 )
-
-
-@pytest.fixture(scope="module")
-def vectors(endpoints: Endpoints) -> Iterator[PgVectorStore]:
-    with PgVectorStore(endpoints.postgres_dsn, dimension=384) as store:
-        yield store
-
-
-@pytest.fixture(scope="module")
-def graph(endpoints: Endpoints) -> Iterator[Neo4jGraphStore]:
-    driver = make_driver(endpoints.neo4j_uri, endpoints.neo4j_user, endpoints.neo4j_password)
-    try:
-        yield Neo4jGraphStore(driver, endpoints.neo4j_database)
-    finally:
-        driver.close()
 
 
 def _sql(endpoints: Endpoints, text: str, *params: Any) -> list[tuple[Any, ...]]:

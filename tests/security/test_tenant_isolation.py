@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,6 @@ import httpx
 import pytest
 
 from config.endpoints import Endpoints
-from pipeline.adapters.neo4j.driver import make_driver
 from pipeline.adapters.neo4j.graph_store import Neo4jGraphStore
 from pipeline.adapters.postgres.connect import connect
 from pipeline.adapters.postgres.vector_store import PgVectorStore
@@ -28,21 +27,6 @@ from tests.security.helpers import Tenant, enqueue, index, wait
 pytestmark = pytest.mark.timeout(180)
 MODES = ("lexical", "vector", "hybrid")
 Clients = tuple[Tenant, httpx.Client, Tenant, httpx.Client]
-
-
-@pytest.fixture(scope="module")
-def vectors(endpoints: Endpoints) -> Iterator[PgVectorStore]:
-    with PgVectorStore(endpoints.postgres_dsn, dimension=384) as store:
-        yield store
-
-
-@pytest.fixture(scope="module")
-def graph(endpoints: Endpoints) -> Iterator[Neo4jGraphStore]:
-    driver = make_driver(endpoints.neo4j_uri, endpoints.neo4j_user, endpoints.neo4j_password)
-    try:
-        yield Neo4jGraphStore(driver, endpoints.neo4j_database)
-    finally:
-        driver.close()
 
 
 @pytest.fixture

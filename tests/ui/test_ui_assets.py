@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from api.routes_ui import UI_DIR, UiAssets, ui_assets
 from config.settings import load_settings
-from tests.stackutil import free_ports
+from tests.stackutil import unreachable_stores_env
 
 
 @pytest.fixture(scope="module")
@@ -23,16 +23,8 @@ def client() -> Iterator[TestClient]:
     """The app on stores that are not there: the page must not need them."""
     from api.app import create_app
 
-    redis_port, pg_port, bolt_port = free_ports(3)
-    settings = load_settings(
-        env={
-            "QUARRY_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
-            "QUARRY_POSTGRES_DSN": f"postgresql://postgres@127.0.0.1:{pg_port}/quarry",
-            "QUARRY_NEO4J_URI": f"bolt://127.0.0.1:{bolt_port}",
-            "QUARRY_NEO4J_PASSWORD": "x",
-            "QUARRY_SEARCH_WARM_ON_START": "false",
-        }
-    )
+    env = {**unreachable_stores_env(), "QUARRY_SEARCH_WARM_ON_START": "false"}
+    settings = load_settings(env=env)
     with TestClient(create_app(settings)) as test_client:
         yield test_client
 

@@ -11,7 +11,6 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
@@ -22,7 +21,6 @@ import pytest
 from config.endpoints import Endpoints, read_stack_secrets
 from devstack.services import GraphService
 from devstack.stack import Stack
-from pipeline.adapters.neo4j.driver import make_driver
 from pipeline.adapters.neo4j.graph_store import Neo4jGraphStore
 from pipeline.adapters.postgres.token_store import PgTokenStore
 from pipeline.adapters.postgres.vector_store import PgVectorStore
@@ -31,21 +29,6 @@ from pipeline.webhooks.events import verify
 from tests.workers.jobs_api import enqueue, searchable_chunks, tenant_secret_of, wait
 
 pytestmark = pytest.mark.timeout(300)
-
-
-@pytest.fixture(scope="module")
-def vectors(endpoints: Endpoints) -> Iterator[PgVectorStore]:
-    with PgVectorStore(endpoints.postgres_dsn, dimension=384) as store:
-        yield store
-
-
-@pytest.fixture(scope="module")
-def graph(endpoints: Endpoints) -> Iterator[Neo4jGraphStore]:
-    driver = make_driver(endpoints.neo4j_uri, endpoints.neo4j_user, endpoints.neo4j_password)
-    try:
-        yield Neo4jGraphStore(driver, endpoints.neo4j_database)
-    finally:
-        driver.close()
 
 
 def _sha(path: Path) -> str:
