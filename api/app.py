@@ -30,6 +30,7 @@ from starlette.concurrency import run_in_threadpool
 from api import (
     routes_credentials,
     routes_jobs,
+    routes_refs,
     routes_repos,
     routes_search,
     routes_tokens,
@@ -105,6 +106,7 @@ def create_app(settings: QuarrySettings | None = None) -> FastAPI:
     app.include_router(routes_webhooks.router)
     app.include_router(routes_repos.router)
     app.include_router(routes_repos.deletions_router)
+    app.include_router(routes_refs.router)
     app.include_router(routes_search.router)
     app.include_router(routes_tokens.router)
     app.include_router(routes_ui.router)

@@ -20,6 +20,7 @@ from pipeline.errors import InvalidInputError
 from pipeline.jobs import Job, JobRequest, JobSource, JobStatus, SourceKind, job_status
 from pipeline.models import RepoRef
 from pipeline.ports import UploadStore
+from pipeline.refs import index_ref_name
 from pipeline.sources.archive_heads import HEAD_BYTES, archive_head_problem
 from pipeline.sources.locations import parse_source, repo_name_from
 from pipeline.sources.uploads import PART_BYTES, upload_location
@@ -34,11 +35,17 @@ UPLOAD_CHUNK_BYTES = 1 << 20
 class JobCreate(BaseModel):
     """A job: a source (a local path the workers can read, or a git URL), optionally a
     ref, the repository name (default: from the source), the commit, a callback URL and
-    an idempotency key."""
+    an idempotency key.
+
+    ``ref`` is the ref the job publishes to (``refs/heads/x`` and ``x`` are the branch
+    ``x``; a full commit id names no ref: the default ref), and for a git source also
+    what is fetched. Without it the job publishes to the repository's default ref, which
+    is fixed when the repository is created: ``default_ref``, else ``ref``, else main."""
 
     source: str = Field(min_length=1, max_length=4096)
     repo: str | None = Field(None, max_length=200)
     ref: str | None = Field(None, max_length=256)
+    default_ref: str | None = Field(None, max_length=256)
     commit: str | None = Field(None, max_length=100)
     callback_url: str | None = Field(None, max_length=2048)
     idempotency_key: str | None = Field(None, max_length=200)
@@ -71,6 +78,8 @@ def _request(state: State, tenant: str, body: JobCreate, source: JobSource) -> J
         commit=body.commit or None,
         callback_url=checked_callback(state, body.callback_url),
         idempotency_key=body.idempotency_key or None,
+        ref_name=index_ref_name(body.ref),
+        default_ref=None if body.default_ref is None else index_ref_name(body.default_ref),
     )
 
 
@@ -138,6 +147,9 @@ async def create_job_from_archive(
     state: State,
     response: Response,
     repo: Annotated[str, Query(min_length=1, max_length=200)],
+    ref: Annotated[
+        str | None, Query(max_length=256, description="The ref it publishes to.")
+    ] = None,
     commit: Annotated[str | None, Query(max_length=100)] = None,
     callback_url: Annotated[str | None, Query(max_length=2048)] = None,
     idempotency_key: Annotated[str | None, Query(max_length=200)] = None,
@@ -148,6 +160,7 @@ async def create_job_from_archive(
     The body streams into the upload store in parts (pipeline.sources.uploads), where
     the ingest worker of any host reads it; nothing lands on the API's disk."""
     checked_callback(state, callback_url)  # before reading an upload it would refuse
+    index_ref_name(ref)  # and a ref it would refuse
     limit = state.settings.source_max_archive_bytes
     store = state.uploads
     upload_id = await run_in_threadpool(store.begin, tenant)
@@ -162,6 +175,7 @@ async def create_job_from_archive(
         body = JobCreate(
             source=upload_location(upload_id),
             repo=repo,
+            ref=ref,
             commit=commit,
             callback_url=callback_url,
             idempotency_key=idempotency_key,

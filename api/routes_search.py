@@ -18,8 +18,9 @@ from api.auth import ReadTenant, State
 from api.graph_svg import render_svg
 from pipeline.errors import InvalidInputError, NotFoundError
 from pipeline.models import RepoRef
+from pipeline.refs import index_ref_name
 from pipeline.search.query import SearchFilters, SearchRequest
-from pipeline.search.searcher import symbol_graph
+from pipeline.search.searcher import ref_divergence, symbol_graph
 from tasks import recording
 
 router = APIRouter(tags=["search"])
@@ -50,10 +51,27 @@ def search(
     k: Annotated[int, Query(description="How many results (1-1000).")] = 10,
     expand: Annotated[str | None, Query(description="callers,callees,container")] = None,
     mode: Annotated[str, Query(description="hybrid, vector or lexical")] = "hybrid",
+    ref: Annotated[
+        str | None,
+        Query(
+            max_length=256,
+            description="The ref (branch, tag, pull request) to search;"
+            " default: each repository's default ref.",
+        ),
+    ] = None,
+    commit: Annotated[
+        str | None,
+        Query(
+            max_length=64,
+            description="Search as of this commit (7-40 hex digits), when a ref still holds it.",
+        ),
+    ] = None,
 ) -> dict[str, Any]:
     """Hybrid search of the tenant's searchable snapshots: ``{"results": [...]}``, each
     with path, lines, symbol, kind, language, fused score, snippet and the retrievers
-    that found it; with ``expand``, its graph neighbours."""
+    that found it; with ``expand``, its graph neighbours. Each repository is read at its
+    default ref, or ``ref``, or ``commit`` (404 when a named repository has no such ref
+    or no ref holds the commit)."""
     started = time.perf_counter()
     try:
         request = SearchRequest(
@@ -68,6 +86,8 @@ def search(
             k=k,
             mode=mode,
             expand=_listed(expand, "expand"),
+            ref=index_ref_name(ref) if ref else None,
+            commit=commit or None,
         )
         response = state.searcher.search(request)
     except InvalidInputError:
@@ -85,14 +105,25 @@ def graph_symbol(
     repo: Annotated[str, Query(min_length=1, max_length=200)],
     name: Annotated[str, Query(min_length=1, max_length=1000, description="Qualified or short.")],
     format: Annotated[Literal["json", "svg"], Query()] = "json",
+    ref: Annotated[
+        str | None,
+        Query(
+            max_length=256,
+            description="A ref of the repository; the graph itself is"
+            " its default ref's, and the answer names the files where the two differ.",
+        ),
+    ] = None,
 ) -> dict[str, Any] | Response:
     """The neighbourhood of the symbols named ``name`` (a qualified name, else a short
     name): callers, callees, containers, members, bases and subclasses, as
-    ``{"nodes": [...], "edges": [...]}``; ``format=svg`` draws it."""
-    ref = RepoRef(tenant, repo)
+    ``{"nodes": [...], "edges": [...]}``; ``format=svg`` draws it. The code graph follows
+    each repository's default ref: asked for another ``ref``, the answer says so
+    (``graph_ref``) and lists the files where that ref differs (``differs``)."""
+    repository = RepoRef(tenant, repo)
     if state.searcher_index.missing_repositories(tenant, [repo]):
         raise NotFoundError(f"repo: no repository named {repo!r}")
-    found = symbol_graph(state.graph, ref, name)
+    divergence = ref_divergence(state.jobs.snapshots, repository, index_ref_name(ref))
+    found = symbol_graph(state.graph, repository, name) | divergence
     if format == "svg":
         return Response(render_svg(found), media_type="image/svg+xml")
     return found

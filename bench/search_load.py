@@ -1,7 +1,7 @@
 """Bulk load of the search benchmark's rows into a fresh, migrated database.
 
 One repository with one published snapshot: the ``snapshots`` row is ``ready``,
-``repositories.searchable_snapshot_id`` names it, and it lists one ``files`` row per file
+the repository's default ref (``refs``) holds it, and it lists one ``files`` row per file
 (path and content sha256 as the chunk rows have them), since search reads the chunks of
 the files of the searchable snapshot only.
 
@@ -194,7 +194,9 @@ class BenchLoader:
 
     def publish(self) -> None:
         self._conn.execute(
-            "UPDATE repositories SET searchable_snapshot_id = %s WHERE id = %s",
+            "INSERT INTO refs (repository_id, name, snapshot_id)"
+            " SELECT id, default_ref, %s FROM repositories WHERE id = %s"
+            " ON CONFLICT (repository_id, name) DO UPDATE SET snapshot_id = EXCLUDED.snapshot_id",
             (self.snapshot_id, self.repo_id),
         )
 

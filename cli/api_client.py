@@ -175,6 +175,20 @@ class QuarryApiClient:
         )
         return result
 
+    def refs(self, repo: str) -> dict[str, Any]:
+        with _http_errors(self.base_url):
+            result: dict[str, Any] = self._check(
+                self._client.get("/v1/refs", params={"repo": repo})
+            )
+        return result
+
+    def delete_ref(self, repo: str, ref: str) -> dict[str, Any]:
+        with _http_errors(self.base_url):
+            result: dict[str, Any] = self._check(
+                self._client.delete("/v1/refs", params={"repo": repo, "ref": ref})
+            )
+        return result
+
     def repos(self) -> list[dict[str, Any]]:
         with _http_errors(self.base_url):
             result = self._check(self._client.get("/v1/repos"))
@@ -192,10 +206,19 @@ class QuarryApiClient:
         k: int = 10,
         mode: str = "hybrid",
         expand: tuple[str, ...] = (),
+        ref: str | None = None,
+        commit: str | None = None,
     ) -> dict[str, Any]:
         """``GET /v1/search``: ``{"query", "mode", "results": [...]}``."""
         params: dict[str, Any] = {"q": q, "k": k, "mode": mode}
-        named = {"repo": repo, "lang": lang, "path": path, "kind": kind}
+        named = {
+            "repo": repo,
+            "lang": lang,
+            "path": path,
+            "kind": kind,
+            "ref": ref,
+            "commit": commit,
+        }
         params.update({key: value for key, value in named.items() if value})
         if expand:
             params["expand"] = ",".join(expand)

@@ -39,7 +39,7 @@ from cli.console import (
 )
 from config.endpoints import resolve_endpoints, secrets_path
 from pipeline.errors import InvalidInputError, QueueFullError, TransientError
-from pipeline.sources.locations import REF_APPLIES, parse_source
+from pipeline.sources.locations import parse_source
 
 POLL_S = 0.5
 API_GRACE_S = 60.0  # without --timeout: how long an API that stopped answering is polled
@@ -95,7 +95,10 @@ def index(
     ] = None,
     ref: Annotated[
         str | None,
-        typer.Option(help="Branch, tag or commit of a git URL or of a bare repository folder."),
+        typer.Option(
+            help="The ref (branch, tag, pull request) the job publishes to; for a git URL or"
+            " a bare repository folder also what is fetched (a commit id: the default ref)."
+        ),
     ] = None,
     commit: Annotated[str | None, typer.Option(help="The commit id to record.")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Follow the job until it ends.")] = False,
@@ -128,10 +131,6 @@ def index(
         "callback_url": callback,
         "idempotency_key": idempotency_key,
     }
-    if is_archive and ref:
-        err.print(f"quarry: error: --ref {ref!r} given for archive {location}: {REF_APPLIES}",
-                  markup=False)  # fmt: skip
-        raise typer.Exit(2)
     if dry_run:
         if is_archive:
             err.print("quarry: error: --dry-run takes a folder or a git URL", markup=False)
@@ -140,7 +139,7 @@ def index(
         _print_dry_run(report, as_json)
         return
     if is_archive:
-        params = {k: v for k, v in body.items() if v and k not in ("source", "ref")}
+        params = {k: v for k, v in body.items() if v and k != "source"}
         params["repo"] = repo or guarded(lambda: _default_name(location))
         created = guarded(
             lambda: admitted(lambda: client.upload_archive(local, params), max_wait_s)
@@ -258,7 +257,8 @@ def _waiting_note(status: dict[str, Any]) -> str:
 def print_summary(status: dict[str, Any]) -> None:
     files, chunks = status["files"], status["chunks"]
     err.print(
-        f"{status['status']}: {status['repo']}@{status['commit']}  files {files['total']} "
+        f"{status['status']}: {status['repo']}@{status['commit']} (ref {status.get('ref')})"
+        f"  files {files['total']} "
         f"(written {files['written']}, skipped {files['skipped']}, failed {files['failed']}, "
         f"deleted {files['deleted']})  chunks {chunks['total']} "
         f"(embedded {chunks['embedded']}, cached {chunks['cached']})",
@@ -350,12 +350,13 @@ def jobs(
         return
     table = Table()
     table.add_column("job", no_wrap=True, min_width=36)
-    for heading in ("repo", "commit", "status", "stage", "%", "files", "created"):
+    for heading in ("repo", "ref", "commit", "status", "stage", "%", "files", "created"):
         table.add_column(heading)
     for job in listed:
         table.add_row(
             job["job_id"],
             job["repo"],
+            job.get("ref") or "",
             (job["commit"] or "")[:12],
             job["status"],
             job["stage"],

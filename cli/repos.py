@@ -1,4 +1,5 @@
-"""``quarry repo delete NAME``: delete a repository from every store (through the API).
+"""``quarry repo delete NAME``: delete a repository from every store (through the API);
+``quarry repo refs NAME`` lists its refs and ``quarry repo delete-ref NAME REF`` deletes one.
 
 Prints the deletion's id (``--json``: the API's answer). With ``--wait`` it follows the
 deletion to its end. Exit codes: 0 done (or queued, without ``--wait``); 1 the deletion
@@ -24,7 +25,10 @@ from pipeline.errors import TransientError
 POLL_S = 0.5
 API_GRACE_S = 60.0  # how long --wait polls an API that does not answer before it gives up
 
-repo_app = typer.Typer(help="Repositories: delete one.", no_args_is_help=True)
+repo_app = typer.Typer(
+    help="Repositories: list a repository's refs, delete a ref, delete a repository.",
+    no_args_is_help=True,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -78,3 +82,42 @@ def delete(
             err.print(f"error: {final['error']}", markup=False)
         sys.stdout.write(f"{deletion_id}\n")
     raise typer.Exit(EXIT_OK if final["status"] == "done" else EXIT_FAILED)
+
+
+@repo_app.command("refs")
+def refs(
+    name: Annotated[str, typer.Argument(help="The repository name.")],
+    *,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """NAME's refs (branches, tags, pull requests), the default ref first: the commit
+    each holds, its files, when it was published."""
+    found = guarded(lambda: api_client().refs(name))
+    if as_json:
+        sys.stdout.write(json.dumps(found) + "\n")
+        return
+    for ref in found["refs"]:
+        mark = " (default)" if ref["default"] else ""
+        sys.stdout.write(
+            f"{ref['name']}{mark}\t{ref['commit'][:12]}\t{ref['files']} files"
+            f"\t{ref['published_at']}\n"
+        )
+
+
+@repo_app.command("delete-ref")
+def delete_ref(
+    name: Annotated[str, typer.Argument(help="The repository name.")],
+    ref: Annotated[str, typer.Argument(help="The ref: feature/x or refs/heads/feature/x.")],
+    *,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Delete one ref of NAME (not its default ref); what no other ref holds is freed."""
+    gone = guarded(lambda: api_client().delete_ref(name, ref))
+    if as_json:
+        sys.stdout.write(json.dumps(gone) + "\n")
+        return
+    err.print(
+        f"deleted ref {gone['ref']} of {gone['repo']} (commit {gone['commit'][:12]});"
+        f" {gone['chunks_deleted']} chunk rows freed",
+        markup=False,
+    )

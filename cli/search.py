@@ -76,6 +76,12 @@ def search(
     expand: Annotated[
         list[str] | None, typer.Option(help="callers, callees or container (repeatable).")
     ] = None,
+    ref: Annotated[
+        str | None, typer.Option(help="The ref to search (default: each repository's default).")
+    ] = None,
+    commit: Annotated[
+        str | None, typer.Option(help="Search as of this commit, while a ref holds it.")
+    ] = None,
     lines: Annotated[int, typer.Option(help="Snippet lines shown per result.")] = SNIPPET_LINES,
     as_json: Annotated[bool, typer.Option("--json", help="Print the API's JSON.")] = False,
 ) -> None:
@@ -91,6 +97,8 @@ def search(
             k=k,
             mode=mode,
             expand=tuple(expand or ()),
+            ref=ref,
+            commit=commit,
         )
     )
     if as_json:

@@ -47,13 +47,14 @@ def expected_chunks(root: Path, settings: QuarrySettings) -> set[Key]:
 
 
 def stored_rows(endpoints: Endpoints, ref: RepoRef) -> list[Key]:
-    """Every chunk row of the repository that search can see (its searchable snapshot)."""
+    """Every chunk row of the repository that search can see (its default ref's snapshot)."""
     with connect(endpoints.postgres_dsn) as conn:
         rows = conn.execute(
             """
             SELECT c.path, c.file_sha256, c.id FROM chunks c
             JOIN repositories r ON r.id = c.repository_id
-            JOIN files f ON f.snapshot_id = r.searchable_snapshot_id
+            JOIN refs d ON d.repository_id = r.id AND d.name = r.default_ref
+            JOIN files f ON f.snapshot_id = d.snapshot_id
                 AND f.path = c.path AND f.content_sha256 = c.file_sha256
             WHERE r.tenant_id = %s AND r.name = %s
             """,

@@ -107,6 +107,11 @@ class JobRequest:
     # Files to re-index even if unchanged (a repair); such a job is never deduplicated
     # by its commit, since that commit is already indexed.
     reindex_paths: tuple[str, ...] = ()
+    # The ref the job publishes to (pipeline/refs.py); None: the repository's default ref.
+    ref_name: str | None = None
+    # The default ref of a repository this job creates (else its ref, else "main");
+    # ignored once the repository exists.
+    default_ref: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +167,8 @@ class Job:
     message: str = ""  # why a job failed, in one line
     waiting: tuple[StoreWait, ...] = ()  # stores the job waits on now (live only)
     reindex_paths: tuple[str, ...] = ()
+    ref_name: str = "main"  # the ref it publishes to, resolved at creation
+    seq: int = 0  # its place in creation order: a ref never goes back to a smaller one
 
 
 def merge_counters(*layers: Mapping[str, int]) -> dict[str, int]:
@@ -200,6 +207,9 @@ def eta_s(job: Job, now: float) -> float | None:
 
 
 RECOVERIES = "job.recoveries"  # counter: how many times the sweeper sent the job on
+# Counter: 1 when the job finished but a job created after it had already published its
+# ref (pipeline/refs.py), so its commit was not published.
+NOT_PUBLISHED = "ref.not_published"
 
 
 def _iso(ts: float | None) -> str | None:
@@ -215,7 +225,9 @@ def job_status(job: Job, now: float) -> dict[str, Any]:
     return {
         "job_id": job.job_id,
         "repo": job.repo.name,
+        "ref": job.ref_name,
         "commit": job.commit,
+        "published": job.status is JobStatus.DONE and not c.get(NOT_PUBLISHED, 0),
         "source": job.source.describe(),
         "status": job.status.value,
         "stage": job.stage,

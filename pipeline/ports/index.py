@@ -6,7 +6,7 @@ Must not import: celery, tasks, workers, api, cli, or any driver.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -108,8 +108,9 @@ class VectorStore(Protocol):
         """Delete every chunk of every version of ``paths``; returns rows deleted."""
         ...
 
-    def retain_versions(self, repo: RepoRef, current: Mapping[str, str]) -> int:
-        """Keep only chunks whose (path, file sha256) is in ``current``; returns rows deleted."""
+    def retain_versions(self, repo: RepoRef, keep: Mapping[str, Collection[str]]) -> int:
+        """For each path of ``keep``, delete the chunks of its versions (file sha256s) not in
+        ``keep[path]``; other paths are untouched. Returns rows deleted."""
         ...
 
     def file_versions(self, repo: RepoRef) -> dict[str, frozenset[str]]:
@@ -174,12 +175,18 @@ class SearchIndex(Protocol):
     """The searchable snapshots of every repository, read by the two retrievers.
 
     Every read is scoped to the request's tenant, its repositories (all of the tenant's
-    when it names none) and its filters, and sees only each repository's searchable
-    snapshot: chunks of file versions that snapshot lists.
+    when it names none) and its filters, and sees in each repository only the snapshot
+    of the request's commit, else its ref, else the default ref: chunks of file versions
+    that snapshot lists.
     """
 
     def missing_repositories(self, tenant: str, names: Sequence[str]) -> list[str]:
         """The ``names`` that are not repositories of ``tenant``."""
+        ...
+
+    def selected(self, request: SearchRequest) -> dict[str, bool]:
+        """Each repository of the request's scope -> whether its ref (or commit) selects a
+        snapshot there (False: no such ref, or no ref holds exactly one matching commit)."""
         ...
 
     def vector_hits(

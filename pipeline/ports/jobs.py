@@ -23,6 +23,7 @@ from pipeline.models import (
     FileVersion,
     RepoRef,
 )
+from pipeline.refs import RefState
 from pipeline.tokens import SCOPES, ApiToken, IssuedToken, TokenGrant
 
 
@@ -91,8 +92,12 @@ class JobStore(Protocol):
 class SnapshotStore(Protocol):
     """The files of each indexed commit and which snapshot search reads (PostgreSQL)."""
 
-    def searchable_files(self, repo: RepoRef) -> dict[str, FileVersion]:
-        """path -> file version of the repository's searchable snapshot ({} if none)."""
+    def searchable_files(
+        self, repo: RepoRef, ref: str | None = None, *, or_default: bool = False
+    ) -> dict[str, FileVersion]:
+        """path -> file version of the snapshot the ref holds (None: the repository's
+        default ref); with ``or_default``, the default ref's when the ref holds none (the
+        base a new ref's job diffs against); {} if none."""
         ...
 
     def begin(self, repo: RepoRef, commit: str, files: Sequence[FileVersion]) -> int:
@@ -102,9 +107,33 @@ class SnapshotStore(Protocol):
 
     def snapshot_files(self, snapshot_id: int) -> dict[str, FileVersion]: ...
 
-    def publish(self, repo: RepoRef, snapshot_id: int) -> None:
-        """In one transaction: the snapshot becomes ``ready`` and searchable, and the one
-        it replaces ``superseded``."""
+    def publish(
+        self, repo: RepoRef, snapshot_id: int, ref: str | None = None, seq: int = 0
+    ) -> str | None:
+        """In one transaction: the snapshot becomes ``ready`` and the one the ref (None:
+        the default ref) holds, and the snapshot it held before is released (``superseded``
+        with its file list dropped, unless another ref holds it). Unless a job created
+        after the publishing one (``seq``: ``Job.seq``) already published the ref: then
+        nothing changes but the snapshot (abandoned unless held) and the commit the ref
+        holds is returned. None: published."""
+        ...
+
+    def held_versions(self, repo: RepoRef, paths: Collection[str]) -> dict[str, set[str]]:
+        """path -> the versions of it that a held (ready) or indexing snapshot lists, for
+        each of ``paths`` (an empty set: none; its chunk rows may all go)."""
+        ...
+
+    def default_ref(self, repo: RepoRef) -> str:
+        """The repository's default ref ("main" for a repository not created yet)."""
+        ...
+
+    def refs(self, repo: RepoRef) -> list[RefState]:
+        """The repository's refs, the default ref first."""
+        ...
+
+    def delete_ref(self, repo: RepoRef, ref: str) -> bool:
+        """Forget the ref and release its snapshot; False when there is no such ref. The
+        default ref is refused (ConflictError): delete the repository instead."""
         ...
 
     def abandon(self, snapshot_id: int, status: str) -> None:
@@ -128,8 +157,15 @@ class SnapshotStore(Protocol):
         """The snapshot's files after path ``after``, in path order, ``limit`` at most."""
         ...
 
-    def searchable_versions(self, repo: RepoRef, paths: Collection[str]) -> dict[str, FileVersion]:
-        """path -> version in the searchable snapshot, of ``paths`` only."""
+    def searchable_versions(
+        self,
+        repo: RepoRef,
+        paths: Collection[str],
+        ref: str | None = None,
+        *,
+        or_default: bool = False,
+    ) -> dict[str, FileVersion]:
+        """:meth:`searchable_files`, of ``paths`` only."""
         ...
 
     def symbol_candidates(

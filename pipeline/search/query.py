@@ -18,6 +18,7 @@ from pipeline.analysis.language_names import LANGUAGES
 from pipeline.errors import InvalidInputError
 from pipeline.jobs import check_tenant
 from pipeline.models import ChunkKind
+from pipeline.refs import check_commit_prefix, check_ref_name
 from pipeline.search.lexical import lexical_text
 
 MODES = ("hybrid", "vector", "lexical")
@@ -70,6 +71,8 @@ class SearchRequest:
     k: int = 10
     mode: str = "hybrid"
     expand: tuple[str, ...] = ()
+    ref: str | None = None  # None: each repository's default ref (pipeline/refs.py)
+    commit: str | None = None  # as of this commit (a prefix), when a ref holds it
 
     @property
     def retrievers(self) -> tuple[str, ...]:
@@ -110,6 +113,10 @@ def check_request(request: SearchRequest) -> SearchRequest:
     for repo in request.repos:
         if not repo or len(repo) > 200 or "\x00" in repo:
             raise InvalidInputError(f"repo: {repo[:50]!r} is not a repository name")
+    if request.ref is not None:
+        check_ref_name(request.ref)
+    if request.commit is not None:
+        check_commit_prefix(request.commit)
     return request
 
 

@@ -32,7 +32,7 @@ import numpy.typing as npt
 
 from pipeline.errors import NotFoundError, TransientError
 from pipeline.models import GraphSymbol, Hit, RepoRef, SymbolLink
-from pipeline.ports import GraphStore, SearchIndex
+from pipeline.ports import GraphStore, SearchIndex, SnapshotStore
 from pipeline.search.query import SearchRequest, check_request, lexical_terms
 
 Vector = npt.NDArray[np.float32]
@@ -94,6 +94,10 @@ class SearchResponse:
             "k": self.request.k,
             "results": [r.as_json() for r in self.results],
         }
+        if self.request.ref is not None:
+            out["ref"] = self.request.ref
+        if self.request.commit is not None:
+            out["commit"] = self.request.commit
         if self.warnings:
             out["warnings"] = self.warnings
         return out
@@ -197,6 +201,8 @@ class Searcher:
         missing = self._index.missing_repositories(request.tenant, request.repos)
         if missing:
             raise NotFoundError(f"repo: no repository named {missing[0]!r}")
+        if request.ref is not None or request.commit is not None:
+            check_held(request, self._index.selected(request))
         timings: dict[str, float] = {}
         limit = candidates_for(request.k)
         lexical: Future[list[Hit]] | None = None
@@ -215,6 +221,11 @@ class Searcher:
         response = SearchResponse(request, results, timings)
         if request.expand and results:
             self._expand(response)
+            if request.ref is not None or request.commit is not None:
+                response.warnings.append(
+                    "neighbours come from the code graph of each repository's default ref,"
+                    " which may differ from the ref or commit searched"
+                )
         return response
 
     def _vector(self, request: SearchRequest, limit: int, timings: dict[str, float]) -> list[Hit]:
@@ -260,6 +271,21 @@ class Searcher:
             expanded.append(SearchResult(result.hit, result.score, result.ranks, neighbours=picked))
         response.results = expanded
         response.timings_s["graph"] = time.perf_counter() - started
+
+
+def check_held(request: SearchRequest, selected: Mapping[str, bool]) -> None:
+    """NotFoundError when the request's ref or commit selects no snapshot in a repository
+    it names, or in any repository of the tenant when it names none (``selected``:
+    repository name -> whether it selects one)."""
+    if request.commit is not None:
+        wanted = f"no ref holds exactly one commit starting with {request.commit!r}"
+    else:
+        wanted = f"there is no ref {request.ref!r}"
+    named = [name for name in request.repos if not selected.get(name, False)]
+    if named:
+        raise NotFoundError(f"repository {named[0]!r}: {wanted}")
+    if not request.repos and selected and not any(selected.values()):
+        raise NotFoundError(f"in none of the tenant's repositories: {wanted}")
 
 
 def symbol_json(symbol: GraphSymbol) -> dict[str, Any]:
@@ -322,4 +348,28 @@ def symbol_graph(
         "name": name,
         "nodes": [nodes[key] for key in sorted(nodes)],
         "edges": [{"source": s, "target": t, "type": r} for s, t, r in sorted(edges)],
+    }
+
+
+MAX_DIFFERING_SHOWN = 100
+
+
+def ref_divergence(snapshots: SnapshotStore, repo: RepoRef, ref: str | None) -> dict[str, Any]:
+    """What the graph endpoints add for a ref: the graph's own ref (the default ref) and,
+    for another ref, the paths (the first MAX_DIFFERING_SHOWN, and how many) whose
+    version differs between the two. NotFoundError for a ref the repository lacks."""
+    default = snapshots.default_ref(repo)
+    if ref is None or ref == default:
+        return {"graph_ref": default}
+    known = {state.name for state in snapshots.refs(repo)}
+    if ref not in known:
+        raise NotFoundError(f"ref: repository {repo.name!r} has no ref {ref!r}")
+    theirs = snapshots.searchable_files(repo, ref)
+    ours = snapshots.searchable_files(repo, default)
+    differs = sorted(p for p in theirs.keys() | ours.keys() if theirs.get(p) != ours.get(p))
+    return {
+        "graph_ref": default,
+        "ref": ref,
+        "differs": differs[:MAX_DIFFERING_SHOWN],
+        "differs_total": len(differs),
     }

@@ -114,11 +114,13 @@ def parse_source(text: str, ref: str | None = None, *, allow_file_urls: bool = F
         raise InvalidInputError(f"source is empty: use {ALLOWED_DESCRIPTION}")
     kind = source_kind(location, allow_file_urls=allow_file_urls)
     if ref is not None:
+        check_ref(ref)
         if kind is SourceKind.ARCHIVE:
-            raise InvalidInputError(f"ref {ref!r} given for archive {location!r}: {REF_APPLIES}")
+            # Nothing to fetch at a ref: it names only the ref the job publishes to
+            # (pipeline/refs.py), which the request carries.
+            return JobSource(kind, location)
         # A folder takes a ref only if it is a bare repository: the policy checks that
         # where the folder is seen (the API's host, else the ingest worker's).
-        check_ref(ref)
     return JobSource(kind, location, ref)
 
 

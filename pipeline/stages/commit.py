@@ -4,10 +4,14 @@ Runs once the graph stage (pipeline.stages.graph) has written every file graph o
 job. In order, each step idempotent, so that a commit redelivered after a crash (or
 retried while a store's breaker is open) ends in the same state:
 
-1. files deleted since the searchable snapshot are removed from the graph;
-2. one transaction makes the new snapshot searchable (search reads chunks through the
-   searchable snapshot's file list, so it switches from the old commit to the new one
-   at once); then the chunk rows of versions no longer current go.
+1. files deleted since the ref's snapshot are removed from the graph (the graph follows
+   the default ref only: pipeline/refs.py);
+2. one transaction makes the new snapshot the one the job's ref holds (search reads
+   chunks through that snapshot's file list, so the ref switches from the old commit to
+   the new one at once), unless a job created after this one already published the ref:
+   then the ref stays, and the job ends ``done`` without publishing, saying so;
+3. the chunk rows of versions of the paths that changed that no held or indexing
+   snapshot lists any more go (a version another ref holds stays).
 
 A job with failed files is not published: it fails, naming them, and the previous
 snapshot stays searchable (a new job for the commit redoes the work, from the cache).
@@ -19,8 +23,9 @@ from __future__ import annotations
 
 import logging
 
-from pipeline.jobs import JobStatus, Stage
+from pipeline.jobs import NOT_PUBLISHED, JobStatus, Stage
 from pipeline.ports import GraphStore, VectorStore
+from pipeline.stages.graph import writes_graph
 from pipeline.stages.indexing import JobContext, finish, flush_progress, public_counters
 
 log = logging.getLogger("quarry.jobs")
@@ -59,20 +64,33 @@ def commit_job(
         return None
     ctx.jobs.set_stage(job_id, Stage.COMMIT)
     current = ctx.snapshots.snapshot_files(job.snapshot_id)
-    previous = ctx.snapshots.searchable_files(job.repo)
+    previous = ctx.snapshots.searchable_files(job.repo, job.ref_name)
     deleted = sorted(set(previous) - set(current))
-    if deleted:
+    if deleted and writes_graph(ctx, job):
         graph.delete_files(job.repo, deleted)
-    ctx.snapshots.publish(job.repo, job.snapshot_id)
-    vectors.retain_versions(job.repo, {path: f.sha256 for path, f in current.items()})
+    newer = ctx.snapshots.publish(job.repo, job.snapshot_id, job.ref_name, job.seq)
+    changed = {p for p, f in previous.items() if current.get(p) != f}
+    changed |= {p for p, f in current.items() if previous.get(p) != f}
+    if changed:
+        vectors.retain_versions(job.repo, ctx.snapshots.held_versions(job.repo, changed))
     ctx.jobs.set_stage(job_id, Stage.DONE)
-    finish(ctx, job, JobStatus.DONE)
+    message = ""
+    if newer is not None:
+        ctx.board.set_counters(job_id, {NOT_PUBLISHED: 1})
+        flush_progress(ctx, job_id, force=True)
+        message = (
+            f"not published: ref {job.ref_name!r} already holds commit {newer[:12]}"
+            " from a job created after this one"
+        )
+    finish(ctx, job, JobStatus.DONE, message)
     ctx.board.clear(job_id)
     log.info(
-        "job %s published %s@%s: %d files, %d deleted",
+        "job %s %s %s@%s to ref %s: %d files, %d deleted",
         job_id,
+        "did not publish" if message else "published",
         job.repo.key,
         job.commit,
+        job.ref_name,
         len(current),
         len(deleted),
     )

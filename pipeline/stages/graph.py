@@ -65,6 +65,8 @@ def plan_graph(ctx: JobContext, job_id: str) -> int:
         ctx.send(flow.COMMIT.task, [{"job_id": job_id}])  # which fails the job, naming them
         return 0
     ctx.jobs.set_stage(job_id, Stage.GRAPH)
+    if not writes_graph(ctx, job):
+        ctx.snapshots.drop_staged(job_id)  # the graph follows the default ref only
     if not ctx.snapshots.any_staged(job_id):
         ctx.send(flow.COMMIT.task, [{"job_id": job_id}])
         return 0
@@ -126,6 +128,12 @@ def kept_symbols(
         ]
         for g in graphs.values()
     }
+
+
+def writes_graph(ctx: JobContext, job: Job) -> bool:
+    """Whether the job's graph goes to the graph store: the graph follows the repository's
+    default ref only (pipeline/refs.py); a job of another ref writes none."""
+    return job.ref_name == ctx.snapshots.default_ref(job.repo)
 
 
 def _live(ctx: JobContext, job_id: str) -> Job | None:

@@ -29,6 +29,7 @@ from pipeline.jobs import Job, JobRequest, JobStatus, SourceKind, Stage, check_r
 from pipeline.messages import encode_file, encode_repo
 from pipeline.models import FileVersion, RepoRef
 from pipeline.ports import BlobStore, SourceFetcher
+from pipeline.refs import check_ref_name
 from pipeline.sources.blobs import local_reader, upload
 from pipeline.sources.uploads import upload_id_of
 from pipeline.stages.indexing import (
@@ -119,6 +120,9 @@ def validate_request(request: JobRequest) -> JobRequest:
         check_callback_url(request.callback_url)
     if request.idempotency_key is not None and not 1 <= len(request.idempotency_key) <= 200:
         raise InvalidInputError("idempotency_key: must be 1-200 characters")
+    for name in (request.ref_name, request.default_ref):
+        if name is not None:
+            check_ref_name(name)
     return request
 
 
@@ -193,9 +197,10 @@ def ingest(
     if not ctx.jobs.start(job_id, Stage.INGEST, commit):
         return IngestOutcome.SKIPPED
     job = replace(job, commit=commit)
-    plan = plan_changes(
-        inventory.files, ctx.snapshots.searchable_files(job.repo), reindex=job.reindex_paths
-    )
+    # Against the ref's own snapshot, or the default ref's for a new ref: a branch pays
+    # only for the files it changed (pipeline/refs.py).
+    base = ctx.snapshots.searchable_files(job.repo, job.ref_name, or_default=True)
+    plan = plan_changes(inventory.files, base, reindex=job.reindex_paths)
     snapshot_id = ctx.snapshots.begin(job.repo, commit, inventory.files)
     ctx.jobs.set_snapshot(job_id, snapshot_id)
 
@@ -256,7 +261,9 @@ def ingest_more(ctx: JobContext, job_id: str, after: str, *, options: IngestOpti
         page = ctx.snapshots.snapshot_page(job.snapshot_id, cursor, page_size)
         if not page:
             break
-        previous = ctx.snapshots.searchable_versions(job.repo, [f.path for f in page])
+        previous = ctx.snapshots.searchable_versions(
+            job.repo, [f.path for f in page], job.ref_name, or_default=True
+        )
         plan = plan_changes(page, previous, reindex=job.reindex_paths)
         settled = ctx.board.among(job_id, SETTLED, [f.path for f in plan.work])
         work.extend(f for f in plan.work if f.path not in settled)
@@ -330,7 +337,8 @@ def dry_run(
     validate_request(request)
     root, commit = fetcher.fetch(request.source, workdir, tenant=request.repo.tenant)
     inventory = take_inventory(root, max_file_bytes=max_file_bytes)
-    plan = plan_changes(inventory.files, ctx.snapshots.searchable_files(request.repo))
+    base = ctx.snapshots.searchable_files(request.repo, request.ref_name, or_default=True)
+    plan = plan_changes(inventory.files, base)
     work = Inventory(
         files=plan.work,
         skipped=inventory.skipped,

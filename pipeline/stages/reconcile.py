@@ -178,10 +178,13 @@ def reconcile(
         raise ConflictError(
             f"repository {repo.name!r} has job {busy[0]} in progress; reconcile after it ends"
         )
-    snapshot = stores.snapshots.searchable_files(repo)
+    snapshot = stores.snapshots.searchable_files(repo)  # the default ref: the graph's
+    keys = stores.vectors.chunk_keys(repo)
+    held = stores.snapshots.held_versions(repo, {path for path, _, _ in keys})
     drift = find_drift(
         snapshot,
-        stores.vectors.chunk_keys(repo),
+        # Rows of versions another ref holds are neither stale nor ghosts.
+        [k for k in keys if _compared(k, snapshot, held)],
         stores.graph.file_versions(repo),
         stores.graph.chunk_keys(repo),
     )
@@ -191,11 +194,21 @@ def reconcile(
     from_source = repair_source(history, source) if reindex else None
     deleted = {"vector_rows": 0, "graph_nodes": 0}
     if drift.vector_ghosts or drift.vector_stale:
-        current = {p: v.sha256 for p, v in snapshot.items()}
-        deleted["vector_rows"] = stores.vectors.retain_versions(repo, current)
+        deleted["vector_rows"] = stores.vectors.retain_versions(repo, held)
     if drift.graph_ghosts:
         deleted["graph_nodes"] = stores.graph.delete_files(repo, drift.graph_ghosts)
     job = None
     if from_source is not None:
         job = submit(JobRequest(repo, from_source, reindex_paths=reindex))
     return Outcome(drift, deleted, job)
+
+
+def _compared(
+    key: tuple[str, str, str],
+    snapshot: Mapping[str, FileVersion],
+    held: Mapping[str, Collection[str]],
+) -> bool:
+    """A chunk row of the default ref's version, or of a version no snapshot holds."""
+    path, sha, _ = key
+    listed = snapshot.get(path)
+    return (listed is not None and listed.sha256 == sha) or sha not in held.get(path, ())

@@ -170,7 +170,7 @@ def job_from_row(row: Sequence[Any]) -> Job:
     """A job from the columns of ``job_sql._JOB_SELECT`` (jsonb already decoded)."""
     job_id, tenant, name, commit, status, stage, kind, location, ref = row[:9]
     callback, key, counters, errors, webhooks, created, started, finished = row[9:17]
-    snapshot_id, message, reindex = row[17:]
+    snapshot_id, message, reindex, ref_name, seq = row[17:]
     return Job(
         job_id=str(job_id),
         repo=RepoRef(tenant, name),
@@ -189,6 +189,8 @@ def job_from_row(row: Sequence[Any]) -> Job:
         snapshot_id=None if snapshot_id is None else int(snapshot_id),
         message=message,
         reindex_paths=tuple(str(p) for p in reindex),
+        ref_name=str(ref_name),
+        seq=int(seq),
     )
 
 

@@ -24,7 +24,7 @@ SELECT j.id::text, j.tenant_id, r.name, j.commit_sha, j.status, j.stage, j.sourc
        j.source_location, j.source_ref, j.callback_url, j.idempotency_key, j.counters,
        j.errors, j.webhooks, extract(epoch FROM j.created_at)::float8,
        extract(epoch FROM j.started_at)::float8, extract(epoch FROM j.finished_at)::float8,
-       j.snapshot_id, j.message, j.reindex_paths
+       j.snapshot_id, j.message, j.reindex_paths, j.ref_name, j.seq
 FROM jobs AS j JOIN repositories AS r ON r.id = j.repository_id
 """
 
@@ -74,24 +74,29 @@ def job_by_key(tenant: str, key: str) -> Query:
     )
 
 
-def job_by_commit(repository_id: int, commit: str) -> Query:
-    """The newest job of the commit that did not fail and was not cancelled."""
+def job_by_commit(repository_id: int, ref_name: str | None, commit: str) -> Query:
+    """The newest job of the commit on the ref (None: the repository's default ref) that
+    did not fail and was not cancelled."""
     return Query(
         _JOB_SELECT + " WHERE j.repository_id = %(repository_id)s AND j.commit_sha = %(commit)s"
+        " AND j.ref_name = coalesce(%(ref)s::text, r.default_ref)"
         " AND j.status NOT IN ('failed', 'cancelled') ORDER BY j.created_at DESC LIMIT 1",
-        {"repository_id": repository_id, "commit": commit},
+        {"repository_id": repository_id, "commit": commit, "ref": ref_name},
     )
 
 
 def insert_job(request: JobRequest, job_id: str, repository_id: int, commit: str | None) -> Query:
-    """A queued job, or nothing when its id, idempotency key or (repository, commit)
-    conflicts with a job already there (then the caller looks that one up)."""
+    """A queued job, or nothing when its id, idempotency key or (repository, ref, commit)
+    conflicts with a job already there (then the caller looks that one up). Its ref is
+    the request's, else the repository's default ref."""
     return Query(
         "INSERT INTO jobs (id, tenant_id, repository_id, commit_sha, dedupe_commit,"
         " idempotency_key, callback_url, source_kind, source_location, source_ref,"
-        " reindex_paths)"
-        " VALUES (%(id)s::uuid, %(tenant)s, %(repository_id)s, %(commit)s, %(dedupe)s,"
-        " %(key)s, %(callback)s, %(kind)s, %(location)s, %(ref)s, %(reindex)s::jsonb)"
+        " reindex_paths, ref_name)"
+        " SELECT %(id)s::uuid, %(tenant)s, %(repository_id)s, %(commit)s, %(dedupe)s,"
+        " %(key)s, %(callback)s, %(kind)s, %(location)s, %(ref)s, %(reindex)s::jsonb,"
+        " coalesce(%(ref_name)s::text, r.default_ref)"
+        " FROM repositories AS r WHERE r.id = %(repository_id)s"
         " ON CONFLICT DO NOTHING RETURNING id",
         {
             "id": job_id,
@@ -105,6 +110,7 @@ def insert_job(request: JobRequest, job_id: str, repository_id: int, commit: str
             "location": request.source.location,
             "ref": request.source.ref,
             "reindex": json.dumps(list(request.reindex_paths)),
+            "ref_name": request.ref_name,
         },
     )
 

@@ -44,17 +44,37 @@ JOIN files f ON f.snapshot_id = s.snapshot_id AND f.repository_id = s.repository
      AND f.path = c.path AND f.content_sha256 = c.file_sha256"""
 
 
-def scope(tenant: str, names: Sequence[str]) -> Query:
-    """(id, name, searchable snapshot id) of the tenant's repositories: those named, or
-    all when ``names`` is empty; repositories with no searchable snapshot included, those
-    being deleted left out."""
+# The snapshot a request reads in each repository: that of the commit asked for when a
+# ref holds exactly one snapshot whose commit starts with it, else that of the ref asked
+# for, else that of the default ref (pipeline/refs.py).
+_AS_OF_COMMIT = (
+    "(SELECT min(s.id) FROM snapshots AS s WHERE s.repository_id = r.id"
+    " AND s.status = 'ready' AND s.commit_sha LIKE %(commit)s || '%%'"
+    " AND EXISTS (SELECT 1 FROM refs AS h WHERE h.snapshot_id = s.id)"
+    " HAVING count(*) = 1)"
+)
+_OF_REF = (
+    "(SELECT f.snapshot_id FROM refs AS f WHERE f.repository_id = r.id"
+    " AND f.name = coalesce(%(ref)s::text, r.default_ref))"
+)
+
+
+def scope(
+    tenant: str, names: Sequence[str], ref: str | None = None, commit: str | None = None
+) -> Query:
+    """(id, name, snapshot id) of the tenant's repositories: those named, or all when
+    ``names`` is empty; the snapshot that of ``commit``, else of ``ref``, else of the
+    default ref (None when it holds none: such repositories are included, those being
+    deleted left out)."""
+    snapshot = _AS_OF_COMMIT if commit else _OF_REF
     text = (
-        "SELECT id, name, searchable_snapshot_id FROM repositories"
-        " WHERE tenant_id = %(tenant)s AND deletion_id IS NULL"
+        f"SELECT r.id, r.name, {snapshot} FROM repositories AS r"
+        " WHERE r.tenant_id = %(tenant)s AND r.deletion_id IS NULL"
     )
     if names:
-        text += " AND name = ANY(%(names)s)"
-    return Query(text + " ORDER BY name", {"tenant": tenant, "names": list(names)})
+        text += " AND r.name = ANY(%(names)s)"
+    params = {"tenant": tenant, "names": list(names), "ref": ref, "commit": commit}
+    return Query(text + " ORDER BY r.name", params)
 
 
 def table_rows() -> Query:

@@ -1,7 +1,7 @@
 """SQL of the snapshot store, as plain strings and parameter dicts.
 
 Owns the statement texts of ``PgSnapshotStore``: snapshots, their file lists (binary
-COPY), the switch of ``repositories.searchable_snapshot_id``, the kept symbols of file
+COPY), the refs that hold them (``refs``, migrations/sql/0015), the kept symbols of file
 versions (``file_symbols`` and ``symbol_names``, migrations/sql/0006 and 0011), the
 file graphs waiting for the graph stage (``job_file_graphs``) and the listing of repositories with
 their counts. The checks its fake shares live in ``pipeline.statements.job_rows``.
@@ -14,19 +14,31 @@ from __future__ import annotations
 from pipeline.models import RepoRef
 from pipeline.statements.sql import Query
 
-# Row locks on the repository: exclusive for the switch of the searchable snapshot
-# (NO KEY UPDATE, so that inserts of rows referencing the repository go on), shared for
-# a snapshot being begun, so that it sees which snapshot is searchable until it commits.
+# Row locks on the repository: exclusive for the switch of a ref's snapshot (NO KEY
+# UPDATE, so that inserts of rows referencing the repository go on), shared for a
+# snapshot being begun, so that it sees which snapshots refs hold until it commits.
 _LOCK_REPOSITORY = {
-    True: "SELECT id, searchable_snapshot_id FROM repositories"
+    True: "SELECT id, default_ref FROM repositories"
     " WHERE tenant_id = %(tenant)s AND name = %(name)s FOR NO KEY UPDATE",
-    False: "SELECT id, searchable_snapshot_id FROM repositories"
+    False: "SELECT id, default_ref FROM repositories"
     " WHERE tenant_id = %(tenant)s AND name = %(name)s FOR SHARE",
 }
+# The snapshot a ref of the repository holds: the ref named, else the default ref; with
+# ``or_default``, the default ref's when the named one holds none (a new ref's base).
+_REF_SNAPSHOT = (
+    "(SELECT coalesce(own.snapshot_id, CASE WHEN %(or_default)s THEN dflt.snapshot_id END)"
+    " FROM repositories AS r"
+    " LEFT JOIN refs AS own ON own.repository_id = r.id"
+    " AND own.name = coalesce(%(ref)s::text, r.default_ref)"
+    " LEFT JOIN refs AS dflt ON dflt.repository_id = r.id AND dflt.name = r.default_ref"
+    " WHERE r.tenant_id = %(tenant)s AND r.name = %(name)s)"
+)
+# A snapshot is held while a ref names it (it is then 'ready').
+_HELD = "EXISTS (SELECT 1 FROM refs AS h WHERE h.snapshot_id = {snapshot})"
 
 
 def lock_repository(repo: RepoRef, *, exclusive: bool) -> Query:
-    """(id, searchable snapshot id) of the repository, row-locked."""
+    """(id, default ref) of the repository, row-locked."""
     return Query(_LOCK_REPOSITORY[exclusive], {"tenant": repo.tenant, "name": repo.name})
 
 
@@ -39,17 +51,18 @@ FROM STDIN (FORMAT BINARY)
 """
 
 
-def begin_snapshot(repository_id: int, commit: str, searchable_id: int | None) -> Query:
-    """The snapshot of the commit as ``indexing`` (unless it is the searchable one,
-    which stays ``ready`` so that search keeps it); returns its id."""
+def begin_snapshot(repository_id: int, commit: str) -> Query:
+    """The snapshot of the commit as ``indexing`` (unless a ref holds it, which keeps it
+    ``ready`` so that search keeps it); returns its id."""
+    held = _HELD.format(snapshot="s.id")
     return Query(
         "INSERT INTO snapshots AS s (repository_id, commit_sha, status)"
         " VALUES (%(repository_id)s, %(commit)s, 'indexing')"
         " ON CONFLICT (repository_id, commit_sha) DO UPDATE SET"
-        " status = CASE WHEN s.id = %(searchable)s::bigint THEN s.status ELSE 'indexing' END,"
-        " finished_at = CASE WHEN s.id = %(searchable)s::bigint THEN s.finished_at END"
+        f" status = CASE WHEN {held} THEN s.status ELSE 'indexing' END,"
+        f" finished_at = CASE WHEN {held} THEN s.finished_at END"
         " RETURNING id",
-        {"repository_id": repository_id, "commit": commit, "searchable": searchable_id},
+        {"repository_id": repository_id, "commit": commit},
     )
 
 
@@ -57,12 +70,16 @@ def delete_snapshot_files(snapshot_id: int) -> Query:
     return Query("DELETE FROM files WHERE snapshot_id = %(id)s", {"id": snapshot_id})
 
 
-def searchable_files(repo: RepoRef) -> Query:
+def _ref_params(repo: RepoRef, ref: str | None, or_default: bool) -> dict[str, object]:
+    return {"tenant": repo.tenant, "name": repo.name, "ref": ref, "or_default": or_default}
+
+
+def searchable_files(repo: RepoRef, ref: str | None, *, or_default: bool = False) -> Query:
+    """The files of the snapshot the ref holds (see _REF_SNAPSHOT)."""
     return Query(
-        "SELECT f.path, f.content_sha256, f.language, f.size_bytes FROM repositories AS r"
-        " JOIN files AS f ON f.snapshot_id = r.searchable_snapshot_id"
-        " WHERE r.tenant_id = %(tenant)s AND r.name = %(name)s",
-        {"tenant": repo.tenant, "name": repo.name},
+        "SELECT f.path, f.content_sha256, f.language, f.size_bytes FROM files AS f"
+        f" WHERE f.snapshot_id = {_REF_SNAPSHOT}",
+        _ref_params(repo, ref, or_default),
     )
 
 
@@ -81,62 +98,130 @@ def snapshot_page(snapshot_id: int, after: str, limit: int) -> Query:
     )
 
 
-def searchable_versions(repo: RepoRef, paths: list[str]) -> Query:
+def searchable_versions(
+    repo: RepoRef, paths: list[str], ref: str | None, *, or_default: bool = False
+) -> Query:
     return Query(
-        "SELECT f.path, f.content_sha256, f.language, f.size_bytes FROM repositories AS r"
-        " JOIN files AS f ON f.snapshot_id = r.searchable_snapshot_id"
-        " WHERE r.tenant_id = %(tenant)s AND r.name = %(name)s AND f.path = ANY(%(paths)s::text[])",
-        {"tenant": repo.tenant, "name": repo.name, "paths": paths},
+        "SELECT f.path, f.content_sha256, f.language, f.size_bytes FROM files AS f"
+        f" WHERE f.snapshot_id = {_REF_SNAPSHOT} AND f.path = ANY(%(paths)s::text[])",
+        _ref_params(repo, ref, or_default) | {"paths": paths},
+    )
+
+
+def held_versions(repository_id: int, paths: list[str]) -> Query:
+    """(path, sha256) of the versions of ``paths`` that a held or indexing snapshot lists:
+    the chunk rows and symbols of any other version of them may go."""
+    return Query(
+        "SELECT DISTINCT f.path, f.content_sha256 FROM files AS f"
+        " JOIN snapshots AS s ON s.id = f.snapshot_id"
+        " WHERE f.repository_id = %(repository_id)s AND f.path = ANY(%(paths)s::text[])"
+        " AND s.status IN ('ready', 'indexing')",
+        {"repository_id": repository_id, "paths": paths},
     )
 
 
 def lock_snapshot(repository_id: int, snapshot_id: int) -> Query:
     return Query(
-        "SELECT status FROM snapshots WHERE id = %(id)s AND repository_id = %(repository_id)s"
-        " FOR NO KEY UPDATE",
+        "SELECT status, commit_sha FROM snapshots"
+        " WHERE id = %(id)s AND repository_id = %(repository_id)s FOR NO KEY UPDATE",
         {"id": snapshot_id, "repository_id": repository_id},
     )
 
 
-def publish(repository_id: int, snapshot_id: int, previous_id: int | None) -> list[Query]:
-    """Ready and searchable; the one it replaces superseded without its file list; the
-    symbols of file versions that neither it nor a snapshot being indexed lists dropped."""
-    params = {"repository_id": repository_id, "id": snapshot_id, "previous": previous_id}
+def lock_ref(repository_id: int, ref: str) -> Query:
+    """(snapshot id, job seq, commit) of the ref, row-locked; no row: the ref is new."""
+    return Query(
+        "SELECT f.snapshot_id, f.job_seq, s.commit_sha FROM refs AS f"
+        " JOIN snapshots AS s ON s.id = f.snapshot_id"
+        " WHERE f.repository_id = %(repository_id)s AND f.name = %(ref)s FOR UPDATE OF f",
+        {"repository_id": repository_id, "ref": ref},
+    )
+
+
+def release(repository_id: int, snapshot_id: int | None) -> list[Query]:
+    """The snapshot superseded, its file list gone, unless a ref still holds it; then the
+    symbols of file versions that no held or indexing snapshot lists."""
+    params = {"repository_id": repository_id, "id": snapshot_id}
+    held = _HELD.format(snapshot="%(id)s::bigint")
     return [
         Query(
-            "UPDATE snapshots SET status = 'ready', finished_at = now() WHERE id = %(id)s", params
-        ),
-        Query(
             "UPDATE snapshots SET status = 'superseded'"
-            " WHERE id = %(previous)s::bigint AND id <> %(id)s",
+            f" WHERE id = %(id)s::bigint AND status = 'ready' AND NOT {held}",
             params,
         ),
         Query(
-            "DELETE FROM files WHERE snapshot_id = %(previous)s::bigint AND snapshot_id <> %(id)s",
-            params,
-        ),
-        Query(
-            "UPDATE repositories SET searchable_snapshot_id = %(id)s WHERE id = %(repository_id)s",
+            "DELETE FROM files WHERE snapshot_id = %(id)s::bigint AND"
+            " (SELECT status FROM snapshots WHERE id = %(id)s::bigint) = 'superseded'",
             params,
         ),
         Query(
             "DELETE FROM file_symbols AS fs WHERE fs.repository_id = %(repository_id)s"
             " AND NOT EXISTS (SELECT 1 FROM files AS f JOIN snapshots AS s ON s.id = f.snapshot_id"
             " WHERE f.repository_id = fs.repository_id AND f.path = fs.path"
-            " AND f.content_sha256 = fs.file_sha256"
-            " AND (s.id = %(id)s OR s.status = 'indexing'))",
+            " AND f.content_sha256 = fs.file_sha256 AND s.status IN ('ready', 'indexing'))",
             params,
         ),
     ]
 
 
+def publish(
+    repository_id: int, ref: str, snapshot_id: int, seq: int, previous_id: int | None
+) -> list[Query]:
+    """The snapshot ready and held by the ref (for the job numbered ``seq``); the one the
+    ref held before released (see :func:`release`)."""
+    params = {"repository_id": repository_id, "ref": ref, "id": snapshot_id, "seq": seq}
+    return [
+        Query(
+            "UPDATE snapshots SET status = 'ready', finished_at = now() WHERE id = %(id)s", params
+        ),
+        Query(
+            "INSERT INTO refs (repository_id, name, snapshot_id, job_seq)"
+            " VALUES (%(repository_id)s, %(ref)s, %(id)s, %(seq)s)"
+            " ON CONFLICT (repository_id, name) DO UPDATE SET snapshot_id = EXCLUDED.snapshot_id,"
+            " job_seq = EXCLUDED.job_seq, published_at = now()",
+            params,
+        ),
+        *release(repository_id, None if previous_id == snapshot_id else previous_id),
+    ]
+
+
+def delete_ref(repository_id: int, ref: str) -> Query:
+    """The ref gone; returns the snapshot it held."""
+    return Query(
+        "DELETE FROM refs WHERE repository_id = %(repository_id)s AND name = %(ref)s"
+        " RETURNING snapshot_id",
+        {"repository_id": repository_id, "ref": ref},
+    )
+
+
+def default_ref(repo: RepoRef) -> Query:
+    return Query(
+        "SELECT default_ref FROM repositories WHERE tenant_id = %(tenant)s AND name = %(name)s",
+        {"tenant": repo.tenant, "name": repo.name},
+    )
+
+
+def list_refs(repo: RepoRef) -> Query:
+    """(name, commit, snapshot id, job seq, published at, default, files) of each ref."""
+    return Query(
+        "SELECT f.name, s.commit_sha, f.snapshot_id, f.job_seq,"
+        " extract(epoch FROM f.published_at)::float8, f.name = r.default_ref,"
+        " (SELECT count(*) FROM files AS x WHERE x.snapshot_id = f.snapshot_id)"
+        " FROM repositories AS r JOIN refs AS f ON f.repository_id = r.id"
+        " JOIN snapshots AS s ON s.id = f.snapshot_id"
+        " WHERE r.tenant_id = %(tenant)s AND r.name = %(name)s AND r.deletion_id IS NULL"
+        " ORDER BY f.name = r.default_ref DESC, f.name",
+        {"tenant": repo.tenant, "name": repo.name},
+    )
+
+
 def abandon(snapshot_id: int, status: str) -> Query:
-    """An ``indexing`` snapshot that is not searchable becomes ``status``; its file list
-    goes (as a superseded one's does)."""
+    """An ``indexing`` snapshot that no ref holds becomes ``status``; its file list goes
+    (as a superseded one's does)."""
+    held = _HELD.format(snapshot="s.id")
     return Query(
         "WITH gone AS (UPDATE snapshots AS s SET status = %(status)s, finished_at = now()"
-        " WHERE s.id = %(id)s AND s.status = 'indexing' AND NOT EXISTS ("
-        "SELECT 1 FROM repositories AS r WHERE r.searchable_snapshot_id = s.id) RETURNING s.id)"
+        f" WHERE s.id = %(id)s AND s.status = 'indexing' AND NOT {held} RETURNING s.id)"
         " DELETE FROM files WHERE snapshot_id IN (SELECT id FROM gone)",
         {"id": snapshot_id, "status": status},
     )
@@ -273,16 +358,19 @@ def collect_staged(limit: int) -> Query:
 
 
 def repositories(tenant: str, name: str | None = None) -> Query:
-    """(name, searchable commit, files, chunks, last indexed at, created at) by name.
-    Chunks are those of the searchable snapshot's file versions."""
+    """(name, default ref's commit, files, chunks, last indexed at, created at, default
+    ref, refs) by name. Counts are those of the default ref's snapshot."""
     return Query(
         "SELECT r.name, s.commit_sha,"
-        " (SELECT count(*) FROM files AS f WHERE f.snapshot_id = r.searchable_snapshot_id),"
+        " (SELECT count(*) FROM files AS f WHERE f.snapshot_id = d.snapshot_id),"
         " (SELECT count(*) FROM files AS f JOIN chunks AS c ON c.repository_id = f.repository_id"
         " AND c.path = f.path AND c.file_sha256 = f.content_sha256"
-        " WHERE f.snapshot_id = r.searchable_snapshot_id),"
-        " extract(epoch FROM s.finished_at)::float8, extract(epoch FROM r.created_at)::float8"
-        " FROM repositories AS r LEFT JOIN snapshots AS s ON s.id = r.searchable_snapshot_id"
+        " WHERE f.snapshot_id = d.snapshot_id),"
+        " extract(epoch FROM s.finished_at)::float8, extract(epoch FROM r.created_at)::float8,"
+        " r.default_ref, (SELECT count(*) FROM refs AS x WHERE x.repository_id = r.id)"
+        " FROM repositories AS r"
+        " LEFT JOIN refs AS d ON d.repository_id = r.id AND d.name = r.default_ref"
+        " LEFT JOIN snapshots AS s ON s.id = d.snapshot_id"
         " WHERE r.tenant_id = %(tenant)s AND (%(name)s::text IS NULL OR r.name = %(name)s::text)"
         " AND r.deletion_id IS NULL ORDER BY r.name",
         {"tenant": tenant, "name": name},

@@ -12,7 +12,7 @@ Must not import: celery, tasks/, workers/, api/, cli/, or any driver; does no I/
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -156,11 +156,14 @@ def ensure_tenant(repo: RepoRef) -> Query:
     )
 
 
-def ensure_repository(repo: RepoRef) -> Query:
+def ensure_repository(repo: RepoRef, default_ref: str | None = None) -> Query:
+    """The repository's row, created if absent with ``default_ref`` (else "main") as its
+    default ref; an existing row is left as it is."""
     return Query(
-        "INSERT INTO repositories (tenant_id, name) VALUES (%(tenant)s, %(name)s)"
+        "INSERT INTO repositories (tenant_id, name, default_ref)"
+        " VALUES (%(tenant)s, %(name)s, coalesce(%(default_ref)s::text, 'main'))"
         " ON CONFLICT (tenant_id, name) DO NOTHING",
-        {"tenant": repo.tenant, "name": repo.name},
+        {"tenant": repo.tenant, "name": repo.name, "default_ref": default_ref},
     )
 
 
@@ -183,13 +186,21 @@ def delete_files(repo_id: int, paths: Sequence[str]) -> Query:
     )
 
 
-def retain_versions(repo_id: int, current: Mapping[str, str]) -> Query:
-    paths = sorted(current)
+def retain_versions(repo_id: int, keep: Mapping[str, Collection[str]]) -> Query:
+    """Delete the chunks of the paths of ``keep`` whose version is not one it keeps."""
+    pairs = sorted((path, sha) for path, shas in keep.items() for sha in shas)
     return Query(
-        "DELETE FROM chunks AS c WHERE c.repository_id = %(repository_id)s AND NOT EXISTS ("
-        "SELECT 1 FROM unnest(%(paths)s::text[], %(shas)s::text[]) AS keep (path, file_sha256)"
-        " WHERE keep.path = c.path AND keep.file_sha256 = c.file_sha256)",
-        {"repository_id": repo_id, "paths": paths, "shas": [current[p] for p in paths]},
+        "DELETE FROM chunks AS c WHERE c.repository_id = %(repository_id)s"
+        " AND c.path = ANY(%(paths)s::text[]) AND NOT EXISTS ("
+        "SELECT 1 FROM unnest(%(kept_paths)s::text[], %(kept_shas)s::text[])"
+        " AS kept (path, file_sha256)"
+        " WHERE kept.path = c.path AND kept.file_sha256 = c.file_sha256)",
+        {
+            "repository_id": repo_id,
+            "paths": sorted(keep),
+            "kept_paths": [p for p, _ in pairs],
+            "kept_shas": [s for _, s in pairs],
+        },
     )
 
 

@@ -94,7 +94,8 @@ def _queries() -> list[Query]:
         job_sql.ensure_tenant("acme"),
         job_sql.job_by_id(JOB_ID, None),
         job_sql.job_by_key("acme", "k"),
-        job_sql.job_by_commit(1, "c"),
+        job_sql.job_by_commit(1, None, "c"),
+        job_sql.job_by_commit(1, "feature/x", "c"),
         job_sql.insert_job(REQUEST, JOB_ID, 1, "c"),
         job_sql.list_jobs("acme", None, 5),
         job_sql.list_jobs("acme", "app", 5, statuses=["queued"], offset=10),
@@ -115,12 +116,20 @@ def _queries() -> list[Query]:
         job_sql.schema_column("jobs", "webhooks"),
         snapshot_sql.lock_repository(REPO, exclusive=True),
         snapshot_sql.lock_repository(REPO, exclusive=False),
-        snapshot_sql.begin_snapshot(1, "c", None),
+        snapshot_sql.begin_snapshot(1, "c"),
         snapshot_sql.delete_snapshot_files(2),
-        snapshot_sql.searchable_files(REPO),
+        snapshot_sql.searchable_files(REPO, None),
+        snapshot_sql.searchable_files(REPO, "feature/x", or_default=True),
+        snapshot_sql.searchable_versions(REPO, ["a"], "v1"),
+        snapshot_sql.held_versions(1, ["a"]),
         snapshot_sql.snapshot_files(2),
         snapshot_sql.lock_snapshot(1, 2),
-        *snapshot_sql.publish(1, 2, None),
+        snapshot_sql.lock_ref(1, "main"),
+        *snapshot_sql.publish(1, "main", 2, 7, 1),
+        *snapshot_sql.release(1, 3),
+        snapshot_sql.delete_ref(1, "feature/x"),
+        snapshot_sql.list_refs(REPO),
+        snapshot_sql.default_ref(REPO),
         snapshot_sql.abandon(2, "failed"),
         snapshot_sql.put_symbols(1, "[]"),
         snapshot_sql.symbols(REPO, ["a"], ["s"]),
@@ -142,11 +151,12 @@ def test_list_limit_and_offset_are_never_negative() -> None:
     assert job_sql.list_jobs("acme", None, 5, statuses=("done",)).params["statuses"] == ["done"]
 
 
-def test_abandon_and_begin_leave_the_searchable_snapshot_alone() -> None:
-    begin = " ".join(snapshot_sql.begin_snapshot(1, "c", 9).text.split())
-    assert "CASE WHEN s.id = %(searchable)s::bigint THEN s.status ELSE 'indexing' END" in begin
+def test_abandon_and_begin_leave_a_snapshot_a_ref_holds_alone() -> None:
+    begin = " ".join(snapshot_sql.begin_snapshot(1, "c").text.split())
+    held = "EXISTS (SELECT 1 FROM refs AS h WHERE h.snapshot_id = s.id)"
+    assert f"CASE WHEN {held} THEN s.status ELSE 'indexing' END" in begin
     abandon = " ".join(snapshot_sql.abandon(2, "failed").text.split())
-    assert "r.searchable_snapshot_id = s.id" in abandon
+    assert f"NOT {held}" in abandon
     assert "s.status = 'indexing'" in abandon
 
 

@@ -99,9 +99,14 @@ def test_archives_and_folders(tmp_path: Path) -> None:
     assert parse_source("./a:b").kind is SourceKind.PATH
 
 
-def test_a_ref_is_refused_for_archives_and_left_to_the_folder_check_for_paths() -> None:
-    with pytest.raises(InvalidInputError, match="a ref applies to git URLs and bare git rep"):
-        parse_source("pkg.tar.gz", "main")
+def test_an_archive_ref_names_only_the_ref_and_a_folder_ref_is_left_to_the_folder_check() -> None:
+    # Nothing to fetch at a ref in an archive: the ref the job publishes to is the
+    # request's (pipeline/refs.py), and the source carries none.
+    assert parse_source("/srv/pkg.tar.gz", "main") == JobSource(
+        SourceKind.ARCHIVE, "/srv/pkg.tar.gz"
+    )
+    with pytest.raises(InvalidInputError, match="ref"):
+        parse_source("/srv/pkg.tar.gz", "bad..ref")
     # A folder may be a bare repository: the policy decides where the folder is seen.
     assert parse_source("/srv/repo.git", "main") == JobSource(
         SourceKind.PATH, "/srv/repo.git", "main"

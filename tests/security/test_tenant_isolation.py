@@ -136,10 +136,12 @@ def _stores(
 ) -> dict[str, Any]:
     with connect(endpoints.postgres_dsn) as conn:
         row = conn.execute(
-            "SELECT r.id, r.searchable_snapshot_id, s.commit_sha, s.status,"
+            "SELECT r.id, d.snapshot_id, s.commit_sha, s.status,"
             " (SELECT count(*) FROM snapshots AS o WHERE o.repository_id = r.id),"
             " (SELECT count(*) FROM files AS f WHERE f.repository_id = r.id)"
-            " FROM repositories AS r JOIN snapshots AS s ON s.id = r.searchable_snapshot_id"
+            " FROM repositories AS r"
+            " JOIN refs AS d ON d.repository_id = r.id AND d.name = r.default_ref"
+            " JOIN snapshots AS s ON s.id = d.snapshot_id"
             " WHERE r.tenant_id = %s AND r.name = %s",
             (ref.tenant, ref.name),
         ).fetchone()

@@ -50,7 +50,8 @@ def searchable_chunks(endpoints: Endpoints, repo: str) -> list[tuple[str, str]]:
             """
             SELECT c.path, c.file_sha256 FROM chunks c
             JOIN repositories r ON r.id = c.repository_id
-            JOIN files f ON f.snapshot_id = r.searchable_snapshot_id
+            JOIN refs d ON d.repository_id = r.id AND d.name = r.default_ref
+            JOIN files f ON f.snapshot_id = d.snapshot_id
                 AND f.path = c.path AND f.content_sha256 = c.file_sha256
             WHERE r.tenant_id = 'default' AND r.name = %s
             """,

@@ -29,6 +29,7 @@ from pipeline.jobs import (
     check_tenant,
 )
 from pipeline.models import RepoRef
+from pipeline.refs import DEFAULT_REF
 from pipeline.statements import job_rows, sql
 from pipeline.tokens import (
     LAST_USED_RESOLUTION_S,
@@ -50,11 +51,13 @@ class InMemoryJobStore:
         self._jobs: dict[str, Job] = {}
         self._order: dict[str, int] = {}  # creation order, to sort jobs made in one tick
         self._touched: dict[str, float] = {}  # the record's last change (updated_at)
-        self._seq = itertools.count()
+        self._seq = itertools.count(1)  # jobs.seq: creation order, as PostgreSQL's sequence
         self._lock = threading.Lock()
         self._clock = clock
         # Repositories being deleted -> their deletion id (InMemoryRepoDeletionStore).
         self.deleting: dict[RepoRef, str] = {}
+        # Each repository's default ref, fixed by its first job (repositories.default_ref).
+        self.default_refs: dict[RepoRef, str] = {}
 
     def close(self) -> None:
         """Nothing to release; here for parity with the real store."""
@@ -65,7 +68,11 @@ class InMemoryJobStore:
             pending = self.deleting.get(request.repo)
             if pending is not None:
                 raise deleting(request.repo, pending)
-            existing = self._existing(request, job_id, commit)
+            default_ref = self.default_refs.setdefault(
+                request.repo, request.default_ref or request.ref_name or DEFAULT_REF
+            )
+            ref_name = request.ref_name or default_ref
+            existing = self._existing(request, job_id, commit, ref_name)
             if existing is not None:
                 return existing, False
             job = Job(
@@ -79,9 +86,11 @@ class InMemoryJobStore:
                 idempotency_key=request.idempotency_key,
                 created_at=time.time(),
                 reindex_paths=tuple(request.reindex_paths),
+                ref_name=ref_name,
+                seq=next(self._seq),
             )
             self._jobs[job_id] = job
-            self._order[job_id] = next(self._seq)
+            self._order[job_id] = job.seq
             self._touched[job_id] = self._clock()
             return job, True
 
@@ -232,7 +241,9 @@ class InMemoryJobStore:
             self._touched[canonical] = self._clock()
             return True
 
-    def _existing(self, request: JobRequest, job_id: str, commit: str | None) -> Job | None:
+    def _existing(
+        self, request: JobRequest, job_id: str, commit: str | None, ref_name: str
+    ) -> Job | None:
         key, repo = request.idempotency_key, request.repo
         if key is not None:
             for job in self._jobs.values():
@@ -242,7 +253,10 @@ class InMemoryJobStore:
             live = [
                 j
                 for j in self._jobs.values()
-                if j.repo == repo and j.commit == commit and j.status not in _ENDED
+                if j.repo == repo
+                and j.ref_name == ref_name
+                and j.commit == commit
+                and j.status not in _ENDED
             ]
             if live:
                 return max(live, key=lambda j: (j.created_at, self._order[j.job_id]))

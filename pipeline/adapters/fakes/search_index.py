@@ -46,6 +46,18 @@ class InMemorySearchIndex:
         known = {str(r["name"]) for r in self._snapshots.repositories(tenant)}
         return [name for name in names if name not in known]
 
+    def selected(self, request: SearchRequest) -> dict[str, bool]:
+        names = request.repos or [
+            str(r["name"]) for r in self._snapshots.repositories(request.tenant)
+        ]
+        return {
+            name: self._snapshots.snapshot_for(
+                RepoRef(request.tenant, name), request.ref, request.commit
+            )
+            is not None
+            for name in names
+        }
+
     def vector_hits(
         self, request: SearchRequest, vector: npt.NDArray[np.float32], model_id: str, limit: int
     ) -> list[Hit]:
@@ -98,7 +110,8 @@ class InMemorySearchIndex:
         found = []
         for name in names:
             repo = RepoRef(request.tenant, name)
-            files = self._snapshots.searchable_files(repo)
+            snapshot_id = self._snapshots.snapshot_for(repo, request.ref, request.commit)
+            files = {} if snapshot_id is None else self._snapshots.snapshot_files(snapshot_id)
             for row in self._vectors.rows(repo):
                 listed = files.get(str(row[_PATH]))
                 if (

@@ -1,9 +1,11 @@
 """InMemorySnapshotStore: a behaving fake of the PostgreSQL snapshot store.
 
 It refuses the same input as the real store (the checks of ``pipeline.statements.job_rows``), keeps
-the searchable snapshot ``ready`` when its commit is begun again, supersedes the one a
-publish replaces (dropping its file list) and drops the symbols of file versions no
-current snapshot lists. One lock, so threads may share one.
+a snapshot that a ref holds ``ready`` when its commit is begun again, supersedes the one a
+publish replaces when no other ref holds it (dropping its file list), never lets a job
+replace a ref published by a job created after it, and drops the symbols of file versions
+no held or indexing snapshot lists. A repository's default ref is the first ref it is
+begun for ("main" when none is named). One lock, so threads may share one.
 
 Must not import: celery, tasks, workers, api, cli, or any driver.
 """
@@ -16,10 +18,11 @@ import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from pipeline.errors import InvalidInputError
+from pipeline.errors import ConflictError, InvalidInputError
 from pipeline.jobs import check_tenant
 from pipeline.models import FileVersion, RepoRef
 from pipeline.ports import JobStore, VectorStore
+from pipeline.refs import DEFAULT_REF, RefState, check_ref_name
 from pipeline.statements import job_rows, sql
 
 
@@ -33,10 +36,27 @@ class _Snapshot:
 
 
 @dataclass
+class _Ref:
+    snapshot_id: int
+    seq: int
+    published_at: float
+
+
+@dataclass
 class _Repository:
     created_at: float
-    searchable: int | None = None
+    default_ref: str = DEFAULT_REF
+    refs: dict[str, _Ref] = field(default_factory=dict)
     symbols: dict[tuple[str, str], list[job_rows.Symbol]] = field(default_factory=dict)
+
+    def held(self, snapshot_id: int) -> bool:
+        return any(r.snapshot_id == snapshot_id for r in self.refs.values())
+
+    def snapshot_of(self, ref: str | None, *, or_default: bool = False) -> int | None:
+        own = self.refs.get(ref or self.default_ref)
+        if own is None and or_default:
+            own = self.refs.get(self.default_ref)
+        return None if own is None else own.snapshot_id
 
 
 class InMemorySnapshotStore:
@@ -56,13 +76,23 @@ class InMemorySnapshotStore:
     def close(self) -> None:
         """Nothing to release; here for parity with the real store."""
 
-    def searchable_files(self, repo: RepoRef) -> dict[str, FileVersion]:
+    def searchable_files(
+        self, repo: RepoRef, ref: str | None = None, *, or_default: bool = False
+    ) -> dict[str, FileVersion]:
         sql.check_repo(repo)
+        if ref is not None:
+            check_ref_name(ref)
         with self._lock:
             held = self._repos.get(repo)
-            if held is None or held.searchable is None:
+            snapshot_id = None if held is None else held.snapshot_of(ref, or_default=or_default)
+            if snapshot_id is None:
                 return {}
-            return dict(self._snapshots[held.searchable].files)
+            return dict(self._snapshots[snapshot_id].files)
+
+    def set_default_ref(self, repo: RepoRef, ref: str) -> None:
+        """The repository's default ref, as the real store's job create sets it (for tests)."""
+        with self._lock:
+            self._repos.setdefault(repo, _Repository(time.time())).default_ref = check_ref_name(ref)
 
     def begin(self, repo: RepoRef, commit: str, files: Sequence[FileVersion]) -> int:
         sql.check_repo(repo)
@@ -76,7 +106,7 @@ class InMemorySnapshotStore:
                 self._snapshots[snapshot_id] = _Snapshot(repo, commit, "indexing", listed)
                 return snapshot_id
             snapshot_id, snapshot = found[0], self._snapshots[found[0]]
-            if snapshot_id != held.searchable:
+            if not held.held(snapshot_id):
                 snapshot.status, snapshot.finished_at = "indexing", None
             snapshot.files = listed
             return snapshot_id
@@ -86,8 +116,12 @@ class InMemorySnapshotStore:
             snapshot = self._snapshots.get(snapshot_id)
             return {} if snapshot is None else dict(snapshot.files)
 
-    def publish(self, repo: RepoRef, snapshot_id: int) -> None:
+    def publish(
+        self, repo: RepoRef, snapshot_id: int, ref: str | None = None, seq: int = 0
+    ) -> str | None:
         sql.check_repo(repo)
+        if ref is not None:
+            check_ref_name(ref)
         with self._lock:
             held = self._repos.get(repo)
             if held is None:
@@ -99,19 +133,104 @@ class InMemorySnapshotStore:
                 raise InvalidInputError(
                     f"snapshot {snapshot_id} of {repo.key!r} is {snapshot.status}: begin it again"
                 )
+            name = ref or held.default_ref
+            current = held.refs.get(name)
+            if current is not None and current.seq > seq:
+                if snapshot.status == "indexing" and not held.held(snapshot_id):
+                    snapshot.status, snapshot.files = "superseded", {}
+                    snapshot.finished_at = time.time()
+                self._release(repo, held, None)
+                return self._snapshots[current.snapshot_id].commit
             snapshot.status, snapshot.finished_at = "ready", time.time()
-            previous = held.searchable
-            if previous is not None and previous != snapshot_id:
-                self._snapshots[previous].status = "superseded"
-                self._snapshots[previous].files = {}
-            held.searchable = snapshot_id
-            kept = {
-                (f.path, f.sha256)
-                for i, s in self._snapshots.items()
-                if s.repo == repo and (i == snapshot_id or s.status == "indexing")
-                for f in s.files.values()
+            held.refs[name] = _Ref(snapshot_id, seq, time.time())
+            previous = None if current is None else current.snapshot_id
+            self._release(repo, held, previous if previous != snapshot_id else None)
+            return None
+
+    def _release(self, repo: RepoRef, held: _Repository, snapshot_id: int | None) -> None:
+        if snapshot_id is not None and not held.held(snapshot_id):
+            released = self._snapshots[snapshot_id]
+            if released.status == "ready":
+                released.status, released.files = "superseded", {}
+        kept = {
+            (f.path, f.sha256)
+            for s in self._snapshots.values()
+            if s.repo == repo and s.status in ("ready", "indexing")
+            for f in s.files.values()
+        }
+        held.symbols = {k: v for k, v in held.symbols.items() if k in kept}
+
+    def held_versions(self, repo: RepoRef, paths: Collection[str]) -> dict[str, set[str]]:
+        sql.check_repo(repo)
+        sql.check_texts("file path", paths)
+        kept: dict[str, set[str]] = {path: set() for path in paths}
+        with self._lock:
+            for snapshot in self._snapshots.values():
+                if snapshot.repo != repo or snapshot.status not in ("ready", "indexing"):
+                    continue
+                for path, versions in kept.items():
+                    if path in snapshot.files:
+                        versions.add(snapshot.files[path].sha256)
+        return kept
+
+    def snapshot_for(self, repo: RepoRef, ref: str | None, commit: str | None) -> int | None:
+        """The snapshot search reads (as search_sql.scope picks it), for the fake index."""
+        with self._lock:
+            held = self._repos.get(repo)
+            if held is None:
+                return None
+            if commit is None:
+                return held.snapshot_of(ref)
+            matching = {
+                r.snapshot_id
+                for r in held.refs.values()
+                if self._snapshots[r.snapshot_id].commit.startswith(commit)
             }
-            held.symbols = {k: v for k, v in held.symbols.items() if k in kept}
+            return matching.pop() if len(matching) == 1 else None
+
+    def default_ref(self, repo: RepoRef) -> str:
+        sql.check_repo(repo)
+        with self._lock:
+            held = self._repos.get(repo)
+            return DEFAULT_REF if held is None else held.default_ref
+
+    def refs(self, repo: RepoRef) -> list[RefState]:
+        sql.check_repo(repo)
+        with self._lock:
+            held = self._repos.get(repo)
+            if held is None:
+                return []
+            states = [
+                RefState(
+                    name,
+                    self._snapshots[r.snapshot_id].commit,
+                    r.snapshot_id,
+                    r.seq,
+                    r.published_at,
+                    name == held.default_ref,
+                    len(self._snapshots[r.snapshot_id].files),
+                )
+                for name, r in held.refs.items()
+            ]
+        return sorted(states, key=lambda r: (not r.default, r.name))
+
+    def delete_ref(self, repo: RepoRef, ref: str) -> bool:
+        sql.check_repo(repo)
+        check_ref_name(ref)
+        with self._lock:
+            held = self._repos.get(repo)
+            if held is None:
+                return False
+            if ref == held.default_ref:
+                raise ConflictError(
+                    f"ref {ref!r} is the default ref of repository {repo.name!r}: delete the"
+                    " repository instead"
+                )
+            gone = held.refs.pop(ref, None)
+            if gone is None:
+                return False
+            self._release(repo, held, gone.snapshot_id)
+            return True
 
     def abandon(self, snapshot_id: int, status: str) -> None:
         job_rows.check_abandon_status(status)
@@ -119,7 +238,7 @@ class InMemorySnapshotStore:
             snapshot = self._snapshots.get(snapshot_id)
             if snapshot is None or snapshot.status != "indexing":
                 return
-            if self._repos[snapshot.repo].searchable == snapshot_id:
+            if self._repos[snapshot.repo].held(snapshot_id):
                 return
             snapshot.status, snapshot.finished_at, snapshot.files = status, time.time(), {}
 
@@ -152,10 +271,17 @@ class InMemorySnapshotStore:
             files = [] if snapshot is None else list(snapshot.files.values())
         return sorted((f for f in files if f.path > after), key=lambda f: f.path)[:limit]
 
-    def searchable_versions(self, repo: RepoRef, paths: Collection[str]) -> dict[str, FileVersion]:
+    def searchable_versions(
+        self,
+        repo: RepoRef,
+        paths: Collection[str],
+        ref: str | None = None,
+        *,
+        or_default: bool = False,
+    ) -> dict[str, FileVersion]:
         sql.check_repo(repo)
         sql.check_texts("file path", paths)
-        searchable = self.searchable_files(repo)
+        searchable = self.searchable_files(repo, ref, or_default=or_default)
         return {p: searchable[p] for p in paths if p in searchable}
 
     def symbol_candidates(
@@ -259,12 +385,16 @@ class InMemorySnapshotStore:
     def _describe(self, repo: RepoRef) -> dict[str, object]:
         with self._lock:
             held = self._repos[repo]
-            snapshot = None if held.searchable is None else self._snapshots[held.searchable]
+            snapshot_id = held.snapshot_of(None)
+            snapshot = None if snapshot_id is None else self._snapshots[snapshot_id]
             files = {} if snapshot is None else dict(snapshot.files)
+            default_ref, refs = held.default_ref, len(held.refs)
         versions = {(f.path, f.sha256) for f in files.values()}
         keys = self._vectors.chunk_keys(repo) if self._vectors is not None and files else set()
         return {
             "name": repo.name,
+            "default_ref": default_ref,
+            "refs": refs,
             "searchable_commit": None if snapshot is None else snapshot.commit,
             "files": len(files),
             "chunks": sum(1 for path, sha, _ in keys if (path, sha) in versions),

@@ -10,7 +10,7 @@ Must not import: celery, tasks, workers, api, cli, or any driver.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Final
 
 import numpy as np
@@ -68,11 +68,11 @@ class InMemoryVectorStore:
         doomed = set(paths)
         return self._delete(repo, lambda row: row[1] in doomed)
 
-    def retain_versions(self, repo: RepoRef, current: Mapping[str, str]) -> int:
+    def retain_versions(self, repo: RepoRef, keep: Mapping[str, Collection[str]]) -> int:
         sql.check_repo(repo)
-        sql.check_texts("path", current.keys())
-        sql.check_texts("file sha256", current.values())
-        return self._delete(repo, lambda row: current.get(row[1]) != row[2])
+        sql.check_texts("path", keep.keys())
+        sql.check_texts("file sha256", [sha for shas in keep.values() for sha in shas])
+        return self._delete(repo, lambda row: row[1] in keep and row[2] not in keep[row[1]])
 
     def file_versions(self, repo: RepoRef) -> dict[str, frozenset[str]]:
         sql.check_repo(repo)

@@ -59,7 +59,7 @@ class PgJobStore(PgStore):
         repo = request.repo
         with self._transaction() as conn:
             execute(conn, job_sql.ensure_tenant(repo.tenant))
-            execute(conn, sql.ensure_repository(repo))
+            execute(conn, sql.ensure_repository(repo, request.default_ref or request.ref_name))
             # FOR KEY SHARE: a deletion of the repository (FOR UPDATE) and this job wait for
             # each other, and the second sees the first (PgRepoDeletionStore.begin).
             locked = deletion_sql.lock_repository(repo, for_job=True)
@@ -174,7 +174,9 @@ class PgJobStore(PgStore):
             if row is not None:
                 return job_rows.job_from_row(row)
         if commit is not None and not request.reindex_paths:
-            row = execute(conn, job_sql.job_by_commit(repository_id, commit)).fetchone()
+            row = execute(
+                conn, job_sql.job_by_commit(repository_id, request.ref_name, commit)
+            ).fetchone()
             if row is not None:
                 return job_rows.job_from_row(row)
         row = execute(conn, job_sql.job_by_id(job_id, None)).fetchone()

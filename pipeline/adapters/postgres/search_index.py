@@ -70,6 +70,11 @@ class PgSearchIndex(PooledStore):
             found = {row[1] for row in self._scope_rows(conn, tenant, names)}
         return [name for name in names if name not in found]
 
+    def selected(self, request: SearchRequest) -> dict[str, bool]:
+        with self._connection() as conn:
+            rows = self._scope_rows(conn, request.tenant, request.repos, request)
+        return {name: snapshot is not None for _, name, snapshot in rows}
+
     def vector_hits(
         self, request: SearchRequest, vector: npt.NDArray[np.float32], model_id: str, limit: int
     ) -> list[Hit]:
@@ -139,13 +144,18 @@ class PgSearchIndex(PooledStore):
 
     @staticmethod
     def _scope_rows(
-        conn: psycopg.Connection[Any], tenant: str, names: Sequence[str]
+        conn: psycopg.Connection[Any],
+        tenant: str,
+        names: Sequence[str],
+        request: SearchRequest | None = None,
     ) -> list[tuple[int, str, int | None]]:
-        query = search_sql.scope(tenant, names)
+        ref = None if request is None else request.ref
+        commit = None if request is None else request.commit
+        query = search_sql.scope(tenant, names, ref, commit)
         return [(int(i), str(n), s) for i, n, s in conn.execute(query.text, query.params)]
 
     def _scope(self, conn: psycopg.Connection[Any], request: SearchRequest) -> Scope:
-        rows = self._scope_rows(conn, request.tenant, request.repos)
+        rows = self._scope_rows(conn, request.tenant, request.repos, request)
         return [(repo_id, int(snap), name) for repo_id, name, snap in rows if snap is not None]
 
     def _table_rows(self, conn: psycopg.Connection[Any]) -> int:

@@ -1,12 +1,12 @@
-"""PgSnapshotStore: the SnapshotStore port on ``snapshots``, ``files``, ``file_symbols``,
-``symbol_names``, ``job_file_graphs`` and ``repositories.searchable_snapshot_id``.
+"""PgSnapshotStore: the SnapshotStore port on ``snapshots``, ``files``, ``refs``,
+``file_symbols``, ``symbol_names`` and ``job_file_graphs``.
 
 A snapshot's file list goes in with one binary COPY (a repository can have 10k+ files)
 after its old rows are deleted, in the transaction that upserts the snapshot row. The
-switch of the searchable snapshot is one transaction holding the repository row
-(``FOR NO KEY UPDATE``, so that inserts of rows that reference the repository go on);
-``begin`` holds it shared, so that it sees which snapshot is searchable and leaves that
-one ``ready``. The statement texts live in ``pipeline.statements.snapshot_sql``.
+switch of a ref's snapshot is one transaction holding the repository row (``FOR NO KEY
+UPDATE``, so that inserts of rows that reference the repository go on) and the ref's
+row; ``begin`` holds the repository shared, so that it sees which snapshots refs hold and
+leaves those ``ready``. The statement texts live in ``pipeline.statements.snapshot_sql``.
 
 Must not import: celery, tasks, workers, api, cli.
 """
@@ -18,9 +18,10 @@ from typing import Any
 
 from pipeline.adapters.postgres.base import PgStore, execute, open_checked_pool
 from pipeline.adapters.postgres.connect import STORE
-from pipeline.errors import InvalidInputError, StoreUnavailableError
+from pipeline.errors import ConflictError, InvalidInputError, StoreUnavailableError
 from pipeline.jobs import check_tenant
 from pipeline.models import FileVersion, RepoRef
+from pipeline.refs import DEFAULT_REF, RefState, check_ref_name
 from pipeline.statements import deletion_sql, job_rows, job_sql, snapshot_sql, sql
 
 _PUBLISHABLE = frozenset({"indexing", "ready"})
@@ -37,18 +38,21 @@ class PgSnapshotStore(PgStore):
     def __init__(self, dsn: str, *, pool_size: int = 4, timeout_s: float = 5.0) -> None:
         self._pool = open_checked_pool(
             dsn,
-            # The newest column its statements use (migration 0014; they apply in order):
+            # The newest column its statements use (migration 0015; they apply in order):
             # an API or worker started before `quarry migrate` says so, not "bad input".
             table="repositories",
-            column="deletion_id",
+            column="default_ref",
             pool_size=pool_size,
             timeout_s=timeout_s,
             name="quarry-snapshot-store",
         )
 
-    def searchable_files(self, repo: RepoRef) -> dict[str, FileVersion]:
+    def searchable_files(
+        self, repo: RepoRef, ref: str | None = None, *, or_default: bool = False
+    ) -> dict[str, FileVersion]:
         sql.check_repo(repo)
-        return self._files(snapshot_sql.searchable_files(repo))
+        _check_ref(ref)
+        return self._files(snapshot_sql.searchable_files(repo, ref, or_default=or_default))
 
     def begin(self, repo: RepoRef, commit: str, files: Sequence[FileVersion]) -> int:
         sql.check_repo(repo)
@@ -60,8 +64,8 @@ class PgSnapshotStore(PgStore):
             execute(conn, deletion_sql.blob_lock(shared=True))
             execute(conn, job_sql.ensure_tenant(repo.tenant))
             execute(conn, sql.ensure_repository(repo))
-            repository_id, searchable = _locked(conn, repo, exclusive=False)
-            upsert = snapshot_sql.begin_snapshot(repository_id, commit, searchable)
+            repository_id, _ = _locked(conn, repo, exclusive=False)
+            upsert = snapshot_sql.begin_snapshot(repository_id, commit)
             snapshot_id = _first(execute(conn, upsert).fetchone())
             execute(conn, snapshot_sql.delete_snapshot_files(snapshot_id))
             with conn.cursor() as cur, cur.copy(snapshot_sql.COPY_FILES) as copy:
@@ -73,10 +77,14 @@ class PgSnapshotStore(PgStore):
     def snapshot_files(self, snapshot_id: int) -> dict[str, FileVersion]:
         return self._files(snapshot_sql.snapshot_files(snapshot_id))
 
-    def publish(self, repo: RepoRef, snapshot_id: int) -> None:
+    def publish(
+        self, repo: RepoRef, snapshot_id: int, ref: str | None = None, seq: int = 0
+    ) -> str | None:
         sql.check_repo(repo)
+        _check_ref(ref)
         with self._transaction() as conn:
-            repository_id, previous = _locked(conn, repo, exclusive=True)
+            repository_id, default_ref = _locked(conn, repo, exclusive=True)
+            name = ref or default_ref
             found = execute(conn, snapshot_sql.lock_snapshot(repository_id, snapshot_id)).fetchone()
             if found is None:
                 raise InvalidInputError(f"snapshot {snapshot_id} is not one of {repo.key!r}")
@@ -84,8 +92,67 @@ class PgSnapshotStore(PgStore):
                 raise InvalidInputError(
                     f"snapshot {snapshot_id} of {repo.key!r} is {found[0]}: begin it again"
                 )
-            for query in snapshot_sql.publish(repository_id, snapshot_id, previous):
+            held = execute(conn, snapshot_sql.lock_ref(repository_id, name)).fetchone()
+            if held is not None and int(held[1]) > seq:
+                # A job created after this one published the ref: it stays.
+                execute(conn, snapshot_sql.abandon(snapshot_id, "superseded"))
+                for query in snapshot_sql.release(repository_id, snapshot_id):
+                    execute(conn, query)
+                return str(held[2])
+            previous = None if held is None else int(held[0])
+            for query in snapshot_sql.publish(repository_id, name, snapshot_id, seq, previous):
                 execute(conn, query)
+            return None
+
+    def held_versions(self, repo: RepoRef, paths: Collection[str]) -> dict[str, set[str]]:
+        sql.check_repo(repo)
+        sql.check_texts("file path", paths)
+        if not paths:
+            return {}
+        with self._connection() as conn:
+            found = execute(conn, sql.repository_id(repo)).fetchone()
+            if found is None:
+                return {}
+            query = snapshot_sql.held_versions(int(found[0]), sorted(paths))
+            kept: dict[str, set[str]] = {path: set() for path in paths}
+            for path, sha in execute(conn, query).fetchall():
+                kept[str(path)].add(str(sha))
+        return kept
+
+    def default_ref(self, repo: RepoRef) -> str:
+        sql.check_repo(repo)
+        with self._connection() as conn:
+            row = execute(conn, snapshot_sql.default_ref(repo)).fetchone()
+        return DEFAULT_REF if row is None else str(row[0])
+
+    def refs(self, repo: RepoRef) -> list[RefState]:
+        sql.check_repo(repo)
+        with self._connection() as conn:
+            rows = execute(conn, snapshot_sql.list_refs(repo)).fetchall()
+        return [
+            RefState(str(n), str(c), int(sid), int(seq), float(at), bool(d), int(files))
+            for n, c, sid, seq, at, d, files in rows
+        ]
+
+    def delete_ref(self, repo: RepoRef, ref: str) -> bool:
+        sql.check_repo(repo)
+        check_ref_name(ref)
+        with self._transaction() as conn:
+            found = execute(conn, snapshot_sql.lock_repository(repo, exclusive=True)).fetchone()
+            if found is None:
+                return False
+            repository_id, default_ref = int(found[0]), str(found[1])
+            if ref == default_ref:
+                raise ConflictError(
+                    f"ref {ref!r} is the default ref of repository {repo.name!r}: delete the"
+                    " repository instead"
+                )
+            gone = execute(conn, snapshot_sql.delete_ref(repository_id, ref)).fetchone()
+            if gone is None:
+                return False
+            for query in snapshot_sql.release(repository_id, int(gone[0])):
+                execute(conn, query)
+        return True
 
     def abandon(self, snapshot_id: int, status: str) -> None:
         job_rows.check_abandon_status(status)
@@ -124,12 +191,21 @@ class PgSnapshotStore(PgStore):
         files = self._files(snapshot_sql.snapshot_page(snapshot_id, after, limit))
         return sorted(files.values(), key=lambda f: f.path)
 
-    def searchable_versions(self, repo: RepoRef, paths: Collection[str]) -> dict[str, FileVersion]:
+    def searchable_versions(
+        self,
+        repo: RepoRef,
+        paths: Collection[str],
+        ref: str | None = None,
+        *,
+        or_default: bool = False,
+    ) -> dict[str, FileVersion]:
         sql.check_repo(repo)
         sql.check_texts("file path", paths)
+        _check_ref(ref)
         if not paths:
             return {}
-        return self._files(snapshot_sql.searchable_versions(repo, sorted(paths)))
+        query = snapshot_sql.searchable_versions(repo, sorted(paths), ref, or_default=or_default)
+        return self._files(query)
 
     def symbol_candidates(
         self,
@@ -217,11 +293,17 @@ class PgSnapshotStore(PgStore):
         }
 
 
-def _locked(conn: Any, repo: RepoRef, *, exclusive: bool) -> tuple[int, int | None]:
+def _locked(conn: Any, repo: RepoRef, *, exclusive: bool) -> tuple[int, str]:
+    """(id, default ref) of the repository, row-locked."""
     row = execute(conn, snapshot_sql.lock_repository(repo, exclusive=exclusive)).fetchone()
     if row is None:
         raise InvalidInputError(f"repository {repo.key!r} does not exist")
-    return int(row[0]), None if row[1] is None else int(row[1])
+    return int(row[0]), str(row[1])
+
+
+def _check_ref(ref: str | None) -> None:
+    if ref is not None:
+        check_ref_name(ref)
 
 
 def _first(row: Sequence[Any] | None) -> int:
@@ -231,9 +313,11 @@ def _first(row: Sequence[Any] | None) -> int:
 
 
 def _repository(row: Sequence[Any]) -> dict[str, object]:
-    name, commit, files, chunks, last_indexed_at, created_at = row
+    name, commit, files, chunks, last_indexed_at, created_at, default_ref, refs = row
     return {
         "name": name,
+        "default_ref": default_ref,
+        "refs": int(refs),
         "searchable_commit": commit,
         "files": int(files),
         "chunks": int(chunks),

@@ -12,7 +12,7 @@ Must not import: celery, tasks, workers, api, cli.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -100,15 +100,17 @@ class PgVectorStore(PooledStore):
             query = sql.delete_files(repo_id, paths)
             return conn.execute(query.text, query.params).rowcount
 
-    def retain_versions(self, repo: RepoRef, current: Mapping[str, str]) -> int:
+    def retain_versions(self, repo: RepoRef, keep: Mapping[str, Collection[str]]) -> int:
         sql.check_repo(repo)
-        sql.check_texts("path", current.keys())
-        sql.check_texts("file sha256", current.values())
+        sql.check_texts("path", keep.keys())
+        sql.check_texts("file sha256", [sha for shas in keep.values() for sha in shas])
+        if not keep:
+            return 0
         with self._transaction() as conn:
             repo_id = self._lookup(conn, repo)
             if repo_id is None:
                 return 0
-            query = sql.retain_versions(repo_id, current)
+            query = sql.retain_versions(repo_id, keep)
             return conn.execute(query.text, query.params).rowcount
 
     def file_versions(self, repo: RepoRef) -> dict[str, frozenset[str]]:

@@ -12,8 +12,9 @@ its files. A folder git refuses (another owner, ``safe.directory``) or a missing
 binary also give None.
 
 GIT: a shallow clone into ``workdir/checkout``, of a branch or tag (``clone --depth 1
---branch REF``) or of a 40-hex commit (``init`` + ``fetch --depth 1 URL SHA`` +
-``checkout --detach``; the server must allow fetching a commit by id, as GitHub does).
+--branch REF``), or of a 40-hex commit or a full ref name such as ``refs/pull/7/head``
+(``init`` + ``fetch --depth 1 URL SHA|REF`` + ``checkout --detach``; fetching a commit by
+id needs a server that allows it, as GitHub does).
 Hardening: ``protocol.allow=never`` with only https and ssh re-allowed (file too when
 ``allow_local_git``, for tests), ``--`` before every URL, no templates and no hooks, no
 system or user git config (``GIT_CONFIG_NOSYSTEM``, ``GIT_CONFIG_GLOBAL=/dev/null``,
@@ -307,7 +308,9 @@ class LocalSourceFetcher:
         deadline: float,
     ) -> tuple[Path, str | None]:
         shown = redact_url(url)
-        if ref is not None and is_commit_sha(ref):
+        # A commit, or a full ref name (refs/heads/x, refs/tags/v1, refs/pull/7/head, which
+        # `clone --branch` does not take): fetched alone, then checked out.
+        if ref is not None and (is_commit_sha(ref) or ref.startswith("refs/")):
             _run([*base, "init", "--quiet", "--template=", "--", str(dest)], env, deadline)
             in_dest = [*base, "-C", str(dest)]
             fetch = ["fetch", "--quiet", "--depth", "1", "--no-tags", "--", url, ref]

@@ -6,6 +6,7 @@ the shipped migrations; every test works in a tenant of its own.
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import threading
 import time
@@ -188,6 +189,22 @@ def test_the_same_commit_returns_the_same_job_even_done_but_not_a_failed_one(
     assert retried.job_id != second.job_id
     assert jobs.finish(retried.job_id, JobStatus.CANCELLED)
     assert make(jobs, ask(repo), commit="c2").job_id not in {second.job_id, retried.job_id}
+
+
+def test_a_job_publishes_to_its_ref_and_one_commit_is_a_job_per_ref(
+    jobs: JobStore, repo: RepoRef
+) -> None:
+    first = make(jobs, dataclasses.replace(ask(repo), ref_name="release"), commit="c1")
+    # The first job fixes the repository's default ref: a job naming none publishes there.
+    assert first.ref_name == "release"
+    default = make(jobs, ask(repo), commit="c2")
+    assert default.ref_name == "release"
+    assert jobs.create(ask(repo), job_id=new_id(), commit="c1") == (first, False)
+    branch = make(jobs, dataclasses.replace(ask(repo), ref_name="feature/x"), commit="c1")
+    assert branch.job_id != first.job_id and branch.ref_name == "feature/x"
+    assert first.seq < default.seq < branch.seq  # creation order
+    explicit = dataclasses.replace(ask(RepoRef(repo.tenant, "lib")), default_ref="trunk")
+    assert make(jobs, explicit, commit="c1").ref_name == "trunk"
 
 
 def test_jobs_without_a_commit_are_never_merged(jobs: JobStore, repo: RepoRef) -> None:
@@ -501,20 +518,24 @@ def test_bad_progress_is_refused_naming_it(jobs: JobStore, repo: RepoRef) -> Non
 # --- PostgreSQL only ------------------------------------------------------------------
 
 
-def test_pg_a_second_live_job_for_a_commit_is_refused_by_the_database(pg_dsn: str) -> None:
+def test_pg_a_second_live_job_for_a_commit_on_a_ref_is_refused_by_the_database(
+    pg_dsn: str,
+) -> None:
     store = PgJobStore(pg_dsn, pool_size=1)
     try:
         repo = RepoRef(f"t{uuid.uuid4().hex[:8]}", "app")
         job = make(store, ask(repo), commit="c1")
     finally:
         store.close()
-    with psycopg.connect(pg_dsn) as conn, pytest.raises(psycopg.errors.UniqueViolation):
-        conn.execute(
-            "INSERT INTO jobs (id, tenant_id, repository_id, commit_sha, dedupe_commit)"
-            " SELECT gen_random_uuid(), tenant_id, repository_id, 'c1', 'c1' FROM jobs"
-            " WHERE id = %s",
-            (job.job_id,),
-        )
+    insert = (
+        "INSERT INTO jobs (id, tenant_id, repository_id, commit_sha, dedupe_commit, ref_name)"
+        " SELECT gen_random_uuid(), tenant_id, repository_id, 'c1', 'c1', %s FROM jobs"
+        " WHERE id = %s"
+    )
+    with psycopg.connect(pg_dsn) as conn:
+        conn.execute(insert, ("feature/x", job.job_id))  # the same commit on another ref
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute(insert, ("main", job.job_id))
 
 
 def test_pg_an_unknown_snapshot_is_refused_naming_it(pg_dsn: str) -> None:

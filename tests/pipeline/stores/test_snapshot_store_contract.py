@@ -17,6 +17,8 @@ import pytest
 
 from config.endpoints import Endpoints
 from migrations.runner import run
+from pipeline.adapters.fakes.graph_store import InMemoryGraphStore
+from pipeline.adapters.fakes.job_board import InMemoryJobBoard
 from pipeline.adapters.fakes.job_store import InMemoryJobStore
 from pipeline.adapters.fakes.snapshot_store import InMemorySnapshotStore
 from pipeline.adapters.fakes.vector_store import InMemoryVectorStore
@@ -24,10 +26,13 @@ from pipeline.adapters.postgres.job_store import PgJobStore
 from pipeline.adapters.postgres.migrations import PgMigrationTarget
 from pipeline.adapters.postgres.snapshot_store import PgSnapshotStore
 from pipeline.adapters.postgres.vector_store import PgVectorStore
-from pipeline.errors import InvalidInputError
-from pipeline.jobs import JobRequest, JobSource, JobStatus, SourceKind, Stage
+from pipeline.errors import ConflictError, InvalidInputError, NotFoundError
+from pipeline.jobs import JobRequest, JobSource, JobStatus, SourceKind, Stage, job_status
 from pipeline.models import Chunk, ChunkKind, FileVersion, RepoRef, Span, StoredChunk
 from pipeline.ports import JobStore, SnapshotStore, VectorStore
+from pipeline.stages.commit import commit_job
+from pipeline.stages.indexing import JobContext
+from pipeline.stages.ref_deletion import delete_ref
 from tests.databases import fresh_pg_database
 
 DIM = 384
@@ -414,8 +419,9 @@ def test_repositories_are_listed_per_tenant_by_name_with_counts(
     assert [r["name"] for r in listed] == ["app", "lib"]
     app, unpublished = listed
     assert set(app) == {"name", "searchable_commit", "files", "chunks", "last_indexed_at",
-                        "created_at"}  # fmt: skip
+                        "created_at", "default_ref", "refs"}  # fmt: skip
     assert (app["searchable_commit"], app["files"], app["chunks"]) == ("c1", 3, 3)
+    assert (app["default_ref"], app["refs"], unpublished["refs"]) == ("main", 1, 0)
     assert (unpublished["searchable_commit"], unpublished["files"]) == (None, 0)
     assert (unpublished["chunks"], unpublished["last_indexed_at"]) == (0, None)
     assert store.repository(repo.tenant, "app") == app
@@ -431,6 +437,71 @@ def test_tenants_never_see_each_others_repositories(store: SnapshotStore, repo: 
     store.publish(RepoRef(other, repo.name), store.begin(RepoRef(other, repo.name), "c2", V2))
     assert [r["searchable_commit"] for r in store.repositories(other)] == ["c2"]
     assert [r["searchable_commit"] for r in store.repositories(repo.tenant)] == ["c1"]
+
+
+# --- refs ---------------------------------------------------------------------------
+
+
+def test_each_ref_holds_its_own_snapshot_and_a_new_ref_diffs_against_the_default(
+    store: SnapshotStore, repo: RepoRef
+) -> None:
+    assert store.publish(repo, store.begin(repo, "c1", V1)) is None
+    assert store.default_ref(repo) == "main"
+    # A new ref has nothing of its own: its base is the default ref's snapshot.
+    assert store.searchable_files(repo, "feature/x") == {}
+    assert store.searchable_files(repo, "feature/x", or_default=True) == files(*V1)
+    assert store.searchable_versions(repo, ["b.py"], "feature/x", or_default=True) == files(V1[1])
+    assert store.publish(repo, store.begin(repo, "c2", V2), "feature/x", 5) is None
+    assert store.searchable_files(repo, "feature/x") == files(*V2)
+    assert store.searchable_files(repo) == files(*V1)  # the default ref is untouched
+    listed = store.refs(repo)
+    assert [(r.name, r.commit, r.default, r.files) for r in listed] == [
+        ("main", "c1", True, 3),
+        ("feature/x", "c2", False, 3),
+    ]
+    assert store.repositories(repo.tenant)[0]["refs"] == 2
+
+
+def test_a_job_created_earlier_never_replaces_a_ref_a_later_one_published(
+    store: SnapshotStore, repo: RepoRef
+) -> None:
+    store.publish(repo, store.begin(repo, "c1", V1), "main", 1)
+    newer = store.begin(repo, "c3", V2)
+    assert store.publish(repo, newer, "main", 9) is None
+    older = store.begin(repo, "c2", [fv("old.py", "o1")])
+    assert store.publish(repo, older, "main", 4) == "c3"  # finished last, created first
+    assert store.searchable_files(repo) == files(*V2)
+    assert store.held_versions(repo, ["old.py"]) == {"old.py": set()}  # nothing holds it
+    # The same job publishing again (a redelivered commit) is not "older" than itself.
+    assert store.publish(repo, newer, "main", 9) is None
+
+
+def test_two_refs_at_one_commit_share_a_snapshot_until_both_let_it_go(
+    store: SnapshotStore, repo: RepoRef
+) -> None:
+    shared = store.begin(repo, "c1", V1)
+    store.publish(repo, shared, "main", 1)
+    assert store.begin(repo, "c1", V1) == shared  # a ref's snapshot stays ready
+    store.publish(repo, shared, "release", 2)
+    store.publish(repo, store.begin(repo, "c2", V2), "main", 3)
+    # "release" still holds c1: its files (and its versions) stay.
+    assert store.searchable_files(repo, "release") == files(*V1)
+    held = store.held_versions(repo, ["a.py", "docs/ü.md", "nowhere.py"])
+    assert held == {"a.py": {"a1", "a2"}, "docs/ü.md": {"u1"}, "nowhere.py": set()}
+    assert store.delete_ref(repo, "release") is True
+    assert store.delete_ref(repo, "release") is False
+    assert store.searchable_files(repo, "release") == {}
+    assert store.held_versions(repo, ["a.py", "docs/ü.md"]) == {"a.py": {"a2"}, "docs/ü.md": set()}
+    assert [r.name for r in store.refs(repo)] == ["main"]
+
+
+def test_the_default_ref_cannot_be_deleted(store: SnapshotStore, repo: RepoRef) -> None:
+    store.publish(repo, store.begin(repo, "c1", V1))
+    with pytest.raises(ConflictError, match="default ref"):
+        store.delete_ref(repo, "main")
+    assert store.searchable_files(repo) == files(*V1)
+    with pytest.raises(InvalidInputError, match="ref"):
+        store.delete_ref(repo, "bad..ref")
 
 
 # --- bad input ----------------------------------------------------------------------
@@ -463,3 +534,65 @@ def test_other_bad_input_is_refused_naming_it(store: SnapshotStore, repo: RepoRe
         store.repositories("Nope")
     with pytest.raises(InvalidInputError, match=r"symbol .* of 'a\.py'"):
         store.put_symbols(repo, {("a.py", "a1"): [("f", "m.f")]})  # type: ignore[list-item]
+
+
+# --- the commit stage on refs (pipeline/stages/commit.py) ------------------------------
+
+
+def _job_at(
+    backend: Backend, repo: RepoRef, commit: str, ref: str | None, listed: Sequence[FileVersion]
+) -> str:
+    request = JobRequest(repo, JobSource(SourceKind.PATH, "/src"), commit=commit, ref_name=ref)
+    job, created = backend.jobs.create(request, job_id=str(uuid.uuid4()), commit=commit)
+    assert created
+    assert backend.jobs.start(job.job_id, Stage.INGEST, commit)
+    backend.jobs.set_snapshot(job.job_id, backend.snapshots.begin(repo, commit, listed))
+    return job.job_id
+
+
+def test_jobs_that_finish_out_of_order_leave_the_newer_commit_on_the_ref(
+    backend: Backend, repo: RepoRef
+) -> None:
+    ctx = JobContext(backend.jobs, backend.snapshots, InMemoryJobBoard(), lambda _t, _k: None)
+    backend.vectors.ensure_repository(repo)
+    backend.vectors.upsert_chunks(repo, [chunk("a.py", "a1", 1), chunk("a.py", "a2", 1)])
+    older = _job_at(backend, repo, "c1", None, V1)  # created first ...
+    newer = _job_at(backend, repo, "c2", None, V2)
+    graph = InMemoryGraphStore()
+    assert commit_job(ctx, newer, vectors=backend.vectors, graph=graph) is JobStatus.DONE
+    # ... finishes last: done, but the ref keeps the newer commit.
+    assert commit_job(ctx, older, vectors=backend.vectors, graph=graph) is JobStatus.DONE
+    assert backend.snapshots.searchable_files(repo) == files(*V2)
+    lost = backend.jobs.get(older)
+    assert lost is not None and lost.ref_name == "main"
+    assert lost.message.startswith("not published: ref 'main' already holds commit c2")
+    assert job_status(lost, 0.0)["published"] is False
+    won = backend.jobs.get(newer)
+    assert won is not None and job_status(won, 0.0)["published"] is True
+    # The older commit's own version (a1) went with it; the published one (a2) stays.
+    assert {(p, s) for p, s, _ in backend.vectors.chunk_keys(repo)} == {("a.py", "a2")}
+
+
+def test_a_branch_job_publishes_its_ref_and_leaves_the_default_ref_and_shared_rows(
+    backend: Backend, repo: RepoRef
+) -> None:
+    ctx = JobContext(backend.jobs, backend.snapshots, InMemoryJobBoard(), lambda _t, _k: None)
+    graph = InMemoryGraphStore()
+    main = _job_at(backend, repo, "c1", None, V1)
+    assert commit_job(ctx, main, vectors=backend.vectors, graph=graph) is JobStatus.DONE
+    backend.vectors.ensure_repository(repo)
+    backend.vectors.upsert_chunks(repo, [chunk("a.py", "a1", 1), chunk("a.py", "a2", 1)])
+    branch = _job_at(backend, repo, "c2", "feature/x", V2)
+    assert commit_job(ctx, branch, vectors=backend.vectors, graph=graph) is JobStatus.DONE
+    assert backend.snapshots.searchable_files(repo) == files(*V1)
+    assert backend.snapshots.searchable_files(repo, "feature/x") == files(*V2)
+    # Both versions are held (one by each ref): no row went.
+    assert {(p, s) for p, s, _ in backend.vectors.chunk_keys(repo)} == {
+        ("a.py", "a1"),
+        ("a.py", "a2"),
+    }
+    freed = delete_ref(backend.snapshots, backend.vectors, repo, "feature/x")
+    assert freed == {"repo": "app", "ref": "feature/x", "commit": "c2", "chunks_deleted": 1}
+    assert {(p, s) for p, s, _ in backend.vectors.chunk_keys(repo)} == {("a.py", "a1")}
+    with pytest.raises(NotFoundError, match="no ref 'feature/x'"):
+        delete_ref(backend.snapshots, backend.vectors, repo, "feature/x")
