@@ -104,6 +104,7 @@ class JobRequest:
     commit: str | None = None
     callback_url: str | None = None
     idempotency_key: str | None = None
+    ref_name: str | None = None
     # Files to re-index even if unchanged (a repair); such a job is never deduplicated
     # by its commit, since that commit is already indexed.
     reindex_paths: tuple[str, ...] = ()
