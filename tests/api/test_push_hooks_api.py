@@ -376,6 +376,26 @@ def test_a_bad_delivery_gets_a_4xx_enqueues_nothing_and_is_audited(
     assert hook["secret"] not in text and other["secret"] not in text
 
 
+def test_a_gitlab_delivery_without_its_hooks_token_is_401_and_enqueues_nothing(
+    api: TestClient, platform_client: TestClient, project: str
+) -> None:
+    hook = register(api, "gitlab", project)
+    other = register(api, "gitlab", f"{project}-other")
+    body = gitlab_payload(project)
+    for token, detail in [
+        (None, "X-Gitlab-Token: missing"),
+        ("", "X-Gitlab-Token: missing"),
+        (other["secret"], "does not match"),  # another hook's secret
+        (hook["secret"][:-1], "does not match"),
+    ]:
+        headers = {"X-Gitlab-Event": "Push Hook", "X-Gitlab-Event-UUID": str(uuid.uuid4())}
+        if token is not None:
+            headers["X-Gitlab-Token"] = token
+        answer = platform_client.post(path_of(hook), content=body, headers=headers)
+        assert answer.status_code == 401 and detail in answer.json()["detail"], answer.text
+    assert jobs_of(api, project) == []
+
+
 def _audit_line(path: Path, request_id: str) -> dict[str, Any]:
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
