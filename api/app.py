@@ -30,6 +30,7 @@ from starlette.concurrency import run_in_threadpool
 from api import (
     routes_credentials,
     routes_jobs,
+    routes_push_hooks,
     routes_refs,
     routes_repos,
     routes_search,
@@ -104,6 +105,8 @@ def create_app(settings: QuarrySettings | None = None) -> FastAPI:
     app.include_router(routes_jobs.router)
     app.include_router(routes_credentials.router)
     app.include_router(routes_webhooks.router)
+    app.include_router(routes_push_hooks.router)
+    app.include_router(routes_push_hooks.receivers)
     app.include_router(routes_repos.router)
     app.include_router(routes_repos.deletions_router)
     app.include_router(routes_refs.router)

@@ -1,7 +1,8 @@
 """The audit log: one JSON line for each request a token made with the write or admin
-scope (it passed the token check: whatever it answered), and for each refused request
-(401 or 403), written to the audit file (``QUARRY_AUDIT_LOG_FILE``) by a background
-thread.
+scope (it passed the token check: whatever it answered), for each refused request
+(401 or 403), and for each push-hook delivery (api/routes_push_hooks.py: accepted ones
+as ``write`` with the ``hook_id``, any 4xx as refused), written to the audit file
+(``QUARRY_AUDIT_LOG_FILE``) by a background thread.
 
 A line holds the time, the outcome (``"event"``: ``write``, ``admin`` or ``refused``),
 the tenant and the token's public id when known, the method, the path (never the query
@@ -166,7 +167,9 @@ def audit_entry(
     scope: Scope, notes: dict[str, Any], status: int, request_id: str
 ) -> dict[str, Any] | None:
     """The line of a request, or None when it is not audited (a read, a public route)."""
-    refused = status in (401, 403)
+    # A push-hook delivery (no token: its hook's secret proves it) is refused by any 4xx.
+    hook = notes.get("hook_id")
+    refused = status in (401, 403) or (hook is not None and 400 <= status < 500)
     if not refused and notes.get("scope") not in AUDITED_SCOPES:
         return None
     client = scope.get("client")
@@ -182,6 +185,8 @@ def audit_entry(
         "remote": client[0] if client else None,
         "request_id": request_id,
     }
+    if hook is not None:
+        entry["hook_id"] = hook
     if refused:
         entry["reason"] = notes.get("reason", "refused")
     return entry

@@ -22,6 +22,7 @@ from pipeline.errors import ModelNotExportedError
 from pipeline.ports import (
     Admission,
     GraphStore,
+    PushHookStore,
     RepoDeletionStore,
     SearchIndex,
     SourceFetcher,
@@ -151,6 +152,10 @@ class ApiState:
     @property
     def tokens(self) -> TokenStore:
         return self._once("tokens", lambda: stores.token_store(self.endpoints))
+
+    @property
+    def push_hooks(self) -> PushHookStore:
+        return self._once("push_hooks", lambda: stores.push_hook_store(self.endpoints))
 
     @property
     def uploads(self) -> UploadStore:

@@ -110,6 +110,18 @@ class QuarryApiClient:
     def remove_credential(self, name: str) -> None:
         self._call("DELETE", f"/v1/credentials/{quote(name, safe='')}")
 
+    def add_push_hook(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", "/v1/push-hooks", body)
+        return result
+
+    def push_hooks(self, repo: str | None = None) -> list[dict[str, Any]]:
+        path = "/v1/push-hooks" if repo is None else f"/v1/push-hooks?repo={quote(repo, safe='')}"
+        found: list[dict[str, Any]] = self._call("GET", path)["push_hooks"]
+        return found
+
+    def remove_push_hook(self, hook_id: str) -> None:
+        self._call("DELETE", f"/v1/push-hooks/{quote(hook_id, safe='')}")
+
     def create_job(self, body: Mapping[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
         params = {"dry_run": "true"} if dry_run else None
         with _http_errors(self.base_url):

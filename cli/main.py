@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from cli import credentials, jobs, reconcile, repos, search, tokens, webhooks
+from cli import credentials, jobs, push_hooks, reconcile, repos, search, tokens, webhooks
 from cli.console import EXIT_CODES_HELP, err, exit_code_of, guarded, out, settings
 from cli.extras import register_command, register_group
 from pipeline.errors import PipelineError
@@ -190,6 +190,7 @@ reconcile.register(app)
 repos.register(app)
 search.register(app)
 webhooks.register(app)
+push_hooks.register(app)
 register_command(app, "eval", "cli.eval")
 register_command(app, "model", "cli.model")
 register_group(app, "bench", "bench.commands", "bench_app")

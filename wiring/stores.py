@@ -23,6 +23,7 @@ from pipeline.adapters.postgres.credential_store import PgCredentialStore
 from pipeline.adapters.postgres.deletion_store import PgRepoDeletionStore
 from pipeline.adapters.postgres.embedding_cache import PgEmbeddingCache
 from pipeline.adapters.postgres.job_store import PgJobStore
+from pipeline.adapters.postgres.push_hook_store import PgPushHookStore
 from pipeline.adapters.postgres.search_index import PgSearchIndex
 from pipeline.adapters.postgres.snapshot_store import PgSnapshotStore
 from pipeline.adapters.postgres.token_store import PgTokenStore
@@ -54,6 +55,7 @@ from pipeline.ports import (
     InFlight,
     JobBoard,
     JobStore,
+    PushHookStore,
     RepoDeletionStore,
     SnapshotStore,
     TokenStore,
@@ -205,6 +207,10 @@ def blob_store(endpoints: Endpoints) -> BlobStore:
 
 def deletion_store(endpoints: Endpoints) -> RepoDeletionStore:
     return PgRepoDeletionStore(endpoints.postgres_dsn)
+
+
+def push_hook_store(endpoints: Endpoints) -> PushHookStore:
+    return PgPushHookStore(endpoints.postgres_dsn)
 
 
 def upload_store(endpoints: Endpoints) -> UploadStore:

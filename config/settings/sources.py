@@ -35,6 +35,12 @@ class SourceFields(BaseModel):
     source_max_members: int = Field(
         200_000, ge=1, description="Most members (files and folders) of an archive."
     )
+    push_hook_max_body_bytes: int = Field(
+        2**20,
+        ge=1024,
+        description="Largest push-webhook delivery (GitHub or GitLab payload) read; a "
+        "larger one answers 413 and enqueues nothing.",
+    )
     source_clone_timeout_s: float = Field(
         300.0, gt=0, description="Time limit of a shallow git clone."
     )

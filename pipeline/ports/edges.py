@@ -16,6 +16,7 @@ from pipeline.jobs import (
     JobSource,
 )
 from pipeline.migration import AppliedMigration, Kind, Migration
+from pipeline.push_hooks.hooks import PushHook
 from pipeline.webhooks.tenant_keys import KeyState
 
 T = TypeVar("T")
@@ -153,6 +154,26 @@ class WebhookKeyStore(Protocol):
     def rotate(self, tenant: str, *, now: float, overlap_s: float) -> KeyState:
         """Make the next generation current at ``now``; the previous one signs too for
         ``overlap_s`` seconds. Atomic: two rotations at once make two generations."""
+        ...
+
+
+class PushHookStore(Protocol):
+    """The tenants' push hooks (pipeline.push_hooks). Listing and removal are scoped to
+    one tenant; :meth:`get` is by the hook's opaque id (a delivery names no tenant)."""
+
+    def add(self, hook: PushHook) -> None:
+        """Store a new hook; ConflictError when its tenant already has one for that
+        repository and platform."""
+        ...
+
+    def get(self, hook_id: str) -> PushHook | None: ...
+
+    def list(self, tenant: str, repo: str | None = None) -> list[PushHook]:
+        """The tenant's hooks (of one repository), by repository and platform."""
+        ...
+
+    def remove(self, tenant: str, hook_id: str) -> bool:
+        """Delete the tenant's hook; whether it had it."""
         ...
 
 

@@ -14,15 +14,17 @@ from devstack.stack import Stack
 
 
 @contextmanager
-def idle_api(stack: Stack, *, db: int, queue_bound_ingest: int) -> Iterator[TestClient]:
+def idle_api(
+    stack: Stack, *, db: int, queue_bound_ingest: int, **overrides: object
+) -> Iterator[TestClient]:
     """A client of that API, sending the stack's token; Redis database ``db`` (its own
-    per test module) is emptied before and after."""
+    per test module) is emptied before and after. ``overrides``: more settings."""
     from api.app import create_app
 
     endpoints = resolve_endpoints(stack.settings)
     url = endpoints.redis_url.rsplit("/", 1)[0] + f"/{db}"
     settings = stack.settings.model_copy(
-        update={"redis_url": url, "queue_bound_ingest": queue_bound_ingest}
+        update={"redis_url": url, "queue_bound_ingest": queue_bound_ingest, **overrides}
     )
     client = redis.Redis.from_url(url)
     client.flushdb()

@@ -107,3 +107,26 @@ def test_refused_lines_are_bounded_per_second_and_the_next_says_how_many_were_le
     assert budget.admit(nxt) and nxt["suppressed"] == 7
     later: dict[str, object] = {"event": "refused"}
     assert budget.admit(later) and "suppressed" not in later
+
+
+@pytest.mark.parametrize(
+    ("notes", "status", "event"),
+    [
+        ({"hook_id": "ph_1"}, 404, "refused"),  # unknown hook
+        ({"hook_id": "ph_1", "tenant": "acme", "reason": "too big"}, 413, "refused"),
+        ({"hook_id": "ph_1", "tenant": "acme", "reason": "not JSON"}, 400, "refused"),
+        ({"hook_id": "ph_1", "tenant": "acme"}, 202, None),  # an ignored event
+        ({"hook_id": "ph_1", "tenant": "acme", "scope": "write"}, 202, "write"),
+        ({"hook_id": "ph_1", "tenant": "acme", "scope": "write"}, 503, "write"),  # queue full
+    ],
+)
+def test_every_refused_push_hook_delivery_makes_a_refused_line_with_its_hook(
+    notes: dict[str, Any], status: int, event: str | None
+) -> None:
+    entry = audit_entry(SCOPE, notes, status, "rid")
+    if event is None:
+        assert entry is None
+        return
+    assert entry is not None and entry["event"] == event and entry["hook_id"] == "ph_1"
+    # A refused line, so the refusal budget bounds a flood of them (RefusalBudget).
+    assert ("reason" in entry) == (event == "refused")

@@ -1,6 +1,7 @@
-"""Every route of the real app answers 401 without a valid token, but /healthz and the
-web page's static files, and 403 naming the scope it needs to a token without that
-scope, over real HTTP against the session stack's API.
+"""Every route of the real app answers 401 without a valid token, but the public ones
+(PUBLIC: the probes, the reference, the web page's static files and the push-webhook
+receivers, whose deliveries their hook's secret proves), and 403 naming the scope it
+needs to a token without that scope, over real HTTP against the session stack's API.
 
 The routes are read from the app factory (``create_app().routes``), so a route added
 later is checked without anyone listing it. Each gets a plausible request (path
@@ -47,6 +48,10 @@ PUBLIC = {
     ("GET", "/openapi.json"): "the API's reference: routes and schemas, no data",
     ("GET", "/docs"): "the reference's page (static HTML), no data",
     ("GET", "/docs/assets/{name}"): "Swagger UI's files and the page's script, no data",
+    # GitHub and GitLab cannot send a bearer token: each delivery is proven by its hook's
+    # secret (a signature, a token), tests/api/test_push_hooks_api.py; no data answered.
+    ("POST", "/v1/hooks/github/{hook_id}"): "push webhook: the hook's signature proves it",
+    ("POST", "/v1/hooks/gitlab/{hook_id}"): "push webhook: the hook's token proves it",
 }
 # The scope each route needs, written here (not read from the app) so that a route whose
 # scope changes, or a new route, fails until this table says what it should need.
@@ -73,6 +78,9 @@ SCOPE_OF = {
     ("GET", "/v1/tokens"): "admin",
     ("POST", "/v1/tokens"): "admin",
     ("DELETE", "/v1/tokens/{token_id}"): "admin",
+    ("GET", "/v1/push-hooks"): "admin",
+    ("POST", "/v1/push-hooks"): "admin",
+    ("DELETE", "/v1/push-hooks/{hook_id}"): "admin",
 }
 PARAMETER = re.compile(r"\{(\w+)(?::\w+)?\}")
 PATH_VALUES = {
@@ -81,6 +89,7 @@ PATH_VALUES = {
     "version": "0",
     "token_id": "tk_0000000000000000",
     "deletion_id": str(uuid.uuid4()),
+    "hook_id": "ph_" + "0" * 32,
 }
 
 
@@ -130,6 +139,8 @@ def _request(method: str, path: str, scratch: Path) -> dict[str, Any]:
         request["params"] = {"repo": "acme/widgets", "name": "ledger"}
     elif (method, path) == ("POST", "/v1/tokens"):
         request["json"] = {"label": "never made", "scopes": []}  # refused: no scope
+    elif (method, path) == ("POST", "/v1/push-hooks"):
+        request["json"] = {"platform": "none", "clone_url": "https://x.test/a/b.git"}  # refused
     elif path == "/v1/webhooks/secret/rotate":
         request["json"] = {"overlap_s": -1}  # refused: rotates nothing
     elif method in ("POST", "PUT", "PATCH"):
@@ -263,6 +274,10 @@ def test_only_the_probes_the_reference_and_the_web_pages_files_are_public_and_ho
             assert asset.status_code == 200
             assert asset.content == (UI_DIR / name).read_bytes(), name
     assert http.get("/ui/static/x/secrets.json").status_code == 404
+    # A push hook's URL without its hook answers 404 and nothing more.
+    for platform in ("github", "gitlab"):
+        unknown = http.post(f"/v1/hooks/{platform}/ph_{'0' * 32}", content=b"{}")
+        assert unknown.status_code == 404 and set(unknown.json()) == {"detail"}
     assert http.get("/ui/static/x/..%2F..%2Fconfig%2Fsettings.py").status_code == 404
     # The probe says ready and nothing else without a token: no store, address or version.
     assert http.get("/readyz").json() == {"status": "ready"}
