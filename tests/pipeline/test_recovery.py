@@ -269,9 +269,10 @@ def test_a_slice_reads_the_snapshot_a_page_at_a_time_and_sends_only_changed_unse
     asked: list[int] = []
     original = h.ctx.snapshots.searchable_versions
 
-    def spy(repo: RepoRef, paths: Any) -> Any:
+    def spy(repo: RepoRef, paths: Any, ref: str | None = None, *, or_default: bool) -> Any:
+        assert (ref, or_default) == ("main", True)  # the job's ref, else the default's
         asked.append(len(paths))
-        return original(repo, paths)
+        return original(repo, paths, ref, or_default=or_default)
 
     monkeypatch.setattr(h.ctx.snapshots, "searchable_versions", spy)
     options = IngestOptions(max_file_bytes=1_000_000, batch_max_files=2, slice_files=2)

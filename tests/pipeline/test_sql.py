@@ -91,13 +91,14 @@ def test_delete_files_binds_distinct_paths_as_one_array() -> None:
     assert "path = ANY(%(paths)s::text[])" in query.text
 
 
-def test_retain_versions_binds_aligned_path_and_sha_arrays() -> None:
-    query = sql.retain_versions(1, {"b.py": "sb", "a.py": "sa"})
-    assert query.params["paths"] == ["a.py", "b.py"]
-    assert query.params["shas"] == ["sa", "sb"]
-    assert (
-        "NOT EXISTS" in query.text and "unnest(%(paths)s::text[], %(shas)s::text[])" in query.text
-    )
+def test_retain_versions_binds_the_paths_and_aligned_kept_path_and_sha_arrays() -> None:
+    query = sql.retain_versions(1, {"b.py": {"sb"}, "a.py": {"sa2", "sa1"}, "c.py": set()})
+    assert query.params["paths"] == ["a.py", "b.py", "c.py"]
+    assert query.params["kept_paths"] == ["a.py", "a.py", "b.py"]
+    assert query.params["kept_shas"] == ["sa1", "sa2", "sb"]
+    text = " ".join(query.text.split())
+    assert "c.path = ANY(%(paths)s::text[]) AND NOT EXISTS" in text
+    assert "unnest(%(kept_paths)s::text[], %(kept_shas)s::text[])" in text
 
 
 def test_repository_then_chunks_are_deleted() -> None:
@@ -109,8 +110,10 @@ def test_repository_then_chunks_are_deleted() -> None:
 def test_repository_lookups_bind_tenant_and_name() -> None:
     repo = RepoRef("acme", "web")
     assert sql.ensure_tenant(repo).params == {"tenant": "acme"}
-    for query in (sql.ensure_repository(repo), sql.repository_id(repo)):
-        assert query.params == {"tenant": "acme", "name": "web"}
+    assert sql.repository_id(repo).params == {"tenant": "acme", "name": "web"}
+    created = {"tenant": "acme", "name": "web", "default_ref": None}
+    assert sql.ensure_repository(repo).params == created
+    assert sql.ensure_repository(repo, "trunk").params == created | {"default_ref": "trunk"}
     assert "ON CONFLICT (tenant_id, name) DO NOTHING" in sql.ensure_repository(repo).text
 
 

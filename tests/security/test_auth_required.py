@@ -69,6 +69,8 @@ SCOPE_OF = {
     ("POST", "/v1/repos/{name:path}/reconcile"): "write",
     ("DELETE", "/v1/repos/{name:path}"): "admin",
     ("GET", "/v1/repo-deletions/{deletion_id}"): "read",
+    ("GET", "/v1/refs"): "read",
+    ("DELETE", "/v1/refs"): "write",
     ("GET", "/v1/credentials"): "admin",
     ("POST", "/v1/credentials"): "admin",
     ("PUT", "/v1/credentials/{credential}"): "admin",
@@ -133,6 +135,9 @@ def _request(method: str, path: str, scratch: Path) -> dict[str, Any]:
     elif (method, path) == ("DELETE", "/v1/repos/{name:path}"):
         # A name no test indexes under any tenant: the valid token's answer is a 404.
         request["url"] = f"/v1/repos/never-indexed-{uuid.uuid4().hex}"
+    elif path == "/v1/refs":
+        # A repository no test indexes: the valid token's answer is a 404.
+        request["params"] = {"repo": f"never-indexed-{uuid.uuid4().hex}", "ref": "feature/x"}
     elif path == "/v1/search":
         request["params"] = {"q": "ledger", "mode": "lexical"}
     elif path == "/v1/graph/symbol":

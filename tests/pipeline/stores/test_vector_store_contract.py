@@ -168,7 +168,7 @@ def test_a_new_file_version_lives_beside_the_old_until_retain_versions(
     backend.store.upsert_chunks(repo, _file("a.py", "v2"))
     assert backend.store.file_versions(repo) == {"a.py": frozenset({"v1", "v2"})}
     assert len(backend.store.chunk_keys(repo)) == 4, "same chunk ids, two versions"
-    assert backend.store.retain_versions(repo, {"a.py": "v2"}) == 2
+    assert backend.store.retain_versions(repo, {"a.py": {"v2"}}) == 2
     assert backend.store.chunk_keys(repo) == {("a.py", "v2", "a.py#1"), ("a.py", "v2", "a.py#2")}
 
 
@@ -179,14 +179,19 @@ def test_retain_versions_drops_removed_paths_and_old_versions(
         repo, _file("keep.py", "k1") + _file("old.py", "o1") + _file("gone.py", "g1")
     )
     backend.store.upsert_chunks(repo, _file("old.py", "o2"))
-    current = {"keep.py": "k1", "old.py": "o2", "new.py": "n1"}
-    assert backend.store.retain_versions(repo, current) == 4
+    keep: dict[str, set[str]] = {"keep.py": {"k1"}, "old.py": {"o2"}, "new.py": {"n1"}}
+    keep["gone.py"] = set()  # no version of it is held any more
+    assert backend.store.retain_versions(repo, keep) == 4
     assert backend.store.file_versions(repo) == {
         "keep.py": frozenset({"k1"}),
         "old.py": frozenset({"o2"}),
     }
-    assert backend.store.retain_versions(repo, current) == 0
-    assert backend.store.retain_versions(repo, {}) == 4
+    assert backend.store.retain_versions(repo, keep) == 0
+    assert backend.store.retain_versions(repo, {}) == 0  # paths not named are untouched
+    # Two versions of one path held at once (two refs): both stay.
+    backend.store.upsert_chunks(repo, _file("old.py", "o3"))
+    assert backend.store.retain_versions(repo, {"old.py": {"o2", "o3"}}) == 0
+    assert backend.store.retain_versions(repo, {"keep.py": set(), "old.py": set()}) == 6
     assert backend.store.chunk_keys(repo) == set()
 
 
@@ -227,7 +232,8 @@ def test_a_tenant_never_sees_another_tenants_rows_of_the_same_repository_name(
     assert {k[0] for k in backend.store.chunk_keys(a)} == {"a.py"}
     assert {k[0] for k in backend.store.chunk_keys(b)} == {"b.py"}
     assert backend.store.delete_files(b, ["a.py"]) == 0
-    assert backend.store.retain_versions(b, {}) == 1
+    assert backend.store.retain_versions(b, {"a.py": set()}) == 0
+    assert backend.store.retain_versions(b, {"a.py": set(), "b.py": set()}) == 1
     assert len(backend.store.chunk_keys(a)) == 2
     backend.store.delete_repository(a)
     assert backend.store.chunk_keys(b) == set() and backend.store.chunk_keys(a) == set()
@@ -271,7 +277,7 @@ def test_writing_to_an_unknown_repository_is_refused(backend: Backend) -> None:
         backend.store.upsert_chunks(ghost, _file("a.py", "s"))
     assert backend.store.chunk_keys(ghost) == set()
     assert backend.store.delete_files(ghost, ["a.py"]) == 0
-    assert backend.store.retain_versions(ghost, {}) == 0
+    assert backend.store.retain_versions(ghost, {"a.py": set()}) == 0
     assert backend.store.upsert_chunks(ghost, []) == 0
 
 
