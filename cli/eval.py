@@ -1,15 +1,16 @@
-"""``quarry eval REPO``: how well Quarry's search finds a Python repository's functions.
+"""``quarry eval REPO``: how well Quarry's search finds a repository's functions.
 
-Builds a CodeSearchNet-style set from REPO (``cli.evaluation``: query = the first
-sentence of a function's docstring, target = that function), packs the copy with every
-docstring blanked into ``<data_dir>/eval/<name>.tar.gz`` (anew each run), uploads it to
+Builds a CodeSearchNet-style set from REPO's Python, Go, TypeScript/JavaScript, Java and
+Rust files (``cli.evaluation``: query = the first sentence of a function's doc comment
+without the function's own name, target = that function), packs the copy with every
+doc comment blanked into ``<data_dir>/eval/<name>.tar.gz`` (anew each run), uploads it to
 the API (the workers need no access to this machine's disk) to be indexed under NAME
 (default ``eval-<folder name>``), then sends every query to ``GET /v1/search`` in each
 mode (vector, lexical, hybrid), a few at a time, and reports Recall@1/5/10, MRR@10 and the
 mean result size in lines per mode.
 
 Exit codes: 0 the figures are printed; 1 the index job failed or was cancelled, or the
-API failed; 2 a bad argument, or a REPO without usable docstrings.
+API failed; 2 a bad argument, or a REPO without usable doc comments.
 
 Must not import: torch, drivers.
 """
@@ -21,6 +22,7 @@ import json
 import sys
 import tarfile
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from pathlib import Path
@@ -64,7 +66,9 @@ def register(app: typer.Typer) -> None:
 
 
 def eval_repo(
-    repo: Annotated[Path, typer.Argument(help="A Python repository folder or unpacked sdist.")],
+    repo: Annotated[
+        Path, typer.Argument(help="A repository folder or an unpacked source package.")
+    ],
     *,
     name: Annotated[
         str | None, typer.Option(help="Repository name to index under (default: eval-<folder>).")
@@ -74,8 +78,9 @@ def eval_repo(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     max_wait_s: Annotated[float, typer.Option(help="Longest wait for a full queue.")] = 600.0,
 ) -> None:
-    """Index REPO with its docstrings blanked and measure Recall@1/5/10 and MRR@10 of
-    vector, lexical and hybrid search, querying with each function's docstring."""
+    """Index REPO with its doc comments blanked and measure Recall@1/5/10 and MRR@10 of
+    vector, lexical and hybrid search, querying with each function's doc comment
+    (Python, Go, TypeScript/JavaScript, Java, Rust)."""
     root = repo.expanduser().resolve()
     eval_set = guarded(lambda: _eval_set(root))
     index_name = guarded(lambda: check_repo_name(name or default_name(root)))
@@ -106,20 +111,27 @@ def _eval_set(root: Path) -> EvalSet:
     eval_set = build_set(root)
     if not eval_set.queries:
         raise InvalidInputError(
-            f"{root}: no usable docstrings: none of its {len(eval_set.files)} Python files "
-            "(tests, docs and examples left out) has a function whose docstring opens with "
-            f"a sentence of {MIN_QUERY_WORDS} or more words that no other function shares"
+            f"{root}: no usable doc comments: none of its {len(eval_set.files)} Python, Go, "
+            "TypeScript/JavaScript, Java or Rust files (tests, docs and examples left out) "
+            "has a function whose doc comment opens with a sentence of "
+            f"{MIN_QUERY_WORDS} or more words (its own name left out) that no other "
+            "function shares"
         )
     return eval_set
 
 
 def _write_archive(files: Mapping[str, bytes], archive: Path) -> None:
-    """The blanked files as a ``.tar.gz`` at ``archive`` (replaced if it exists)."""
+    """The blanked files as a ``.tar.gz`` at ``archive`` (replaced if it exists), under
+    one top folder named after the archive: the API indexes an archive of one top folder
+    from inside it, so without one, a set whose files all sit in one folder
+    (``more_itertools/``) would be indexed without that folder in its paths, and no
+    result would ever match a query's path."""
+    top = archive.name.removesuffix(".tar.gz")
     try:
         archive.parent.mkdir(parents=True, exist_ok=True)
         with tarfile.open(archive, "w:gz") as tar:
             for rel, data in sorted(files.items()):
-                member = tarfile.TarInfo(rel)
+                member = tarfile.TarInfo(f"{top}/{rel}")
                 member.size, member.mtime, member.mode = len(data), 0, 0o644
                 tar.addfile(member, io.BytesIO(data))
     except OSError as exc:
@@ -127,10 +139,12 @@ def _write_archive(files: Mapping[str, bytes], archive: Path) -> None:
 
 
 def _print_set(root: Path, eval_set: EvalSet, k: int) -> None:
+    languages = Counter(q.language for q in eval_set.queries)
+    per_language = ", ".join(f"{n} {language}" for language, n in sorted(languages.items()))
     err.print(
-        f"{root}: {len(eval_set.files)} Python files, {len(eval_set.queries)} queries "
-        f"({eval_set.ambiguous} left out for a text shared with another function, "
-        f"{len(eval_set.unparsable)} files left out as not valid Python 3)",
+        f"{root}: {len(eval_set.files)} files, {len(eval_set.queries)} queries "
+        f"({per_language}; {eval_set.ambiguous} left out for a text shared with another "
+        f"function, {len(eval_set.unparsable)} files left out as not parsing cleanly)",
         markup=False,
     )
     if k < MRR_CUTOFF:

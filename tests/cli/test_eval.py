@@ -176,8 +176,10 @@ def test_the_blanked_copy_is_indexed_under_the_name_and_searched_in_every_mode(
     assert code == 0, err
     # Uploaded, not named by path: the workers may run on other hosts.
     assert client.jobs == [{"archive": copy, "repo": "mine"}]
-    assert sorted(client.uploaded) == [PATH]
-    blanked = client.uploaded[PATH].decode("utf-8")
+    # Under one top folder, which the API strips: the indexed paths are the set's paths,
+    # even when every file of the set sits in one folder (a PATH of src/pkg/mod.py).
+    assert sorted(client.uploaded) == [f"mine/{PATH}"]
+    blanked = client.uploaded[f"mine/{PATH}"].decode("utf-8")
     assert blanked.count("\n") == MOD.count("\n")
     assert "Add one" not in blanked and "Module docstring" not in blanked
     assert sorted(client.searches) == sorted(
@@ -192,7 +194,7 @@ def test_table_lists_the_modes_and_figures(repo: Path, client: FakeClient) -> No
     for expected in ("vector", "lexical", "hybrid", "1.000", "0.500", "0.667", "3.0"):
         assert expected in out
     assert "hybrid beats vector and lexical on MRR@10: no" in out
-    assert "1 Python files, 3 queries" in err
+    assert "1 files, 3 queries (3 python;" in err
 
 
 @pytest.mark.timeout(60)
@@ -214,7 +216,7 @@ def test_a_tree_without_usable_docstrings_exits_2_naming_the_path(
     (root / "pkg/a.py").write_text('def f():\n    """Too short."""\n')
     code, _, err = run(str(root))
     assert code == 2
-    assert f"{root}: no usable docstrings" in err
+    assert f"{root}: no usable doc comments" in err
     assert client.jobs == []
 
 
