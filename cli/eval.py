@@ -41,6 +41,7 @@ from cli.evaluation import (
     Hit,
     build_set,
     default_name,
+    first_relevant_rank,
     hybrid_beats_single,
     score,
 )
@@ -91,18 +92,54 @@ def eval_repo(
     client = api_client()
     _index(client, copy, index_name, quiet=as_json, max_wait_s=max_wait_s)
     hits = _search_all(client, eval_set.queries, index_name, k, workers, quiet=as_json)
-    figures = {mode: score(eval_set.queries, hits[mode]) for mode in MODES}
-    report = {
-        "repo": str(root),
-        "name": index_name,
-        "queries": len(eval_set.queries),
-        "modes": figures,
-        "hybrid_beats_single": hybrid_beats_single(figures),
-    }
+    report = build_report(str(root), index_name, eval_set.queries, hits)
     if as_json:
         sys.stdout.write(json.dumps(report) + "\n")
     else:
         _print_table(report)
+
+
+def build_report(
+    repo: str, name: str, queries: Sequence[EvalQuery], hits: Mapping[str, Sequence[list[Hit]]]
+) -> dict[str, Any]:
+    """The figures per mode, per language (``languages``, each with its own ``queries``
+    and ``modes``) and, per query, where its target ranked in each mode (``per_query``,
+    null beyond the cut-off): what a paired comparison of two runs needs."""
+    figures = {mode: score(queries, hits[mode]) for mode in MODES}
+    by_language: dict[str, list[int]] = {}
+    for i, query in enumerate(queries):
+        by_language.setdefault(query.language, []).append(i)
+    languages = {
+        language: {
+            "queries": len(picked),
+            "modes": {
+                mode: score([queries[i] for i in picked], [hits[mode][i] for i in picked])
+                for mode in MODES
+            },
+        }
+        for language, picked in sorted(by_language.items())
+    }
+    per_query = [
+        {
+            "text": q.text,
+            "path": q.path,
+            "start_line": q.start_line,
+            "end_line": q.end_line,
+            "name": q.name,
+            "language": q.language,
+            "rank": {mode: first_relevant_rank(q, hits[mode][i]) for mode in MODES},
+        }
+        for i, q in enumerate(queries)
+    ]
+    return {
+        "repo": repo,
+        "name": name,
+        "queries": len(queries),
+        "modes": figures,
+        "hybrid_beats_single": hybrid_beats_single(figures),
+        "languages": languages,
+        "per_query": per_query,
+    }
 
 
 def _eval_set(root: Path) -> EvalSet:

@@ -93,3 +93,18 @@ def test_table_weights_a_language_by_queries_and_names_what_was_not_run(tmp_path
     text = eval_sets.table(sets, tmp_path)
     assert "| tuning | ts/js | b, a | 400 | 0.600 | 0.300 | 20.0 | 0.600 |" in text
     assert text.endswith("Not run: c.")
+
+
+def test_fetch_refuses_an_archive_entry_that_climbs_out_even_with_a_matching_sha256(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A compromised registry entry pinned by mistake: tarfile's "data" filter refuses it.
+    corpora = tmp_path / "corpora"
+    corpora.mkdir()
+    monkeypatch.setattr(eval_sets, "CORPORA", corpora)
+    data = _tarball(tmp_path, "top/../../escaped")
+    (corpora / "x.tgz").write_bytes(data)
+    with pytest.raises(tarfile.OutsideDestinationError):
+        eval_sets.fetch(_entry(data), mirror=None)
+    assert not (tmp_path / "escaped").exists()
+    assert not (corpora / "x-1.0").exists()

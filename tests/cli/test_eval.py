@@ -18,6 +18,7 @@ import typer
 from typer.testing import CliRunner
 
 import cli.eval
+from cli.evaluation import EvalQuery
 from pipeline.errors import InvalidInputError, StoreUnavailableError
 
 MOD = '''"""Module docstring."""
@@ -163,6 +164,23 @@ def test_json_reports_each_mode_from_the_canned_results(repo: Path, client: Fake
         }
     )
     assert report["hybrid_beats_single"] is False
+    assert report["languages"] == {"python": {"queries": 3, "modes": modes}}
+    ranks = {q["name"]: q["rank"] for q in report["per_query"]}
+    assert ranks["alpha"] == {"vector": 1, "lexical": 2, "hybrid": 1}
+    assert ranks["gamma"] == {"vector": 1, "lexical": 2, "hybrid": None}  # another file
+
+
+def test_report_splits_the_figures_per_language() -> None:
+    queries = [
+        EvalQuery("Parse one header line.", "h.go", 1, 5, "parse", "go"),
+        EvalQuery("Format one header line.", "h.ts", 1, 5, "format", "typescript"),
+    ]
+    hits = {mode: [[("h.go", 2, 3)], [("x.ts", 1, 5)]] for mode in cli.eval.MODES}
+    report = cli.eval.build_report("/r", "eval-r", queries, hits)
+    assert report["modes"]["hybrid"]["recall@10"] == 0.5
+    assert report["languages"]["go"]["modes"]["hybrid"]["recall@10"] == 1.0
+    assert report["languages"]["typescript"]["modes"]["hybrid"]["recall@10"] == 0.0
+    assert [q["rank"]["lexical"] for q in report["per_query"]] == [1, None]
 
 
 @pytest.mark.timeout(60)
