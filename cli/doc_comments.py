@@ -1,4 +1,5 @@
-"""Doc comments of Go, TypeScript/JavaScript, Java and Rust: read them, blank them.
+"""Doc comments of Go, TypeScript/JavaScript, Java, Rust, C#, Kotlin, PHP and C/C++:
+read them, blank them.
 
 The pure half of the multi-language evaluation set (``cli.evaluation`` keeps Python's
 docstrings, read with ``ast``). For one file's bytes and language:
@@ -17,21 +18,28 @@ docstrings, read with ``ast``). For one file's bytes and language:
                                                                   ``x.f = function``
   Java       the closest ``/** ... */`` (Javadoc)                 methods, constructors
   Rust       ``///`` lines or ``/** */`` (outer doc comments)     ``fn`` with a body
+  C#         ``///`` lines (XML doc) or ``/** */``                methods, constructors
+  Kotlin     the closest ``/** ... */`` (KDoc)                    ``fun`` with a body
+  PHP        the closest ``/** ... */`` (PHPDoc)                  functions, methods
+  C / C++    Doxygen: ``///``, ``//!`` lines, ``/** */``, ``/*!`` function definitions
   ========== =================================================== =========================
 
   Signatures without a body (interface methods, trait items, TS overloads, abstract
   methods) are no targets: there is no code to find.
 - **Doc text.** Markers (``//``, ``///``, ``/**``, leading ``*``) are stripped; the text
-  stops at the first block tag (``@param``, ``@return``); Javadoc/JSDoc inline tags keep
+  stops at the first block tag (``@param``, ``@return``, Doxygen's ``\\param``; a leading
+  ``@brief`` is dropped, C#'s text is its ``<summary>``); Javadoc/JSDoc inline tags keep
   their words (``{@code x}`` -> ``x``, ``{@link A#b label}`` -> ``label``), HTML tags
-  go, Markdown links and code spans keep their text (``[`Vec`](x)`` -> ``Vec``). Go
+  go (C#'s ``<see cref="X"/>`` -> ``X``), Markdown links and code spans keep their text
+  (``[`Vec`](x)`` -> ``Vec``). Go
   directives (``//go:generate``, ``//nolint``) are not doc text.
 - **Blanking.** Every doc comment of the file (not only those of functions: also types,
   fields, packages, modules) is replaced by one space and its newlines, so every line
   number stays and no two tokens join. Go's doc comments are the comment blocks directly
   above a declaration (package, type, func, var, const, field, interface method); the
-  other languages' are doc comments by their syntax (``/**``; Rust's ``///``, ``//!``,
-  ``/**``, ``/*!``). Ordinary comments stay: they are code's own words, not the query's.
+  other languages' are doc comments by their syntax (``/**``; Rust's, C/C++'s ``///``,
+  ``//!``, ``/**``, ``/*!``; C#'s ``///`` and ``/**``). Ordinary comments stay: they
+  are code's own words, not the query's.
 - **Query cleaning** (:func:`drop_name`): the tokens that are exactly the function's
   name are removed (``ParseHeader parses a header`` -> ``parses a header``), also
   written as a call, a qualified name or in backticks (``Foo.bar()``, ```bar```). Only
@@ -54,9 +62,13 @@ from tree_sitter import Node, Parser
 
 from pipeline.analysis.languages import grammar
 
-DOC_LANGUAGES = frozenset({"go", "javascript", "typescript", "tsx", "java", "rust"})
+DOC_LANGUAGES = frozenset(
+    {"go", "javascript", "typescript", "tsx", "java", "rust", "csharp", "kotlin", "php", "c", "cpp"}
+)
+# Languages whose doc comment may be a run of ``///`` lines (the others: one ``/** */``).
+_LINE_DOCS = frozenset({"rust", "csharp", "c", "cpp"})
 
-_COMMENTS = frozenset({"comment", "line_comment", "block_comment"})
+_COMMENTS = frozenset({"comment", "line_comment", "block_comment", "multiline_comment"})
 # Nodes that may sit between a doc comment and its function, and belong to the function.
 _PREFIXES = frozenset({"decorator", "attribute_item"})
 _GO_DECLARATIONS = frozenset(
@@ -71,7 +83,21 @@ _FUNCTIONS = {
     "go": frozenset({"function_declaration", "method_declaration"}),
     "java": frozenset({"method_declaration", "constructor_declaration"}),
     "rust": frozenset({"function_item"}),
+    "csharp": frozenset({"method_declaration", "constructor_declaration"}),
+    "kotlin": frozenset({"function_declaration"}),
+    "php": frozenset({"function_definition", "method_declaration"}),
+    "c": frozenset({"function_definition"}),
+    "cpp": frozenset({"function_definition"}),
 }
+# The declarator chain of a C/C++ function definition down to its name.
+_DECLARATORS = frozenset(
+    {
+        "function_declarator",
+        "pointer_declarator",
+        "reference_declarator",
+        "parenthesized_declarator",
+    }
+)
 _JS_FUNCTIONS = frozenset(
     {"function_declaration", "generator_function_declaration", "method_definition"}
 )
@@ -79,10 +105,11 @@ _FUNCTION_VALUES = frozenset(
     {"arrow_function", "function_expression", "function", "generator_function"}
 )
 _QUALIFIED = re.compile(r"^.*(?:\.|#|::)")
+# Lower case only: ``Vec<A>`` and ``Map<K, B>`` are types, not tags.
 _HTML_TAG = re.compile(
     r"</?(?:p|code|b|i|em|strong|pre|a|br|ul|ol|li|tt|blockquote|h[1-6]|table|tr|td|th|div"
-    r"|span|sup|sub|var|kbd|samp|dl|dt|dd)(?=[\s/>])[^>]*>",
-    re.IGNORECASE,
+    r"|span|sup|sub|var|kbd|samp|dl|dt|dd|c|para|summary|see|list|item|description|term)"
+    r"(?=[\s/>])[^>]*>",
 )
 _PUNCTUATION = "`'\"()[]{}<>:;,.!?*"
 
@@ -167,14 +194,24 @@ def _is_doc_comment(node: Node, language: str) -> bool:
     text = _text(node)
     if language == "go":
         return True
-    if language == "rust":
-        return (
-            (text.startswith("///") and not text.startswith("////"))
-            or text.startswith("//!")
-            or (text.startswith("/**") and not text.startswith("/***") and text != "/**/")
-            or text.startswith("/*!")
-        )
-    return text.startswith("/**") and not text.startswith("/***") and text != "/**/"
+    javadoc = text.startswith("/**") and not text.startswith("/***") and text != "/**/"
+    triple_slash = text.startswith("///") and not text.startswith("////")
+    if language in {"rust", "c", "cpp"}:
+        return triple_slash or javadoc or text.startswith(("//!", "/*!"))
+    if language == "csharp":
+        return triple_slash or javadoc
+    return javadoc
+
+
+def _trailing_comment(node: Node | None) -> Node | None:
+    """``node``, or the comment that ends it: the Kotlin grammar hangs a comment after an
+    import or package line on that line's node, not beside the function below it."""
+    if node is None or node.type not in {"import_list", "import_header", "package_header"}:
+        return node
+    last = node
+    while last.children and last.type not in _COMMENTS:
+        last = last.children[-1]
+    return last if last.type in _COMMENTS else node
 
 
 def _run_above(anchor: Node) -> list[Node]:
@@ -182,7 +219,7 @@ def _run_above(anchor: Node) -> list[Node]:
     between any two of them (nor between the last and ``anchor``)."""
     run: list[Node] = []
     below = anchor
-    node = anchor.prev_sibling
+    node = _trailing_comment(anchor.prev_sibling)
     while node is not None and (node.type in _COMMENTS or node.type in _PREFIXES):
         if _last_row(node) < below.start_point[0] - 1:
             break
@@ -228,8 +265,8 @@ def _target(node: Node, language: str) -> tuple[str, Node] | None:
     """(name, the node the doc comment sits above) when ``node`` is a function with a
     body; None otherwise."""
     if language in _FUNCTIONS:
-        if node.type in _FUNCTIONS[language] and node.child_by_field_name("body"):
-            return _text(node.child_by_field_name("name")), node
+        if node.type in _FUNCTIONS[language] and _has_body(node):
+            return _name_of(node), _exported(node)
         return None
     if node.type in _JS_FUNCTIONS:
         has_body = node.child_by_field_name("body") is not None
@@ -239,6 +276,30 @@ def _target(node: Node, language: str) -> tuple[str, Node] | None:
     if node.type == "assignment_expression":
         return _js_assigned(node)
     return None
+
+
+def _has_body(node: Node) -> bool:
+    if node.child_by_field_name("body") is not None:
+        return True
+    return any(child.type == "function_body" for child in node.children)  # Kotlin
+
+
+def _name_of(node: Node) -> str:
+    """A function's name: its ``name`` field, Kotlin's identifier, or the innermost name
+    of a C/C++ declarator (``C::n`` -> ``n``, ``~C`` -> ``~C``)."""
+    name = node.child_by_field_name("name")
+    if name is not None:
+        return _text(name)
+    declarator = node.child_by_field_name("declarator")
+    while declarator is not None and declarator.type in _DECLARATORS:
+        declarator = declarator.child_by_field_name("declarator")
+    if declarator is not None:
+        inner = declarator.child_by_field_name("name")
+        return _text(inner if inner is not None else declarator)
+    for child in node.children:
+        if child.type == "simple_identifier":
+            return _text(child)
+    return ""
 
 
 def _js_declared(node: Node) -> tuple[str, Node] | None:
@@ -266,8 +327,11 @@ def _js_assigned(node: Node) -> tuple[str, Node] | None:
 
 
 def _exported(node: Node) -> Node:
+    """The node the doc comment sits above: ``node``, or the ``export`` statement or C++
+    ``template <...>`` declaration around it."""
     parent = node.parent
-    return parent if parent is not None and parent.type == "export_statement" else node
+    wraps = parent is not None and parent.type in {"export_statement", "template_declaration"}
+    return parent if wraps and parent is not None else node
 
 
 def _doc_of(run: list[Node], language: str) -> str:
@@ -275,9 +339,10 @@ def _doc_of(run: list[Node], language: str) -> str:
     if language == "go":
         return _clean("\n".join(_go_lines(n) for n in comments))
     docs = [n for n in comments if _is_doc_comment(n, language)]
-    if language == "rust":
-        outer = [n for n in docs if not _text(n).startswith(("//!", "/*!"))]
-        return _clean("\n".join(_strip_markers(_text(n)) for n in outer))
+    if language == "rust":  # //! and /*! document the enclosing module
+        docs = [n for n in docs if not _text(n).startswith(("//!", "/*!"))]
+    if language in _LINE_DOCS:
+        return _clean("\n".join(_strip_markers(_text(n)) for n in docs))
     return _clean(_strip_markers(_text(docs[-1]))) if docs else ""
 
 
@@ -304,12 +369,17 @@ def _strip_markers(comment: str) -> str:
 
 def _clean(text: str) -> str:
     """Doc text up to the first block tag, inline markup reduced to its words."""
+    summary = re.search(r"<summary>(.*?)(?:</summary>|$)", text, re.DOTALL)
+    if summary:
+        text = summary.group(1)
+    text = re.sub(r"^\s*[@\\]brief\s+", "", text)
     kept: list[str] = []
     for line in text.split("\n"):
-        if line.strip().startswith("@"):
+        if re.match(r"\s*(@|\\[a-z]+\b)", line):
             break
         kept.append(line)
     out = "\n".join(kept)
+    out = re.sub(r'<(?:see|seealso|paramref|typeparamref)\s+\w+="(?:\w:)?([^"]*)"\s*/>', r"\1", out)
     out = re.sub(r"\{@(?:link|linkplain)\s+[^\s}]+\s+([^}]+)\}", r"\1", out)
     out = re.sub(r"\{@\w+\s+([^}]*)\}", r"\1", out)
     out = re.sub(r"\[([^\]]+)\]\([^)]*\)", r"\1", out)  # [text](url)

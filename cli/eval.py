@@ -1,13 +1,13 @@
 """``quarry eval REPO``: how well Quarry's search finds a repository's functions.
 
-Builds a CodeSearchNet-style set from REPO's Python, Go, TypeScript/JavaScript, Java and
-Rust files (``cli.evaluation``: query = the first sentence of a function's doc comment
-without the function's own name, target = that function), packs the copy with every
-doc comment blanked into ``<data_dir>/eval/<name>.tar.gz`` (anew each run), uploads it to
-the API (the workers need no access to this machine's disk) to be indexed under NAME
-(default ``eval-<folder name>``), then sends every query to ``GET /v1/search`` in each
-mode (vector, lexical, hybrid), a few at a time, and reports Recall@1/5/10, MRR@10 and the
-mean result size in lines per mode.
+Builds a CodeSearchNet-style set from REPO's Python, Go, TypeScript/JavaScript, Java,
+Rust, C#, Kotlin, PHP and C/C++ files (``cli.evaluation``: query = the first sentence of
+a function's doc comment without the function's own name, target = that function),
+packs the copy with every doc comment blanked into ``<data_dir>/eval/<name>.tar.gz``
+(anew each run), uploads it to the API (the workers need no access to this machine's
+disk) to be indexed under NAME (default ``eval-<folder name>``), then sends every query
+to ``GET /v1/search`` in each mode (vector, lexical, hybrid), a few at a time, and reports
+Recall@1/5/10, MRR@10 and the mean result size in lines per mode.
 
 Exit codes: 0 the figures are printed; 1 the index job failed or was cancelled, or the
 API failed; 2 a bad argument, or a REPO without usable doc comments.
@@ -81,7 +81,7 @@ def eval_repo(
 ) -> None:
     """Index REPO with its doc comments blanked and measure Recall@1/5/10 and MRR@10 of
     vector, lexical and hybrid search, querying with each function's doc comment
-    (Python, Go, TypeScript/JavaScript, Java, Rust)."""
+    (Python, Go, TypeScript/JavaScript, Java, Rust, C#, Kotlin, PHP, C/C++)."""
     root = repo.expanduser().resolve()
     eval_set = guarded(lambda: _eval_set(root))
     index_name = guarded(lambda: check_repo_name(name or default_name(root)))
@@ -148,8 +148,8 @@ def _eval_set(root: Path) -> EvalSet:
     eval_set = build_set(root)
     if not eval_set.queries:
         raise InvalidInputError(
-            f"{root}: no usable doc comments: none of its {len(eval_set.files)} Python, Go, "
-            "TypeScript/JavaScript, Java or Rust files (tests, docs and examples left out) "
+            f"{root}: no usable doc comments: none of its {len(eval_set.files)} source files "
+            "with doc comments (tests, docs and examples left out) "
             "has a function whose doc comment opens with a sentence of "
             f"{MIN_QUERY_WORDS} or more words (its own name left out) that no other "
             "function shares"

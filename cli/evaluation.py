@@ -1,5 +1,5 @@
 """A CodeSearchNet-style retrieval evaluation of a repository in Python, Go,
-TypeScript/JavaScript, Java or Rust.
+TypeScript/JavaScript, Java, Rust, C#, Kotlin, PHP or C/C++.
 
 Owns the evaluation set, the relevance rule and the figures:
 
@@ -15,7 +15,8 @@ Owns the evaluation set, the relevance rule and the figures:
   ignore files, default excludes, size, generated-file checks) in a language with a
   doc-comment reader, less tests, benchmarks, docs, examples, fixtures and vendored code
   (``EXCLUDED_DIRS``, ``test_*.py``, ``*_test.py``, ``*_test.go``, ``*.test.ts``,
-  ``*.spec.js``, ``*Test.java``, ``*Tests.java``, ``*.d.ts``), ``setup.py``,
+  ``*.spec.js``, ``*Test.java``, ``*Tests.cs``, ``*Test.kt``, ``*Test.php``,
+  ``*_test.cc``, ``*_unittest.cpp``, ``test_*.c``, ``*.d.ts``), ``setup.py``,
   ``conftest.py``, versioneer's generated ``versioneer.py`` and ``_version.py``, and
   hidden folders; the same rule fits a repository root and an unpacked source package.
   Those files are the indexed copy. Files that are not valid UTF-8 or do not parse
@@ -62,7 +63,8 @@ EXCLUDED_DIRS = frozenset(
 )  # fmt: skip
 EXCLUDED_FILES = frozenset({"setup.py", "conftest.py", "versioneer.py", "_version.py"})
 _TEST_NAME = re.compile(
-    r"^test_.*\.py$|_test\.(py|go)$|\.(test|spec)\.[cm]?[jt]sx?$|Tests?\.java$|\.d\.[cm]?ts$"
+    r"^test_.*\.(py|c|cc|cpp)$|_(unit)?test\.(py|go|c|cc|cpp)$|\.(test|spec)\.[cm]?[jt]sx?$"
+    r"|Tests?\.(java|cs|kt|php)$|\.d\.[cm]?ts$"
 )
 
 Ranks = Sequence[int | None]

@@ -298,3 +298,162 @@ def test_build_set_reads_every_language_and_leaves_out_tests_and_vendored_code(
     assert by_name["from_vec"].language == "rust"
     assert sorted(eval_set.files) == rels
     assert eval_set.unparsable == ()
+
+
+CSHARP = b"""namespace Newtonsoft.Json
+{
+    /// <summary>
+    /// Represents a reader that provides fast, non-cached, forward-only access to JSON data.
+    /// </summary>
+    public class JsonTextReader
+    {
+        /// <summary>
+        /// Reads the next JSON token from the underlying <see cref="TextReader"/>.
+        /// </summary>
+        /// <returns><c>true</c> if the next token was read successfully.</returns>
+        [DebuggerStepThrough]
+        public override bool Read()
+        {
+            return true;
+        }
+
+        // An ordinary comment.
+        private void Skip() { }
+    }
+}
+"""
+
+KOTLIN = b"""package kotlinx.coroutines
+
+import kotlin.coroutines.CoroutineContext
+
+/**
+ * Launches a new coroutine without blocking the current thread.
+ *
+ * @param context additional to [CoroutineScope.coroutineContext] context.
+ */
+@ExperimentalStdlibApi
+public fun CoroutineScope.launch(context: CoroutineContext): Job {
+    return job
+}
+
+/** Returns the job of this scope, if any. */
+public fun jobOf(): Job? = null
+"""
+
+PHP = b"""<?php
+
+namespace Illuminate\\Support;
+
+class Str
+{
+    /**
+     * Return the remainder of a string after the first occurrence of a given value.
+     *
+     * @param  string  $subject
+     * @return string
+     */
+    public static function after($subject, $search)
+    {
+        return $subject;
+    }
+}
+"""
+
+C = b"""/* An ordinary file header. */
+#include <stdlib.h>
+
+/**
+ * @brief Create a new sds string with the content specified by the init pointer.
+ * \\param init the initial content
+ */
+sds sdsnewlen(const void *init, size_t initlen) {
+    return NULL;
+}
+
+/// Free an sds string, doing nothing if s is NULL.
+void sdsfree(sds s) {
+}
+"""
+
+CPP = b"""namespace fmt {
+/// Formats arguments according to the specifications in the format string.
+template <typename... T>
+auto format(format_string<T...> fmt, T&&... args) -> std::string {
+  return {};
+}
+
+/** Returns the number of characters written to the output buffer. */
+size_t memory_buffer::size() const { return size_; }
+}
+"""
+
+
+def test_csharp_xml_doc_keeps_the_summary_and_the_attribute_in_the_span() -> None:
+    found = _by_name(CSHARP, "csharp")
+    assert sorted(found) == ["Read"]
+    assert found["Read"].doc == "Reads the next JSON token from the underlying TextReader."
+    assert (found["Read"].start_line, found["Read"].end_line) == (12, 16)
+    doc_file = read_doc_file(CSHARP, "csharp")
+    assert doc_file is not None
+    _same_lines(CSHARP, doc_file.blanked)
+    assert b"///" not in doc_file.blanked
+    assert b"An ordinary comment" in doc_file.blanked
+
+
+def test_kotlin_kdoc_on_functions_with_block_and_expression_bodies() -> None:
+    found = _by_name(KOTLIN, "kotlin")
+    assert sorted(found) == ["jobOf", "launch"]
+    assert found["launch"].doc == "Launches a new coroutine without blocking the current thread."
+    assert (found["launch"].start_line, found["launch"].end_line) == (10, 13)
+    assert found["jobOf"].doc == "Returns the job of this scope, if any."
+
+
+def test_php_doc_on_methods() -> None:
+    found = _by_name(PHP, "php")
+    assert sorted(found) == ["after"]
+    assert found["after"].doc.startswith("Return the remainder of a string after the first")
+    assert (found["after"].start_line, found["after"].end_line) == (13, 16)
+
+
+def test_c_and_cpp_doxygen_with_brief_qualified_names_and_templates() -> None:
+    found = _by_name(C, "c")
+    assert sorted(found) == ["sdsfree", "sdsnewlen"]
+    assert found["sdsnewlen"].doc == (
+        "Create a new sds string with the content specified by the init pointer."
+    )
+    doc_file = read_doc_file(C, "c")
+    assert doc_file is not None
+    assert b"An ordinary file header" in doc_file.blanked
+    assert b"Create a new" not in doc_file.blanked and b"Free an sds" not in doc_file.blanked
+    cpp = _by_name(CPP, "cpp")
+    assert sorted(cpp) == ["format", "size"]
+    assert cpp["size"].doc == "Returns the number of characters written to the output buffer."
+    assert (cpp["format"].start_line, cpp["format"].end_line) == (3, 6)
+
+
+def test_generic_type_parameters_are_not_taken_for_html_tags() -> None:
+    source = b"/// Build a Vec<A> from a Map<K, B> and keep <b>order</b>.\nfn f() {}\n"
+    assert _by_name(source, "rust")["f"].doc == ("Build a Vec<A> from a Map<K, B> and keep order.")
+
+
+def test_build_set_leaves_out_the_tests_of_the_other_languages_too(tmp_path: Path) -> None:
+    files = {
+        "src/JsonTextReader.cs": CSHARP, "tests/JsonTextReaderTests.cs": CSHARP,
+        "src/Launch.kt": KOTLIN, "src/LaunchTest.kt": KOTLIN,
+        "src/Str.php": PHP, "src/StrTest.php": PHP,
+        "src/sds.c": C, "src/test_sds.c": C, "src/fmt.cc": CPP, "src/fmt_test.cc": CPP,
+        "src/fmt_unittest.cpp": CPP,
+    }  # fmt: skip
+    for rel, data in files.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(data)
+    eval_set = build_set(tmp_path)
+    assert sorted(eval_set.files) == [
+        "src/JsonTextReader.cs", "src/Launch.kt", "src/Str.php", "src/fmt.cc", "src/sds.c",
+    ]  # fmt: skip
+    languages = {q.name: q.language for q in eval_set.queries}
+    assert languages == {
+        "Read": "csharp", "launch": "kotlin", "jobOf": "kotlin", "after": "php",
+        "sdsnewlen": "c", "sdsfree": "c", "format": "cpp", "size": "cpp",
+    }  # fmt: skip
