@@ -16,9 +16,10 @@ Owns the evaluation set, the relevance rule and the figures:
   doc-comment reader, less tests, benchmarks, docs, examples, fixtures and vendored code
   (``EXCLUDED_DIRS``, ``test_*.py``, ``*_test.py``, ``*_test.go``, ``*.test.ts``,
   ``*.spec.js``, ``*Test.java``, ``*Tests.cs``, ``*Test.kt``, ``*Test.php``,
-  ``*_test.cc``, ``*_unittest.cpp``, ``test_*.c``, ``*.d.ts``), ``setup.py``,
-  ``conftest.py``, versioneer's generated ``versioneer.py`` and ``_version.py``, and
-  hidden folders; the same rule fits a repository root and an unpacked source package.
+  ``*_test.cc``, ``*_unittest.cpp``, ``test_*.c``, Rust's ``tests.rs``, ``*.d.ts``),
+  ``setup.py``, ``conftest.py``, versioneer's generated ``versioneer.py`` and
+  ``_version.py``, and hidden folders; the same rule fits a repository root and an
+  unpacked source package.
   Those files are the indexed copy. Files that are not valid UTF-8 or do not parse
   cleanly are left out (listed in ``unparsable``).
 - **Duplicates.** A query text shared by two or more functions (overloads, a property's
@@ -64,7 +65,7 @@ EXCLUDED_DIRS = frozenset(
 EXCLUDED_FILES = frozenset({"setup.py", "conftest.py", "versioneer.py", "_version.py"})
 _TEST_NAME = re.compile(
     r"^test_.*\.(py|c|cc|cpp)$|_(unit)?test\.(py|go|c|cc|cpp)$|\.(test|spec)\.[cm]?[jt]sx?$"
-    r"|Tests?\.(java|cs|kt|php)$|\.d\.[cm]?ts$"
+    r"|Tests?\.(java|cs|kt|php)$|\.d\.[cm]?ts$|^tests?\.rs$"
 )
 
 Ranks = Sequence[int | None]

@@ -280,6 +280,7 @@ def test_build_set_reads_every_language_and_leaves_out_tests_and_vendored_code(
         "src/datetime.test.ts": TS, "src/a.spec.js": JS, "types/index.d.ts": TS,
         "src/test/java/OptionTest.java": JAVA, "benches/b.rs": RUST, "__tests__/a.js": JS,
         "dist/datetime.js": JS, "versioneer.py": b"", "README.md": b"# x\n",
+        "src/tests.rs": RUST, "src/map/tests.rs": RUST,
     }  # fmt: skip
     for rel, data in files.items():
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
