@@ -3,17 +3,17 @@
 ``bench/eval_sets.toml`` lists each set (id, language, half, where it comes from, the
 sha256 of what was fetched). Three steps:
 
-    python bench/eval_sets.py fetch [--mirror DIR] [ID ...]
+    python -m bench.eval_sets fetch [--mirror DIR] [ID ...]
         pypi: ``pip download --no-deps --no-binary :all: NAME==VERSION``; npm: ``npm pack
         NAME@VERSION``; github: ``git archive`` of the pinned commit, from a local clone
         (``--mirror DIR`` holding ``owner+name/repo`` bare clones) or a fresh ``git clone
         --bare``. Each file's sha256 must match the manifest, then it is unpacked into
         ``bench/corpora/<id>/`` (its single top folder removed).
-    python bench/eval_sets.py run [--half tuning|reporting] [ID ...]
+    python -m bench.eval_sets run [--half tuning|reporting] [ID ...]
         ``nice -n 10 quarry eval bench/corpora/<id> --name eval-<id> --json`` per set (a
         stack must be up: ``quarry dev up``), the JSON kept in
         ``bench/corpora/results/<id>.json``.
-    python bench/eval_sets.py table [--results DIR]
+    python -m bench.eval_sets table [--results DIR]
         Markdown: per repository, then per language and half (query-weighted means).
 
 Must not import: torch, drivers.
@@ -33,11 +33,14 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from cli.evaluation import bootstrap_mrr_diff
+
 HERE = Path(__file__).resolve().parent
 MANIFEST = HERE / "eval_sets.toml"
 CORPORA = HERE / "corpora"
 RESULTS = CORPORA / "results"
 MODES = ("hybrid", "vector", "lexical")
+BOOTSTRAP_SAMPLES = 2000
 FAMILY = {"typescript": "ts/js", "javascript": "ts/js"}
 
 
@@ -135,7 +138,27 @@ def table(sets: list[dict[str, Any]], results: Path) -> str:
     if missing:
         rows.append("")
         rows.append(f"Not run: {', '.join(missing)}.")
+    margins = [_margin(g, r) for g, reports in sorted(groups.items()) for r in reports]
+    if any(margins):
+        rows += ["", "| half | language | repository | hybrid MRR@10 - best single (95 % CI) |"]
+        rows.append("|---|---|---|---|")
+        rows += [m for m in margins if m]
     return "\n".join(rows)
+
+
+def _margin(group: tuple[str, str], report: dict[str, Any]) -> str:
+    """Hybrid's MRR@10 minus the better single retriever's, with a paired bootstrap 95 %
+    interval over the queries (from ``per_query``; empty without it)."""
+    per_query = report.get("per_query")
+    if not per_query:
+        return ""
+    best = max(("vector", "lexical"), key=lambda m: report["modes"][m]["mrr@10"])
+    hybrid = [q["rank"]["hybrid"] for q in per_query]
+    single = [q["rank"][best] for q in per_query]
+    low, high = bootstrap_mrr_diff(hybrid, single, samples=BOOTSTRAP_SAMPLES)
+    diff = report["modes"]["hybrid"]["mrr@10"] - report["modes"][best]["mrr@10"]
+    name = report["name"].removeprefix("eval-")
+    return f"| {group[0]} | {group[1]} | {name} | {diff:+.3f} [{low:+.3f}, {high:+.3f}] vs {best} |"
 
 
 def _row(half: str, language: str, name: str, reports: list[dict[str, Any]]) -> str:

@@ -77,9 +77,11 @@ def test_fetch_refuses_a_file_whose_sha256_differs(
 
 
 def _report(name: str, queries: int, r10: float) -> dict[str, Any]:
-    figures = {"recall@10": r10, "mrr@10": r10 / 2, "mean_lines": 20.0}
+    def figures() -> dict[str, float]:
+        return {"recall@10": r10, "mrr@10": r10 / 2, "mean_lines": 20.0}
+
     return {"name": f"eval-{name}", "queries": queries,
-            "modes": {m: figures for m in ("vector", "lexical", "hybrid")}}  # fmt: skip
+            "modes": {m: figures() for m in ("vector", "lexical", "hybrid")}}  # fmt: skip
 
 
 def test_table_weights_a_language_by_queries_and_names_what_was_not_run(tmp_path: Path) -> None:
@@ -108,3 +110,21 @@ def test_fetch_refuses_an_archive_entry_that_climbs_out_even_with_a_matching_sha
         eval_sets.fetch(_entry(data), mirror=None)
     assert not (tmp_path / "escaped").exists()
     assert not (corpora / "x-1.0").exists()
+
+
+def test_the_margin_of_hybrid_over_the_better_single_retriever_comes_with_an_interval(
+    tmp_path: Path,
+) -> None:
+    ranks = [{"hybrid": 1, "vector": 2, "lexical": None}] * 30
+    ranks += [{"hybrid": None, "vector": 1, "lexical": 1}] * 10
+    report = _report("a", 40, 0.5)
+    report["modes"]["hybrid"]["mrr@10"] = 0.75
+    report["modes"]["vector"]["mrr@10"] = 0.625
+    report["modes"]["lexical"]["mrr@10"] = 0.25
+    report["per_query"] = [{"rank": r} for r in ranks]
+    (tmp_path / "a.json").write_text(json.dumps(report))
+    text = eval_sets.table([{"id": "a", "language": "go", "half": "reporting"}], tmp_path)
+    line = next(row for row in text.splitlines() if row.endswith("vs vector |"))
+    low, high = (float(x) for x in re.findall(r"[+-]\d\.\d{3}", line)[1:])
+    assert line.startswith("| reporting | go | a | +0.125 [")
+    assert low < 0.125 < high
