@@ -78,12 +78,19 @@ def eval_repo(
     workers: Annotated[int, typer.Option(min=1, max=32, help="Searches in flight.")] = 4,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     max_wait_s: Annotated[float, typer.Option(help="Longest wait for a full queue.")] = 600.0,
+    keep_names: Annotated[
+        bool,
+        typer.Option(
+            "--keep-names",
+            help="Leave each function's own name in its query (as sets before issue 21 did).",
+        ),
+    ] = False,
 ) -> None:
     """Index REPO with its doc comments blanked and measure Recall@1/5/10 and MRR@10 of
     vector, lexical and hybrid search, querying with each function's doc comment
     (Python, Go, TypeScript/JavaScript, Java, Rust, C#, Kotlin, PHP, C/C++)."""
     root = repo.expanduser().resolve()
-    eval_set = guarded(lambda: _eval_set(root))
+    eval_set = guarded(lambda: _eval_set(root, keep_names=keep_names))
     index_name = guarded(lambda: check_repo_name(name or default_name(root)))
     copy = settings().data_dir / "eval" / f"{index_name}.tar.gz"
     guarded(lambda: _write_archive(eval_set.files, copy))
@@ -93,6 +100,7 @@ def eval_repo(
     _index(client, copy, index_name, quiet=as_json, max_wait_s=max_wait_s)
     hits = _search_all(client, eval_set.queries, index_name, k, workers, quiet=as_json)
     report = build_report(str(root), index_name, eval_set.queries, hits)
+    report["keep_names"] = keep_names
     if as_json:
         sys.stdout.write(json.dumps(report) + "\n")
     else:
@@ -142,10 +150,10 @@ def build_report(
     }
 
 
-def _eval_set(root: Path) -> EvalSet:
+def _eval_set(root: Path, *, keep_names: bool = False) -> EvalSet:
     if not root.is_dir():
         raise InvalidInputError(f"{root}: not a folder")
-    eval_set = build_set(root)
+    eval_set = build_set(root, keep_names=keep_names)
     if not eval_set.queries:
         raise InvalidInputError(
             f"{root}: no usable doc comments: none of its {len(eval_set.files)} source files "

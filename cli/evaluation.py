@@ -114,12 +114,17 @@ def _is_source(rel: str) -> bool:
 
 
 def build_set(
-    root: Path, files: Sequence[Path] | None = None, *, drop_ambiguous: bool = True
+    root: Path,
+    files: Sequence[Path] | None = None,
+    *,
+    drop_ambiguous: bool = True,
+    keep_names: bool = False,
 ) -> EvalSet:
     """The evaluation set of ``files`` (default: :func:`source_files`) under ``root``.
 
     Paths are relative to ``root``. ``drop_ambiguous=False`` keeps shared query texts
-    (the benchmarks did, and keep doing so for comparable figures).
+    (the benchmarks did, and keep doing so for comparable figures). ``keep_names=True``
+    leaves the function's own name in its query, as sets made before issue 21 did.
     """
     root = root.resolve()
     queries: list[EvalQuery] = []
@@ -129,7 +134,11 @@ def build_set(
         rel = file.resolve().relative_to(root).as_posix()
         data = file.read_bytes()
         language = detect_language(rel)
-        read = _read_python(rel, data) if language == "python" else _read_other(rel, data, language)
+        read = (
+            _read_python(rel, data, keep_names)
+            if language == "python"
+            else _read_other(rel, data, language, keep_names)
+        )
         if read is None:
             unparsable.append(rel)
             continue
@@ -143,15 +152,17 @@ def build_set(
     return EvalSet(tuple(queries), blanked, ambiguous, tuple(unparsable))
 
 
-def _read_python(rel: str, data: bytes) -> tuple[list[EvalQuery], bytes] | None:
+def _read_python(rel: str, data: bytes, keep_names: bool) -> tuple[list[EvalQuery], bytes] | None:
     tree = _parse(data)
     out = None if tree is None else blank_docstrings(data, tree)
     if tree is None or out is None or _parse(out) is None:
         return None
-    return _queries(rel, tree), out
+    return _queries(rel, tree, keep_names), out
 
 
-def _read_other(rel: str, data: bytes, language: str) -> tuple[list[EvalQuery], bytes] | None:
+def _read_other(
+    rel: str, data: bytes, language: str, keep_names: bool
+) -> tuple[list[EvalQuery], bytes] | None:
     if language not in DOC_LANGUAGES:
         return None
     doc_file = read_doc_file(data, language)
@@ -160,16 +171,16 @@ def _read_other(rel: str, data: bytes, language: str) -> tuple[list[EvalQuery], 
     family = "typescript" if language == "tsx" else language
     queries = []
     for fn in doc_file.functions:
-        text = query_text(fn.doc, fn.name)
+        text = query_text(fn.doc, fn.name, keep_name=keep_names)
         if text is not None:
             queries.append(EvalQuery(text, rel, fn.start_line, fn.end_line, fn.name, family))
     return queries, doc_file.blanked
 
 
-def query_text(doc: str, name: str) -> str | None:
-    """The query a doc comment gives: its first sentence without the function's own name,
-    or None when fewer than ``MIN_QUERY_WORDS`` words are left."""
-    text = drop_name(first_sentence(doc), name)
+def query_text(doc: str, name: str, *, keep_name: bool = False) -> str | None:
+    """The query a doc comment gives: its first sentence without the function's own name
+    (unless ``keep_name``), or None when fewer than ``MIN_QUERY_WORDS`` words are left."""
+    text = first_sentence(doc) if keep_name else drop_name(first_sentence(doc), name)
     return text if len(text.split()) >= MIN_QUERY_WORDS else None
 
 
@@ -225,7 +236,7 @@ def blank_docstrings(source: bytes, tree: ast.Module) -> bytes:
     return b"\n".join(lines)
 
 
-def _queries(rel: str, tree: ast.Module) -> list[EvalQuery]:
+def _queries(rel: str, tree: ast.Module, keep_names: bool) -> list[EvalQuery]:
     out: list[EvalQuery] = []
     for node in ast.walk(tree):
         if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
@@ -233,7 +244,7 @@ def _queries(rel: str, tree: ast.Module) -> list[EvalQuery]:
         doc = ast.get_docstring(node)
         if not doc:
             continue
-        text = query_text(doc, node.name)
+        text = query_text(doc, node.name, keep_name=keep_names)
         if text is None:
             continue
         start = min([node.lineno] + [d.lineno for d in node.decorator_list])

@@ -458,3 +458,12 @@ def test_build_set_leaves_out_the_tests_of_the_other_languages_too(tmp_path: Pat
         "Read": "csharp", "launch": "kotlin", "jobOf": "kotlin", "after": "php",
         "sdsnewlen": "c", "sdsfree": "c", "format": "cpp", "size": "cpp",
     }  # fmt: skip
+
+
+def test_keep_names_leaves_the_name_in_the_query_as_older_sets_did(tmp_path: Path) -> None:
+    (tmp_path / "mux.go").write_bytes(GO)
+    by_name = {q.name: q.text for q in build_set(tmp_path, keep_names=True).queries}
+    assert by_name["NewRouter"] == "NewRouter returns a new router instance."
+    assert {q.name: q.text for q in build_set(tmp_path).queries}["NewRouter"] == (
+        "returns a new router instance."
+    )

@@ -165,6 +165,7 @@ def test_json_reports_each_mode_from_the_canned_results(repo: Path, client: Fake
     )
     assert report["hybrid_beats_single"] is False
     assert report["languages"] == {"python": {"queries": 3, "modes": modes}}
+    assert report["keep_names"] is False
     ranks = {q["name"]: q["rank"] for q in report["per_query"]}
     assert ranks["alpha"] == {"vector": 1, "lexical": 2, "hybrid": 1}
     assert ranks["gamma"] == {"vector": 1, "lexical": 2, "hybrid": None}  # another file
