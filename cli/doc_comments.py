@@ -134,8 +134,8 @@ class DocFile:
 
 def read_doc_file(source: bytes, language: str) -> DocFile | None:
     """The documented functions of ``source`` and the source with its doc comments
-    blanked; None when ``language`` has no doc-comment reader, or ``source`` is not
-    UTF-8 or does not parse cleanly (a tree with errors may misplace comments)."""
+    blanked; None when ``source`` is not UTF-8 or does not parse cleanly (a tree with
+    errors may misplace comments). ValueError for a language not in DOC_LANGUAGES."""
     if language not in DOC_LANGUAGES:
         raise ValueError(f"no doc-comment reader for {language!r}")
     lang = grammar(language)
