@@ -1,15 +1,16 @@
-"""``quarry eval REPO``: how well Quarry's search finds a Python repository's functions.
+"""``quarry eval REPO``: how well Quarry's search finds a repository's functions.
 
-Builds a CodeSearchNet-style set from REPO (``cli.evaluation``: query = the first
-sentence of a function's docstring, target = that function), packs the copy with every
-docstring blanked into ``<data_dir>/eval/<name>.tar.gz`` (anew each run), uploads it to
-the API (the workers need no access to this machine's disk) to be indexed under NAME
-(default ``eval-<folder name>``), then sends every query to ``GET /v1/search`` in each
-mode (vector, lexical, hybrid), a few at a time, and reports Recall@1/5/10, MRR@10 and the
-mean result size in lines per mode.
+Builds a CodeSearchNet-style set from REPO's Python, Go, TypeScript/JavaScript, Java,
+Rust, C#, Kotlin, PHP and C/C++ files (``cli.evaluation``: query = the first sentence of
+a function's doc comment without the function's own name, target = that function),
+packs the copy with every doc comment blanked into ``<data_dir>/eval/<name>.tar.gz``
+(anew each run), uploads it to the API (the workers need no access to this machine's
+disk) to be indexed under NAME (default ``eval-<folder name>``), then sends every query
+to ``GET /v1/search`` in each mode (vector, lexical, hybrid), a few at a time, and reports
+Recall@1/5/10, MRR@10 and the mean result size in lines per mode.
 
 Exit codes: 0 the figures are printed; 1 the index job failed or was cancelled, or the
-API failed; 2 a bad argument, or a REPO without usable docstrings.
+API failed; 2 a bad argument, or a REPO without usable doc comments.
 
 Must not import: torch, drivers.
 """
@@ -21,6 +22,7 @@ import json
 import sys
 import tarfile
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from pathlib import Path
@@ -39,6 +41,7 @@ from cli.evaluation import (
     Hit,
     build_set,
     default_name,
+    first_relevant_rank,
     hybrid_beats_single,
     score,
 )
@@ -64,7 +67,9 @@ def register(app: typer.Typer) -> None:
 
 
 def eval_repo(
-    repo: Annotated[Path, typer.Argument(help="A Python repository folder or unpacked sdist.")],
+    repo: Annotated[
+        Path, typer.Argument(help="A repository folder or an unpacked source package.")
+    ],
     *,
     name: Annotated[
         str | None, typer.Option(help="Repository name to index under (default: eval-<folder>).")
@@ -73,11 +78,19 @@ def eval_repo(
     workers: Annotated[int, typer.Option(min=1, max=32, help="Searches in flight.")] = 4,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     max_wait_s: Annotated[float, typer.Option(help="Longest wait for a full queue.")] = 600.0,
+    keep_names: Annotated[
+        bool,
+        typer.Option(
+            "--keep-names",
+            help="Leave each function's own name in its query (as sets before issue 21 did).",
+        ),
+    ] = False,
 ) -> None:
-    """Index REPO with its docstrings blanked and measure Recall@1/5/10 and MRR@10 of
-    vector, lexical and hybrid search, querying with each function's docstring."""
+    """Index REPO with its doc comments blanked and measure Recall@1/5/10 and MRR@10 of
+    vector, lexical and hybrid search, querying with each function's doc comment
+    (Python, Go, TypeScript/JavaScript, Java, Rust, C#, Kotlin, PHP, C/C++)."""
     root = repo.expanduser().resolve()
-    eval_set = guarded(lambda: _eval_set(root))
+    eval_set = guarded(lambda: _eval_set(root, keep_names=keep_names))
     index_name = guarded(lambda: check_repo_name(name or default_name(root)))
     copy = settings().data_dir / "eval" / f"{index_name}.tar.gz"
     guarded(lambda: _write_archive(eval_set.files, copy))
@@ -86,40 +99,84 @@ def eval_repo(
     client = api_client()
     _index(client, copy, index_name, quiet=as_json, max_wait_s=max_wait_s)
     hits = _search_all(client, eval_set.queries, index_name, k, workers, quiet=as_json)
-    figures = {mode: score(eval_set.queries, hits[mode]) for mode in MODES}
-    report = {
-        "repo": str(root),
-        "name": index_name,
-        "queries": len(eval_set.queries),
-        "modes": figures,
-        "hybrid_beats_single": hybrid_beats_single(figures),
-    }
+    report = build_report(str(root), index_name, eval_set.queries, hits)
+    report["keep_names"] = keep_names
     if as_json:
         sys.stdout.write(json.dumps(report) + "\n")
     else:
         _print_table(report)
 
 
-def _eval_set(root: Path) -> EvalSet:
+def build_report(
+    repo: str, name: str, queries: Sequence[EvalQuery], hits: Mapping[str, Sequence[list[Hit]]]
+) -> dict[str, Any]:
+    """The figures per mode, per language (``languages``, each with its own ``queries``
+    and ``modes``) and, per query, where its target ranked in each mode (``per_query``,
+    null beyond the cut-off): what a paired comparison of two runs needs."""
+    figures = {mode: score(queries, hits[mode]) for mode in MODES}
+    by_language: dict[str, list[int]] = {}
+    for i, query in enumerate(queries):
+        by_language.setdefault(query.language, []).append(i)
+    languages = {
+        language: {
+            "queries": len(picked),
+            "modes": {
+                mode: score([queries[i] for i in picked], [hits[mode][i] for i in picked])
+                for mode in MODES
+            },
+        }
+        for language, picked in sorted(by_language.items())
+    }
+    per_query = [
+        {
+            "text": q.text,
+            "path": q.path,
+            "start_line": q.start_line,
+            "end_line": q.end_line,
+            "name": q.name,
+            "language": q.language,
+            "rank": {mode: first_relevant_rank(q, hits[mode][i]) for mode in MODES},
+        }
+        for i, q in enumerate(queries)
+    ]
+    return {
+        "repo": repo,
+        "name": name,
+        "queries": len(queries),
+        "modes": figures,
+        "hybrid_beats_single": hybrid_beats_single(figures),
+        "languages": languages,
+        "per_query": per_query,
+    }
+
+
+def _eval_set(root: Path, *, keep_names: bool = False) -> EvalSet:
     if not root.is_dir():
         raise InvalidInputError(f"{root}: not a folder")
-    eval_set = build_set(root)
+    eval_set = build_set(root, keep_names=keep_names)
     if not eval_set.queries:
         raise InvalidInputError(
-            f"{root}: no usable docstrings: none of its {len(eval_set.files)} Python files "
-            "(tests, docs and examples left out) has a function whose docstring opens with "
-            f"a sentence of {MIN_QUERY_WORDS} or more words that no other function shares"
+            f"{root}: no usable doc comments: none of its {len(eval_set.files)} source files "
+            "with doc comments (tests, docs and examples left out) "
+            "has a function whose doc comment opens with a sentence of "
+            f"{MIN_QUERY_WORDS} or more words (its own name left out) that no other "
+            "function shares"
         )
     return eval_set
 
 
 def _write_archive(files: Mapping[str, bytes], archive: Path) -> None:
-    """The blanked files as a ``.tar.gz`` at ``archive`` (replaced if it exists)."""
+    """The blanked files as a ``.tar.gz`` at ``archive`` (replaced if it exists), under
+    one top folder named after the archive: the API indexes an archive of one top folder
+    from inside it, so without one, a set whose files all sit in one folder
+    (``more_itertools/``) would be indexed without that folder in its paths, and no
+    result would ever match a query's path."""
+    top = archive.name.removesuffix(".tar.gz")
     try:
         archive.parent.mkdir(parents=True, exist_ok=True)
         with tarfile.open(archive, "w:gz") as tar:
             for rel, data in sorted(files.items()):
-                member = tarfile.TarInfo(rel)
+                member = tarfile.TarInfo(f"{top}/{rel}")
                 member.size, member.mtime, member.mode = len(data), 0, 0o644
                 tar.addfile(member, io.BytesIO(data))
     except OSError as exc:
@@ -127,10 +184,12 @@ def _write_archive(files: Mapping[str, bytes], archive: Path) -> None:
 
 
 def _print_set(root: Path, eval_set: EvalSet, k: int) -> None:
+    languages = Counter(q.language for q in eval_set.queries)
+    per_language = ", ".join(f"{n} {language}" for language, n in sorted(languages.items()))
     err.print(
-        f"{root}: {len(eval_set.files)} Python files, {len(eval_set.queries)} queries "
-        f"({eval_set.ambiguous} left out for a text shared with another function, "
-        f"{len(eval_set.unparsable)} files left out as not valid Python 3)",
+        f"{root}: {len(eval_set.files)} files, {len(eval_set.queries)} queries "
+        f"({per_language}; {eval_set.ambiguous} left out for a text shared with another "
+        f"function, {len(eval_set.unparsable)} files left out as not parsing cleanly)",
         markup=False,
     )
     if k < MRR_CUTOFF:

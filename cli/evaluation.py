@@ -1,17 +1,27 @@
-"""A CodeSearchNet-style retrieval evaluation of a Python repository.
+"""A CodeSearchNet-style retrieval evaluation of a repository in Python, Go,
+TypeScript/JavaScript, Java, Rust, C#, Kotlin, PHP or C/C++.
 
 Owns the evaluation set, the relevance rule and the figures:
 
-- **Set.** For every function or method (nested ones included) with a docstring, the
-  query is the docstring's first sentence and the target is the function's lines,
-  decorators included. Queries under ``MIN_QUERY_WORDS`` words are skipped. Every
-  docstring (module, class, function) is replaced by ``""`` in the copy that gets
-  indexed, keeping every line number, so the query text is not in the index.
-- **Files.** The Python files Quarry itself would index (``pipeline.analysis.selection``: ignore
-  files, default excludes, size, generated-file checks) less tests, docs and examples
-  (``EXCLUDED_DIRS``, ``test_*.py``, ``*_test.py``), ``setup.py``, ``conftest.py`` and
-  hidden folders; the same rule fits a repository root and an unpacked sdist.
-  Files that are not valid UTF-8 Python 3 are left out (listed in ``unparsable``).
+- **Set.** For every function or method (nested ones included) with a doc comment
+  (Python: its docstring; the other languages: ``cli.doc_comments``), the query is the
+  doc comment's first sentence with the function's own name taken out
+  (``cli.doc_comments.drop_name``: exact tokens only), and the target is the function's
+  lines, decorators (attributes) included. Queries under ``MIN_QUERY_WORDS`` words are
+  skipped. Every doc comment (module, class, function) is blanked in the copy that gets
+  indexed (Python: replaced by ``""``; the others: by a space and their newlines),
+  keeping every line number, so the query text is not in the index.
+- **Files.** The files Quarry itself would index (``pipeline.analysis.selection``:
+  ignore files, default excludes, size, generated-file checks) in a language with a
+  doc-comment reader, less tests, benchmarks, docs, examples, fixtures and vendored code
+  (``EXCLUDED_DIRS``, ``test_*.py``, ``*_test.py``, ``*_test.go``, ``*.test.ts``,
+  ``*.spec.js``, ``*Test.java``, ``*Tests.cs``, ``*Test.kt``, ``*Test.php``,
+  ``*_test.cc``, ``*_unittest.cpp``, ``test_*.c``, Rust's ``tests.rs``, ``*.d.ts``),
+  ``setup.py``, ``conftest.py``, versioneer's generated ``versioneer.py`` and
+  ``_version.py``, and hidden folders; the same rule fits a repository root and an
+  unpacked source package.
+  Those files are the indexed copy. Files that are not valid UTF-8 or do not parse
+  cleanly are left out (listed in ``unparsable``).
 - **Duplicates.** A query text shared by two or more functions (overloads, a property's
   getter and setter, copy-pasted helpers) has no single right answer: keeping one
   target would score a hit on its twin as a miss. Every copy is dropped (counted in
@@ -37,6 +47,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from cli.doc_comments import DOC_LANGUAGES, drop_name, read_doc_file
+from pipeline.analysis.language_names import detect_language
 from pipeline.analysis.selection import select_files
 
 MIN_QUERY_WORDS = 3
@@ -44,9 +56,17 @@ KS = (1, 5, 10)
 MRR_CUTOFF = 10
 BOOTSTRAP_SAMPLES = 10_000
 EXCLUDED_DIRS = frozenset(
-    {"tests", "test", "testing", "docs", "doc", "examples", "example", "site-packages"}
+    {
+        "tests", "test", "testing", "docs", "doc", "examples", "example", "site-packages",
+        "testdata", "__tests__", "__mocks__", "fixtures", "benches", "bench", "benchmarks",
+        "benchmark", "vendor", "third_party", "node_modules", "dist", "generated",
+    }
+)  # fmt: skip
+EXCLUDED_FILES = frozenset({"setup.py", "conftest.py", "versioneer.py", "_version.py"})
+_TEST_NAME = re.compile(
+    r"^test_.*\.(py|c|cc|cpp)$|_(unit)?test\.(py|go|c|cc|cpp)$|\.(test|spec)\.[cm]?[jt]sx?$"
+    r"|Tests?\.(java|cs|kt|php)$|\.d\.[cm]?ts$|^tests?\.rs$"
 )
-EXCLUDED_FILES = frozenset({"setup.py", "conftest.py"})
 
 Ranks = Sequence[int | None]
 Hit = tuple[str, int, int]  # path, start_line, end_line of one search result
@@ -54,18 +74,19 @@ Hit = tuple[str, int, int]  # path, start_line, end_line of one search result
 
 @dataclass(frozen=True, slots=True)
 class EvalQuery:
-    """One docstring-derived query and the function it should retrieve (1-based lines)."""
+    """One doc-comment-derived query and the function it should retrieve (1-based lines)."""
 
     text: str
     path: str
     start_line: int
     end_line: int
     name: str
+    language: str = "python"
 
 
 @dataclass(frozen=True, slots=True)
 class EvalSet:
-    """The queries and the docstring-blanked files to index, keyed by relative POSIX path."""
+    """The queries and the doc-comment-blanked files to index, keyed by relative POSIX path."""
 
     queries: tuple[EvalQuery, ...]
     files: dict[str, bytes] = field(default_factory=dict)
@@ -73,8 +94,11 @@ class EvalSet:
     unparsable: tuple[str, ...] = ()
 
 
+EVAL_LANGUAGES = DOC_LANGUAGES | {"python"}
+
+
 def source_files(root: Path) -> list[Path]:
-    """The Python files of ``root`` worth evaluating (see the module docstring), sorted."""
+    """The files of ``root`` worth evaluating (see the module docstring), sorted."""
     root = root.resolve()
     return [root / rel for rel in select_files(root).files if _is_source(rel)]
 
@@ -82,20 +106,25 @@ def source_files(root: Path) -> list[Path]:
 def _is_source(rel: str) -> bool:
     path = PurePosixPath(rel)
     name = path.name
-    if path.suffix != ".py" or name in EXCLUDED_FILES:
+    if detect_language(rel) not in EVAL_LANGUAGES or name in EXCLUDED_FILES:
         return False
-    if name.startswith("test_") or name.endswith("_test.py"):
+    if _TEST_NAME.search(name):
         return False
     return not any(p in EXCLUDED_DIRS or p.startswith(".") for p in path.parts[:-1])
 
 
 def build_set(
-    root: Path, files: Sequence[Path] | None = None, *, drop_ambiguous: bool = True
+    root: Path,
+    files: Sequence[Path] | None = None,
+    *,
+    drop_ambiguous: bool = True,
+    keep_names: bool = False,
 ) -> EvalSet:
     """The evaluation set of ``files`` (default: :func:`source_files`) under ``root``.
 
     Paths are relative to ``root``. ``drop_ambiguous=False`` keeps shared query texts
-    (the benchmarks did, and keep doing so for comparable figures).
+    (the benchmarks did, and keep doing so for comparable figures). ``keep_names=True``
+    leaves the function's own name in its query, as sets made before issue 21 did.
     """
     root = root.resolve()
     queries: list[EvalQuery] = []
@@ -104,19 +133,55 @@ def build_set(
     for file in source_files(root) if files is None else files:
         rel = file.resolve().relative_to(root).as_posix()
         data = file.read_bytes()
-        tree = _parse(data)
-        out = None if tree is None else blank_docstrings(data, tree)
-        if tree is None or out is None or _parse(out) is None:
+        language = detect_language(rel)
+        read = (
+            _read_python(rel, data, keep_names)
+            if language == "python"
+            else _read_other(rel, data, language, keep_names)
+        )
+        if read is None:
             unparsable.append(rel)
             continue
-        queries += _queries(rel, tree)
-        blanked[rel] = out
+        queries += read[0]
+        blanked[rel] = read[1]
     ambiguous = 0
     if drop_ambiguous:
         counts = Counter(q.text for q in queries)
         ambiguous = sum(n for n in counts.values() if n > 1)
         queries = [q for q in queries if counts[q.text] == 1]
     return EvalSet(tuple(queries), blanked, ambiguous, tuple(unparsable))
+
+
+def _read_python(rel: str, data: bytes, keep_names: bool) -> tuple[list[EvalQuery], bytes] | None:
+    tree = _parse(data)
+    out = None if tree is None else blank_docstrings(data, tree)
+    if tree is None or out is None or _parse(out) is None:
+        return None
+    return _queries(rel, tree, keep_names), out
+
+
+def _read_other(
+    rel: str, data: bytes, language: str, keep_names: bool
+) -> tuple[list[EvalQuery], bytes] | None:
+    if language not in DOC_LANGUAGES:
+        return None
+    doc_file = read_doc_file(data, language)
+    if doc_file is None:
+        return None
+    family = "typescript" if language == "tsx" else language
+    queries = []
+    for fn in doc_file.functions:
+        text = query_text(fn.doc, fn.name, keep_name=keep_names)
+        if text is not None:
+            queries.append(EvalQuery(text, rel, fn.start_line, fn.end_line, fn.name, family))
+    return queries, doc_file.blanked
+
+
+def query_text(doc: str, name: str, *, keep_name: bool = False) -> str | None:
+    """The query a doc comment gives: its first sentence without the function's own name
+    (unless ``keep_name``), or None when fewer than ``MIN_QUERY_WORDS`` words are left."""
+    text = first_sentence(doc) if keep_name else drop_name(first_sentence(doc), name)
+    return text if len(text.split()) >= MIN_QUERY_WORDS else None
 
 
 def _parse(data: bytes) -> ast.Module | None:
@@ -171,7 +236,7 @@ def blank_docstrings(source: bytes, tree: ast.Module) -> bytes:
     return b"\n".join(lines)
 
 
-def _queries(rel: str, tree: ast.Module) -> list[EvalQuery]:
+def _queries(rel: str, tree: ast.Module, keep_names: bool) -> list[EvalQuery]:
     out: list[EvalQuery] = []
     for node in ast.walk(tree):
         if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
@@ -179,8 +244,8 @@ def _queries(rel: str, tree: ast.Module) -> list[EvalQuery]:
         doc = ast.get_docstring(node)
         if not doc:
             continue
-        text = first_sentence(doc)
-        if len(text.split()) < MIN_QUERY_WORDS:
+        text = query_text(doc, node.name, keep_name=keep_names)
+        if text is None:
             continue
         start = min([node.lineno] + [d.lineno for d in node.decorator_list])
         out.append(EvalQuery(text, rel, start, node.end_lineno or node.lineno, node.name))

@@ -18,6 +18,7 @@ import typer
 from typer.testing import CliRunner
 
 import cli.eval
+from cli.evaluation import EvalQuery
 from pipeline.errors import InvalidInputError, StoreUnavailableError
 
 MOD = '''"""Module docstring."""
@@ -163,6 +164,24 @@ def test_json_reports_each_mode_from_the_canned_results(repo: Path, client: Fake
         }
     )
     assert report["hybrid_beats_single"] is False
+    assert report["languages"] == {"python": {"queries": 3, "modes": modes}}
+    assert report["keep_names"] is False
+    ranks = {q["name"]: q["rank"] for q in report["per_query"]}
+    assert ranks["alpha"] == {"vector": 1, "lexical": 2, "hybrid": 1}
+    assert ranks["gamma"] == {"vector": 1, "lexical": 2, "hybrid": None}  # another file
+
+
+def test_report_splits_the_figures_per_language() -> None:
+    queries = [
+        EvalQuery("Parse one header line.", "h.go", 1, 5, "parse", "go"),
+        EvalQuery("Format one header line.", "h.ts", 1, 5, "format", "typescript"),
+    ]
+    hits = {mode: [[("h.go", 2, 3)], [("x.ts", 1, 5)]] for mode in cli.eval.MODES}
+    report = cli.eval.build_report("/r", "eval-r", queries, hits)
+    assert report["modes"]["hybrid"]["recall@10"] == 0.5
+    assert report["languages"]["go"]["modes"]["hybrid"]["recall@10"] == 1.0
+    assert report["languages"]["typescript"]["modes"]["hybrid"]["recall@10"] == 0.0
+    assert [q["rank"]["lexical"] for q in report["per_query"]] == [1, None]
 
 
 @pytest.mark.timeout(60)
@@ -176,8 +195,10 @@ def test_the_blanked_copy_is_indexed_under_the_name_and_searched_in_every_mode(
     assert code == 0, err
     # Uploaded, not named by path: the workers may run on other hosts.
     assert client.jobs == [{"archive": copy, "repo": "mine"}]
-    assert sorted(client.uploaded) == [PATH]
-    blanked = client.uploaded[PATH].decode("utf-8")
+    # Under one top folder, which the API strips: the indexed paths are the set's paths,
+    # even when every file of the set sits in one folder (a PATH of src/pkg/mod.py).
+    assert sorted(client.uploaded) == [f"mine/{PATH}"]
+    blanked = client.uploaded[f"mine/{PATH}"].decode("utf-8")
     assert blanked.count("\n") == MOD.count("\n")
     assert "Add one" not in blanked and "Module docstring" not in blanked
     assert sorted(client.searches) == sorted(
@@ -192,7 +213,7 @@ def test_table_lists_the_modes_and_figures(repo: Path, client: FakeClient) -> No
     for expected in ("vector", "lexical", "hybrid", "1.000", "0.500", "0.667", "3.0"):
         assert expected in out
     assert "hybrid beats vector and lexical on MRR@10: no" in out
-    assert "1 Python files, 3 queries" in err
+    assert "1 files, 3 queries (3 python;" in err
 
 
 @pytest.mark.timeout(60)
@@ -214,7 +235,7 @@ def test_a_tree_without_usable_docstrings_exits_2_naming_the_path(
     (root / "pkg/a.py").write_text('def f():\n    """Too short."""\n')
     code, _, err = run(str(root))
     assert code == 2
-    assert f"{root}: no usable docstrings" in err
+    assert f"{root}: no usable doc comments" in err
     assert client.jobs == []
 
 
