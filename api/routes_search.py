@@ -63,7 +63,8 @@ def search(
         str | None,
         Query(
             max_length=64,
-            description="Search as of this commit (7-40 hex digits), when a ref still holds it.",
+            description="Search as of this commit (7-40 hex digits; a folder's tree-<hex>),"
+            " when a ref still holds it.",
         ),
     ] = None,
 ) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from pipeline.sources.locations import check_ref, is_commit_sha
 DEFAULT_REF: Final = "main"
 _STRIPPED_PREFIXES: Final = ("refs/heads/", "refs/tags/", "refs/")
 _ABBREVIATED_SHA_CHARS: Final = range(7, 40)
+_TREE_PREFIX: Final = "tree-"  # pipeline.analysis.inventory.tree_digest
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,12 +72,18 @@ def check_ref_name(name: str) -> str:
 
 
 def check_commit_prefix(commit: str) -> str:
-    """A commit asked for by ``as of``: 7 to 40 hex digits (any case), or the 64-hex tree
-    digest of a folder or archive snapshot."""
+    """A commit asked for by ``as of``: 7 to 40 hex digits (any case) of a git commit, or
+    ``tree-`` and 4 to 16 hex digits of a folder's or archive's tree digest."""
     lowered = commit.lower()
-    hexdigits = all(c in "0123456789abcdef" for c in lowered)
-    if hexdigits and (len(lowered) in _ABBREVIATED_SHA_CHARS or len(lowered) in (40, 64)):
+    digits = lowered.removeprefix(_TREE_PREFIX)
+    hexdigits = bool(digits) and all(c in "0123456789abcdef" for c in digits)
+    if lowered.startswith(_TREE_PREFIX):
+        usable = hexdigits and 4 <= len(digits) <= 16
+    else:
+        usable = hexdigits and (len(digits) in _ABBREVIATED_SHA_CHARS or len(digits) == 40)
+    if usable:
         return lowered
     raise InvalidInputError(
-        f"commit {commit!r}: give 7 to 40 hex digits of a commit (or a 64-hex tree digest)"
+        f"commit {commit!r}: give 7 to 40 hex digits of a commit, or tree- and 4 to 16 hex"
+        " digits of a folder's or archive's tree digest"
     )

@@ -37,7 +37,7 @@ def test_a_bad_ref_is_refused_naming_it(bad: str) -> None:
 def test_commit_prefixes_are_hex_of_a_usable_length() -> None:
     assert check_commit_prefix("ABCDEF1") == "abcdef1"
     assert check_commit_prefix("a" * 40) == "a" * 40
-    assert check_commit_prefix("b" * 64) == "b" * 64  # a folder's tree digest
-    for bad in ("abc", "g" * 10, "a" * 41, "a%", "a_bcdefgh"):
+    assert check_commit_prefix("tree-0123abcd") == "tree-0123abcd"  # a folder's digest
+    for bad in ("abc", "g" * 10, "a" * 41, "a%", "a_bcdefgh", "tree-", "tree-abc", "tree-%"):
         with pytest.raises(InvalidInputError, match="commit"):
             check_commit_prefix(bad)
