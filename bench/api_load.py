@@ -39,10 +39,11 @@ import httpx
 import typer
 
 from bench import load_corpora as lc
+from bench.e2e_stack import worker_work
 from bench.load_clients import HealthProber, Sample, run_clients, search_step_seconds, step_means_ms
 from bench.load_mix import TenantCorpus, build_mix, errors_by_kind, latency_summary
 from bench.machine import cpu_model
-from bench.row_bytes import chunk_row_bytes
+from bench.row_bytes import chunk_row_bytes, repository_rows
 
 CORPORA = ("requests==2.32.3", "click==8.1.7", "attrs==24.2.0")
 WRITER = "django==5.2.9"
@@ -152,38 +153,47 @@ def _phase(
     return out
 
 
+def _writer_progress(target: Target, api: httpx.Client, job: tuple[str, str, str]) -> int:
+    """Chunk rows the writer's repository holds (private stack), else its written files
+    (an index job's counters reach its status in batches: a coarser measure)."""
+    tenant, job_id, repo = job
+    if target.postgres_dsn is not None:
+        return repository_rows(target.postgres_dsn, tenant, repo)
+    return int(lc.job_status(api, target.tokens[tenant], job_id)["files"]["written"])
+
+
 def _write_phase(
     target: Target, plan: Plan, mix: Sequence[Any], api: httpx.Client, source: Path, repo: str
 ) -> dict[str, Any]:
     tenant, token = next(iter(target.tokens.items()))
     job_id = lc.post_job(api, token, source, repo)
-    deadline = time.monotonic() + 900
-    status = lc.job_status(api, token, job_id)
-    while status["files"]["written"] == 0 and status["status"] not in lc.TERMINAL:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"the writer job {job_id} wrote no file in 900 s")
+    job = (tenant, job_id, repo)
+    waited = time.monotonic()
+    while (before := _writer_progress(target, api, job)) == 0:
+        if time.monotonic() - waited > 900:
+            raise TimeoutError(f"the writer job {job_id} wrote nothing in 900 s")
         time.sleep(1)
-        status = lc.job_status(api, token, job_id)
-    before = status
+    first_write_s = round(time.monotonic() - waited, 1)
+    wall0 = time.time()
     phase = _phase("write", target, plan, plan.write_clients, mix)
-    after = lc.job_status(api, token, job_id)
-    cancelled = lc.cancel_job(api, token, job_id)
-    span = plan.duration_s
-    written = after["files"]["written"] - before["files"]["written"]
-    embedded = after["chunks"]["embedded"] - before["chunks"]["embedded"]
+    wall1 = time.time()
+    after = _writer_progress(target, api, job)
+    status = lc.job_status(api, token, job_id)
+    unit = "chunk_rows" if target.postgres_dsn is not None else "files_written"
     phase["writer"] = {
         "tenant": tenant,
         "repo": repo,
         "job_id": job_id,
-        "files_total": after["files"]["total"],
-        "files_written_before_after": [before["files"]["written"], after["files"]["written"]],
-        "chunks_embedded_before_after": [before["chunks"]["embedded"], after["chunks"]["embedded"]],
-        "chunks_before_after": [before["chunks"], after["chunks"]],
-        "files_written_per_s": round(written / span, 2),
-        "chunks_embedded_per_s": round(embedded / span, 1),
-        "status_after": after["status"],
-        "cancel_status_code": cancelled,
+        "files_total": status["files"]["total"],
+        "first_write_after_s": first_write_s,
+        f"{unit}_before_after": [before, after],
+        f"{unit}_per_s": round((after - before) / (wall1 - wall0), 1),
+        "status_after": status["status"],
+        "stage_after": status["stage"],
     }
+    if target.data_dir is not None:
+        phase["writer"]["worker_tasks"] = worker_work(target.data_dir / "logs", wall0, wall1)
+    phase["writer"]["cancel_status_code"] = lc.cancel_job(api, token, job_id)
     return phase
 
 
@@ -263,6 +273,19 @@ def _api_process(target: Target) -> dict[str, Any]:
     return {"url": target.api_url, "cmdline": args[1:], "uvicorn_workers": workers}
 
 
+def redacted(argv: Sequence[str]) -> list[str]:
+    """The command line as recorded: every ``--token`` value replaced by ``***``."""
+    out: list[str] = []
+    for arg in argv:
+        if out and out[-1] == "--token":
+            out.append("***")
+        elif arg.startswith("--token="):
+            out.append("--token=***")
+        else:
+            out.append(arg)
+    return out
+
+
 def _ints(text: str) -> tuple[int, ...]:
     try:
         values = tuple(int(part) for part in text.split(",") if part.strip())
@@ -294,6 +317,10 @@ def bench_load(
     backend: Annotated[
         str, typer.Option(help="The private stack's embed_backend: torch or onnx-int8.")
     ] = "torch",
+    token_file: Annotated[
+        Path | None,
+        typer.Option(help="With --api: a file of tokens, one per line (kept out of `ps`)."),
+    ] = None,
     cache: Annotated[Path, typer.Option(help="Where sdists are kept.")] = Path("bench/corpora"),
     seed: Annotated[int, typer.Option()] = 7,
     mix_size: Annotated[int, typer.Option(min=1, help="Requests in the mix (cycled).")] = 2000,
@@ -303,6 +330,8 @@ def bench_load(
     repository is indexed; latencies, throughput, errors and health probes as JSON."""
     if backend not in ("torch", "onnx-int8"):
         raise typer.BadParameter(f"--backend: torch or onnx-int8, got {backend!r}")
+    if token_file is not None:
+        token = [*(token or []), *token_file.read_text(encoding="utf-8").split()]
     if token and api is None:
         raise typer.BadParameter("--token: only with --api (a private stack issues its own)")
     plan = Plan(_ints(clients), write_clients, duration_s, timeout_s, probe_interval_s, 5.0)
@@ -320,7 +349,7 @@ def bench_load(
         mix_size=mix_size,
     )
     result.update(
-        command=" ".join(["quarry", "bench", "load", *sys.argv[3:]]),
+        command=" ".join(["quarry", "bench", "load", *redacted(sys.argv[3:])]),
         machine=f"{cpu_model()}, {os.cpu_count()} cores",
         load_average_before=[round(v, 2) for v in load_before],
         load_average_after=[round(v, 2) for v in os.getloadavg()],

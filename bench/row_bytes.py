@@ -59,3 +59,14 @@ def chunk_row_bytes(dsn: str) -> dict[str, Any]:
 
 def _round(value: Any) -> float | None:
     return None if value is None else round(float(value), 1)
+
+
+def repository_rows(dsn: str, tenant: str, repo: str) -> int:
+    """How many chunk rows repository ``repo`` of ``tenant`` holds now (every version)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM chunks c JOIN repositories r ON r.id = c.repository_id"
+            " WHERE r.tenant_id = %s AND r.name = %s",
+            (tenant, repo),
+        ).fetchone()
+    return int(row[0]) if row else 0

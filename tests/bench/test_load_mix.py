@@ -7,6 +7,7 @@ from collections import Counter
 
 import pytest
 
+from bench.api_load import redacted
 from bench.load_clients import parse_step_seconds, step_means_ms
 from bench.load_mix import (
     Documented,
@@ -167,3 +168,8 @@ def test_step_seconds_read_from_a_metrics_page() -> None:
         ]
     )
     assert parse_step_seconds(page) == {"embed": (0.042, 4.0), "total": (0.15, 4.0)}
+
+
+def test_recorded_command_line_keeps_no_token() -> None:
+    argv = ["--api", "http://h:1", "--token", "qk_secret1", "--token=qk_secret2", "--seed", "3"]
+    assert redacted(argv) == ["--api", "http://h:1", "--token", "***", "--token=***", "--seed", "3"]
