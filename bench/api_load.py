@@ -3,7 +3,9 @@
 One run: a private stack (``quarry dev up`` on free ports, every default but the embed
 backend; or ``--api URL`` with one ``--token`` per corpus), one tenant per corpus with
 its own read-write token, each corpus (an sdist, fetched once into ``bench/corpora/``)
-indexed by a folder job to ``done``; then
+indexed by a folder job to ``done`` (with ``--api``: jobs name folders under this
+machine's /tmp, so that API must run here and allow /tmp in ``source_allowed_roots``);
+then
 
 1. ``idle``: only the health prober, a few seconds (the probes' floor);
 2. for each N of ``--clients``: N closed-loop clients for ``--duration-s`` with the mix
