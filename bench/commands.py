@@ -23,6 +23,7 @@ from typing import Annotated, Any
 
 import typer
 
+from bench.api_load import bench_load
 from bench.api_memory import bench_api_memory
 from bench.corpus import Corpus, corpus_root, load_corpus
 from bench.e2e import bench_e2e, bench_incremental
@@ -49,6 +50,7 @@ bench_app.command("incremental")(bench_incremental)
 bench_app.command("scale")(bench_scale)
 bench_app.command("multi-host")(bench_multi_host)
 bench_app.command("api-memory")(bench_api_memory)
+bench_app.command("load")(bench_load)
 
 
 def embed_stack_settings(root: Path, threads: int, backend: str) -> QuarrySettings:
