@@ -4,7 +4,8 @@ Reads the ``chunks`` table that :class:`~pipeline.adapters.postgres.vector_store
 writes, through ``files`` of each repository's searchable snapshot (the statements and
 the two vector plans are in ``pipeline.statements.search_sql``). The plan: ``exact`` while the
 table holds at most ``exact_max_rows`` rows (the planner's estimate, read at most once a
-minute); else ``hnsw`` with ``ef_search`` (at least the number of hits asked for), and
+minute) or the request's scope does (its snapshots' rows, counted once per set of
+snapshots); else ``hnsw`` with ``ef_search`` (at least the number of hits asked for), and
 when the scope and filters leave fewer hits than asked, again with four times the ``ef``
 up to pgvector's 1000, then ``exact`` over the scope. Each read is one short
 transaction on a pooled autocommit connection.
@@ -84,7 +85,13 @@ class PgSearchIndex(PooledStore):
             if not scoped:
                 return []
             filters = request.filters
-            if self._table_rows(conn) > self._exact_max_rows:
+            # HNSW only when both the table and the scope are large: a small tenant (or
+            # repository) of a large table is read exactly, at once, with full recall,
+            # rather than after HNSW tries that other tenants' rows starve.
+            if (
+                self._table_rows(conn) > self._exact_max_rows
+                and self._scope_rows_count(conn, scoped) > self._exact_max_rows
+            ):
                 ef = max(self._ef_search, limit)
                 while True:
                     self.plans["hnsw" if ef == max(self._ef_search, limit) else "hnsw_retry"] += 1

@@ -177,6 +177,34 @@ def test_only_the_searchable_snapshot_is_seen(backend: Backend, tenant: str) -> 
     assert paths(hits).count("src/db/pool.py") == 1
 
 
+def test_each_ref_and_each_held_commit_is_searched_on_its_own(
+    backend: Backend, tenant: str
+) -> None:
+    repo = RepoRef(tenant, "app")
+    base = [stored("a.py", "v1", 0, "def alpha(): pass", unit(0))]
+    publish(backend, repo, "c0ffee1111", base)
+    branch = [*base, stored("b.py", "v1", 1, "def beta(): pass", unit(1))]
+    backend.vectors.upsert_chunks(repo, branch)
+    snapshot = backend.snapshots.begin(repo, "beef002222", [
+        FileVersion("a.py", "v1", "python", 10), FileVersion("b.py", "v1", "python", 10)
+    ])  # fmt: skip
+    backend.snapshots.publish(repo, snapshot, "feature/x", 7)
+    assert paths(backend.index.vector_hits(ask(tenant), unit(1), MODEL, 10)) == ["a.py"]
+    on_branch = backend.index.vector_hits(ask(tenant, ref="feature/x"), unit(1), MODEL, 10)
+    assert paths(on_branch) == ["b.py", "a.py"]
+    assert paths(backend.index.lexical_hits(ask(tenant, ref="feature/x"), ["beta"], 10)) == ["b.py"]
+    assert paths(backend.index.lexical_hits(ask(tenant), ["beta"], 10)) == []
+    as_of = backend.index.vector_hits(ask(tenant, commit="beef002"), unit(1), MODEL, 10)
+    assert paths(as_of) == ["b.py", "a.py"]
+    assert backend.index.selected(ask(tenant, ref="feature/x")) == {"app": True}
+    assert backend.index.selected(ask(tenant, ref="nope")) == {"app": False}
+    assert backend.index.selected(ask(tenant, commit="c0ffee1")) == {"app": True}
+    assert backend.index.selected(ask(tenant, commit="ffffff1")) == {"app": False}
+    assert backend.index.vector_hits(ask(tenant, ref="nope"), unit(1), MODEL, 10) == []
+    other = f"{tenant}x"
+    assert backend.index.selected(ask(other, ref="feature/x")) == {}
+
+
 def test_a_repository_without_a_searchable_snapshot_finds_nothing(
     backend: Backend, tenant: str
 ) -> None:
