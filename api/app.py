@@ -119,8 +119,9 @@ def create_app(settings: QuarrySettings | None = None) -> FastAPI:
     add_reference(app, enabled=settings.api_docs)
 
     @app.get("/healthz", tags=["health"])
-    def healthz() -> dict[str, str]:
-        """The process is up. Needs no token."""
+    async def healthz() -> dict[str, str]:
+        """The process is up. Needs no token. On the event loop, not the thread pool: a
+        liveness probe answers however many searches hold the pool's threads."""
         return {"status": "ok"}
 
     readiness = _Readiness(endpoints)
