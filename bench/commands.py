@@ -30,6 +30,7 @@ from bench.e2e import bench_e2e, bench_incremental
 from bench.e2e_stack import run_quarry
 from bench.machine import cpu_model
 from bench.multi_host import bench_multi_host
+from bench.refs import bench_refs
 from bench.scale import bench_scale
 from bench.search import bench_search
 from config.endpoints import resolve_endpoints
@@ -51,6 +52,7 @@ bench_app.command("scale")(bench_scale)
 bench_app.command("multi-host")(bench_multi_host)
 bench_app.command("api-memory")(bench_api_memory)
 bench_app.command("load")(bench_load)
+bench_app.command("refs")(bench_refs)
 
 
 def embed_stack_settings(root: Path, threads: int, backend: str) -> QuarrySettings:
