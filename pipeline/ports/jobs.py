@@ -123,6 +123,11 @@ class SnapshotStore(Protocol):
         each of ``paths`` (an empty set: none; its chunk rows may all go)."""
         ...
 
+    def published_seq(self, repo: RepoRef, ref: str) -> int:
+        """The creation number (``Job.seq``) of the job that published the ref; 0 when
+        nothing has."""
+        ...
+
     def default_ref(self, repo: RepoRef) -> str:
         """The repository's default ref ("main" for a repository not created yet)."""
         ...

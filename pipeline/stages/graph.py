@@ -132,8 +132,12 @@ def kept_symbols(
 
 def writes_graph(ctx: JobContext, job: Job) -> bool:
     """Whether the job's graph goes to the graph store: the graph follows the repository's
-    default ref only (pipeline/refs.py); a job of another ref writes none."""
-    return job.ref_name == ctx.snapshots.default_ref(job.repo)
+    default ref only (pipeline/refs.py); a job of another ref writes none, and neither
+    does one that a job created after it has overtaken (it will not publish, and the
+    graph must keep the commit the ref holds)."""
+    if job.ref_name != ctx.snapshots.default_ref(job.repo):
+        return False
+    return ctx.snapshots.published_seq(job.repo, job.ref_name) <= job.seq
 
 
 def _live(ctx: JobContext, job_id: str) -> Job | None:

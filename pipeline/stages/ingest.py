@@ -25,7 +25,15 @@ from typing import Any
 from pipeline import flow
 from pipeline.analysis.inventory import Inventory, estimate, take_inventory, tree_digest
 from pipeline.errors import InvalidInputError, PermanentError, QueueFullError
-from pipeline.jobs import Job, JobRequest, JobStatus, SourceKind, Stage, check_repo_name
+from pipeline.jobs import (
+    NOT_PUBLISHED,
+    Job,
+    JobRequest,
+    JobStatus,
+    SourceKind,
+    Stage,
+    check_repo_name,
+)
 from pipeline.messages import encode_file, encode_repo
 from pipeline.models import FileVersion, RepoRef
 from pipeline.ports import BlobStore, SourceFetcher
@@ -186,6 +194,8 @@ def ingest(
         return IngestOutcome.SKIPPED
     if _repository_busy(ctx, job):
         return IngestOutcome.BUSY
+    if superseded(ctx, job):
+        return IngestOutcome.SKIPPED
     try:
         root, commit = fetcher.fetch(job.source, workdir, tenant=job.repo.tenant)
         inventory = take_inventory(root, max_file_bytes=options.max_file_bytes)
@@ -321,6 +331,24 @@ def _repository_busy(ctx: JobContext, job: Job) -> bool:
         and now - (other.started_at or now) < STALE_JOB_S
         for other in ctx.jobs.list(job.repo.tenant, job.repo.name, limit=20)
     )
+
+
+def superseded(ctx: JobContext, job: Job) -> bool:
+    """Whether a job created after this one already published its ref: then this one
+    does no work (it could never publish) and ends ``done``, saying so."""
+    newer = ctx.snapshots.published_seq(job.repo, job.ref_name)
+    if newer <= job.seq:
+        return False
+    ctx.jobs.start(job.job_id, Stage.INGEST)
+    ctx.board.set_counters(job.job_id, {NOT_PUBLISHED: 1})
+    finish(
+        ctx,
+        job,
+        JobStatus.DONE,
+        f"not published: ref {job.ref_name!r} was already published by a job created"
+        " after this one",
+    )
+    return True
 
 
 def dry_run(

@@ -194,6 +194,14 @@ def delete_ref(repository_id: int, ref: str) -> Query:
     )
 
 
+def published_seq(repo: RepoRef, ref: str) -> Query:
+    return Query(
+        "SELECT f.job_seq FROM refs AS f JOIN repositories AS r ON r.id = f.repository_id"
+        " WHERE r.tenant_id = %(tenant)s AND r.name = %(name)s AND f.name = %(ref)s",
+        {"tenant": repo.tenant, "name": repo.name, "ref": ref},
+    )
+
+
 def default_ref(repo: RepoRef) -> Query:
     return Query(
         "SELECT default_ref FROM repositories WHERE tenant_id = %(tenant)s AND name = %(name)s",

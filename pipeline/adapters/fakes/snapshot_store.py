@@ -188,6 +188,14 @@ class InMemorySnapshotStore:
             }
             return matching.pop() if len(matching) == 1 else None
 
+    def published_seq(self, repo: RepoRef, ref: str) -> int:
+        sql.check_repo(repo)
+        check_ref_name(ref)
+        with self._lock:
+            held = self._repos.get(repo)
+            found = None if held is None else held.refs.get(ref)
+            return 0 if found is None else found.seq
+
     def default_ref(self, repo: RepoRef) -> str:
         sql.check_repo(repo)
         with self._lock:

@@ -119,6 +119,13 @@ class PgSnapshotStore(PgStore):
                 kept[str(path)].add(str(sha))
         return kept
 
+    def published_seq(self, repo: RepoRef, ref: str) -> int:
+        sql.check_repo(repo)
+        check_ref_name(ref)
+        with self._connection() as conn:
+            row = execute(conn, snapshot_sql.published_seq(repo, ref)).fetchone()
+        return 0 if row is None else int(row[0])
+
     def default_ref(self, repo: RepoRef) -> str:
         sql.check_repo(repo)
         with self._connection() as conn:

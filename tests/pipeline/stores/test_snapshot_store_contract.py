@@ -31,7 +31,9 @@ from pipeline.jobs import JobRequest, JobSource, JobStatus, SourceKind, Stage, j
 from pipeline.models import Chunk, ChunkKind, FileVersion, RepoRef, Span, StoredChunk
 from pipeline.ports import JobStore, SnapshotStore, VectorStore
 from pipeline.stages.commit import commit_job
+from pipeline.stages.graph import writes_graph
 from pipeline.stages.indexing import JobContext
+from pipeline.stages.ingest import superseded
 from pipeline.stages.ref_deletion import delete_ref
 from tests.databases import fresh_pg_database
 
@@ -596,3 +598,22 @@ def test_a_branch_job_publishes_its_ref_and_leaves_the_default_ref_and_shared_ro
     assert {(p, s) for p, s, _ in backend.vectors.chunk_keys(repo)} == {("a.py", "a1")}
     with pytest.raises(NotFoundError, match="no ref 'feature/x'"):
         delete_ref(backend.snapshots, backend.vectors, repo, "feature/x")
+
+
+def test_a_job_a_newer_one_overtook_does_no_work_and_writes_no_graph(
+    backend: Backend, repo: RepoRef
+) -> None:
+    ctx = JobContext(backend.jobs, backend.snapshots, InMemoryJobBoard(), lambda _t, _k: None)
+    request = JobRequest(repo, JobSource(SourceKind.PATH, "/src"), commit="c1")
+    older, _ = backend.jobs.create(request, job_id=str(uuid.uuid4()), commit="c1")
+    newer = _job_at(backend, repo, "c2", None, V2)
+    assert writes_graph(ctx, older) and not superseded(ctx, older)  # nothing published yet
+    assert commit_job(ctx, newer, vectors=backend.vectors, graph=InMemoryGraphStore())
+    assert backend.snapshots.published_seq(repo, "main") > older.seq
+    assert not writes_graph(ctx, older)
+    assert superseded(ctx, older)  # at its ingest: it ends at once
+    ended = backend.jobs.get(older.job_id)
+    assert ended is not None and ended.status is JobStatus.DONE
+    assert "not published" in ended.message and job_status(ended, 0.0)["published"] is False
+    assert backend.snapshots.searchable_files(repo) == files(*V2)
+    assert backend.snapshots.published_seq(repo, "feature/none") == 0
