@@ -37,6 +37,7 @@ def _options(settings: QuarrySettings) -> IngestOptions:
         batch_max_files=settings.job_batch_files,
         batch_max_bytes=settings.job_batch_bytes,
         slice_files=settings.job_ingest_slice_files,
+        window_files=settings.job_window_files,
     )
 
 
@@ -67,15 +68,18 @@ def ingest_job(self: StageTask, job_id: str, attempt: int = 0) -> str | None:
 
 
 @shared_task(bind=True, base=JobTask, name=flow.INGEST_MORE.task)  # type: ignore[untyped-decorator]
-def ingest_more_task(self: StageTask, job_id: str, after: str, attempt: int = 0) -> int | None:
-    """Send the next slice of a large job's files for chunking."""
+def ingest_more_task(
+    self: StageTask, job_id: str, after: str, attempt: int = 0, run: str = ""
+) -> int | None:
+    """Send the next slice of a large job's files for chunking (``run``: the ingest run
+    whose window released it, pipeline.stages.window)."""
 
-    def run() -> int:
+    def send() -> int:
         resources, ctx = job_resources()
         options = _options(resources.settings)
-        return ingest_more(ctx, job_id, after, options=options)
+        return ingest_more(ctx, job_id, after, options=options, run=run)
 
-    return self.guarded({"job_id": job_id, "after": after}, attempt, run)
+    return self.guarded({"job_id": job_id, "after": after, "run": run}, attempt, send)
 
 
 # Housekeeping, every job_sweep_interval_s (1 s in the tests): no task events, so that

@@ -31,6 +31,7 @@ from pipeline.models import FileVersion, RepoRef
 from pipeline.ports import BlobStore, SourceFetcher
 from pipeline.sources.blobs import local_reader, upload
 from pipeline.sources.uploads import upload_id_of
+from pipeline.stages import window
 from pipeline.stages.indexing import (
     SETTLED,
     JobContext,
@@ -163,6 +164,9 @@ class IngestOptions:
     batch_max_files: int = 32
     batch_max_bytes: int = 1_000_000
     slice_files: int = 10_000  # files one ingest call sends; INGEST_MORE sends the rest
+    # Fair sharing (pipeline.stages.window): the most files of the job in flight; 0: none,
+    # INGEST_MORE is sent at once.
+    window_files: int = 0
 
 
 def ingest(
@@ -226,7 +230,10 @@ def ingest(
     settle(ctx, job_id, "files.failed", unreadable)
     refused = set(unreadable)
     work = sorted((f for f in todo if f.path not in refused), key=lambda f: f.path)
-    send_slice(ctx, job_id, repo=job.repo, snapshot_id=snapshot_id, work=work, options=options)
+    run = uuid.uuid4().hex[:12]  # this run's pending slices (pipeline.stages.window)
+    send_slice(
+        ctx, job_id, repo=job.repo, snapshot_id=snapshot_id, work=work, options=options, run=run
+    )
     flush_progress(ctx, job_id, force=True)
     maybe_start_graph(ctx, job_id, ctx.board.counters(job_id))
     return IngestOutcome.ENQUEUED
@@ -235,7 +242,9 @@ def ingest(
 SNAPSHOT_PAGE = 1_000  # snapshot files read per query by ingest_more
 
 
-def ingest_more(ctx: JobContext, job_id: str, after: str, *, options: IngestOptions) -> int:
+def ingest_more(
+    ctx: JobContext, job_id: str, after: str, *, options: IngestOptions, run: str = ""
+) -> int:
     """Send the next slice of a large job's files, those after path ``after``; the number
     of files sent. No checkout is needed: the ingest stored every file's bytes, and the
     files to send are the snapshot's work (against the searchable snapshot) not settled.
@@ -251,8 +260,9 @@ def ingest_more(ctx: JobContext, job_id: str, after: str, *, options: IngestOpti
         raise PermanentError(f"job {job_id}: no snapshot to continue from")
     work: list[FileVersion] = []
     cursor = after
-    page_size = max(SNAPSHOT_PAGE, options.slice_files)
-    while len(work) <= options.slice_files:
+    size = window.slice_size(options.slice_files, options.window_files)
+    page_size = max(SNAPSHOT_PAGE, size)
+    while len(work) <= size:
         page = ctx.snapshots.snapshot_page(job.snapshot_id, cursor, page_size)
         if not page:
             break
@@ -265,7 +275,13 @@ def ingest_more(ctx: JobContext, job_id: str, after: str, *, options: IngestOpti
             break
     work.sort(key=lambda f: f.path)
     return send_slice(
-        ctx, job_id, repo=job.repo, snapshot_id=job.snapshot_id, work=work, options=options
+        ctx,
+        job_id,
+        repo=job.repo,
+        snapshot_id=job.snapshot_id,
+        work=work,
+        options=options,
+        run=run,
     )
 
 
@@ -277,11 +293,26 @@ def send_slice(
     snapshot_id: int,
     work: Sequence[FileVersion],
     options: IngestOptions,
+    run: str = "",
 ) -> int:
     """Send CHUNK batches of the first ``options.slice_files`` of ``work`` (sorted by
     path) and, when more remain, an INGEST_MORE message that sends the rest: no call
-    enqueues more than one slice, however large the repository."""
-    now = list(work[: options.slice_files])
+    enqueues more than one slice, however large the repository. With a window, the
+    INGEST_MORE waits until the job's files in flight leave room for its slice
+    (pipeline.stages.window)."""
+    size = window.slice_size(options.slice_files, options.window_files)
+    now = list(work[:size])
+    more = now[-1].path if len(work) > len(now) else None
+    if options.window_files > 0:
+        window.hold(
+            ctx.board,
+            job_id,
+            run=run,
+            sent=[f.path for f in now],
+            after=more,
+            window_files=options.window_files,
+            slice_files=size,
+        )
     batches = batch_files(now, max_files=options.batch_max_files, max_bytes=options.batch_max_bytes)
     encoded = encode_repo(repo)
     ctx.send(
@@ -296,8 +327,11 @@ def send_slice(
             for batch in batches
         ],
     )
-    if len(work) > len(now):
-        ctx.send(flow.INGEST_MORE.task, [{"job_id": job_id, "after": now[-1].path}])
+    if options.window_files > 0:
+        counters = ctx.board.counters(job_id)
+        window.release(ctx.board, ctx.send, job_id, counters, counters.get(SETTLED, 0))
+    elif more is not None:
+        ctx.send(flow.INGEST_MORE.task, [{"job_id": job_id, "after": more}])
     return len(now)
 
 
