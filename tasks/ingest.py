@@ -10,12 +10,15 @@ import logging
 import random
 import shutil
 import uuid
+from collections.abc import Callable
 
 from celery import shared_task
 
 from config.settings import QuarrySettings
 from pipeline import flow
 from pipeline.errors import TransientError
+from pipeline.jobs import Job
+from pipeline.quotas import default_limits
 from pipeline.sources import blobs as blob_policy
 from pipeline.sources import uploads as upload_policy
 from pipeline.stages.deletion import resume_deletions
@@ -41,6 +44,19 @@ def _options(settings: QuarrySettings) -> IngestOptions:
     )
 
 
+def _quota_charge(settings: QuarrySettings, cpu: CpuProfile) -> Callable[[Job, int], None] | None:
+    """The files-per-day charge of a job's ingest (pipeline.quotas); None without a store."""
+    store = cpu.quotas
+    if store is None:
+        return None
+    defaults = default_limits(settings)
+
+    def charge(job: Job, files: int) -> None:
+        store.charge_files(job.repo.tenant, job.job_id, files, defaults)
+
+    return charge
+
+
 @shared_task(bind=True, base=JobTask, name=flow.INGEST.task)  # type: ignore[untyped-decorator]
 def ingest_job(self: StageTask, job_id: str, attempt: int = 0) -> str | None:
     """List, hash and diff the job's source; enqueue the changed files for chunking."""
@@ -54,7 +70,13 @@ def ingest_job(self: StageTask, job_id: str, attempt: int = 0) -> str | None:
         workdir.mkdir(parents=True)
         options = _options(settings)
         outcome = ingest(
-            ctx, job_id, fetcher=cpu.fetcher, blobs=cpu.blobs, workdir=workdir, options=options
+            ctx,
+            job_id,
+            fetcher=cpu.fetcher,
+            blobs=cpu.blobs,
+            workdir=workdir,
+            options=options,
+            charge=_quota_charge(settings, cpu),
         )
         # The checkout is scratch: the files' bytes are in the blob store now.
         shutil.rmtree(workdir, ignore_errors=True)

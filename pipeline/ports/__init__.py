@@ -38,6 +38,7 @@ from pipeline.ports.jobs import (
     SnapshotStore,
     TokenStore,
 )
+from pipeline.ports.quotas import QuotaStore
 
 __all__ = [
     "Admission",
@@ -53,6 +54,7 @@ __all__ = [
     "JobStore",
     "MigrationTarget",
     "QueryEmbeddingCache",
+    "QuotaStore",
     "RepoDeletionStore",
     "SearchIndex",
     "SnapshotStore",

@@ -24,7 +24,7 @@ from typing import Any
 
 from pipeline import flow
 from pipeline.analysis.inventory import Inventory, estimate, take_inventory, tree_digest
-from pipeline.errors import InvalidInputError, PermanentError, QueueFullError
+from pipeline.errors import InvalidInputError, PermanentError, QueueFullError, QuotaExceededError
 from pipeline.jobs import Job, JobRequest, JobStatus, SourceKind, Stage, check_repo_name
 from pipeline.messages import encode_file, encode_repo
 from pipeline.models import FileVersion, RepoRef
@@ -177,10 +177,13 @@ def ingest(
     blobs: BlobStore,
     workdir: Path,
     options: IngestOptions,
+    charge: Callable[[Job, int], None] | None = None,
 ) -> IngestOutcome:
     """List, hash and diff the job's files; store the changed ones' bytes in ``blobs``
     and enqueue them for chunking. The checkout in ``workdir`` is scratch once this
-    returns: no later stage reads it."""
+    returns: no later stage reads it. ``charge(job, files)`` charges the files to index
+    to the tenant's quota (pipeline.quotas): a QuotaExceededError fails the job before
+    its snapshot begins."""
     job = ctx.jobs.get(job_id)
     if job is None or job.status.terminal or ctx.board.cancelled(job_id):
         return IngestOutcome.SKIPPED
@@ -200,6 +203,14 @@ def ingest(
     plan = plan_changes(
         inventory.files, ctx.snapshots.searchable_files(job.repo), reindex=job.reindex_paths
     )
+    # --- quotas (pipeline.quotas): files per day, charged whole before anything starts
+    if charge is not None:
+        try:
+            charge(job, len(plan.work))
+        except QuotaExceededError as exc:
+            finish(ctx, job, JobStatus.FAILED, str(exc))
+            return IngestOutcome.FAILED
+    # ---
     snapshot_id = ctx.snapshots.begin(job.repo, commit, inventory.files)
     ctx.jobs.set_snapshot(job_id, snapshot_id)
 
