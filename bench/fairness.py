@@ -182,10 +182,11 @@ def bench_fairness(
     tree = scratch / f"tree-{files}"
     tree.mkdir(parents=True, exist_ok=True)
     corpus = generate(tree, files)
-    runs = {
-        str(w): run_stack(w, tree, small, scratch, delay_s, timeout_s)
-        for w in (window_files or [256])
-    }
+    runs: dict[str, Any] = {}
+    for window in window_files or [64]:
+        runs[str(window)] = run_stack(window, tree, small, scratch, delay_s, timeout_s)
+        # each stack's figures as soon as it is done (a later stack may take long)
+        print(json.dumps({"window_files": window, **runs[str(window)]}), file=sys.stderr)
     result = {
         "command": " ".join(["quarry", "bench", "fairness", *sys.argv[3:]]),
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
