@@ -28,6 +28,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
 from api import (
+    quotas,
     routes_credentials,
     routes_jobs,
     routes_push_hooks,
@@ -52,6 +53,7 @@ from pipeline.errors import (
     NotFoundError,
     PermanentError,
     QueueFullError,
+    QuotaExceededError,
     StoreUnavailableError,
     UnsupportedInputError,
 )
@@ -101,6 +103,7 @@ def create_app(settings: QuarrySettings | None = None) -> FastAPI:
         " and refused ones, are written to the audit log.",
     )
     app.state.quarry = state
+    app.add_middleware(quotas.QuotaHeadersMiddleware, state=state)  # inside the audit's
     app.add_middleware(AuditMiddleware, audit=audit_log)
     app.include_router(routes_jobs.router)
     app.include_router(routes_credentials.router)
@@ -153,6 +156,8 @@ def _error_handlers(app: FastAPI) -> None:
             status_code=429,
             headers={"Retry-After": str(retry_after)},
         )
+
+    app.add_exception_handler(QuotaExceededError, quotas.refusal)
 
     @app.exception_handler(StoreUnavailableError)
     def unavailable(_request: Request, exc: StoreUnavailableError) -> JSONResponse:
@@ -232,6 +237,8 @@ def _openapi(app: FastAPI) -> None:
         if app.openapi_schema is None:
             schema = build()
             _scopes_schema(app, schema)
+            quotas.document_headers(schema)
+            schema["components"]["schemas"]["QuotaRefusal"] = quotas.QUOTA_REFUSAL_SCHEMA
             schemas = schema.get("components", {}).get("schemas", {})
             if "HTTPValidationError" in schemas:
                 schemas["HTTPValidationError"] = {

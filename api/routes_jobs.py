@@ -15,6 +15,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from api import quotas
 from api.auth import ReadTenant, State, WriteTenant
 from pipeline.errors import InvalidInputError
 from pipeline.jobs import Job, JobRequest, JobSource, JobStatus, SourceKind, job_status
@@ -92,10 +93,12 @@ def checked_source(state: State, location: str, ref: str | None) -> JobSource:
 
 
 def submit_job(state: State, request: JobRequest) -> tuple[Job, bool]:
-    """Create (or find) the job and admit its ingest task (QueueFullError: 429)."""
+    """Create (or find) the job and admit its ingest task (QueueFullError: 429; a
+    tenant's quota: QuotaExceededError, 429 or 403)."""
     client = state.client
 
     def admit(task_name: str, kwargs: Mapping[str, Any]) -> None:
+        quotas.admit_job(state, request.repo.tenant, str(kwargs["job_id"]))  # api/quotas.py
         client.send(task_name, dict(kwargs))
 
     return submit(state.jobs, request, admit=admit)
@@ -124,7 +127,9 @@ def create_job(
 ) -> Any:
     """Enqueue a job (202), or return the existing one for the same idempotency key or
     repository + commit (200). ``?dry_run=true``: what it would do (200), enqueueing nothing.
-    429 with Retry-After when the ingest queue is full."""
+    429 with Retry-After when the ingest queue is full or the tenant's `concurrent_jobs` or
+    `files_per_day` quota refuses the job, 403 when its `stored_chunks` quota does (the
+    body names the quota and its limit)."""
     request = _request(state, tenant, body, checked_source(state, body.source, body.ref))
     if dry_run_:
         response.status_code = 200
@@ -161,6 +166,7 @@ async def create_job_from_archive(
     the ingest worker of any host reads it; nothing lands on the API's disk."""
     checked_callback(state, callback_url)  # before reading an upload it would refuse
     index_ref_name(ref)  # and a ref it would refuse
+    await run_in_threadpool(quotas.precheck, state, tenant)  # and a quota that refuses
     limit = state.settings.source_max_archive_bytes
     store = state.uploads
     upload_id = await run_in_threadpool(store.begin, tenant)

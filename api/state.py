@@ -23,6 +23,7 @@ from pipeline.ports import (
     Admission,
     GraphStore,
     PushHookStore,
+    QuotaStore,
     RepoDeletionStore,
     SearchIndex,
     SourceFetcher,
@@ -31,6 +32,7 @@ from pipeline.ports import (
     VectorStore,
     WebhookKeyStore,
 )
+from pipeline.quotas import QuotaStatus, default_limits
 from pipeline.search.searcher import Searcher
 from pipeline.sources.policy import LocalSourcePolicy
 from pipeline.stages.embedding import embed_query
@@ -60,6 +62,7 @@ class ApiState:
     _built: dict[str, Any] = field(default_factory=dict)
     _tokens_seen: dict[bytes, tuple[TokenGrant | None, float]] = field(default_factory=dict)
     _revocations: int = 0  # revocations through this process: a lookup across one is not kept
+    _quotas_seen: dict[str, tuple[QuotaStatus, float]] = field(default_factory=dict)
 
     def _once(self, name: str, build: Callable[[], T]) -> T:
         with self._lock:
@@ -185,6 +188,29 @@ class ApiState:
     @property
     def source_policy(self) -> LocalSourcePolicy:
         return self._once("source_policy", lambda: stores.source_policy(self.settings))
+
+    @property
+    def quotas(self) -> QuotaStore:
+        return self._once("quotas", lambda: stores.quota_store(self.endpoints))
+
+    def quota_status(self, tenant: str, *, fresh: bool = False) -> QuotaStatus:
+        """The tenant's quotas and usage (pipeline.quotas), kept for
+        ``quota_status_cache_s`` unless ``fresh``: one query per tenant and interval,
+        not one per request."""
+        now = time.monotonic()
+        seen = self._quotas_seen.get(tenant)
+        if not fresh and seen is not None and now - seen[1] < self.settings.quota_status_cache_s:
+            return seen[0]
+        status = self.quotas.status(tenant, default_limits(self.settings))
+        with self._lock:
+            if len(self._quotas_seen) > 10_000:
+                self._quotas_seen.clear()
+            self._quotas_seen[tenant] = (status, now)
+        return status
+
+    def forget_quota_status(self, tenant: str) -> None:
+        with self._lock:
+            self._quotas_seen.pop(tenant, None)
 
     def grant_for(self, token: str) -> TokenGrant | None:
         """The tenant, id and scopes of a token; answers are kept for TOKEN_CACHE_S

@@ -28,6 +28,7 @@ from bench.api_memory import bench_api_memory
 from bench.corpus import Corpus, corpus_root, load_corpus
 from bench.e2e import bench_e2e, bench_incremental
 from bench.e2e_stack import run_quarry
+from bench.fairness import bench_fairness
 from bench.machine import cpu_model
 from bench.multi_host import bench_multi_host
 from bench.refs import bench_refs
@@ -53,6 +54,7 @@ bench_app.command("multi-host")(bench_multi_host)
 bench_app.command("api-memory")(bench_api_memory)
 bench_app.command("load")(bench_load)
 bench_app.command("refs")(bench_refs)
+bench_app.command("fairness")(bench_fairness)
 
 
 def embed_stack_settings(root: Path, threads: int, backend: str) -> QuarrySettings:

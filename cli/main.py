@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from cli import credentials, jobs, push_hooks, reconcile, repos, search, tokens, webhooks
+from cli import credentials, jobs, push_hooks, quotas, reconcile, repos, search, tokens, webhooks
 from cli.console import EXIT_CODES_HELP, err, exit_code_of, guarded, out, settings
 from cli.extras import register_command, register_group
 from pipeline.errors import PipelineError
@@ -185,6 +185,7 @@ def worker(
 register_command(app, "chunk", "cli.chunk")
 jobs.register(app)
 tokens.register(app)
+quotas.register(app)
 credentials.register(app)
 reconcile.register(app)
 repos.register(app)

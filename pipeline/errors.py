@@ -19,6 +19,7 @@ translate foreign exceptions into these, once, at the edge (``raise ... from exc
         ├── MigrationError             a migration is missing, changed or failed
         ├── UnsupportedInputError      input the pipeline does not handle (names the input)
         ├── InvalidInputError          malformed input: a bad path, URL, archive or payload
+        ├── QuotaExceededError         a tenant's quota refuses the work (names it and its limit)
         └── WebhookRejectedError       a callback answered 4xx
 """
 
@@ -40,6 +41,7 @@ __all__ = [
     "PermanentError",
     "PipelineError",
     "QueueFullError",
+    "QuotaExceededError",
     "StackError",
     "StoreUnavailableError",
     "TransientError",
@@ -86,6 +88,21 @@ class QueueFullError(TransientError):
         self.queue = queue
         self.depth = depth
         self.bound = bound
+        self.retry_after_s = retry_after_s
+
+
+class QuotaExceededError(PermanentError):
+    """A tenant's quota refuses the work: ``quota`` names it (pipeline.quotas.Quota),
+    ``limit`` and ``used`` are its figures; ``retry_after_s`` says when it may pass again
+    (None: not by waiting, e.g. stored chunks)."""
+
+    def __init__(
+        self, quota: str, limit: int, used: int, message: str, retry_after_s: float | None
+    ) -> None:
+        super().__init__(message)
+        self.quota = quota
+        self.limit = limit
+        self.used = used
         self.retry_after_s = retry_after_s
 
 

@@ -13,7 +13,9 @@ stage of this table (``CHUNK.task``), never a task-name string of their own.
 ::
 
     POST /v1/jobs ──▶ INGEST ──▶ CHUNK (batches of files) ──▶ EMBED (one message per file)
-                        │  ▲ a large job: INGEST_MORE sends the next bounded slice
+                        │  ▲ a large job: INGEST_MORE sends the next bounded slice, when
+                        │  ┆ the job's files in flight leave room (fair sharing: settling
+                        │  ┆ files in CHUNK or WRITE release it, see RELEASES)
                         │          │ files with no chunks,       │ shared device batches
                         │          │ skipped or failed settle    ▼
                         │          └──────────────┐           WRITE (one file's rows)
@@ -179,6 +181,16 @@ WEBHOOK: Final = Stage(
     fails=FailsWith.NOTHING,
     use_case="pipeline.webhooks.events.build_event",
 )
+
+# Fair sharing (pipeline.stages.window): a job has at most ``job_window_files`` files in
+# flight, so other tenants' messages wait behind at most that much of it in every queue.
+# The stages where files settle release the job's next slice when room is made: the one
+# hand-off that goes back up the graph, and only ever to INGEST_MORE.
+RELEASES: Final[dict[str, tuple[str, ...]]] = {
+    "ingest": ("ingest-more",),  # unreadable files settle at ingest
+    "chunk": ("ingest-more",),  # files with no chunks, skipped or failed
+    "write": ("ingest-more",),  # written or failed files
+}
 
 STAGES: Final[tuple[Stage, ...]] = (
     INGEST,

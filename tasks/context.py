@@ -23,6 +23,7 @@ from pipeline.ports import (
     DeadLetters,
     GraphStore,
     InFlight,
+    QuotaStore,
     RepoDeletionStore,
     SourceFetcher,
     UploadStore,
@@ -49,6 +50,7 @@ class CpuProfile:
     counter: TokenCounter
     webhooks: WebhookSender
     webhook_keys: WebhookKeyStore
+    quotas: QuotaStore | None = None  # the ingest's files-per-day charge (pipeline.quotas)
 
 
 @dataclass(frozen=True, slots=True)

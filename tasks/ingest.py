@@ -10,12 +10,15 @@ import logging
 import random
 import shutil
 import uuid
+from collections.abc import Callable
 
 from celery import shared_task
 
 from config.settings import QuarrySettings
 from pipeline import flow
 from pipeline.errors import TransientError
+from pipeline.jobs import Job
+from pipeline.quotas import default_limits
 from pipeline.sources import blobs as blob_policy
 from pipeline.sources import uploads as upload_policy
 from pipeline.stages.deletion import resume_deletions
@@ -37,7 +40,21 @@ def _options(settings: QuarrySettings) -> IngestOptions:
         batch_max_files=settings.job_batch_files,
         batch_max_bytes=settings.job_batch_bytes,
         slice_files=settings.job_ingest_slice_files,
+        window_files=settings.job_window_files,
     )
+
+
+def _quota_charge(settings: QuarrySettings, cpu: CpuProfile) -> Callable[[Job, int], None] | None:
+    """The files-per-day charge of a job's ingest (pipeline.quotas); None without a store."""
+    store = cpu.quotas
+    if store is None:
+        return None
+    defaults = default_limits(settings)
+
+    def charge(job: Job, files: int) -> None:
+        store.charge_files(job.repo.tenant, job.job_id, files, defaults)
+
+    return charge
 
 
 @shared_task(bind=True, base=JobTask, name=flow.INGEST.task)  # type: ignore[untyped-decorator]
@@ -53,7 +70,13 @@ def ingest_job(self: StageTask, job_id: str, attempt: int = 0) -> str | None:
         workdir.mkdir(parents=True)
         options = _options(settings)
         outcome = ingest(
-            ctx, job_id, fetcher=cpu.fetcher, blobs=cpu.blobs, workdir=workdir, options=options
+            ctx,
+            job_id,
+            fetcher=cpu.fetcher,
+            blobs=cpu.blobs,
+            workdir=workdir,
+            options=options,
+            charge=_quota_charge(settings, cpu),
         )
         # The checkout is scratch: the files' bytes are in the blob store now.
         shutil.rmtree(workdir, ignore_errors=True)
@@ -67,15 +90,18 @@ def ingest_job(self: StageTask, job_id: str, attempt: int = 0) -> str | None:
 
 
 @shared_task(bind=True, base=JobTask, name=flow.INGEST_MORE.task)  # type: ignore[untyped-decorator]
-def ingest_more_task(self: StageTask, job_id: str, after: str, attempt: int = 0) -> int | None:
-    """Send the next slice of a large job's files for chunking."""
+def ingest_more_task(
+    self: StageTask, job_id: str, after: str, attempt: int = 0, run: str = ""
+) -> int | None:
+    """Send the next slice of a large job's files for chunking (``run``: the ingest run
+    whose window released it, pipeline.stages.window)."""
 
-    def run() -> int:
+    def send() -> int:
         resources, ctx = job_resources()
         options = _options(resources.settings)
-        return ingest_more(ctx, job_id, after, options=options)
+        return ingest_more(ctx, job_id, after, options=options, run=run)
 
-    return self.guarded({"job_id": job_id, "after": after}, attempt, run)
+    return self.guarded({"job_id": job_id, "after": after, "run": run}, attempt, send)
 
 
 # Housekeeping, every job_sweep_interval_s (1 s in the tests): no task events, so that

@@ -65,6 +65,9 @@ def stack_env(data_dir: Path) -> dict[str, str]:
         "QUARRY_JOB_STALL_S": "5",
         # A repository deletion whose message was lost is sent again after 5 s, too.
         "QUARRY_DELETE_STALL_S": "5",
+        # Fair sharing: a window of 16 files (slices of 8), so that the jobs of the tests
+        # go through held and released slices (pipeline/stages/window.py), not one slice.
+        "QUARRY_JOB_WINDOW_FILES": "16",
         # Tests receive webhooks on loopback and clone local git repositories.
         "QUARRY_WEBHOOK_ALLOW_ADDRESSES": "loopback",
         # Webhook retries in seconds, not the default 30-60 minutes: 4 attempts, waits

@@ -24,6 +24,7 @@ from pipeline.adapters.postgres.deletion_store import PgRepoDeletionStore
 from pipeline.adapters.postgres.embedding_cache import PgEmbeddingCache
 from pipeline.adapters.postgres.job_store import PgJobStore
 from pipeline.adapters.postgres.push_hook_store import PgPushHookStore
+from pipeline.adapters.postgres.quota_store import PgQuotaStore
 from pipeline.adapters.postgres.search_index import PgSearchIndex
 from pipeline.adapters.postgres.snapshot_store import PgSnapshotStore
 from pipeline.adapters.postgres.token_store import PgTokenStore
@@ -56,6 +57,7 @@ from pipeline.ports import (
     JobBoard,
     JobStore,
     PushHookStore,
+    QuotaStore,
     RepoDeletionStore,
     SnapshotStore,
     TokenStore,
@@ -256,6 +258,10 @@ def query_cache(settings: QuarrySettings, client: Redis) -> RedisQueryEmbeddingC
 
 def token_store(endpoints: Endpoints) -> TokenStore:
     return PgTokenStore(endpoints.postgres_dsn)
+
+
+def quota_store(endpoints: Endpoints) -> QuotaStore:
+    return PgQuotaStore(endpoints.postgres_dsn)
 
 
 def probe_stores(endpoints: Endpoints) -> dict[str, Probe]:

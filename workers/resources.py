@@ -99,6 +99,7 @@ def build_resources(
             webhook_keys=stores.behind_breaker(
                 lambda: stores.webhook_key_store(endpoints), postgres, closers
             ),
+            quotas=stores.behind_breaker(lambda: stores.quota_store(endpoints), postgres, closers),
         )
     return resources
 

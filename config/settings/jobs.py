@@ -100,6 +100,15 @@ class JobFields(BaseModel):
         description="Files one ingest call sends for chunking; a larger job's rest goes a "
         "slice at a time (quarry.ingest.more), so no call enqueues a whole repository.",
     )
+    job_window_files: int = Field(
+        64,
+        ge=0,
+        le=1_000_000,
+        description="Fair sharing: the most files of one job in flight (sent for chunking, "
+        "not yet written); its next slice goes when its files settle. Other tenants' work "
+        "then waits behind at most this much of a large job in every stage (raise it where "
+        "the embed stage is much faster than a release's round trip, e.g. a GPU). 0: none.",
+    )
     job_sweep_interval_s: float = Field(
         15.0,
         ge=0,

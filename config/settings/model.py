@@ -1,7 +1,7 @@
 """QuarrySettings: every group of fields in one frozen model, and the checks across them.
 
 The fields are declared by group (config/settings/services.py, jobs.py, embedding.py,
-search.py, sources.py) and inherited here, so a setting stays flat (``settings.<field>``,
+search.py, sources.py, quotas.py) and inherited here, so a setting stays flat (``settings.<field>``,
 env var ``QUARRY_<FIELD>``) and the docs table keeps the groups' order. Every validator
 is here, beside the fields of every group it may read.
 
@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from config.queues import CHUNK, EMBED, INGEST, WEBHOOK, WORKER_PROFILES, WRITE
 from config.settings.embedding import EmbeddingFields
 from config.settings.jobs import JobFields, StoreFields, WorkerFields
+from config.settings.quotas import QuotaFields
 from config.settings.search import SearchFields
 from config.settings.services import DataFields, EndpointFields, FlowerFields, StackFields
 from config.settings.sources import WEBHOOK_ADDRESS_KINDS, SourceFields, WebhookFields
@@ -44,6 +45,7 @@ class QuarrySettings(
     FlowerFields,
     WebhookFields,
     SourceFields,
+    QuotaFields,
     JobFields,
     SearchFields,
     StoreFields,

@@ -39,6 +39,7 @@ from pipeline.ports.jobs import (
     SnapshotStore,
     TokenStore,
 )
+from pipeline.ports.quotas import QuotaStore
 
 __all__ = [
     "Admission",
@@ -55,6 +56,7 @@ __all__ = [
     "MigrationTarget",
     "PushHookStore",
     "QueryEmbeddingCache",
+    "QuotaStore",
     "RepoDeletionStore",
     "SearchIndex",
     "SnapshotStore",

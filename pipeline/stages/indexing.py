@@ -29,6 +29,7 @@ from pipeline import flow
 from pipeline.errors import TransientError
 from pipeline.jobs import Job, JobError, JobStatus, StoreWait, merge_counters
 from pipeline.ports import JobBoard, JobStore, SnapshotStore
+from pipeline.stages import window
 
 log = logging.getLogger("quarry.jobs")
 
@@ -60,7 +61,7 @@ class JobContext:
 def public_counters(raw: Mapping[str, int]) -> dict[str, int]:
     """The job's counters as reported: ``files.skipped`` is the producer's skips
     (unchanged or excluded) plus the files the chunk stage skipped on content."""
-    counters = dict(raw)
+    counters = window.public(raw)  # the fairness window's bookkeeping is not shown
     counters["files.skipped"] = raw.get("files.skipped_listed", 0) + raw.get(
         "files.skipped_content", 0
     )
@@ -112,6 +113,8 @@ def settle(ctx: JobContext, job_id: str, counter: str, paths: Sequence[str]) -> 
     ctx.board.mark(job_id, counter, paths)
     ctx.board.mark(job_id, SETTLED, paths)
     counters = ctx.board.counters(job_id)
+    # Settled files make room in the job's window: its next slice may go (fair sharing).
+    window.release(ctx.board, ctx.send, job_id, counters, counters.get(SETTLED, 0))
     maybe_start_graph(ctx, job_id, counters)
     flush_progress(ctx, job_id, counters=counters)
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from pipeline import flow
 from pipeline.analysis.inventory import Inventory, estimate, take_inventory, tree_digest
-from pipeline.errors import InvalidInputError, PermanentError, QueueFullError
+from pipeline.errors import InvalidInputError, PermanentError, QueueFullError, QuotaExceededError
 from pipeline.jobs import (
     NOT_PUBLISHED,
     Job,
@@ -40,6 +40,7 @@ from pipeline.ports import BlobStore, SourceFetcher
 from pipeline.refs import check_ref_name
 from pipeline.sources.blobs import local_reader, upload
 from pipeline.sources.uploads import upload_id_of
+from pipeline.stages import window
 from pipeline.stages.indexing import (
     SETTLED,
     JobContext,
@@ -175,6 +176,9 @@ class IngestOptions:
     batch_max_files: int = 32
     batch_max_bytes: int = 1_000_000
     slice_files: int = 10_000  # files one ingest call sends; INGEST_MORE sends the rest
+    # Fair sharing (pipeline.stages.window): the most files of the job in flight; 0: none,
+    # INGEST_MORE is sent at once.
+    window_files: int = 0
 
 
 def ingest(
@@ -185,15 +189,34 @@ def ingest(
     blobs: BlobStore,
     workdir: Path,
     options: IngestOptions,
+    charge: Callable[[Job, int], None] | None = None,
 ) -> IngestOutcome:
     """List, hash and diff the job's files; store the changed ones' bytes in ``blobs``
     and enqueue them for chunking. The checkout in ``workdir`` is scratch once this
-    returns: no later stage reads it."""
+    returns: no later stage reads it. ``charge(job, files)`` charges the files to index
+    to the tenant's quota (pipeline.quotas): a QuotaExceededError fails the job before
+    its snapshot begins."""
     job = ctx.jobs.get(job_id)
     if job is None or job.status.terminal or ctx.board.cancelled(job_id):
         return IngestOutcome.SKIPPED
     if _repository_busy(ctx, job):
         return IngestOutcome.BUSY
+    return _ingest(ctx, job, fetcher=fetcher, blobs=blobs, workdir=workdir, options=options,
+                   charge=charge)  # fmt: skip
+
+
+def _ingest(
+    ctx: JobContext,
+    job: Job,
+    *,
+    fetcher: SourceFetcher,
+    blobs: BlobStore,
+    workdir: Path,
+    options: IngestOptions,
+    charge: Callable[[Job, int], None] | None,
+) -> IngestOutcome:
+    """:func:`ingest` of a live job whose repository no other job holds."""
+    job_id = job.job_id
     if superseded(ctx, job):
         return IngestOutcome.SKIPPED
     try:
@@ -211,6 +234,14 @@ def ingest(
     # only for the files it changed (pipeline/refs.py).
     base = ctx.snapshots.searchable_files(job.repo, job.ref_name, or_default=True)
     plan = plan_changes(inventory.files, base, reindex=job.reindex_paths)
+    # --- quotas (pipeline.quotas): files per day, charged whole before anything starts
+    if charge is not None:
+        try:
+            charge(job, len(plan.work))
+        except QuotaExceededError as exc:
+            finish(ctx, job, JobStatus.FAILED, str(exc))
+            return IngestOutcome.FAILED
+    # ---
     snapshot_id = ctx.snapshots.begin(job.repo, commit, inventory.files)
     ctx.jobs.set_snapshot(job_id, snapshot_id)
 
@@ -241,7 +272,10 @@ def ingest(
     settle(ctx, job_id, "files.failed", unreadable)
     refused = set(unreadable)
     work = sorted((f for f in todo if f.path not in refused), key=lambda f: f.path)
-    send_slice(ctx, job_id, repo=job.repo, snapshot_id=snapshot_id, work=work, options=options)
+    run = uuid.uuid4().hex[:12]  # this run's pending slices (pipeline.stages.window)
+    send_slice(
+        ctx, job_id, repo=job.repo, snapshot_id=snapshot_id, work=work, options=options, run=run
+    )
     flush_progress(ctx, job_id, force=True)
     maybe_start_graph(ctx, job_id, ctx.board.counters(job_id))
     return IngestOutcome.ENQUEUED
@@ -250,7 +284,9 @@ def ingest(
 SNAPSHOT_PAGE = 1_000  # snapshot files read per query by ingest_more
 
 
-def ingest_more(ctx: JobContext, job_id: str, after: str, *, options: IngestOptions) -> int:
+def ingest_more(
+    ctx: JobContext, job_id: str, after: str, *, options: IngestOptions, run: str = ""
+) -> int:
     """Send the next slice of a large job's files, those after path ``after``; the number
     of files sent. No checkout is needed: the ingest stored every file's bytes, and the
     files to send are the snapshot's work (against the searchable snapshot) not settled.
@@ -266,8 +302,9 @@ def ingest_more(ctx: JobContext, job_id: str, after: str, *, options: IngestOpti
         raise PermanentError(f"job {job_id}: no snapshot to continue from")
     work: list[FileVersion] = []
     cursor = after
-    page_size = max(SNAPSHOT_PAGE, options.slice_files)
-    while len(work) <= options.slice_files:
+    size = window.slice_size(options.slice_files, options.window_files)
+    page_size = max(SNAPSHOT_PAGE, size)
+    while len(work) <= size:
         page = ctx.snapshots.snapshot_page(job.snapshot_id, cursor, page_size)
         if not page:
             break
@@ -282,7 +319,13 @@ def ingest_more(ctx: JobContext, job_id: str, after: str, *, options: IngestOpti
             break
     work.sort(key=lambda f: f.path)
     return send_slice(
-        ctx, job_id, repo=job.repo, snapshot_id=job.snapshot_id, work=work, options=options
+        ctx,
+        job_id,
+        repo=job.repo,
+        snapshot_id=job.snapshot_id,
+        work=work,
+        options=options,
+        run=run,
     )
 
 
@@ -294,11 +337,26 @@ def send_slice(
     snapshot_id: int,
     work: Sequence[FileVersion],
     options: IngestOptions,
+    run: str = "",
 ) -> int:
     """Send CHUNK batches of the first ``options.slice_files`` of ``work`` (sorted by
     path) and, when more remain, an INGEST_MORE message that sends the rest: no call
-    enqueues more than one slice, however large the repository."""
-    now = list(work[: options.slice_files])
+    enqueues more than one slice, however large the repository. With a window, the
+    INGEST_MORE waits until the job's files in flight leave room for its slice
+    (pipeline.stages.window)."""
+    size = window.slice_size(options.slice_files, options.window_files)
+    now = list(work[:size])
+    more = now[-1].path if len(work) > len(now) else None
+    if options.window_files > 0:
+        window.hold(
+            ctx.board,
+            job_id,
+            run=run,
+            sent=[f.path for f in now],
+            after=more,
+            window_files=options.window_files,
+            slice_files=size,
+        )
     batches = batch_files(now, max_files=options.batch_max_files, max_bytes=options.batch_max_bytes)
     encoded = encode_repo(repo)
     ctx.send(
@@ -313,8 +371,11 @@ def send_slice(
             for batch in batches
         ],
     )
-    if len(work) > len(now):
-        ctx.send(flow.INGEST_MORE.task, [{"job_id": job_id, "after": now[-1].path}])
+    if options.window_files > 0:
+        counters = ctx.board.counters(job_id)
+        window.release(ctx.board, ctx.send, job_id, counters, counters.get(SETTLED, 0))
+    elif more is not None:
+        ctx.send(flow.INGEST_MORE.task, [{"job_id": job_id, "after": more}])
     return len(now)
 
 

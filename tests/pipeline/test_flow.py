@@ -33,6 +33,13 @@ def test_the_stages_read_in_order_and_only_move_forward() -> None:
             )
 
 
+def test_only_settling_stages_release_and_only_the_next_slice() -> None:
+    """Fair sharing's one backward hand-off (pipeline.stages.window)."""
+    for name, released in flow.RELEASES.items():
+        assert name in NAMES
+        assert released == (flow.INGEST_MORE.name,)
+
+
 def test_every_stage_is_routed_to_its_queue() -> None:
     for stage in flow.STAGES:
         routes = [
