@@ -339,17 +339,24 @@ def same_definition(a: Hit, b: Hit) -> bool:
 def merge_definitions(results: Sequence[SearchResult]) -> list[SearchResult]:
     """``results`` (best first) with each chunk of a definition already listed dropped:
     a definition split into several chunks takes one place, that of its best chunk,
-    whose ranks gain the retrievers only the dropped chunks had (best rank kept)."""
+    whose ranks gain the retrievers only the dropped chunks had (best rank kept).
+    Linear in the results, up to the chunks one symbol has in one file."""
     kept: list[SearchResult] = []
+    by_symbol: dict[tuple[str, str, str], list[int]] = {}
     for result in results:
-        for i, earlier in enumerate(kept):
-            if same_definition(earlier.hit, result.hit):
+        hit = result.hit
+        slots = by_symbol.setdefault((hit.repo, hit.path, hit.symbol), []) if hit.symbol else []
+        for i in slots:
+            earlier = kept[i]
+            if same_definition(earlier.hit, hit):
                 ranks = dict(earlier.ranks)
                 for retriever, rank in result.ranks.items():
                     ranks[retriever] = min(rank, ranks.get(retriever, rank))
                 kept[i] = SearchResult(earlier.hit, earlier.score, ranks, earlier.neighbours)
                 break
         else:
+            if hit.symbol:
+                slots.append(len(kept))
             kept.append(result)
     return kept
 

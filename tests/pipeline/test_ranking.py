@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -253,3 +254,16 @@ def test_the_file_boost_lifts_a_chunk_whose_file_matches_elsewhere_too() -> None
     strong = rank(rankings, "q", 3, Ranking(fusion="scores", file_boost=2.0))
     assert order(strong) == ["lone", "second", "first"]  # tie with lone: its rank 1 first
     assert [r.score for r in strong] == pytest.approx([1.0, 1.0, 0.5])
+
+
+def test_ranking_the_most_candidates_a_request_can_ask_for_is_fast() -> None:
+    # k = 1000 asks each retriever for 1000 hits: 2000 distinct chunks, many in one file.
+    vector = [hit(f"v{i}", f"f{i % 7}.py", symbol=f"m.s{i}", start=i * 10, end=i * 10 + 9,
+                  score=1.0 - i / 2000) for i in range(1000)]  # fmt: skip
+    lexical = [hit(f"l{i}", f"g{i % 5}.py", symbol=f"m.s{i % 50}", start=i * 10,
+                   end=i * 10 + 9, score=float(1000 - i)) for i in range(1000)]  # fmt: skip
+    ranking = Ranking(fusion="scores", merge_definitions=True, file_boost=0.2)
+    started = time.perf_counter()
+    ranked = rank({"vector": vector, "lexical": lexical}, "q", 1000, ranking)
+    assert time.perf_counter() - started < 1.0
+    assert len(ranked) == 1000
