@@ -241,4 +241,5 @@ def ranking_from(s: QuarrySettings) -> Ranking:
         path_penalty=s.search_path_penalty,
         file_boost=s.search_file_boost,
         merge_definitions=s.search_merge_definitions,
+        named_first_share=s.search_named_first_share,
     )

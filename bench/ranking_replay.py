@@ -29,7 +29,7 @@ from typing import Any
 
 from cli.evaluation import build_set, score
 from pipeline.search.query import SearchRequest, lexical_terms
-from pipeline.search.ranking import Ranking, named_first, rank
+from pipeline.search.ranking import Ranking, lexical_order, rank
 from pipeline.search.searcher import candidates_for
 from pipeline.stages.embedding import embed_query
 
@@ -67,7 +67,14 @@ def _variants() -> dict[str, Ranking]:
         out[f"(a) + (f) + (e) file boost {boost}"] = replace(
             merged, fusion="scores", file_boost=boost
         )
-    chosen = replace(merged, fusion="scores", file_boost=0.2)
+    for share in (0.5, 1.0):
+        out[f"(h) named first only at identifier share {share}"] = replace(
+            BASE, named_first_share=share
+        )
+    with_boost = replace(merged, fusion="scores", file_boost=0.2)
+    out["(a) + (f) + (e) 0.2 + (h) 0.5: chosen"] = chosen = replace(
+        with_boost, named_first_share=0.5
+    )
     for boost in (0.1, 0.3, 0.5):
         out[f"chosen + (g) symbol words {boost}"] = replace(chosen, symbol_words_boost=boost)
     out["chosen + (b) name boost 0.05"] = replace(chosen, name_boost=0.05)
@@ -114,10 +121,10 @@ def _tenant(index: Any) -> str:
 
 def figures(data: dict[str, Any], ranking: Ranking) -> dict[str, float]:
     """Hybrid figures of one dumped set ranked by ``ranking``, as the API ranks it
-    (``named_first`` on the lexical hits, then :func:`rank`)."""
+    (``lexical_order`` on the lexical hits, then :func:`rank`)."""
     hits = []
     for query, rankings in zip(data["queries"], data["rankings"], strict=True):
-        lexical = named_first(rankings["lexical"], query.text)
+        lexical = lexical_order(rankings["lexical"], query.text, ranking)
         results = rank({"vector": rankings["vector"], "lexical": lexical}, query.text, K, ranking)
         hits.append([(r.hit.path, r.hit.start_line, r.hit.end_line) for r in results])
     return score(data["queries"], hits)

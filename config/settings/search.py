@@ -81,6 +81,14 @@ class SearchFields(BaseModel):
         le=100,
         description="Weight of the full-text retriever for identifier-like queries.",
     )
+    search_named_first_share: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Lexical hits whose symbol the query names (`get_netrc_auth`) go first "
+        "for queries with at least this share of code-shaped tokens (0: every query); in a "
+        "sentence, a name more often names another function.",
+    )
     search_merge_definitions: bool = Field(
         True,
         description="Chunks of one definition (same path and symbol, overlapping or adjacent "

@@ -1,6 +1,8 @@
 """Ranking after retrieval: the fusion of the retrievers' rankings and what code adds.
 
-Given each retriever's hits, :func:`rank` gives the results of a request, best first:
+The lexical hits come in through :func:`lexical_order` (hits whose symbol the query
+names first, for identifier-like queries). Given each retriever's hits, :func:`rank`
+gives the results of a request, best first:
 
 1. fusion of the retrievers' rankings: by their scores (:func:`fuse_scores`: each
    retriever's scores scaled to [0, 1], weighted, summed) or by reciprocal rank
@@ -97,6 +99,9 @@ class Ranking:
     path_penalty: float = 0.0  # (c)
     file_boost: float = 0.0  # (e)
     merge_definitions: bool = False  # (a)
+    # Named symbols first in the lexical list (named_first) for queries whose
+    # identifier_share reaches this (0.0: every query, as before).
+    named_first_share: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +185,21 @@ def fuse(
     return scored if k is None else scored[:k]
 
 
+def ordered_scores(scores: Sequence[float]) -> list[float]:
+    """Scores made to follow their list's order, spacing kept: walking up from the
+    bottom, a score below the one after it is lifted to it, and so is every score above
+    by as much. A list in score order is unchanged; a block that :func:`named_first`
+    moved to the top keeps its inner spacing and sits just above the rest."""
+    out = list(scores)
+    lift = 0.0
+    for i in range(len(out) - 2, -1, -1):
+        out[i] += lift
+        if out[i] < out[i + 1]:
+            lift += out[i + 1] - out[i]
+            out[i] = out[i + 1]
+    return out
+
+
 def fuse_scores(
     rankings: Mapping[str, Sequence[Hit]],
     *,
@@ -191,16 +211,19 @@ def fuse_scores(
 
     Unlike ranks, scaled scores keep how far apart the hits are: a chunk far ahead in
     one retriever stays ahead of chunks that both retrievers found but ranked low.
+
+    The retriever's order stands (:func:`ordered_scores`), so hits that
+    :func:`named_first` moved up keep their place.
     """
     found: dict[tuple[str, str], tuple[Hit, dict[str, int], list[float]]] = {}
     for retriever, hits in rankings.items():
         if not hits:
             continue
         weight = (weights or {}).get(retriever, 1.0)
-        low = min(h.score for h in hits)
-        high = max(h.score for h in hits)
-        for rank, hit in enumerate(hits, start=1):
-            scaled = (hit.score - low) / (high - low) if high > low else 1.0
+        ordered = ordered_scores([h.score for h in hits])
+        low, high = ordered[-1], ordered[0]
+        for rank, (hit, value) in enumerate(zip(hits, ordered, strict=True), start=1):
+            scaled = (value - low) / (high - low) if high > low else 1.0
             entry = found.setdefault((hit.repo, hit.chunk_id), (hit, {}, [0.0]))
             if retriever not in entry[1]:
                 entry[1][retriever] = rank
@@ -260,6 +283,14 @@ def named_first(hits: Sequence[Hit], query: str) -> list[Hit]:
     if not names:
         return list(hits)
     return sorted(hits, key=lambda h: not defines_named(h, names))
+
+
+def lexical_order(hits: Sequence[Hit], query: str, ranking: Ranking) -> list[Hit]:
+    """The lexical hits as fusion gets them: :func:`named_first` when the query is
+    identifier-like enough (``ranking.named_first_share``), else as BM25 ranked them."""
+    if identifier_share(query) >= ranking.named_first_share:
+        return named_first(hits, query)
+    return list(hits)
 
 
 def defines_named(hit: Hit, names: set[str]) -> bool:

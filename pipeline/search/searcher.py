@@ -3,7 +3,8 @@
 A request (``pipeline.search.query``) is answered in four steps:
 
 1. the lexical retriever starts at once (full text of the query's words, in a thread);
-   hits whose symbol the query names (``get_netrc_auth``) move to its top;
+   hits whose symbol the query names (``get_netrc_auth``) move to its top when the
+   query is identifier-like (``ranking.lexical_order``);
 2. the query is embedded (the caller's ``encode``: the query-embedding cache, then the
    model) and the vector retriever runs;
 3. both rankings are fused and re-ranked for code (``pipeline.search.ranking``: fusion
@@ -40,6 +41,7 @@ from pipeline.search.ranking import (
     Ranking,
     SearchResult,
     fuse,
+    lexical_order,
     named_first,
     rank,
     snippet,
@@ -182,7 +184,7 @@ class Searcher:
         terms = lexical_terms(request.query)
         hits = self._index.lexical_hits(request, terms, limit) if terms else []
         timings["lexical"] = time.perf_counter() - started
-        return named_first(hits, request.query)
+        return lexical_order(hits, request.query, self._ranking)
 
     def _expand(self, response: SearchResponse) -> None:
         if self._graph is None:

@@ -13,7 +13,7 @@ from pipeline.search.ranking import Ranking
 
 def test_the_default_ranking_is_the_one_chosen_on_the_tuning_half() -> None:
     assert ranking_from(load_settings(env={})) == Ranking(
-        fusion="scores", merge_definitions=True, file_boost=0.2
+        fusion="scores", merge_definitions=True, file_boost=0.2, named_first_share=0.5
     )
 
 
@@ -27,6 +27,7 @@ def test_each_ranking_setting_reaches_the_ranking() -> None:
         "QUARRY_SEARCH_IDENTIFIER_WEIGHT_VECTOR": "0.1",
         "QUARRY_SEARCH_IDENTIFIER_WEIGHT_LEXICAL": "3",
         "QUARRY_SEARCH_MERGE_DEFINITIONS": "false",
+        "QUARRY_SEARCH_NAMED_FIRST_SHARE": "0",
         "QUARRY_SEARCH_FILE_BOOST": "0",
         "QUARRY_SEARCH_NAME_BOOST": "0.1",
         "QUARRY_SEARCH_SYMBOL_WORDS_BOOST": "0.3",
@@ -45,6 +46,7 @@ def test_each_ranking_setting_reaches_the_ranking() -> None:
         path_penalty=0.5,
         file_boost=0.0,
         merge_definitions=False,
+        named_first_share=0.0,
     )
 
 

@@ -17,7 +17,9 @@ from pipeline.search.ranking import (
     fuse_scores,
     fusion_weights,
     identifier_share,
+    lexical_order,
     merge_definitions,
+    ordered_scores,
     query_names,
     query_words,
     rank,
@@ -74,6 +76,23 @@ def test_query_names_are_identifier_shaped_words_only() -> None:
     assert query_names("make a copy of the headers") == set()
     assert query_names("copy") == {"copy"}
     assert query_names("where is getAuth or get_netrc_auth") == {"getauth", "get_netrc_auth"}
+
+
+def test_named_first_only_for_identifier_like_queries_when_asked() -> None:
+    mock = hit("mock", symbol="tests.mock_auth")
+    definition = hit("def", symbol="auth.get_auth")
+    hits = [mock, definition]
+    always = Ranking()
+    by_type = Ranking(named_first_share=0.5)
+    assert order_hits(lexical_order(hits, "get_auth", always)) == ["def", "mock"]
+    assert order_hits(lexical_order(hits, "get_auth", by_type)) == ["def", "mock"]
+    sentence = "calls get_auth for a url first"
+    assert order_hits(lexical_order(hits, sentence, always)) == ["def", "mock"]
+    assert order_hits(lexical_order(hits, sentence, by_type)) == ["mock", "def"]
+
+
+def order_hits(hits: Sequence[Hit]) -> list[str]:
+    return [h.chunk_id for h in hits]
 
 
 def test_defines_named_matches_the_symbol_or_its_last_part() -> None:
@@ -169,6 +188,31 @@ def test_fuse_scores_of_equal_scores_and_no_hits() -> None:
     assert [r.score for r in fused] == [1.0, 1.0]
     assert order(fused) == ["a", "b"]  # ties: the best single rank first
     assert fuse_scores({"vector": [], "lexical": []}) == []
+
+
+def test_fuse_scores_keeps_the_retrievers_order() -> None:
+    # named_first moved the definition above a test that mocks it (higher BM25).
+    definition = hit("def", "src/auth.py", symbol="auth.get_netrc_auth", score=3.0)
+    mock = hit("mock", "tests/test_auth.py", symbol="tests.mock_netrc", score=5.0)
+    other = hit("other", score=1.0)
+    fused = fuse_scores({"vector": [], "lexical": [definition, mock, other]})
+    assert order(fused) == ["def", "mock", "other"]
+    assert [r.score for r in fused] == pytest.approx([1.0, 1.0, 0.0])  # 5.0, 5.0, 1.0
+    ranked = rank(
+        {"vector": [], "lexical": [definition, mock, other]},
+        "get_netrc_auth",
+        3,
+        Ranking(fusion="scores", merge_definitions=True, file_boost=0.2),
+    )
+    assert order(ranked)[0] == "def"
+
+
+def test_ordered_scores_lift_a_moved_block_and_keep_its_spacing() -> None:
+    assert ordered_scores([5.0, 4.0, 1.0]) == [5.0, 4.0, 1.0]
+    # named_first put [3.0, 2.5] above [5.0, 1.0]: the block is lifted by 2.5 as a whole.
+    assert ordered_scores([3.0, 2.5, 5.0, 1.0]) == [5.5, 5.0, 5.0, 1.0]
+    assert ordered_scores([]) == []
+    assert ordered_scores([2.0]) == [2.0]
 
 
 def test_rank_with_the_default_ranking_is_plain_rrf() -> None:
