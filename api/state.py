@@ -33,6 +33,7 @@ from pipeline.ports import (
     WebhookKeyStore,
 )
 from pipeline.quotas import QuotaStatus, default_limits
+from pipeline.search.ranking import Ranking
 from pipeline.search.searcher import Searcher
 from pipeline.sources.policy import LocalSourcePolicy
 from pipeline.stages.embedding import embed_query
@@ -136,8 +137,7 @@ class ApiState:
                 lambda query: embed_query(embedder, cache, query),
                 embedder.model_id,
                 self.graph,
-                rrf_k=s.search_rrf_k,
-                weights={"vector": s.search_weight_vector, "lexical": s.search_weight_lexical},
+                ranking=ranking_from(s),
             )
 
         return self._once("searcher", build)
@@ -250,3 +250,22 @@ class ApiState:
                 close = getattr(part, "close", None)
                 if callable(close):
                     close()
+
+
+def ranking_from(s: QuarrySettings) -> Ranking:
+    """The ranking the settings ask for (``search_*``)."""
+    return Ranking(
+        fusion=s.search_fusion,
+        rrf_k=s.search_rrf_k,
+        weight_vector=s.search_weight_vector,
+        weight_lexical=s.search_weight_lexical,
+        identifier_share=s.search_identifier_share,
+        identifier_weight_vector=s.search_identifier_weight_vector,
+        identifier_weight_lexical=s.search_identifier_weight_lexical,
+        name_boost=s.search_name_boost,
+        symbol_words_boost=s.search_symbol_words_boost,
+        path_penalty=s.search_path_penalty,
+        file_boost=s.search_file_boost,
+        merge_definitions=s.search_merge_definitions,
+        named_first_share=s.search_named_first_share,
+    )

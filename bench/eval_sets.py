@@ -15,6 +15,9 @@ sha256 of what was fetched). Three steps:
         ``bench/corpora/results/<id>.json``.
     python -m bench.eval_sets table [--results DIR]
         Markdown: per repository, then per language and half (query-weighted means).
+    python -m bench.eval_sets compare --baseline DIR [--results DIR]
+        Markdown: hybrid before (``--baseline``) and after, per language and half and
+        pooled, with a paired bootstrap 95 % interval of the MRR@10 difference.
 
 Must not import: torch, drivers.
 """
@@ -146,6 +149,48 @@ def table(sets: list[dict[str, Any]], results: Path) -> str:
     return "\n".join(rows)
 
 
+def compare(sets: list[dict[str, Any]], results: Path, baseline: Path) -> str:
+    """Hybrid figures of ``results`` against ``baseline`` (two folders of ``run`` JSON)
+    per language family and half, then pooled per half: R@10, MRR@10 and mean lines of
+    each, and the MRR@10 difference with a paired bootstrap 95 % interval over the
+    queries (the same queries in both: checked)."""
+    groups: dict[tuple[str, str], list[tuple[dict[str, Any], dict[str, Any]]]] = {}
+    for entry in sets:
+        new_path, old_path = results / f"{entry['id']}.json", baseline / f"{entry['id']}.json"
+        if not new_path.exists() or not old_path.exists():
+            continue
+        new, old = json.loads(new_path.read_text()), json.loads(old_path.read_text())
+        if [q["text"] for q in new["per_query"]] != [q["text"] for q in old["per_query"]]:
+            raise SystemExit(f"{entry['id']}: the two runs asked different queries")
+        family = FAMILY.get(entry["language"], entry["language"])
+        groups.setdefault((entry["half"], family), []).append((new, old))
+        groups.setdefault((entry["half"], "pooled"), []).append((new, old))
+    head = (
+        "| half | language | queries | R@10 before | R@10 after | MRR@10 before |"
+        " MRR@10 after | lines before | lines after | MRR@10 after - before (95 % CI) |"
+    )
+    rows = [head, "|---|---|" + "---:|" * 7 + "---|"]
+    for (half, family), pairs in sorted(
+        groups.items(), key=lambda g: (g[0][0] != "reporting", g[0][1] == "pooled", g[0][1])
+    ):
+        news, olds = [n for n, _ in pairs], [o for _, o in pairs]
+        n = sum(r["queries"] for r in news)
+
+        def mean(reports: list[dict[str, Any]], key: str, n: int = n) -> float:
+            return float(sum(r["modes"]["hybrid"][key] * r["queries"] for r in reports) / n)
+
+        after = [q["rank"]["hybrid"] for r in news for q in r["per_query"]]
+        before = [q["rank"]["hybrid"] for r in olds for q in r["per_query"]]
+        low, high = bootstrap_mrr_diff(after, before, samples=BOOTSTRAP_SAMPLES)
+        diff = mean(news, "mrr@10") - mean(olds, "mrr@10")
+        cells = [half, family, str(n)]
+        for key, form in (("recall@10", ".3f"), ("mrr@10", ".3f"), ("mean_lines", ".1f")):
+            cells += [f"{mean(olds, key):{form}}", f"{mean(news, key):{form}}"]
+        cells.append(f"{diff:+.3f} [{low:+.3f}, {high:+.3f}]")
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
 def _margin(group: tuple[str, str], report: dict[str, Any]) -> str:
     """Hybrid's MRR@10 minus the better single retriever's, with a paired bootstrap 95 %
     interval over the queries (from ``per_query``; empty without it)."""
@@ -184,12 +229,18 @@ def main() -> None:
     run_p.add_argument("--quarry", default="quarry", help="the quarry command")
     table_p = sub.add_parser("table")
     table_p.add_argument("--results", type=Path, default=RESULTS)
+    compare_p = sub.add_parser("compare")
+    compare_p.add_argument("--results", type=Path, default=RESULTS)
+    compare_p.add_argument("--baseline", type=Path, required=True)
     for p in (fetch_p, run_p):
         p.add_argument("ids", nargs="*", help="set ids (default: all)")
     args = parser.parse_args()
     sets = load_sets()
     if args.step == "table":
         print(table(sets, args.results))
+        return
+    if args.step == "compare":
+        print(compare(sets, args.results, args.baseline))
         return
     chosen = [e for e in sets if not args.ids or e["id"] in args.ids]
     unknown = set(args.ids) - {e["id"] for e in sets}

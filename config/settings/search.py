@@ -9,6 +9,7 @@ Must not import: anything of Quarry but config (config is the leaf).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -45,11 +46,82 @@ class SearchFields(BaseModel):
         description="The k of reciprocal rank fusion, 1 / (k + rank): smaller trusts the top "
         "ranks more (10 beat the usual 60 on `quarry eval`, bench/results/eval.md).",
     )
+    search_fusion: Literal["scores", "rrf"] = Field(
+        "scores",
+        description="How the two retrievers' rankings are fused: `scores` sums each "
+        "retriever's scores scaled to [0, 1] over its hits (weighted), `rrf` sums "
+        "weight / (search_rrf_k + rank) (bench/results/eval.md, Ranking changes).",
+    )
     search_weight_vector: float = Field(
-        1.0, ge=0, le=100, description="Weight of the vector retriever in the fusion."
+        1.0,
+        ge=0,
+        le=100,
+        description="Weight of the vector retriever in the fusion (queries in words).",
     )
     search_weight_lexical: float = Field(
-        1.0, ge=0, le=100, description="Weight of the full-text retriever in the fusion."
+        1.0,
+        ge=0,
+        le=100,
+        description="Weight of the full-text retriever in the fusion (queries in words).",
+    )
+    search_identifier_share: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="A query whose share of code-shaped tokens (`snake_case`, `camelCase`, "
+        "`a.b`, `f()`; a one-word query) reaches this is identifier-like and takes the "
+        "search_identifier_weight_* weights.",
+    )
+    search_identifier_weight_vector: float = Field(
+        1.0, ge=0, le=100, description="Weight of the vector retriever for identifier-like queries."
+    )
+    search_identifier_weight_lexical: float = Field(
+        1.0,
+        ge=0,
+        le=100,
+        description="Weight of the full-text retriever for identifier-like queries.",
+    )
+    search_named_first_share: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Lexical hits whose symbol the query names (`get_netrc_auth`) go first "
+        "for queries with at least this share of code-shaped tokens (0: every query); in a "
+        "sentence, a name more often names another function.",
+    )
+    search_merge_definitions: bool = Field(
+        True,
+        description="Chunks of one definition (same path and symbol, overlapping or adjacent "
+        "lines) take one place in the results, that of the best.",
+    )
+    search_file_boost: float = Field(
+        0.2,
+        ge=0,
+        le=10,
+        description="A result gains this times the fused score of the best other result of "
+        "its file (several matching chunks in one file); 0: off.",
+    )
+    search_name_boost: float = Field(
+        0.0,
+        ge=0,
+        le=10,
+        description="Added to the fused score of a chunk whose symbol (or its last part) the "
+        "query spells as an identifier; 0: off (it cost MRR on the held-out sets).",
+    )
+    search_symbol_words_boost: float = Field(
+        0.0,
+        ge=0,
+        le=10,
+        description="Added to the fused score times the share of the words of a chunk's "
+        "symbol (`get_netrc_auth`: get, netrc, auth) found in the query; 0: off (within "
+        "noise on the held-out sets).",
+    )
+    search_path_penalty: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="A chunk in a test, mock, example, vendored or generated path has its "
+        "fused score scaled by 1 - this; 0: off.",
     )
     query_embed_threads: int = Field(
         1, ge=1, le=64, description="Threads of the API's query embedder (onnxruntime)."

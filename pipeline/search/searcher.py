@@ -3,12 +3,13 @@
 A request (``pipeline.search.query``) is answered in four steps:
 
 1. the lexical retriever starts at once (full text of the query's words, in a thread);
-   hits whose symbol the query names (``get_netrc_auth``) move to its top;
+   hits whose symbol the query names (``get_netrc_auth``) move to its top when the
+   query is identifier-like (``ranking.lexical_order``);
 2. the query is embedded (the caller's ``encode``: the query-embedding cache, then the
    model) and the vector retriever runs;
-3. both rankings are fused by reciprocal rank fusion: a chunk's score is the sum, over
-   the retrievers that found it, of ``weight / (rrf_k + rank)``; ``retrievers`` and
-   ``ranks`` say which found it and where;
+3. both rankings are fused and re-ranked for code (``pipeline.search.ranking``: fusion
+   by scores or reciprocal rank, one place per definition, a boost for files with
+   several matches); ``retrievers`` and ``ranks`` say which found a result and where;
 4. on request, each result of a named symbol gets its neighbourhood from the graph
    (callers, callees, container). A graph that cannot answer leaves the results without
    it and says so in ``warnings``: the search itself does not fail.
@@ -20,11 +21,10 @@ Must not import: celery, tasks/, workers/, api/, cli/, or any driver.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -34,48 +34,34 @@ from pipeline.errors import NotFoundError, TransientError
 from pipeline.models import GraphSymbol, Hit, RepoRef, SymbolLink
 from pipeline.ports import GraphStore, SearchIndex, SnapshotStore
 from pipeline.search.query import SearchRequest, check_request, lexical_terms
+from pipeline.search.ranking import (
+    RRF_K,
+    SNIPPET_MAX_CHARS,
+    SNIPPET_MAX_LINES,
+    Ranking,
+    SearchResult,
+    fuse,
+    lexical_order,
+    named_first,
+    rank,
+    snippet,
+)
+
+__all__ = [
+    "RRF_K",
+    "SNIPPET_MAX_CHARS",
+    "SNIPPET_MAX_LINES",
+    "Ranking",
+    "SearchResponse",
+    "SearchResult",
+    "Searcher",
+    "fuse",
+    "named_first",
+    "snippet",
+]
 
 Vector = npt.NDArray[np.float32]
-RRF_K = 10  # see config.settings search_rrf_k
-SNIPPET_MAX_LINES = 60
-SNIPPET_MAX_CHARS = 4000
 MAX_CANDIDATES = 1000
-_WORD = re.compile(r"\w+")
-_CAMEL = re.compile(r"[a-z0-9][A-Z]")
-
-
-@dataclass(frozen=True, slots=True)
-class SearchResult:
-    """One fused result; ``neighbours`` only when expansion was asked for."""
-
-    hit: Hit
-    score: float
-    ranks: dict[str, int]
-    neighbours: dict[str, Any] | None = None
-
-    @property
-    def retrievers(self) -> list[str]:
-        return sorted(self.ranks)
-
-    def as_json(self) -> dict[str, Any]:
-        hit = self.hit
-        out: dict[str, Any] = {
-            "repo": hit.repo,
-            "path": hit.path,
-            "start_line": hit.start_line,
-            "end_line": hit.end_line,
-            "symbol": hit.symbol,
-            "kind": hit.kind,
-            "language": hit.language,
-            "score": round(self.score, 6),
-            "snippet": snippet(hit.body),
-            "retrievers": self.retrievers,
-            "ranks": dict(sorted(self.ranks.items())),
-            "chunk_id": hit.chunk_id,
-        }
-        if self.neighbours is not None:
-            out["neighbours"] = self.neighbours
-        return out
 
 
 @dataclass(slots=True)
@@ -103,64 +89,6 @@ class SearchResponse:
         return out
 
 
-def snippet(content: str) -> str:
-    """The chunk's text, cut at :data:`SNIPPET_MAX_LINES` lines / ``_CHARS`` characters."""
-    lines = content.splitlines()
-    text = "\n".join(lines[:SNIPPET_MAX_LINES])
-    if len(text) > SNIPPET_MAX_CHARS:
-        text = text[:SNIPPET_MAX_CHARS]
-    return text
-
-
-def fuse(
-    rankings: Mapping[str, Sequence[Hit]],
-    k: int,
-    *,
-    rrf_k: int = RRF_K,
-    weights: Mapping[str, float] | None = None,
-) -> list[SearchResult]:
-    """Reciprocal rank fusion of the retrievers' rankings, the best ``k`` first.
-
-    Ties (same fused score) keep the order of the best single rank, then the path and
-    line, so that equal inputs give equal outputs.
-    """
-    found: dict[tuple[str, str], tuple[Hit, dict[str, int]]] = {}
-    for retriever, hits in rankings.items():
-        for rank, hit in enumerate(hits, start=1):
-            key = (hit.repo, hit.chunk_id)
-            entry = found.setdefault(key, (hit, {}))
-            entry[1].setdefault(retriever, rank)
-    scored = []
-    for hit, ranks in found.values():
-        score = sum((weights or {}).get(r, 1.0) / (rrf_k + rank) for r, rank in ranks.items())
-        scored.append(SearchResult(hit, score, ranks))
-    # Rounded: sums equal on paper (1/14 + 1/35 == 1/15 + 1/30) may differ in the last bit.
-    scored.sort(
-        key=lambda r: (
-            -round(r.score, 12),
-            min(r.ranks.values()),
-            r.hit.repo,
-            r.hit.path,
-            r.hit.start_line,
-        )
-    )
-    return scored[:k]
-
-
-def named_first(hits: Sequence[Hit], query: str) -> list[Hit]:
-    """``hits`` with those whose symbol the query names first, otherwise in their order.
-
-    BM25 sees ``get_netrc_auth`` only as ``get netrc auth`` (PostgreSQL splits words at
-    ``_``), so a test that mocks it can outrank its definition. A name is a word shaped
-    like an identifier (``snake_case``, ``camelCase``), or the query's only word: plain
-    words of a sentence ("get", "copy") name too many methods to count."""
-    words = _WORD.findall(query)
-    names = {w.lower() for w in words if len(words) == 1 or "_" in w.strip("_") or _CAMEL.search(w)}
-    if not names:
-        return list(hits)
-    return sorted(hits, key=lambda h: h.symbol.rsplit(".", 1)[-1].lower() not in names)
-
-
 def candidates_for(k: int) -> int:
     """How many hits each retriever returns for fusion: enough below the top ``k``."""
     return min(MAX_CANDIDATES, max(50, 2 * k))
@@ -169,8 +97,10 @@ def candidates_for(k: int) -> int:
 class Searcher:
     """Runs requests against a :class:`SearchIndex` (and a graph, for expansion).
 
-    ``encode`` turns query text into the vector of ``model_id``. ``weights`` weigh the
-    retrievers in the fusion (1.0 each unless given). Call :meth:`close` when done.
+    ``encode`` turns query text into the vector of ``model_id``. ``ranking`` says how
+    hits are ranked (``pipeline.search.ranking``); ``rrf_k`` and ``weights`` (the same
+    weights for every query type), when given, replace its fusion settings. Call
+    :meth:`close` when done.
     """
 
     def __init__(
@@ -180,16 +110,28 @@ class Searcher:
         model_id: str,
         graph: GraphStore | None = None,
         *,
-        rrf_k: int = RRF_K,
+        rrf_k: int | None = None,
         weights: Mapping[str, float] | None = None,
+        ranking: Ranking | None = None,
         links_per_kind: int = 20,
     ) -> None:
         self._index = index
         self._encode = encode
         self._model_id = model_id
         self._graph = graph
-        self._rrf_k = rrf_k
-        self._weights = dict(weights or {})
+        ranking = ranking or Ranking()
+        if rrf_k is not None:
+            ranking = replace(ranking, rrf_k=rrf_k)
+        if weights is not None:
+            vector, lexical = weights.get("vector", 1.0), weights.get("lexical", 1.0)
+            ranking = replace(
+                ranking,
+                weight_vector=vector,
+                weight_lexical=lexical,
+                identifier_weight_vector=vector,
+                identifier_weight_lexical=lexical,
+            )
+        self._ranking = ranking
         self._links_per_kind = links_per_kind
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="quarry-search")
 
@@ -216,7 +158,7 @@ class Searcher:
             if lexical is not None:
                 rankings["lexical"] = lexical.result()
         started = time.perf_counter()
-        results = fuse(rankings, request.k, rrf_k=self._rrf_k, weights=self._weights)
+        results = rank(rankings, request.query, request.k, self._ranking)
         timings["fuse"] = time.perf_counter() - started
         response = SearchResponse(request, results, timings)
         if request.expand and results:
@@ -242,7 +184,7 @@ class Searcher:
         terms = lexical_terms(request.query)
         hits = self._index.lexical_hits(request, terms, limit) if terms else []
         timings["lexical"] = time.perf_counter() - started
-        return named_first(hits, request.query)
+        return lexical_order(hits, request.query, self._ranking)
 
     def _expand(self, response: SearchResponse) -> None:
         if self._graph is None:

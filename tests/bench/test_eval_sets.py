@@ -128,3 +128,41 @@ def test_the_margin_of_hybrid_over_the_better_single_retriever_comes_with_an_int
     low, high = (float(x) for x in re.findall(r"[+-]\d\.\d{3}", line)[1:])
     assert line.startswith("| reporting | go | a | +0.125 [")
     assert low < 0.125 < high
+
+
+def _ranked(name: str, ranks: list[int | None], texts: list[str]) -> dict[str, object]:
+    mrr = sum(1 / r for r in ranks if r) / len(ranks)
+    recall = sum(1 for r in ranks if r) / len(ranks)
+    report = _report(name, len(ranks), recall)
+    report["modes"]["hybrid"]["mrr@10"] = mrr  # type: ignore[index]
+    report["per_query"] = [
+        {"text": t, "rank": {"hybrid": r}} for t, r in zip(texts, ranks, strict=True)
+    ]
+    return report
+
+
+def test_compare_puts_before_and_after_side_by_side_per_language_and_pooled(
+    tmp_path: Path,
+) -> None:
+    before, after = tmp_path / "before", tmp_path / "after"
+    before.mkdir()
+    after.mkdir()
+    texts = [f"q{i}" for i in range(20)]
+    (before / "a.json").write_text(json.dumps(_ranked("a", [2] * 20, texts)))
+    (after / "a.json").write_text(json.dumps(_ranked("a", [1] * 20, texts)))
+    sets = [{"id": "a", "language": "go", "half": "reporting"}]
+    text = eval_sets.compare(sets, after, before)
+    go = next(row for row in text.splitlines() if "| go |" in row)
+    assert go.startswith("| reporting | go | 20 | 1.000 | 1.000 | 0.500 | 1.000 | 20.0 | 20.0 |")
+    assert go.endswith("+0.500 [+0.500, +0.500] |")
+    assert "| reporting | pooled | 20 |" in text
+
+
+def test_compare_refuses_runs_of_different_queries(tmp_path: Path) -> None:
+    before, after = tmp_path / "before", tmp_path / "after"
+    before.mkdir()
+    after.mkdir()
+    (before / "a.json").write_text(json.dumps(_ranked("a", [1, 2], ["q0", "q1"])))
+    (after / "a.json").write_text(json.dumps(_ranked("a", [1, 2], ["q0", "other"])))
+    with pytest.raises(SystemExit, match="different queries"):
+        eval_sets.compare([{"id": "a", "language": "go", "half": "tuning"}], after, before)
