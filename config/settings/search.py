@@ -9,6 +9,7 @@ Must not import: anything of Quarry but config (config is the leaf).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -30,6 +31,20 @@ class SearchFields(BaseModel):
         ge=0,
         description="Up to this many chunk rows in the table, vector search scans exactly "
         "instead of using the HNSW index.",
+    )
+    search_iterative_scan: Literal["off", "relaxed_order", "strict_order"] = Field(
+        "relaxed_order",
+        description="pgvector's hnsw.iterative_scan for vector search (needs pgvector >= 0.8): "
+        "the index goes on scanning until ef_search rows pass the repository and filters, "
+        "so other tenants' rows do not use up the candidates; off: they do, and a search "
+        "retries with a larger ef_search, then exactly.",
+    )
+    search_max_scan_tuples: int = Field(
+        20_000,
+        ge=1,
+        le=10_000_000,
+        description="Most index tuples an iterative HNSW scan visits (pgvector "
+        "hnsw.max_scan_tuples): bounds the cost of a scope the index finds few rows of.",
     )
     search_max_lexical_matches: int = Field(
         2_000,
