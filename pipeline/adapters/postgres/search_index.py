@@ -52,7 +52,7 @@ class PgSearchIndex(PooledStore):
         dsn: str,
         *,
         dimension: int,
-        ef_search: int = 100,
+        ef_search: int = 400,
         exact_max_rows: int = 20_000,
         iterative_scan: str = "relaxed_order",
         max_scan_tuples: int = 20_000,

@@ -43,6 +43,15 @@ def test_the_migrated_database_has_pgvector_0_8_or_newer(pg_dsn: str) -> None:
     assert applied is not None
 
 
+def test_the_hnsw_index_has_the_measured_parameters(pg_dsn: str) -> None:
+    with psycopg.connect(pg_dsn) as conn:
+        row = conn.execute(
+            "SELECT reloptions FROM pg_class WHERE oid = to_regclass('chunks_embedding_hnsw')"
+        ).fetchone()
+    assert row is not None
+    assert sorted(row[0]) == ["ef_construction=200", "m=32"]
+
+
 def test_the_iterative_scan_settings_exist_on_the_server(pg_dsn: str) -> None:
     with psycopg.connect(pg_dsn) as conn, conn.transaction():
         for query in search_sql.set_iterative_scan("strict_order", 1234):
