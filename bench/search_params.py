@@ -232,8 +232,9 @@ def main() -> None:
 
         devstack.services._pg_bin_dir = lambda: args.old_pg_bin
         modes = ["off"]
-    out: dict[str, Any] = {"loadavg_start": os.getloadavg(), "args": vars(args) | {"out": ""}}
-    out["args"]["corpus"] = str(args.corpus)
+    args_json = {name: str(value) if isinstance(value, Path) else value
+                 for name, value in vars(args).items()}  # fmt: skip
+    out: dict[str, Any] = {"loadavg_start": os.getloadavg(), "args": args_json}
     data = prepare(options)
     ram = ram_bytes()
     server = {

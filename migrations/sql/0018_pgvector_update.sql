@@ -23,8 +23,9 @@ $$;
 -- "pgvector 0.8" section). Rebuilt here unless an index of that name already has these
 -- parameters: on a large table the rebuild holds the table's lock for its whole build
 -- (about 3.7 times the old build: ~17 min at 1M rows on 2 vCPUs, with
--- maintenance_work_mem large enough for the graph, ~2.5 GB), so build it beforehand with
--- CREATE INDEX CONCURRENTLY and swap the names (README, "Upgrading"), and this skips it.
+-- maintenance_work_mem large enough for the graph, ~3 GB, an estimate), so build it
+-- beforehand with CREATE INDEX CONCURRENTLY and swap the names (README, "Upgrading"),
+-- and this skips it.
 DO $$
 BEGIN
     IF NOT EXISTS (
