@@ -66,7 +66,13 @@ def phase(
 
 
 def halfvec_phase(
-    dsn: str, params: str, efs: list[int], queries: list[BenchQuery], truth: list[Any], k: int
+    dsn: str,
+    params: str,
+    efs: list[int],
+    queries: list[BenchQuery],
+    truth: list[Any],
+    k: int,
+    memory: str,
 ) -> dict[str, Any]:
     """An HNSW expression index over ``embedding::halfvec(384)`` (16-bit floats, the
     column unchanged): build seconds, size, and recall@k / latency of a plain top-k scan
@@ -76,6 +82,7 @@ def halfvec_phase(
     out: dict[str, Any] = {"params": params, "phases": []}
     with psycopg.connect(dsn, autocommit=True) as conn:
         register_vector(conn)
+        conn.execute("SELECT set_config('maintenance_work_mem', %s, false)", (memory,))
         started = time.perf_counter()
         conn.execute(
             "CREATE INDEX chunks_embedding_halfvec ON chunks USING hnsw"
@@ -288,7 +295,7 @@ def main() -> None:
             args.out.write_text(json.dumps(out, indent=1))
         if args.halfvec:
             say(f"halfvec {args.halfvec}")
-            out["halfvec"] = halfvec_phase(db, args.halfvec, efs, data.measured, truth, k)
+            out["halfvec"] = halfvec_phase(db, args.halfvec, efs, data.measured, truth, k, memory)
             say(json.dumps(out["halfvec"]))
             args.out.write_text(json.dumps(out, indent=1))
         # The filtered case, on the last index built.
