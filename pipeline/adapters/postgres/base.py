@@ -43,6 +43,28 @@ def check_vector_column(
         )
 
 
+def check_vector_version(
+    dsn: str, minimum: tuple[int, ...], feature: str, *, timeout_s: float
+) -> None:
+    """Refuse to start when the pgvector extension is older than ``minimum`` (which
+    ``feature`` needs), naming the version found and the fix."""
+    query = sql.vector_extension_version()
+    with connect(dsn, autocommit=True, timeout_s=timeout_s) as conn, map_psycopg_errors():
+        row = conn.execute(query.text, query.params).fetchone()
+    found = "none" if row is None else str(row[0])
+    if row is None or _version(found) < minimum:
+        wanted = ".".join(str(part) for part in minimum)
+        raise ConfigError(
+            f"{feature} needs pgvector >= {wanted} but {describe(dsn)} has {found}: install"
+            " a PostgreSQL with a newer pgvector (the stack's: `make install`) and run"
+            " `quarry migrate` (0018 updates the extension), or set it off"
+        )
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) if part.isdigit() else 0 for part in text.split("."))
+
+
 def open_pool(dsn: str, *, pool_size: int, timeout_s: float, name: str) -> Pool:
     """A pool of autocommit connections that know the ``vector`` type; callers open
     their own transactions."""

@@ -5,9 +5,11 @@ writes, through ``files`` of each repository's searchable snapshot (the statemen
 the two vector plans are in ``pipeline.statements.search_sql``). The plan: ``exact`` while the
 table holds at most ``exact_max_rows`` rows (the planner's estimate, read at most once a
 minute) or the request's scope does (its snapshots' rows, counted once per set of
-snapshots); else ``hnsw`` with ``ef_search`` (at least the number of hits asked for), and
-when the scope and filters leave fewer hits than asked, again with four times the ``ef``
-up to pgvector's 1000, then ``exact`` over the scope. Each read is one short
+snapshots); else ``hnsw`` with ``ef_search`` (at least the number of hits asked for) and
+pgvector's ``iterative_scan`` (``relaxed_order`` by default, bounded by
+``max_scan_tuples``; pgvector >= 0.8, checked when the index opens), and when the scope
+and filters still leave fewer hits than asked, again with four times the ``ef`` up to
+pgvector's 1000, then ``exact`` over the scope. Each read is one short
 transaction on a pooled autocommit connection.
 
 Must not import: celery, tasks, workers, api, cli.
@@ -25,7 +27,12 @@ import numpy as np
 import numpy.typing as npt
 import psycopg
 
-from pipeline.adapters.postgres.base import PooledStore, check_vector_column, open_pool
+from pipeline.adapters.postgres.base import (
+    PooledStore,
+    check_vector_column,
+    check_vector_version,
+    open_pool,
+)
 from pipeline.adapters.postgres.connect import map_psycopg_errors
 from pipeline.models import Hit
 from pipeline.search.query import SearchRequest
@@ -45,13 +52,20 @@ class PgSearchIndex(PooledStore):
         dsn: str,
         *,
         dimension: int,
-        ef_search: int = 100,
+        ef_search: int = 400,
         exact_max_rows: int = 20_000,
+        iterative_scan: str = "relaxed_order",
+        max_scan_tuples: int = 20_000,
         max_lexical_matches: int = 2_000,
         pool_size: int = 4,
         timeout_s: float = 5.0,
     ) -> None:
         check_vector_column(dsn, "chunks", "embedding", dimension, timeout_s=timeout_s)
+        self._iterative = search_sql.set_iterative_scan(iterative_scan, max_scan_tuples)
+        if self._iterative:
+            check_vector_version(
+                dsn, search_sql.ITERATIVE_MIN_VERSION, "iterative_scan", timeout_s=timeout_s
+            )
         self._dimension = dimension
         self._ef_search = ef_search
         self._exact_max_rows = exact_max_rows
@@ -97,6 +111,8 @@ class PgSearchIndex(PooledStore):
                     self.plans["hnsw" if ef == max(self._ef_search, limit) else "hnsw_retry"] += 1
                     with conn.transaction():
                         conn.execute(search_sql.set_ef_search(ef).text)
+                        for setting in self._iterative:
+                            conn.execute(setting.text)
                         query = search_sql.vector_hnsw(
                             scoped, filters, query_vector, model_id, limit=limit, ef=ef
                         )

@@ -1,8 +1,10 @@
 """One contract for the search index: the fake, and PostgreSQL with each vector plan.
 
 ``postgres-exact`` is the plan of a small table; ``postgres-hnsw`` forces the HNSW plan
-(``exact_max_rows=0``) with a tiny ``ef_search``, so that its retry (a larger ``ef``,
-then exact) is exercised too. Every test writes its own tenant.
+(``exact_max_rows=0``) with a tiny ``ef_search`` and pgvector 0.8's iterative index scan
+(the default ``relaxed_order``); ``postgres-hnsw-noniterative`` the same without it, so
+that its retry (a larger ``ef``, then exact) is exercised too. Every test writes its own
+tenant.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ def pg_dsn(request: pytest.FixtureRequest) -> Iterator[str]:
         yield dsn
 
 
-@pytest.fixture(params=["memory", "postgres-exact", "postgres-hnsw"])
+@pytest.fixture(params=["memory", "postgres-exact", "postgres-hnsw", "postgres-hnsw-noniterative"])
 def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
     if request.param == "memory":
         vectors = InMemoryVectorStore(dimension=DIM)
@@ -54,7 +56,11 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
         yield Backend(InMemorySearchIndex(vectors, snapshots), vectors, snapshots)
         return
     dsn = request.getfixturevalue("pg_dsn")
-    options = {"exact_max_rows": 0, "ef_search": 2} if request.param == "postgres-hnsw" else {}
+    options: dict[str, object] = {}
+    if request.param.startswith("postgres-hnsw"):
+        options = {"exact_max_rows": 0, "ef_search": 2}
+    if request.param == "postgres-hnsw-noniterative":
+        options["iterative_scan"] = "off"
     with (
         PgSearchIndex(dsn, dimension=DIM, **options) as index,  # type: ignore[arg-type]
         PgVectorStore(dsn, dimension=DIM) as vs,
