@@ -87,7 +87,10 @@ class QuotaHeadersMiddleware:
         async def answer(message: Message) -> None:
             if message["type"] == "http.response.start":
                 notes = scope.get(NOTES)
-                tenant = notes.get("tenant") if isinstance(notes, dict) else None
+                # Only for an accepted token (it notes its id): a push-hook delivery notes
+                # its hook's tenant before its signature is checked, and must not learn it.
+                accepted = isinstance(notes, dict) and notes.get("token_id") is not None
+                tenant = notes.get("tenant") if accepted and isinstance(notes, dict) else None
                 if isinstance(tenant, str):
                     extra = await run_in_threadpool(self._headers, tenant)
                     if extra:

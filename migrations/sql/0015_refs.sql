@@ -24,6 +24,8 @@ CREATE TABLE refs (
     PRIMARY KEY (repository_id, name)
 );
 CREATE INDEX refs_snapshot ON refs (snapshot_id);
+-- A snapshot a live job is building is not released under it (snapshot_sql.release).
+CREATE INDEX jobs_live_snapshot ON jobs (snapshot_id) WHERE status IN ('queued', 'running');
 
 -- The searchable snapshot of each repository becomes its default ref.
 INSERT INTO refs (repository_id, name, snapshot_id)
@@ -42,7 +44,10 @@ ALTER SEQUENCE jobs_seq OWNED BY jobs.seq;
 ALTER TABLE jobs ALTER COLUMN ref_name DROP DEFAULT;
 
 -- One live job per (repository, ref, commit): the same commit asked for on another ref
--- is a job of its own (it publishes the shared snapshot to that ref, from the cache).
+-- is a job of its own (it publishes the shared snapshot to that ref, from the cache). A
+-- done job is answered again only while its ref still holds its commit (job_sql
+-- .job_by_commit), so a ref can go back to a commit it held before (a force push, a
+-- branch deleted and made again): only live jobs are unique here.
 DROP INDEX jobs_repository_dedupe_commit;
 CREATE UNIQUE INDEX jobs_repository_ref_dedupe_commit ON jobs (repository_id, ref_name, dedupe_commit)
-    WHERE dedupe_commit IS NOT NULL AND status NOT IN ('failed', 'cancelled');
+    WHERE dedupe_commit IS NOT NULL AND status IN ('queued', 'running');

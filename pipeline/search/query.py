@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from pipeline.analysis.language_names import LANGUAGES
 from pipeline.errors import InvalidInputError
@@ -116,7 +116,7 @@ def check_request(request: SearchRequest) -> SearchRequest:
     if request.ref is not None:
         check_ref_name(request.ref)
     if request.commit is not None:
-        check_commit_prefix(request.commit)
+        request = replace(request, commit=check_commit_prefix(request.commit))  # lower case
     return request
 
 

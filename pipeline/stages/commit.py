@@ -68,9 +68,12 @@ def commit_job(
     deleted = sorted(set(previous) - set(current))
     if deleted and writes_graph(ctx, job):
         graph.delete_files(job.repo, deleted)
+    # The paths whose version may lose its last holder: against what the ref held, or for
+    # a new ref its base (the default ref's), not every path of the repository.
+    base = previous or ctx.snapshots.searchable_files(job.repo, job.ref_name, or_default=True)
     newer = ctx.snapshots.publish(job.repo, job.snapshot_id, job.ref_name, job.seq)
-    changed = {p for p, f in previous.items() if current.get(p) != f}
-    changed |= {p for p, f in current.items() if previous.get(p) != f}
+    changed = {p for p, f in base.items() if current.get(p) != f}
+    changed |= {p for p, f in current.items() if base.get(p) != f}
     if changed:
         vectors.retain_versions(job.repo, ctx.snapshots.held_versions(job.repo, changed))
     ctx.jobs.set_stage(job_id, Stage.DONE)

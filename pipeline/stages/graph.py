@@ -81,6 +81,10 @@ def write_graph_files(ctx: JobContext, job_id: str, *, graph: GraphStore, batch_
     job = _live(ctx, job_id)
     if job is None or job.snapshot_id is None:
         return 0
+    if not writes_graph(ctx, job):  # overtaken since its plan: the graph keeps the ref's
+        ctx.snapshots.drop_staged(job_id)
+        ctx.send(flow.COMMIT.task, [{"job_id": job_id}])
+        return 0
     paths = ctx.snapshots.staged_paths(job_id, "", batch_files)
     packed = ctx.snapshots.staged_graphs(job_id, paths)
     graphs = [unpack_graph(packed[p]) for p in sorted(packed)]

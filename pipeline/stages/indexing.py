@@ -144,10 +144,23 @@ def finish(ctx: JobContext, job: Job, status: JobStatus, message: str = "") -> b
         ctx.snapshots.drop_staged(job.job_id)
     except TransientError as exc:
         log.warning("job %s: its waiting file graphs stay until collected: %s", job.job_id, exc)
+    if status in (JobStatus.FAILED, JobStatus.CANCELLED):
+        _abandon_snapshot(ctx, job, status)
     log.info("job %s %s: %s", job.job_id, status.value, message or "ok")
     _observe_finish(ctx, job, status)
     notify(ctx, job, f"job.{status.value}")
     return True
+
+
+def _abandon_snapshot(ctx: JobContext, job: Job, status: JobStatus) -> None:
+    """A failed or cancelled job's snapshot no longer holds its file versions (unless a
+    ref holds it): their rows may go at the next commit or ref deletion."""
+    try:
+        snapshot_id = (ctx.jobs.get(job.job_id) or job).snapshot_id
+        if snapshot_id is not None:
+            ctx.snapshots.abandon(snapshot_id, status.value)
+    except TransientError as exc:
+        log.warning("job %s: its snapshot stays listed until the next try: %s", job.job_id, exc)
 
 
 def _observe_finish(ctx: JobContext, job: Job, status: JobStatus) -> None:

@@ -75,12 +75,18 @@ def job_by_key(tenant: str, key: str) -> Query:
 
 
 def job_by_commit(repository_id: int, ref_name: str | None, commit: str) -> Query:
-    """The newest job of the commit on the ref (None: the repository's default ref) that
-    did not fail and was not cancelled."""
-    return Query(
-        _JOB_SELECT + " WHERE j.repository_id = %(repository_id)s AND j.commit_sha = %(commit)s"
+    """The job that a new one for the commit on the ref (None: the repository's default
+    ref) is answered with: a live one, else the done one while the ref still holds that
+    commit (a ref that moved on, or was deleted, may be given the commit again)."""
+    return Query(  # fixed fragments only; every value is a bound parameter
+        _JOB_SELECT  # noqa: S608
+        + " WHERE j.repository_id = %(repository_id)s AND j.commit_sha = %(commit)s"
         " AND j.ref_name = coalesce(%(ref)s::text, r.default_ref)"
-        " AND j.status NOT IN ('failed', 'cancelled') ORDER BY j.created_at DESC LIMIT 1",
+        " AND (j.status IN ('queued', 'running') OR (j.status = 'done' AND EXISTS ("
+        "SELECT 1 FROM refs AS f JOIN snapshots AS s ON s.id = f.snapshot_id"
+        " WHERE f.repository_id = j.repository_id AND f.name = j.ref_name"
+        " AND s.commit_sha = j.commit_sha)))"
+        " ORDER BY j.status IN ('queued', 'running') DESC, j.seq DESC LIMIT 1",
         {"repository_id": repository_id, "commit": commit, "ref": ref_name},
     )
 

@@ -35,6 +35,12 @@ _REF_SNAPSHOT = (
 )
 # A snapshot is held while a ref names it (it is then 'ready').
 _HELD = "EXISTS (SELECT 1 FROM refs AS h WHERE h.snapshot_id = {snapshot})"
+# A snapshot a live job is building (it may be one a ref held when the job began it): not
+# released under it, or the job would publish a file list that lost its rows.
+_BUILDING = (
+    "EXISTS (SELECT 1 FROM jobs AS b WHERE b.snapshot_id = {snapshot}"
+    " AND b.status IN ('queued', 'running'))"
+)
 
 
 def lock_repository(repo: RepoRef, *, exclusive: bool) -> Query:
@@ -139,14 +145,16 @@ def lock_ref(repository_id: int, ref: str) -> Query:
 
 
 def release(repository_id: int, snapshot_id: int | None) -> list[Query]:
-    """The snapshot superseded, its file list gone, unless a ref still holds it; then the
-    symbols of file versions that no held or indexing snapshot lists."""
+    """The snapshot superseded, its file list gone, unless a ref still holds it or a live
+    job is building it; then the symbols of file versions that no held or indexing
+    snapshot lists."""
     params = {"repository_id": repository_id, "id": snapshot_id}
     held = _HELD.format(snapshot="%(id)s::bigint")
+    building = _BUILDING.format(snapshot="%(id)s::bigint")
     return [
         Query(
             "UPDATE snapshots SET status = 'superseded'"
-            f" WHERE id = %(id)s::bigint AND status = 'ready' AND NOT {held}",
+            f" WHERE id = %(id)s::bigint AND status = 'ready' AND NOT {held} AND NOT {building}",
             params,
         ),
         Query(
@@ -224,12 +232,14 @@ def list_refs(repo: RepoRef) -> Query:
 
 
 def abandon(snapshot_id: int, status: str) -> Query:
-    """An ``indexing`` snapshot that no ref holds becomes ``status``; its file list goes
-    (as a superseded one's does)."""
+    """A snapshot that no ref holds becomes ``status`` and its file list goes (as a
+    superseded one's does): one being indexed, or a ``ready`` one whose refs were all
+    deleted while its job was building it."""
     held = _HELD.format(snapshot="s.id")
     return Query(
         "WITH gone AS (UPDATE snapshots AS s SET status = %(status)s, finished_at = now()"
-        f" WHERE s.id = %(id)s AND s.status = 'indexing' AND NOT {held} RETURNING s.id)"
+        f" WHERE s.id = %(id)s AND s.status IN ('indexing', 'ready') AND NOT {held}"
+        " RETURNING s.id)"
         " DELETE FROM files WHERE snapshot_id IN (SELECT id FROM gone)",
         {"id": snapshot_id, "status": status},
     )

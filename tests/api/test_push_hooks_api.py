@@ -368,6 +368,9 @@ def test_a_bad_delivery_gets_a_4xx_enqueues_nothing_and_is_audited(
     answer = platform_client.post(path, content=body, headers=headers)
     assert answer.status_code == status, answer.text
     assert detail in answer.json()["detail"]
+    # An unverified caller never reads the hook's tenant's quota use (the token's answers do).
+    assert not [h for h in answer.headers if h.lower().startswith("x-quota-remaining")]
+    assert [h for h in api.get("/v1/repos").headers if h.lower().startswith("x-quota-remaining")]
     assert jobs_of(api, project) == [] and jobs_of(api, other["repo"]) == []
     line = _audit_line(audit_file, answer.headers["x-request-id"])
     assert line["event"] == "refused" and line["status"] == status

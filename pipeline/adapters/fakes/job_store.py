@@ -58,21 +58,26 @@ class InMemoryJobStore:
         self.deleting: dict[RepoRef, str] = {}
         # Each repository's default ref, fixed by its first job (repositories.default_ref).
         self.default_refs: dict[RepoRef, str] = {}
+        # (repository, ref) -> the commit the ref holds, when an InMemorySnapshotStore was
+        # given this store (as PostgreSQL's job_by_commit reads refs); else never known.
+        self.ref_commit: Callable[[RepoRef, str], str | None] = lambda _repo, _ref: None
 
     def close(self) -> None:
         """Nothing to release; here for parity with the real store."""
 
     def create(self, request: JobRequest, *, job_id: str, commit: str | None) -> tuple[Job, bool]:
         job_id, commit = job_rows.check_request(request, job_id, commit)
+        # Read outside this store's lock (the snapshot store's own lock reads jobs).
+        first_ref = request.default_ref or request.ref_name or DEFAULT_REF
+        wanted = request.ref_name or self.default_refs.get(request.repo, first_ref)
+        held = self.ref_commit(request.repo, wanted)
         with self._lock:
             pending = self.deleting.get(request.repo)
             if pending is not None:
                 raise deleting(request.repo, pending)
-            default_ref = self.default_refs.setdefault(
-                request.repo, request.default_ref or request.ref_name or DEFAULT_REF
-            )
+            default_ref = self.default_refs.setdefault(request.repo, first_ref)
             ref_name = request.ref_name or default_ref
-            existing = self._existing(request, job_id, commit, ref_name)
+            existing = self._existing(request, job_id, commit, ref_name, held)
             if existing is not None:
                 return existing, False
             job = Job(
@@ -242,7 +247,12 @@ class InMemoryJobStore:
             return True
 
     def _existing(
-        self, request: JobRequest, job_id: str, commit: str | None, ref_name: str
+        self,
+        request: JobRequest,
+        job_id: str,
+        commit: str | None,
+        ref_name: str,
+        held: str | None = None,
     ) -> Job | None:
         key, repo = request.idempotency_key, request.repo
         if key is not None:
@@ -256,17 +266,17 @@ class InMemoryJobStore:
                 if j.repo == repo
                 and j.ref_name == ref_name
                 and j.commit == commit
-                and j.status not in _ENDED
+                and (j.status in _LIVE or (j.status is JobStatus.DONE and held == commit))
             ]
             if live:
-                return max(live, key=lambda j: (j.created_at, self._order[j.job_id]))
+                return max(live, key=lambda j: (j.status in _LIVE, self._order[j.job_id]))
         same = self._jobs.get(job_id)
         if same is not None and same.repo != repo:
             raise InvalidInputError(f"job id {job_id!r} is taken by a job of another repository")
         return same
 
 
-_ENDED = frozenset({JobStatus.FAILED, JobStatus.CANCELLED})
+_LIVE = frozenset({JobStatus.QUEUED, JobStatus.RUNNING})
 
 
 class InMemoryTokenStore:

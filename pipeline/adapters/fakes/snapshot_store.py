@@ -19,7 +19,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from pipeline.errors import ConflictError, InvalidInputError
-from pipeline.jobs import check_tenant
+from pipeline.jobs import JobStatus, check_tenant
 from pipeline.models import FileVersion, RepoRef
 from pipeline.ports import JobStore, VectorStore
 from pipeline.refs import DEFAULT_REF, RefState, check_ref_name
@@ -67,6 +67,8 @@ class InMemorySnapshotStore:
     def __init__(self, vectors: VectorStore | None = None, jobs: JobStore | None = None) -> None:
         self._vectors = vectors
         self._jobs = jobs  # which jobs are live, for collect_staged (none without one)
+        if jobs is not None and hasattr(jobs, "ref_commit"):  # InMemoryJobStore
+            jobs.ref_commit = self._ref_commit
         self._staged: dict[str, dict[str, bytes]] = {}
         self._repos: dict[RepoRef, _Repository] = {}
         self._snapshots: dict[int, _Snapshot] = {}
@@ -136,7 +138,7 @@ class InMemorySnapshotStore:
             name = ref or held.default_ref
             current = held.refs.get(name)
             if current is not None and current.seq > seq:
-                if snapshot.status == "indexing" and not held.held(snapshot_id):
+                if snapshot.status in ("indexing", "ready") and not held.held(snapshot_id):
                     snapshot.status, snapshot.files = "superseded", {}
                     snapshot.finished_at = time.time()
                 self._release(repo, held, None)
@@ -148,7 +150,11 @@ class InMemorySnapshotStore:
             return None
 
     def _release(self, repo: RepoRef, held: _Repository, snapshot_id: int | None) -> None:
-        if snapshot_id is not None and not held.held(snapshot_id):
+        if (
+            snapshot_id is not None
+            and not held.held(snapshot_id)
+            and not self._building(repo, snapshot_id)
+        ):
             released = self._snapshots[snapshot_id]
             if released.status == "ready":
                 released.status, released.files = "superseded", {}
@@ -159,6 +165,21 @@ class InMemorySnapshotStore:
             for f in s.files.values()
         }
         held.symbols = {k: v for k, v in held.symbols.items() if k in kept}
+
+    def _ref_commit(self, repo: RepoRef, ref: str) -> str | None:
+        with self._lock:
+            held = self._repos.get(repo)
+            found = None if held is None else held.refs.get(ref)
+            return None if found is None else self._snapshots[found.snapshot_id].commit
+
+    def _building(self, repo: RepoRef, snapshot_id: int) -> bool:
+        """Whether a live job (queued or running) points at the snapshot (``jobs``)."""
+        if self._jobs is None:
+            return False
+        live = self._jobs.list(
+            repo.tenant, repo.name, limit=10_000, statuses=(JobStatus.QUEUED, JobStatus.RUNNING)
+        )
+        return any(job.snapshot_id == snapshot_id for job in live)
 
     def held_versions(self, repo: RepoRef, paths: Collection[str]) -> dict[str, set[str]]:
         sql.check_repo(repo)
@@ -244,7 +265,7 @@ class InMemorySnapshotStore:
         job_rows.check_abandon_status(status)
         with self._lock:
             snapshot = self._snapshots.get(snapshot_id)
-            if snapshot is None or snapshot.status != "indexing":
+            if snapshot is None or snapshot.status not in ("indexing", "ready"):
                 return
             if self._repos[snapshot.repo].held(snapshot_id):
                 return

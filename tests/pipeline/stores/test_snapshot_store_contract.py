@@ -32,7 +32,7 @@ from pipeline.models import Chunk, ChunkKind, FileVersion, RepoRef, Span, Stored
 from pipeline.ports import JobStore, SnapshotStore, VectorStore
 from pipeline.stages.commit import commit_job
 from pipeline.stages.graph import writes_graph
-from pipeline.stages.indexing import JobContext
+from pipeline.stages.indexing import JobContext, finish
 from pipeline.stages.ingest import superseded
 from pipeline.stages.ref_deletion import delete_ref
 from tests.databases import fresh_pg_database
@@ -617,3 +617,57 @@ def test_a_job_a_newer_one_overtook_does_no_work_and_writes_no_graph(
     assert "not published" in ended.message and job_status(ended, 0.0)["published"] is False
     assert backend.snapshots.searchable_files(repo) == files(*V2)
     assert backend.snapshots.published_seq(repo, "feature/none") == 0
+
+
+def test_a_snapshot_a_live_job_builds_outlives_the_deletion_of_the_ref_that_held_it(
+    backend: Backend, repo: RepoRef
+) -> None:
+    ctx = JobContext(backend.jobs, backend.snapshots, InMemoryJobBoard(), lambda _t, _k: None)
+    first = _job_at(backend, repo, "c1", None, V1)
+    assert commit_job(ctx, first, vectors=backend.vectors, graph=InMemoryGraphStore())
+    backend.snapshots.publish(repo, backend.snapshots.begin(repo, "c1", V1), "release", 2)
+    # A tag's job at the same commit begins the shared snapshot (ready: refs hold it) ...
+    tag = _job_at(backend, repo, "c1", "v1.0", V1)
+    assert delete_ref(backend.snapshots, backend.vectors, repo, "release")["ref"] == "release"
+    backend.snapshots.publish(repo, backend.snapshots.begin(repo, "c2", V2), "main", 10**6)
+    # ... so neither deletion nor the default ref moving on takes its file list away.
+    job = backend.jobs.get(tag)
+    assert job is not None and job.snapshot_id is not None
+    assert backend.snapshots.snapshot_files(job.snapshot_id) == files(*V1)
+    assert backend.snapshots.held_versions(repo, ["docs/ü.md"]) == {"docs/ü.md": {"u1"}}
+    assert commit_job(ctx, tag, vectors=backend.vectors, graph=InMemoryGraphStore())
+    assert backend.snapshots.searchable_files(repo, "v1.0") == files(*V1)
+
+
+def test_a_failed_jobs_snapshot_no_longer_holds_its_versions(
+    backend: Backend, repo: RepoRef
+) -> None:
+    ctx = JobContext(backend.jobs, backend.snapshots, InMemoryJobBoard(), lambda _t, _k: None)
+    failed = _job_at(backend, repo, "c9", "feature/y", [fv("only.py", "o1")])
+    assert backend.snapshots.held_versions(repo, ["only.py"]) == {"only.py": {"o1"}}
+    job = backend.jobs.get(failed)
+    assert job is not None
+    assert finish(ctx, job, JobStatus.FAILED, "clone failed")
+    assert backend.snapshots.held_versions(repo, ["only.py"]) == {"only.py": set()}
+
+
+def test_a_done_job_is_answered_again_only_while_its_ref_holds_its_commit(
+    backend: Backend, repo: RepoRef
+) -> None:
+    ctx = JobContext(backend.jobs, backend.snapshots, InMemoryJobBoard(), lambda _t, _k: None)
+    graph = InMemoryGraphStore()
+    c1 = _job_at(backend, repo, "c1", None, V1)
+    assert commit_job(ctx, c1, vectors=backend.vectors, graph=graph)
+    request = JobRequest(repo, JobSource(SourceKind.PATH, "/src"), commit="c1")
+    same, created = backend.jobs.create(request, job_id=str(uuid.uuid4()), commit="c1")
+    assert (same.job_id, created) == (c1, False)  # main holds c1: the done job
+    c2 = _job_at(backend, repo, "c2", None, V2)
+    assert commit_job(ctx, c2, vectors=backend.vectors, graph=graph)
+    # main moved on to c2; asking for c1 again (a force push back) is a new job, which
+    # publishes c1 again: the ref goes back.
+    back, created = backend.jobs.create(request, job_id=str(uuid.uuid4()), commit="c1")
+    assert created and back.job_id != c1
+    assert backend.jobs.start(back.job_id, Stage.INGEST, "c1")
+    backend.jobs.set_snapshot(back.job_id, backend.snapshots.begin(repo, "c1", V1))
+    assert commit_job(ctx, back.job_id, vectors=backend.vectors, graph=graph)
+    assert backend.snapshots.searchable_files(repo) == files(*V1)
