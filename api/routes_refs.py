@@ -41,7 +41,8 @@ def ref_json(state: RefState) -> dict[str, Any]:
 
 
 def _known(state: State, tenant: str, repo: str) -> RepoRef:
-    if state.jobs.snapshots.repository(tenant, repo) is None:
+    # The scope lookup search and the graph route use: no file or chunk counts read.
+    if state.searcher_index.missing_repositories(tenant, [repo]):
         raise NotFoundError(f"repo: no repository named {repo!r}")
     return RepoRef(tenant, repo)
 
