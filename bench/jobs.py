@@ -38,7 +38,7 @@ measured again after a code change):
   a base repository, then each run as a NEW repository (every chunk from the embedding
   cache): POST -> ``done``;
 - ``cold_small``: every file of ``--small-corpus`` as a NEW repository with the
-  embedding cache rows written since the series began deleted first (every chunk
+  embedding cache rows written since the first cold job deleted first (every chunk
   embedded): POST -> ``done``, and the fixed cost = ``done`` less the embed flushes'
   device time (``fixed_ms``).
 """
@@ -277,9 +277,15 @@ def cached_runs(watch: Watch, tree: Path, runs: int) -> list[dict[str, Any]]:
 
 def cold_small_runs(watch: Watch, tree: Path, runs: int) -> list[dict[str, Any]]:
     """``tree`` as a NEW repository each run (the first is a warm-up), with the embedding
-    cache rows written since the series began deleted first: every chunk is embedded.
+    cache rows written since the first cold job (of this or an earlier invocation) deleted
+    first: every chunk is embedded.
     ``fixed`` = ``done`` less the embed flushes' device time."""
-    since = watch.pg.execute("SELECT now()").fetchone()[0]
+    # From the first cold job of any earlier invocation too (its rows would hit): what
+    # the cache gained since then is this corpus's chunks and the change runs' probes.
+    since = watch.pg.execute(
+        "SELECT least(now(), (SELECT min(j.created_at) FROM jobs AS j"
+        " JOIN repositories AS r ON r.id = j.repository_id WHERE r.name LIKE 'cold-%'))"
+    ).fetchone()[0]
     results = []
     for _ in range(runs + 1):
         watch.pg.execute("DELETE FROM embedding_cache WHERE created_at >= %s", (since,))
