@@ -3,6 +3,8 @@
 Usage: .venv/bin/python bench/jobs.py [--corpus bench/corpora/django-5.2.19]
        [--limit-files 1000] [--runs 5] [--busy-cores 0] [--poll-ms 2] [--api-poll-ms 10]
        [--json]
+       .venv/bin/python bench/jobs.py --small-jobs --work-dir /work/stacks/x/run
+       --corpus DJANGO_SDIST --small-corpus ITSDANGEROUS_SDIST [--runs 5] [--json]
 
 Starts a private stack (``quarry dev up``: Redis, PostgreSQL, the graph server, the
 ``cpu`` and ``embed`` workers with the real model, the API, Flower) in a mode-711 folder
@@ -24,6 +26,21 @@ polled while it runs (``--poll-ms``, ``--api-poll-ms``), and the workers' log li
 (task runtimes, embed flushes). Reported: median and max of the timed runs, every raw
 value, the median of each event and task runtime (the breakdown), the machine.
 ``quarry dev down`` runs at the end whatever happened.
+
+``--small-jobs`` (issue 22 item 3) measures, with the stack's real default settings
+(only its folder, ports and the source root set), in a persistent ``--work-dir`` (the
+stack's data and the copied trees survive, so a large repository is indexed once and
+measured again after a code change):
+
+- ``change``: a one-file change in the WHOLE ``--corpus`` (every ``.py`` file; the cold
+  index runs once, the first time): POST -> ``done``;
+- ``cached``: the first ``--cached-files`` ``.py`` files of ``--corpus``, indexed once as
+  a base repository, then each run as a NEW repository (every chunk from the embedding
+  cache): POST -> ``done``;
+- ``cold_small``: every file of ``--small-corpus`` as a NEW repository with the
+  embedding cache rows written since the first cold job deleted first (every chunk
+  embedded): POST -> ``done``, and the fixed cost = ``done`` less the embed flushes'
+  device time (``fixed_ms``).
 """
 
 from __future__ import annotations
@@ -36,6 +53,7 @@ import os
 import platform
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -60,7 +78,7 @@ from pipeline.adapters.postgres.connect import connect
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # tests/ is a namespace package under the repository root
     sys.path.append(str(ROOT))
-from tests.stackutil import run_quarry, stack_env, stack_folder  # noqa: E402
+from tests.stackutil import PORT_KEYS, run_quarry, stack_env, stack_folder  # noqa: E402
 
 CORPUS = ROOT / "bench" / "corpora" / "django-5.2.19"
 PACKAGES = (
@@ -77,7 +95,9 @@ PACKAGES = (
 )
 OVERHEAD_FIGURES = {"first_embedded": "embedded", "api_embedded": "api_embedded", "done": "done"}
 CHANGE_FIGURES = {"done": "done", "finished": "finished", "api_done": "api_done"}
-SERIES = ("overhead", "change", "overhead_busy", "change_busy")
+SERIES = ("overhead", "change", "overhead_busy", "change_busy", "cached", "cold_small")
+SMALL_FIGURES = {"done": "done", "api_done": "api_done"}
+COLD_SMALL_FIGURES = {"done": "done", "fixed": "fixed", "api_done": "api_done"}
 
 
 @contextlib.contextmanager
@@ -123,9 +143,12 @@ def change_runs(watch: Watch, tree: Path, repo: str, runs: int, seed: int) -> li
     return results
 
 
-def copy_corpus(corpus: Path, limit: int, dest: Path) -> dict[str, Any]:
-    """The first ``limit`` .py files of ``corpus`` by sorted path, copied into ``dest``."""
-    paths = sorted(p.relative_to(corpus).as_posix() for p in corpus.rglob("*.py"))[:limit]
+def copy_corpus(corpus: Path, limit: int, dest: Path, pattern: str = "*.py") -> dict[str, Any]:
+    """The first ``limit`` (0: all) files matching ``pattern`` of ``corpus`` by sorted
+    path, copied into ``dest``."""
+    paths = sorted(p.relative_to(corpus).as_posix() for p in corpus.rglob(pattern) if p.is_file())[
+        : limit or None
+    ]
     if not paths:
         raise SystemExit(f"bench/jobs.py: no .py files under {corpus}")
     for rel in paths:
@@ -154,6 +177,204 @@ def private_stack() -> Iterator[tuple[dict[str, str], Path]]:
             down = run_quarry("dev", "down", env=env, timeout_s=300)
             if down.returncode:
                 print(f"quarry dev down failed:\n{down.stdout}{down.stderr}", file=sys.stderr)
+
+
+def default_stack_env(data_dir: Path, source_root: Path) -> dict[str, str]:
+    """The stack's real default settings: only its folder, free ports, the shared query
+    model and the folder jobs may read (tests/stackutil.py's stack_env changes many)."""
+    test_env = stack_env(data_dir)
+    keep = ("QUARRY_DATA_DIR", "QUARRY_QUERY_MODEL_DIR", *PORT_KEYS)
+    env = {k: v for k, v in test_env.items() if k in keep}
+    env["QUARRY_SOURCE_ALLOWED_ROOTS"] = str(source_root)
+    env["QUARRY_WORKER_METRICS_PORT_CPU"] = "0"
+    env["QUARRY_WORKER_METRICS_PORT_EMBED"] = "0"
+    return env
+
+
+@contextlib.contextmanager
+def persistent_stack(work_dir: Path) -> Iterator[tuple[dict[str, str], Path]]:
+    """``quarry dev up`` on ``work_dir``/stack/data (kept between invocations: the
+    repositories indexed there stay); ``quarry dev down`` always."""
+    root = work_dir / "stack"
+    root.mkdir(parents=True, exist_ok=True)
+    for folder in (work_dir, root):
+        folder.chmod(0o711)
+    env = default_stack_env(root / "data", work_dir / "trees")
+    try:
+        up = run_quarry("dev", "up", env=env, timeout_s=600)
+        if up.returncode:
+            raise RuntimeError(f"quarry dev up failed:\n{up.stdout}{up.stderr}")
+        yield env, root / "data"
+    finally:
+        down = run_quarry("dev", "down", env=env, timeout_s=300)
+        if down.returncode:
+            print(f"quarry dev down failed:\n{down.stdout}{down.stderr}", file=sys.stderr)
+
+
+def seed_embedding_cache(env: dict[str, str], tree: Path, pg: Any) -> dict[str, Any]:
+    """Stand-in vectors (random unit vectors) in the embedding cache for every chunk of
+    ``tree``, keyed exactly as the pipeline keys them (the stack's chunking settings,
+    token counter and model id): the cold index of a large repository then costs its
+    chunking and writes, not an hour of CPU encoding. Only the base index is seeded;
+    what a measured job changes is embedded by the real model."""
+    from pipeline.adapters.models.torch_embedder import model_id_for
+    from pipeline.analysis.analyze import analyze_file
+    from pipeline.analysis.chunking import ChunkingOptions
+    from pipeline.analysis.imports import RepoPaths
+    from pipeline.analysis.inventory import take_inventory
+    from pipeline.models import SkippedFile
+    from wiring.models import token_counter
+
+    settings = load_settings(env=env)
+    inventory = take_inventory(tree, max_file_bytes=settings.chunk_max_file_bytes)
+    paths = RepoPaths(sorted(f.path for f in inventory.files))
+    options = ChunkingOptions(
+        max_tokens=settings.chunk_max_tokens, max_file_bytes=settings.chunk_max_file_bytes
+    )
+    counter = token_counter()
+    model_id = model_id_for(settings.embed_model)
+    hashes: set[str] = set()
+    for file in inventory.files:
+        data = (tree / file.path).read_bytes()
+        result = analyze_file(file.path, data, options=options, counter=counter, repo=paths)
+        if not isinstance(result, SkippedFile):
+            hashes.update(c.content_hash for c in result.chunks)
+    rng = random.Random(22)
+    rows = []
+    for content_hash in sorted(hashes):
+        vector = [rng.gauss(0.0, 1.0) for _ in range(384)]
+        norm = sum(v * v for v in vector) ** 0.5
+        rows.append(
+            (model_id, content_hash, "[" + ",".join(f"{v / norm:.6f}" for v in vector) + "]")
+        )
+    with pg.cursor() as cursor:
+        cursor.executemany(
+            "INSERT INTO embedding_cache (model_id, content_sha256, embedding)"
+            " VALUES (%s, %s, %s::vector) ON CONFLICT DO NOTHING",
+            rows,
+        )
+    return {"files": len(inventory.files), "chunks_seeded": len(rows), "model_id": model_id}
+
+
+def repo_done(pg: Any, repo: str) -> bool:
+    """Whether ``repo`` has a job that ended ``done`` (its cold index is there)."""
+    row = pg.execute(
+        "SELECT 1 FROM jobs j JOIN repositories r ON r.id = j.repository_id"
+        " WHERE r.name = %s AND j.status = 'done' LIMIT 1",
+        (repo,),
+    ).fetchone()
+    return row is not None
+
+
+def cached_runs(watch: Watch, tree: Path, runs: int) -> list[dict[str, Any]]:
+    """``tree`` as a NEW repository each run (the first is a warm-up): every chunk is in
+    the embedding cache (the base repository indexed it before)."""
+    return [
+        follow_job(watch, tree, f"cached-{uuid.uuid4().hex[:12]}", timeout_s=120)
+        for _ in range(runs + 1)
+    ]
+
+
+def cold_small_runs(watch: Watch, tree: Path, runs: int) -> list[dict[str, Any]]:
+    """``tree`` as a NEW repository each run (the first is a warm-up), with the embedding
+    cache rows written since the first cold job (of this or an earlier invocation) deleted
+    first: every chunk is embedded.
+    ``fixed`` = ``done`` less the embed flushes' device time."""
+    # From the first cold job of any earlier invocation too (its rows would hit): what
+    # the cache gained since then is this corpus's chunks and the change runs' probes.
+    since = watch.pg.execute(
+        "SELECT least(now(), (SELECT min(j.created_at) FROM jobs AS j"
+        " JOIN repositories AS r ON r.id = j.repository_id WHERE r.name LIKE 'cold-%'))"
+    ).fetchone()[0]
+    results = []
+    for _ in range(runs + 1):
+        watch.pg.execute("DELETE FROM embedding_cache WHERE created_at >= %s", (since,))
+        result = follow_job(watch, tree, f"cold-{uuid.uuid4().hex[:12]}", timeout_s=600)
+        device_ms = sum(f["device_ms"] for f in result["flushes"])
+        result["device_ms"] = round(device_ms, 1)
+        result["events_ms"]["fixed"] = round(result["events_ms"]["done"] - device_ms, 1)
+        results.append(result)
+    return results
+
+
+def measure_small(args: argparse.Namespace) -> dict[str, Any]:
+    """Issue 22 item 3's three figures; see the module docstring."""
+    work = args.work_dir.resolve()
+    trees = work / "trees"
+    whole, cached_tree, small = (trees / n for n in ("whole", "cached", "small"))
+    corpora = {}
+    for tree, corpus, limit, pattern in (
+        (whole, args.corpus, 0, "*.py"),
+        (cached_tree, args.corpus, args.cached_files, "*.py"),
+        (small, args.small_corpus, 0, "*"),
+    ):
+        if not tree.exists():
+            tree.mkdir(parents=True)
+            copy_corpus(corpus, limit, tree, pattern)
+        files = [p for p in tree.rglob("*") if p.is_file()]
+        corpora[tree.name] = {
+            "name": corpus.name,
+            "files": len(files),
+            "bytes": sum(p.stat().st_size for p in files),
+        }
+    load_start = os.getloadavg()
+    with persistent_stack(work) as (env, data_dir):
+        endpoints = resolve_endpoints(load_settings(env=env))
+        headers = {"Authorization": f"Bearer {endpoints.api_token}"}
+        with (
+            httpx.Client(base_url=endpoints.api_url, headers=headers, timeout=30) as api,
+            connect(endpoints.postgres_dsn, autocommit=True) as pg,
+        ):
+            client: redis.Redis[Any] = redis.Redis.from_url(endpoints.redis_url)
+            logs = data_dir / "logs"
+            slow = Watch(api, client, pg, logs, poll_s=0.5, api_poll_s=1.0)
+            cold: dict[str, Any] = {}
+            for repo, tree in (("whole", whole), ("cached-base", cached_tree)):
+                if not repo_done(pg, repo):
+                    if repo == "whole":
+                        cold["seeded"] = seed_embedding_cache(env, tree, pg)
+                    started = time.perf_counter()
+                    run = follow_job(slow, tree, repo, timeout_s=args.cold_timeout_s)
+                    cold[repo] = {
+                        "seconds": round(time.perf_counter() - started, 1),
+                        "status": run["status"],
+                        "files": run["files"],
+                        "chunks": run["chunks"],
+                        "tasks": task_totals(run),
+                    }
+            watch = Watch(api, client, pg, logs, args.poll_ms / 1000, args.api_poll_ms / 1000)
+            series = {}
+            wanted = set(args.series.split(","))
+            if "change" in wanted:
+                seed = int(time.time())
+                change = change_runs(watch, whole, "whole", args.runs, seed)
+                series["change"] = summarise(change, CHANGE_FIGURES)
+            if "cached" in wanted:
+                series["cached"] = summarise(
+                    cached_runs(watch, cached_tree, args.runs), SMALL_FIGURES
+                )
+            if "cold_small" in wanted:
+                series["cold_small"] = summarise(
+                    cold_small_runs(watch, small, args.runs), COLD_SMALL_FIGURES
+                )
+            versions = software(watch)
+            client.close()
+    return {
+        "corpora": corpora,
+        "cold": cold,
+        **series,
+        "targets_ms": {"cached_done": 500, "cold_small_fixed": 1000, "change_done": 250},
+        "poll_ms": args.poll_ms,
+        "api_poll_ms": args.api_poll_ms,
+        "machine": {
+            "nproc": os.cpu_count(),
+            "cpu": cpu_model(),
+            "loadavg_start": load_start,
+            "loadavg_end": os.getloadavg(),
+        },
+        "software": versions,
+        "date": datetime.now().astimezone().isoformat(timespec="seconds"),
+    }
 
 
 def software(watch: Watch) -> dict[str, str]:
@@ -253,7 +474,7 @@ def summarise(runs: list[dict[str, Any]], figures: dict[str, str]) -> dict[str, 
 
 
 def report(result: dict[str, Any]) -> None:
-    print(f"corpus: {json.dumps(result['corpus'])}")
+    print(f"corpus: {json.dumps(result.get('corpus', result.get('corpora')))}")
     print(f"cold: {json.dumps(result['cold'])}")
     for part in (p for p in SERIES if p in result):
         section = result[part]
@@ -265,6 +486,8 @@ def report(result: dict[str, Any]) -> None:
         for name, value in section["task_runtime_median_ms"].items():
             print(f"{part}   task {name:>13}: {value:8.1f} ms (median runtime)")
         print(f"{part}   flush device median: {section['flush_device_median_ms']} ms")
+        other = [r["cpu"]["other_core_s"] for r in section["runs"]]
+        print(f"{part}   other_core_s per run: {other}")
     for key in ("machine", "software"):
         print(f"{key}: {json.dumps(result[key])}")
 
@@ -284,7 +507,20 @@ def main() -> None:
         help="then both series again with N CPU spinners running (a shared machine)",
     )
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--small-jobs", action="store_true", help="issue 22 item 3 figures")
+    parser.add_argument("--work-dir", type=Path, help="--small-jobs: persistent folder")
+    parser.add_argument("--small-corpus", type=Path, help="--small-jobs: the cold job's tree")
+    parser.add_argument("--cached-files", type=int, default=40)
+    parser.add_argument("--series", default="change,cached,cold_small")
     args = parser.parse_args()
+    # `kill` (SIGTERM) ends the run through its finally blocks: the stack goes down.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    if args.small_jobs:
+        if args.work_dir is None or args.small_corpus is None:
+            parser.error("--small-jobs needs --work-dir and --small-corpus")
+        result = measure_small(args)
+        print(json.dumps(result)) if args.json else report(result)
+        return
     scratch = Path(tempfile.mkdtemp(prefix="quarry-bench-jobs-src-", dir="/tmp"))
     try:
         result = measure(args, scratch)

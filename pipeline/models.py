@@ -197,6 +197,18 @@ class FileVersion:
 
 
 @dataclass(frozen=True, slots=True)
+class SnapshotChanges:
+    """How a snapshot differs from the one its ref holds (a new ref: the default ref's):
+    ``changed``, the paths whose version differs or that only one of them lists;
+    ``deleted``, those of them the ref's own snapshot lists and this one does not (none
+    for a new ref); ``files``, how many files the snapshot lists."""
+
+    changed: frozenset[str]
+    deleted: tuple[str, ...]
+    files: int
+
+
+@dataclass(frozen=True, slots=True)
 class StoredChunk:
     """A chunk as the vector store holds it: the chunk, its file version and its vector.
 

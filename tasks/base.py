@@ -78,9 +78,13 @@ def dead_letter(
 
 
 def job_id_of(payload: Mapping[str, Any]) -> str:
-    """The job a task's payload belongs to: ``job_id``, or its message's; "" if none."""
+    """The job a task's payload belongs to: ``job_id``, or its message's (a multi-file
+    write's: its first message's, all of one job); "" if none."""
     job_id = payload.get("job_id")
     message = payload.get("message")
+    several = payload.get("messages")
+    if message is None and isinstance(several, list) and several:
+        message = several[0]
     if not job_id and isinstance(message, Mapping):
         job_id = message.get("job_id")
     return job_id if isinstance(job_id, str) else ""

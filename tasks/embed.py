@@ -1,11 +1,13 @@
 """The EMBED stage's Celery shim (pipeline.flow.EMBED; the work: pipeline.stages.embed).
 
 celery-batches buffers messages and flushes them together on ``flush_every`` messages
-or after ``flush_interval`` seconds (50 ms by default, so a small job is not kept
-waiting). The worker sets both from the settings before it consumes, and its prefetch
-(concurrency x multiplier) to at least twice ``flush_every`` so that a flush is never
-starved by the prefetch limit. Messages are acknowledged after the flush returned
-(acks_late): a worker killed mid-batch gives them back.
+or after ``flush_interval`` seconds (50 ms by default). A message that reaches an idle
+worker (no flush in flight) is flushed at once (:class:`IdleFlushBatches`): a small job
+or a one-file change does not wait for the timer, and while a flush runs the next
+messages are still batched as before. The worker sets both from the settings before it
+consumes, and its prefetch (concurrency x multiplier) to at least twice ``flush_every``
+so that a flush is never starved by the prefetch limit. Messages are acknowledged after
+the flush returned (acks_late): a worker killed mid-batch gives them back.
 
 Retry (``Retry.PER_MESSAGE``): a transient failure re-sends each message with its
 ``attempt`` raised and a backoff; past the limit, and for malformed messages, the
@@ -17,11 +19,13 @@ Must not import: workers/, api/, cli/, drivers.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from celery import shared_task
-from celery_batches import Batches
+from celery_batches import Batches, SimpleRequest, partition
+from celery_batches.trace import apply_batches_task
 
 from pipeline import flow
 from pipeline.errors import TransientError
@@ -34,8 +38,84 @@ from tasks.context import current, embed_profile, send_outgoing
 log = logging.getLogger("quarry.embed")
 
 
+class IdleFlushBatches(Batches):  # type: ignore[misc]
+    """celery-batches' task that flushes a message at once when no flush is in flight.
+
+    celery-batches starts its timer when the first message arrives, so a lone message
+    always waited ``flush_interval``. Here the consumer's handler, after buffering a
+    message, flushes the buffer itself when no flush it sent is still running; while one
+    runs, messages are buffered and flushed by the timer or ``flush_every`` as before.
+    ``flushes_started`` and ``idle_flushes`` count what it did (tests read them)."""
+
+    abstract = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._flight_lock = threading.Lock()
+        self._in_flight = 0
+        self.flushes_started = 0
+        self.idle_flushes = 0
+
+    def Strategy(self, task: Any, app: Any, consumer: Any) -> Callable[..., None]:  # noqa: N802
+        handler = super().Strategy(task, app, consumer)
+
+        def buffer_then_flush_if_idle(*args: Any, **kwargs: Any) -> None:
+            handler(*args, **kwargs)
+            self.flush_if_idle()
+
+        return buffer_then_flush_if_idle
+
+    def flush_if_idle(self) -> bool:
+        """Flush the buffer now if no flush is in flight and something waits in it."""
+        with self._flight_lock:
+            idle = self._in_flight == 0
+        if not idle or self._buffer.empty():
+            return False
+        self.idle_flushes += 1
+        self._do_flush()
+        return True
+
+    def flush(self, requests: Collection[Any]) -> Any:
+        """celery-batches' flush (0.11), counting the flush in flight until the pool
+        calls back (apply_batches_task catches the task's errors, so it always does)."""
+        acks_early, acks_late = partition(lambda r: bool(r.task.acks_late), requests)
+        serializable = ([SimpleRequest.from_request(r) for r in requests],)
+
+        def on_accepted(pid: int, time_accepted: float) -> None:
+            for req in acks_early:
+                req.acknowledge()
+
+        def on_return(result: Any) -> None:
+            self.flush_ended()
+            for req in acks_late:
+                req.acknowledge()
+
+        with self._flight_lock:
+            self._in_flight += 1
+            self.flushes_started += 1
+        try:
+            return self._pool.apply_async(
+                apply_batches_task,
+                (self, serializable, 0, None),
+                accept_callback=on_accepted,
+                callback=on_return,
+            )
+        except BaseException:
+            self.flush_ended()
+            raise
+
+    def flush_ended(self) -> None:
+        with self._flight_lock:
+            self._in_flight = max(0, self._in_flight - 1)
+
+    @property
+    def in_flight(self) -> int:
+        with self._flight_lock:
+            return self._in_flight
+
+
 @shared_task(  # type: ignore[untyped-decorator]
-    base=Batches,
+    base=IdleFlushBatches,
     name=flow.EMBED.task,
     flush_every=64,
     flush_interval=0.05,

@@ -16,6 +16,7 @@ from celery import shared_task
 
 from config.settings import QuarrySettings
 from pipeline import flow
+from pipeline.analysis.inventory import VersionCache
 from pipeline.errors import TransientError
 from pipeline.jobs import Job
 from pipeline.quotas import default_limits
@@ -30,6 +31,9 @@ from tasks.base import JobTask, StageTask
 from tasks.context import CpuProfile, cpu_profile, job_resources
 
 log = logging.getLogger("quarry.jobs")
+# Each forked process keeps the versions of the folders it listed (pipeline.analysis.
+# inventory.VersionCache): a folder indexed again hashes only its changed files.
+VERSIONS = VersionCache()
 BUSY_RETRY_S = 2.0
 SWEEP_THROTTLE = "sweeper"
 
@@ -77,6 +81,7 @@ def ingest_job(self: StageTask, job_id: str, attempt: int = 0) -> str | None:
             workdir=workdir,
             options=options,
             charge=_quota_charge(settings, cpu),
+            versions=VERSIONS,
         )
         # The checkout is scratch: the files' bytes are in the blob store now.
         shutil.rmtree(workdir, ignore_errors=True)

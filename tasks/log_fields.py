@@ -28,6 +28,9 @@ def repo_text(payload: Mapping[str, Any]) -> str:
     """``tenant/name`` of the payload's ``repo`` (or its message's), "" if none."""
     repo = payload.get("repo")
     message = payload.get("message")
+    several = payload.get("messages")
+    if message is None and isinstance(several, list) and several:
+        message = several[0]  # a multi-file write: all of one job
     if not isinstance(repo, Mapping) and isinstance(message, Mapping):
         repo = message.get("repo")
     if not isinstance(repo, Mapping):

@@ -10,7 +10,9 @@ past ``max_file_bytes`` becomes ``too_large``. Also owns the digest that names a
 folder's content (:func:`tree_digest`) and the dry-run estimate.
 
 Reading files is this module's only I/O; a thread pool overlaps the reads and hashes
-(``hashlib`` and file reads release the GIL).
+(``hashlib`` and file reads release the GIL). A :class:`VersionCache` (one per worker
+process) remembers each file's version by its stat (device, inode, size, mtime and
+ctime in ns): a folder indexed again reads and hashes only the files that changed.
 
 Must not import: celery, tasks/, workers/, api/, cli/, or any driver.
 """
@@ -20,6 +22,9 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -48,6 +53,66 @@ _PARALLEL_FROM_FILES = 64
 _BOM = b"\xef\xbb\xbf"
 
 
+StatKey = tuple[str, int, int, int, int, int, int, bool]
+
+
+class VersionCache:
+    """Each file's version (or content skip) by its stat, as git's index keeps them.
+
+    The key is the absolute path with the file's device, inode, size, mtime and ctime
+    (ns), the size limit and whether content was checked. Any write to a file, and any
+    change of its times or mode (``touch -d``, ``utime``), sets its ctime to the current
+    clock, which no unprivileged process can set back: a file whose key is unchanged
+    has the bytes it had. A file whose ctime or mtime is within ``racy_s`` of the clock
+    when it is read is not kept (a write in the same clock tick as the read would not
+    change the key: git's "racily clean" entries). ``max_entries`` bounds it (least
+    recently used out first). ``reads`` counts the files read and hashed, ``hits`` the
+    files answered from the cache (tests and benchmarks read both)."""
+
+    def __init__(self, *, max_entries: int = 50_000, racy_s: float = 2.0) -> None:
+        self._entries: OrderedDict[StatKey, FileVersion | SkippedFile] = OrderedDict()
+        self._lock = threading.Lock()
+        self._max = max_entries
+        self._racy_ns = int(racy_s * 1e9)
+        self.reads = 0
+        self.hits = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def version(
+        self, root: str, rel: str, max_file_bytes: int, *, check_content: bool
+    ) -> FileVersion | SkippedFile:
+        path = os.path.join(root, rel)
+        try:
+            st = os.stat(path)
+        except OSError:
+            key = None
+        else:
+            key = (path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns,
+                   max_file_bytes, check_content)  # fmt: skip
+            with self._lock:
+                found = self._entries.get(key)
+                if found is not None:
+                    self._entries.move_to_end(key)
+                    self.hits += 1
+                    return found
+        result = _file_version(root, rel, max_file_bytes, check_content=check_content)
+        with self._lock:
+            self.reads += 1
+            if key is None or (isinstance(result, SkippedFile) and result.reason in _NOT_KEPT):
+                return result
+            settled_ns = time.time_ns() - self._racy_ns
+            if max(key[4], key[5]) < settled_ns:
+                self._entries[key] = result
+                while len(self._entries) > self._max:
+                    self._entries.popitem(last=False)
+        return result
+
+
+_NOT_KEPT = frozenset({SkipReason.UNREADABLE})
+
+
 @dataclass(frozen=True, slots=True)
 class Inventory:
     """The files of a tree as versions (sorted by path), what was skipped, total bytes."""
@@ -63,12 +128,16 @@ def take_inventory(
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
     check_content: bool = True,
     workers: int = _READ_WORKERS,
+    cache: VersionCache | None = None,
 ) -> Inventory:
-    """The versions of the files under ``root`` that selection keeps, and every skip."""
+    """The versions of the files under ``root`` that selection keeps, and every skip;
+    with ``cache``, a file whose stat it knows is not read again."""
     root = root.resolve()
     selection = select_files(root, max_file_bytes=max_file_bytes, check_content=False)
 
     def version(rel: str) -> FileVersion | SkippedFile:
+        if cache is not None:
+            return cache.version(str(root), rel, max_file_bytes, check_content=check_content)
         return _file_version(str(root), rel, max_file_bytes, check_content=check_content)
 
     if workers > 1 and len(selection.files) >= _PARALLEL_FROM_FILES:

@@ -22,6 +22,7 @@ from pipeline.models import (
     DeadLetter,
     FileVersion,
     RepoRef,
+    SnapshotChanges,
 )
 from pipeline.refs import RefState
 from pipeline.tokens import SCOPES, ApiToken, IssuedToken, TokenGrant
@@ -107,15 +108,32 @@ class SnapshotStore(Protocol):
 
     def snapshot_files(self, snapshot_id: int) -> dict[str, FileVersion]: ...
 
+    def snapshot_changes(
+        self, repo: RepoRef, snapshot_id: int, ref: str | None = None
+    ) -> SnapshotChanges:
+        """How the snapshot differs from the one the ref holds (a new ref: from the
+        default ref's), compared in the store: what comes back is bounded by the changes,
+        not by the repository's files."""
+        ...
+
     def publish(
-        self, repo: RepoRef, snapshot_id: int, ref: str | None = None, seq: int = 0
+        self,
+        repo: RepoRef,
+        snapshot_id: int,
+        ref: str | None = None,
+        seq: int = 0,
+        *,
+        changed: Collection[str] | None = None,
     ) -> str | None:
         """In one transaction: the snapshot becomes ``ready`` and the one the ref (None:
         the default ref) holds, and the snapshot it held before is released (``superseded``
         with its file list dropped, unless another ref holds it). Unless a job created
         after the publishing one (``seq``: ``Job.seq``) already published the ref: then
         nothing changes but the snapshot (abandoned unless held) and the commit the ref
-        holds is returned. None: published."""
+        holds is returned. None: published. ``changed``: the paths whose version differs
+        between the two snapshots (:meth:`snapshot_changes`); the symbols of versions
+        that lost their last holder are looked for among those paths only (None: among
+        every path of the repository)."""
         ...
 
     def held_versions(self, repo: RepoRef, paths: Collection[str]) -> dict[str, set[str]]:

@@ -63,19 +63,19 @@ def commit_job(
         log.info("job %s: commit skipped, file graphs still wait", job_id)
         return None
     ctx.jobs.set_stage(job_id, Stage.COMMIT)
-    current = ctx.snapshots.snapshot_files(job.snapshot_id)
-    previous = ctx.snapshots.searchable_files(job.repo, job.ref_name)
-    deleted = sorted(set(previous) - set(current))
+    # Compared in the store: a one-file change reads that file's row, not the
+    # repository's file lists. ``changed``: the paths whose version may lose its last
+    # holder, against what the ref held, or for a new ref its base (the default ref's).
+    changes = ctx.snapshots.snapshot_changes(job.repo, job.snapshot_id, job.ref_name)
+    deleted = list(changes.deleted)
     if deleted and writes_graph(ctx, job):
         graph.delete_files(job.repo, deleted)
-    # The paths whose version may lose its last holder: against what the ref held, or for
-    # a new ref its base (the default ref's), not every path of the repository.
-    base = previous or ctx.snapshots.searchable_files(job.repo, job.ref_name, or_default=True)
-    newer = ctx.snapshots.publish(job.repo, job.snapshot_id, job.ref_name, job.seq)
-    changed = {p for p, f in base.items() if current.get(p) != f}
-    changed |= {p for p, f in current.items() if base.get(p) != f}
-    if changed:
-        vectors.retain_versions(job.repo, ctx.snapshots.held_versions(job.repo, changed))
+    newer = ctx.snapshots.publish(
+        job.repo, job.snapshot_id, job.ref_name, job.seq, changed=changes.changed
+    )
+    if changes.changed:
+        held = ctx.snapshots.held_versions(job.repo, changes.changed)
+        vectors.retain_versions(job.repo, held)
     ctx.jobs.set_stage(job_id, Stage.DONE)
     message = ""
     if newer is not None:
@@ -94,7 +94,7 @@ def commit_job(
         job.repo.key,
         job.commit,
         job.ref_name,
-        len(current),
+        changes.files,
         len(deleted),
     )
     return JobStatus.DONE

@@ -3,8 +3,10 @@
 Each message holds one file version's chunks (from the CHUNK stage). The stage decodes
 them all, drops those of cancelled jobs, embeds the distinct contents through the cache
 in token-budget device batches (pipeline.stages.embedding), counts each file's embedded and
-cached chunks on its job, and hands one WRITE message per file, with its vectors and
-the model id, to the write stage.
+cached chunks on its job, and hands the files, with their vectors and the model id, to
+the write stage: one WRITE message per job of the flush (``messages``, at most
+``WRITE_CHUNKS`` chunks each), so that a job of many small files is written in a few
+tasks, not one per file.
 
 What the caller (the Celery shim) does with the result: a malformed message is a dead
 letter and fails its file; a transient failure of the whole batch sends each message
@@ -26,6 +28,9 @@ from pipeline.stages.embedding import EmbeddingService, EmbedOutcome
 from pipeline.stages.indexing import JobContext
 
 K = TypeVar("K")
+# The most chunks one WRITE message carries: a flush's files of one job go to the write
+# stage together (one task, one upsert), in messages of at most this many chunks.
+WRITE_CHUNKS = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,15 +78,27 @@ def embed_messages(
         result.retry, result.error = [item for item, _ in pending], exc
         return result
     result.outcome = outcome
+    groups: dict[str, list[dict[str, object]]] = {}
+    sizes: dict[str, int] = {}
     writes: list[dict[str, object]] = []
     for _item, batch in pending:
         vectors = [outcome.vectors.get(c.content_hash) for c in batch.chunks]
         message = encode_file_chunks(batch)
         message["model_id"] = service.model_id
         message["vectors"] = encode_vectors(vectors)
-        writes.append({"message": message})
+        if batch.job_id:
+            group = groups.setdefault(batch.job_id, [])
+            if group and sizes[batch.job_id] + len(batch.chunks) > WRITE_CHUNKS:
+                writes.append({"messages": group})
+                group = groups[batch.job_id] = []
+                sizes[batch.job_id] = 0
+            group.append(message)
+            sizes[batch.job_id] = sizes.get(batch.job_id, 0) + len(batch.chunks)
+        else:
+            writes.append({"message": message})
         if batch.job_id and ctx is not None:
             _count_embedded(ctx, batch, outcome.cached_hashes)
+    writes.extend({"messages": group} for group in groups.values() if group)
     result.outgoing = flow.Outgoing(flow.WRITE, tuple(writes))
     return result
 

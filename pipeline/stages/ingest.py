@@ -23,7 +23,13 @@ from pathlib import Path, PurePath
 from typing import Any
 
 from pipeline import flow
-from pipeline.analysis.inventory import Inventory, estimate, take_inventory, tree_digest
+from pipeline.analysis.inventory import (
+    Inventory,
+    VersionCache,
+    estimate,
+    take_inventory,
+    tree_digest,
+)
 from pipeline.errors import InvalidInputError, PermanentError, QueueFullError, QuotaExceededError
 from pipeline.jobs import (
     NOT_PUBLISHED,
@@ -190,19 +196,22 @@ def ingest(
     workdir: Path,
     options: IngestOptions,
     charge: Callable[[Job, int], None] | None = None,
+    versions: VersionCache | None = None,
 ) -> IngestOutcome:
     """List, hash and diff the job's files; store the changed ones' bytes in ``blobs``
     and enqueue them for chunking. The checkout in ``workdir`` is scratch once this
     returns: no later stage reads it. ``charge(job, files)`` charges the files to index
     to the tenant's quota (pipeline.quotas): a QuotaExceededError fails the job before
-    its snapshot begins."""
+    its snapshot begins. ``versions`` (the worker process's) keeps the versions of a
+    folder read in place, so that indexing it again hashes only the files that changed
+    (a checkout in ``workdir`` is new each time: it is not kept)."""
     job = ctx.jobs.get(job_id)
     if job is None or job.status.terminal or ctx.board.cancelled(job_id):
         return IngestOutcome.SKIPPED
     if _repository_busy(ctx, job):
         return IngestOutcome.BUSY
     return _ingest(ctx, job, fetcher=fetcher, blobs=blobs, workdir=workdir, options=options,
-                   charge=charge)  # fmt: skip
+                   charge=charge, versions=versions)  # fmt: skip
 
 
 def _ingest(
@@ -214,6 +223,7 @@ def _ingest(
     workdir: Path,
     options: IngestOptions,
     charge: Callable[[Job, int], None] | None,
+    versions: VersionCache | None = None,
 ) -> IngestOutcome:
     """:func:`ingest` of a live job whose repository no other job holds."""
     job_id = job.job_id
@@ -221,7 +231,10 @@ def _ingest(
         return IngestOutcome.SKIPPED
     try:
         root, commit = fetcher.fetch(job.source, workdir, tenant=job.repo.tenant)
-        inventory = take_inventory(root, max_file_bytes=options.max_file_bytes)
+        in_place = not root.resolve().is_relative_to(workdir.resolve())
+        inventory = take_inventory(
+            root, max_file_bytes=options.max_file_bytes, cache=versions if in_place else None
+        )
     except PermanentError as exc:
         ctx.jobs.start(job_id, Stage.INGEST)
         finish(ctx, job, JobStatus.FAILED, f"source {job.source.describe()}: {exc}")

@@ -1,7 +1,11 @@
-"""The write stage: one file version's chunks and vectors into the vector store.
+"""The write stage: file versions' chunks and vectors into the vector store.
 
-A write is idempotent (an upsert keyed by the file version), so a message delivered
-twice, after a worker was killed or a retry, leaves the same state. Writing settles
+A write message holds one file version (``message``) or several of one job
+(``messages``: what one embed flush produced for the job, so that a job of many small
+files costs a few write tasks, not one per file); its files' rows go in one upsert per
+repository, and its files settle together. A write is idempotent (an upsert keyed by
+the file version), so a message delivered twice, after a worker was killed or a retry,
+leaves the same state. Writing settles
 the file in its job; whoever settles the job's last file sends its COMMIT
 (pipeline.stages.indexing.settle). A file whose message failed for good fails in its job
 (:func:`fail_file`), so the job still ends.
@@ -11,10 +15,11 @@ Must not import: celery, tasks/, workers/, api/, cli/, or any driver.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
+from pipeline.errors import InvalidInputError
 from pipeline.messages import decode_file_chunks, decode_vectors
-from pipeline.models import StoredChunk
+from pipeline.models import RepoRef, StoredChunk
 from pipeline.ports import VectorStore
 from pipeline.stages.indexing import JobContext, record_error, settle
 
@@ -25,21 +30,48 @@ def write_file(ctx: JobContext | None, store: VectorStore, message: object) -> i
     ``ctx`` None: a write outside any job's bookkeeping (nothing is settled).
     PermanentError on a malformed message.
     """
-    batch = decode_file_chunks(message)
-    fields = message if isinstance(message, Mapping) else {}
-    vectors = decode_vectors(fields.get("vectors"), len(batch.chunks))
-    model_id = str(fields.get("model_id") or "")
-    rows = [
-        StoredChunk(chunk, batch.file.sha256, model_id, vector)
-        for chunk, vector in zip(batch.chunks, vectors, strict=True)
-    ]
-    if batch.job_id and ctx is not None and ctx.board.cancelled(batch.job_id):
-        return 0  # cancel stops new work; rows already written stay unsearchable
-    store.ensure_repository(batch.repo)
-    written = store.upsert_chunks(batch.repo, rows)
-    if batch.job_id and ctx is not None:
-        settle(ctx, batch.job_id, "files.written", [batch.file.path])
+    return write_files(ctx, store, [message])
+
+
+def write_files(ctx: JobContext | None, store: VectorStore, messages: Sequence[object]) -> int:
+    """Upsert the chunks of several file versions (one message each), one upsert per
+    repository, and settle each job's files at once; the rows written. A malformed
+    message fails the whole write (PermanentError) before anything is written."""
+    if not messages:
+        raise InvalidInputError("messages: expected at least one file's message")
+    rows: dict[RepoRef, list[StoredChunk]] = {}
+    paths: dict[str, list[str]] = {}
+    cancelled: dict[str, bool] = {}
+    for message in messages:
+        batch = decode_file_chunks(message)
+        fields = message if isinstance(message, Mapping) else {}
+        vectors = decode_vectors(fields.get("vectors"), len(batch.chunks))
+        model_id = str(fields.get("model_id") or "")
+        if batch.job_id and ctx is not None:
+            if batch.job_id not in cancelled:
+                cancelled[batch.job_id] = ctx.board.cancelled(batch.job_id)
+            if cancelled[batch.job_id]:
+                continue  # cancel stops new work; rows already written stay unsearchable
+            paths.setdefault(batch.job_id, []).append(batch.file.path)
+        rows.setdefault(batch.repo, []).extend(
+            StoredChunk(chunk, batch.file.sha256, model_id, vector)
+            for chunk, vector in zip(batch.chunks, vectors, strict=True)
+        )
+    written = 0
+    for repo, repo_rows in rows.items():
+        store.ensure_repository(repo)
+        written += store.upsert_chunks(repo, repo_rows)
+    if ctx is not None:
+        for job_id, job_paths in paths.items():
+            settle(ctx, job_id, "files.written", job_paths)
     return written
+
+
+def fail_files(ctx: JobContext | None, messages: object, exc: Exception) -> None:
+    """Each file of a failed multi-file write fails in its job."""
+    if isinstance(messages, list):
+        for message in messages:
+            fail_file(ctx, message, exc)
 
 
 def fail_file(ctx: JobContext | None, message: object, exc: Exception) -> None:

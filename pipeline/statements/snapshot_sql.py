@@ -144,10 +144,12 @@ def lock_ref(repository_id: int, ref: str) -> Query:
     )
 
 
-def release(repository_id: int, snapshot_id: int | None) -> list[Query]:
+def release(
+    repository_id: int, snapshot_id: int | None, paths: list[str] | None = None
+) -> list[Query]:
     """The snapshot superseded, its file list gone, unless a ref still holds it or a live
     job is building it; then the symbols of file versions that no held or indexing
-    snapshot lists."""
+    snapshot lists (among ``paths`` only, when given)."""
     params = {"repository_id": repository_id, "id": snapshot_id}
     held = _HELD.format(snapshot="%(id)s::bigint")
     building = _BUILDING.format(snapshot="%(id)s::bigint")
@@ -162,21 +164,63 @@ def release(repository_id: int, snapshot_id: int | None) -> list[Query]:
             " (SELECT status FROM snapshots WHERE id = %(id)s::bigint) = 'superseded'",
             params,
         ),
-        Query(
-            "DELETE FROM file_symbols AS fs WHERE fs.repository_id = %(repository_id)s"
-            " AND NOT EXISTS (SELECT 1 FROM files AS f JOIN snapshots AS s ON s.id = f.snapshot_id"
-            " WHERE f.repository_id = fs.repository_id AND f.path = fs.path"
-            " AND f.content_sha256 = fs.file_sha256 AND s.status IN ('ready', 'indexing'))",
-            params,
-        ),
+        collect_symbols(repository_id, paths),
     ]
 
 
+def collect_symbols(repository_id: int, paths: list[str] | None = None) -> Query:
+    """The symbols of file versions that no held or indexing snapshot lists go; with
+    ``paths``, only those of these paths are looked at (a publish: the paths whose
+    version changed), else every path of the repository."""
+    among = "" if paths is None else " AND fs.path = ANY(%(paths)s::text[])"
+    return Query(
+        "DELETE FROM file_symbols AS fs WHERE fs.repository_id = %(repository_id)s"
+        + among
+        + " AND NOT EXISTS (SELECT 1 FROM files AS f JOIN snapshots AS s ON s.id = f.snapshot_id"
+        " WHERE f.repository_id = fs.repository_id AND f.path = fs.path"
+        " AND f.content_sha256 = fs.file_sha256 AND s.status IN ('ready', 'indexing'))",
+        {"repository_id": repository_id, "paths": paths},
+    )
+
+
+def snapshot_changes(repo: RepoRef, snapshot_id: int, ref: str | None) -> Query:
+    """(path, deleted) of each path whose version differs between the snapshot and the
+    one the ref holds (a new ref: the default ref's), or that only one of them lists;
+    ``deleted``: the ref's own snapshot lists it and this one does not. Compared in the
+    server (a merge of two index ranges): only the differences come back."""
+    base = _REF_SNAPSHOT.replace("%(or_default)s", "true")
+    own = _REF_SNAPSHOT.replace("%(or_default)s", "false")
+    return Query(
+        f"WITH ref AS MATERIALIZED (SELECT {base} AS base, {own} IS NOT NULL AS own)"
+        " SELECT coalesce(c.path, b.path), c.path IS NULL AND (SELECT own FROM ref)"
+        " FROM (SELECT path, content_sha256 FROM files WHERE snapshot_id = %(id)s) AS c"
+        " FULL JOIN (SELECT path, content_sha256 FROM files"
+        " WHERE snapshot_id = (SELECT base FROM ref)) AS b ON b.path = c.path"
+        " WHERE c.content_sha256 IS DISTINCT FROM b.content_sha256",
+        _ref_params(repo, ref, False) | {"id": snapshot_id},
+    )
+
+
+def snapshot_repository(snapshot_id: int) -> Query:
+    return Query("SELECT repository_id FROM snapshots WHERE id = %(id)s", {"id": snapshot_id})
+
+
+def count_files(snapshot_id: int) -> Query:
+    return Query("SELECT count(*) FROM files WHERE snapshot_id = %(id)s", {"id": snapshot_id})
+
+
 def publish(
-    repository_id: int, ref: str, snapshot_id: int, seq: int, previous_id: int | None
+    repository_id: int,
+    ref: str,
+    snapshot_id: int,
+    seq: int,
+    previous_id: int | None,
+    *,
+    changed: list[str] | None = None,
 ) -> list[Query]:
     """The snapshot ready and held by the ref (for the job numbered ``seq``); the one the
-    ref held before released (see :func:`release`)."""
+    ref held before released (see :func:`release`; the symbols looked at: those of the
+    ``changed`` paths, when given)."""
     params = {"repository_id": repository_id, "ref": ref, "id": snapshot_id, "seq": seq}
     return [
         Query(
@@ -189,7 +233,7 @@ def publish(
             " job_seq = EXCLUDED.job_seq, published_at = now()",
             params,
         ),
-        *release(repository_id, None if previous_id == snapshot_id else previous_id),
+        *release(repository_id, None if previous_id == snapshot_id else previous_id, changed),
     ]
 
 

@@ -4,6 +4,8 @@ that names a plain folder, and the dry-run estimate."""
 from __future__ import annotations
 
 import hashlib
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ import pytest
 from pipeline.analysis.inventory import (
     DEFAULT_BYTES_PER_CHUNK,
     Inventory,
+    VersionCache,
     estimate,
     take_inventory,
     tree_digest,
@@ -183,3 +186,61 @@ def test_estimate_counts_files_bytes_skips_chunks_and_seconds() -> None:
     assert estimate(Inventory())["estimated_s"] == 0.0
     with pytest.raises(ValueError, match="positive"):
         estimate(inventory, chunks_per_s=0)
+
+
+# --- VersionCache: a folder indexed again hashes only the files that changed ----------
+
+
+def _write(root: Path, names: dict[str, str]) -> None:
+    for name, text in names.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+
+
+def test_version_cache_reads_each_unchanged_file_once(tmp_path: Path) -> None:
+    _write(tmp_path, {"a.py": "x = 1\n", "pkg/b.py": "y = 2\n", "c.py": "z = 3\n"})
+    cache = VersionCache(racy_s=0)
+    first = take_inventory(tmp_path, cache=cache)
+    assert cache.reads == 3 and cache.hits == 0
+    again = take_inventory(tmp_path, cache=cache)
+    assert again == first
+    assert cache.reads == 3 and cache.hits == 3  # nothing read or hashed again
+    (tmp_path / "a.py").write_text("x = 10\n")  # a write sets mtime and ctime
+    third = take_inventory(tmp_path, cache=cache)
+    assert cache.reads == 4 and cache.hits == 5  # only the changed file
+    assert third == take_inventory(tmp_path)  # the same answer as without a cache
+    assert {f.path: f.sha256 for f in third.files}["a.py"] != (
+        {f.path: f.sha256 for f in first.files}["a.py"]
+    )
+
+
+def test_version_cache_sees_a_same_size_edit_with_its_mtime_set_back(tmp_path: Path) -> None:
+    """A hostile (or careless) writer that restores the mtime after an edit of the same
+    size still changes the ctime, which is part of the key."""
+    _write(tmp_path, {"a.py": "x = 1\n"})
+    cache = VersionCache(racy_s=0)
+    before = take_inventory(tmp_path, cache=cache).files[0]
+    st = (tmp_path / "a.py").stat()
+    time.sleep(0.01)
+    (tmp_path / "a.py").write_text("x = 2\n")
+    os.utime(tmp_path / "a.py", ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (tmp_path / "a.py").stat().st_mtime_ns == st.st_mtime_ns
+    after = take_inventory(tmp_path, cache=cache).files[0]
+    assert after.sha256 != before.sha256 and cache.reads == 2
+
+
+def test_version_cache_does_not_keep_racily_fresh_files(tmp_path: Path) -> None:
+    """A file written within ``racy_s`` of its read is read again next time (a write in
+    the same clock tick would not change its stat)."""
+    _write(tmp_path, {"a.py": "x = 1\n"})
+    cache = VersionCache(racy_s=3600)
+    take_inventory(tmp_path, cache=cache)
+    take_inventory(tmp_path, cache=cache)
+    assert cache.reads == 2 and cache.hits == 0 and len(cache) == 0
+
+
+def test_version_cache_is_bounded(tmp_path: Path) -> None:
+    _write(tmp_path, {f"f{i}.py": f"v = {i}\n" for i in range(5)})
+    cache = VersionCache(racy_s=0, max_entries=3)
+    take_inventory(tmp_path, cache=cache)
+    assert len(cache) == 3

@@ -264,8 +264,9 @@ def test_one_flush_embeds_many_files_once_each_and_forwards_vectors(
     assert isinstance(embedder, InMemoryEmbedder)
     assert len(embedder.embedded_texts) == len({c.content_hash for c in chunks})
     assert [name for name, _, _ in f.sent] == [WRITE_CHUNKS_TASK, WRITE_CHUNKS_TASK]
-    for _, kwargs, _ in f.sent:
-        vectors = kwargs["message"]["vectors"]
+    for _, kwargs, _ in f.sent:  # one write per job of the flush
+        (message,) = kwargs["messages"]
+        vectors = message["vectors"]
         assert len(vectors) == len(chunks) and all(v for v in vectors)
     (letter,) = f.letters.list()
     assert (letter.task, letter.letter_id) == (EMBED_CHUNKS_TASK, "r3")
@@ -288,3 +289,47 @@ def test_vectors_survive_the_trip_through_the_write_stage() -> None:
     got = [f.store.embedding(REPO, FILE.sha256, c["id"]) for c in message["chunks"]]
     assert all(v is not None for v in got)
     np.testing.assert_allclose(np.stack(got), expected, atol=1e-6)  # type: ignore[arg-type]
+
+
+def test_one_flush_hands_a_jobs_files_to_one_write_that_settles_them_together() -> None:
+    """A job of many small files costs one write task per flush, not one per file."""
+    board = InMemoryJobBoard()
+    sent: list[tuple[str, Mapping[str, Any]]] = []
+
+    def send(name: str, kwargs_list: Sequence[Mapping[str, Any]]) -> None:
+        sent.extend((name, kwargs) for kwargs in kwargs_list)
+
+    ctx = JobContext(InMemoryJobStore(), InMemorySnapshotStore(), board, send)
+    f = _install(InMemoryVectorStore(), jobs=ctx)
+    chunks = _analysis().chunks
+    versions = [
+        FileVersion(f"pkg/m{i}.py", f"{i:02d}" * 32, "python", FILE.size_bytes) for i in range(5)
+    ]
+    requests = [
+        FakeRequest(f"r{i}", {"message": encode_file_chunks(FileChunks("j1", REPO, v, chunks))})
+        for i, v in enumerate(versions)
+    ]
+    embed_chunks.run(requests)
+    ((name, kwargs),) = sent
+    assert name == WRITE_CHUNKS_TASK and len(kwargs["messages"]) == 5
+    payload = json.loads(json.dumps(kwargs))
+    written = write_chunks.run(**payload)
+    assert written == 5 * len(chunks)
+    assert {k[:2] for k in f.store.chunk_keys(REPO)} == {(v.path, v.sha256) for v in versions}
+    assert board.members("j1", "files.written") == {v.path for v in versions}
+    write_chunks.run(**payload)  # delivered again: the same rows
+    assert len(f.store.chunk_keys(REPO)) == 5 * len(chunks)
+
+
+def test_a_malformed_file_in_a_multi_file_write_fails_the_write_and_its_files() -> None:
+    board = InMemoryJobBoard()
+    ctx = JobContext(InMemoryJobStore(), InMemorySnapshotStore(), board, lambda _t, _k: None)
+    f = _install(InMemoryVectorStore(), jobs=ctx)
+    good, bad = _write_message(), _write_message()
+    bad["file"] = {**bad["file"], "path": "src/other.py"}
+    bad["vectors"] = ["not base64"] * len(bad["chunks"])
+    assert write_chunks.run(messages=[good, bad]) is None
+    assert f.store.chunk_keys(REPO) == set()  # nothing written: the write is one unit
+    (letter,) = f.letters.list()
+    assert letter.payload == {"messages": [good, bad]}
+    assert board.members("job-1", "files.failed") == {FILE.path, "src/other.py"}

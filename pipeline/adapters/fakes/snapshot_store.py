@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from pipeline.errors import ConflictError, InvalidInputError
 from pipeline.jobs import JobStatus, check_tenant
-from pipeline.models import FileVersion, RepoRef
+from pipeline.models import FileVersion, RepoRef, SnapshotChanges
 from pipeline.ports import JobStore, VectorStore
 from pipeline.refs import DEFAULT_REF, RefState, check_ref_name
 from pipeline.statements import job_rows, sql
@@ -74,6 +74,7 @@ class InMemorySnapshotStore:
         self._snapshots: dict[int, _Snapshot] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
+        self.rows_read = 0  # as the real store counts them
 
     def close(self) -> None:
         """Nothing to release; here for parity with the real store."""
@@ -116,14 +117,43 @@ class InMemorySnapshotStore:
     def snapshot_files(self, snapshot_id: int) -> dict[str, FileVersion]:
         with self._lock:
             snapshot = self._snapshots.get(snapshot_id)
-            return {} if snapshot is None else dict(snapshot.files)
+            found = {} if snapshot is None else dict(snapshot.files)
+            self.rows_read += len(found)
+            return found
+
+    def snapshot_changes(
+        self, repo: RepoRef, snapshot_id: int, ref: str | None = None
+    ) -> SnapshotChanges:
+        sql.check_repo(repo)
+        if ref is not None:
+            check_ref_name(ref)
+        with self._lock:
+            snapshot = self._snapshots.get(snapshot_id)
+            current = {} if snapshot is None else snapshot.files
+            held = self._repos.get(repo)
+            own = None if held is None else held.snapshot_of(ref)
+            base_id = None if held is None else held.snapshot_of(ref, or_default=True)
+            base = {} if base_id is None else self._snapshots[base_id].files
+            changed = {p for p, f in base.items() if current.get(p) != f}
+            changed |= {p for p, f in current.items() if base.get(p) != f}
+            deleted = sorted(p for p in changed if p not in current) if own is not None else []
+            self.rows_read += len(changed)
+            return SnapshotChanges(frozenset(changed), tuple(deleted), len(current))
 
     def publish(
-        self, repo: RepoRef, snapshot_id: int, ref: str | None = None, seq: int = 0
+        self,
+        repo: RepoRef,
+        snapshot_id: int,
+        ref: str | None = None,
+        seq: int = 0,
+        *,
+        changed: Collection[str] | None = None,
     ) -> str | None:
         sql.check_repo(repo)
         if ref is not None:
             check_ref_name(ref)
+        if changed is not None:
+            sql.check_texts("file path", changed)
         with self._lock:
             held = self._repos.get(repo)
             if held is None:
@@ -146,10 +176,16 @@ class InMemorySnapshotStore:
             snapshot.status, snapshot.finished_at = "ready", time.time()
             held.refs[name] = _Ref(snapshot_id, seq, time.time())
             previous = None if current is None else current.snapshot_id
-            self._release(repo, held, previous if previous != snapshot_id else None)
+            self._release(repo, held, previous if previous != snapshot_id else None, changed)
             return None
 
-    def _release(self, repo: RepoRef, held: _Repository, snapshot_id: int | None) -> None:
+    def _release(
+        self,
+        repo: RepoRef,
+        held: _Repository,
+        snapshot_id: int | None,
+        paths: Collection[str] | None = None,
+    ) -> None:
         if (
             snapshot_id is not None
             and not held.held(snapshot_id)
@@ -158,13 +194,23 @@ class InMemorySnapshotStore:
             released = self._snapshots[snapshot_id]
             if released.status == "ready":
                 released.status, released.files = "superseded", {}
+        self._collect_symbols(repo, held, paths)
+
+    def _collect_symbols(
+        self, repo: RepoRef, held: _Repository, paths: Collection[str] | None = None
+    ) -> None:
         kept = {
             (f.path, f.sha256)
             for s in self._snapshots.values()
             if s.repo == repo and s.status in ("ready", "indexing")
             for f in s.files.values()
         }
-        held.symbols = {k: v for k, v in held.symbols.items() if k in kept}
+        among = None if paths is None else set(paths)
+        held.symbols = {
+            k: v
+            for k, v in held.symbols.items()
+            if k in kept or (among is not None and k[0] not in among)
+        }
 
     def _ref_commit(self, repo: RepoRef, ref: str) -> str | None:
         with self._lock:
@@ -270,6 +316,7 @@ class InMemorySnapshotStore:
             if self._repos[snapshot.repo].held(snapshot_id):
                 return
             snapshot.status, snapshot.finished_at, snapshot.files = status, time.time(), {}
+            self._collect_symbols(snapshot.repo, self._repos[snapshot.repo])
 
     def put_symbols(
         self, repo: RepoRef, symbols: Mapping[tuple[str, str], Sequence[tuple[str, str, str]]]

@@ -20,7 +20,7 @@ from pipeline.adapters.postgres.base import PgStore, execute, open_checked_pool
 from pipeline.adapters.postgres.connect import STORE
 from pipeline.errors import ConflictError, InvalidInputError, StoreUnavailableError
 from pipeline.jobs import check_tenant
-from pipeline.models import FileVersion, RepoRef
+from pipeline.models import FileVersion, RepoRef, SnapshotChanges
 from pipeline.refs import DEFAULT_REF, RefState, check_ref_name
 from pipeline.statements import deletion_sql, job_rows, job_sql, snapshot_sql, sql
 
@@ -46,6 +46,9 @@ class PgSnapshotStore(PgStore):
             timeout_s=timeout_s,
             name="quarry-snapshot-store",
         )
+        # File rows read back (file lists, pages, versions, changes): a one-file change's
+        # commit reads a handful, not the repository's (tests read it).
+        self.rows_read = 0
 
     def searchable_files(
         self, repo: RepoRef, ref: str | None = None, *, or_default: bool = False
@@ -77,11 +80,36 @@ class PgSnapshotStore(PgStore):
     def snapshot_files(self, snapshot_id: int) -> dict[str, FileVersion]:
         return self._files(snapshot_sql.snapshot_files(snapshot_id))
 
+    def snapshot_changes(
+        self, repo: RepoRef, snapshot_id: int, ref: str | None = None
+    ) -> SnapshotChanges:
+        sql.check_repo(repo)
+        _check_ref(ref)
+        with self._connection() as conn:
+            rows = execute(conn, snapshot_sql.snapshot_changes(repo, snapshot_id, ref)).fetchall()
+            total = _first(execute(conn, snapshot_sql.count_files(snapshot_id)).fetchone())
+        self.rows_read += len(rows)
+        return SnapshotChanges(
+            changed=frozenset(str(path) for path, _ in rows),
+            deleted=tuple(sorted(str(path) for path, gone in rows if gone)),
+            files=total,
+        )
+
     def publish(
-        self, repo: RepoRef, snapshot_id: int, ref: str | None = None, seq: int = 0
+        self,
+        repo: RepoRef,
+        snapshot_id: int,
+        ref: str | None = None,
+        seq: int = 0,
+        *,
+        changed: Collection[str] | None = None,
     ) -> str | None:
         sql.check_repo(repo)
         _check_ref(ref)
+        paths = None
+        if changed is not None:
+            sql.check_texts("file path", changed)
+            paths = sorted(changed)
         with self._transaction() as conn:
             repository_id, default_ref = _locked(conn, repo, exclusive=True)
             name = ref or default_ref
@@ -100,7 +128,10 @@ class PgSnapshotStore(PgStore):
                     execute(conn, query)
                 return str(held[2])
             previous = None if held is None else int(held[0])
-            for query in snapshot_sql.publish(repository_id, name, snapshot_id, seq, previous):
+            queries = snapshot_sql.publish(
+                repository_id, name, snapshot_id, seq, previous, changed=paths
+            )
+            for query in queries:
                 execute(conn, query)
             return None
 
@@ -165,6 +196,11 @@ class PgSnapshotStore(PgStore):
         job_rows.check_abandon_status(status)
         with self._transaction() as conn:
             execute(conn, snapshot_sql.abandon(snapshot_id, status))
+            # A publish looks at the symbols of the paths it changed only: those of the
+            # versions this snapshot alone listed go here.
+            found = execute(conn, snapshot_sql.snapshot_repository(snapshot_id)).fetchone()
+            if found is not None:
+                execute(conn, snapshot_sql.collect_symbols(int(found[0])))
 
     def put_symbols(
         self, repo: RepoRef, symbols: Mapping[tuple[str, str], Sequence[tuple[str, str, str]]]
@@ -295,6 +331,7 @@ class PgSnapshotStore(PgStore):
     def _files(self, query: sql.Query) -> dict[str, FileVersion]:
         with self._connection() as conn, conn.cursor(binary=True) as cur:
             rows = cur.execute(query.text, query.params).fetchall()
+        self.rows_read += len(rows)
         return {
             path: FileVersion(path, sha, language, int(size)) for path, sha, language, size in rows
         }

@@ -350,8 +350,8 @@ def test_put_symbols_keeps_them_by_name_for_the_candidates_of_a_snapshot(
         ("Cart", "b.Cart", "class", "b.py"),
         ("Cart", "b.Cart", "class", "b.py"),
     ]
-    store.abandon(sid, "failed")
-    store.publish(repo, store.begin(repo, "c2", [fv("b.py", "b1")]))  # drops a.py's versions
+    store.publish(repo, store.begin(repo, "c2", [fv("b.py", "b1")]))
+    store.abandon(sid, "failed")  # drops a.py's versions (only sid listed them)
     again = store.begin(repo, "c3", [fv("a.py", "a1"), fv("b.py", "b1")])
     assert store.symbol_candidates(again, {"Basket", "Cart"}, {"class"}, set()) == [
         ("Cart", "b.Cart", "class", "b.py"),
@@ -671,3 +671,74 @@ def test_a_done_job_is_answered_again_only_while_its_ref_holds_its_commit(
     backend.jobs.set_snapshot(back.job_id, backend.snapshots.begin(repo, "c1", V1))
     assert commit_job(ctx, back.job_id, vectors=backend.vectors, graph=graph)
     assert backend.snapshots.searchable_files(repo) == files(*V1)
+
+
+# --- bounded by the change, not the repository (issue 22 item 3) ------------------------
+
+
+def test_snapshot_changes_name_the_paths_that_differ_from_the_refs_snapshot(
+    store: SnapshotStore, repo: RepoRef
+) -> None:
+    first = store.begin(repo, "c1", V1)
+    # Nothing held yet: every listed path is new, none deleted.
+    assert store.snapshot_changes(repo, first) == type(store.snapshot_changes(repo, first))(
+        frozenset({"a.py", "b.py", "docs/ü.md"}), (), 3
+    )
+    store.publish(repo, first)
+    assert store.snapshot_changes(repo, first).changed == frozenset()  # the ref holds it
+    second = store.begin(repo, "c2", V2)
+    changes = store.snapshot_changes(repo, second)
+    assert changes.changed == {"a.py", "docs/ü.md", "c.py"}  # b.py: same version
+    assert changes.deleted == ("docs/ü.md",) and changes.files == 3
+    # A new ref diffs against the default ref's snapshot, and deletes nothing of it.
+    branch = store.begin(repo, "c3", [*V1[:2], fv("x.py", "x1")])
+    on_branch = store.snapshot_changes(repo, branch, "feature/x")
+    assert on_branch.changed == {"docs/ü.md", "x.py"} and on_branch.deleted == ()
+    # Another tenant's repository of the same name is not the base.
+    other = RepoRef(f"{repo.tenant}-b", repo.name)
+    theirs = store.begin(other, "c9", V2)
+    assert store.snapshot_changes(other, theirs).changed == {"a.py", "b.py", "c.py"}
+
+
+def test_a_publish_given_the_changed_paths_collects_their_stale_symbols(
+    store: SnapshotStore, repo: RepoRef
+) -> None:
+    sym = [("f", "m.f", "function")]
+    store.publish(repo, store.begin(repo, "c1", V1))
+    second = store.begin(repo, "c2", V2)
+    store.put_symbols(repo, {(f.path, f.sha256): sym for f in (*V1, *V2)})
+    changes = store.snapshot_changes(repo, second)
+    store.publish(repo, second, changed=changes.changed)
+    every = {"a.py": "a1", "docs/ü.md": "u1", "b.py": "b1", "c.py": "c1"}
+    assert set(store.symbols(repo, every)) == {"b.py", "c.py"}
+    assert store.symbols(repo, {"a.py": "a2"}) == {"a.py": sym}
+
+
+def test_an_abandoned_snapshot_takes_the_symbols_only_it_listed(
+    store: SnapshotStore, repo: RepoRef
+) -> None:
+    sym = [("f", "m.f", "function")]
+    store.publish(repo, store.begin(repo, "c1", V1))
+    store.put_symbols(repo, {("z.py", "z9"): sym, ("a.py", "a1"): sym})
+    failed = store.begin(repo, "c9", [*V1, fv("z.py", "z9")])
+    store.abandon(failed, "failed")
+    assert store.symbols(repo, {"z.py": "z9", "a.py": "a1"}) == {"a.py": sym}
+
+
+@pytest.mark.parametrize("size", [20, 400])
+def test_a_one_file_change_commits_reading_rows_bounded_by_the_change(
+    backend: Backend, repo: RepoRef, size: int
+) -> None:
+    """The commit of a one-file change reads back the changed file's rows, whatever the
+    repository's size (it read both whole file lists before)."""
+    ctx = JobContext(backend.jobs, backend.snapshots, InMemoryJobBoard(), lambda _t, _k: None)
+    graph = InMemoryGraphStore()
+    listed = [fv(f"pkg/m{i:04}.py", f"s{i}") for i in range(size)]
+    first = _job_at(backend, repo, "c1", None, listed)
+    assert commit_job(ctx, first, vectors=backend.vectors, graph=graph) is JobStatus.DONE
+    changed = [*listed[:-1], fv(listed[-1].path, "new")]
+    second = _job_at(backend, repo, "c2", None, changed)
+    before = backend.snapshots.rows_read  # type: ignore[attr-defined]
+    assert commit_job(ctx, second, vectors=backend.vectors, graph=graph) is JobStatus.DONE
+    assert backend.snapshots.rows_read - before == 1  # type: ignore[attr-defined]
+    assert backend.snapshots.searchable_files(repo) == files(*changed)
