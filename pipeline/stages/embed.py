@@ -50,9 +50,14 @@ class EmbedResult(Generic[K]):
 
 
 def embed_messages(
-    ctx: JobContext | None, service: EmbeddingService, buffered: Sequence[Buffered[K]]
+    ctx: JobContext | None,
+    service: EmbeddingService,
+    buffered: Sequence[Buffered[K]],
+    extra: Sequence[EmbeddingService] = (),
 ) -> EmbedResult[K]:
-    """Embed every buffered message's chunks; see the module docstring."""
+    """Embed every buffered message's chunks; see the module docstring. ``extra``: the
+    services of models being backfilled (pipeline.embedding_models): their vectors go
+    to WRITE too (``more_vectors``), so that the backfill need not catch up on them."""
     result: EmbedResult[K] = EmbedResult()
     pending: list[tuple[Buffered[K], FileChunks]] = []
     for item in buffered:
@@ -69,6 +74,7 @@ def embed_messages(
     items = [(c.content_hash, c.text) for _, batch in pending for c in batch.chunks]
     try:
         outcome = service.embed(items)
+        others = [(other.model_id, other.embed(items)) for other in extra]
     except TransientError as exc:
         result.retry, result.error = [item for item, _ in pending], exc
         return result
@@ -79,6 +85,11 @@ def embed_messages(
         message = encode_file_chunks(batch)
         message["model_id"] = service.model_id
         message["vectors"] = encode_vectors(vectors)
+        if others:
+            message["more_vectors"] = {
+                model_id: encode_vectors([got.vectors.get(c.content_hash) for c in batch.chunks])
+                for model_id, got in others
+            }
         writes.append({"message": message})
         if batch.job_id and ctx is not None:
             _count_embedded(ctx, batch, outcome.cached_hashes)

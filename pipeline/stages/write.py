@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from pipeline.messages import decode_file_chunks, decode_vectors
+from pipeline.messages import decode_file_chunks, decode_more_vectors, decode_vectors
 from pipeline.models import StoredChunk
 from pipeline.ports import VectorStore
 from pipeline.stages.indexing import JobContext, record_error, settle
@@ -29,9 +29,16 @@ def write_file(ctx: JobContext | None, store: VectorStore, message: object) -> i
     fields = message if isinstance(message, Mapping) else {}
     vectors = decode_vectors(fields.get("vectors"), len(batch.chunks))
     model_id = str(fields.get("model_id") or "")
+    more = decode_more_vectors(fields.get("more_vectors"), len(batch.chunks))
     rows = [
-        StoredChunk(chunk, batch.file.sha256, model_id, vector)
-        for chunk, vector in zip(batch.chunks, vectors, strict=True)
+        StoredChunk(
+            chunk,
+            batch.file.sha256,
+            model_id,
+            vector,
+            {other: got[index] for other, got in more.items()},
+        )
+        for index, (chunk, vector) in enumerate(zip(batch.chunks, vectors, strict=True))
     ]
     if batch.job_id and ctx is not None and ctx.board.cancelled(batch.job_id):
         return 0  # cancel stops new work; rows already written stay unsearchable
