@@ -28,7 +28,7 @@ from rich.table import Table
 from cli.console import EXIT_BAD_INPUT, err, guarded, out, settings
 from cli.extras import missing
 from config.settings import QuarrySettings
-from pipeline.embedding_models import check_backend
+from pipeline.embedding_models import ModelSpec, check_backend, check_switch
 from pipeline.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -105,6 +105,12 @@ def switch(
     except ImportError as exc:  # the client alone (pip install quarry)
         raise typer.Exit(missing("model switch", exc)) from None
     other = _settings_for(model, backend)
+    registry = _registry()
+    try:  # a switch that is running refuses at once, before the model is loaded
+        known = guarded(registry.models)
+        guarded(lambda: check_switch(ModelSpec("", model, backend, 0), known))
+    finally:
+        registry.close()
     folder = guarded(lambda: _folder(model_folder, model))
     export_file = guarded(lambda: query_model_file(other))
     if not export_file.is_file():

@@ -23,7 +23,7 @@ from pipeline.adapters.postgres.vector_store import PgVectorStore
 from pipeline.embedding_models import ModelSpec, RegisteredModel, check_loaded, check_switch
 from pipeline.errors import ConflictError, InvalidInputError
 from pipeline.models import Chunk, ChunkKind, FileVersion, RepoRef, Span, StoredChunk
-from pipeline.search.query import SearchRequest
+from pipeline.search.query import SearchFilters, SearchRequest
 from pipeline.stages.backfill import backfill_step, retire_step
 from pipeline.stages.embedding import EmbeddingService
 from tests.databases import fresh_pg_database
@@ -86,10 +86,19 @@ def write(
     stores.snapshots.publish(repo, snapshot)
 
 
-def search(stores: Stores, repo: RepoRef, spec: ModelSpec, text: str) -> list[str]:
+def search(
+    stores: Stores,
+    repo: RepoRef,
+    spec: ModelSpec,
+    text: str,
+    index: PgSearchIndex | None = None,
+    **filters: object,
+) -> list[str]:
     vector = service(stores, spec).embedder.embed([text])[0]
-    request = SearchRequest(tenant=repo.tenant, query=text, repos=(repo.name,))
-    return [h.content for h in stores.index.vector_hits(request, vector, spec.model_id, 5)]
+    request = SearchRequest(tenant=repo.tenant, query=text, repos=(repo.name,),
+                            filters=SearchFilters(**filters))  # type: ignore[arg-type]  # fmt: skip
+    hits = (index or stores.index).vector_hits(request, vector, spec.model_id, 5)
+    return [h.content for h in hits]
 
 
 def dimension_of(stores: Stores, storage: str) -> int:
@@ -129,6 +138,14 @@ def test_a_switch_backfills_another_dimension_then_moves_search_in_one_step(
     states = {m.model_id: (m.state, m.dropped) for m in stores.registry.models()}
     assert states == {"model-a": ("retired", False), "model-b": ("active", False)}
     assert search(stores, repo, NEW, TEXTS[1])[0] == TEXTS[1]
+    # The HNSW plan on the model's own table (its index), the filters after the scan.
+    with psycopg.connect(stores.dsn, autocommit=True) as conn:
+        conn.execute("ANALYZE chunks")  # the planner's row count, which picks the plan
+    with PgSearchIndex(stores.dsn, dimension=384, exact_max_rows=0, ef_search=2) as hnsw:
+        assert search(stores, repo, NEW, TEXTS[1], hnsw)[0] == TEXTS[1]
+        assert search(stores, repo, NEW, TEXTS[1], hnsw, languages=("rust",)) == []
+        assert hnsw.plans["hnsw"] >= 1
+    assert search(stores, repo, NEW, TEXTS[1], languages=("rust",)) == []
     # Until the drop, a search process that has not seen the switch yet still reads
     # the old model's vectors.
     assert search(stores, repo, OLD, TEXTS[1])[0] == TEXTS[1]
