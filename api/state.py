@@ -138,12 +138,18 @@ class ApiState:
             log.warning("model registry unavailable, searching with the last model: %s", exc)
             return seen[0] if seen is not None else current
         for model in live:
-            if model.state == "active":
+            # The configured model by the settings' name: a row registered by migration
+            # 0019 knows a model folder only by its folder name.
+            if model.state == "active" and model.model_id != self._configured_model_id:
                 current = (model.name, model.backend)
             elif model.state == "backfilling":
                 self._warm_ahead(model.name, model.backend)
         self._model_seen = (current, now)
         return current
+
+    @property
+    def _configured_model_id(self) -> str:
+        return self._once("configured_model_id", lambda: models.configured_model_id(self.settings))
 
     def _warm_ahead(self, name: str, backend: str) -> None:
         try:

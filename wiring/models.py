@@ -87,6 +87,12 @@ def settings_for(settings: QuarrySettings, name: str, backend: str) -> QuarrySet
     return settings.model_copy(update={"embed_model": name, "embed_backend": backend})
 
 
+def configured_model_id(settings: QuarrySettings) -> str:
+    """The model id the settings' model and backend give its vectors (no model loaded)."""
+    base = model_id_for(settings.embed_model)
+    return f"{base}+onnx-int8" if settings.embed_backend == "onnx-int8" else base
+
+
 def model_spec(settings: QuarrySettings, model: Embedder) -> ModelSpec:
     """What the registry records of the loaded ``model``: id, name, backend, dimension
     and the weights' fingerprint (its revision)."""
