@@ -234,3 +234,41 @@ def test_a_vector_table_name_is_checked_before_it_reaches_sql() -> None:
 
     with pytest.raises(InvalidInputError, match=r"'chunks; DROP TABLE x' is not"):
         model_sql.drop_vectors_table("chunks; DROP TABLE x")
+
+
+def test_migration_0019_registers_the_vectors_already_stored_as_the_active_model(
+    endpoints: Endpoints,
+) -> None:
+    from migrations.runner import discover
+
+    with fresh_pg_database(endpoints, "models0019") as dsn:
+        before = [m for m in discover("sql") if m.version < 19]
+        run(PgMigrationTarget(dsn), before)
+        repo = RepoRef(f"t{uuid.uuid4().hex[:8]}", "app")
+        with PgVectorStore(dsn, dimension=384) as vectors:
+            vectors.ensure_repository(repo)
+        with psycopg.connect(dsn) as conn:  # chunks as the code before 0019 wrote them
+            conn.execute(
+                "INSERT INTO chunks (repository_id, id, path, file_sha256, start_line, end_line,"
+                " start_byte, end_byte, kind, language, content, content_sha256, model_id,"
+                " embedding, tsv) SELECT r.id, 'a.py#1', 'a.py', 'v1', 1, 2, 0, 9, 'function',"
+                " 'python', 'def f(): pass', 'h1', 'all-MiniLM-L6-v2+onnx-int8',"
+                " array_fill(0.05, ARRAY[384])::vector, to_tsvector('simple', 'f')"
+                " FROM repositories r WHERE r.name = %s",
+                (repo.name,),
+            )
+        run(PgMigrationTarget(dsn))
+        with PgModelRegistry(dsn) as registry:
+            (model,) = registry.models()
+            assert (model.model_id, model.name, model.backend, model.dimension) == (
+                "all-MiniLM-L6-v2+onnx-int8", "all-MiniLM-L6-v2", "onnx-int8", 384
+            )  # fmt: skip
+            assert (model.state, model.storage) == ("active", "chunks")
+            # A worker configured with another model does not take the index over.
+            assert registry.ensure_active(OLD) == model
+        with psycopg.connect(dsn) as conn:
+            cache_type = conn.execute(
+                "SELECT format_type(atttypid, atttypmod) FROM pg_attribute"
+                " WHERE attrelid = 'embedding_cache'::regclass AND attname = 'embedding'"
+            ).fetchone()
+        assert cache_type == ("vector",)
