@@ -184,6 +184,30 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
     out.print(table)
 
 
+@model_app.command("resume")
+def resume() -> None:
+    """Send the running switch's backfill on again (after its step's message was lost,
+    e.g. with the broker's data): it goes on from the chunks still missing; a second
+    chain of steps only repeats work."""
+    try:
+        from pipeline import flow
+        from tasks.app import create_app
+    except ImportError as exc:  # the client alone (pip install quarry)
+        raise typer.Exit(missing("model resume", exc)) from None
+    registry = _registry()
+    try:
+        running = [m for m in guarded(registry.live) if m.state == "backfilling"]
+    finally:
+        registry.close()
+    if not running:
+        err.print("no switch is running", markup=False)
+        raise typer.Exit(EXIT_BAD_INPUT)
+    create_app(settings()).send_task(
+        flow.MODEL_BACKFILL_TASK, kwargs={"model_id": running[0].model_id}
+    )
+    out.print(f"resumed the switch to {running[0].model_id}", markup=False)
+
+
 @model_app.command("cancel")
 def cancel() -> None:
     """Stop the running switch: its model retired and its vectors dropped; search never

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pipeline.embedding_models import ModelSpec, RegisteredModel, check_loaded
-from pipeline.errors import TransientError
+from pipeline.errors import ConflictError, TransientError
 from pipeline.stages.embedding import EmbeddingService
 
 log = logging.getLogger("quarry.models")
@@ -158,7 +158,11 @@ def backfill_step(
         if after is not None:
             after = None  # a pass ended: once more from the start, for rows written meanwhile
             continue
-        if registry.switch(model) == 0:
+        try:
+            missing = registry.switch(model)
+        except ConflictError:  # another chain of steps (`quarry model resume`) switched
+            return BackfillStep(written, embedded, stopped=True)
+        if missing == 0:
             done, total = registry.progress(model)
             log.info("model %s covers all %d chunk rows: switched", model_id, total)
             return BackfillStep(written, embedded, None, True, False, done, total)

@@ -118,6 +118,11 @@ WHERE (c.repository_id, c.file_sha256, c.id) = (k.repository_id, k.file_sha256, 
     return Query(text, {"model_id": model_id, "limit": limit})
 
 
+# The first model's HNSW index (0003, rebuilt by 0018): once that model is retired no
+# model is ever stored in chunks.embedding again (the registry gives each new one a table).
+DROP_CHUNKS_INDEX = Query("DROP INDEX IF EXISTS chunks_embedding_hnsw", {})
+
+
 def missing_rows(storage: str, after: tuple[int, str, str] | None, limit: int) -> Query:
     """Up to ``limit`` chunk rows (key, content hash, text) without a row of the model's
     table, in key order after ``after``."""

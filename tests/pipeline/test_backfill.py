@@ -12,10 +12,10 @@ import pytest
 from pipeline.adapters.fakes.embedder import InMemoryEmbedder
 from pipeline.adapters.fakes.vector_store import InMemoryEmbeddingCache
 from pipeline.embedding_models import ModelSpec, RegisteredModel
-from pipeline.errors import InvalidInputError, StoreUnavailableError
+from pipeline.errors import ConflictError, InvalidInputError, StoreUnavailableError
 from pipeline.messages import FileChunks, decode_more_vectors, encode_file_chunks
 from pipeline.models import Chunk, ChunkKind, FileVersion, RepoRef, Span
-from pipeline.stages.backfill import Key, LiveModels
+from pipeline.stages.backfill import Key, LiveModels, backfill_step
 from pipeline.stages.embed import Buffered, embed_messages
 from pipeline.stages.embedding import EmbeddingService
 
@@ -111,3 +111,14 @@ def test_a_registered_model_that_loads_with_another_dimension_is_refused() -> No
     live = live_models(registry, {"model-b": service("model-b", 4)})
     with pytest.raises(InvalidInputError, match="gives 4-dimension vectors but the registry"):
         live.services()
+
+
+def test_a_step_whose_model_another_chain_switched_stops_quietly() -> None:
+    class Switched(FakeRegistry):
+        def switch(self, model: RegisteredModel) -> int:
+            raise ConflictError(f"model {model.model_id!r} is not being backfilled")
+
+    registry = Switched([model("model-a", "active", 8), model("model-b", "backfilling", 4, 2)])
+    step = backfill_step(registry, service("model-b", 4), "model-b",
+                         after=None, batch_rows=4, budget_s=5)  # fmt: skip
+    assert step.stopped and not step.switched

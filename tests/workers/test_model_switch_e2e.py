@@ -187,6 +187,8 @@ def switch_while_searching(
     shutil.copytree(root, other)
     (other / "extra_module.py").write_text("def brand_new_helper():\n    return 42\n")
     job = enqueue(api, source=str(other), repo=f"{repo}-b")
+    resumed = run_quarry("model", "resume", env=env)  # a second chain of steps: harmless
+    assert resumed.returncode == 0 or "no switch is running" in resumed.stderr, resumed.stderr
     again = run_quarry("model", "switch", str(model), env=env, timeout_s=400)
     # A second switch while one runs is refused (or, once it is done, the model is active).
     assert again.returncode != 0, again.stdout

@@ -185,6 +185,8 @@ class PgModelRegistry(PgStore):
         return dropped
 
     def _clear_chunks(self, model_id: str) -> None:
+        with self._transaction() as conn:
+            execute(conn, model_sql.DROP_CHUNKS_INDEX)
         while True:
             with self._transaction() as conn:
                 query = model_sql.clear_chunk_vectors(model_id, CLEAR_BATCH_ROWS)

@@ -154,7 +154,8 @@ def test_a_switch_backfills_another_dimension_then_moves_search_in_one_step(
     assert (written, dropped) == (0, ["model-a"])
     with psycopg.connect(stores.dsn) as conn:
         left = conn.execute("SELECT count(*) FROM chunks WHERE embedding IS NOT NULL").fetchone()
-    assert left == (0,)
+        index = conn.execute("SELECT to_regclass('chunks_embedding_hnsw')").fetchone()
+    assert left == (0,) and index == (None,)  # the old vectors and their index are gone
     assert search(stores, repo, NEW, TEXTS[2])[0] == TEXTS[2]
 
 
