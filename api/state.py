@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from config.endpoints import Endpoints
 from config.settings import QuarrySettings
 from pipeline.credentials.vault import CredentialVault
-from pipeline.errors import ModelNotExportedError
+from pipeline.errors import ModelNotExportedError, PipelineError
 from pipeline.ports import (
     Admission,
     GraphStore,
@@ -36,6 +36,7 @@ from pipeline.quotas import QuotaStatus, default_limits
 from pipeline.search.ranking import Ranking
 from pipeline.search.searcher import Searcher
 from pipeline.sources.policy import LocalSourcePolicy
+from pipeline.stages.backfill import ModelRegistry
 from pipeline.stages.embedding import embed_query
 from pipeline.stages.indexing import JobContext
 from pipeline.statements.job_rows import token_digest
@@ -64,6 +65,7 @@ class ApiState:
     _tokens_seen: dict[bytes, tuple[TokenGrant | None, float]] = field(default_factory=dict)
     _revocations: int = 0  # revocations through this process: a lookup across one is not kept
     _quotas_seen: dict[str, tuple[QuotaStatus, float]] = field(default_factory=dict)
+    _model_seen: tuple[tuple[str, str], float] | None = None
 
     def _once(self, name: str, build: Callable[[], T]) -> T:
         with self._lock:
@@ -115,22 +117,84 @@ class ApiState:
         )
 
     @property
-    def query_embedder(self) -> models.QueryEmbedder:
-        """The model that embeds queries (the one the workers' vectors came from, run by
-        onnxruntime: no torch here). Its ONNX export is made at install (`quarry model
-        export`), never here; loaded on first use (``warm`` does it early), unloaded
-        after ``search_query_model_idle_s`` without a query, reloaded by the next."""
-        return self._once(
-            "query_embedder",
-            lambda: models.query_embedder(self.settings, on_load=recording.record_query_model_load),
+    def model_registry(self) -> ModelRegistry:
+        return self._once("model_registry", lambda: stores.model_registry(self.endpoints))
+
+    def query_model(self) -> tuple[str, str]:
+        """(name, backend) of the model search reads: the registry's active model, read
+        at most every ``model_registry_refresh_s`` (so a switch reaches this process
+        that much later; the old vectors are dropped only after ``model_drop_grace_s``);
+        the settings' model before any is registered. A model being backfilled has its
+        query embedder loaded ahead, so that the first search after the switch does not
+        wait for it."""
+        now = time.monotonic()
+        seen = self._model_seen
+        if seen is not None and now - seen[1] < self.settings.model_registry_refresh_s:
+            return seen[0]
+        current: tuple[str, str] = (self.settings.embed_model, self.settings.embed_backend)
+        try:
+            live = self.model_registry.live()
+        except PipelineError as exc:
+            log.warning("model registry unavailable, searching with the last model: %s", exc)
+            return seen[0] if seen is not None else current
+        for model in live:
+            # The configured model by the settings' name: a row registered by migration
+            # 0019 knows a model folder only by its folder name.
+            if model.state == "active" and model.model_id != self._configured_model_id:
+                current = (model.name, model.backend)
+            elif model.state == "backfilling":
+                self._warm_ahead(model.name, model.backend)
+        self._model_seen = (current, now)
+        return current
+
+    @property
+    def _configured_model_id(self) -> str:
+        return self._once("configured_model_id", lambda: models.configured_model_id(self.settings))
+
+    def _warm_ahead(self, name: str, backend: str) -> None:
+        try:
+            embedder = self._query_embedder_of(name, backend)
+            if not embedder.export_file().is_file():
+                return
+        except PipelineError:
+            return
+        self._once(
+            f"warming:{embedder.model_id}",
+            lambda: threading.Thread(
+                target=self._load_quietly, args=(embedder,), daemon=True
+            ).start(),
         )
+
+    @staticmethod
+    def _load_quietly(embedder: models.QueryEmbedder) -> None:
+        try:
+            embedder.load()
+        except Exception:
+            log.exception("the next model's query embedder could not be loaded ahead")
+
+    def _query_embedder_of(self, name: str, backend: str) -> models.QueryEmbedder:
+        return self._once(
+            f"query_embedder:{backend}:{name}",
+            lambda: models.query_embedder(
+                models.settings_for(self.settings, name, backend),
+                on_load=recording.record_query_model_load,
+            ),
+        )
+
+    @property
+    def query_embedder(self) -> models.QueryEmbedder:
+        """The model that embeds queries (the active model, whose vectors search reads,
+        run by onnxruntime: no torch here). Its ONNX export is made at install (`quarry
+        model export`), never here; loaded on first use (``warm`` does it early),
+        unloaded after ``search_query_model_idle_s`` without a query, reloaded by the next."""
+        return self._query_embedder_of(*self.query_model())
 
     @property
     def searcher(self) -> Searcher:
         s = self.settings
+        embedder = self.query_embedder
 
         def build() -> Searcher:
-            embedder = self.query_embedder
             cache = stores.query_cache(s, self.redis)
             return Searcher(
                 self.searcher_index,
@@ -140,7 +204,7 @@ class ApiState:
                 ranking=ranking_from(s),
             )
 
-        return self._once("searcher", build)
+        return self._once(f"searcher:{embedder.model_id}", build)
 
     def warm(self) -> None:
         """Load the query embedder now (a background thread at start-up calls this, so

@@ -55,6 +55,9 @@ COMMIT_JOB_TASK: Final = "quarry.write.commit"
 WEBHOOK_DELIVER_TASK: Final = "quarry.webhook.deliver"
 SWEEP_JOBS_TASK: Final = "quarry.ingest.sweep"
 DELETE_REPO_TASK: Final = "quarry.write.delete-repo"
+# A model switch (pipeline/embedding_models.py): on the embed queue, where the models are.
+MODEL_BACKFILL_TASK: Final = "quarry.embed.model-backfill"
+MODEL_RETIRE_TASK: Final = "quarry.embed.model-retire"
 
 ALL_TASKS: Final = (
     INGEST_JOB_TASK,
@@ -68,6 +71,8 @@ ALL_TASKS: Final = (
     WEBHOOK_DELIVER_TASK,
     SWEEP_JOBS_TASK,
     DELETE_REPO_TASK,
+    MODEL_BACKFILL_TASK,
+    MODEL_RETIRE_TASK,
 )
 
 # Which worker holds which delivered message (tasks/transport.py records it; the sweeper

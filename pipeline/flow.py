@@ -211,6 +211,9 @@ SWEEP_TASK: Final = queues.SWEEP_JOBS_TASK
 # sweep sends it again when a deletion stalls. Transient errors are retried as STAGE's;
 # a permanent one fails the deletion.
 DELETE_REPO_TASK: Final = queues.DELETE_REPO_TASK
+# A model switch's backfill steps and the old model's drop (tasks/models.py).
+MODEL_BACKFILL_TASK: Final = queues.MODEL_BACKFILL_TASK
+MODEL_RETIRE_TASK: Final = queues.MODEL_RETIRE_TASK
 DELETE_REPO_QUEUE: Final = queues.WRITE
 
 

@@ -273,3 +273,13 @@ def decode_file_graph(payload: Any) -> tuple[str | None, RepoRef, FileGraph]:
         parse_failed=bool(payload.get("parse_failed", False)),
     )
     return job_id, repo, FileGraph(file, extraction, tuple(chunks))
+
+
+def decode_more_vectors(values: Any, count: int) -> dict[str, list[Any]]:
+    """The vectors of other models in a write message (``more_vectors``: model id ->
+    vectors, as ``vectors``); absent: none."""
+    if values is None:
+        return {}
+    if not isinstance(values, dict) or not all(isinstance(k, str) and k for k in values):
+        raise InvalidInputError("message.more_vectors: expected an object of model id -> vectors")
+    return {model_id: decode_vectors(got, count) for model_id, got in values.items()}

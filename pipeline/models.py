@@ -221,6 +221,9 @@ class StoredChunk:
     file_sha256: str
     model_id: str
     embedding: npt.NDArray[np.float32] | Sequence[float] | None = field(default=None, compare=False)
+    # Vectors of other models by model id (a model being backfilled: pipeline.embedding_models);
+    # a model named with None: a blank chunk, which gets no vector.
+    extra: Mapping[str, npt.NDArray[np.float32] | None] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ TASK_MODULES = (
     "tasks.commit",
     "tasks.webhook",
     "tasks.deletion",
+    "tasks.models",
 )
 
 

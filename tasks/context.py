@@ -31,6 +31,7 @@ from pipeline.ports import (
     WebhookKeyStore,
     WebhookSender,
 )
+from pipeline.stages.backfill import LiveModels
 from pipeline.stages.embedding import EmbeddingService
 from pipeline.stages.indexing import JobContext
 
@@ -55,9 +56,11 @@ class CpuProfile:
 
 @dataclass(frozen=True, slots=True)
 class EmbedProfile:
-    """What the ``embed`` profile's task uses."""
+    """What the ``embed`` profile's task uses: the configured model's service and, with
+    a model registry, the live models' (pipeline.stages.backfill.LiveModels)."""
 
     embedding: EmbeddingService
+    models: LiveModels | None = None
 
 
 @dataclass(slots=True)

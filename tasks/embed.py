@@ -131,9 +131,9 @@ def embed_chunks(requests: Sequence[Any]) -> None:
 
 def _embed(requests: Sequence[Any], events: batch_events.BatchEvents) -> None:
     resources, profile = embed_profile()
-    service = profile.embedding
+    service, extra = profile.models.services() if profile.models else (profile.embedding, [])
     buffered = [_buffered(request) for request in requests]
-    result = embed_messages(resources.jobs, service, buffered)
+    result = embed_messages(resources.jobs, service, buffered, extra)
     for item, exc in result.malformed:
         dead_letter(
             flow.EMBED.task, item.key.id, {"message": item.message}, exc, attempts=item.attempt + 1

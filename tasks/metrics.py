@@ -55,6 +55,21 @@ EMBED_DEVICE = Gauge(
     ["device", "model_id"],
     multiprocess_mode="max",
 )
+MODEL_BACKFILL_CHUNKS = Gauge(
+    "quarry_model_backfill_chunks",
+    "A model switch's backfill: chunk rows covered by the new model (done) and all (total).",
+    ["model_id", "count"],
+    multiprocess_mode="mostrecent",
+)
+MODEL_STATE = Gauge(
+    "quarry_model_state_info",
+    "1 for each registered embedding model's state (active, backfilling, retired).",
+    ["model_id", "state"],
+    multiprocess_mode="mostrecent",
+)
+MODEL_SWITCHES = Counter(
+    "quarry_model_switches_total", "Embedding-model switches done (search moved to a new model)."
+)
 # What the last admission through this process saw. No scrape exports these two: an
 # idle producer would keep a stale depth forever. The API's /metrics reads every queue's
 # depth at scrape time under the same names instead (tasks/exposition.py).
@@ -180,6 +195,9 @@ OWNERS: Final[dict[str, frozenset[str]]] = {
         EMBED_THROUGHPUT,
         EMBED_CACHE_HIT_RATIO,
         EMBED_DEVICE,
+        MODEL_BACKFILL_CHUNKS,
+        MODEL_STATE,
+        MODEL_SWITCHES,
     ),
     **_owned(frozenset({CPU}), WRITTEN, WEBHOOK_DELIVERIES, MESSAGES_RESTORED, JOBS_RECOVERED),
     **_owned(frozenset({CPU, EMBED}), BREAKER_STATE, DEAD_LETTERS, TASKS, TASK_SECONDS),

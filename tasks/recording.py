@@ -76,6 +76,21 @@ def record_device(device: str, model_id: str) -> None:
 
 
 @never_raises
+def record_backfill(model_id: str, done: int, total: int) -> None:
+    m.MODEL_BACKFILL_CHUNKS.labels(model_id, "done").set(done)
+    m.MODEL_BACKFILL_CHUNKS.labels(model_id, "total").set(total)
+
+
+@never_raises
+def record_model_states(states: dict[str, str], switched: bool = False) -> None:
+    for model_id, state in states.items():
+        for name in ("active", "backfilling", "retired"):
+            m.MODEL_STATE.labels(model_id, name).set(1 if name == state else 0)
+    if switched:
+        m.MODEL_SWITCHES.inc()
+
+
+@never_raises
 def record_breaker_state(store: str, state: str) -> None:
     m.BREAKER_STATE.labels(store).set(_BREAKER_STATES.get(state, 1))
 

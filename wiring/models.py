@@ -14,18 +14,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from config.errors import ConfigError
 from config.settings import QuarrySettings
 from pipeline.adapters.models.torch_embedder import (
+    BUNDLED_MODEL,
     SentenceTransformerEmbedder,
     model_id_for,
     resolve_model_path,
 )
 from pipeline.adapters.models.vocab import model_token_counter
 from pipeline.analysis.tokens import TokenCounter
+from pipeline.embedding_models import ModelSpec, RegisteredModel
 from pipeline.ports import Embedder, EmbeddingCache
+from pipeline.stages.backfill import LiveModels, ModelRegistry
 from pipeline.stages.embedding import EmbeddingService
-from pipeline.statements.sql import VECTOR_DIMENSION
 
 if TYPE_CHECKING:
     from pipeline.adapters.models.onnx_embedder import OnnxEmbedder as QueryEmbedder
@@ -81,6 +82,52 @@ def embedder(settings: QuarrySettings) -> Embedder:
     return torch_embedder
 
 
+def settings_for(settings: QuarrySettings, name: str, backend: str) -> QuarrySettings:
+    """``settings`` with another embedding model (a registered one, or a switch's)."""
+    return settings.model_copy(update={"embed_model": name, "embed_backend": backend})
+
+
+def configured_model_id(settings: QuarrySettings) -> str:
+    """The model id the settings' model and backend give its vectors (no model loaded)."""
+    base = model_id_for(settings.embed_model)
+    return f"{base}+onnx-int8" if settings.embed_backend == "onnx-int8" else base
+
+
+def model_spec(settings: QuarrySettings, model: Embedder) -> ModelSpec:
+    """What the registry records of the loaded ``model``: id, name, backend, dimension
+    and the weights' fingerprint (its revision)."""
+    from pipeline.adapters.models.onnx_export import model_fingerprint
+
+    path = resolve_model_path(settings.embed_model)
+    name = settings.embed_model if settings.embed_model == BUNDLED_MODEL else str(path.resolve())
+    return ModelSpec(
+        model.model_id,
+        name,
+        settings.embed_backend,
+        model.dimension,
+        model_fingerprint(path, recipe="weights"),
+    )
+
+
+def live_models(
+    settings: QuarrySettings, configured: EmbeddingService, registry: ModelRegistry
+) -> LiveModels:
+    """The embed worker's live models: ``configured`` (loaded at start) and any other
+    registered model, loaded on first use through the same cache."""
+
+    def load(registered: RegisteredModel) -> EmbeddingService:
+        other = settings_for(settings, registered.name, registered.backend)
+        return embedding_service(other, embedder(other), configured.cache)
+
+    return LiveModels(
+        registry,
+        configured,
+        model_spec(settings, configured.embedder),
+        load,
+        refresh_s=settings.model_registry_refresh_s,
+    )
+
+
 def batch_tokens(settings: QuarrySettings, model: Embedder) -> int:
     if settings.embed_batch_tokens:
         return settings.embed_batch_tokens
@@ -90,13 +137,8 @@ def batch_tokens(settings: QuarrySettings, model: Embedder) -> int:
 def embedding_service(
     settings: QuarrySettings, model: Embedder, cache: EmbeddingCache
 ) -> EmbeddingService:
-    """The embed stage's service: ``model`` through ``cache``, in token-budget batches;
-    a ConfigError when the model's vectors do not fit the chunks table."""
-    if model.dimension != VECTOR_DIMENSION:
-        raise ConfigError(
-            f"embed_model {settings.embed_model!r} gives {model.dimension}-dimension "
-            f"vectors; the chunks table holds {VECTOR_DIMENSION} (needs a migration)"
-        )
+    """The embed stage's service: ``model`` through ``cache``, in token-budget batches
+    (where its vectors are stored is the model registry's choice: any dimension)."""
     return EmbeddingService(
         model,
         cache,

@@ -23,6 +23,7 @@ from pipeline.adapters.postgres.credential_store import PgCredentialStore
 from pipeline.adapters.postgres.deletion_store import PgRepoDeletionStore
 from pipeline.adapters.postgres.embedding_cache import PgEmbeddingCache
 from pipeline.adapters.postgres.job_store import PgJobStore
+from pipeline.adapters.postgres.model_registry import PgModelRegistry
 from pipeline.adapters.postgres.push_hook_store import PgPushHookStore
 from pipeline.adapters.postgres.quota_store import PgQuotaStore
 from pipeline.adapters.postgres.search_index import PgSearchIndex
@@ -200,7 +201,11 @@ def credential_vault(
 
 
 def embedding_cache(endpoints: Endpoints) -> EmbeddingCache:
-    return PgEmbeddingCache(endpoints.postgres_dsn, dimension=VECTOR_DIMENSION)
+    return PgEmbeddingCache(endpoints.postgres_dsn)
+
+
+def model_registry(endpoints: Endpoints) -> PgModelRegistry:
+    return PgModelRegistry(endpoints.postgres_dsn)
 
 
 def blob_store(endpoints: Endpoints) -> BlobStore:

@@ -69,7 +69,11 @@ def build_resources(
             lambda: stores.embedding_cache(endpoints), breakers["postgres"], closers
         )
         model = embedder or build_embedder(settings)
-        resources.embed = EmbedProfile(models.embedding_service(settings, model, cache))
+        service = models.embedding_service(settings, model, cache)
+        registry = stores.behind_breaker(
+            lambda: stores.model_registry(endpoints), breakers["postgres"], closers
+        )
+        resources.embed = EmbedProfile(service, models.live_models(settings, service, registry))
     if profile in ("cpu", "all"):
         postgres = breakers["postgres"]
         uploads = stores.behind_breaker(lambda: stores.upload_store(endpoints), postgres, closers)

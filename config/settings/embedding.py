@@ -33,6 +33,36 @@ class EmbeddingFields(BaseModel):
             " and quantised to int8; its vectors carry another model id)."
         ),
     )
+    model_backfill_batch_rows: int = Field(
+        256,
+        ge=1,
+        le=65536,
+        description="Chunk rows a model switch's backfill embeds and writes per batch.",
+    )
+    model_backfill_step_s: float = Field(
+        10.0,
+        gt=0,
+        le=600,
+        description=(
+            "Longest run of one backfill task before it hands on to the next (an embed"
+            " process is busy that long; index jobs' embeds go on in the others)."
+        ),
+    )
+    model_drop_grace_s: float = Field(
+        30.0,
+        ge=0,
+        le=86400,
+        description=(
+            "Wait after a model switch before the old model's vectors are dropped (longer"
+            " than the API's and workers' registry refresh, so no search still reads them)."
+        ),
+    )
+    model_registry_refresh_s: float = Field(
+        2.0,
+        gt=0,
+        le=300,
+        description="How often the API and the embed workers read the active model.",
+    )
     embed_device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="Embedding device; `auto` takes CUDA when present, else the CPU."
     )

@@ -55,9 +55,14 @@ class EmbedResult(Generic[K]):
 
 
 def embed_messages(
-    ctx: JobContext | None, service: EmbeddingService, buffered: Sequence[Buffered[K]]
+    ctx: JobContext | None,
+    service: EmbeddingService,
+    buffered: Sequence[Buffered[K]],
+    extra: Sequence[EmbeddingService] = (),
 ) -> EmbedResult[K]:
-    """Embed every buffered message's chunks; see the module docstring."""
+    """Embed every buffered message's chunks; see the module docstring. ``extra``: the
+    services of models being backfilled (pipeline.embedding_models): their vectors go
+    to WRITE too (``more_vectors``), so that the backfill need not catch up on them."""
     result: EmbedResult[K] = EmbedResult()
     pending: list[tuple[Buffered[K], FileChunks]] = []
     for item in buffered:
@@ -74,6 +79,7 @@ def embed_messages(
     items = [(c.content_hash, c.text) for _, batch in pending for c in batch.chunks]
     try:
         outcome = service.embed(items)
+        others = [(other.model_id, other.embed(items)) for other in extra]
     except TransientError as exc:
         result.retry, result.error = [item for item, _ in pending], exc
         return result
@@ -86,6 +92,11 @@ def embed_messages(
         message = encode_file_chunks(batch)
         message["model_id"] = service.model_id
         message["vectors"] = encode_vectors(vectors)
+        if others:
+            message["more_vectors"] = {
+                model_id: encode_vectors([got.vectors.get(c.content_hash) for c in batch.chunks])
+                for model_id, got in others
+            }
         if batch.job_id:
             group = groups.setdefault(batch.job_id, [])
             if group and sizes[batch.job_id] + len(batch.chunks) > WRITE_CHUNKS:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from pipeline.errors import InvalidInputError
-from pipeline.messages import decode_file_chunks, decode_vectors
+from pipeline.messages import decode_file_chunks, decode_more_vectors, decode_vectors
 from pipeline.models import RepoRef, StoredChunk
 from pipeline.ports import VectorStore
 from pipeline.stages.indexing import JobContext, record_error, settle
@@ -53,9 +53,16 @@ def write_files(ctx: JobContext | None, store: VectorStore, messages: Sequence[o
             if cancelled[batch.job_id]:
                 continue  # cancel stops new work; rows already written stay unsearchable
             paths.setdefault(batch.job_id, []).append(batch.file.path)
+        more = decode_more_vectors(fields.get("more_vectors"), len(batch.chunks))
         rows.setdefault(batch.repo, []).extend(
-            StoredChunk(chunk, batch.file.sha256, model_id, vector)
-            for chunk, vector in zip(batch.chunks, vectors, strict=True)
+            StoredChunk(
+                chunk,
+                batch.file.sha256,
+                model_id,
+                vector,
+                {other: got[index] for other, got in more.items()},
+            )
+            for index, (chunk, vector) in enumerate(zip(batch.chunks, vectors, strict=True))
         )
     written = 0
     for repo, repo_rows in rows.items():

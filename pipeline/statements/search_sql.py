@@ -32,6 +32,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from pipeline.embedding_models import LEGACY_STORAGE, check_storage
 from pipeline.search.query import SearchFilters, tsquery_text
 from pipeline.statements.sql import Query
 
@@ -43,6 +44,8 @@ HIT_COLUMNS = (
     "s.repo, c.id, c.path, c.start_line, c.end_line, c.symbol, c.kind, c.language, c.content,"
     " c.end_byte - c.start_byte AS body_bytes"
 )
+_VECTOR_JOIN = """ ON c.repository_id = v.repository_id AND c.file_sha256 = v.file_sha256
+     AND c.id = v.id"""
 _SCOPE_JOIN = """
 JOIN unnest(%(repo_ids)s::bigint[], %(snapshot_ids)s::bigint[], %(names)s::text[])
      AS s(repository_id, snapshot_id, repo) ON c.repository_id = s.repository_id
@@ -116,13 +119,22 @@ def vector_exact(
     vector: Any,
     model_id: str,
     limit: int,
+    *,
+    storage: str = LEGACY_STORAGE,
 ) -> Query:
-    """The ``limit`` nearest rows in scope by an exact scan; columns: HIT_COLUMNS, score."""
+    """The ``limit`` nearest rows in scope by an exact scan; columns: HIT_COLUMNS, score.
+    ``storage``: where the model's vectors are (pipeline.embedding_models)."""
     where, params = _filters(filters)
+    if storage == LEGACY_STORAGE:
+        source, vectors = "chunks c", "c.model_id = %(model_id)s AND c.embedding IS NOT NULL"
+        column = "c.embedding"
+    else:
+        source = f"{check_storage(storage)} v JOIN chunks c{_VECTOR_JOIN}"
+        vectors, column = "v.embedding IS NOT NULL", "v.embedding"
     text = f"""
-SELECT {HIT_COLUMNS}, 1 - (c.embedding <=> %(vector)s) AS score
-FROM chunks c{_SCOPE_JOIN}
-WHERE c.model_id = %(model_id)s AND c.embedding IS NOT NULL{where}
+SELECT {HIT_COLUMNS}, 1 - ({column} <=> %(vector)s) AS score
+FROM {source}{_SCOPE_JOIN}
+WHERE {vectors}{where}
 ORDER BY score DESC, c.path, c.start_line
 LIMIT %(limit)s"""
     params |= _scope_params(scoped) | {"vector": vector, "model_id": model_id, "limit": limit}
@@ -158,30 +170,50 @@ def vector_hnsw(
     *,
     limit: int,
     ef: int,
+    storage: str = LEGACY_STORAGE,
 ) -> Query:
     """The ``ef`` nearest rows by the HNSW index of the scope's repositories, the model
     and the filters (the conditions an iterative index scan applies as it goes), then
     the snapshot's file versions; re-sorted by distance (a ``relaxed_order`` scan may
-    return them slightly out of order)."""
+    return them slightly out of order). A model in a table of its own (``storage``)
+    holds only the repository id beside its vectors: the filters apply after the scan."""
     where, params = _filters(filters)
-    text = f"""
-WITH near AS MATERIALIZED (
+    if storage == LEGACY_STORAGE:
+        near = f"""
     SELECT c.repository_id, c.id, c.file_sha256,
            c.embedding <=> %(vector)s AS distance
     FROM chunks c
     WHERE c.repository_id = ANY(%(repo_ids)s::bigint[]) AND c.model_id = %(model_id)s{where}
-    ORDER BY c.embedding <=> %(vector)s
+    ORDER BY c.embedding <=> %(vector)s"""
+        after = ""
+    else:
+        near = f"""
+    SELECT v.repository_id, v.id, v.file_sha256, v.embedding <=> %(vector)s AS distance
+    FROM {check_storage(storage)} v
+    WHERE v.repository_id = ANY(%(repo_ids)s::bigint[])
+    ORDER BY v.embedding <=> %(vector)s"""
+        after = f"\nWHERE true{where}"
+    text = f"""
+WITH near AS MATERIALIZED ({near}
     LIMIT %(ef)s
 )
 SELECT {HIT_COLUMNS}, 1 - n.distance AS score
 FROM near n
 JOIN chunks c ON c.repository_id = n.repository_id AND c.file_sha256 = n.file_sha256
-     AND c.id = n.id{_SCOPE_JOIN}
+     AND c.id = n.id{_SCOPE_JOIN}{after}
 ORDER BY n.distance, c.path, c.start_line
 LIMIT %(limit)s"""
     params |= _scope_params(scoped)
     params |= {"vector": vector, "model_id": model_id, "limit": limit, "ef": ef}
     return Query(text, params)
+
+
+def vector_storage(model_id: str) -> Query:
+    """Where a registered model's vectors are (no row: chunks.embedding)."""
+    return Query(
+        "SELECT storage FROM embedding_models WHERE model_id = %(model_id)s AND dropped_at IS NULL",
+        {"model_id": model_id},
+    )
 
 
 BM25_K1 = 1.2

@@ -267,15 +267,16 @@ def check_repo(repo: RepoRef) -> None:
         )
 
 
-def chunk_rows(chunks: Sequence[StoredChunk], dimension: int) -> list[ChunkRow]:
-    """Checked rows for COPY, one per (file sha256, chunk id); a later duplicate wins."""
+def chunk_rows(chunks: Sequence[StoredChunk], dimension: int | None) -> list[ChunkRow]:
+    """Checked rows for COPY, one per (file sha256, chunk id); a later duplicate wins.
+    ``dimension`` None: vectors of any one dimension (checked against their table later)."""
     rows: dict[tuple[str, str], ChunkRow] = {}
     for stored in chunks:
         rows[(stored.file_sha256, stored.chunk.chunk_id)] = chunk_row(stored, dimension)
     return list(rows.values())
 
 
-def chunk_row(stored: StoredChunk, dimension: int) -> ChunkRow:
+def chunk_row(stored: StoredChunk, dimension: int | None) -> ChunkRow:
     chunk, span = stored.chunk, stored.chunk.span
     what = f"chunk {chunk.chunk_id!r} of {chunk.path!r}"
     texts = {
@@ -323,7 +324,9 @@ def chunk_row(stored: StoredChunk, dimension: int) -> ChunkRow:
 
 
 def cache_rows(
-    model_id: str, vectors: Mapping[str, Sequence[float] | npt.NDArray[Any]], dimension: int
+    model_id: str,
+    vectors: Mapping[str, Sequence[float] | npt.NDArray[Any]],
+    dimension: int | None,
 ) -> list[CacheRow]:
     """Checked (content hash, vector) rows for COPY into the embedding cache."""
     check_texts("embedding cache model id", [model_id], allow_empty=False)
@@ -350,12 +353,17 @@ def unknown_repository(repo: RepoRef) -> InvalidInputError:
     )
 
 
-def check_vector(value: Sequence[float] | npt.NDArray[Any], dimension: int, what: str) -> Vector:
-    """A new float32 row (never the caller's array) of ``dimension`` finite values."""
+def check_vector(
+    value: Sequence[float] | npt.NDArray[Any], dimension: int | None, what: str
+) -> Vector:
+    """A new float32 row (never the caller's array) of ``dimension`` finite values
+    (``dimension`` None: any length but 0)."""
     try:
         vector = np.array(value, dtype=np.float32)
     except (TypeError, ValueError) as exc:
         raise InvalidInputError(f"{what}: its embedding is not a vector of floats") from exc
+    if dimension is None and vector.ndim == 1 and vector.size:
+        dimension = vector.size
     if vector.shape != (dimension,):
         raise InvalidInputError(
             f"{what}: its embedding has shape {vector.shape}, expected ({dimension},)"

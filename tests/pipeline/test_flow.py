@@ -55,7 +55,12 @@ def test_the_registered_tasks_are_the_graphs_and_nothing_else() -> None:
     app = create_app()
     app.loader.import_default_modules()
     registered = {name for name in app.tasks if name.startswith("quarry.")}
-    assert registered == {s.task for s in flow.STAGES} | {flow.SWEEP_TASK, flow.DELETE_REPO_TASK}
+    assert registered == {s.task for s in flow.STAGES} | {
+        flow.SWEEP_TASK,
+        flow.DELETE_REPO_TASK,
+        flow.MODEL_BACKFILL_TASK,
+        flow.MODEL_RETIRE_TASK,
+    }
     assert set(queues.ALL_TASKS) == registered
 
 

@@ -14,6 +14,7 @@ from pipeline.messages import (
     FileChunks,
     decode_file_chunks,
     decode_file_graph,
+    decode_more_vectors,
     decode_vectors,
     encode_file_chunks,
     encode_file_graph,
@@ -87,3 +88,14 @@ def test_a_malformed_chunk_message_names_the_field(mutate: Any, message: str) ->
 def test_malformed_vectors_are_refused(values: Any) -> None:
     with pytest.raises(InvalidInputError, match="vectors"):
         decode_vectors(values, 1, 4)
+
+
+def test_other_models_vectors_round_trip_and_a_malformed_map_names_the_field() -> None:
+    vectors = {"model-b": encode_vectors([np.arange(3, dtype=np.float32), None])}
+    decoded = decode_more_vectors(_roundtrip({"m": vectors})["m"], 2)
+    np.testing.assert_array_equal(decoded["model-b"][0], np.arange(3, dtype=np.float32))
+    assert decoded["model-b"][1] is None and decode_more_vectors(None, 2) == {}
+    with pytest.raises(InvalidInputError, match="more_vectors"):
+        decode_more_vectors(["x"], 2)
+    with pytest.raises(InvalidInputError, match=r"message\.vectors"):
+        decode_more_vectors({"model-b": ["AAAA"]}, 2)

@@ -26,7 +26,8 @@ Pool = ConnectionPool[psycopg.Connection[Any]]
 def check_vector_column(
     dsn: str, table: str, column: str, dimension: int, *, timeout_s: float
 ) -> None:
-    """Refuse to start when the schema's vector column is not ``vector(dimension)``."""
+    """Refuse to start when the schema's vector column is not ``vector(dimension)`` (or
+    an untyped ``vector``, which takes any)."""
     query = sql.vector_column(table, column)
     with connect(dsn, autocommit=True, timeout_s=timeout_s) as conn, map_psycopg_errors():
         row = conn.execute(query.text, query.params).fetchone()
@@ -35,6 +36,8 @@ def check_vector_column(
             f"{table}.{column} does not exist in {describe(dsn)}: run `quarry migrate` first"
         )
     declared_dimension, declared = int(row[0]), str(row[1])
+    if declared_dimension == -1:
+        return  # a vector of any dimension (embedding_cache since migration 0019)
     if declared_dimension != dimension:
         raise ConfigError(
             f"{table}.{column} is {declared} in {describe(dsn)} but the embedding dimension"

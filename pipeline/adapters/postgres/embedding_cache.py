@@ -20,13 +20,16 @@ from pipeline.statements import sql
 
 
 class PgEmbeddingCache(PooledStore):
-    """``dimension`` must match ``embedding_cache.embedding`` (checked here, ConfigError
-    otherwise). Call :meth:`close` when done."""
+    """Vectors of every registered model (``embedding_cache.embedding`` is a vector of
+    any dimension since migration 0019: a key's model fixes it); ``dimension``, when
+    given, refuses vectors of another. Call :meth:`close` when done."""
 
     def __init__(
-        self, dsn: str, *, dimension: int, pool_size: int = 2, timeout_s: float = 5.0
+        self, dsn: str, *, dimension: int | None = None, pool_size: int = 2, timeout_s: float = 5.0
     ) -> None:
-        check_vector_column(dsn, "embedding_cache", "embedding", dimension, timeout_s=timeout_s)
+        check_vector_column(
+            dsn, "embedding_cache", "embedding", dimension or 0, timeout_s=timeout_s
+        )
         self._dimension = dimension
         self._pool = open_pool(
             dsn, pool_size=pool_size, timeout_s=timeout_s, name="quarry-embedding-cache"

@@ -34,6 +34,7 @@ from pipeline.adapters.postgres.base import (
     open_pool,
 )
 from pipeline.adapters.postgres.connect import map_psycopg_errors
+from pipeline.embedding_models import LEGACY_STORAGE
 from pipeline.models import Hit
 from pipeline.search.query import SearchRequest
 from pipeline.statements import search_sql
@@ -99,6 +100,8 @@ class PgSearchIndex(PooledStore):
             if not scoped:
                 return []
             filters = request.filters
+            found = conn.execute(*search_sql.vector_storage(model_id)).fetchone()
+            storage = str(found[0]) if found else LEGACY_STORAGE
             # HNSW only when both the table and the scope are large: a small tenant (or
             # repository) of a large table is read exactly, at once, with full recall,
             # rather than after HNSW tries that other tenants' rows starve.
@@ -114,7 +117,13 @@ class PgSearchIndex(PooledStore):
                         for setting in self._iterative:
                             conn.execute(setting.text)
                         query = search_sql.vector_hnsw(
-                            scoped, filters, query_vector, model_id, limit=limit, ef=ef
+                            scoped,
+                            filters,
+                            query_vector,
+                            model_id,
+                            limit=limit,
+                            ef=ef,
+                            storage=storage,
                         )
                         hits = _hits(conn, query)
                     if len(hits) >= limit or ef >= search_sql.HNSW_MAX_EF:
@@ -123,7 +132,9 @@ class PgSearchIndex(PooledStore):
                 if len(hits) >= limit:
                     return hits
             self.plans["exact"] += 1
-            query = search_sql.vector_exact(scoped, filters, query_vector, model_id, limit)
+            query = search_sql.vector_exact(
+                scoped, filters, query_vector, model_id, limit, storage=storage
+            )
             return _hits(conn, query)
 
     def lexical_hits(self, request: SearchRequest, terms: Sequence[str], limit: int) -> list[Hit]:

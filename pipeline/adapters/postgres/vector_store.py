@@ -14,12 +14,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 import psycopg
 
 from pipeline.adapters.postgres.base import PooledStore, check_vector_column, open_pool
 from pipeline.adapters.postgres.connect import map_psycopg_errors
+from pipeline.adapters.postgres.model_registry import live_for_write, write_staged
+from pipeline.embedding_models import RegisteredModel
 from pipeline.errors import InvalidInputError
 from pipeline.models import RepoRef, StoredChunk
 from pipeline.statements import sql
@@ -64,14 +67,16 @@ class PgVectorStore(PooledStore):
 
     def upsert_chunks(self, repo: RepoRef, chunks: Sequence[StoredChunk]) -> int:
         sql.check_repo(repo)
-        rows = sql.chunk_rows(chunks, self._dimension)
-        if not rows:
+        sql.chunk_rows(chunks, None)  # the input checked before any of it is written
+        if not chunks:
             return 0
         try:
             with self._transaction() as conn:
                 repo_id = self._lookup(conn, repo)
                 if repo_id is None:
                     raise sql.unknown_repository(repo)
+                live = live_for_write(conn)
+                rows = sql.chunk_rows(in_chunks_table(chunks, live), self._dimension)
                 conn.execute(sql.CREATE_CHUNK_STAGING)
                 with conn.cursor() as cur:
                     with cur.copy(sql.COPY_CHUNK_STAGING) as copy:
@@ -80,7 +85,13 @@ class PgVectorStore(PooledStore):
                             copy.write_row(row)
                     merge = sql.merge_chunks(repo_id)
                     cur.execute(merge.text, merge.params)
-                    return cur.rowcount
+                    written: int = cur.rowcount
+                conn.execute("DROP TABLE quarry_chunk_staging")
+                for model in live:
+                    staged = side_rows(repo_id, chunks, model)
+                    if staged:
+                        write_staged(conn, model.storage, staged)
+                return written
         except InvalidInputError as exc:
             if isinstance(exc.__cause__, psycopg.errors.ForeignKeyViolation):
                 # Deleted by another process since its id was cached here.
@@ -165,3 +176,38 @@ class PgVectorStore(PooledStore):
     def _forget(self, repo: RepoRef) -> None:
         with self._ids_lock:
             self._ids.pop(repo, None)
+
+
+def in_chunks_table(
+    chunks: Sequence[StoredChunk], live: Sequence[RegisteredModel]
+) -> list[StoredChunk]:
+    """The chunks as chunks.embedding takes them: a vector there only when its model is
+    the live model stored there (or no model is registered yet: an index that predates
+    the registry's first use); another model's vector goes to its own table."""
+    if not live:
+        return list(chunks)
+    there = {m.model_id for m in live if m.in_chunks_table}
+    return [c if c.model_id in there else replace(c, embedding=None) for c in chunks]
+
+
+def side_rows(
+    repo_id: int, chunks: Sequence[StoredChunk], model: RegisteredModel
+) -> list[tuple[Any, ...]]:
+    """The rows of ``model``'s own table: each chunk's vector of that model, when the
+    write carries one (None for a blank chunk); none when the model is stored in
+    chunks.embedding or the write carries none of its vectors (the backfill fills those)."""
+    if model.in_chunks_table:
+        return []
+    staged: list[tuple[Any, ...]] = []
+    for stored in chunks:
+        if stored.model_id == model.model_id:
+            vector = stored.embedding
+        elif model.model_id in stored.extra:
+            vector = stored.extra[model.model_id]
+        else:
+            continue
+        checked = None
+        if vector is not None:
+            checked = sql.check_vector(vector, model.dimension, f"chunk {stored.chunk.chunk_id!r}")
+        staged.append((repo_id, stored.file_sha256, stored.chunk.chunk_id, checked))
+    return staged

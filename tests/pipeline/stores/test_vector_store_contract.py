@@ -364,12 +364,18 @@ def test_tsvector_holds_identifiers_whole_and_split_into_words(pg_dsn: str) -> N
     assert row[1] is True and row[2] is True
 
 
-@pytest.mark.parametrize("kind", [PgVectorStore, PgEmbeddingCache])
-def test_a_dimension_other_than_the_schemas_is_a_config_error_naming_both(
-    pg_dsn: str, kind: type[PgVectorStore] | type[PgEmbeddingCache]
-) -> None:
+def test_a_dimension_other_than_the_schemas_is_a_config_error_naming_both(pg_dsn: str) -> None:
     with pytest.raises(ConfigError, match=r"is vector\(384\) in .* the embedding dimension is 768"):
-        kind(pg_dsn, dimension=768)
+        PgVectorStore(pg_dsn, dimension=768)
+
+
+def test_the_embedding_cache_holds_vectors_of_any_dimension_per_model(pg_dsn: str) -> None:
+    """Migration 0019: each registered model caches its own dimension."""
+    model = f"m{uuid.uuid4().hex[:8]}"
+    vector = np.full(768, 1 / np.sqrt(768), dtype=np.float32)
+    with PgEmbeddingCache(pg_dsn) as cache:
+        cache.put_many(model, {"h768": vector})
+        assert cache.get_many(model, ["h768"])["h768"].shape == (768,)
 
 
 def test_an_unreachable_server_is_store_unavailable() -> None:
