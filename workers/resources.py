@@ -21,6 +21,7 @@ from config.endpoints import resolve_endpoints
 from config.settings import QuarrySettings
 from pipeline.analysis.chunking import ChunkingOptions
 from pipeline.ports import CircuitBreaker, Embedder
+from pipeline.stages.embedding import warn_of_other_model_ids
 from tasks import recording
 from tasks.app import celery_app
 from tasks.client import TaskClient
@@ -70,6 +71,7 @@ def build_resources(
         )
         model = embedder or build_embedder(settings)
         resources.embed = EmbedProfile(models.embedding_service(settings, model, cache))
+        warn_of_other_model_ids(cache, model.model_id)
     if profile in ("cpu", "all"):
         postgres = breakers["postgres"]
         uploads = stores.behind_breaker(lambda: stores.upload_store(endpoints), postgres, closers)

@@ -74,6 +74,11 @@ class EmbeddingCache(Protocol):
         """Store vectors by content hash; storing one twice keeps the first (idempotent)."""
         ...
 
+    def model_ids(self) -> list[str]:
+        """Every model id with a vector stored, each once, sorted (a backend switch shows
+        here: another id's vectors are not in this model's space)."""
+        ...
+
 
 class QueryEmbeddingCache(Protocol):
     """Query vectors for search, kept for a limited time."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.errors import InvalidInputError, TransientError
+from pipeline.errors import InvalidInputError, PipelineError, TransientError
 from pipeline.ports import Embedder, EmbeddingCache, QueryEmbeddingCache
 from pipeline.stages.batching import embed_halving, plan_batches
 
@@ -142,6 +142,28 @@ class EmbeddingService:
             for index, vector in zip(batch, vectors, strict=True):
                 result[index] = vector
         return [v for v in result if v is not None]
+
+
+def warn_of_other_model_ids(cache: EmbeddingCache, model_id: str) -> list[str]:
+    """The other model ids the cache holds vectors of, logged as a warning: after a
+    switch of ``embed_backend`` (to or from ``onnx-int8``) or of model, the chunks of
+    files unchanged since keep the old id, and vector search (which asks for
+    ``model_id``'s vectors only) skips them until they are indexed again. A cache that
+    does not answer is no reason to stop a worker: [] then."""
+    try:
+        others = [m for m in cache.model_ids() if m != model_id]
+    except PipelineError as exc:
+        log.debug("embedding cache's model ids not read: %s", exc)
+        return []
+    if others:
+        log.warning(
+            "embedding with model id %s, but the embedding cache also holds vectors of %s"
+            " (another embed_backend or model): vector search skips chunks stored under"
+            " those ids until their files are indexed again",
+            model_id,
+            ", ".join(others),
+        )
+    return others
 
 
 def embed_query(embedder: Embedder, cache: QueryEmbeddingCache | None, query: str) -> Vector:

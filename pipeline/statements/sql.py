@@ -246,6 +246,19 @@ def cached_embeddings(model_id: str, content_hashes: Sequence[str]) -> Query:
     )
 
 
+# The distinct model ids by a walk of the primary key's leading column (one index probe
+# per id), not a scan of every cached vector.
+CACHE_MODEL_IDS = """
+WITH RECURSIVE ids AS (
+    SELECT min(model_id) AS id FROM embedding_cache
+    UNION ALL
+    SELECT (SELECT min(model_id) FROM embedding_cache WHERE model_id > ids.id)
+    FROM ids WHERE ids.id IS NOT NULL
+)
+SELECT id FROM ids WHERE id IS NOT NULL ORDER BY id
+"""
+
+
 def merge_cache(model_id: str) -> Query:
     return Query(MERGE_CACHE, {"model_id": model_id})
 

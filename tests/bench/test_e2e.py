@@ -129,6 +129,7 @@ def test_targets_are_judged_from_the_figures_and_none_when_not_measured() -> Non
     assert targets(result) == {
         "cold_ratio_ge_0.9": True,
         "int8_wall_le_0.6_cocoindex": False,
+        "wall_le_0.6_cocoindex": False,
         "one_file_le_1s": True,
         "speedup_ge_10_at_1pct": False,
         "speedup_ge_2_at_20pct": True,
@@ -138,6 +139,10 @@ def test_targets_are_judged_from_the_figures_and_none_when_not_measured() -> Non
     int8 = {"backend": "onnx-int8", "ratio": 2.7, "ratio_vs_raw_int8": 0.88}
     assert targets(int8)["cold_ratio_ge_0.9"] is False
     assert targets({"backend": "onnx-int8", "ratio": 2.7})["cold_ratio_ge_0.9"] is None
+    # onnx-fp32 (the CPU default) likewise against its own raw encode.
+    fp32 = {"backend": "onnx-fp32", "ratio": 1.1, "ratio_vs_raw_own": 0.93}
+    assert targets(fp32)["cold_ratio_ge_0.9"] is True
+    assert targets({**fp32, "ratio_vs_raw_own": 0.8})["cold_ratio_ge_0.9"] is False
 
 
 def test_step_labels_name_one_file_then_percentages() -> None:

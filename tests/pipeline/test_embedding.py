@@ -9,7 +9,7 @@ from pipeline.adapters.fakes.embedder import InMemoryEmbedder
 from pipeline.adapters.fakes.query_cache import InMemoryQueryEmbeddingCache
 from pipeline.adapters.fakes.vector_store import InMemoryEmbeddingCache
 from pipeline.errors import InvalidInputError, StoreUnavailableError
-from pipeline.stages.embedding import EmbeddingService, embed_query
+from pipeline.stages.embedding import EmbeddingService, embed_query, warn_of_other_model_ids
 
 
 def _service(
@@ -105,3 +105,27 @@ def test_a_repeated_query_costs_no_model_call() -> None:
 def test_an_empty_query_is_refused() -> None:
     with pytest.raises(InvalidInputError, match="empty"):
         embed_query(InMemoryEmbedder(), None, "   ")
+
+
+def test_vectors_of_another_model_id_are_named_in_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    cache = InMemoryEmbeddingCache(dimension=2)
+    vector = np.array([1.0, 0.0], dtype=np.float32)
+    cache.put_many("all-MiniLM-L6-v2", {"h": vector})
+    assert warn_of_other_model_ids(cache, "all-MiniLM-L6-v2") == []
+    assert not caplog.records
+    cache.put_many("all-MiniLM-L6-v2+onnx-int8", {"h": vector})
+    with caplog.at_level("WARNING", logger="quarry.embed"):
+        others = warn_of_other_model_ids(cache, "all-MiniLM-L6-v2")
+    assert others == ["all-MiniLM-L6-v2+onnx-int8"]
+    assert "all-MiniLM-L6-v2+onnx-int8" in caplog.text
+    assert "vector search skips" in caplog.text
+
+
+def test_a_cache_that_does_not_answer_does_not_stop_the_check() -> None:
+    class Down(InMemoryEmbeddingCache):
+        def model_ids(self) -> list[str]:
+            raise StoreUnavailableError("postgres", "down")
+
+    assert warn_of_other_model_ids(Down(), "m") == []

@@ -138,6 +138,10 @@ class InMemoryEmbeddingCache:
             found = {h: self._vectors.get((model_id, h)) for h in content_hashes}
         return {h: v.copy() for h, v in found.items() if v is not None}
 
+    def model_ids(self) -> list[str]:
+        with self._lock:
+            return sorted({model_id for model_id, _ in self._vectors})
+
     def put_many(self, model_id: str, vectors: Mapping[str, npt.NDArray[np.float32]]) -> None:
         rows = sql.cache_rows(model_id, vectors, self._dimension)
         with self._lock:

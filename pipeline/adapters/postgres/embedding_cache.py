@@ -48,6 +48,10 @@ class PgEmbeddingCache(PooledStore):
             rows = cur.execute(query.text, query.params).fetchall()
         return {str(h): np.array(v.to_numpy(), dtype=np.float32) for h, v in rows}
 
+    def model_ids(self) -> list[str]:
+        with map_psycopg_errors(), self._pool.connection() as conn:
+            return [str(row[0]) for row in conn.execute(sql.CACHE_MODEL_IDS).fetchall()]
+
     def put_many(self, model_id: str, vectors: Mapping[str, npt.NDArray[np.float32]]) -> None:
         rows = sql.cache_rows(model_id, vectors, self._dimension)
         if not rows:

@@ -329,6 +329,9 @@ def test_embedding_cache_is_scoped_by_model_id(cache: EmbeddingCache) -> None:
     assert np.array_equal(cache.get_many(f"a-{tag}", ["h"])["h"], _vector(1))
     assert np.array_equal(cache.get_many(f"b-{tag}", ["h"])["h"], _vector(2))
     assert cache.get_many(f"c-{tag}", ["h"]) == {}
+    ids = cache.model_ids()
+    assert {f"a-{tag}", f"b-{tag}"} <= set(ids) and f"c-{tag}" not in ids
+    assert ids == sorted(set(ids))
 
 
 def test_embedding_cache_refuses_a_vector_of_another_dimension_and_stores_none_of_it(
