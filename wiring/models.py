@@ -30,6 +30,7 @@ from pipeline.statements.sql import VECTOR_DIMENSION
 
 if TYPE_CHECKING:
     from pipeline.adapters.models.onnx_embedder import OnnxEmbedder as QueryEmbedder
+    from pipeline.adapters.models.onnx_export import Precision
 else:
     QueryEmbedder = Any  # the API names the type; onnxruntime loads only when it is built
 
@@ -41,6 +42,7 @@ __all__ = [
     "embedding_service",
     "export_query_model",
     "model_folder",
+    "onnx_export_dir",
     "query_embedder",
     "query_model_file",
     "resolved_backend",
@@ -76,6 +78,20 @@ def resolved_backend(settings: QuarrySettings, cuda: Callable[[], bool] = cuda_p
     return CPU_BACKEND
 
 
+def onnx_export_dir(settings: QuarrySettings, precision: Precision) -> Path:
+    """Where an embed worker finds (or makes) its ONNX export: the query model's folder
+    when the export is already there (`quarry model export` made the fp32 one: one file
+    for the API and the workers, no torch in the worker), else ``<data_dir>/models``
+    (writable; the query model's folder may be a read-only install)."""
+    from pipeline.adapters.models.onnx_export import cache_file
+    from pipeline.adapters.models.query_embedder import query_model_dir
+
+    shared = query_model_dir(settings)
+    path, model_id = resolve_model_path(settings.embed_model), model_id_for(settings.embed_model)
+    found = cache_file(shared, path, model_id, precision).is_file()
+    return shared if found else settings.data_dir / "models"
+
+
 def embedder(settings: QuarrySettings) -> Embedder:
     """The configured model, loaded now; a ConfigError names what is wrong with it."""
     path = resolve_model_path(settings.embed_model)
@@ -84,13 +100,12 @@ def embedder(settings: QuarrySettings) -> Embedder:
     backend = resolved_backend(settings)
     if backend in ("onnx-int8", "onnx-fp32"):
         from pipeline.adapters.models.onnx_embedder import OnnxEmbedder
-        from pipeline.adapters.models.query_embedder import query_model_dir
 
-        # The API's export folder: the fp32 export `quarry model export` made is this one.
+        precision: Precision = "int8" if backend == "onnx-int8" else "fp32"
         onnx = OnnxEmbedder(
             path,
-            query_model_dir(settings),
-            precision="int8" if backend == "onnx-int8" else "fp32",
+            onnx_export_dir(settings, precision),
+            precision=precision,
             threads=threads,
             base_model_id=model_id,
             idle_unload_s=settings.embed_idle_unload_s,
