@@ -26,6 +26,7 @@ from bench.e2e_plan import (
     targets,
 )
 from bench.e2e_proc import CpuSample, cpu_use
+from bench.e2e_stack import poll_wait_s
 from cli.main import app
 
 pytestmark = pytest.mark.timeout(30)
@@ -199,3 +200,11 @@ def test_device_cuda_without_a_gpu_fails_saying_so(
     )
     assert result.exit_code == 2
     assert "no GPU: neither nvidia-smi nor pynvml" in result.output
+
+
+def test_a_job_is_polled_less_often_as_it_ages_and_never_late_by_over_one_percent() -> None:
+    assert poll_wait_s(0.1, 0.0) == 0.1
+    assert poll_wait_s(0.1, 9.0) == 0.1
+    assert poll_wait_s(0.1, 30.0) == pytest.approx(0.3)
+    assert poll_wait_s(0.1, 400.0) == 0.5
+    assert poll_wait_s(0.01, 0.3) == 0.01  # the one-file step keeps its 10 ms polls
