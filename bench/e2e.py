@@ -32,7 +32,10 @@ Corpus = Annotated[Path, typer.Option(help="A source folder or a .tar.gz sdist."
 AsJson = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 Out = Annotated[Path | None, typer.Option(help="Also write the result JSON to this file.")]
 Limit = Annotated[int | None, typer.Option(help="Only the first N selected files.")]
-Backend = Annotated[str, typer.Option(help="Quarry's embed backend: torch or onnx-int8.")]
+Backend = Annotated[
+    str,
+    typer.Option(help="Quarry's embed backend: auto (the default), torch, onnx-fp32 or onnx-int8."),
+]
 Threads = Annotated[int, typer.Option(help="Embed torch threads, raw encode too (0: all cores).")]
 CpuWorkers = Annotated[int, typer.Option(help="Processes of the cpu worker (chunk, write).")]
 Coco = Annotated[
@@ -59,6 +62,7 @@ def _emit(result: dict[str, Any], as_json: bool, out: Path | None) -> None:
         "corpus",
         "raw_cpu",
         "raw_int8_cpu",
+        "raw_own_cpu",
     }
     for key, value in result.items():
         if key not in skip:
@@ -85,7 +89,7 @@ def bench_e2e(
     as_json: AsJson = False,
     out: Out = None,
     limit_files: Limit = None,
-    backend: Backend = "torch",
+    backend: Backend = "auto",
     threads: Threads = 0,
     cpu_workers: CpuWorkers = 2,
     cocoindex_python: Coco = None,
@@ -137,7 +141,7 @@ def bench_incremental(
     as_json: AsJson = False,
     out: Out = None,
     limit_files: Limit = None,
-    backend: Backend = "torch",
+    backend: Backend = "auto",
     threads: Threads = 0,
     cpu_workers: CpuWorkers = 2,
     cocoindex_python: Coco = None,

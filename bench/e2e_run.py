@@ -36,6 +36,7 @@ from bench.e2e_plan import (
 from bench.e2e_proc import StackProbe
 from bench.e2e_stack import Stack, private_stack, run_job
 from config.settings import child_environment, load_settings
+from pipeline.adapters.models.onnx_export import Precision
 from pipeline.adapters.models.torch_embedder import (
     BUNDLED_MODEL,
     raw_encode_seconds,
@@ -60,7 +61,7 @@ class Prepared:
     chunks_with_duplicates: int
     raw_cache: dict[tuple[int, int], tuple[float, str]] = field(default_factory=dict)
     raw_cpu: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
-    raw_int8_cpu: dict[str, Any] = field(default_factory=dict)
+    raw_own_cpu: dict[str, Any] = field(default_factory=dict)
 
     @property
     def quarry_tree(self) -> Path:
@@ -98,13 +99,18 @@ def raw_encode(prepared: Prepared, threads: int, batch_size: int) -> tuple[float
     return prepared.raw_cache[key]
 
 
-def raw_int8_s(prepared: Prepared, threads: int, batch_size: int) -> float:
-    """The same texts through the int8 ONNX embedder (sorted by length, as the stage
-    sorts a flush), after its export and load (not timed)."""
-    from pipeline.adapters.models.onnx_embedder import OnnxInt8Embedder
+def raw_onnx_s(
+    prepared: Prepared, threads: int, batch_size: int, precision: Precision = "int8"
+) -> float:
+    """The same texts through the ONNX embedder of ``precision`` (sorted by length, as
+    the stage sorts a flush), after its export and load (not timed)."""
+    from pipeline.adapters.models.onnx_embedder import OnnxEmbedder
 
-    embedder = OnnxInt8Embedder(
-        resolve_model_path(BUNDLED_MODEL), prepared.scratch / "models", threads=threads
+    embedder = OnnxEmbedder(
+        resolve_model_path(BUNDLED_MODEL),
+        prepared.scratch / "models",
+        precision=precision,
+        threads=threads,
     )
     embedder.load()
     texts = sorted(prepared.texts, key=len)
@@ -115,8 +121,15 @@ def raw_int8_s(prepared: Prepared, threads: int, batch_size: int) -> float:
     for start in range(0, len(texts), batch_size):
         embedder.embed(texts[start : start + batch_size])
     seconds = time.perf_counter() - started
-    prepared.raw_int8_cpu = probe.cpu_between(before, probe.sample())
+    prepared.raw_own_cpu = probe.cpu_between(before, probe.sample())
     return seconds
+
+
+def resolved_cpu_backend(backend: str) -> str:
+    """What ``backend`` runs on the bench's CPU stacks (``auto``: the CPU default)."""
+    from wiring.models import CPU_BACKEND
+
+    return CPU_BACKEND if backend == "auto" else backend
 
 
 def stack_overrides(

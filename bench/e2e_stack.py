@@ -100,6 +100,20 @@ def _epoch(iso: str | None) -> float | None:
     return None if iso is None else datetime.fromisoformat(iso).timestamp()
 
 
+# The bench's polling is not the pipeline's cost: a GET /v1/jobs/{id} costs the API
+# ~3 ms of CPU, so a fixed 100 ms poll of a 6-minute cold job on a 2-core machine took
+# 11 core-s from the stack it measures (bench/results/e2e.md, issue 22 item 2). The wait
+# grows with the job's age instead: at most 1 % of the wall it reports, and 0.5 s.
+POLL_REL = 0.01
+POLL_MAX_S = 0.5
+
+
+def poll_wait_s(poll_s: float, elapsed_s: float) -> float:
+    """The next wait: ``poll_s`` at first, then 1 % of the time the job has run so far
+    (so the reported wall is at most 1 % late), never above 0.5 s nor below ``poll_s``."""
+    return max(poll_s, min(POLL_MAX_S, elapsed_s * POLL_REL))
+
+
 def run_job(
     stack: Stack, source: Path, repo: str, *, poll_s: float, timeout_s: float
 ) -> dict[str, Any]:
@@ -122,7 +136,7 @@ def run_job(
             break
         if time.perf_counter() > deadline:
             raise TimeoutError(f"job {job_id} on {source} did not end in {timeout_s} s")
-        time.sleep(poll_s)
+        time.sleep(poll_wait_s(poll_s, time.perf_counter() - started))
     wall_s = time.perf_counter() - started
     after = probe.sample()
     time.sleep(0.3)  # a task logs "succeeded" just after the job row says done

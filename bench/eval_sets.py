@@ -15,9 +15,10 @@ sha256 of what was fetched). Three steps:
         ``bench/corpora/results/<id>.json``.
     python -m bench.eval_sets table [--results DIR]
         Markdown: per repository, then per language and half (query-weighted means).
-    python -m bench.eval_sets compare --baseline DIR [--results DIR]
+    python -m bench.eval_sets compare --baseline DIR [--results DIR] [--per-set]
         Markdown: hybrid before (``--baseline``) and after, per language and half and
-        pooled, with a paired bootstrap 95 % interval of the MRR@10 difference.
+        pooled, with a paired bootstrap 95 % interval of the MRR@10 difference;
+        ``--per-set``: then R@10 and MRR@10 set by set, in points, each with its interval.
 
 Must not import: torch, drivers.
 """
@@ -157,7 +158,7 @@ def compare(sets: list[dict[str, Any]], results: Path, baseline: Path) -> str:
     groups: dict[tuple[str, str], list[tuple[dict[str, Any], dict[str, Any]]]] = {}
     for entry in sets:
         new_path, old_path = results / f"{entry['id']}.json", baseline / f"{entry['id']}.json"
-        if not new_path.exists() or not old_path.exists():
+        if not _ran(new_path) or not _ran(old_path):
             continue
         new, old = json.loads(new_path.read_text()), json.loads(old_path.read_text())
         if [q["text"] for q in new["per_query"]] != [q["text"] for q in old["per_query"]]:
@@ -189,6 +190,51 @@ def compare(sets: list[dict[str, Any]], results: Path, baseline: Path) -> str:
         cells.append(f"{diff:+.3f} [{low:+.3f}, {high:+.3f}]")
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
+
+
+def compare_per_set(sets: list[dict[str, Any]], results: Path, baseline: Path) -> str:
+    """Hybrid R@10 and MRR@10 of ``results`` against ``baseline`` set by set, each
+    difference in points with a paired bootstrap 95 % interval over the set's queries
+    (R@10's from hit@10 read as rank 1 or none), and whether both stay within 1 point."""
+    head = (
+        "| half | set | queries | R@10 before | R@10 after | ΔR@10 pts (95 % CI) |"
+        " MRR@10 before | MRR@10 after | ΔMRR@10 pts (95 % CI) | within 1 pt |"
+    )
+    rows = [head, "|---|---|" + "---:|" * 7 + "---|"]
+    for entry in sorted(sets, key=lambda e: (e["half"] != "reporting", e["id"])):
+        new_path, old_path = results / f"{entry['id']}.json", baseline / f"{entry['id']}.json"
+        if not _ran(new_path) or not _ran(old_path):
+            continue
+        new, old = json.loads(new_path.read_text()), json.loads(old_path.read_text())
+        if [q["text"] for q in new["per_query"]] != [q["text"] for q in old["per_query"]]:
+            raise SystemExit(f"{entry['id']}: the two runs asked different queries")
+        after = [q["rank"]["hybrid"] for q in new["per_query"]]
+        before = [q["rank"]["hybrid"] for q in old["per_query"]]
+        cells = [entry["half"], entry["id"], str(new["queries"])]
+        within = True
+        for key, a, b in (
+            ("recall@10", _hits(after), _hits(before)),
+            ("mrr@10", after, before),
+        ):
+            was, now = old["modes"]["hybrid"][key], new["modes"]["hybrid"][key]
+            low, high = bootstrap_mrr_diff(a, b, samples=BOOTSTRAP_SAMPLES)
+            diff = (now - was) * 100
+            within = within and diff >= -1.0
+            cells += [f"{was:.3f}", f"{now:.3f}"]
+            cells.append(f"{diff:+.1f} [{low * 100:+.1f}, {high * 100:+.1f}]")
+        cells.append("yes" if within else "**no**")
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def _ran(path: Path) -> bool:
+    """Whether ``path`` holds a run's JSON (a set still running has an empty file)."""
+    return path.exists() and bool(path.read_text().strip())
+
+
+def _hits(ranks: list[int | None]) -> list[int | None]:
+    """hit@10 as a rank (1 or none), so that the MRR bootstrap gives R@10's interval."""
+    return [1 if r is not None and r <= 10 else None for r in ranks]
 
 
 def _margin(group: tuple[str, str], report: dict[str, Any]) -> str:
@@ -232,6 +278,7 @@ def main() -> None:
     compare_p = sub.add_parser("compare")
     compare_p.add_argument("--results", type=Path, default=RESULTS)
     compare_p.add_argument("--baseline", type=Path, required=True)
+    compare_p.add_argument("--per-set", action="store_true", help="then set by set, in points")
     for p in (fetch_p, run_p):
         p.add_argument("ids", nargs="*", help="set ids (default: all)")
     args = parser.parse_args()
@@ -241,6 +288,9 @@ def main() -> None:
         return
     if args.step == "compare":
         print(compare(sets, args.results, args.baseline))
+        if args.per_set:
+            print()
+            print(compare_per_set(sets, args.results, args.baseline))
         return
     chosen = [e for e in sets if not args.ids or e["id"] in args.ids]
     unknown = set(args.ids) - {e["id"] for e in sets}

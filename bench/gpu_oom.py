@@ -87,6 +87,9 @@ class ColdCache:
     def put_many(self, model_id: str, vectors: Mapping[str, Vector]) -> None:
         return None
 
+    def model_ids(self) -> list[str]:
+        return []
+
 
 class CountingEmbedder:
     """An Embedder passing through to ``inner``; records what each call embedded or why

@@ -18,6 +18,7 @@ from config.settings import QuarrySettings
 from pipeline.adapters.models.torch_embedder import (
     BUNDLED_MODEL,
     SentenceTransformerEmbedder,
+    cuda_present,
     model_id_for,
     resolve_model_path,
 )
@@ -30,18 +31,22 @@ from pipeline.stages.embedding import EmbeddingService
 
 if TYPE_CHECKING:
     from pipeline.adapters.models.onnx_embedder import OnnxEmbedder as QueryEmbedder
+    from pipeline.adapters.models.onnx_export import Precision
 else:
     QueryEmbedder = Any  # the API names the type; onnxruntime loads only when it is built
 
 __all__ = [
+    "CPU_BACKEND",
     "QueryEmbedder",
     "batch_tokens",
     "embedder",
     "embedding_service",
     "export_query_model",
     "model_folder",
+    "onnx_export_dir",
     "query_embedder",
     "query_model_file",
+    "resolved_backend",
     "token_counter",
     "torch_threads",
 ]
@@ -49,6 +54,10 @@ GPU_BATCH_TOKENS = 65536
 # On the CPU a batch is a quarter of the GPU one: latency per batch stays near the
 # flush interval's scale and the cores are saturated well before that size.
 CPU_BATCH_TOKENS = GPU_BATCH_TOKENS // 4
+# What ``embed_backend = "auto"`` runs on the CPU, chosen by measurement
+# (bench/results/e2e.md, "Default backend by measurement"): the torch fp32 function, so the
+# same vectors and model id as torch, through onnxruntime's fused kernels.
+CPU_BACKEND = "onnx-fp32"
 
 
 def torch_threads(settings: QuarrySettings, cores: int | None = None) -> int:
@@ -58,16 +67,49 @@ def torch_threads(settings: QuarrySettings, cores: int | None = None) -> int:
     return max(1, (cores or os.cpu_count() or 1) // settings.worker_embed_concurrency)
 
 
+def resolved_backend(settings: QuarrySettings, cuda: Callable[[], bool] = cuda_present) -> str:
+    """The backend ``embed_backend`` names; ``auto``: torch where the model runs on CUDA
+    (``embed_device`` cuda, or auto with a CUDA device), else :data:`CPU_BACKEND`."""
+    if settings.embed_backend != "auto":
+        return settings.embed_backend
+    if settings.embed_device == "cuda":
+        return "torch"
+    if settings.embed_device == "auto" and cuda():
+        return "torch"
+    return CPU_BACKEND
+
+
+def onnx_export_dir(settings: QuarrySettings, precision: Precision) -> Path:
+    """Where an embed worker finds (or makes) its ONNX export: the query model's folder
+    when the export is already there (`quarry model export` made the fp32 one: one file
+    for the API and the workers, no torch in the worker), else ``<data_dir>/models``
+    (writable; the query model's folder may be a read-only install)."""
+    from pipeline.adapters.models.onnx_export import cache_file
+    from pipeline.adapters.models.query_embedder import query_model_dir
+
+    shared = query_model_dir(settings)
+    path, model_id = resolve_model_path(settings.embed_model), model_id_for(settings.embed_model)
+    found = cache_file(shared, path, model_id, precision).is_file()
+    return shared if found else settings.data_dir / "models"
+
+
 def embedder(settings: QuarrySettings) -> Embedder:
     """The configured model, loaded now; a ConfigError names what is wrong with it."""
     path = resolve_model_path(settings.embed_model)
     model_id = model_id_for(settings.embed_model)
     threads = torch_threads(settings)
-    if settings.embed_backend == "onnx-int8":
-        from pipeline.adapters.models.onnx_embedder import OnnxInt8Embedder
+    backend = resolved_backend(settings)
+    if backend in ("onnx-int8", "onnx-fp32"):
+        from pipeline.adapters.models.onnx_embedder import OnnxEmbedder
 
-        onnx = OnnxInt8Embedder(
-            path, settings.data_dir / "models", threads=threads, base_model_id=model_id
+        precision: Precision = "int8" if backend == "onnx-int8" else "fp32"
+        onnx = OnnxEmbedder(
+            path,
+            onnx_export_dir(settings, precision),
+            precision=precision,
+            threads=threads,
+            base_model_id=model_id,
+            idle_unload_s=settings.embed_idle_unload_s,
         )
         onnx.load()
         return onnx

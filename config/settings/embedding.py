@@ -26,11 +26,14 @@ class EmbeddingFields(BaseModel):
             " sentence-transformers model folder."
         ),
     )
-    embed_backend: Literal["torch", "onnx-int8"] = Field(
-        "torch",
+    embed_backend: Literal["auto", "torch", "onnx-fp32", "onnx-int8"] = Field(
+        "auto",
         description=(
-            "`torch` (CUDA fp16 or CPU fp32) or `onnx-int8` (CPU: the model exported to ONNX"
-            " and quantised to int8; its vectors carry another model id)."
+            "`auto` (torch on CUDA when the embed device is CUDA, else `onnx-fp32`), `torch`"
+            " (CUDA fp16 or CPU fp32), `onnx-fp32` (CPU: the model exported to ONNX,"
+            " onnxruntime's fused kernels; the torch fp32 vectors, same model id) or"
+            " `onnx-int8` (CPU: the export quantised to int8; its vectors carry another"
+            " model id: moving an index to it is a `quarry model switch`)."
         ),
     )
     model_backfill_batch_rows: int = Field(

@@ -153,6 +153,8 @@ class SearchFields(BaseModel):
     )
     query_model_dir: Path | None = Field(
         None,
-        description="Folder of the query model's ONNX export, made by `quarry model export` "
-        "where the API runs (the API never exports). Unset: `<data_dir>/models`.",
+        description="Folder of the model's ONNX exports: the query model's, made by `quarry "
+        "model export` where the API runs (the API never exports), and the embed workers' "
+        "on the `onnx-*` backends (the CPU default), which export there when it is missing. "
+        "Unset: `<data_dir>/models`.",
     )

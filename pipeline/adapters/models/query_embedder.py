@@ -1,12 +1,13 @@
 """The query embedder of the API process: vectors in the space the workers store, no torch.
 
 Owns the choice of the ONNX embedder whose vectors match the chunks' (the workers'
-``embed_backend``): ``onnx-int8`` -> the int8 export (model id ``<model>+onnx-int8``),
-``torch`` -> the fp32 export, which computes the torch fp32 function (model id
-``<model>``). The export lives in ``query_model_dir`` (unset: ``data_dir/models``, the
-workers' export cache) and is made by :func:`export_query_model` (``quarry model
-export``: an install step where the API runs, since exporting needs torch); the API's
-embedder never exports, and says which command to run when the export is missing.
+``embed_backend``): ``onnx-int8`` -> the int8 export (model id ``<model>+onnx-int8``);
+``torch``, ``onnx-fp32`` and ``auto`` -> the fp32 export, which computes the torch fp32
+function (model id ``<model>``). The export lives in ``query_model_dir`` (unset:
+``data_dir/models``, the workers' export cache) and is made by
+:func:`export_query_model` (``quarry model export``: an install step where the API runs,
+since exporting needs torch); the API's embedder never exports, and says which command
+to run when the export is missing.
 Importing this module, or embedding with the export made, imports neither torch nor
 sentence_transformers.
 
@@ -36,7 +37,13 @@ log = logging.getLogger("quarry.embed")
 # intra-op thread each keeps the cores for the other requests.
 QUERY_EMBED_THREADS = 1
 
-_PRECISION_OF_BACKEND: dict[str, Precision] = {"onnx-int8": "int8", "torch": "fp32"}
+# ``auto`` runs torch (CUDA) or onnx-fp32 (CPU): both store the fp32 function's vectors.
+_PRECISION_OF_BACKEND: dict[str, Precision] = {
+    "onnx-int8": "int8",
+    "onnx-fp32": "fp32",
+    "torch": "fp32",
+    "auto": "fp32",
+}
 EXPORT_COMMAND = "quarry model export"
 
 

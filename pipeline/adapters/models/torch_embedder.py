@@ -63,6 +63,16 @@ def model_window(path: Path, default: int = 256) -> int:
         return default
 
 
+def cuda_present() -> bool:
+    """Whether torch sees a CUDA device; torch is imported only where an NVIDIA driver is
+    (a CPU-only embed worker on the ONNX path never loads torch)."""
+    if not any(Path(p).exists() for p in ("/proc/driver/nvidia/version", "/dev/nvidiactl")):
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
 def model_id_for(model: str) -> str:
     """The id stored with every vector: the model's name (its folder name for a path)."""
     return model if model == BUNDLED_MODEL else Path(model).expanduser().resolve().name

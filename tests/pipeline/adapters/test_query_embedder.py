@@ -92,10 +92,10 @@ def _cosines(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> npt.NDAr
     return cosine
 
 
-def test_the_torch_backend_gets_fp32_vectors_under_the_torch_model_id(
+def test_the_default_backend_gets_fp32_vectors_under_the_torch_model_id(
     embedder: OnnxEmbedder, settings: QuarrySettings
 ) -> None:
-    assert settings.embed_backend == "torch"
+    assert settings.embed_backend == "auto"
     assert embedder.model_id == model_id_for(settings.embed_model) == "all-MiniLM-L6-v2"
     assert embedder.precision == "fp32"
     assert embedder.device == "cpu (onnxruntime fp32)"
@@ -112,6 +112,14 @@ def test_the_onnx_int8_backend_gets_the_workers_int8_model_id(settings: QuarrySe
     assert query.model_id == worker.model_id == "all-MiniLM-L6-v2+onnx-int8"
     assert (query.precision, query.device) == ("int8", "cpu (onnxruntime int8)")
     assert not query.loaded
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx-fp32", "auto"])
+def test_every_fp32_backend_gets_the_fp32_export_under_the_model_id(
+    settings: QuarrySettings, backend: str
+) -> None:
+    query = query_embedder_from(settings.model_copy(update={"embed_backend": backend}))
+    assert (query.model_id, query.precision) == ("all-MiniLM-L6-v2", "fp32")
 
 
 def test_an_unknown_backend_is_a_config_error_naming_it(settings: QuarrySettings) -> None:
