@@ -36,7 +36,7 @@ def write_file(ctx: JobContext | None, store: VectorStore, message: object) -> i
     if batch.job_id and ctx is not None and ctx.board.cancelled(batch.job_id):
         return 0  # cancel stops new work; rows already written stay unsearchable
     store.ensure_repository(batch.repo)
-    written = store.upsert_chunks(batch.repo, rows)
+    written = store.upsert_chunks(batch.repo, rows, whole_versions=True)
     if batch.job_id and ctx is not None:
         settle(ctx, batch.job_id, "files.written", [batch.file.path])
     return written

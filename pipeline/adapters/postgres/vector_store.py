@@ -62,7 +62,9 @@ class PgVectorStore(PooledStore):
         if repo_id is None:  # pragma: no cover - the row was inserted or existed
             raise sql.unknown_repository(repo)
 
-    def upsert_chunks(self, repo: RepoRef, chunks: Sequence[StoredChunk]) -> int:
+    def upsert_chunks(
+        self, repo: RepoRef, chunks: Sequence[StoredChunk], *, whole_versions: bool = False
+    ) -> int:
         sql.check_repo(repo)
         rows = sql.chunk_rows(chunks, self._dimension)
         if not rows:
@@ -80,7 +82,11 @@ class PgVectorStore(PooledStore):
                             copy.write_row(row)
                     merge = sql.merge_chunks(repo_id)
                     cur.execute(merge.text, merge.params)
-                    return cur.rowcount
+                    written = cur.rowcount
+                    if whole_versions:
+                        other = sql.delete_other_chunks_of_staged_versions(repo_id)
+                        cur.execute(other.text, other.params)
+                    return written
         except InvalidInputError as exc:
             if isinstance(exc.__cause__, psycopg.errors.ForeignKeyViolation):
                 # Deleted by another process since its id was cached here.
