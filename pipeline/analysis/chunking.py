@@ -201,10 +201,22 @@ def _split_merge(
             pending.clear()
         else:
             lo = seg.lo
-            if pending and defs.whole_or_inside(pending[0].lo, seg.hi):
+            if pending and defs.whole_or_inside(pending[0].lo, seg.hi, strict=True):
                 lo = pending.pop().lo  # the line windows start with the pending head
             _flush(pending, lines, out)
-            out.extend(_line_windows(lines, lo, seg.hi, budget, counter))
+            windows = list(_line_windows(lines, lo, seg.hi, budget, counter))
+            last_start = windows[-1][0] if windows else -1
+            first_line = bisect.bisect_left(lines.starts, last_start)
+            if (
+                first_line < len(lines.texts)
+                and lines.starts[first_line] == last_start
+                and windows[-1][2] == lines.tokens(first_line, seg.hi)
+            ):
+                # The last window (whole lines) stays open: what follows may join it.
+                out.extend(windows[:-1])
+                pending.append(_Segment(first_line, seg.hi))
+            else:
+                out.extend(windows)
     return out
 
 
@@ -345,6 +357,8 @@ class _Definitions:
         # (start byte, end byte) of a symbol -> the byte its lead (comments, decorators,
         # blank lines) starts at, for naming a chunk that starts with that lead.
         self.lead: dict[tuple[int, int], int] = {}
+        # Per range, the line its code starts at (after its lead).
+        self.code: list[int] = [start for start, _ in ranges]
         cover: list[tuple[int, ...]] = []
         order = sorted(range(len(ranges)), key=lambda i: (ranges[i][0], -ranges[i][1]))
         open_defs: list[int] = []
@@ -368,6 +382,7 @@ class _Definitions:
     def of(cls, root: Node, symbols: Sequence[Symbol], module: str, lines: _Lines) -> _Definitions:
         last = len(lines.texts) - 1
         ranges: list[tuple[int, int]] = []
+        codes: list[int] = []
         lead: dict[tuple[int, int], int] = {}
         for symbol in symbols:
             if symbol.qualified_name == module:
@@ -375,6 +390,7 @@ class _Definitions:
             node = root.descendant_for_byte_range(symbol.span.start_byte, symbol.span.end_byte)
             if node is None:
                 continue
+            code = node.start_point.row
             while node.parent is not None and "decorated" in node.parent.type:
                 node = node.parent
             start = node.start_point.row
@@ -395,21 +411,26 @@ class _Definitions:
             start, end = min(start, last), min(end, last)
             if start <= end:
                 ranges.append((start, end))
+                codes.append(max(start, min(code, end)))
                 lead[symbol.span.start_byte, symbol.span.end_byte] = lines.starts[start]
         made = cls(ranges, last)
+        made.code = codes
         made.lead = lead
         return made
 
-    def whole_or_inside(self, lo: int, hi: int) -> bool:
-        """No definition is cut by lines lo..hi unless they all lie inside it."""
+    def whole_or_inside(self, lo: int, hi: int, *, strict: bool = False) -> bool:
+        """No definition's code is cut by lines lo..hi unless they all lie inside it (a
+        range may end inside the lead of the next definition: ``leading_start`` moves
+        that lead on when the definition does not follow). ``strict``: nor its lead."""
         ranges = self._ranges
+        code = [start for start, _ in ranges] if strict else self.code
         for index in self._cover[lo]:
             start, end = ranges[index]
-            if start < lo and end < hi:
+            if start < lo and code[index] < lo and end < hi:
                 return False
         for index in self._cover[hi]:
             start, end = ranges[index]
-            if start > lo and end > hi:
+            if start > lo and code[index] <= hi and end > hi:
                 return False
         return True
 
