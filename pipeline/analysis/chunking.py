@@ -354,6 +354,7 @@ class _Definitions:
 
     def __init__(self, ranges: list[tuple[int, int]], last: int) -> None:
         self._ranges = ranges
+        self._lead_starts = [start for start, _ in ranges]
         # (start byte, end byte) of a symbol -> the byte its lead (comments, decorators,
         # blank lines) starts at, for naming a chunk that starts with that lead.
         self.lead: dict[tuple[int, int], int] = {}
@@ -423,7 +424,7 @@ class _Definitions:
         range may end inside the lead of the next definition: ``leading_start`` moves
         that lead on when the definition does not follow). ``strict``: nor its lead."""
         ranges = self._ranges
-        code = [start for start, _ in ranges] if strict else self.code
+        code = self._lead_starts if strict else self.code
         for index in self._cover[lo]:
             start, end = ranges[index]
             if start < lo and code[index] < lo and end < hi:
