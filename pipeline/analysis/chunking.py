@@ -334,6 +334,15 @@ def _trim(data: bytes, start: int, end: int) -> tuple[int, int]:
     return start, start + len(data[start:end].rstrip())
 
 
+def _last_row(node: Node) -> int:
+    """The node's last row; a node that ends at column 0 (a Rust line comment takes its
+    newline) ends on the row before."""
+    row: int = node.end_point.row
+    if node.end_point.column == 0 and row > node.start_point.row:
+        row -= 1
+    return row
+
+
 _LEADING_TYPES = frozenset(
     {
         "comment",
@@ -397,10 +406,10 @@ class _Definitions:
             start = node.start_point.row
             prev = node.prev_sibling
             while prev is not None and prev.type in _LEADING_TYPES:
-                if prev.end_point.row < start - 1:
+                if _last_row(prev) < start - 1:
                     break
                 before = prev.prev_sibling
-                if before is not None and before.end_point.row >= prev.start_point.row:
+                if before is not None and _last_row(before) >= prev.start_point.row:
                     break  # a comment after code on its line belongs to that code
                 start = prev.start_point.row
                 prev = before
@@ -473,6 +482,7 @@ class _Namer:
             key=lambda s: (start_of(s), -s.span.end_byte),
         )
         self._starts = [start_of(s) for s in self._defs]
+        self._code_starts = [s.span.start_byte for s in self._defs]
         self._parents: list[int] = []
         open_defs: list[int] = []
         for index, symbol in enumerate(self._defs):
@@ -492,8 +502,9 @@ class _Namer:
         enclosing = bisect.bisect_right(self._starts, start) - 1
         while enclosing >= 0 and defs[enclosing].span.end_byte < end:
             enclosing = self._parents[enclosing]
-        first = bisect.bisect_left(self._starts, start)
-        last = bisect.bisect_left(self._starts, end)
+        # Whole: its code (not necessarily its lead) lies in the chunk.
+        first = bisect.bisect_left(self._code_starts, start)
+        last = bisect.bisect_left(self._code_starts, end)
         whole = [
             i
             for i in range(first, last)
