@@ -41,6 +41,10 @@ CHUNKER_VERSION = 2
 # node too large is cut into line windows: 5,000 nested brackets would otherwise give a
 # chunk per closing bracket (the last children of a split node never merge on).
 MAX_SPLIT_DEPTH = 64
+# Definitions nested deeper than this are plain code to the chunk shape rules, so that a
+# hostile file of 20,000 nested functions costs linear time (each line's enclosing
+# definitions are kept, and each merge checks them).
+MAX_DEFINITION_NESTING = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,13 +132,20 @@ def chunk_source(
     lines = _Lines.of(text, count)
     budget = opts.body_tokens
     if opts.include_header:
-        # Boundaries never depend on a chunk's own header, only on the file's longest.
-        names = {module, *(s.qualified_name for s in symbols)}
-        longest = max(
-            count.count(header_text(path, name, count, opts.header_reserve_tokens, module))
-            for name in names
-        )
-        budget += opts.header_reserve_tokens - longest
+        # Boundaries never depend on a chunk's own header, only on the file's longest
+        # (at most the reserve; a name far longer than that is taken to reach it, so
+        # 20,000 nested names are not each counted).
+        reserve = opts.header_reserve_tokens
+        longest = 0
+        for name in {module, *(s.qualified_name for s in symbols)}:
+            if len(path) + len(name) > 8 * reserve:
+                longest = reserve
+            else:
+                header = header_text(path, name, count, reserve, module)
+                longest = max(longest, count.count(header))
+            if longest >= reserve:
+                break
+        budget += reserve - longest
     else:
         budget += opts.header_reserve_tokens
     if tree is None:
@@ -380,9 +391,10 @@ class _Definitions:
                 open_defs.pop()
                 changed = True
             while cursor < len(order) and ranges[order[cursor]][0] == line:
-                open_defs.append(order[cursor])
+                if len(open_defs) < MAX_DEFINITION_NESTING:
+                    open_defs.append(order[cursor])
+                    changed = True
                 cursor += 1
-                changed = True
             if changed:
                 current = tuple(open_defs)
             cover.append(current)
@@ -394,9 +406,15 @@ class _Definitions:
         ranges: list[tuple[int, int]] = []
         codes: list[int] = []
         lead: dict[tuple[int, int], int] = {}
-        for symbol in symbols:
+        nesting: list[int] = []  # end bytes of the definitions open at this one
+        for symbol in sorted(symbols, key=lambda s: (s.span.start_byte, -s.span.end_byte)):
             if symbol.qualified_name == module:
                 continue
+            while nesting and nesting[-1] <= symbol.span.start_byte:
+                nesting.pop()
+            nesting.append(symbol.span.end_byte)
+            if len(nesting) > MAX_DEFINITION_NESTING:
+                continue  # plain code to the shape rules: no tree walk for it
             node = root.descendant_for_byte_range(symbol.span.start_byte, symbol.span.end_byte)
             if node is None:
                 continue

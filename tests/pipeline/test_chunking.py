@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -363,3 +364,15 @@ def test_a_chunk_never_holds_part_of_a_definition_and_code_outside_it() -> None:
         if part and part != set(big_lines):
             assert lines <= set(big_lines), chunk.text
     assert_invariants(text, chunks, MID)
+
+
+@pytest.mark.timeout(30)
+def test_twenty_thousand_nested_functions_cost_linear_time() -> None:
+    """Hostile input: the shape rules look at 32 levels of definitions at most, and the
+    longest header is not counted name by name (qualified names grow with the depth)."""
+    depth = 20_000
+    text = "".join(f"function f{i}() {{\n" for i in range(depth)) + "return 1;\n" + "}\n" * depth
+    started = time.process_time()
+    chunks = chunks_of("x.js", text, ChunkingOptions(), check_content=False)
+    assert chunks
+    assert time.process_time() - started < 15, "main takes about 2 s here"

@@ -719,6 +719,8 @@ def test_a_snapshot_chunked_by_an_older_chunker_is_chunked_again_whole_once(
         CHUNKER_VERSION - 1
     )
     assert backend.snapshots.chunker_version(repo, "feature/x") is None
+    # Another tenant's repository of the same name has no snapshot: nothing leaks.
+    assert backend.snapshots.chunker_version(RepoRef("someone-else", repo.name)) is None
     monkeypatch.setattr(ingest_stage, "CHUNKER_VERSION", CHUNKER_VERSION)
     second = run_job()
     assert (second["files.todo"], second["files.rechunked"]) == (2, 2)
