@@ -106,8 +106,9 @@ class SearchFields(BaseModel):
     )
     search_merge_definitions: bool = Field(
         True,
-        description="Chunks of one definition (same path and symbol, overlapping or adjacent "
-        "lines) take one place in the results, that of the best.",
+        description="Chunks of one function or method (same path and symbol, overlapping or "
+        "adjacent lines) take one place in the results, that of the best; chunks named by a "
+        "module or class pack several definitions and are not merged.",
     )
     search_file_boost: float = Field(
         0.2,

@@ -3,8 +3,16 @@
 Owns split-then-merge over the syntax tree: a node that fits the token budget is one
 chunk; a larger node is split into its children, recursively (an explicit stack, never
 Python recursion, so 5,000-level nesting is fine); adjacent small siblings are merged
-greedily up to the budget; deeper than ``MAX_SPLIT_DEPTH`` split levels a node is cut
-into line windows instead. Boundaries fall on whole lines, so chunks tile the file: each
+greedily up to the budget, the last children of a split node with what follows it; deeper
+than ``MAX_SPLIT_DEPTH`` split levels a node is cut into line windows instead.
+
+Definitions stay whole where they can (``_Definitions``): no merge joins part of a
+definition with code outside it, and a definition's lead (decorators, the comments just
+above it) and signature go with the first chunk of its body, never at the end of the
+chunk before. The budget is the window less the file's longest header, so chunks come
+close to the model's 256 tokens. ``CHUNKER_VERSION`` names the shape.
+
+Boundaries fall on whole lines, so chunks tile the file: each
 non-blank line is in exactly one chunk. Only a single line longer than the budget is cut
 inside the line. Files without a grammar, or whose parse timed out, get line windows.
 Must not import: celery, tasks/, workers/, api/, cli/, or any driver; does no I/O.
@@ -26,10 +34,17 @@ from pipeline.errors import ConfigError
 from pipeline.models import Chunk, ChunkKind, Span, Symbol
 
 _MIN_BODY_TOKENS = 16
+# Bumped with every change to chunk shape (boundaries, header, text): files chunked by
+# an older version count as changed on the next job, so an index never mixes shapes.
+CHUNKER_VERSION = 2
 # Real code splits at most ~20 levels deep (Django, the standard library). Deeper, a
 # node too large is cut into line windows: 5,000 nested brackets would otherwise give a
 # chunk per closing bracket (the last children of a split node never merge on).
 MAX_SPLIT_DEPTH = 64
+# Definitions nested deeper than this are plain code to the chunk shape rules, so that a
+# hostile file of 20,000 nested functions costs linear time (each line's enclosing
+# definitions are kept, and each merge checks them).
+MAX_DEFINITION_NESTING = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,11 +131,30 @@ def chunk_source(
         return ()
     lines = _Lines.of(text, count)
     budget = opts.body_tokens
+    if opts.include_header:
+        # Boundaries never depend on a chunk's own header, only on the file's longest
+        # (at most the reserve; a name far longer than that is taken to reach it, so
+        # 20,000 nested names are not each counted).
+        reserve = opts.header_reserve_tokens
+        longest = 0
+        for name in {module, *(s.qualified_name for s in symbols)}:
+            if len(path) + len(name) > 8 * reserve:
+                longest = reserve
+            else:
+                header = header_text(path, name, count, reserve, module)
+                longest = max(longest, count.count(header))
+            if longest >= reserve:
+                break
+        budget += reserve - longest
+    else:
+        budget += opts.header_reserve_tokens
     if tree is None:
         ranges = list(_line_windows(lines, 0, len(lines.texts) - 1, budget, count))
     else:
-        ranges = _split_merge(tree.root_node, lines, budget, count)
-    namer = _Namer(symbols, module, tree is not None and language in CODE_LANGUAGES)
+        defs = _Definitions.of(tree.root_node, symbols, module, lines)
+        ranges = _split_merge(tree.root_node, lines, budget, count, defs)
+    lead = defs.lead if tree is not None else {}
+    namer = _Namer(symbols, module, tree is not None and language in CODE_LANGUAGES, lead)
     chunks: list[Chunk] = []
     for raw_start, raw_end, tokens in ranges:
         start, end = _trim(data, raw_start, raw_end)
@@ -142,7 +176,7 @@ def chunk_source(
 
 
 def _split_merge(
-    root: Node, lines: _Lines, budget: int, counter: TokenCounter
+    root: Node, lines: _Lines, budget: int, counter: TokenCounter, defs: _Definitions
 ) -> list[tuple[int, int, int]]:
     out: list[tuple[int, int, int]] = []
     last = len(lines.texts) - 1
@@ -151,26 +185,80 @@ def _split_merge(
         segments, pending = stack[-1]
         seg = next(segments, None)
         if seg is None:
-            _flush(pending, lines, out)
             stack.pop()
-            continue
-        if lines.tokens(seg.lo, seg.hi) <= budget:
-            if pending and lines.tokens(pending[0].lo, seg.hi) <= budget:
-                pending[0].hi = seg.hi
+            if stack:  # the last children merge on with what follows the split node
+                stack[-1][1][:] = pending
             else:
                 _flush(pending, lines, out)
-                pending.append(seg)
             continue
         children = [c for n in seg.nodes for c in n.children]
-        if seg.lo < seg.hi and children and len(stack) < MAX_SPLIT_DEPTH:
-            # What precedes a split node may merge with its first children (a namespace
-            # or class header with the first members); its last children do not merge on.
+        splittable = seg.lo < seg.hi and bool(children) and len(stack) < MAX_SPLIT_DEPTH
+        # A definition's head (signature, decorators) that cannot take all of the next
+        # node takes its first part: that node is split instead.
+        head_first = (
+            splittable
+            and bool(pending)
+            and lines.tokens(pending[0].lo, seg.hi) > budget
+            and defs.opens(pending[0].lo, pending[0].hi)
+        )
+        if lines.tokens(seg.lo, seg.hi) <= budget and not head_first:
+            _add(pending, seg, (lines, budget, defs), out)
+            continue
+        if splittable:
+            # What precedes a split node may merge with its first children (a class
+            # header with its first members, a signature with the start of its body)
+            # where no definition is cut: ``_add`` checks each merge.
             stack.append((iter(_tile(children, seg.lo, seg.hi)), pending[:]))
             pending.clear()
         else:
+            lo = seg.lo
+            if pending and defs.whole_or_inside(pending[0].lo, seg.hi, strict=True):
+                lo = pending.pop().lo  # the line windows start with the pending head
             _flush(pending, lines, out)
-            out.extend(_line_windows(lines, seg.lo, seg.hi, budget, counter))
+            windows = list(_line_windows(lines, lo, seg.hi, budget, counter))
+            last_start = windows[-1][0] if windows else -1
+            first_line = bisect.bisect_left(lines.starts, last_start)
+            if (
+                first_line < len(lines.texts)
+                and lines.starts[first_line] == last_start
+                and windows[-1][2] == lines.tokens(first_line, seg.hi)
+            ):
+                # The last window (whole lines) stays open: what follows may join it.
+                out.extend(windows[:-1])
+                pending.append(_Segment(first_line, seg.hi))
+            else:
+                out.extend(windows)
     return out
+
+
+def _add(
+    pending: list[_Segment],
+    seg: _Segment,
+    shape: tuple[_Lines, int, _Definitions],
+    out: list[tuple[int, int, int]],
+) -> None:
+    """Merge ``seg`` (within budget) into the pending chunk, or start a new one with it.
+
+    A merge must fit the budget and cut no definition (``_Definitions.whole_or_inside``).
+    When it does not, the comments, decorators and blank lines that lead a definition
+    starting in ``seg`` leave the pending chunk and go with it.
+    """
+    lines, budget, defs = shape
+    if not pending:
+        pending.append(seg)
+        return
+    head = pending[0]
+    if lines.tokens(head.lo, seg.hi) <= budget and defs.whole_or_inside(head.lo, seg.hi):
+        head.hi = seg.hi
+        return
+    cut = defs.leading_start(head.lo, seg.lo)
+    if cut is not None and lines.tokens(cut, seg.hi) <= budget:
+        pending[0] = _Segment(head.lo, cut - 1)
+        _flush(pending, lines, out)
+        pending.append(_Segment(cut, seg.hi))
+        return
+    _flush(pending, lines, out)
+    pending.append(seg)
 
 
 def _flush(pending: list[_Segment], lines: _Lines, out: list[tuple[int, int, int]]) -> None:
@@ -257,20 +345,162 @@ def _trim(data: bytes, start: int, end: int) -> tuple[int, int]:
     return start, start + len(data[start:end].rstrip())
 
 
+def _last_row(node: Node) -> int:
+    """The node's last row; a node that ends at column 0 (a Rust line comment takes its
+    newline) ends on the row before."""
+    row: int = node.end_point.row
+    if node.end_point.column == 0 and row > node.start_point.row:
+        row -= 1
+    return row
+
+
+_LEADING_TYPES = frozenset(
+    {
+        "comment",
+        "line_comment",
+        "block_comment",
+        "doc_comment",
+        "decorator",
+        "attribute_item",
+        "annotation",
+        "marker_annotation",
+    }
+)
+
+
+class _Definitions:
+    """Line ranges of the file's definitions, each widened to the comments, decorators
+    and blank lines that lead it, so a merge can tell whether it would cut one."""
+
+    def __init__(self, ranges: list[tuple[int, int]], last: int) -> None:
+        self._ranges = ranges
+        self._lead_starts = [start for start, _ in ranges]
+        # (start byte, end byte) of a symbol -> the byte its lead (comments, decorators,
+        # blank lines) starts at, for naming a chunk that starts with that lead.
+        self.lead: dict[tuple[int, int], int] = {}
+        # Per range, the line its code starts at (after its lead).
+        self.code: list[int] = [start for start, _ in ranges]
+        cover: list[tuple[int, ...]] = []
+        order = sorted(range(len(ranges)), key=lambda i: (ranges[i][0], -ranges[i][1]))
+        open_defs: list[int] = []
+        current: tuple[int, ...] = ()
+        cursor = 0
+        for line in range(last + 1):
+            changed = False
+            while open_defs and ranges[open_defs[-1]][1] < line:
+                open_defs.pop()
+                changed = True
+            while cursor < len(order) and ranges[order[cursor]][0] == line:
+                if len(open_defs) < MAX_DEFINITION_NESTING:
+                    open_defs.append(order[cursor])
+                    changed = True
+                cursor += 1
+            if changed:
+                current = tuple(open_defs)
+            cover.append(current)
+        self._cover = cover
+
+    @classmethod
+    def of(cls, root: Node, symbols: Sequence[Symbol], module: str, lines: _Lines) -> _Definitions:
+        last = len(lines.texts) - 1
+        ranges: list[tuple[int, int]] = []
+        codes: list[int] = []
+        lead: dict[tuple[int, int], int] = {}
+        nesting: list[int] = []  # end bytes of the definitions open at this one
+        for symbol in sorted(symbols, key=lambda s: (s.span.start_byte, -s.span.end_byte)):
+            if symbol.qualified_name == module:
+                continue
+            while nesting and nesting[-1] <= symbol.span.start_byte:
+                nesting.pop()
+            nesting.append(symbol.span.end_byte)
+            if len(nesting) > MAX_DEFINITION_NESTING:
+                continue  # plain code to the shape rules: no tree walk for it
+            node = root.descendant_for_byte_range(symbol.span.start_byte, symbol.span.end_byte)
+            if node is None:
+                continue
+            code = node.start_point.row
+            while node.parent is not None and "decorated" in node.parent.type:
+                node = node.parent
+            start = node.start_point.row
+            prev = node.prev_sibling
+            while prev is not None and prev.type in _LEADING_TYPES:
+                if _last_row(prev) < start - 1:
+                    break
+                before = prev.prev_sibling
+                if before is not None and _last_row(before) >= prev.start_point.row:
+                    break  # a comment after code on its line belongs to that code
+                start = prev.start_point.row
+                prev = before
+            while start > 0 and not lines.texts[start - 1].strip():
+                start -= 1
+            end = symbol.span.end_line - 1
+            if node.end_point.column == 0 and node.end_point.row > node.start_point.row:
+                end = min(end, node.end_point.row - 1)
+            start, end = min(start, last), min(end, last)
+            if start <= end:
+                ranges.append((start, end))
+                codes.append(max(start, min(code, end)))
+                lead[symbol.span.start_byte, symbol.span.end_byte] = lines.starts[start]
+        made = cls(ranges, last)
+        made.code = codes
+        made.lead = lead
+        return made
+
+    def whole_or_inside(self, lo: int, hi: int, *, strict: bool = False) -> bool:
+        """No definition's code is cut by lines lo..hi unless they all lie inside it (a
+        range may end inside the lead of the next definition: ``leading_start`` moves
+        that lead on when the definition does not follow). ``strict``: nor its lead."""
+        ranges = self._ranges
+        code = self._lead_starts if strict else self.code
+        for index in self._cover[lo]:
+            start, end = ranges[index]
+            if start < lo and code[index] < lo and end < hi:
+                return False
+        for index in self._cover[hi]:
+            start, end = ranges[index]
+            if start > lo and code[index] <= hi and end > hi:
+                return False
+        return True
+
+    def opens(self, lo: int, hi: int) -> bool:
+        """A definition starts in lines lo..hi and goes on after them."""
+        return any(lo <= self._ranges[i][0] and self._ranges[i][1] > hi for i in self._cover[hi])
+
+    def leading_start(self, lo: int, seg_lo: int) -> int | None:
+        """Where the lead of a definition that covers line seg_lo begins, if after lo."""
+        starts = [
+            self._ranges[i][0] for i in self._cover[seg_lo] if lo < self._ranges[i][0] < seg_lo
+        ]
+        return min(starts) if starts else None
+
+
 class _Namer:
     """Finds a chunk's symbol and kind from the file's definitions.
 
     The symbol is the one definition the chunk holds whole, if exactly one (directly
     under the enclosing definition); otherwise the innermost definition that encloses
-    the chunk; otherwise the module.
+    the chunk; otherwise the module. A definition starts where its lead (decorators,
+    comments above it) starts.
     """
 
-    def __init__(self, symbols: Sequence[Symbol], module: str, is_code: bool) -> None:
+    def __init__(
+        self,
+        symbols: Sequence[Symbol],
+        module: str,
+        is_code: bool,
+        lead: dict[tuple[int, int], int] | None = None,
+    ) -> None:
+        leads = lead or {}
+
+        def start_of(s: Symbol) -> int:
+            return leads.get((s.span.start_byte, s.span.end_byte), s.span.start_byte)
+
         self._defs = sorted(
             (s for s in symbols if s.qualified_name != module),
-            key=lambda s: (s.span.start_byte, -s.span.end_byte),
+            key=lambda s: (start_of(s), -s.span.end_byte),
         )
-        self._starts = [s.span.start_byte for s in self._defs]
+        self._starts = [start_of(s) for s in self._defs]
+        self._code_starts = [s.span.start_byte for s in self._defs]
         self._parents: list[int] = []
         open_defs: list[int] = []
         for index, symbol in enumerate(self._defs):
@@ -281,13 +511,18 @@ class _Namer:
         self._module = module
         self._is_code = is_code
 
+    @property
+    def module(self) -> str:
+        return self._module
+
     def name(self, start: int, end: int) -> tuple[str, ChunkKind]:
         defs = self._defs
         enclosing = bisect.bisect_right(self._starts, start) - 1
         while enclosing >= 0 and defs[enclosing].span.end_byte < end:
             enclosing = self._parents[enclosing]
-        first = bisect.bisect_left(self._starts, start)
-        last = bisect.bisect_left(self._starts, end)
+        # Whole: its code (not necessarily its lead) lies in the chunk.
+        first = bisect.bisect_left(self._code_starts, start)
+        last = bisect.bisect_left(self._code_starts, end)
         whole = [
             i
             for i in range(first, last)
@@ -302,10 +537,20 @@ class _Namer:
         return self._module, ChunkKind.MODULE if self._is_code else ChunkKind.OTHER
 
 
-def header_text(path: str, symbol: str, counter: TokenCounter, reserve_tokens: int) -> str:
-    """``path`` and ``symbol`` on top of the chunk, shortened to fit ``reserve_tokens``."""
+def header_text(
+    path: str, symbol: str, counter: TokenCounter, reserve_tokens: int, module: str = ""
+) -> str:
+    """``path`` and ``symbol`` on top of the chunk, shortened to fit ``reserve_tokens``.
+
+    The symbol is written relative to ``module`` (the path already names it), and left
+    out when it is the module itself.
+    """
+    if module and symbol.startswith(module + "."):
+        symbol = symbol[len(module) + 1 :]
+    elif module and symbol == module:
+        symbol = ""
     candidates = (
-        f"{path}\n{symbol}\n\n",
+        f"{path}\n{symbol}\n\n" if symbol else f"{path}\n\n",
         f"{path}\n{symbol.rsplit('.', 2)[-1] if symbol else ''}\n\n",
         f"{path.rsplit('/', 1)[-1]}\n{symbol.rsplit('.', 1)[-1] if symbol else ''}\n\n",
     )
@@ -334,7 +579,7 @@ def _make_chunk(
     symbol, kind = namer.name(end - len(data[start:end].lstrip()), end)
     text = body
     if opts.include_header:
-        header = header_text(path, symbol, counter, opts.header_reserve_tokens)
+        header = header_text(path, symbol, counter, opts.header_reserve_tokens, namer.module)
         text = header + body
         tokens += counter.count(header)
     start_line = bisect.bisect_right(lines.starts, start)

@@ -100,8 +100,14 @@ class VectorStore(Protocol):
         """Create the tenant and the repository if they do not exist (idempotent)."""
         ...
 
-    def upsert_chunks(self, repo: RepoRef, chunks: Sequence[StoredChunk]) -> int:
-        """Insert or update ``chunks``; returns how many rows were written."""
+    def upsert_chunks(
+        self, repo: RepoRef, chunks: Sequence[StoredChunk], *, whole_versions: bool = False
+    ) -> int:
+        """Insert or update ``chunks``; returns how many rows were written.
+
+        ``whole_versions``: ``chunks`` are all the chunks of their file versions (path,
+        file sha256), so rows of those versions with other ids go, in the same
+        transaction (a version chunked again by a newer chunker, CHUNKER_VERSION)."""
         ...
 
     def delete_files(self, repo: RepoRef, paths: Sequence[str]) -> int:

@@ -101,6 +101,14 @@ class SnapshotStore(Protocol):
         base a new ref's job diffs against); {} if none."""
         ...
 
+    def chunker_version(
+        self, repo: RepoRef, ref: str | None = None, *, or_default: bool = False
+    ) -> int | None:
+        """The chunker version (``chunker.version`` in the counters of the job that
+        published it) of the snapshot :meth:`searchable_files` reads: None when there is
+        no such snapshot, 1 for one published before versions were recorded."""
+        ...
+
     def begin(self, repo: RepoRef, commit: str, files: Sequence[FileVersion]) -> int:
         """Create (or reset) the snapshot of ``commit`` as ``indexing`` with ``files``;
         returns its id. The searchable snapshot is untouched."""

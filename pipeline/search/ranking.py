@@ -354,11 +354,18 @@ def best_other(scores: Sequence[float], own: float) -> float:
     return scores[0]
 
 
+# Kinds of the chunks of one split definition. A chunk named by a module, class or other
+# container packs several definitions (or the container's own lines): two of them are
+# not one definition, and merging them would hide the functions they hold.
+_SPLIT_KINDS = frozenset({"function", "method"})
+
+
 def same_definition(a: Hit, b: Hit) -> bool:
     """Whether two hits are chunks of one definition: same repository, path and
-    (non-empty) symbol, lines overlapping or adjacent."""
+    (non-empty) symbol of a function or method, lines overlapping or adjacent."""
     return (
         bool(a.symbol)
+        and a.kind in _SPLIT_KINDS
         and a.symbol == b.symbol
         and a.repo == b.repo
         and a.path == b.path

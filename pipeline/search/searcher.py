@@ -196,23 +196,59 @@ class Searcher:
         for result in response.results:
             if result.hit.symbol:
                 by_repo.setdefault(result.hit.repo, set()).add(result.hit.symbol)
+        graph = self._graph
+        tenant = response.request.tenant
         links: dict[str, list[SymbolLink]] = {}
+        held: dict[int, list[GraphSymbol]] = {}
         try:
             for repo, names in by_repo.items():
-                ref = RepoRef(response.request.tenant, repo)
-                links[repo] = self._graph.symbol_links(ref, sorted(names))
+                links[repo] = graph.symbol_links(RepoRef(tenant, repo), sorted(names))
+            # A chunk of a module or class that packs several definitions expands
+            # through each of them (nested ones too): more reads, of those definitions.
+            read = {repo: set(names) for repo, names in by_repo.items()}
+            for _ in range(_MAX_NESTED_READS):
+                inner = _held_unread(response.results, links, read, held)
+                for repo, names in inner.items():
+                    more = graph.symbol_links(RepoRef(tenant, repo), sorted(names))
+                    links[repo] = links[repo] + more
+                    read[repo] |= names
+                if not inner:
+                    break
         except TransientError as exc:
             response.warnings.append(f"graph expansion failed: {exc}")
             return
         expanded = []
-        for result in response.results:
-            hood = neighbourhood(
-                result.hit.symbol, links.get(result.hit.repo, []), self._links_per_kind
-            )
+        for index, result in enumerate(response.results):
+            repo_links = links.get(result.hit.repo, [])
+            if index in held:
+                hood = packed_neighbourhood(
+                    result.hit, held[index], repo_links, self._links_per_kind
+                )
+            else:
+                hood = neighbourhood(result.hit.symbol, repo_links, self._links_per_kind)
             picked = {kind: hood[kind] for kind in wanted}
             expanded.append(SearchResult(result.hit, result.score, result.ranks, neighbours=picked))
         response.results = expanded
         response.timings_s["graph"] = time.perf_counter() - started
+
+
+def _held_unread(
+    results: Sequence[SearchResult],
+    links: Mapping[str, list[SymbolLink]],
+    read: Mapping[str, set[str]],
+    held: dict[int, list[GraphSymbol]],
+) -> dict[str, set[str]]:
+    """Fill ``held`` (result index -> the definitions its chunk packs) from ``links``;
+    the names among them whose links were not read yet, by repository."""
+    unread: dict[str, set[str]] = {}
+    for index, result in enumerate(results):
+        found = held_definitions(result.hit, links.get(result.hit.repo, []))
+        if found:
+            held[index] = found
+            new = {s.qualified_name for s in found} - read[result.hit.repo]
+            if new:
+                unread.setdefault(result.hit.repo, set()).update(new)
+    return unread
 
 
 def check_held(request: SearchRequest, selected: Mapping[str, bool]) -> None:
@@ -264,6 +300,71 @@ def neighbourhood(qualified_name: str, links: Sequence[SymbolLink], limit: int) 
         "callers": listed(callers),
         "callees": listed(callees),
         "container": container[0] if container else None,
+    }
+
+
+# Reads of nested definitions (class in module, method in class, ...) after the first.
+_MAX_NESTED_READS = 3
+# Chunk kinds that name one definition: expanded through that definition alone.
+_DEFINITION_KINDS = frozenset({"function", "method"})
+
+
+def held_definitions(hit: Hit, links: Sequence[SymbolLink]) -> list[GraphSymbol]:
+    """The definitions under the container (module, class, ...) a chunk is named by that
+    the chunk holds whole, as far as ``links`` reach (CONTAINS, nested too): a chunk that
+    packs several small definitions; [] for a chunk named by a function or method."""
+    if not hit.symbol or hit.kind in _DEFINITION_KINDS:
+        return []
+    inner: dict[str, GraphSymbol] = {}
+    containers = {hit.symbol}
+    grew = True
+    while grew:
+        grew = False
+        for link in links:
+            target = link.target
+            if (
+                link.relation == "CONTAINS"
+                and link.source.qualified_name in containers
+                and target.qualified_name not in inner
+                and target.path == hit.path
+                and hit.start_line <= target.start_line
+                and target.end_line <= hit.end_line
+            ):
+                inner[target.qualified_name] = target
+                containers.add(target.qualified_name)
+                grew = True
+    return [inner[name] for name in sorted(inner)]
+
+
+def packed_neighbourhood(
+    hit: Hit, held: Sequence[GraphSymbol], links: Sequence[SymbolLink], limit: int
+) -> dict[str, Any]:
+    """:func:`neighbourhood` of a chunk holding several definitions: the callers and
+    callees of each (not those among them), and as container the symbol the chunk is
+    named by, or that symbol's own container when the chunk holds it whole."""
+    names = {s.qualified_name for s in held}
+    callers: dict[str, dict[str, Any]] = {}
+    callees: dict[str, dict[str, Any]] = {}
+    for symbol in held:
+        hood = neighbourhood(symbol.qualified_name, links, limit)
+        callers.update((s["qualified_name"], s) for s in hood["callers"])
+        callees.update((s["qualified_name"], s) for s in hood["callees"])
+    own = next(
+        (
+            link.source
+            for link in links
+            if link.relation == "CONTAINS" and link.source.qualified_name == hit.symbol
+        ),
+        None,
+    )
+    whole = own is not None and hit.start_line <= own.start_line and own.end_line <= hit.end_line
+    container = neighbourhood(hit.symbol, links, limit)["container"] if whole else None
+    if not whole and own is not None:
+        container = symbol_json(own)
+    return {
+        "callers": [callers[n] for n in sorted(callers) if n not in names][:limit],
+        "callees": [callees[n] for n in sorted(callees) if n not in names][:limit],
+        "container": container,
     }
 
 

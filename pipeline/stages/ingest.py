@@ -23,6 +23,7 @@ from pathlib import Path, PurePath
 from typing import Any
 
 from pipeline import flow
+from pipeline.analysis.chunking import CHUNKER_VERSION
 from pipeline.analysis.inventory import (
     Inventory,
     VersionCache,
@@ -246,7 +247,8 @@ def _ingest(
     # Against the ref's own snapshot, or the default ref's for a new ref: a branch pays
     # only for the files it changed (pipeline/refs.py).
     base = ctx.snapshots.searchable_files(job.repo, job.ref_name, or_default=True)
-    plan = plan_changes(inventory.files, base, reindex=job.reindex_paths)
+    again = _reindex(ctx, job, [f.path for f in inventory.files])
+    plan = plan_changes(inventory.files, base, reindex=again)
     # --- quotas (pipeline.quotas): files per day, charged whole before anything starts
     if charge is not None:
         try:
@@ -264,6 +266,14 @@ def _ingest(
         "files.skipped_listed": len(plan.unchanged) + len(inventory.skipped),
         "files.deleted": len(plan.deleted),
         "skipped.unchanged": len(plan.unchanged),
+        # Files of the base listed at the same version but chunked again (an older
+        # chunker made their chunks), and the chunker this job's snapshot is made by.
+        "files.rechunked": sum(
+            1
+            for f in plan.changed
+            if f.path not in job.reindex_paths and base[f.path].sha256 == f.sha256
+        ),
+        "chunker.version": CHUNKER_VERSION,
         "bytes.total": sum(f.size_bytes for f in plan.work),
     }
     for skipped in inventory.skipped:
@@ -292,6 +302,17 @@ def _ingest(
     flush_progress(ctx, job_id, force=True)
     maybe_start_graph(ctx, job_id, ctx.board.counters(job_id))
     return IngestOutcome.ENQUEUED
+
+
+def _reindex(ctx: JobContext, job: Job, paths: Sequence[str]) -> Collection[str]:
+    """The paths to chunk again whatever their version: the job's ``reindex_paths``, and
+    all of ``paths`` when the base snapshot was chunked by an older chunker (chunk shape
+    changed: ``CHUNKER_VERSION``), so that an index never mixes two shapes. The embedding
+    cache keeps the texts that did not change from being embedded again."""
+    version = ctx.snapshots.chunker_version(job.repo, job.ref_name, or_default=True)
+    if version is not None and version < CHUNKER_VERSION:
+        return frozenset(paths) | frozenset(job.reindex_paths)
+    return job.reindex_paths
 
 
 SNAPSHOT_PAGE = 1_000  # snapshot files read per query by ingest_more
@@ -324,7 +345,7 @@ def ingest_more(
         previous = ctx.snapshots.searchable_versions(
             job.repo, [f.path for f in page], job.ref_name, or_default=True
         )
-        plan = plan_changes(page, previous, reindex=job.reindex_paths)
+        plan = plan_changes(page, previous, reindex=_reindex(ctx, job, [f.path for f in page]))
         settled = ctx.board.among(job_id, SETTLED, [f.path for f in plan.work])
         work.extend(f for f in plan.work if f.path not in settled)
         cursor = page[-1].path

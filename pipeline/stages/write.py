@@ -67,7 +67,7 @@ def write_files(ctx: JobContext | None, store: VectorStore, messages: Sequence[o
     written = 0
     for repo, repo_rows in rows.items():
         store.ensure_repository(repo)
-        written += store.upsert_chunks(repo, repo_rows)
+        written += store.upsert_chunks(repo, repo_rows, whole_versions=True)
     if ctx is not None:
         for job_id, job_paths in paths.items():
             settle(ctx, job_id, "files.written", job_paths)

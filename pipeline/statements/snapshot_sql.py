@@ -89,6 +89,26 @@ def searchable_files(repo: RepoRef, ref: str | None, *, or_default: bool = False
     )
 
 
+def chunker_version(repo: RepoRef, ref: str | None, *, or_default: bool = False) -> Query:
+    """(snapshot id, chunker version or NULL) of the snapshot _REF_SNAPSHOT picks, read
+    from the counters of the job that published that ref (refs.job_seq)."""
+    return Query(
+        "SELECT p.snapshot_id, (SELECT (j.counters ->> 'chunker.version')::int FROM jobs AS j"
+        " WHERE j.repository_id = p.repository_id AND j.seq = p.job_seq) FROM ("
+        " SELECT r.id AS repository_id,"
+        " CASE WHEN own.snapshot_id IS NOT NULL THEN own.snapshot_id"
+        " WHEN %(or_default)s THEN dflt.snapshot_id END AS snapshot_id,"
+        " CASE WHEN own.snapshot_id IS NOT NULL THEN own.job_seq"
+        " WHEN %(or_default)s THEN dflt.job_seq END AS job_seq"
+        " FROM repositories AS r"
+        " LEFT JOIN refs AS own ON own.repository_id = r.id"
+        " AND own.name = coalesce(%(ref)s::text, r.default_ref)"
+        " LEFT JOIN refs AS dflt ON dflt.repository_id = r.id AND dflt.name = r.default_ref"
+        " WHERE r.tenant_id = %(tenant)s AND r.name = %(name)s) AS p",
+        _ref_params(repo, ref, or_default),
+    )
+
+
 def snapshot_files(snapshot_id: int) -> Query:
     return Query(
         "SELECT path, content_sha256, language, size_bytes FROM files WHERE snapshot_id = %(id)s",

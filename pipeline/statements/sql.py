@@ -178,6 +178,18 @@ def merge_chunks(repo_id: int) -> Query:
     return Query(MERGE_CHUNKS, {"repository_id": repo_id})
 
 
+def delete_other_chunks_of_staged_versions(repo_id: int) -> Query:
+    """Rows of the staged file versions (path, file sha256) whose id was not staged."""
+    return Query(
+        "DELETE FROM chunks AS c USING (SELECT DISTINCT path, file_sha256"
+        " FROM quarry_chunk_staging) AS v"
+        " WHERE c.repository_id = %(repository_id)s AND c.path = v.path"
+        " AND c.file_sha256 = v.file_sha256 AND NOT EXISTS (SELECT 1 FROM"
+        " quarry_chunk_staging AS s WHERE s.file_sha256 = c.file_sha256 AND s.id = c.id)",
+        {"repository_id": repo_id},
+    )
+
+
 def delete_files(repo_id: int, paths: Sequence[str]) -> Query:
     return Query(
         "DELETE FROM chunks WHERE repository_id = %(repository_id)s"

@@ -235,6 +235,11 @@ def test_same_definition_needs_path_symbol_and_touching_lines() -> None:
     assert not same_definition(first, hit("b", "m.py", symbol="m.f", start=41, repo="s"))
     no_symbol = Hit("r", "x", "m.py", 1, 40, "", "module", "python", "", 0.1)
     assert not same_definition(no_symbol, replace(no_symbol, chunk_id="y", start_line=41))
+    # Chunks named by a module or class pack several definitions: not one definition.
+    packed = Hit("r", "x", "m.py", 1, 40, "m.C", "class", "python", "", 0.1)
+    assert not same_definition(packed, replace(packed, chunk_id="y", start_line=41))
+    module = replace(packed, symbol="m", kind="module")
+    assert not same_definition(module, replace(module, chunk_id="y", start_line=30))
 
 
 def test_two_chunks_of_one_function_take_one_place() -> None:

@@ -275,6 +275,11 @@ def test_a_slice_reads_the_snapshot_a_page_at_a_time_and_sends_only_changed_unse
         return original(repo, paths, ref, or_default=or_default)
 
     monkeypatch.setattr(h.ctx.snapshots, "searchable_versions", spy)
+    # The base was published by no job here, which reads as chunked by chunker version 1
+    # (every file would be chunked again): it is taken as made by today's chunker.
+    monkeypatch.setattr(
+        h.ctx.snapshots, "chunker_version", lambda *_a, **_k: ingest_stage.CHUNKER_VERSION
+    )
     options = IngestOptions(max_file_bytes=1_000_000, batch_max_files=2, slice_files=2)
     sent, after = [], ""
     for _ in range(10):

@@ -758,3 +758,32 @@ def test_lexical_hits_of_a_symbol_the_query_names_come_first() -> None:
     assert named_first([mock, plain], "copy") == [plain, mock]
     camel = hit("c", symbol="m.getAuth")
     assert named_first([mock, camel], "where is getAuth called") == [camel, mock]
+
+
+@pytest.mark.timeout(10)
+def test_a_chunk_packing_several_definitions_expands_through_each_of_them(
+    make_searcher: MakeSearcher, stores: Stores, graph: InMemoryGraphStore
+) -> None:
+    """Issue 21: a module chunk holding ``App`` (with ``App.run``) and ``util`` lists their
+    callers and callees, not the module's own (empty) neighbourhood."""
+    vectors, _ = stores
+    text = SOURCES["shop/app.py"]
+    start = text.index("class App")
+    piece = Chunk("shop/app.py#packed", "shop/app.py", "python",
+                  Span(4, 12, start, len(text.encode())), "shop.app", ChunkKind.MODULE, "hp",
+                  30, text[start:])  # fmt: skip
+    vectors.upsert_chunks(
+        RepoRef(TENANT, "shop"), [StoredChunk(piece, "v1", MODEL, axis(1.0, 1.0))]
+    )
+    everything = ("callers", "callees", "container")
+    response = make_searcher(graph=graph).search(ask(expand=everything))
+    packed = next(r for r in response.results if r.hit.chunk_id == "shop/app.py#packed")
+    hood = packed.neighbours
+    assert hood is not None
+    # App.run calls helper and util; util is in the chunk, so only helper is listed.
+    assert names(hood, "callees") == ["shop.base.helper"]
+    assert names(hood, "callers") == []
+    assert hood["container"]["qualified_name"] == "shop.app"
+    plain = next(r for r in response.results if r.hit.chunk_id == UTIL)
+    assert plain.neighbours is not None
+    assert names(plain.neighbours, "callers") == ["shop.app.App.run"]

@@ -70,11 +70,11 @@ class FlakyStore(InMemoryVectorStore):
             raise StoreUnavailableError("postgres", "connection refused")
         super().ensure_repository(repo)
 
-    def upsert_chunks(self, repo: RepoRef, chunks: Any) -> int:
+    def upsert_chunks(self, repo: RepoRef, chunks: Any, *, whole_versions: bool = False) -> int:
         if self.failures > 0:
             self.failures -= 1
             raise StoreUnavailableError("postgres", "connection refused")
-        return super().upsert_chunks(repo, chunks)
+        return super().upsert_chunks(repo, chunks, whole_versions=whole_versions)
 
 
 @dataclass

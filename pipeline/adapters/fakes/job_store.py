@@ -120,6 +120,11 @@ class InMemoryJobStore:
             del self.deleting[repo]
             return True
 
+    def by_seq(self, repo: RepoRef, seq: int) -> Job | None:
+        """The repository's job with creation number ``seq`` (for the snapshot store fake)."""
+        with self._lock:
+            return next((j for j in self._jobs.values() if j.repo == repo and j.seq == seq), None)
+
     def drop_jobs(self, repo: RepoRef, limit: int) -> int:
         """Remove at most ``limit`` jobs of the repository; the number removed."""
         with self._lock:

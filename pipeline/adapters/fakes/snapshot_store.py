@@ -92,6 +92,28 @@ class InMemorySnapshotStore:
                 return {}
             return dict(self._snapshots[snapshot_id].files)
 
+    def chunker_version(
+        self, repo: RepoRef, ref: str | None = None, *, or_default: bool = False
+    ) -> int | None:
+        sql.check_repo(repo)
+        if ref is not None:
+            check_ref_name(ref)
+        with self._lock:
+            held = self._repos.get(repo)
+            if held is None:
+                return None
+            own = held.refs.get(ref or held.default_ref)
+            if own is None and or_default:
+                own = held.refs.get(held.default_ref)
+        if own is None:
+            return None
+        publisher = None
+        if self._jobs is not None and hasattr(self._jobs, "by_seq"):  # InMemoryJobStore
+            publisher = self._jobs.by_seq(repo, own.seq)
+        if publisher is None:
+            return 1
+        return int(publisher.counters.get("chunker.version", 1))
+
     def set_default_ref(self, repo: RepoRef, ref: str) -> None:
         """The repository's default ref, as the real store's job create sets it (for tests)."""
         with self._lock:

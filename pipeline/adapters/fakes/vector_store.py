@@ -44,7 +44,9 @@ class InMemoryVectorStore:
         with self._lock:
             self._repos.setdefault(repo, {})
 
-    def upsert_chunks(self, repo: RepoRef, chunks: Sequence[StoredChunk]) -> int:
+    def upsert_chunks(
+        self, repo: RepoRef, chunks: Sequence[StoredChunk], *, whole_versions: bool = False
+    ) -> int:
         sql.check_repo(repo)
         rows = sql.chunk_rows(chunks, self._dimension)
         if not rows:
@@ -60,6 +62,13 @@ class InMemoryVectorStore:
                 if old is None or not _same(old, row):
                     stored[key] = row  # its vector is a copy (sql.check_vector)
                     written += 1
+            if whole_versions:
+                versions = {(row[1], row[2]) for row in rows}
+                staged = {(row[2], row[0]) for row in rows}
+                for key in [
+                    k for k, r in stored.items() if (r[1], r[2]) in versions and k not in staged
+                ]:
+                    del stored[key]
             return written
 
     def delete_files(self, repo: RepoRef, paths: Sequence[str]) -> int:

@@ -57,6 +57,18 @@ class PgSnapshotStore(PgStore):
         _check_ref(ref)
         return self._files(snapshot_sql.searchable_files(repo, ref, or_default=or_default))
 
+    def chunker_version(
+        self, repo: RepoRef, ref: str | None = None, *, or_default: bool = False
+    ) -> int | None:
+        sql.check_repo(repo)
+        _check_ref(ref)
+        query = snapshot_sql.chunker_version(repo, ref, or_default=or_default)
+        with self._connection() as conn:
+            row = execute(conn, query).fetchone()
+        if row is None or row[0] is None:
+            return None
+        return 1 if row[1] is None else int(row[1])
+
     def begin(self, repo: RepoRef, commit: str, files: Sequence[FileVersion]) -> int:
         sql.check_repo(repo)
         job_rows.check_commit(commit)

@@ -65,7 +65,9 @@ class PgVectorStore(PooledStore):
         if repo_id is None:  # pragma: no cover - the row was inserted or existed
             raise sql.unknown_repository(repo)
 
-    def upsert_chunks(self, repo: RepoRef, chunks: Sequence[StoredChunk]) -> int:
+    def upsert_chunks(
+        self, repo: RepoRef, chunks: Sequence[StoredChunk], *, whole_versions: bool = False
+    ) -> int:
         sql.check_repo(repo)
         sql.chunk_rows(chunks, None)  # the input checked before any of it is written
         if not chunks:
@@ -86,6 +88,9 @@ class PgVectorStore(PooledStore):
                     merge = sql.merge_chunks(repo_id)
                     cur.execute(merge.text, merge.params)
                     written: int = cur.rowcount
+                    if whole_versions:
+                        other = sql.delete_other_chunks_of_staged_versions(repo_id)
+                        cur.execute(other.text, other.params)
                 conn.execute("DROP TABLE quarry_chunk_staging")
                 for model in live:
                     staged = side_rows(repo_id, chunks, model)

@@ -11,29 +11,34 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import psycopg
 import pytest
 
 from config.endpoints import Endpoints
 from migrations.runner import run
+from pipeline.adapters.fakes.blob_store import InMemoryBlobStore
 from pipeline.adapters.fakes.graph_store import InMemoryGraphStore
 from pipeline.adapters.fakes.job_board import InMemoryJobBoard
 from pipeline.adapters.fakes.job_store import InMemoryJobStore
 from pipeline.adapters.fakes.snapshot_store import InMemorySnapshotStore
+from pipeline.adapters.fakes.source_fetcher import InMemorySourceFetcher
 from pipeline.adapters.fakes.vector_store import InMemoryVectorStore
 from pipeline.adapters.postgres.job_store import PgJobStore
 from pipeline.adapters.postgres.migrations import PgMigrationTarget
 from pipeline.adapters.postgres.snapshot_store import PgSnapshotStore
 from pipeline.adapters.postgres.vector_store import PgVectorStore
+from pipeline.analysis.chunking import CHUNKER_VERSION
 from pipeline.errors import ConflictError, InvalidInputError, NotFoundError
 from pipeline.jobs import JobRequest, JobSource, JobStatus, SourceKind, Stage, job_status
 from pipeline.models import Chunk, ChunkKind, FileVersion, RepoRef, Span, StoredChunk
 from pipeline.ports import JobStore, SnapshotStore, VectorStore
+from pipeline.stages import ingest as ingest_stage
 from pipeline.stages.commit import commit_job
 from pipeline.stages.graph import writes_graph
 from pipeline.stages.indexing import JobContext, finish
-from pipeline.stages.ingest import superseded
+from pipeline.stages.ingest import IngestOptions, IngestOutcome, ingest, superseded
 from pipeline.stages.ref_deletion import delete_ref
 from tests.databases import fresh_pg_database
 
@@ -742,3 +747,55 @@ def test_a_one_file_change_commits_reading_rows_bounded_by_the_change(
     assert commit_job(ctx, second, vectors=backend.vectors, graph=graph) is JobStatus.DONE
     assert backend.snapshots.rows_read - before == 1  # type: ignore[attr-defined]
     assert backend.snapshots.searchable_files(repo) == files(*changed)
+
+
+# --- chunker version: an index never mixes two chunk shapes ------------------------------
+
+
+def test_a_snapshot_chunked_by_an_older_chunker_is_chunked_again_whole_once(
+    backend: Backend, repo: RepoRef, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unchanged files (same sha256) of a snapshot an older chunker made count as changed
+    on the next job, every one of them; the job after that finds nothing to do."""
+    tree = tmp_path / "src"
+    tree.mkdir()
+    (tree / "a.py").write_text("def f():\n    return 1\n")
+    (tree / "b.py").write_text("class B:\n    x = 2\n")
+    ctx = JobContext(backend.jobs, backend.snapshots, InMemoryJobBoard(), lambda _t, _k: None)
+
+    def run_job() -> dict[str, int]:
+        request = JobRequest(repo, JobSource(SourceKind.PATH, "/src"))
+        job, _ = backend.jobs.create(request, job_id=str(uuid.uuid4()), commit=None)
+        outcome = ingest(
+            ctx,
+            job.job_id,
+            fetcher=InMemorySourceFetcher({"/src": tree}),
+            blobs=InMemoryBlobStore(),
+            workdir=tmp_path / "w",
+            options=IngestOptions(max_file_bytes=1_000_000),
+        )
+        assert outcome is IngestOutcome.ENQUEUED
+        counters = ctx.board.counters(job.job_id)
+        assert commit_job(ctx, job.job_id, vectors=backend.vectors, graph=InMemoryGraphStore()) in {
+            JobStatus.DONE
+        }
+        return counters
+
+    assert backend.snapshots.chunker_version(repo) is None
+    monkeypatch.setattr(ingest_stage, "CHUNKER_VERSION", CHUNKER_VERSION - 1)
+    first = run_job()
+    assert (first["files.todo"], first["chunker.version"]) == (2, CHUNKER_VERSION - 1)
+    assert backend.snapshots.chunker_version(repo) == CHUNKER_VERSION - 1
+    assert backend.snapshots.chunker_version(repo, "feature/x", or_default=True) == (
+        CHUNKER_VERSION - 1
+    )
+    assert backend.snapshots.chunker_version(repo, "feature/x") is None
+    # Another tenant's repository of the same name has no snapshot: nothing leaks.
+    assert backend.snapshots.chunker_version(RepoRef("someone-else", repo.name)) is None
+    monkeypatch.setattr(ingest_stage, "CHUNKER_VERSION", CHUNKER_VERSION)
+    second = run_job()
+    assert (second["files.todo"], second["files.rechunked"]) == (2, 2)
+    assert second["chunker.version"] == CHUNKER_VERSION
+    assert backend.snapshots.chunker_version(repo) == CHUNKER_VERSION
+    third = run_job()
+    assert (third["files.todo"], third["files.rechunked"], third["skipped.unchanged"]) == (0, 0, 2)

@@ -172,6 +172,30 @@ def test_a_new_file_version_lives_beside_the_old_until_retain_versions(
     assert backend.store.chunk_keys(repo) == {("a.py", "v2", "a.py#1"), ("a.py", "v2", "a.py#2")}
 
 
+def test_a_version_written_whole_drops_its_rows_of_other_ids_and_nothing_else(
+    backend: Backend, repo: RepoRef
+) -> None:
+    """A file version chunked again by a newer chunker (same file sha256, other chunk
+    ids) leaves no rows of its old shape; other versions and paths keep theirs."""
+    backend.store.upsert_chunks(repo, _file("a.py", "v1", 3) + _file("b.py", "v1", 2))
+    backend.store.upsert_chunks(repo, _file("a.py", "v0", 2))
+    # Another tenant's repository of the same name, with the same file version.
+    other = RepoRef(f"t{uuid.uuid4().hex[:8]}", repo.name)
+    backend.store.ensure_repository(other)
+    backend.store.upsert_chunks(other, _file("a.py", "v1", 3))
+    rechunked = [_stored("a.py", 7, "v1"), _stored("a.py", 2, "v1")]
+    assert backend.store.upsert_chunks(repo, rechunked, whole_versions=True) == 1
+    assert len(backend.store.chunk_keys(other)) == 3, "another tenant's rows stay"
+    assert backend.store.chunk_keys(repo) == {
+        ("a.py", "v1", "a.py#7"),
+        ("a.py", "v1", "a.py#2"),
+        ("a.py", "v0", "a.py#1"),
+        ("a.py", "v0", "a.py#2"),
+        ("b.py", "v1", "b.py#1"),
+        ("b.py", "v1", "b.py#2"),
+    }
+
+
 def test_retain_versions_drops_removed_paths_and_old_versions(
     backend: Backend, repo: RepoRef
 ) -> None:
