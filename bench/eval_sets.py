@@ -3,12 +3,13 @@
 ``bench/eval_sets.toml`` lists each set (id, language, half, where it comes from, the
 sha256 of what was fetched). Three steps:
 
-    python -m bench.eval_sets fetch [--mirror DIR] [ID ...]
+    python -m bench.eval_sets fetch [--mirror DIR] [--manifest TOML] [--corpora DIR] [ID ...]
         pypi: ``pip download --no-deps --no-binary :all: NAME==VERSION``; npm: ``npm pack
         NAME@VERSION``; github: ``git archive`` of the pinned commit, from a local clone
         (``--mirror DIR`` holding ``owner+name/repo`` bare clones) or a fresh ``git clone
         --bare``. Each file's sha256 must match the manifest, then it is unpacked into
-        ``bench/corpora/<id>/`` (its single top folder removed).
+        ``bench/corpora/<id>/`` (its single top folder removed). ``--manifest
+        bench/train_sets.toml --corpora DIR`` fetches ``quarry model train``'s corpus.
     python -m bench.eval_sets run [--half tuning|reporting] [ID ...]
         ``nice -n 10 quarry eval bench/corpora/<id> --name eval-<id> --json`` per set (a
         stack must be up: ``quarry dev up``), the JSON kept in
@@ -65,9 +66,9 @@ def _download(entry: dict[str, Any], dest: Path, mirror: Path | None) -> None:
     source, name, version = entry["source"], entry["name"], entry["version"]
     if source == "pypi":
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:"]
-        subprocess.run([*cmd, f"{name}=={version}", "-d", str(CORPORA)], check=True)
+        subprocess.run([*cmd, f"{name}=={version}", "-d", str(dest.parent)], check=True)
     elif source == "npm":
-        subprocess.run(["npm", "pack", f"{name}@{version}"], cwd=CORPORA, check=True)
+        subprocess.run(["npm", "pack", f"{name}@{version}"], cwd=dest.parent, check=True)
     elif source == "github":
         local = None if mirror is None else mirror / name.replace("/", "+") / "repo"
         with tempfile.TemporaryDirectory() as tmp:
@@ -83,19 +84,20 @@ def _download(entry: dict[str, Any], dest: Path, mirror: Path | None) -> None:
         raise SystemExit(f"{entry['id']}: unknown source {source!r}")
 
 
-def fetch(entry: dict[str, Any], mirror: Path | None) -> Path:
-    """Download (unless there), check the sha256, unpack; the unpacked folder."""
-    CORPORA.mkdir(parents=True, exist_ok=True)
-    dest = CORPORA / entry["file"]
+def fetch(entry: dict[str, Any], mirror: Path | None, corpora: Path = CORPORA) -> Path:
+    """Download into ``corpora`` (unless there), check the sha256, unpack; the unpacked
+    folder ``corpora/<id>``."""
+    corpora.mkdir(parents=True, exist_ok=True)
+    dest = corpora / entry["file"]
     if not dest.exists():
         _download(entry, dest, mirror)
     got = sha256(dest)
     if got != entry["sha256"]:
         raise SystemExit(f"{dest}: sha256 {got}, the manifest says {entry['sha256']}")
-    folder: Path = CORPORA / entry["id"]
+    folder: Path = corpora / entry["id"]
     if folder.exists():
         return folder
-    with tempfile.TemporaryDirectory(dir=CORPORA) as tmp, tarfile.open(dest) as tar:
+    with tempfile.TemporaryDirectory(dir=corpora) as tmp, tarfile.open(dest) as tar:
         tar.extractall(tmp, filter="data")
         tops = list(Path(tmp).iterdir())
         if len(tops) != 1 or not tops[0].is_dir():
@@ -224,6 +226,10 @@ def main() -> None:
     sub = parser.add_subparsers(dest="step", required=True)
     fetch_p = sub.add_parser("fetch")
     fetch_p.add_argument("--mirror", type=Path, help="folder of owner+name/repo bare clones")
+    fetch_p.add_argument(
+        "--manifest", type=Path, default=MANIFEST, help="the sets' TOML (bench/train_sets.toml)"
+    )
+    fetch_p.add_argument("--corpora", type=Path, default=CORPORA, help="where they unpack")
     run_p = sub.add_parser("run")
     run_p.add_argument("--half", choices=("tuning", "reporting"))
     run_p.add_argument("--quarry", default="quarry", help="the quarry command")
@@ -235,7 +241,7 @@ def main() -> None:
     for p in (fetch_p, run_p):
         p.add_argument("ids", nargs="*", help="set ids (default: all)")
     args = parser.parse_args()
-    sets = load_sets()
+    sets = load_sets(getattr(args, "manifest", MANIFEST))
     if args.step == "table":
         print(table(sets, args.results))
         return
@@ -248,7 +254,7 @@ def main() -> None:
         raise SystemExit(f"unknown set ids: {', '.join(sorted(unknown))}")
     for entry in chosen:
         if args.step == "fetch":
-            print(f"{entry['id']}: {fetch(entry, args.mirror)}")
+            print(f"{entry['id']}: {fetch(entry, args.mirror, args.corpora)}")
         elif args.half in (None, entry["half"]):
             print(f"{entry['id']}: {run(entry, args.quarry.split())}")
 
