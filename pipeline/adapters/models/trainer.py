@@ -3,7 +3,8 @@
 Owns the training loop: MultipleNegativesRankingLoss with in-batch negatives (each
 query's own code is its positive, the batch's other codes its negatives), AdamW with a
 linear warm-up then linear decay, gradient clipping, on the CPU or CUDA, and saving the
-result as a sentence-transformers model folder. Deterministic on the CPU for the same
+result as a sentence-transformers model folder in the base's layout (its module files,
+its window: :func:`keep_base_layout`). Deterministic on the CPU for the same
 pairs, batches and seed (``torch.manual_seed``, dropout included); CUDA kernels may add
 rounding noise. ``torch`` and ``sentence_transformers`` are imported inside functions:
 importing this module costs nothing.
@@ -135,7 +136,24 @@ def train(
     model.max_seq_length = window
     out.mkdir(parents=True, exist_ok=True)
     model.save(str(out))
+    keep_base_layout(base, out)
     return TrainResult(steps, seconds, losses[0], losses[-1], where)
+
+
+def keep_base_layout(base: Path, out: Path) -> None:
+    """Give ``out`` the base's module files (modules.json, sentence_bert_config.json,
+    each module folder's config.json): the module stack is the base's, only the weights
+    changed. sentence-transformers 6 saves them in a newer layout (module types, a
+    ``pooling_mode`` key, no ``max_seq_length``) that the ONNX query export and the
+    chunker's window (``torch_embedder.model_window``) do not read."""
+    import shutil
+
+    names = ["modules.json", "sentence_bert_config.json"]
+    names += [f.relative_to(base).as_posix() for f in base.glob("*/config.json")]
+    for name in names:
+        if (base / name).is_file():
+            (out / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(base / name, out / name)
 
 
 def _no_decay(name: str) -> bool:

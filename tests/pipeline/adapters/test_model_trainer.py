@@ -13,6 +13,7 @@ import typer
 from typer.testing import CliRunner
 
 import cli.model
+from pipeline.adapters.models.onnx_export import check_modules
 from pipeline.adapters.models.torch_embedder import (
     SentenceTransformerEmbedder,
     model_id_for,
@@ -70,15 +71,17 @@ def test_one_step_gives_a_model_folder_that_loads_and_embeds(source: Path, tmp_p
     assert manifest["pairs_per_language"] == {"go": 1, "python": 2}
     assert manifest["steps"] == 1 and manifest["hyperparameters"]["batch_size"] == 3
     assert manifest["sources"] == [{"folder": source.name, "pairs": 3}]
+    base_path = resolve_model_path("all-MiniLM-L6-v2")
     assert model_window(out) == 256  # trained at 32 word-pieces, the base's window kept
+    for name in ("modules.json", "sentence_bert_config.json", "1_Pooling/config.json"):
+        assert (out / name).read_bytes() == (base_path / name).read_bytes()
+    check_modules(out, "onnx-fp32")  # the API's query export takes it (quarry model export)
     path = resolve_model_path(str(out))  # what QUARRY_EMBED_MODEL=<folder> resolves
     embedder = SentenceTransformerEmbedder(path, model_id=model_id_for(str(out)), device="cpu")
     vectors = embedder.embed(["add two numbers", "func Sub(a, b int) int"])
     assert vectors.shape == (2, 384) and embedder.model_id == "code-model"
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
-    base = SentenceTransformerEmbedder(
-        resolve_model_path("all-MiniLM-L6-v2"), model_id="base", device="cpu"
-    )
+    base = SentenceTransformerEmbedder(base_path, model_id="base", device="cpu")
     assert not np.allclose(vectors, base.embed(["add two numbers", "func Sub(a, b int) int"]))
 
     again = tmp_path / "again"
