@@ -16,8 +16,8 @@ sha256 of what was fetched). Three steps:
         ``bench/corpora/results/<id>.json``.
     python -m bench.eval_sets table [--results DIR]
         Markdown: per repository, then per language and half (query-weighted means).
-    python -m bench.eval_sets compare --baseline DIR [--results DIR]
-        Markdown: hybrid before (``--baseline``) and after, per language and half and
+    python -m bench.eval_sets compare --baseline DIR [--results DIR] [--mode MODE]
+        Markdown: hybrid (or MODE) before (``--baseline``) and after, per language and half and
         pooled, with a paired bootstrap 95 % interval of the MRR@10 difference.
 
 Must not import: torch, drivers.
@@ -84,9 +84,10 @@ def _download(entry: dict[str, Any], dest: Path, mirror: Path | None) -> None:
         raise SystemExit(f"{entry['id']}: unknown source {source!r}")
 
 
-def fetch(entry: dict[str, Any], mirror: Path | None, corpora: Path = CORPORA) -> Path:
-    """Download into ``corpora`` (unless there), check the sha256, unpack; the unpacked
-    folder ``corpora/<id>``."""
+def fetch(entry: dict[str, Any], mirror: Path | None, corpora: Path | None = None) -> Path:
+    """Download into ``corpora`` (default ``bench/corpora``) unless there, check the
+    sha256, unpack; the unpacked folder ``corpora/<id>``."""
+    corpora = corpora or CORPORA
     corpora.mkdir(parents=True, exist_ok=True)
     dest = corpora / entry["file"]
     if not dest.exists():
@@ -151,8 +152,8 @@ def table(sets: list[dict[str, Any]], results: Path) -> str:
     return "\n".join(rows)
 
 
-def compare(sets: list[dict[str, Any]], results: Path, baseline: Path) -> str:
-    """Hybrid figures of ``results`` against ``baseline`` (two folders of ``run`` JSON)
+def compare(sets: list[dict[str, Any]], results: Path, baseline: Path, mode: str = "hybrid") -> str:
+    """``mode``'s figures of ``results`` against ``baseline`` (two folders of ``run`` JSON)
     per language family and half, then pooled per half: R@10, MRR@10 and mean lines of
     each, and the MRR@10 difference with a paired bootstrap 95 % interval over the
     queries (the same queries in both: checked)."""
@@ -179,10 +180,10 @@ def compare(sets: list[dict[str, Any]], results: Path, baseline: Path) -> str:
         n = sum(r["queries"] for r in news)
 
         def mean(reports: list[dict[str, Any]], key: str, n: int = n) -> float:
-            return float(sum(r["modes"]["hybrid"][key] * r["queries"] for r in reports) / n)
+            return float(sum(r["modes"][mode][key] * r["queries"] for r in reports) / n)
 
-        after = [q["rank"]["hybrid"] for r in news for q in r["per_query"]]
-        before = [q["rank"]["hybrid"] for r in olds for q in r["per_query"]]
+        after = [q["rank"][mode] for r in news for q in r["per_query"]]
+        before = [q["rank"][mode] for r in olds for q in r["per_query"]]
         low, high = bootstrap_mrr_diff(after, before, samples=BOOTSTRAP_SAMPLES)
         diff = mean(news, "mrr@10") - mean(olds, "mrr@10")
         cells = [half, family, str(n)]
@@ -229,7 +230,7 @@ def main() -> None:
     fetch_p.add_argument(
         "--manifest", type=Path, default=MANIFEST, help="the sets' TOML (bench/train_sets.toml)"
     )
-    fetch_p.add_argument("--corpora", type=Path, default=CORPORA, help="where they unpack")
+    fetch_p.add_argument("--corpora", type=Path, help="where they unpack (bench/corpora)")
     run_p = sub.add_parser("run")
     run_p.add_argument("--half", choices=("tuning", "reporting"))
     run_p.add_argument("--quarry", default="quarry", help="the quarry command")
@@ -238,6 +239,7 @@ def main() -> None:
     compare_p = sub.add_parser("compare")
     compare_p.add_argument("--results", type=Path, default=RESULTS)
     compare_p.add_argument("--baseline", type=Path, required=True)
+    compare_p.add_argument("--mode", choices=MODES, default="hybrid")
     for p in (fetch_p, run_p):
         p.add_argument("ids", nargs="*", help="set ids (default: all)")
     args = parser.parse_args()
@@ -246,7 +248,7 @@ def main() -> None:
         print(table(sets, args.results))
         return
     if args.step == "compare":
-        print(compare(sets, args.results, args.baseline))
+        print(compare(sets, args.results, args.baseline, args.mode))
         return
     chosen = [e for e in sets if not args.ids or e["id"] in args.ids]
     unknown = set(args.ids) - {e["id"] for e in sets}
