@@ -122,3 +122,13 @@ def test_the_command_names_a_missing_folder_an_empty_one_and_a_used_output(
     code, err = _train(str(tmp_path / "plain"), "--out", str(tmp_path / "used"))
     assert code == 2 and "used" in err and "not empty" in err
     assert not (tmp_path / "model").exists()
+
+
+def test_a_symlink_out_of_the_folder_is_not_mined(tmp_path: Path) -> None:
+    # A hostile source tree cannot make training read (and bake into weights) files
+    # outside it: the indexer's file rule never follows a symlink out of the root.
+    secret = tmp_path / "outside.py"
+    secret.write_text('def leak():\n    """Return the private key of the host."""\n    return 1\n')
+    root = _repo(tmp_path / "repo")
+    (root / "pkg" / "linked.py").symlink_to(secret)
+    assert all("private key" not in p.query for p in mine_folder(root))
