@@ -3,22 +3,24 @@
 ``bench/eval_sets.toml`` lists each set (id, language, half, where it comes from, the
 sha256 of what was fetched). Three steps:
 
-    python -m bench.eval_sets fetch [--mirror DIR] [ID ...]
+    python -m bench.eval_sets fetch [--mirror DIR] [--manifest TOML] [--corpora DIR] [ID ...]
         pypi: ``pip download --no-deps --no-binary :all: NAME==VERSION``; npm: ``npm pack
         NAME@VERSION``; github: ``git archive`` of the pinned commit, from a local clone
         (``--mirror DIR`` holding ``owner+name/repo`` bare clones) or a fresh ``git clone
         --bare``. Each file's sha256 must match the manifest, then it is unpacked into
-        ``bench/corpora/<id>/`` (its single top folder removed).
+        ``bench/corpora/<id>/`` (its single top folder removed). ``--manifest
+        bench/train_sets.toml --corpora DIR`` fetches ``quarry model train``'s corpus.
     python -m bench.eval_sets run [--half tuning|reporting] [ID ...]
         ``nice -n 10 quarry eval bench/corpora/<id> --name eval-<id> --json`` per set (a
         stack must be up: ``quarry dev up``), the JSON kept in
         ``bench/corpora/results/<id>.json``.
     python -m bench.eval_sets table [--results DIR]
         Markdown: per repository, then per language and half (query-weighted means).
-    python -m bench.eval_sets compare --baseline DIR [--results DIR] [--per-set]
-        Markdown: hybrid before (``--baseline``) and after, per language and half and
-        pooled, with a paired bootstrap 95 % interval of the MRR@10 difference;
-        ``--per-set``: then R@10 and MRR@10 set by set, in points, each with its interval.
+    python -m bench.eval_sets compare --baseline DIR [--results DIR] [--mode MODE] [--per-set]
+        Markdown: hybrid (or MODE) before (``--baseline``) and after, per language and half
+        and pooled, with a paired bootstrap 95 % interval of the MRR@10 difference;
+        ``--per-set``: then hybrid R@10 and MRR@10 set by set, in points, each with its
+        interval.
 
 Must not import: torch, drivers.
 """
@@ -66,9 +68,9 @@ def _download(entry: dict[str, Any], dest: Path, mirror: Path | None) -> None:
     source, name, version = entry["source"], entry["name"], entry["version"]
     if source == "pypi":
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:"]
-        subprocess.run([*cmd, f"{name}=={version}", "-d", str(CORPORA)], check=True)
+        subprocess.run([*cmd, f"{name}=={version}", "-d", str(dest.parent)], check=True)
     elif source == "npm":
-        subprocess.run(["npm", "pack", f"{name}@{version}"], cwd=CORPORA, check=True)
+        subprocess.run(["npm", "pack", f"{name}@{version}"], cwd=dest.parent, check=True)
     elif source == "github":
         local = None if mirror is None else mirror / name.replace("/", "+") / "repo"
         with tempfile.TemporaryDirectory() as tmp:
@@ -84,19 +86,21 @@ def _download(entry: dict[str, Any], dest: Path, mirror: Path | None) -> None:
         raise SystemExit(f"{entry['id']}: unknown source {source!r}")
 
 
-def fetch(entry: dict[str, Any], mirror: Path | None) -> Path:
-    """Download (unless there), check the sha256, unpack; the unpacked folder."""
-    CORPORA.mkdir(parents=True, exist_ok=True)
-    dest = CORPORA / entry["file"]
+def fetch(entry: dict[str, Any], mirror: Path | None, corpora: Path | None = None) -> Path:
+    """Download into ``corpora`` (default ``bench/corpora``) unless there, check the
+    sha256, unpack; the unpacked folder ``corpora/<id>``."""
+    corpora = corpora or CORPORA
+    corpora.mkdir(parents=True, exist_ok=True)
+    dest = corpora / entry["file"]
     if not dest.exists():
         _download(entry, dest, mirror)
     got = sha256(dest)
     if got != entry["sha256"]:
         raise SystemExit(f"{dest}: sha256 {got}, the manifest says {entry['sha256']}")
-    folder: Path = CORPORA / entry["id"]
+    folder: Path = corpora / entry["id"]
     if folder.exists():
         return folder
-    with tempfile.TemporaryDirectory(dir=CORPORA) as tmp, tarfile.open(dest) as tar:
+    with tempfile.TemporaryDirectory(dir=corpora) as tmp, tarfile.open(dest) as tar:
         tar.extractall(tmp, filter="data")
         tops = list(Path(tmp).iterdir())
         if len(tops) != 1 or not tops[0].is_dir():
@@ -150,8 +154,8 @@ def table(sets: list[dict[str, Any]], results: Path) -> str:
     return "\n".join(rows)
 
 
-def compare(sets: list[dict[str, Any]], results: Path, baseline: Path) -> str:
-    """Hybrid figures of ``results`` against ``baseline`` (two folders of ``run`` JSON)
+def compare(sets: list[dict[str, Any]], results: Path, baseline: Path, mode: str = "hybrid") -> str:
+    """``mode``'s figures of ``results`` against ``baseline`` (two folders of ``run`` JSON)
     per language family and half, then pooled per half: R@10, MRR@10 and mean lines of
     each, and the MRR@10 difference with a paired bootstrap 95 % interval over the
     queries (the same queries in both: checked)."""
@@ -178,10 +182,10 @@ def compare(sets: list[dict[str, Any]], results: Path, baseline: Path) -> str:
         n = sum(r["queries"] for r in news)
 
         def mean(reports: list[dict[str, Any]], key: str, n: int = n) -> float:
-            return float(sum(r["modes"]["hybrid"][key] * r["queries"] for r in reports) / n)
+            return float(sum(r["modes"][mode][key] * r["queries"] for r in reports) / n)
 
-        after = [q["rank"]["hybrid"] for r in news for q in r["per_query"]]
-        before = [q["rank"]["hybrid"] for r in olds for q in r["per_query"]]
+        after = [q["rank"][mode] for r in news for q in r["per_query"]]
+        before = [q["rank"][mode] for r in olds for q in r["per_query"]]
         low, high = bootstrap_mrr_diff(after, before, samples=BOOTSTRAP_SAMPLES)
         diff = mean(news, "mrr@10") - mean(olds, "mrr@10")
         cells = [half, family, str(n)]
@@ -270,6 +274,10 @@ def main() -> None:
     sub = parser.add_subparsers(dest="step", required=True)
     fetch_p = sub.add_parser("fetch")
     fetch_p.add_argument("--mirror", type=Path, help="folder of owner+name/repo bare clones")
+    fetch_p.add_argument(
+        "--manifest", type=Path, default=MANIFEST, help="the sets' TOML (bench/train_sets.toml)"
+    )
+    fetch_p.add_argument("--corpora", type=Path, help="where they unpack (bench/corpora)")
     run_p = sub.add_parser("run")
     run_p.add_argument("--half", choices=("tuning", "reporting"))
     run_p.add_argument("--quarry", default="quarry", help="the quarry command")
@@ -279,15 +287,16 @@ def main() -> None:
     compare_p.add_argument("--results", type=Path, default=RESULTS)
     compare_p.add_argument("--baseline", type=Path, required=True)
     compare_p.add_argument("--per-set", action="store_true", help="then set by set, in points")
+    compare_p.add_argument("--mode", choices=MODES, default="hybrid")
     for p in (fetch_p, run_p):
         p.add_argument("ids", nargs="*", help="set ids (default: all)")
     args = parser.parse_args()
-    sets = load_sets()
+    sets = load_sets(getattr(args, "manifest", MANIFEST))
     if args.step == "table":
         print(table(sets, args.results))
         return
     if args.step == "compare":
-        print(compare(sets, args.results, args.baseline))
+        print(compare(sets, args.results, args.baseline, args.mode))
         if args.per_set:
             print()
             print(compare_per_set(sets, args.results, args.baseline))
@@ -298,7 +307,7 @@ def main() -> None:
         raise SystemExit(f"unknown set ids: {', '.join(sorted(unknown))}")
     for entry in chosen:
         if args.step == "fetch":
-            print(f"{entry['id']}: {fetch(entry, args.mirror)}")
+            print(f"{entry['id']}: {fetch(entry, args.mirror, args.corpora)}")
         elif args.half in (None, entry["half"]):
             print(f"{entry['id']}: {run(entry, args.quarry.split())}")
 

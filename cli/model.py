@@ -1,4 +1,5 @@
-"""``quarry model export | switch | status | cancel``: the query model's ONNX export,
+"""``quarry model export | switch | status | resume | cancel`` (and ``train``, in
+:mod:`cli.model_train`): the query model's ONNX export,
 made where the API runs, and the embedding model of the index (issue 21 item 5).
 
 ``switch`` is an operator's command over PostgreSQL and the broker, like ``quarry
@@ -27,6 +28,7 @@ from rich.table import Table
 
 from cli.console import EXIT_BAD_INPUT, err, guarded, out, settings
 from cli.extras import missing
+from cli.model_train import train
 from config.settings import QuarrySettings
 from pipeline.embedding_models import ModelSpec, check_backend, check_switch
 from pipeline.errors import ConfigError
@@ -223,6 +225,9 @@ def cancel() -> None:
     finally:
         registry.close()
     out.print(f"cancelled the switch to {running[0].model_id}", markup=False)
+
+
+model_app.command("train")(train)
 
 
 def register(app: typer.Typer) -> None:

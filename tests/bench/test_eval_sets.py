@@ -166,3 +166,23 @@ def test_compare_refuses_runs_of_different_queries(tmp_path: Path) -> None:
     (after / "a.json").write_text(json.dumps(_ranked("a", [1, 2], ["q0", "other"])))
     with pytest.raises(SystemExit, match="different queries"):
         eval_sets.compare([{"id": "a", "language": "go", "half": "tuning"}], after, before)
+
+
+def test_fetch_into_another_folder_for_the_training_corpus(tmp_path: Path) -> None:
+    data = _tarball(tmp_path, "x-1.0-top")
+    (tmp_path / "x.tgz").write_bytes(data)
+    folder = eval_sets.fetch(_entry(data), mirror=None, corpora=tmp_path)
+    assert (folder / "x.go").read_bytes() == b"package x\n"
+
+
+def test_the_training_corpus_is_pinned_and_outside_every_evaluation_set() -> None:
+    train = eval_sets.load_sets(eval_sets.HERE / "train_sets.toml")
+    held_out = eval_sets.load_sets()
+    assert {e["name"] for e in train}.isdisjoint({e["name"] for e in held_out})
+    assert {e["id"] for e in train}.isdisjoint({e["id"] for e in held_out})
+    for entry in train:
+        assert len(entry["sha256"]) == 64 and entry["version"], entry["id"]
+        assert entry["source"] in {"pypi", "npm", "github"}, entry["id"]
+        assert entry["source"] != "github" or len(entry["commit"]) == 40, entry["id"]
+    languages = {e["language"] for e in train}
+    assert {"python", "go", "java", "rust", "javascript", "typescript"} <= languages
