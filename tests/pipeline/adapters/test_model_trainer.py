@@ -59,7 +59,7 @@ def _train(source: Path, out: Path) -> None:
     args += ["--max-seq-length", "32", "--seed", "7", "--threads", "1"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.stderr
-    assert "step 1/1" in result.stderr and "QUARRY_EMBED_MODEL=" in result.stderr
+    assert "step 1/1" in result.stderr and "quarry model switch" in result.stderr
 
 
 @pytest.mark.timeout(300)
