@@ -109,6 +109,15 @@ def check_switch(spec: ModelSpec, models: list[RegisteredModel]) -> None:
                 f" registry holds it with {model.dimension}: give the new model another"
                 " folder name"
             )
+        if model.fingerprint and spec.fingerprint and model.fingerprint != spec.fingerprint:
+            # Same id, other weights (a folder trained again under the same name): the
+            # embedding cache keeps vectors by model id, so the backfill would reuse
+            # the old weights' vectors for every unchanged text.
+            raise InvalidInputError(
+                f"model {spec.model_id!r} ({spec.name}) has other weights than the model"
+                f" of that id the registry holds (fingerprint {spec.fingerprint[:12]} vs"
+                f" {model.fingerprint[:12]}): give the new model another folder name"
+            )
 
 
 def check_loaded(model: RegisteredModel, dimension: int) -> None:

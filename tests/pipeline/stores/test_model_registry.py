@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import psycopg
 import pytest
@@ -228,6 +228,19 @@ def test_a_model_id_registered_with_another_dimension_is_refused_naming_both() -
         check_switch(NEW, [_registered("model-b", "retired", 8)])
     with pytest.raises(InvalidInputError, match=r"'model-b' \(model-b\) gives 384-dimension"):
         check_loaded(_registered("model-b", "active", 24), 384)
+
+
+def test_a_model_id_registered_with_other_weights_is_refused() -> None:
+    """A folder trained again under the same name keeps its model id: switching to it
+    would take the old weights' vectors from the embedding cache, so it is refused."""
+    held = RegisteredModel(
+        1, "model-b", "/models/model-b", "torch", 24, "aaaa" * 16, "chunk_vectors_1", "retired"
+    )
+    retrained = replace(NEW, fingerprint="bbbb" * 16)
+    with pytest.raises(InvalidInputError, match=r"'model-b' .* other weights .* another folder"):
+        check_switch(retrained, [held])
+    check_switch(replace(NEW, fingerprint="aaaa" * 16), [held])  # the same weights again
+    check_switch(retrained, [replace(held, fingerprint="")])  # 0019's row knows no weights
 
 
 def test_a_vector_table_name_is_checked_before_it_reaches_sql() -> None:
