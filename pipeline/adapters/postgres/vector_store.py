@@ -203,7 +203,7 @@ def side_rows(
     chunks.embedding or the write carries none of its vectors (the backfill fills those)."""
     if model.in_chunks_table:
         return []
-    staged: list[tuple[Any, ...]] = []
+    staged: dict[tuple[str, str], tuple[Any, ...]] = {}
     for stored in chunks:
         if stored.model_id == model.model_id:
             vector = stored.embedding
@@ -214,5 +214,9 @@ def side_rows(
         checked = None
         if vector is not None:
             checked = sql.check_vector(vector, model.dimension, f"chunk {stored.chunk.chunk_id!r}")
-        staged.append((repo_id, stored.file_sha256, stored.chunk.chunk_id, checked))
-    return staged
+        # One row per (file version, chunk), the last one given winning, as chunk_rows
+        # keeps them: a file sent twice in one grouped write (a redelivered message)
+        # would otherwise stage a row twice, which the merge refuses for the whole write.
+        key = (stored.file_sha256, stored.chunk.chunk_id)
+        staged[key] = (repo_id, stored.file_sha256, stored.chunk.chunk_id, checked)
+    return list(staged.values())

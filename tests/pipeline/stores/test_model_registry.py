@@ -286,3 +286,23 @@ def test_migration_0019_registers_the_vectors_already_stored_as_the_active_model
                 " WHERE attrelid = 'embedding_cache'::regclass AND attname = 'embedding'"
             ).fetchone()
         assert cache_type == ("vector",)
+
+
+def test_a_file_sent_twice_in_one_grouped_write_stages_its_side_rows_once(
+    stores: Stores,
+) -> None:
+    """A redelivered message can put one file's chunks twice into a grouped write: the
+    per-model table's merge would refuse a row staged twice (and with it every file of
+    the write), so the rows are staged once, the last given winning, as chunks' are."""
+    repo = RepoRef(f"t{uuid.uuid4().hex[:8]}", "app")
+    stores.registry.ensure_active(OLD)
+    new = stores.registry.start_backfill(NEW)
+    text = TEXTS[0]
+    old_vector = service(stores, OLD).embedder.embed([text])[0]
+    new_vector = service(stores, NEW).embedder.embed([text])[0]
+    row = StoredChunk(chunk(0, text), "v1", OLD.model_id, old_vector, {NEW.model_id: new_vector})
+    stores.vectors.ensure_repository(repo)
+    assert stores.vectors.upsert_chunks(repo, [row, row], whole_versions=True) == 1
+    with psycopg.connect(stores.dsn) as conn:
+        got = conn.execute(f"SELECT count(*) FROM {new.storage}").fetchone()
+    assert got == (1,)
