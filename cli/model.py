@@ -46,7 +46,10 @@ ModelOption = Annotated[
 ]
 BackendOption = Annotated[
     str | None,
-    typer.Option("--backend", help="torch or onnx-int8; unset: QUARRY_EMBED_BACKEND."),
+    typer.Option(
+        "--backend",
+        help="auto, torch, onnx-fp32 or onnx-int8; unset: QUARRY_EMBED_BACKEND.",
+    ),
 ]
 
 
@@ -95,7 +98,7 @@ def _registry() -> PgModelRegistry:
 @model_app.command("switch")
 def switch(
     model: Annotated[str, typer.Argument(help="The new model: a name or a model folder.")],
-    backend: Annotated[str, typer.Option(help="torch or onnx-int8.")] = "torch",
+    backend: BackendOption = None,
 ) -> None:
     """Switch the index to another embedding model without downtime: its vectors are
     backfilled by the embed workers while search reads the active model's; search moves
@@ -107,6 +110,7 @@ def switch(
     except ImportError as exc:  # the client alone (pip install quarry)
         raise typer.Exit(missing("model switch", exc)) from None
     other = _settings_for(model, backend)
+    backend = other.embed_backend
     registry = _registry()
     try:  # a switch that is running refuses at once, before the model is loaded
         known = guarded(registry.models)

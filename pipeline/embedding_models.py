@@ -28,7 +28,9 @@ from typing import Literal
 from pipeline.errors import ConflictError, InvalidInputError
 
 ModelState = Literal["active", "backfilling", "retired"]
-BACKENDS = ("torch", "onnx-int8")
+# As embed_backend takes them: auto, torch and onnx-fp32 give the same vectors (one model
+# id), each worker resolving auto where it runs (onnx-fp32 on a CPU, torch on CUDA).
+BACKENDS = ("auto", "torch", "onnx-fp32", "onnx-int8")
 LEGACY_STORAGE = "chunks"  # chunks.embedding, vector(384): the first model's
 LEGACY_DIMENSION = 384
 _STORAGE = re.compile(r"chunks|chunk_vectors_[0-9]{1,9}")
