@@ -131,8 +131,16 @@ def embed_chunks(requests: Sequence[Any]) -> None:
 
 def _embed(requests: Sequence[Any], events: batch_events.BatchEvents) -> None:
     resources, profile = embed_profile()
-    service, extra = profile.models.services() if profile.models else (profile.embedding, [])
     buffered = [_buffered(request) for request in requests]
+    try:
+        service, extra = profile.models.services() if profile.models else (profile.embedding, [])
+    except Exception as load_error:  # noqa: BLE001 - the active model does not load here
+        # celery-batches would log and ack the messages: each goes again (with backoff),
+        # then to the dead letters with its file failed, never silently dropped.
+        log.error("the active embedding model does not load here: %s", load_error)
+        unavailable = TransientError(f"embedding model unavailable: {load_error}")
+        _retry_each(buffered, unavailable, events)
+        return
     result = embed_messages(resources.jobs, service, buffered, extra)
     for item, exc in result.malformed:
         dead_letter(

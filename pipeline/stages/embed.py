@@ -17,6 +17,7 @@ Must not import: celery, tasks/, workers/, api/, cli/, or any driver.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -28,6 +29,7 @@ from pipeline.stages.embedding import EmbeddingService, EmbedOutcome
 from pipeline.stages.indexing import JobContext
 
 K = TypeVar("K")
+log = logging.getLogger("quarry.embed")
 # The most chunks one WRITE message carries: a flush's files of one job go to the write
 # stage together (one task, one upsert), in messages of at most this many chunks.
 WRITE_CHUNKS = 512
@@ -79,10 +81,10 @@ def embed_messages(
     items = [(c.content_hash, c.text) for _, batch in pending for c in batch.chunks]
     try:
         outcome = service.embed(items)
-        others = [(other.model_id, other.embed(items)) for other in extra]
     except TransientError as exc:
         result.retry, result.error = [item for item, _ in pending], exc
         return result
+    others = _embed_extra(extra, items)
     result.outcome = outcome
     groups: dict[str, list[dict[str, object]]] = {}
     sizes: dict[str, int] = {}
@@ -112,6 +114,23 @@ def embed_messages(
     writes.extend({"messages": group} for group in groups.values() if group)
     result.outgoing = flow.Outgoing(flow.WRITE, tuple(writes))
     return result
+
+
+def _embed_extra(
+    extra: Sequence[EmbeddingService], items: list[tuple[str, str]]
+) -> list[tuple[str, EmbedOutcome]]:
+    """The vectors of the models being backfilled; a model that fails here is left out
+    (logged): the write goes on with the active model's vectors, the backfill's pass
+    fills what it lacks, and the switch waits for every row to hold one."""
+    others = []
+    for other in extra:
+        try:
+            others.append((other.model_id, other.embed(items)))
+        except Exception as exc:  # noqa: BLE001 - a model being backfilled failed here
+            log.warning(
+                "model %s failed, its vectors left to the backfill: %s", other.model_id, exc
+            )
+    return others
 
 
 def _count_embedded(ctx: JobContext, batch: FileChunks, cached: frozenset[str]) -> None:

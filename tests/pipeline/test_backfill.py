@@ -12,7 +12,7 @@ import pytest
 from pipeline.adapters.fakes.embedder import InMemoryEmbedder
 from pipeline.adapters.fakes.vector_store import InMemoryEmbeddingCache
 from pipeline.embedding_models import ModelSpec, RegisteredModel
-from pipeline.errors import ConflictError, InvalidInputError, StoreUnavailableError
+from pipeline.errors import ConfigError, ConflictError, InvalidInputError, StoreUnavailableError
 from pipeline.messages import FileChunks, decode_more_vectors, encode_file_chunks
 from pipeline.models import Chunk, ChunkKind, FileVersion, RepoRef, Span
 from pipeline.stages.backfill import Key, LiveModels, backfill_step
@@ -96,6 +96,33 @@ def test_during_a_backfill_both_models_embed_and_write_carries_both() -> None:
     assert message["model_id"] == "model-a"  # type: ignore[index]
     more = decode_more_vectors(message["more_vectors"], 2)  # type: ignore[index]
     assert more["model-b"][0].shape == (4,) and more["model-b"][1] is None  # blank: no vector
+
+
+def test_a_model_being_backfilled_that_fails_leaves_the_write_to_the_active_model(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Its vectors are left out (the backfill fills them), the active model's are
+    written: a failing second model never stops an index job's files."""
+
+    class Broken(InMemoryEmbedder):
+        def embed(self, texts: Any) -> Any:
+            raise ConfigError("model-b: folder /models/model-b is gone")
+
+    broken = EmbeddingService(
+        Broken(dimension=4, model_id="model-b"), InMemoryEmbeddingCache(dimension=4),
+        batch_tokens=1024, max_chunks=16,
+    )  # fmt: skip
+    chunk = Chunk("a.py#1", "a.py", "python", Span(1, 1, 0, 9), "f", ChunkKind.FUNCTION, "h1",
+                  3, "def f")  # fmt: skip
+    batch = FileChunks("", RepoRef("t", "r"), FileVersion("a.py", "s", "python", 9), (chunk,))
+    with caplog.at_level("WARNING", logger="quarry.embed"):
+        result = embed_messages(
+            None, service("model-a", 8), [Buffered("k", encode_file_chunks(batch))], [broken]
+        )
+    assert result.error is None and result.outgoing is not None
+    message = result.outgoing.messages[0]["message"]
+    assert message["model_id"] == "model-a" and "more_vectors" not in message  # type: ignore[index,operator]
+    assert "model-b failed" in caplog.text and "folder /models/model-b is gone" in caplog.text
 
 
 def test_after_the_switch_the_new_model_is_the_primary_and_a_registry_outage_keeps_it() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -31,7 +32,7 @@ from pipeline.adapters.fakes.webhook_sender import InMemoryWebhookSender
 from pipeline.analysis.analyze import FileAnalysis, analyze_file
 from pipeline.analysis.chunking import ChunkingOptions
 from pipeline.analysis.tokens import CharBoundTokenCounter
-from pipeline.errors import StoreUnavailableError
+from pipeline.errors import ConfigError, StoreUnavailableError
 from pipeline.messages import FileChunks, encode_file_chunks, encode_vectors
 from pipeline.models import FileVersion, RepoRef
 from pipeline.ports import GraphStore, VectorStore
@@ -333,3 +334,29 @@ def test_a_malformed_file_in_a_multi_file_write_fails_the_write_and_its_files() 
     (letter,) = f.letters.list()
     assert letter.payload == {"messages": [good, bad]}
     assert board.members("job-1", "files.failed") == {FILE.path, "src/other.py"}
+
+
+def test_an_active_model_that_does_not_load_here_sends_each_message_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """celery-batches acks a flush whatever it raises: a model that fails to load (its
+    folder missing on this host) must not drop the messages, but send each again (and,
+    past the retries, dead-letter it and fail its file)."""
+    f = _install(InMemoryVectorStore())
+
+    def send_task(name: str, kwargs: dict[str, Any], countdown: float | None = None) -> None:
+        f.sent.append((name, kwargs, countdown))
+
+    class Unloadable:
+        def services(self) -> Any:
+            raise ConfigError("model 'code-minilm': no model folder at /models/code-minilm")
+
+    monkeypatch.setattr(embed_chunks.app, "send_task", send_task)
+    resources, profile = context.embed_profile()
+    unloadable = dataclasses.replace(profile, models=Unloadable())  # type: ignore[arg-type]
+    monkeypatch.setattr("tasks.embed.embed_profile", lambda: (resources, unloadable))
+    message = encode_file_chunks(FileChunks("j1", REPO, FILE, _analysis().chunks))
+    embed_chunks.run([FakeRequest("r1", {"message": message})])
+    assert [(name, kwargs["attempt"]) for name, kwargs, _ in f.sent] == [(EMBED_CHUNKS_TASK, 1)]
+    assert f.sent[0][1]["message"] == message
+    assert f.letters.list() == []
