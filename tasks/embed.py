@@ -99,9 +99,6 @@ class IdleFlushBatches(Batches):  # type: ignore[misc]
                 (self, serializable, 0, None),
                 accept_callback=on_accepted,
                 callback=on_return,
-                # A pool process that dies calls this instead: the flush is over either
-                # way (else the count stays up and no idle flush happens again).
-                error_callback=lambda *_: self.flush_ended(),
             )
         except BaseException:
             self.flush_ended()
