@@ -88,6 +88,12 @@ def retire() -> list[str]:
         batch_rows=resources.settings.model_backfill_batch_rows,
         budget_s=resources.settings.model_backfill_step_s,
     )
+    if dropped is None:  # rows still missing after a step: on with the next one
+        log.info(
+            "model %s: %d rows filled after the switch, more to fill", active.model_id, written
+        )
+        retire.apply_async()
+        return []
     log.info(
         "model %s: %d rows filled after the switch; dropped %s", active.model_id, written, dropped
     )

@@ -184,10 +184,12 @@ def fill(
 
 def retire_step(
     registry: ModelRegistry, service: EmbeddingService, *, batch_rows: int, budget_s: float
-) -> tuple[int, list[str]]:
+) -> tuple[int, list[str] | None]:
     """After a switch: the active model's missing rows filled (a write that read the
     registry before the switch and carried only the old model's vectors), then the
-    retired models' vectors dropped. The rows filled and the model ids dropped."""
+    retired models' vectors dropped. The rows filled and the model ids dropped; None
+    instead of the ids when ``budget_s`` ran out with rows still missing (nothing is
+    dropped then: the caller runs it again)."""
     active = next((m for m in registry.live() if m.state == "active"), None)
     written = 0
     if active is not None and not active.in_chunks_table:
@@ -198,4 +200,6 @@ def retire_step(
                 break
             written += fill(registry, service, active, rows)[0]
             after = rows[-1][0]
+        if registry.missing(active, None, 1):
+            return written, None
     return written, registry.drop_retired()

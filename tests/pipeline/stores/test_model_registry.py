@@ -150,8 +150,15 @@ def test_a_switch_backfills_another_dimension_then_moves_search_in_one_step(
     # the old model's vectors.
     assert search(stores, repo, OLD, TEXTS[1])[0] == TEXTS[1]
 
+    # A stale writer's row without the new model's vector: the retire step fills it
+    # before anything is dropped, and drops nothing while a row is still missing.
+    new_storage = stores.registry.get(NEW.model_id).storage
+    with psycopg.connect(stores.dsn) as conn:
+        conn.execute(f"DELETE FROM {new_storage} WHERE id = (SELECT min(id) FROM {new_storage})")
+    assert retire_step(stores.registry, service(stores, NEW), batch_rows=8, budget_s=0) == (0, None)
+    assert search(stores, repo, OLD, TEXTS[1])[0] == TEXTS[1]  # nothing dropped yet
     written, dropped = retire_step(stores.registry, service(stores, NEW), batch_rows=8, budget_s=5)
-    assert (written, dropped) == (0, ["model-a"])
+    assert (written, dropped) == (1, ["model-a"])
     with psycopg.connect(stores.dsn) as conn:
         left = conn.execute("SELECT count(*) FROM chunks WHERE embedding IS NOT NULL").fetchone()
         index = conn.execute("SELECT to_regclass('chunks_embedding_hnsw')").fetchone()
