@@ -41,6 +41,11 @@ def live_models(lock: str = "") -> Query:
     return Query(text + (f" FOR {lock}" if lock else ""), {})
 
 
+def set_lock_timeout(seconds: float) -> Query:
+    """This transaction's lock waits end after ``seconds`` (an error, not a queue)."""
+    return Query(f"SET LOCAL lock_timeout = '{int(seconds * 1000)}ms'", {})
+
+
 def lock_registry() -> Query:
     """Serialises registrations and switches (rows may not exist yet to lock)."""
     return Query("LOCK TABLE embedding_models IN SHARE ROW EXCLUSIVE MODE", {})
@@ -120,7 +125,7 @@ WHERE (c.repository_id, c.file_sha256, c.id) = (k.repository_id, k.file_sha256, 
 
 # The first model's HNSW index (0003, rebuilt by 0018): once that model is retired no
 # model is ever stored in chunks.embedding again (the registry gives each new one a table).
-DROP_CHUNKS_INDEX = Query("DROP INDEX IF EXISTS chunks_embedding_hnsw", {})
+DROP_CHUNKS_INDEX = Query("DROP INDEX CONCURRENTLY IF EXISTS chunks_embedding_hnsw", {})
 
 
 def missing_rows(storage: str, after: tuple[int, str, str] | None, limit: int) -> Query:

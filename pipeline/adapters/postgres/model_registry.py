@@ -32,6 +32,7 @@ from pipeline.statements import model_sql, sql
 
 Key = tuple[int, str, str]  # a chunk row: repository id, file sha256, chunk id
 CLEAR_BATCH_ROWS = 5000
+SWITCH_LOCK_TIMEOUT_S = 2.0  # the switch waits no longer for the writes under way
 
 
 def _model(row: Sequence[Any]) -> RegisteredModel:
@@ -151,7 +152,16 @@ class PgModelRegistry(PgStore):
         statement; else the count of chunk rows it still lacks, nothing changed. The
         live rows are locked first, so a write that read them ends before (and one after
         waits for) the check and the switch."""
+        # Counted first without any lock (a scan of every chunk row): only a count of 0
+        # takes the locks, under which writes wait, and then for the re-count alone,
+        # which gives up after SWITCH_LOCK_TIMEOUT_S rather than queue every write behind
+        # it (the next backfill step tries again).
         with self._transaction() as conn:
+            missing = _one(conn, model_sql.count_missing(model.storage))
+        if missing:
+            return missing
+        with self._transaction() as conn:
+            execute(conn, model_sql.set_lock_timeout(SWITCH_LOCK_TIMEOUT_S))
             execute(conn, model_sql.lock_registry())
             rows = [_model(r) for r in execute(conn, model_sql.live_models("UPDATE"))]
             if not any(m.id == model.id and m.state == "backfilling" for m in rows):
@@ -160,8 +170,9 @@ class PgModelRegistry(PgStore):
             if missing:
                 return missing
             execute(conn, model_sql.switch(model.id))
+        with self._transaction() as conn:
             execute(conn, model_sql.progress(model.storage, model.id))
-            return 0
+        return 0
 
     def cancel(self, model: RegisteredModel, error: str | None = None) -> bool:
         """Stop a backfill: the model retired (its table dropped by :meth:`drop_retired`)."""
@@ -185,7 +196,9 @@ class PgModelRegistry(PgStore):
         return dropped
 
     def _clear_chunks(self, model_id: str) -> None:
-        with self._transaction() as conn:
+        # CONCURRENTLY, outside a transaction: a plain DROP INDEX locks chunks exclusively,
+        # and every search and write would queue behind it (and it behind a slow reader).
+        with self._connection() as conn:
             execute(conn, model_sql.DROP_CHUNKS_INDEX)
         while True:
             with self._transaction() as conn:

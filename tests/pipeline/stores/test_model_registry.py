@@ -4,6 +4,7 @@ vectors dropped; writes during the backfill carry both models; the refusals."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -16,12 +17,12 @@ from migrations.runner import run
 from pipeline.adapters.fakes.embedder import InMemoryEmbedder
 from pipeline.adapters.postgres.embedding_cache import PgEmbeddingCache
 from pipeline.adapters.postgres.migrations import PgMigrationTarget
-from pipeline.adapters.postgres.model_registry import PgModelRegistry
+from pipeline.adapters.postgres.model_registry import SWITCH_LOCK_TIMEOUT_S, PgModelRegistry
 from pipeline.adapters.postgres.search_index import PgSearchIndex
 from pipeline.adapters.postgres.snapshot_store import PgSnapshotStore
 from pipeline.adapters.postgres.vector_store import PgVectorStore
 from pipeline.embedding_models import ModelSpec, RegisteredModel, check_loaded, check_switch
-from pipeline.errors import ConflictError, InvalidInputError
+from pipeline.errors import ConflictError, InvalidInputError, StoreUnavailableError
 from pipeline.models import Chunk, ChunkKind, FileVersion, RepoRef, Span, StoredChunk
 from pipeline.search.query import SearchFilters, SearchRequest
 from pipeline.stages.backfill import backfill_step, retire_step
@@ -322,3 +323,20 @@ def test_a_switch_takes_every_backend_the_workers_take_and_names_a_bad_one() -> 
         assert check_backend(backend) == backend
     with pytest.raises(InvalidInputError, match=r"backend 'cuda' is not one of auto, torch"):
         check_backend("cuda")
+
+
+def test_a_switch_waits_for_a_write_under_way_at_most_its_lock_timeout(stores: Stores) -> None:
+    """A write holds the live rows shared; the switch gives up after its lock timeout
+    (a transient error: the next backfill step tries again) instead of queueing every
+    later write behind it, and switches once the write has ended."""
+    stores.registry.ensure_active(OLD)
+    new = stores.registry.start_backfill(NEW)  # no chunk rows: nothing missing
+    with psycopg.connect(stores.dsn) as writer:
+        writer.execute("SELECT id FROM embedding_models WHERE state <> 'retired' FOR SHARE")
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailableError):
+            stores.registry.switch(new)
+        assert time.monotonic() - started < SWITCH_LOCK_TIMEOUT_S + 3
+        writer.rollback()
+    assert stores.registry.switch(new) == 0
+    assert stores.registry.get(NEW.model_id).state == "active"
