@@ -16,7 +16,9 @@ from config.settings import child_environment
 from devstack.stack import Stack
 from pipeline.adapters.neo4j.driver import make_driver
 from pipeline.adapters.neo4j.graph_store import Neo4jGraphStore
+from pipeline.adapters.postgres.job_store import PgJobStore
 from pipeline.adapters.postgres.vector_store import PgVectorStore
+from pipeline.jobs import JobRequest, JobSource, SourceKind
 from pipeline.models import RepoRef
 from tests.stackutil import run_quarry
 from tests.workers.jobs_api import wait
@@ -35,11 +37,17 @@ def test_stores_made_to_disagree_are_found_and_repaired(
     repo = f"reconcile-{uuid.uuid4().hex[:8]}"
     created = api.post("/v1/jobs", json={"source": str(tree), "repo": repo})
     assert created.status_code == 202, created.text
-    busy = api.post(f"/v1/repos/{repo}/reconcile", json={"dry_run": True})
-    assert busy.status_code == 409, busy.text  # its first job is still in progress
-    assert created.json()["job_id"] in busy.json()["detail"]
     assert wait(api, created.json()["job_id"])["status"] == "done"
     ref = RepoRef("default", repo)
+    # A job in progress (a queued row no worker takes: a real job of this small tree can
+    # be done before the next request) makes reconcile a 409 naming it; cancelled, not.
+    with PgJobStore(endpoints.postgres_dsn, pool_size=1) as jobs:
+        source = JobSource(SourceKind.PATH, str(tree))
+        queued, _ = jobs.create(JobRequest(ref, source), job_id=uuid.uuid4().hex, commit="c" * 40)
+    busy = api.post(f"/v1/repos/{repo}/reconcile", json={"dry_run": True})
+    assert busy.status_code == 409, busy.text
+    assert queued.job_id in busy.json()["detail"]
+    assert api.delete(f"/v1/jobs/{queued.job_id}").json()["status"] == "cancelled"
     driver = make_driver(endpoints.neo4j_uri, endpoints.neo4j_user, endpoints.neo4j_password)
     with PgVectorStore(endpoints.postgres_dsn, dimension=384) as vectors:
         graph = Neo4jGraphStore(driver, endpoints.neo4j_database)
