@@ -7,7 +7,7 @@ Must not import: celery, tasks, workers, api, cli.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, Self
@@ -136,6 +136,16 @@ class PgStore(PooledStore):
     def _connection(self) -> Iterator[psycopg.Connection[Any]]:
         with map_psycopg_errors(), self._pool.connection() as conn:
             yield conn
+
+
+def copy_rows(
+    cur: psycopg.Cursor[Any], statement: str, types: Sequence[str], rows: Iterable[Sequence[Any]]
+) -> None:
+    """COPY ``rows`` (of ``types``) through ``statement`` (a ``COPY ... FROM STDIN``)."""
+    with cur.copy(statement) as copy:
+        copy.set_types(list(types))
+        for row in rows:
+            copy.write_row(row)
 
 
 def execute(conn: psycopg.Connection[Any], query: sql.Query) -> psycopg.Cursor[Any]:

@@ -14,7 +14,12 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.adapters.postgres.base import PooledStore, check_vector_column, open_pool
+from pipeline.adapters.postgres.base import (
+    PooledStore,
+    check_vector_column,
+    copy_rows,
+    open_pool,
+)
 from pipeline.adapters.postgres.connect import map_psycopg_errors
 from pipeline.statements import sql
 
@@ -59,8 +64,5 @@ class PgEmbeddingCache(PooledStore):
         with map_psycopg_errors(), self._pool.connection() as conn, conn.transaction():
             conn.execute(sql.CREATE_CACHE_STAGING)
             with conn.cursor() as cur:
-                with cur.copy(sql.COPY_CACHE_STAGING) as copy:
-                    copy.set_types(list(sql.CACHE_STAGING_TYPES))
-                    for row in rows:
-                        copy.write_row(row)
+                copy_rows(cur, sql.COPY_CACHE_STAGING, sql.CACHE_STAGING_TYPES, rows)
                 cur.execute(merge.text, merge.params)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.adapters.postgres.base import PgStore, execute, open_pool
+from pipeline.adapters.postgres.base import PgStore, copy_rows, execute, open_pool
 from pipeline.embedding_models import (
     LEGACY_DIMENSION,
     LEGACY_STORAGE,
@@ -221,10 +221,7 @@ def write_staged(conn: Any, storage: str, staged: Sequence[tuple[Any, ...]]) -> 
     """COPY ``staged`` (repository id, file sha256, chunk id, vector) into ``storage``."""
     conn.execute(model_sql.CREATE_VECTOR_STAGING)
     with conn.cursor() as cur:
-        with cur.copy(model_sql.COPY_VECTOR_STAGING) as copy:
-            copy.set_types(list(model_sql.VECTOR_STAGING_TYPES))
-            for row in staged:
-                copy.write_row(row)
+        copy_rows(cur, model_sql.COPY_VECTOR_STAGING, model_sql.VECTOR_STAGING_TYPES, staged)
         merge = model_sql.merge_vectors(storage)
         cur.execute(merge.text, merge.params)
         written: int = cur.rowcount

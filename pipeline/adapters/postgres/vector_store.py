@@ -19,7 +19,12 @@ from typing import Any
 
 import psycopg
 
-from pipeline.adapters.postgres.base import PooledStore, check_vector_column, open_pool
+from pipeline.adapters.postgres.base import (
+    PooledStore,
+    check_vector_column,
+    copy_rows,
+    open_pool,
+)
 from pipeline.adapters.postgres.connect import map_psycopg_errors
 from pipeline.adapters.postgres.model_registry import live_for_write, write_staged
 from pipeline.embedding_models import RegisteredModel
@@ -81,10 +86,7 @@ class PgVectorStore(PooledStore):
                 rows = sql.chunk_rows(in_chunks_table(chunks, live), self._dimension)
                 conn.execute(sql.CREATE_CHUNK_STAGING)
                 with conn.cursor() as cur:
-                    with cur.copy(sql.COPY_CHUNK_STAGING) as copy:
-                        copy.set_types(list(sql.CHUNK_STAGING_TYPES))
-                        for row in rows:
-                            copy.write_row(row)
+                    copy_rows(cur, sql.COPY_CHUNK_STAGING, sql.CHUNK_STAGING_TYPES, rows)
                     merge = sql.merge_chunks(repo_id)
                     cur.execute(merge.text, merge.params)
                     written: int = cur.rowcount
