@@ -20,12 +20,13 @@ import base64
 import binascii
 import json
 import re
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import redis
 
-from config.queues import HELD_KEY_PREFIX, LEASE_KEY_PREFIX
+from config.queues import HELD_KEY_PREFIX, LEASE_KEY_PREFIX, LEASE_TTL_S
 from pipeline.errors import StoreUnavailableError
 
 UNACKED_KEY = "unacked"  # kombu's default ``unacked_key``
@@ -72,11 +73,17 @@ class RedisInFlight:
     """An :class:`~pipeline.ports.InFlight` over the broker's Redis."""
 
     def __init__(
-        self, client: redis.Redis[Any], queues: Sequence[str], *, unacked_key: str = UNACKED_KEY
+        self,
+        client: redis.Redis[Any],
+        queues: Sequence[str],
+        *,
+        unacked_key: str = UNACKED_KEY,
+        unclaimed_after_s: float = LEASE_TTL_S,
     ) -> None:
         self._client = client
         self._keys = queue_keys(queues)
         self._unacked_key = unacked_key
+        self._unclaimed_after_s = unclaimed_after_s
 
     def job_ids(self) -> set[str]:
         pipe = self._client.pipeline(transaction=True)
@@ -102,15 +109,29 @@ class RedisInFlight:
         watches ``unacked``, the entry leaves ``unacked`` and its index and the message,
         marked redelivered, goes to the front of its queue (the end BRPOP reads). A tag
         already acknowledged, or restored by the visibility timeout, is only forgotten.
+
+        Also given back: a message in ``unacked`` that no holder claims, delivered more
+        than ``unclaimed_after_s`` ago. The transport records the holder just after
+        kombu writes ``unacked``; a worker killed between the two left a message that
+        no lease covers, which the sweeper counted as in flight (so it never recovered
+        the job) until kombu's visibility timeout, an hour. A live worker records its
+        tag within that instant, so only lost messages are that old and unclaimed.
         """
         restored = 0
+        claimed: set[str] = set()
         try:
             for key in self._client.scan_iter(match=HELD_KEY_PREFIX + "*", count=100):
                 holder = _text(key)[len(HELD_KEY_PREFIX) :]
+                tags = [_text(tag) for tag in self._client.hkeys(key)]
                 if self._client.exists(LEASE_KEY_PREFIX + holder):
+                    claimed.update(tags)
                     continue
-                for tag in self._client.hkeys(key):
-                    restored += self._restore(_text(tag), key)
+                for tag in tags:
+                    restored += self._restore(tag, key)
+            cutoff = time.time() - self._unclaimed_after_s
+            for tag in self._client.zrangebyscore(UNACKED_INDEX_KEY, "-inf", cutoff):
+                if _text(tag) not in claimed:
+                    restored += self._restore(_text(tag), None)
         except redis.RedisError as exc:
             raise StoreUnavailableError(
                 "redis", f"restoring a dead worker's messages: {exc}"
@@ -124,7 +145,8 @@ class RedisInFlight:
             nonlocal done
             raw = pipe.hget(self._unacked_key, tag)
             pipe.multi()
-            pipe.hdel(held_key, tag)
+            if held_key is not None:
+                pipe.hdel(held_key, tag)
             if raw is None:
                 return
             message, _exchange, routing_key = json.loads(raw)

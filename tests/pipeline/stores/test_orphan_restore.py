@@ -9,6 +9,7 @@ connection with Quarry's transport, as a worker receives.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -89,6 +90,43 @@ def test_a_dead_holders_messages_go_back_and_a_live_ones_stay(broker: Any) -> No
     transport.HOLDER = alive  # the live worker's process acknowledges its message
     kept.ack()
     assert client.hlen(HELD_KEY_PREFIX + alive) == 0  # an ack forgets the holder's tag
+    assert in_flight.job_ids() == set()
+
+
+def test_a_message_no_holder_claims_goes_back_once_it_is_older_than_the_lease(
+    broker: Any,
+) -> None:
+    """A worker killed between kombu's write to ``unacked`` and the transport's record
+    of its holder leaves a message no lease covers: once older than the lease's TTL it
+    goes back (else the sweeper counted it in flight, and its job waited an hour for
+    the visibility timeout). A fresh unclaimed one, and a live holder's old one, stay."""
+    app, conn, client = broker
+    alive = f"cpu@b:2:{uuid.uuid4().hex[:6]}"
+    lost, fresh, kept = (str(uuid.uuid4()) for _ in range(3))
+    for job in (lost, fresh):
+        app.send_task(INGEST_JOB_TASK, kwargs={"job_id": job}, connection=conn)
+    app.send_task(CHUNK_FILES_TASK, kwargs={"job_id": kept, "files": []}, connection=conn)
+    unrecorded = Queue(INGEST).bind(conn.default_channel).get(no_ack=False)  # no holder
+    recent = Queue(INGEST).bind(conn.default_channel).get(no_ack=False)  # no holder either
+    held = deliver_as(alive, conn, CHUNK)
+    client.set(LEASE_KEY_PREFIX + alive, "1", ex=60)
+    assert unrecorded is not None and recent is not None and client.hlen("unacked") == 3
+    old = time.time() - 60  # delivered a minute ago, as kombu's index records it
+    for message in (unrecorded, held):
+        client.zadd("unacked_index", {message.delivery_tag: old})
+
+    in_flight = RedisInFlight(client, ALL_QUEUES)
+    assert in_flight.restore_orphans() == 1
+    back = Queue(INGEST).bind(conn.default_channel).get(no_ack=False)
+    assert back is not None and json.loads(back.body)[1] == {
+        "job_id": json.loads(unrecorded.body)[1]["job_id"]
+    }
+    assert client.hlen("unacked") == 3  # the fresh one, the live holder's, the one taken again
+    assert in_flight.restore_orphans() == 0
+    for message in (back, recent):
+        message.ack()
+    transport.HOLDER = alive
+    held.ack()
     assert in_flight.job_ids() == set()
 
 
