@@ -72,8 +72,11 @@ def bench_search(
     ef_search: Annotated[
         int | None, typer.Option(min=1, max=1000, help="hnsw.ef_search (default: the setting).")
     ] = None,
-    max_lexical_matches: Annotated[
-        int | None, typer.Option(min=1, help="Full-text matches ranked (default: the setting).")
+    lexical_seed: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Postings read per query word to seed BM25 (default: the setting)."
+        ),
     ] = None,
     ef_sweep: Annotated[str, typer.Option(help="More ef_search values for recall.")] = "40,200",
     warmup: Annotated[int, typer.Option(min=0, help="Uncounted queries per phase.")] = 50,
@@ -111,7 +114,7 @@ def bench_search(
     sweep = sorted({int(v) for v in ef_sweep.split(",") if v.strip()} | {ef_search})
     options = BenchOptions(
         root=root, count=chunks, query_count=queries, k=k, ef_search=ef_search, sweep=sweep,
-        max_lexical_matches=max_lexical_matches or conf.search_max_lexical_matches,
+        lexical_seed=lexical_seed or conf.search_lexical_seed,
         warmup=warmup, seed=seed, shared_buffers=shared_buffers, hnsw_with=hnsw_with,
         dsn=dsn, existing=existing, keep=keep,
     )  # fmt: skip
@@ -205,7 +208,7 @@ def target(options: BenchOptions, db: str, model_id: str) -> Target:
         exact_max_rows=conf.search_exact_max_rows,
         iterative_scan=conf.search_iterative_scan,
         max_scan_tuples=conf.search_max_scan_tuples,
-        max_lexical_matches=options.max_lexical_matches,
+        lexical_seed=options.lexical_seed,
         rrf_k=conf.search_rrf_k,
         weights=(("vector", conf.search_weight_vector), ("lexical", conf.search_weight_lexical)),
     )  # fmt: skip

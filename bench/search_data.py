@@ -236,7 +236,7 @@ class Target:
     repo: str
     model_id: str
     exact_max_rows: int = 20_000
-    max_lexical_matches: int = 10_000
+    lexical_seed: int = 16
     iterative_scan: str = "relaxed_order"
     max_scan_tuples: int = 20_000
     rrf_k: int = 60

@@ -39,7 +39,7 @@ def index_for(target: Target, ef: int) -> PgSearchIndex:
         exact_max_rows=target.exact_max_rows,
         iterative_scan=target.iterative_scan,
         max_scan_tuples=target.max_scan_tuples,
-        max_lexical_matches=target.max_lexical_matches,
+        lexical_seed=target.lexical_seed,
     )
 
 

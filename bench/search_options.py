@@ -27,7 +27,7 @@ class BenchOptions:
     k: int
     ef_search: int
     sweep: list[int]
-    max_lexical_matches: int
+    lexical_seed: int
     warmup: int
     seed: int
     shared_buffers: str | None

@@ -224,7 +224,7 @@ def main() -> None:
     modes = args.modes.split(",")
     options = BenchOptions(
         root=args.corpus, count=args.chunks, query_count=args.queries, k=args.k,
-        ef_search=100, sweep=efs, max_lexical_matches=2_000, warmup=args.warmup,
+        ef_search=100, sweep=efs, lexical_seed=16, warmup=args.warmup,
         seed=args.seed, shared_buffers=None, hnsw_with=sets[0], dsn=None, existing=None,
         keep=False,
     )  # fmt: skip

@@ -43,7 +43,7 @@ def report(
         "warmup_queries": len(data.warm),
         "k": k,
         "ef_search": options.ef_search,
-        "max_lexical_matches": options.max_lexical_matches,
+        "lexical_seed": options.lexical_seed,
         "p50_ms": full["p50_ms"],
         "p95_ms": full["p95_ms"],
         "p99_ms": full["p99_ms"],

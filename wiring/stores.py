@@ -255,7 +255,7 @@ def search_index(settings: QuarrySettings, endpoints: Endpoints) -> PgSearchInde
         exact_max_rows=settings.search_exact_max_rows,
         iterative_scan=settings.search_iterative_scan,
         max_scan_tuples=settings.search_max_scan_tuples,
-        max_lexical_matches=settings.search_max_lexical_matches,
+        lexical_seed=settings.search_lexical_seed,
     )
 
 

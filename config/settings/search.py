@@ -47,12 +47,14 @@ class SearchFields(BaseModel):
         description="Most index tuples an iterative HNSW scan visits (pgvector "
         "hnsw.max_scan_tuples): bounds the cost of a scope the index finds few rows of.",
     )
-    search_max_lexical_matches: int = Field(
-        2_000,
+    search_lexical_seed: int = Field(
+        16,
         ge=1,
-        description="Most full-text matches ranked by BM25 per query: bounds the cost of "
-        "common words (bench/results/search.md: at 1M chunks P95 65 ms at 2,000, 308 ms at "
-        "10,000).",
+        le=10_000,
+        description="Postings of highest impact read per query word to seed the exact "
+        "BM25 top-k (pipeline/search/bm25.py): the seed's k-th score is the threshold "
+        "below which the rest of each word's postings are not read. Any value gives the "
+        "same hits; it only moves the cost (bench/results/search.md).",
     )
     search_rrf_k: int = Field(
         10,

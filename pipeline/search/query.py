@@ -177,9 +177,3 @@ def lexical_terms(query: str) -> list[str]:
     words = list(dict.fromkeys(lexical_text(query).split()))
     kept = [w for w in words if w not in STOP_WORDS] or words
     return kept[:MAX_TERMS]
-
-
-def tsquery_text(terms: Iterable[str]) -> str:
-    """A ``to_tsquery`` text that ORs the quoted ``terms`` ('' when there are none)."""
-    quoted = ("'" + t.replace("\\", "\\\\").replace("'", "''") + "'" for t in terms if t)
-    return " | ".join(quoted)

@@ -19,10 +19,12 @@ The vector retriever has two plans:
   0.6) they do, and a caller that gets fewer than it asked for tries a larger ``ef``,
   then ``exact``. Rows of older file versions still use up candidates in both.
 
-The full-text retriever matches ``tsv @@ to_tsquery('simple', ...)`` (the GIN index),
-takes at most ``max_matches`` matching rows and ranks those by BM25 (see :func:`lexical`):
-PostgreSQL's own ``ts_rank`` has no inverse document frequency, and on docstring-like
-questions it ranks a chunk full of common words first.
+The full-text retriever reads the impact-ordered postings and term statistics of
+migration 0020 (:func:`lexical_stats`, :func:`lexical_seed`, :func:`lexical_rest`): the
+exact BM25 top k over the scope's repositories' statistics, without scoring every match
+(the bounds are in ``pipeline/search/bm25.py``). PostgreSQL's own ``ts_rank`` has no
+inverse document frequency, and on docstring-like questions it ranks a chunk full of
+common words first.
 
 Must not import: celery, tasks/, workers/, api/, cli/, or any driver; does no I/O.
 """
@@ -33,7 +35,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from pipeline.embedding_models import LEGACY_STORAGE, check_storage
-from pipeline.search.query import SearchFilters, tsquery_text
+from pipeline.search import bm25
+from pipeline.search.bm25 import Plan
+from pipeline.search.query import SearchFilters
 from pipeline.statements.sql import Query
 
 HNSW_MAX_EF = 1000  # pgvector's largest hnsw.ef_search
@@ -216,78 +220,140 @@ def vector_storage(model_id: str) -> Query:
     )
 
 
-BM25_K1 = 1.2
-BM25_B = 0.75
-
-
 def scope_rows(scoped: Sequence[tuple[int, int, str]]) -> Query:
-    """How many chunk rows the scope's searchable snapshots hold (BM25's N)."""
+    """How many chunk rows the scope's searchable snapshots hold."""
     text = f"""
 SELECT count(*) FROM chunks c{_SCOPE_JOIN}"""
     return Query(text, _scope_params(scoped))
 
 
-def lexical(
+def lexical_stats(scoped: Sequence[tuple[int, int, str]], words: str) -> Query:
+    """BM25's statistics over the scope's repositories (migration 0020's lexical_stats,
+    summed): rows (lexeme ''), then per query word its document frequency and its best
+    posting's impact. Columns: lexeme, df, total length, max impact."""
+    text = """
+WITH q AS (
+    SELECT DISTINCT unnest(tsvector_to_array(to_tsvector('simple', %(words)s))) AS lexeme
+),
+st AS (
+    SELECT s.lexeme, sum(s.df) AS df, sum(s.len) AS len
+    FROM lexical_stats s
+    WHERE s.repository_id = ANY(%(repo_ids)s::bigint[])
+      AND (s.lexeme = '' OR s.lexeme IN (SELECT lexeme FROM q))
+    GROUP BY s.lexeme
+)
+SELECT st.lexeme, st.df, st.len,
+       (SELECT max(top.impact) FROM unnest(%(repo_ids)s::bigint[]) AS r(id),
+            LATERAL (SELECT p.impact FROM lexical_postings p
+                     WHERE p.repository_id = r.id AND p.lexeme = st.lexeme
+                     ORDER BY p.impact DESC LIMIT 1) AS top)
+FROM st"""
+    return Query(text, _scope_params(scoped) | {"words": words})
+
+
+# A row's exact BM25 score from its tsvector: its words among the query's, with their
+# idf (w), weighted at the scope's mean length.
+_EXACT_SCORE = """
+LATERAL (
+    SELECT coalesce(sum(w.idf * x.tf * %(k1_1)s
+                        / (x.tf + %(k1)s * (1 - %(b)s + %(b)s * length(c.tsv) / %(avgdl)s))), 0)
+           AS score
+    FROM (SELECT u.lexeme, coalesce(array_length(u.positions, 1), 1) AS tf
+          FROM unnest(c.tsv) u) x
+    JOIN w ON w.lexeme = x.lexeme
+) bm"""
+_WORDS = "w AS (SELECT * FROM unnest(%(lexemes)s::text[], %(idf)s::float8[]) AS w(lexeme, idf))"
+
+
+def _bm25_params(plan: Plan) -> dict[str, Any]:
+    lexemes = plan.lexemes
+    return {
+        "lexemes": lexemes,
+        "idf": [plan.idf[t] for t in lexemes],
+        "avgdl": plan.avgdl,
+        "k1": bm25.K1,
+        "k1_1": bm25.K1 + 1,
+        "b": bm25.B,
+    }
+
+
+def lexical_seed(
     scoped: Sequence[tuple[int, int, str]],
     filters: SearchFilters,
-    terms: Sequence[str],
+    plan: Plan,
     *,
+    per_word: int,
     limit: int,
-    max_matches: int,
-    scope_rows: int,
 ) -> Query:
-    """The best ``limit`` of at most ``max_matches`` rows holding any of ``terms``, by
-    BM25 (k1 1.2, b 0.75).
-
-    The query's lexemes are its words as PostgreSQL's parser splits them for the chunks
-    (``parse_http_header`` gives ``parse``, ``http``, ``header``). A row's term
-    frequencies come from its tsvector: ``setweight`` marks those lexemes, ``ts_filter``
-    keeps only them, ``unnest`` gives each one's positions. A term's document frequency
-    is counted over the matched rows (exact unless more than ``max_matches`` rows
-    match); ``scope_rows`` is N; a row's length is its count of distinct lexemes,
-    against their mean over the matched rows.
-    """
+    """The best ``limit`` rows in scope among each query word's ``per_word`` postings of
+    highest impact, scored exactly (columns: HIT_COLUMNS, score): the seed whose
+    ``limit``-th score is the threshold (pipeline/search/bm25.py)."""
     where, params = _filters(filters)
     text = f"""
-WITH q AS (
-    SELECT to_tsquery('simple', %(tsquery)s) AS query,
-           tsvector_to_array(to_tsvector('simple', %(words)s)) AS lexemes
-),
-matched AS MATERIALIZED (
-    SELECT {HIT_COLUMNS},
-           ts_filter(setweight(c.tsv, 'A', q.lexemes), '{{a}}') AS held,
-           length(c.tsv) AS dl
-    FROM q, chunks c{_SCOPE_JOIN}
-    WHERE c.tsv @@ q.query{where}
-    LIMIT %(max_matches)s
-),
-tf AS (
-    SELECT m.repo, m.id, m.dl, u.lexeme, coalesce(array_length(u.positions, 1), 1) AS tf
-    FROM matched m, unnest(m.held) u
-),
-df AS (SELECT lexeme, count(*) AS df FROM tf GROUP BY lexeme),
-norm AS (SELECT greatest(avg(dl), 1) AS avgdl, greatest(%(n)s, count(*)) AS n FROM matched),
-scored AS (
-    SELECT tf.repo, tf.id,
-           sum(ln(1 + (norm.n - df.df + 0.5) / (df.df + 0.5))
-               * tf.tf * (%(k1)s + 1)
-               / (tf.tf + %(k1)s * (1 - %(b)s + %(b)s * tf.dl / norm.avgdl))) AS score
-    FROM tf JOIN df USING (lexeme), norm
-    GROUP BY tf.repo, tf.id
+WITH {_WORDS},
+seed AS (
+    SELECT DISTINCT t.seq
+    FROM unnest(%(repo_ids)s::bigint[]) AS r(id) CROSS JOIN w,
+         LATERAL (SELECT p.seq FROM lexical_postings p
+                  WHERE p.repository_id = r.id AND p.lexeme = w.lexeme
+                  ORDER BY p.impact DESC LIMIT %(per_word)s) AS t
 )
-SELECT m.repo, m.id, m.path, m.start_line, m.end_line, m.symbol, m.kind, m.language,
-       m.content, m.body_bytes, s.score
-FROM scored s JOIN matched m ON m.repo = s.repo AND m.id = s.id
-ORDER BY s.score DESC, m.path, m.start_line
+SELECT {HIT_COLUMNS}, bm.score
+FROM seed JOIN chunks c ON c.seq = seed.seq{_SCOPE_JOIN},{_EXACT_SCORE}
+WHERE true{where}
+ORDER BY bm.score DESC, c.path, c.start_line
 LIMIT %(limit)s"""
-    params |= _scope_params(scoped)
+    params |= _scope_params(scoped) | _bm25_params(plan)
+    return Query(text, params | {"per_word": per_word, "limit": limit})
+
+
+def lexical_rest(
+    scoped: Sequence[tuple[int, int, str]],
+    filters: SearchFilters,
+    plan: Plan,
+    *,
+    theta: float,
+    limit: int,
+) -> Query:
+    """The best ``limit`` rows in scope that can reach ``theta``: each essential word's
+    postings from its read-from impact (pipeline/search/bm25.py), a row kept when its
+    weights read there plus the caps of what was not read reach ``theta``, then scored
+    exactly (columns: HIT_COLUMNS, score). With ``theta`` 0: every row holding a query
+    word, scored exactly (the plan without pruning)."""
+    where, params = _filters(filters)
+    start = plan.read_from(theta)
+    essential = sorted(start)
+    caps = [plan.unread_cap(t, start[t]) for t in essential]
+    text = f"""
+WITH {_WORDS},
+e AS (
+    SELECT * FROM unnest(%(e_lexemes)s::text[], %(e_from)s::real[], %(e_idf)s::float8[],
+                         %(e_cap)s::float8[]) AS e(lexeme, from_impact, idf, cap)
+),
+found AS (
+    SELECT p.seq
+    FROM unnest(%(repo_ids)s::bigint[]) AS r(id) CROSS JOIN e,
+         LATERAL (SELECT p.seq, p.tf, p.dl FROM lexical_postings p
+                  WHERE p.repository_id = r.id AND p.lexeme = e.lexeme
+                    AND p.impact >= e.from_impact) AS p
+    GROUP BY p.seq
+    HAVING sum(e.idf * p.tf * %(k1_1)s
+               / (p.tf + %(k1)s * (1 - %(b)s + %(b)s * p.dl / %(avgdl)s)) - e.cap)
+           >= %(needed)s
+)
+SELECT {HIT_COLUMNS}, bm.score
+FROM found JOIN chunks c ON c.seq = found.seq{_SCOPE_JOIN},{_EXACT_SCORE}
+WHERE true{where}
+ORDER BY bm.score DESC, c.path, c.start_line
+LIMIT %(limit)s"""
+    needed = theta * (1.0 - bm25.MARGIN) - sum(caps) - plan.not_essential_bound(theta)
+    params |= _scope_params(scoped) | _bm25_params(plan)
     params |= {
-        "tsquery": tsquery_text(terms),
-        "words": " ".join(terms),
+        "e_lexemes": essential,
+        "e_from": [start[t] for t in essential],
+        "e_idf": [plan.idf[t] for t in essential],
+        "e_cap": caps,
+        "needed": needed,
         "limit": limit,
-        "max_matches": max_matches,
-        "n": scope_rows,
-        "k1": BM25_K1,
-        "b": BM25_B,
     }
     return Query(text, params)

@@ -20,7 +20,6 @@ from pipeline.search.query import (
     glob_patterns,
     lexical_terms,
     like_matches,
-    tsquery_text,
 )
 
 GOOD = SearchRequest(tenant="acme", query="parse the http header")
@@ -281,28 +280,6 @@ def test_stop_words_are_lower_case_words() -> None:
     assert {"the", "a", "of", "how", "using"} <= STOP_WORDS
     assert all(w.isalpha() and w.islower() for w in STOP_WORDS)
     assert "parse" not in STOP_WORDS
-
-
-@pytest.mark.parametrize(
-    ("terms", "text"),
-    [
-        (["parse", "http"], "'parse' | 'http'"),
-        (["only"], "'only'"),
-        (["it's"], "'it''s'"),
-        (["a\\b"], "'a\\\\b'"),
-        (["'"], "''''"),
-        (["x|y", "!"], "'x|y' | '!'"),
-        (["", "x", ""], "'x'"),
-        ([], ""),
-        ([""], ""),
-    ],
-)
-def test_tsquery_text_quotes_and_ors_the_terms(terms: list[str], text: str) -> None:
-    assert tsquery_text(terms) == text
-
-
-def test_tsquery_text_takes_any_iterable() -> None:
-    assert tsquery_text(t for t in ("a", "b")) == "'a' | 'b'"
 
 
 @pytest.mark.parametrize(

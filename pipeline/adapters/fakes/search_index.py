@@ -2,16 +2,16 @@
 
 Reads the rows of an :class:`InMemoryVectorStore` through the searchable snapshots of an
 :class:`InMemorySnapshotStore`, as the real index reads ``chunks`` through ``files``:
-same scoping, same filters, exact cosine ranking, and the same BM25 for full text (N: the
-rows in scope; document frequencies over the matched rows; lengths in distinct words),
-over words split as PostgreSQL's parser splits them.
+same scoping, same filters, exact cosine ranking, and the same BM25 for full text
+(pipeline/search/bm25.py: N, document frequencies and the mean length over every row of
+the repositories searched; lengths in distinct words), scored row by row, over words
+split as PostgreSQL's parser splits them.
 
 Must not import: celery, tasks, workers, api, cli, or any driver.
 """
 
 from __future__ import annotations
 
-import math
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -22,10 +22,10 @@ import numpy.typing as npt
 from pipeline.adapters.fakes.snapshot_store import InMemorySnapshotStore
 from pipeline.adapters.fakes.vector_store import InMemoryVectorStore
 from pipeline.models import Hit, RepoRef
+from pipeline.search.bm25 import Plan, TermStats
 from pipeline.search.lexical import lexical_text
 from pipeline.search.query import SearchFilters, SearchRequest, like_matches
 from pipeline.statements import sql
-from pipeline.statements.search_sql import BM25_B, BM25_K1
 
 # Columns of sql.ChunkRow (CHUNK_STAGING_COLUMNS).
 _ID, _PATH, _SHA, _START, _END = 0, 1, 2, 3, 4
@@ -73,43 +73,39 @@ class InMemorySearchIndex:
         return [_hit(repo, row, score) for score, repo, row in scored[:limit]]
 
     def lexical_hits(self, request: SearchRequest, terms: Sequence[str], limit: int) -> list[Hit]:
-        phrases = [tuple(_lexemes(term)) for term in terms]
-        wanted = {word for phrase in phrases for word in phrase}
-        rows = self._rows(request, filtered=False)
-        matched = []
-        for repo, row in rows:
-            if _passes(request.filters, row):
-                words = _lexemes(lexical_text(str(row[_CONTENT])))
-                if any(_holds(words, phrase) for phrase in phrases if phrase):
-                    held = Counter(w for w in words if w in wanted)
-                    matched.append((repo, row, held, len(set(words))))
-        if not matched:
-            return []
-        df = Counter(term for *_, held, _dl in matched for term in held)
-        n = max(len(rows), len(matched))
-        avgdl = max(1.0, sum(dl for *_, dl in matched) / len(matched))
+        wanted = {w for term in terms for w in _lexemes(term)}
+        repos = self._scope(request)
+        every = [row for repo in repos for row in self._vectors.rows(repo)]
+        words = {id(row): _lexemes(lexical_text(str(row[_CONTENT]))) for row in every}
+        df = Counter(w for row in every for w in set(words[id(row)]) & wanted)
+        lengths = [len(set(words[id(row)])) for row in every]
+        plan = Plan.of(len(every), sum(lengths), [TermStats(w, df[w], 1.0) for w in wanted])
         scored = []
-        for repo, row, held, dl in matched:
-            score = sum(
-                math.log(1 + (n - df[t] + 0.5) / (df[t] + 0.5))
-                * tf
-                * (BM25_K1 + 1)
-                / (tf + BM25_K1 * (1 - BM25_B + BM25_B * dl / avgdl))
-                for t, tf in held.items()
-            )
-            scored.append((score, repo, row))
+        for repo, row in self._rows(request):
+            held = Counter(w for w in words[id(row)] if w in plan.idf)
+            if held:
+                dl = len(set(words[id(row)]))
+                score = plan.score({w: (tf, dl) for w, tf in held.items()})
+                scored.append((score, repo, row))
         scored.sort(key=lambda s: (-s[0], s[2][_PATH], s[2][_START]))
         return [_hit(repo, row, score) for score, repo, row in scored[:limit]]
 
-    def _rows(
-        self, request: SearchRequest, filtered: bool = True
-    ) -> list[tuple[str, sql.ChunkRow]]:
+    def _scope(self, request: SearchRequest) -> list[RepoRef]:
+        """The repositories a request reads: those with a searchable snapshot."""
         names = request.repos or [
             str(r["name"]) for r in self._snapshots.repositories(request.tenant)
         ]
+        repos = [RepoRef(request.tenant, name) for name in names]
+        return [
+            repo
+            for repo in repos
+            if self._snapshots.snapshot_for(repo, request.ref, request.commit) is not None
+        ]
+
+    def _rows(self, request: SearchRequest) -> list[tuple[str, sql.ChunkRow]]:
         found = []
-        for name in names:
-            repo = RepoRef(request.tenant, name)
+        for repo in self._scope(request):
+            name = repo.name
             snapshot_id = self._snapshots.snapshot_for(repo, request.ref, request.commit)
             files = {} if snapshot_id is None else self._snapshots.snapshot_files(snapshot_id)
             for row in self._vectors.rows(repo):
@@ -127,13 +123,6 @@ def _lexemes(text: str) -> list[str]:
     """Words as PostgreSQL's default parser gives them to the 'simple' configuration:
     split at anything that is not a letter or digit (``_`` included), lower-cased."""
     return [w.lower() for w in re.findall(r"[^\W_]+", text)]
-
-
-def _holds(words: list[str], phrase: tuple[str, ...]) -> bool:
-    """Whether ``phrase`` occurs in ``words`` as consecutive words (a quoted tsquery term
-    of several words is a phrase: ``'parse_http_header'`` is parse <-> http <-> header)."""
-    width = len(phrase)
-    return any(tuple(words[i : i + width]) == phrase for i in range(len(words) - width + 1))
 
 
 def _passes(filters: SearchFilters, row: sql.ChunkRow) -> bool:

@@ -36,6 +36,7 @@ from pipeline.adapters.postgres.base import (
 from pipeline.adapters.postgres.connect import map_psycopg_errors
 from pipeline.embedding_models import LEGACY_STORAGE
 from pipeline.models import Hit
+from pipeline.search.bm25 import Plan, TermStats
 from pipeline.search.query import SearchRequest
 from pipeline.statements import search_sql
 from pipeline.statements.sql import Query
@@ -57,7 +58,7 @@ class PgSearchIndex(PooledStore):
         exact_max_rows: int = 20_000,
         iterative_scan: str = "relaxed_order",
         max_scan_tuples: int = 20_000,
-        max_lexical_matches: int = 2_000,
+        lexical_seed: int = 16,
         pool_size: int = 4,
         timeout_s: float = 5.0,
     ) -> None:
@@ -70,14 +71,20 @@ class PgSearchIndex(PooledStore):
         self._dimension = dimension
         self._ef_search = ef_search
         self._exact_max_rows = exact_max_rows
-        self._max_lexical_matches = max_lexical_matches
+        self._lexical_seed = max(1, lexical_seed)
         self._pool = open_pool(
             dsn, pool_size=pool_size, timeout_s=timeout_s, name="quarry-search-index"
         )
         self._rows: tuple[float, int] | None = None
         self._scope_counts: dict[tuple[tuple[int, int], ...], int] = {}
         self._rows_lock = threading.Lock()
-        self.plans: dict[str, int] = {"exact": 0, "hnsw": 0, "hnsw_retry": 0}
+        self.plans: dict[str, int] = {
+            "exact": 0,
+            "hnsw": 0,
+            "hnsw_retry": 0,
+            "lexical_pruned": 0,
+            "lexical_full": 0,
+        }
 
     def missing_repositories(self, tenant: str, names: Sequence[str]) -> list[str]:
         if not names:
@@ -138,22 +145,38 @@ class PgSearchIndex(PooledStore):
             return _hits(conn, query)
 
     def lexical_hits(self, request: SearchRequest, terms: Sequence[str], limit: int) -> list[Hit]:
-        terms = [t for t in dict.fromkeys(terms) if t]
-        if not terms:
+        """The exact BM25 top ``limit`` (pipeline/search/bm25.py), in one repeatable-read
+        transaction so that the statistics, postings and rows agree."""
+        words = " ".join(t for t in dict.fromkeys(terms) if t)
+        if not words.strip() or limit < 1:
             return []
-        with self._connection() as conn:
+        with self._connection() as conn, conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             scoped = self._scope(conn, request)
             if not scoped:
                 return []
-            query = search_sql.lexical(
-                scoped,
-                request.filters,
-                terms,
-                limit=limit,
-                max_matches=self._max_lexical_matches,
-                scope_rows=self._scope_rows_count(conn, scoped),
+            plan, longest = _plan(conn, scoped, words)
+            if not plan.idf:
+                return []
+            filters = request.filters
+            per_word = self._lexical_seed
+            while True:
+                query = search_sql.lexical_seed(
+                    scoped, filters, plan, per_word=per_word, limit=limit
+                )
+                seed = _hits(conn, query)
+                # A seed cut short by the scope or the filters sets no threshold: read
+                # deeper once before reading every posting of every word.
+                if len(seed) >= limit or per_word >= longest or per_word > self._lexical_seed:
+                    break
+                per_word *= 16
+            theta = seed[-1].score if len(seed) >= limit else 0.0
+            self.plans["lexical_pruned" if theta > 0 else "lexical_full"] += 1
+            rest = _hits(
+                conn, search_sql.lexical_rest(scoped, filters, plan, theta=theta, limit=limit)
             )
-            return _hits(conn, query)
+        best = {(h.repo, h.chunk_id): h for h in [*seed, *rest]}
+        return sorted(best.values(), key=lambda h: (-h.score, h.path, h.start_line))[:limit]
 
     def _scope_rows_count(self, conn: psycopg.Connection[Any], scoped: Scope) -> int:
         """Rows in the scope's searchable snapshots, counted once per set of snapshots
@@ -202,6 +225,19 @@ class PgSearchIndex(PooledStore):
         with self._rows_lock:
             self._rows = (now, count)
         return count
+
+
+def _plan(conn: psycopg.Connection[Any], scoped: Scope, words: str) -> tuple[Plan, int]:
+    """The BM25 plan of ``words`` over the scope's repositories, and the longest list."""
+    docs = total_len = 0
+    terms = []
+    for lexeme, df, length, top in conn.execute(*search_sql.lexical_stats(scoped, words)):
+        if lexeme == "":
+            docs, total_len = int(df), int(length)
+        elif df and top is not None:
+            terms.append(TermStats(str(lexeme), int(df), float(top)))
+    plan = Plan.of(docs, total_len, terms)
+    return plan, max((t.df for t in terms), default=0)
 
 
 def _hits(conn: psycopg.Connection[Any], query: Query) -> list[Hit]:
