@@ -33,7 +33,9 @@ from bench.search_data import SyntheticCorpus, Vectors
 from pipeline.models import FileVersion, RepoRef, StoredChunk
 from pipeline.statements import sql
 
-REBUILT_INDEXES = ("chunks_tsv", "chunks_embedding_hnsw")  # built again in this order
+# Built again in this order (the full-text postings' index is on lexical_postings, which
+# the chunks triggers fill as the rows go in).
+REBUILT_INDEXES = ("chunks_tsv", "lexical_postings_impact", "chunks_embedding_hnsw")
 DIMENSION = 384
 
 
@@ -45,6 +47,7 @@ class BuildOptions:
     maintenance_work_mem: str
     workers: int
     hnsw_with: str | None = None
+    skip: tuple[str, ...] = ()  # indexes dropped and not built again (a lexical-only run)
 
 
 def row_batches(
@@ -117,6 +120,7 @@ def load_all(
                 "load_rows_per_s": round(len(ids) / load_s) if load_s else 0,
                 "index_build_s": built.get("chunks_embedding_hnsw"),
                 "gin_build_s": built.get("chunks_tsv"),
+                "postings_build_s": built.get("lexical_postings_impact"),
                 "vacuum_analyze_s": loader.vacuum_analyze(),
                 "build_settings": asdict(build),
                 "notices": loader.notices[-5:],
@@ -161,7 +165,7 @@ class BenchLoader:
     def drop_indexes(self) -> None:
         rows = self._conn.execute(
             "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema()"
-            " AND tablename = 'chunks' AND indexname = ANY(%s)",
+            " AND tablename IN ('chunks', 'lexical_postings') AND indexname = ANY(%s)",
             (list(REBUILT_INDEXES),),
         ).fetchall()
         found: dict[str, str] = {str(name): str(text) for name, text in rows}
@@ -210,6 +214,9 @@ class BenchLoader:
         )
         seconds = {}
         for name, shipped in self._definitions:
+            if name in build.skip:
+                report(f"not building {name}")
+                continue
             definition = shipped
             if name == "chunks_embedding_hnsw" and build.hnsw_with:
                 definition = f"{shipped.split(' WITH (', 1)[0]} WITH ({build.hnsw_with})"
@@ -223,6 +230,8 @@ class BenchLoader:
     def vacuum_analyze(self) -> float:
         started = time.perf_counter()
         self._conn.execute("VACUUM (ANALYZE) chunks")
+        self._conn.execute("VACUUM (ANALYZE) lexical_postings")
+        self._conn.execute("VACUUM (ANALYZE) lexical_stats")
         self._conn.execute("ANALYZE files")
         return round(time.perf_counter() - started, 1)
 
@@ -236,7 +245,8 @@ def database_figures(dsn: str) -> dict[str, Any]:
         sizes = conn.execute(
             "SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c"
             " WHERE c.relname IN ('chunks', 'files', 'chunks_embedding_hnsw', 'chunks_tsv',"
-            " 'chunks_pkey', 'chunks_repository_path')"
+            " 'chunks_pkey', 'chunks_repository_path', 'lexical_postings',"
+            " 'lexical_postings_impact', 'lexical_stats')"
         ).fetchall()
         server = {
             "postgres": conn.execute("SELECT current_setting('server_version')").fetchone(),
@@ -251,8 +261,13 @@ def database_figures(dsn: str) -> dict[str, Any]:
         index = conn.execute(
             "SELECT indexdef FROM pg_indexes WHERE indexname = 'chunks_embedding_hnsw'"
         ).fetchone()
+        visible = conn.execute(
+            "SELECT relname, relallvisible, relpages FROM pg_class"
+            " WHERE relname IN ('chunks', 'lexical_postings')"
+        ).fetchall()
     return {
         "sizes_mb": {str(name): round(int(size) / 2**20, 1) for name, size in sizes},
+        "all_visible_pages": {str(n): f"{int(v)}/{int(p)}" for n, v, p in visible},
         "server": {name: str(row[0]) if row else "?" for name, row in server.items()},
         "hnsw_index": str(index[0]) if index else "?",
     }

@@ -262,6 +262,8 @@ LATERAL (
           FROM unnest(c.tsv) u) x
     JOIN w ON w.lexeme = x.lexeme
 ) bm"""
+# A posting's BM25 term weight at the scope's mean length.
+_WEIGHT = "p.tf * %(k1_1)s / (p.tf + %(k1)s * (1 - %(b)s + %(b)s * p.dl / %(avgdl)s))"
 _WORDS = "w AS (SELECT * FROM unnest(%(lexemes)s::text[], %(idf)s::float8[]) AS w(lexeme, idf))"
 
 
@@ -315,11 +317,13 @@ def lexical_rest(
     theta: float,
     limit: int,
 ) -> Query:
-    """The best ``limit`` rows in scope that can reach ``theta``: each essential word's
+    """The best ``limit`` rows in scope that reach ``theta``: each essential word's
     postings from its read-from impact (pipeline/search/bm25.py), a row kept when its
-    weights read there plus the caps of what was not read reach ``theta``, then scored
-    exactly (columns: HIT_COLUMNS, score). With ``theta`` 0: every row holding a query
-    word, scored exactly (the plan without pruning)."""
+    weights read there plus the caps of what was not read reach ``theta``; those rows
+    scored exactly from every query word's postings (index-only: no row is read for
+    its score), and only those at ``theta`` or above read from ``chunks`` for the scope,
+    the filters and the hit (columns: HIT_COLUMNS, score). With ``theta`` 0: every row
+    holding a query word, scored exactly (the plan without pruning)."""
     where, params = _filters(filters)
     start = plan.read_from(theta)
     essential = sorted(start)
@@ -337,14 +341,21 @@ found AS (
                   WHERE p.repository_id = r.id AND p.lexeme = e.lexeme
                     AND p.impact >= e.from_impact) AS p
     GROUP BY p.seq
-    HAVING sum(e.idf * p.tf * %(k1_1)s
-               / (p.tf + %(k1)s * (1 - %(b)s + %(b)s * p.dl / %(avgdl)s)) - e.cap)
-           >= %(needed)s
+    HAVING sum(e.idf * {_WEIGHT} - e.cap) >= %(needed)s
+),
+exact AS (
+    SELECT p.seq, sum(w.idf * {_WEIGHT}) AS score
+    FROM unnest(%(repo_ids)s::bigint[]) AS r(id) CROSS JOIN w,
+         LATERAL (SELECT p.seq, p.tf, p.dl FROM lexical_postings p
+                  WHERE p.repository_id = r.id AND p.lexeme = w.lexeme) AS p
+    WHERE p.seq IN (SELECT seq FROM found)
+    GROUP BY p.seq
+    HAVING sum(w.idf * {_WEIGHT}) >= %(floor)s
 )
-SELECT {HIT_COLUMNS}, bm.score
-FROM found JOIN chunks c ON c.seq = found.seq{_SCOPE_JOIN},{_EXACT_SCORE}
+SELECT {HIT_COLUMNS}, exact.score
+FROM exact JOIN chunks c ON c.seq = exact.seq{_SCOPE_JOIN}
 WHERE true{where}
-ORDER BY bm.score DESC, c.path, c.start_line
+ORDER BY exact.score DESC, c.path, c.start_line
 LIMIT %(limit)s"""
     needed = theta * (1.0 - bm25.MARGIN) - sum(caps) - plan.not_essential_bound(theta)
     params |= _scope_params(scoped) | _bm25_params(plan)
@@ -354,6 +365,7 @@ LIMIT %(limit)s"""
         "e_idf": [plan.idf[t] for t in essential],
         "e_cap": caps,
         "needed": needed,
+        "floor": theta * (1.0 - bm25.MARGIN),
         "limit": limit,
     }
     return Query(text, params)

@@ -155,7 +155,7 @@ class PgSearchIndex(PooledStore):
             scoped = self._scope(conn, request)
             if not scoped:
                 return []
-            plan, longest = _plan(conn, scoped, words)
+            plan, longest = lexical_plan(conn, scoped, words)
             if not plan.idf:
                 return []
             filters = request.filters
@@ -227,7 +227,7 @@ class PgSearchIndex(PooledStore):
         return count
 
 
-def _plan(conn: psycopg.Connection[Any], scoped: Scope, words: str) -> tuple[Plan, int]:
+def lexical_plan(conn: psycopg.Connection[Any], scoped: Scope, words: str) -> tuple[Plan, int]:
     """The BM25 plan of ``words`` over the scope's repositories, and the longest list."""
     docs = total_len = 0
     terms = []
