@@ -132,11 +132,20 @@ def compare(got: Answer, want: Answer) -> bool:
 
 
 def measure(
-    dsn: str, queries: list[BenchQuery], warm: list[BenchQuery], k: int, seeds: list[int], cap: int
+    dsn: str,
+    queries: list[BenchQuery],
+    warm: list[BenchQuery],
+    k: int,
+    seeds: list[int],
+    cap: int,
+    exact_queries: int | None = None,
 ) -> dict[str, Any]:
     terms = {q.text: lexical_terms(q.text) for q in (*queries, *warm)}
     asked = [q for q in queries if terms[q.text]]
-    out: dict[str, Any] = {"queries": len(asked), "k": k, "phases": {}}
+    # Scoring every match takes seconds a query at 1M rows: the exact answers (and the
+    # old statement, measured against them) are taken for the first ``exact_queries``.
+    checked = asked[: exact_queries or len(asked)]
+    out: dict[str, Any] = {"queries": len(asked), "checked": len(checked), "k": k, "phases": {}}
     with psycopg.connect(dsn, autocommit=True) as conn:
         # Again now that the loader's asynchronous commits are flushed: the VACUUM right
         # after the load leaves no page all-visible, so every index-only read would
@@ -155,11 +164,11 @@ def measure(
         scope = search_sql.scope(TENANT, [REPO])
         scoped = [(int(i), int(s), str(n)) for i, n, s in conn.execute(scope.text, scope.params)]
         rows = int(conn.execute(*search_sql.scope_rows(scoped)).fetchone()[0])  # type: ignore[index]
-        for q in warm:
+        for q in warm[:5]:
             every_match(conn, scoped, terms[q.text], k)
-        say("exact: every match scored")
+        say(f"exact: every match scored, {len(checked)} queries")
         exact, seconds = timed(
-            [partial(every_match, conn, scoped, terms[q.text], k) for q in asked]
+            [partial(every_match, conn, scoped, terms[q.text], k) for q in checked]
         )
         out["phases"]["every_match"] = percentiles_ms(seconds)
         out["loadavg_exact"] = round(os.getloadavg()[0], 2)
@@ -167,7 +176,7 @@ def measure(
             capped(conn, repo_id, rows, terms[q.text], k, cap)
         say(f"the statement before 0020 (first {cap} matches)")
         old, seconds = timed(
-            [partial(capped, conn, repo_id, rows, terms[q.text], k, cap) for q in asked]
+            [partial(capped, conn, repo_id, rows, terms[q.text], k, cap) for q in checked]
         )
         recall = [len({i for i, _ in o} & {i for i, _ in e}) / max(1, min(k, len(e)))
                   for o, e in zip(old, exact, strict=True) if e]  # fmt: skip
@@ -183,7 +192,7 @@ def measure(
             answers, seconds = timed(
                 [partial(pruned, index, q.text, terms[q.text], k) for q in asked]
             )
-            wrong = [q.text for q, got, want in zip(asked, answers, exact, strict=True)
+            wrong = [q.text for q, got, want in zip(checked, answers, exact, strict=False)
                      if not compare(got, want)]  # fmt: skip
             out["phases"][f"pruned_seed_{seed}"] = percentiles_ms(seconds) | {
                 "mismatches": len(wrong),
@@ -213,6 +222,7 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--seeds", default="4,16,64", help="lexical_seed values")
     parser.add_argument("--cap", type=int, default=2_000, help="the old statement's cap")
+    parser.add_argument("--exact-queries", type=int, help="check only the first N (default all)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     options = BenchOptions(
@@ -248,7 +258,7 @@ def main() -> None:
         out["rows"] = len(ids)
         say(json.dumps(out["load"]))
         seeds = [int(v) for v in args.seeds.split(",")]
-        out |= measure(db, data.measured, data.warm, args.k, seeds, args.cap)
+        out |= measure(db, data.measured, data.warm, args.k, seeds, args.cap, args.exact_queries)
     out["loadavg_end"] = os.getloadavg()
     args.out.write_text(json.dumps(out, indent=1))
     say(f"wrote {args.out}")

@@ -91,6 +91,7 @@ class Plan:
     idf: Mapping[str, float]
     bound: Mapping[str, float]  # UB(t): the most word t adds to any row
     slack: float
+    postings: int = 0  # the query words' postings in all (the cost of reading them all)
 
     @classmethod
     def of(cls, docs: int, total_len: int, terms: Sequence[TermStats]) -> Plan:
@@ -101,7 +102,8 @@ class Plan:
         held = [t for t in terms if t.df > 0]
         idfs = {t.lexeme: idf(docs, t.df) for t in held}
         bounds = {t.lexeme: idfs[t.lexeme] * t.max_impact * factor for t in held}
-        return cls(docs=docs, avgdl=avgdl, idf=idfs, bound=bounds, slack=factor)
+        postings = sum(t.df for t in held)
+        return cls(docs=docs, avgdl=avgdl, idf=idfs, bound=bounds, slack=factor, postings=postings)
 
     @property
     def lexemes(self) -> list[str]:

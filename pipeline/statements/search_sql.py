@@ -262,6 +262,9 @@ LATERAL (
           FROM unnest(c.tsv) u) x
     JOIN w ON w.lexeme = x.lexeme
 ) bm"""
+# Scoring a row from its tsvector costs about as much as reading this many postings
+# (bench/results/search.md): the crossing point of the two ways of scoring candidates.
+SCORED_PER_POSTING = 80
 # A posting's BM25 term weight at the scope's mean length.
 _WEIGHT = "p.tf * %(k1_1)s / (p.tf + %(k1)s * (1 - %(b)s + %(b)s * p.dl / %(avgdl)s))"
 _WORDS = "w AS (SELECT * FROM unnest(%(lexemes)s::text[], %(idf)s::float8[]) AS w(lexeme, idf))"
@@ -320,9 +323,11 @@ def lexical_rest(
     """The best ``limit`` rows in scope that reach ``theta``: each essential word's
     postings from its read-from impact (pipeline/search/bm25.py), a row kept when its
     weights read there plus the caps of what was not read reach ``theta``; those rows
-    scored exactly from every query word's postings (index-only: no row is read for
-    its score), and only those at ``theta`` or above read from ``chunks`` for the scope,
-    the filters and the hit (columns: HIT_COLUMNS, score). With ``theta`` 0: every row
+    scored exactly, and only those at ``theta`` or above read from ``chunks`` for the
+    scope, the filters and the hit (columns: HIT_COLUMNS, score). The exact score
+    comes from each kept row's tsvector while they are few (about 20 us a row), else
+    from every query word's postings (index-only, about 0.25 us a posting): the
+    statement counts the kept rows and runs one branch. With ``theta`` 0: every row
     holding a query word, scored exactly (the plan without pruning)."""
     where, params = _filters(filters)
     start = plan.read_from(theta)
@@ -334,7 +339,7 @@ e AS (
     SELECT * FROM unnest(%(e_lexemes)s::text[], %(e_from)s::real[], %(e_idf)s::float8[],
                          %(e_cap)s::float8[]) AS e(lexeme, from_impact, idf, cap)
 ),
-found AS (
+found AS MATERIALIZED (
     SELECT p.seq
     FROM unnest(%(repo_ids)s::bigint[]) AS r(id) CROSS JOIN e,
          LATERAL (SELECT p.seq, p.tf, p.dl FROM lexical_postings p
@@ -347,10 +352,16 @@ exact AS (
     SELECT p.seq, sum(w.idf * {_WEIGHT}) AS score
     FROM unnest(%(repo_ids)s::bigint[]) AS r(id) CROSS JOIN w,
          LATERAL (SELECT p.seq, p.tf, p.dl FROM lexical_postings p
-                  WHERE p.repository_id = r.id AND p.lexeme = w.lexeme) AS p
+                  WHERE p.repository_id = r.id AND p.lexeme = w.lexeme
+                  OFFSET 0) AS p  -- each list read whole, then probed: never per row
     WHERE p.seq IN (SELECT seq FROM found)
+      AND (SELECT count(*) FROM found) > %(many)s
     GROUP BY p.seq
     HAVING sum(w.idf * {_WEIGHT}) >= %(floor)s
+    UNION ALL
+    SELECT found.seq, bm.score
+    FROM found JOIN chunks c ON c.seq = found.seq,{_EXACT_SCORE}
+    WHERE (SELECT count(*) FROM found) <= %(many)s AND bm.score >= %(floor)s
 )
 SELECT {HIT_COLUMNS}, exact.score
 FROM exact JOIN chunks c ON c.seq = exact.seq{_SCOPE_JOIN}
@@ -366,6 +377,7 @@ LIMIT %(limit)s"""
         "e_cap": caps,
         "needed": needed,
         "floor": theta * (1.0 - bm25.MARGIN),
+        "many": plan.postings // SCORED_PER_POSTING,
         "limit": limit,
     }
     return Query(text, params)

@@ -29,6 +29,7 @@ from pipeline.adapters.postgres.vector_store import PgVectorStore
 from pipeline.models import Chunk, ChunkKind, FileVersion, RepoRef, Span, StoredChunk
 from pipeline.ports import SearchIndex, SnapshotStore, VectorStore
 from pipeline.search.query import SearchFilters, SearchRequest, lexical_terms
+from pipeline.statements import search_sql
 from tests.databases import fresh_pg_database
 
 DIM = 384
@@ -268,10 +269,15 @@ def bm25_top(
     return [(f"{path}:{line}", score) for score, path, line in scored[:k]]
 
 
-def test_lexical_hits_are_the_exact_bm25_top_k(backend: Backend, tenant: str) -> None:
+@pytest.mark.parametrize("scored_per_posting", [1, 10**9], ids=["by-tsvector", "by-postings"])
+def test_lexical_hits_are_the_exact_bm25_top_k(
+    backend: Backend, tenant: str, scored_per_posting: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Two repositories searched together, one with an older version of every file still
     stored (counted in the statistics, never returned): the hits are exactly the BM25
-    top k, and PostgreSQL reaches them by pruning (a threshold from the seed)."""
+    top k, and PostgreSQL reaches them by pruning (a threshold from the seed), whichever
+    way it scores the rows it keeps."""
+    monkeypatch.setattr(search_sql, "SCORED_PER_POSTING", scored_per_posting)
     rng = random.Random(20)
     every: list[list[str]] = []
     visible: list[tuple[str, int, list[str]]] = []
@@ -299,6 +305,24 @@ def test_lexical_hits_are_the_exact_bm25_top_k(backend: Backend, tenant: str) ->
         assert [h.score for h in hits] == pytest.approx([s for _, s in want], rel=1e-6)
     if isinstance(backend.index, PgSearchIndex):
         assert backend.index.plans["lexical_pruned"] >= 3
+
+
+def test_another_tenants_rows_change_neither_lexical_hits_nor_scores(
+    backend: Backend, tenant: str
+) -> None:
+    """BM25's statistics are the searched repositories' own: a hostile tenant that
+    writes thousands of rows of the same words (to learn, from score changes, what
+    another tenant's code holds, or to bury its hits) changes nothing there."""
+    seed(backend, tenant)
+    terms = lexical_terms("parse the http header")
+    before = [(h.path, h.score) for h in backend.index.lexical_hits(ask(tenant), terms, 10)]
+    other = RepoRef(f"{tenant}x", "app")
+    flood = [stored(f"f{i}.py", "v1", i, "parse http header " * (1 + i % 3), unit(0))
+             for i in range(200)]  # fmt: skip
+    publish(backend, other, "c1", flood)
+    after = [(h.path, h.score) for h in backend.index.lexical_hits(ask(tenant), terms, 10)]
+    assert after == before
+    assert len(backend.index.lexical_hits(ask(other.tenant), terms, 10)) == 10
 
 
 def test_lexical_terms_with_query_syntax_are_only_words(backend: Backend, tenant: str) -> None:
