@@ -256,6 +256,7 @@ def search_index(settings: QuarrySettings, endpoints: Endpoints) -> PgSearchInde
         iterative_scan=settings.search_iterative_scan,
         max_scan_tuples=settings.search_max_scan_tuples,
         lexical_seed=settings.search_lexical_seed,
+        max_lexical_matches=settings.search_max_lexical_matches,
     )
 
 

@@ -56,6 +56,14 @@ class SearchFields(BaseModel):
         "below which the rest of each word's postings are not read. Any value gives the "
         "same hits; it only moves the cost (bench/results/search.md).",
     )
+    search_max_lexical_matches: int = Field(
+        2_000,
+        ge=1,
+        description="When the best postings of each query word hold fewer than k rows in "
+        "the request's scope and filters, the threshold of the exact BM25 top-k comes from "
+        "at most this many rows matching any query word there (the full-text GIN index) "
+        "instead; bounds what a filtered search reads before it can prune.",
+    )
     search_rrf_k: int = Field(
         10,
         ge=1,

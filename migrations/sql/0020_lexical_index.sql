@@ -31,26 +31,33 @@ CREATE TABLE lexical_postings (
     tf              smallint NOT NULL,
     dl              integer NOT NULL
 );
-CREATE INDEX lexical_postings_impact
-    ON lexical_postings (repository_id, lexeme, impact DESC, seq) INCLUDE (tf, dl);
+-- (Its index, lexical_postings_impact, is built after the backfill at the end.)
 
 -- Term statistics as signed deltas, appended by each statement that adds or removes
 -- rows (no row is updated in place, so concurrent writers of one repository never wait
 -- on each other here); a search sums them. lexeme '' holds the rows (df) and the sum of
 -- their lengths (len). quarry_lexical_compact folds a repository's deltas into one row
--- per word; the insert trigger calls it every 64 statements or so.
+-- per word; the insert trigger calls it once a repository has 64 unfolded statements.
 CREATE TABLE lexical_stats (
     repository_id   bigint NOT NULL,
     lexeme          text NOT NULL,
     df              bigint NOT NULL,
     len             bigint NOT NULL DEFAULT 0
 );
-CREATE INDEX lexical_stats_key ON lexical_stats (repository_id, lexeme) INCLUDE (df, len);
+-- (Its index, lexical_stats_key, is built after the backfill at the end.)
 
+-- Only the words with several rows are rewritten: a write's cost stays with the words
+-- the last statements touched, not the repository's whole vocabulary.
 CREATE FUNCTION quarry_lexical_compact(repo bigint) RETURNS void
     LANGUAGE sql AS $$
-    WITH gone AS (
-        DELETE FROM lexical_stats WHERE repository_id = repo RETURNING lexeme, df, len
+    WITH several AS (
+        SELECT lexeme FROM lexical_stats WHERE repository_id = repo
+        GROUP BY lexeme HAVING count(*) > 1
+    ),
+    gone AS (
+        DELETE FROM lexical_stats s USING several
+        WHERE s.repository_id = repo AND s.lexeme = several.lexeme
+        RETURNING s.lexeme, s.df, s.len
     )
     INSERT INTO lexical_stats (repository_id, lexeme, df, len)
     SELECT repo, lexeme, sum(df), sum(len) FROM gone GROUP BY lexeme
@@ -146,3 +153,6 @@ SELECT c.repository_id, u.lexeme, count(*), 0 FROM chunks c, unnest(c.tsv) u
 GROUP BY c.repository_id, u.lexeme
 UNION ALL
 SELECT c.repository_id, '', count(*), sum(length(c.tsv)) FROM chunks c GROUP BY c.repository_id;
+CREATE INDEX lexical_postings_impact
+    ON lexical_postings (repository_id, lexeme, impact DESC, seq) INCLUDE (tf, dl);
+CREATE INDEX lexical_stats_key ON lexical_stats (repository_id, lexeme) INCLUDE (df, len);

@@ -11,8 +11,9 @@ BM25 over the repositories a search reads (k1 1.2, b 0.75)::
     score(d) = sum over the query's words t held by d of  idf(t) * weight(tf, dl, avgdl)
     idf(t) = ln(1 + (N - df + 0.5) / (df + 0.5))
 
-with N, df and avgdl summed over those repositories (all their rows, every version a
-snapshot still holds). A row's weight at the real mean length A is at most its impact
+with N, df and avgdl summed over those repositories' stored rows: every file version
+a snapshot still holds, and those a job in progress has written but not yet published
+(a re-index shifts the scores of the published snapshot a little while it runs). A row's weight at the real mean length A is at most its impact
 times ``max(1, A / REFERENCE_DL)`` (:func:`slack`), so the impact order bounds what the
 rest of a list can add.
 
@@ -20,7 +21,10 @@ The search (:class:`Plan`, run by ``PgSearchIndex.lexical_hits``) is MaxScore wi
 impact-ordered lists, exact:
 
 1. a **seed**: the best few postings of every word (by impact), scored exactly; the
-   ``k``-th best score in scope is the threshold ``theta`` (0 with fewer than ``k``);
+   ``k``-th best score in scope is the threshold ``theta``. When those rows hold fewer
+   than ``k`` in the scope and filters, a bounded number of rows matching any word
+   there seed it instead (0 when even they are fewer than ``k``: then every posting of
+   every word is read, which only a scope with fewer than ``k`` matches needs);
 2. words sorted by their upper bound ``UB(t) = idf(t) * max impact(t) * slack``; the
    longest prefix whose bounds sum to less than ``theta`` is *non-essential*: a row that
    holds none of the other (essential) words scores below ``theta`` and cannot be in the

@@ -306,10 +306,40 @@ seed AS (
 SELECT {HIT_COLUMNS}, bm.score
 FROM seed JOIN chunks c ON c.seq = seed.seq{_SCOPE_JOIN},{_EXACT_SCORE}
 WHERE true{where}
-ORDER BY bm.score DESC, c.path, c.start_line
+ORDER BY bm.score DESC, c.path, c.start_line, s.repo, c.id
 LIMIT %(limit)s"""
     params |= _scope_params(scoped) | _bm25_params(plan)
     return Query(text, params | {"per_word": per_word, "limit": limit})
+
+
+def lexical_seed_matches(
+    scoped: Sequence[tuple[int, int, str]],
+    filters: SearchFilters,
+    plan: Plan,
+    *,
+    rows: int,
+    limit: int,
+) -> Query:
+    """The best ``limit`` of at most ``rows`` rows in scope, passing the filters, that
+    hold any query word (the GIN index on ``chunks.tsv``), scored exactly (columns:
+    HIT_COLUMNS, score): a seed for a scope or filters that the best postings of each
+    word miss."""
+    where, params = _filters(filters)
+    text = f"""
+WITH {_WORDS},
+matched AS MATERIALIZED (
+    SELECT c.seq
+    FROM chunks c{_SCOPE_JOIN}
+    WHERE c.tsv @@ (SELECT to_tsquery('simple', string_agg(quote_literal(w.lexeme), ' | '))
+                    FROM w){where}
+    LIMIT %(rows)s
+)
+SELECT {HIT_COLUMNS}, bm.score
+FROM matched JOIN chunks c ON c.seq = matched.seq{_SCOPE_JOIN},{_EXACT_SCORE}
+ORDER BY bm.score DESC, c.path, c.start_line, s.repo, c.id
+LIMIT %(limit)s"""
+    params |= _scope_params(scoped) | _bm25_params(plan)
+    return Query(text, params | {"rows": rows, "limit": limit})
 
 
 def lexical_rest(
@@ -366,7 +396,7 @@ exact AS (
 SELECT {HIT_COLUMNS}, exact.score
 FROM exact JOIN chunks c ON c.seq = exact.seq{_SCOPE_JOIN}
 WHERE true{where}
-ORDER BY exact.score DESC, c.path, c.start_line
+ORDER BY exact.score DESC, c.path, c.start_line, s.repo, c.id
 LIMIT %(limit)s"""
     needed = theta * (1.0 - bm25.MARGIN) - sum(caps) - plan.not_essential_bound(theta)
     params |= _scope_params(scoped) | _bm25_params(plan)

@@ -87,7 +87,7 @@ class InMemorySearchIndex:
                 dl = len(set(words[id(row)]))
                 score = plan.score({w: (tf, dl) for w, tf in held.items()})
                 scored.append((score, repo, row))
-        scored.sort(key=lambda s: (-s[0], s[2][_PATH], s[2][_START]))
+        scored.sort(key=lambda s: (-s[0], s[2][_PATH], s[2][_START], s[1], s[2][_ID]))
         return [_hit(repo, row, score) for score, repo, row in scored[:limit]]
 
     def _scope(self, request: SearchRequest) -> list[RepoRef]:

@@ -59,6 +59,7 @@ class PgSearchIndex(PooledStore):
         iterative_scan: str = "relaxed_order",
         max_scan_tuples: int = 20_000,
         lexical_seed: int = 16,
+        max_lexical_matches: int = 2_000,
         pool_size: int = 4,
         timeout_s: float = 5.0,
     ) -> None:
@@ -72,6 +73,7 @@ class PgSearchIndex(PooledStore):
         self._ef_search = ef_search
         self._exact_max_rows = exact_max_rows
         self._lexical_seed = max(1, lexical_seed)
+        self._max_lexical_matches = max(1, max_lexical_matches)
         self._pool = open_pool(
             dsn, pool_size=pool_size, timeout_s=timeout_s, name="quarry-search-index"
         )
@@ -83,7 +85,8 @@ class PgSearchIndex(PooledStore):
             "hnsw": 0,
             "hnsw_retry": 0,
             "lexical_pruned": 0,
-            "lexical_full": 0,
+            "lexical_seed_only": 0,
+            "lexical_seed_matches": 0,
         }
 
     def missing_repositories(self, tenant: str, names: Sequence[str]) -> list[str]:
@@ -159,24 +162,29 @@ class PgSearchIndex(PooledStore):
             if not plan.idf:
                 return []
             filters = request.filters
-            per_word = self._lexical_seed
-            while True:
-                query = search_sql.lexical_seed(
-                    scoped, filters, plan, per_word=per_word, limit=limit
+            query = search_sql.lexical_seed(
+                scoped, filters, plan, per_word=self._lexical_seed, limit=limit
+            )
+            seed = _hits(conn, query)
+            if len(seed) < limit and self._lexical_seed < longest:
+                # The best postings of each word are mostly out of scope or filtered out:
+                # the threshold comes from rows matching there (bounded), not from none.
+                self.plans["lexical_seed_matches"] += 1
+                query = search_sql.lexical_seed_matches(
+                    scoped, filters, plan, rows=self._max_lexical_matches, limit=limit
                 )
-                seed = _hits(conn, query)
-                # A seed cut short by the scope or the filters sets no threshold: read
-                # deeper once before reading every posting of every word.
-                if len(seed) >= limit or per_word >= longest or per_word > self._lexical_seed:
-                    break
-                per_word *= 16
-            theta = seed[-1].score if len(seed) >= limit else 0.0
-            self.plans["lexical_pruned" if theta > 0 else "lexical_full"] += 1
+                seed = _best([*seed, *_hits(conn, query)], limit)
+            if len(seed) < limit:
+                # Either seed read every posting of every word, or every row matching in
+                # the scope and filters (fewer than ``rows``): the answer is complete.
+                self.plans["lexical_seed_only"] += 1
+                return seed
+            theta = seed[-1].score
+            self.plans["lexical_pruned"] += 1
             rest = _hits(
                 conn, search_sql.lexical_rest(scoped, filters, plan, theta=theta, limit=limit)
             )
-        best = {(h.repo, h.chunk_id): h for h in [*seed, *rest]}
-        return sorted(best.values(), key=lambda h: (-h.score, h.path, h.start_line))[:limit]
+        return _best([*seed, *rest], limit)
 
     def _scope_rows_count(self, conn: psycopg.Connection[Any], scoped: Scope) -> int:
         """Rows in the scope's searchable snapshots, counted once per set of snapshots
@@ -225,6 +233,16 @@ class PgSearchIndex(PooledStore):
         with self._rows_lock:
             self._rows = (now, count)
         return count
+
+
+def _best(hits: list[Hit], limit: int) -> list[Hit]:
+    """The best ``limit`` distinct hits, in the statements' order (ties: path, line,
+    repository, chunk id)."""
+    best = {(h.repo, h.chunk_id): h for h in hits}
+    order = sorted(
+        best.values(), key=lambda h: (-h.score, h.path, h.start_line, h.repo, h.chunk_id)
+    )
+    return order[:limit]
 
 
 def lexical_plan(conn: psycopg.Connection[Any], scoped: Scope, words: str) -> tuple[Plan, int]:

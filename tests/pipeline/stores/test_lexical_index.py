@@ -21,6 +21,7 @@ from migrations.runner import run
 from pipeline.adapters.postgres.migrations import PgMigrationTarget
 from pipeline.adapters.postgres.vector_store import PgVectorStore
 from pipeline.models import Chunk, ChunkKind, RepoRef, Span, StoredChunk
+from pipeline.search import bm25
 from tests.databases import fresh_pg_database
 
 DIM = 384
@@ -163,3 +164,15 @@ def test_concurrent_writers_of_one_repository_neither_wait_forever_nor_drift(
         thread.join(timeout=120)
     assert not errors
     assert_exact(dsn)
+
+
+def test_the_stored_impact_is_the_weight_the_search_bounds(dsn: str) -> None:
+    """quarry_bm25_impact (SQL) and bm25.impact (the pruning's arithmetic) are one
+    function: if either changes alone, the bounds no longer hold."""
+    pairs = [(tf, dl) for tf in (1, 2, 5, 255) for dl in (1, 10, 64, 500, 5000)]
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        stored = [
+            float(conn.execute("SELECT quarry_bm25_impact(%s, %s)", pair).fetchone()[0])  # type: ignore[index]
+            for pair in pairs
+        ]
+    assert stored == pytest.approx([bm25.impact(tf, dl) for tf, dl in pairs], rel=1e-6)

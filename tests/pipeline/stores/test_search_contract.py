@@ -9,6 +9,7 @@ tenant.
 
 from __future__ import annotations
 
+import fnmatch
 import math
 import random
 import uuid
@@ -305,6 +306,19 @@ def test_lexical_hits_are_the_exact_bm25_top_k(
         assert [h.score for h in hits] == pytest.approx([s for _, s in want], rel=1e-6)
     if isinstance(backend.index, PgSearchIndex):
         assert backend.index.plans["lexical_pruned"] >= 3
+    # Filters that the best postings of each word mostly miss (a threshold from the rows
+    # matching within them), and one that leaves fewer than k rows (every one of them).
+    for glob, query in (("two/m5*", ["w0", "w3", "w40"]), ("one/m7.py", ["w0", "w1", "w9"])):
+        kept = [v for v in visible if fnmatch.fnmatch(v[0], glob)]
+        want = bm25_top(every, kept, query, 10)
+        hits = backend.index.lexical_hits(
+            ask(tenant, filters=SearchFilters(path_glob=glob)), query, 10
+        )
+        assert [f"{h.path}:{h.start_line}" for h in hits] == [at for at, _ in want], glob
+        assert [h.score for h in hits] == pytest.approx([s for _, s in want], rel=1e-6)
+    if isinstance(backend.index, PgSearchIndex):
+        assert backend.index.plans["lexical_seed_only"] >= 1
+        assert backend.index.plans["lexical_seed_matches"] >= 2
 
 
 def test_another_tenants_rows_change_neither_lexical_hits_nor_scores(
