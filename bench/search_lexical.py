@@ -139,6 +139,7 @@ def measure(
     seeds: list[int],
     cap: int,
     exact_queries: int | None = None,
+    budgets: Sequence[int] = (),
 ) -> dict[str, Any]:
     terms = {q.text: lexical_terms(q.text) for q in (*queries, *warm)}
     asked = [q for q in queries if terms[q.text]]
@@ -201,6 +202,24 @@ def measure(
                 "loadavg": round(os.getloadavg()[0], 2),
             }
         say(json.dumps(out["phases"][f"pruned_seed_{seed}"]))
+    for budget in budgets:
+        with PgSearchIndex(dsn, dimension=DIMENSION, lexical_budget_ms=budget) as index:
+            for q in warm:
+                index.lexical_hits(search_request(q.text, k), terms[q.text], k)
+            say(f"pruned within a budget of {budget} ms")
+            answers, seconds = timed(
+                [partial(pruned, index, q.text, terms[q.text], k) for q in asked]
+            )
+            pairs = list(zip(checked, answers, exact, strict=False))
+            recall = [len({i for i, _ in got} & {i for i, _ in want}) / min(k, len(want))
+                      for _, got, want in pairs if want]  # fmt: skip
+            out["phases"][f"budget_{budget}_ms"] = percentiles_ms(seconds) | {
+                "exact_answers": sum(1 for _, got, want in pairs if compare(got, want)),
+                "recall_at_k": round(sum(recall) / max(1, len(recall)), 3),
+                "plans": dict(index.plans),
+                "loadavg": round(os.getloadavg()[0], 2),
+            }
+        say(json.dumps(out["phases"][f"budget_{budget}_ms"]))
     by_source: dict[str, int] = {}
     for q in asked:
         by_source[q.source] = by_source.get(q.source, 0) + 1
@@ -222,6 +241,7 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--seeds", default="4,16,64", help="lexical_seed values")
     parser.add_argument("--cap", type=int, default=2_000, help="the old statement's cap")
+    parser.add_argument("--budgets", default="", help="lexical_budget_ms values (e.g. 100,250)")
     parser.add_argument("--exact-queries", type=int, help="check only the first N (default all)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
@@ -258,7 +278,10 @@ def main() -> None:
         out["rows"] = len(ids)
         say(json.dumps(out["load"]))
         seeds = [int(v) for v in args.seeds.split(",")]
-        out |= measure(db, data.measured, data.warm, args.k, seeds, args.cap, args.exact_queries)
+        budgets = [int(v) for v in args.budgets.split(",") if v]
+        out |= measure(
+            db, data.measured, data.warm, args.k, seeds, args.cap, args.exact_queries, budgets
+        )
     out["loadavg_end"] = os.getloadavg()
     args.out.write_text(json.dumps(out, indent=1))
     say(f"wrote {args.out}")

@@ -257,6 +257,7 @@ def search_index(settings: QuarrySettings, endpoints: Endpoints) -> PgSearchInde
         max_scan_tuples=settings.search_max_scan_tuples,
         lexical_seed=settings.search_lexical_seed,
         max_lexical_matches=settings.search_max_lexical_matches,
+        lexical_budget_ms=settings.search_lexical_budget_ms,
     )
 
 

@@ -56,6 +56,15 @@ class SearchFields(BaseModel):
         "below which the rest of each word's postings are not read. Any value gives the "
         "same hits; it only moves the cost (bench/results/search.md).",
     )
+    search_lexical_budget_ms: int = Field(
+        250,
+        ge=0,
+        le=60_000,
+        description="Most milliseconds the exact part of a full-text search (after its "
+        "seed) may take; past it the seed's hits are returned (the best postings of each "
+        "word, scored exactly: bench/results/search.md has their recall). 0: no "
+        "budget, always exact.",
+    )
     search_max_lexical_matches: int = Field(
         2_000,
         ge=1,

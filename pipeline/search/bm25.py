@@ -13,9 +13,10 @@ BM25 over the repositories a search reads (k1 1.2, b 0.75)::
 
 with N, df and avgdl summed over those repositories' stored rows: every file version
 a snapshot still holds, and those a job in progress has written but not yet published
-(a re-index shifts the scores of the published snapshot a little while it runs). A row's weight at the real mean length A is at most its impact
-times ``max(1, A / REFERENCE_DL)`` (:func:`slack`), so the impact order bounds what the
-rest of a list can add.
+(a re-index shifts the scores of the published snapshot a little while it runs). A
+row's weight at the real mean length A is at most its impact times
+``max(1, A / REFERENCE_DL)`` (:func:`slack`), so the impact order bounds what the rest
+of a list can add.
 
 The search (:class:`Plan`, run by ``PgSearchIndex.lexical_hits``) is MaxScore with
 impact-ordered lists, exact:

@@ -60,6 +60,7 @@ class PgSearchIndex(PooledStore):
         max_scan_tuples: int = 20_000,
         lexical_seed: int = 16,
         max_lexical_matches: int = 2_000,
+        lexical_budget_ms: int = 0,
         pool_size: int = 4,
         timeout_s: float = 5.0,
     ) -> None:
@@ -74,6 +75,7 @@ class PgSearchIndex(PooledStore):
         self._exact_max_rows = exact_max_rows
         self._lexical_seed = max(1, lexical_seed)
         self._max_lexical_matches = max(1, max_lexical_matches)
+        self._lexical_budget_ms = max(0, int(lexical_budget_ms))
         self._pool = open_pool(
             dsn, pool_size=pool_size, timeout_s=timeout_s, name="quarry-search-index"
         )
@@ -87,6 +89,7 @@ class PgSearchIndex(PooledStore):
             "lexical_pruned": 0,
             "lexical_seed_only": 0,
             "lexical_seed_matches": 0,
+            "lexical_budget": 0,
         }
 
     def missing_repositories(self, tenant: str, names: Sequence[str]) -> list[str]:
@@ -180,10 +183,17 @@ class PgSearchIndex(PooledStore):
                 self.plans["lexical_seed_only"] += 1
                 return seed
             theta = seed[-1].score
+            query = search_sql.lexical_rest(scoped, filters, plan, theta=theta, limit=limit)
+            try:
+                with conn.transaction():  # a savepoint: a cancelled statement ends only it
+                    if self._lexical_budget_ms:
+                        conn.execute(f"SET LOCAL statement_timeout = {self._lexical_budget_ms}")
+                    rest = _hits(conn, query)
+            except psycopg.errors.QueryCanceled:
+                # Past the budget: the seed's hits (exactly scored, maybe not the top k).
+                self.plans["lexical_budget"] += 1
+                return seed
             self.plans["lexical_pruned"] += 1
-            rest = _hits(
-                conn, search_sql.lexical_rest(scoped, filters, plan, theta=theta, limit=limit)
-            )
         return _best([*seed, *rest], limit)
 
     def _scope_rows_count(self, conn: psycopg.Connection[Any], scoped: Scope) -> int:

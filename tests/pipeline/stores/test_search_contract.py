@@ -31,6 +31,7 @@ from pipeline.models import Chunk, ChunkKind, FileVersion, RepoRef, Span, Stored
 from pipeline.ports import SearchIndex, SnapshotStore, VectorStore
 from pipeline.search.query import SearchFilters, SearchRequest, lexical_terms
 from pipeline.statements import search_sql
+from pipeline.statements.sql import Query
 from tests.databases import fresh_pg_database
 
 DIM = 384
@@ -429,3 +430,31 @@ def test_a_hit_knows_its_body_without_the_embedded_header(backend: Backend, tena
     assert hit.content.startswith("src/g.py\ng.greet") and hit.body == body
     (word,) = backend.index.lexical_hits(ask(tenant), ["greet"], 1)
     assert word.body == body
+
+
+def test_a_lexical_search_past_its_budget_answers_its_seed_and_the_pool_stays_usable(
+    pg_dsn: str, tenant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The exact part of a full-text search that outlives QUARRY_SEARCH_LEXICAL_BUDGET_MS
+    is cancelled by PostgreSQL (statement_timeout in a savepoint): the answer is the
+    seed's hits, and the connection goes back to the pool fine."""
+    with (
+        PgSearchIndex(
+            pg_dsn, dimension=DIM, lexical_seed=1, lexical_budget_ms=50, pool_size=1
+        ) as index,
+        PgVectorStore(pg_dsn, dimension=DIM) as vs,
+        PgSnapshotStore(pg_dsn) as snaps,
+    ):
+        backend = Backend(index, vs, snaps)
+        seed(backend, tenant)
+        terms = lexical_terms("parse the http header")
+        full = index.lexical_hits(ask(tenant), terms, 2)
+        every = {h.chunk_id: h.score for h in index.lexical_hits(ask(tenant), terms, 10)}
+        slow = Query("SELECT pg_sleep(2)", {})
+        monkeypatch.setattr(search_sql, "lexical_rest", lambda *a, **k: slow)
+        cut = index.lexical_hits(ask(tenant), terms, 2)
+        assert index.plans["lexical_budget"] == 1
+        assert cut  # the seed's rows, with their exact scores
+        assert [h.score for h in cut] == pytest.approx([every[h.chunk_id] for h in cut])
+        monkeypatch.undo()
+        assert [h.path for h in index.lexical_hits(ask(tenant), terms, 2)] == paths(full)
