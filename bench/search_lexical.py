@@ -17,7 +17,9 @@ index: nothing here reads vectors). Then, per measured query (its words as
 2. the same statements with threshold 0 (:func:`every_match`): every row holding a query
    word scored, i.e. exact BM25 by construction; its latency too. Every pruned answer
    must equal it (ids in order, scores to 1e-9): ``mismatches`` counts those that do not;
-3. the statement before migration 0020 (:data:`CAPPED`: BM25 over the first
+3. with ``--budgets``, ``PgSearchIndex.lexical_hits`` under each
+   ``lexical_budget_ms``: latency, answers equal to the exact ones, recall@k;
+4. the statement before migration 0020 (:data:`CAPPED`: BM25 over the first
    ``--cap`` rows the GIN index matches, document frequencies and mean length over those
    rows): latency, and recall@k against the exact top k.
 
@@ -185,41 +187,28 @@ def measure(
             "recall_at_k": round(sum(recall) / max(1, len(recall)), 3),
             "loadavg": round(os.getloadavg()[0], 2),
         }
-    for seed in seeds:
-        with PgSearchIndex(dsn, dimension=DIMENSION, lexical_seed=seed) as index:
+    indexes = [(f"pruned_seed_{seed}", {"lexical_seed": seed}) for seed in seeds]
+    indexes += [(f"budget_{ms}_ms", {"lexical_budget_ms": ms}) for ms in budgets]
+    for name, options in indexes:
+        with PgSearchIndex(dsn, dimension=DIMENSION, **options) as index:  # type: ignore[arg-type]
             for q in warm:
                 index.lexical_hits(search_request(q.text, k), terms[q.text], k)
-            say(f"pruned, seed {seed}")
-            answers, seconds = timed(
-                [partial(pruned, index, q.text, terms[q.text], k) for q in asked]
-            )
-            wrong = [q.text for q, got, want in zip(checked, answers, exact, strict=False)
-                     if not compare(got, want)]  # fmt: skip
-            out["phases"][f"pruned_seed_{seed}"] = percentiles_ms(seconds) | {
-                "mismatches": len(wrong),
-                "mismatched_queries": wrong[:5],
-                "plans": dict(index.plans),
-                "loadavg": round(os.getloadavg()[0], 2),
-            }
-        say(json.dumps(out["phases"][f"pruned_seed_{seed}"]))
-    for budget in budgets:
-        with PgSearchIndex(dsn, dimension=DIMENSION, lexical_budget_ms=budget) as index:
-            for q in warm:
-                index.lexical_hits(search_request(q.text, k), terms[q.text], k)
-            say(f"pruned within a budget of {budget} ms")
+            say(name)
             answers, seconds = timed(
                 [partial(pruned, index, q.text, terms[q.text], k) for q in asked]
             )
             pairs = list(zip(checked, answers, exact, strict=False))
+            wrong = [q.text for q, got, want in pairs if not compare(got, want)]
             recall = [len({i for i, _ in got} & {i for i, _ in want}) / min(k, len(want))
                       for _, got, want in pairs if want]  # fmt: skip
-            out["phases"][f"budget_{budget}_ms"] = percentiles_ms(seconds) | {
-                "exact_answers": sum(1 for _, got, want in pairs if compare(got, want)),
+            out["phases"][name] = percentiles_ms(seconds) | {
+                "mismatches": len(wrong),
+                "mismatched_queries": wrong[:5],
                 "recall_at_k": round(sum(recall) / max(1, len(recall)), 3),
                 "plans": dict(index.plans),
                 "loadavg": round(os.getloadavg()[0], 2),
             }
-        say(json.dumps(out["phases"][f"budget_{budget}_ms"]))
+        say(json.dumps(out["phases"][name]))
     by_source: dict[str, int] = {}
     for q in asked:
         by_source[q.source] = by_source.get(q.source, 0) + 1

@@ -282,6 +282,17 @@ def _bm25_params(plan: Plan) -> dict[str, Any]:
     }
 
 
+def _scored(source: str, where: str = "") -> str:
+    """The best ``%(limit)s`` rows in scope of ``source`` (a CTE of ``seq``), passing
+    ``where``, scored exactly from their tsvectors (columns: HIT_COLUMNS, score)."""
+    return f"""
+SELECT {HIT_COLUMNS}, bm.score
+FROM {source} JOIN chunks c ON c.seq = {source}.seq{_SCOPE_JOIN},{_EXACT_SCORE}
+WHERE true{where}
+ORDER BY bm.score DESC, c.path, c.start_line, s.repo, c.id
+LIMIT %(limit)s"""
+
+
 def lexical_seed(
     scoped: Sequence[tuple[int, int, str]],
     filters: SearchFilters,
@@ -303,11 +314,7 @@ seed AS (
                   WHERE p.repository_id = r.id AND p.lexeme = w.lexeme
                   ORDER BY p.impact DESC LIMIT %(per_word)s) AS t
 )
-SELECT {HIT_COLUMNS}, bm.score
-FROM seed JOIN chunks c ON c.seq = seed.seq{_SCOPE_JOIN},{_EXACT_SCORE}
-WHERE true{where}
-ORDER BY bm.score DESC, c.path, c.start_line, s.repo, c.id
-LIMIT %(limit)s"""
+{_scored("seed", where)}"""
     params |= _scope_params(scoped) | _bm25_params(plan)
     return Query(text, params | {"per_word": per_word, "limit": limit})
 
@@ -334,10 +341,7 @@ matched AS MATERIALIZED (
                     FROM w){where}
     LIMIT %(rows)s
 )
-SELECT {HIT_COLUMNS}, bm.score
-FROM matched JOIN chunks c ON c.seq = matched.seq{_SCOPE_JOIN},{_EXACT_SCORE}
-ORDER BY bm.score DESC, c.path, c.start_line, s.repo, c.id
-LIMIT %(limit)s"""
+{_scored("matched")}"""
     params |= _scope_params(scoped) | _bm25_params(plan)
     return Query(text, params | {"rows": rows, "limit": limit})
 
