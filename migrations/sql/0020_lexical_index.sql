@@ -64,17 +64,13 @@ CREATE FUNCTION quarry_lexical_compact(repo bigint) RETURNS void
     HAVING sum(df) <> 0 OR sum(len) <> 0
 $$;
 
--- Postings and statistics of the rows a statement added (INSERT, and UPDATE's new
--- rows whose words or repository changed) or removed (DELETE, and UPDATE's old rows of
--- those), read from the statement's transition tables (visible to this function only,
--- hence the dynamic statements over a source named here). A removal in a repository
--- that no longer exists (a cascade from repositories) leaves no delta behind.
+-- Postings and statistics of the rows a statement added (INSERT) or removed (DELETE),
+-- read from the statement's transition table (visible to this function only, hence the
+-- dynamic statements over a source named here). A removal in a repository that no
+-- longer exists (a cascade from repositories) leaves no delta behind.
 CREATE FUNCTION quarry_chunks_lexical() RETURNS trigger
     LANGUAGE plpgsql AS $fn$
 DECLARE
-    changed CONSTANT text := '(SELECT %1$s.repository_id, %1$s.seq, %1$s.tsv'
-        ' FROM lexical_old o JOIN lexical_new n USING (seq)'
-        ' WHERE (o.repository_id, o.tsv) IS DISTINCT FROM (n.repository_id, n.tsv))';
     words CONSTANT text := '(SELECT r.repository_id, u.lexeme, r.seq,'
         ' coalesce(array_length(u.positions, 1), 1) AS tf, length(r.tsv) AS dl'
         ' FROM %1$s r, unnest(r.tsv) u)';
@@ -91,11 +87,8 @@ DECLARE
 BEGIN
     IF TG_OP = 'INSERT' THEN
         added := 'lexical_new';
-    ELSIF TG_OP = 'DELETE' THEN
-        removed := 'lexical_old';
     ELSE
-        added := format(changed, 'n');
-        removed := format(changed, 'o');
+        removed := 'lexical_old';
     END IF;
     IF removed IS NOT NULL THEN
         EXECUTE 'DELETE FROM lexical_postings p USING ' || format(words, removed) || ' d'
@@ -126,9 +119,35 @@ CREATE TRIGGER chunks_lexical_insert AFTER INSERT ON chunks
 CREATE TRIGGER chunks_lexical_delete AFTER DELETE ON chunks
     REFERENCING OLD TABLE AS lexical_old
     FOR EACH STATEMENT EXECUTE FUNCTION quarry_chunks_lexical();
+
+-- An UPDATE that changes a row's words or repository (rare: a file's new version is a
+-- new row; this is a re-chunk of the same version, or a move) moves its postings and
+-- statistics row by row. Any other update (a model's vectors written or cleared) fires
+-- nothing: the WHEN is false, and no transition table copies whole rows.
+CREATE FUNCTION quarry_chunk_lexical_update() RETURNS trigger
+    LANGUAGE plpgsql AS $fn$
+BEGIN
+    DELETE FROM lexical_postings p
+    USING (SELECT u.lexeme, coalesce(array_length(u.positions, 1), 1) AS tf
+           FROM unnest(OLD.tsv) u) d
+    WHERE p.repository_id = OLD.repository_id AND p.lexeme = d.lexeme
+      AND p.impact = quarry_bm25_impact(d.tf, length(OLD.tsv)) AND p.seq = OLD.seq;
+    INSERT INTO lexical_postings (repository_id, lexeme, impact, seq, tf, dl)
+    SELECT NEW.repository_id, u.lexeme, quarry_bm25_impact(t.tf, length(NEW.tsv)), NEW.seq,
+           t.tf, length(NEW.tsv)
+    FROM unnest(NEW.tsv) u,
+         LATERAL (SELECT coalesce(array_length(u.positions, 1), 1) AS tf) t;
+    INSERT INTO lexical_stats (repository_id, lexeme, df, len)
+    SELECT OLD.repository_id, u.lexeme, -1, 0 FROM unnest(OLD.tsv) u
+    UNION ALL SELECT OLD.repository_id, '', -1, -length(OLD.tsv)
+    UNION ALL SELECT NEW.repository_id, u.lexeme, 1, 0 FROM unnest(NEW.tsv) u
+    UNION ALL SELECT NEW.repository_id, '', 1, length(NEW.tsv);
+    RETURN NULL;
+END $fn$;
 CREATE TRIGGER chunks_lexical_update AFTER UPDATE ON chunks
-    REFERENCING OLD TABLE AS lexical_old NEW TABLE AS lexical_new
-    FOR EACH STATEMENT EXECUTE FUNCTION quarry_chunks_lexical();
+    FOR EACH ROW
+    WHEN (OLD.tsv IS DISTINCT FROM NEW.tsv OR OLD.repository_id IS DISTINCT FROM NEW.repository_id)
+    EXECUTE FUNCTION quarry_chunk_lexical_update();
 
 -- A repository's statistics go with it (its postings went with its chunk rows).
 CREATE FUNCTION quarry_repositories_lexical() RETURNS trigger
