@@ -24,8 +24,8 @@ impact-ordered lists, exact:
 1. a **seed**: the best few postings of every word (by impact), scored exactly; the
    ``k``-th best score in scope is the threshold ``theta``. When those rows hold fewer
    than ``k`` in the scope and filters, a bounded number of rows matching any word
-   there seed it instead (0 when even they are fewer than ``k``: then every posting of
-   every word is read, which only a scope with fewer than ``k`` matches needs);
+   there seed it instead; a seed that still holds fewer than ``k`` has seen every
+   matching row in scope and is the answer;
 2. words sorted by their upper bound ``UB(t) = idf(t) * max impact(t) * slack``; the
    longest prefix whose bounds sum to less than ``theta`` is *non-essential*: a row that
    holds none of the other (essential) words scores below ``theta`` and cannot be in the

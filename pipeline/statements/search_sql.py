@@ -251,22 +251,27 @@ FROM st"""
     return Query(text, _scope_params(scoped) | {"words": words})
 
 
-# A row's exact BM25 score from its tsvector: its words among the query's, with their
-# idf (w), weighted at the scope's mean length.
-_EXACT_SCORE = """
+# Scoring a row from its tsvector costs about as much as reading this many postings
+# (bench/results/search.md): the crossing point of the two ways of scoring candidates.
+SCORED_PER_POSTING = 80
+
+
+def _weight(tf: str, dl: str) -> str:
+    """BM25's term weight (bm25.weight) of ``tf`` in a row of length ``dl`` at the
+    scope's mean length, as SQL over those two expressions."""
+    return f"{tf} * %(k1_1)s / ({tf} + %(k1)s * (1 - %(b)s + %(b)s * {dl} / %(avgdl)s))"
+
+
+# A posting's weight, and a row's exact BM25 score from its tsvector: its words among
+# the query's, with their idf (w).
+_WEIGHT = _weight("p.tf", "p.dl")
+_EXACT_SCORE = f"""
 LATERAL (
-    SELECT coalesce(sum(w.idf * x.tf * %(k1_1)s
-                        / (x.tf + %(k1)s * (1 - %(b)s + %(b)s * length(c.tsv) / %(avgdl)s))), 0)
-           AS score
+    SELECT coalesce(sum(w.idf * {_weight("x.tf", "length(c.tsv)")}), 0) AS score
     FROM (SELECT u.lexeme, coalesce(array_length(u.positions, 1), 1) AS tf
           FROM unnest(c.tsv) u) x
     JOIN w ON w.lexeme = x.lexeme
 ) bm"""
-# Scoring a row from its tsvector costs about as much as reading this many postings
-# (bench/results/search.md): the crossing point of the two ways of scoring candidates.
-SCORED_PER_POSTING = 80
-# A posting's BM25 term weight at the scope's mean length.
-_WEIGHT = "p.tf * %(k1_1)s / (p.tf + %(k1)s * (1 - %(b)s + %(b)s * p.dl / %(avgdl)s))"
 _WORDS = "w AS (SELECT * FROM unnest(%(lexemes)s::text[], %(idf)s::float8[]) AS w(lexeme, idf))"
 
 
@@ -382,6 +387,7 @@ found AS MATERIALIZED (
     GROUP BY p.seq
     HAVING sum(e.idf * {_WEIGHT} - e.cap) >= %(needed)s
 ),
+kept AS (SELECT count(*) AS rows FROM found),
 exact AS (
     SELECT p.seq, sum(w.idf * {_WEIGHT}) AS score
     FROM unnest(%(repo_ids)s::bigint[]) AS r(id) CROSS JOIN w,
@@ -389,13 +395,13 @@ exact AS (
                   WHERE p.repository_id = r.id AND p.lexeme = w.lexeme
                   OFFSET 0) AS p  -- each list read whole, then probed: never per row
     WHERE p.seq IN (SELECT seq FROM found)
-      AND (SELECT count(*) FROM found) > %(many)s
+      AND (SELECT rows FROM kept) > %(many)s
     GROUP BY p.seq
     HAVING sum(w.idf * {_WEIGHT}) >= %(floor)s
     UNION ALL
     SELECT found.seq, bm.score
     FROM found JOIN chunks c ON c.seq = found.seq,{_EXACT_SCORE}
-    WHERE (SELECT count(*) FROM found) <= %(many)s AND bm.score >= %(floor)s
+    WHERE (SELECT rows FROM kept) <= %(many)s AND bm.score >= %(floor)s
 )
 SELECT {HIT_COLUMNS}, exact.score
 FROM exact JOIN chunks c ON c.seq = exact.seq{_SCOPE_JOIN}
