@@ -33,14 +33,16 @@ stack's data and the copied trees survive, so a large repository is indexed once
 measured again after a code change):
 
 - ``change``: a one-file change in the WHOLE ``--corpus`` (every ``.py`` file; the cold
-  index runs once, the first time): POST -> ``done``;
+  index runs once, the first time): POST -> ``done``. Every invocation first puts a
+  stand-in vector in the embedding cache for each of its chunks that has none, so that a
+  change embeds only the chunks it changed;
 - ``cached``: the first ``--cached-files`` ``.py`` files of ``--corpus``, indexed once as
   a base repository, then each run as a NEW repository (every chunk from the embedding
   cache): POST -> ``done``;
 - ``cold_small``: every file of ``--small-corpus`` as a NEW repository with the
-  embedding cache rows written since the first cold job deleted first (every chunk
-  embedded): POST -> ``done``, and the fixed cost = ``done`` less the embed flushes'
-  device time (``fixed_ms``).
+  embedding cache rows of its chunks deleted first (every chunk embedded): POST ->
+  ``done``, and the fixed cost = ``done`` less the embed flushes' device time
+  (``fixed_ms``).
 """
 
 from __future__ import annotations
@@ -211,12 +213,10 @@ def persistent_stack(work_dir: Path) -> Iterator[tuple[dict[str, str], Path]]:
             print(f"quarry dev down failed:\n{down.stdout}{down.stderr}", file=sys.stderr)
 
 
-def seed_embedding_cache(env: dict[str, str], tree: Path, pg: Any) -> dict[str, Any]:
-    """Stand-in vectors (random unit vectors) in the embedding cache for every chunk of
-    ``tree``, keyed exactly as the pipeline keys them (the stack's chunking settings,
-    token counter and model id): the cold index of a large repository then costs its
-    chunking and writes, not an hour of CPU encoding. Only the base index is seeded;
-    what a measured job changes is embedded by the real model."""
+def chunk_hashes(env: dict[str, str], tree: Path) -> tuple[set[str], str, int]:
+    """The content hashes of every chunk of ``tree``, keyed exactly as the pipeline keys
+    them (the stack's chunking settings, token counter and model id); with the model id
+    and the number of files."""
     from pipeline.adapters.models.torch_embedder import model_id_for
     from pipeline.analysis.analyze import analyze_file
     from pipeline.analysis.chunking import ChunkingOptions
@@ -232,16 +232,34 @@ def seed_embedding_cache(env: dict[str, str], tree: Path, pg: Any) -> dict[str, 
         max_tokens=settings.chunk_max_tokens, max_file_bytes=settings.chunk_max_file_bytes
     )
     counter = token_counter()
-    model_id = model_id_for(settings.embed_model)
     hashes: set[str] = set()
     for file in inventory.files:
         data = (tree / file.path).read_bytes()
         result = analyze_file(file.path, data, options=options, counter=counter, repo=paths)
         if not isinstance(result, SkippedFile):
             hashes.update(c.content_hash for c in result.chunks)
+    return hashes, model_id_for(settings.embed_model), len(inventory.files)
+
+
+def seed_embedding_cache(env: dict[str, str], tree: Path, pg: Any) -> dict[str, Any]:
+    """Stand-in vectors (random unit vectors) in the embedding cache for every chunk of
+    ``tree`` that has none there: the cold index of a large repository then costs its
+    chunking and writes, not an hour of CPU encoding, and a change run embeds only the
+    chunks it changed, as it would on a stack that embedded the repository itself. Run
+    on every invocation (the tree's files change between them); only the base
+    repository is seeded, and what a measured job changes is embedded by the real model."""
+    hashes, model_id, files = chunk_hashes(env, tree)
+    have = {
+        str(row[0])
+        for row in pg.execute(
+            "SELECT content_sha256 FROM embedding_cache"
+            " WHERE model_id = %s AND content_sha256 = ANY(%s)",
+            (model_id, sorted(hashes)),
+        )
+    }
     rng = random.Random(22)
     rows = []
-    for content_hash in sorted(hashes):
+    for content_hash in sorted(hashes - have):
         vector = [rng.gauss(0.0, 1.0) for _ in range(384)]
         norm = sum(v * v for v in vector) ** 0.5
         rows.append(
@@ -253,7 +271,7 @@ def seed_embedding_cache(env: dict[str, str], tree: Path, pg: Any) -> dict[str, 
             " VALUES (%s, %s, %s::vector) ON CONFLICT DO NOTHING",
             rows,
         )
-    return {"files": len(inventory.files), "chunks_seeded": len(rows), "model_id": model_id}
+    return {"files": files, "chunks": len(hashes), "seeded": len(rows), "model_id": model_id}
 
 
 def repo_done(pg: Any, repo: str) -> bool:
@@ -275,20 +293,20 @@ def cached_runs(watch: Watch, tree: Path, runs: int) -> list[dict[str, Any]]:
     ]
 
 
-def cold_small_runs(watch: Watch, tree: Path, runs: int) -> list[dict[str, Any]]:
+def cold_small_runs(
+    watch: Watch, env: dict[str, str], tree: Path, runs: int
+) -> list[dict[str, Any]]:
     """``tree`` as a NEW repository each run (the first is a warm-up), with the embedding
-    cache rows written since the first cold job (of this or an earlier invocation) deleted
-    first: every chunk is embedded.
+    cache rows of its chunks deleted first: every chunk is embedded. Only those rows: the
+    base repository's stay, or its change runs would embed whole files again.
     ``fixed`` = ``done`` less the embed flushes' device time."""
-    # From the first cold job of any earlier invocation too (its rows would hit): what
-    # the cache gained since then is this corpus's chunks and the change runs' probes.
-    since = watch.pg.execute(
-        "SELECT least(now(), (SELECT min(j.created_at) FROM jobs AS j"
-        " JOIN repositories AS r ON r.id = j.repository_id WHERE r.name LIKE 'cold-%'))"
-    ).fetchone()[0]
+    hashes, model_id, _ = chunk_hashes(env, tree)
     results = []
     for _ in range(runs + 1):
-        watch.pg.execute("DELETE FROM embedding_cache WHERE created_at >= %s", (since,))
+        watch.pg.execute(
+            "DELETE FROM embedding_cache WHERE model_id = %s AND content_sha256 = ANY(%s)",
+            (model_id, sorted(hashes)),
+        )
         result = follow_job(watch, tree, f"cold-{uuid.uuid4().hex[:12]}", timeout_s=600)
         device_ms = sum(f["device_ms"] for f in result["flushes"])
         result["device_ms"] = round(device_ms, 1)
@@ -329,10 +347,9 @@ def measure_small(args: argparse.Namespace) -> dict[str, Any]:
             logs = data_dir / "logs"
             slow = Watch(api, client, pg, logs, poll_s=0.5, api_poll_s=1.0)
             cold: dict[str, Any] = {}
+            cold["seeded"] = seed_embedding_cache(env, whole, pg)
             for repo, tree in (("whole", whole), ("cached-base", cached_tree)):
                 if not repo_done(pg, repo):
-                    if repo == "whole":
-                        cold["seeded"] = seed_embedding_cache(env, tree, pg)
                     started = time.perf_counter()
                     run = follow_job(slow, tree, repo, timeout_s=args.cold_timeout_s)
                     cold[repo] = {
@@ -355,7 +372,7 @@ def measure_small(args: argparse.Namespace) -> dict[str, Any]:
                 )
             if "cold_small" in wanted:
                 series["cold_small"] = summarise(
-                    cold_small_runs(watch, small, args.runs), COLD_SMALL_FIGURES
+                    cold_small_runs(watch, env, small, args.runs), COLD_SMALL_FIGURES
                 )
             versions = software(watch)
             client.close()
