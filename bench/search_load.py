@@ -219,7 +219,8 @@ class BenchLoader:
                 continue
             definition = shipped
             if name == "chunks_embedding_hnsw" and build.hnsw_with:
-                definition = f"{shipped.split(' WITH (', 1)[0]} WITH ({build.hnsw_with})"
+                head, _, rest = shipped.partition(" WITH (")
+                definition = f"{head} WITH ({build.hnsw_with}){rest.partition(')')[2]}"
             report(f"building {name} ...")
             started = time.perf_counter()
             self._conn.execute(definition)

@@ -44,7 +44,7 @@ def build_index(dsn: str, params: str, workers: int, memory: str) -> dict[str, A
         started = time.perf_counter()
         conn.execute(
             "CREATE INDEX chunks_embedding_hnsw ON chunks"
-            f" USING hnsw (embedding vector_cosine_ops) WITH ({params})"
+            f" USING hnsw (embedding vector_cosine_ops) WITH ({params}) WHERE indexed"
         )
         seconds = time.perf_counter() - started
         conn.execute("ANALYZE chunks")

@@ -55,6 +55,8 @@ COMMIT_JOB_TASK: Final = "quarry.write.commit"
 WEBHOOK_DELIVER_TASK: Final = "quarry.webhook.deliver"
 SWEEP_JOBS_TASK: Final = "quarry.ingest.sweep"
 DELETE_REPO_TASK: Final = "quarry.write.delete-repo"
+# Rows written since go into the HNSW index (migration 0021), after their job.
+INDEX_VECTORS_TASK: Final = "quarry.write.index-vectors"
 # A model switch (pipeline/embedding_models.py): on the embed queue, where the models are.
 MODEL_BACKFILL_TASK: Final = "quarry.embed.model-backfill"
 MODEL_RETIRE_TASK: Final = "quarry.embed.model-retire"
@@ -71,6 +73,7 @@ ALL_TASKS: Final = (
     WEBHOOK_DELIVER_TASK,
     SWEEP_JOBS_TASK,
     DELETE_REPO_TASK,
+    INDEX_VECTORS_TASK,
     MODEL_BACKFILL_TASK,
     MODEL_RETIRE_TASK,
 )

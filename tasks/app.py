@@ -30,6 +30,7 @@ TASK_MODULES = (
     "tasks.webhook",
     "tasks.deletion",
     "tasks.models",
+    "tasks.vectors",
 )
 
 

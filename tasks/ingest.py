@@ -145,6 +145,7 @@ def sweep_jobs() -> int:
         metrics.JOBS_RECOVERED.labels(recovery.action.value).inc()
     _resume_deletions(ctx, cpu_profile()[1], settings)
     _collect(ctx, cpu_profile()[1])
+    _index_vectors(ctx, cpu_profile()[1])
     return len(found)
 
 
@@ -158,6 +159,18 @@ def _resume_deletions(ctx: JobContext, cpu: CpuProfile, settings: QuarrySettings
         resume_deletions(cpu.deletions, send, idle_s=settings.delete_stall_s)
     except TransientError as exc:
         log.warning("repository deletion sweep skipped: %s", exc)
+
+
+def _index_vectors(ctx: JobContext, cpu: CpuProfile) -> None:
+    """Rows still out of the HNSW index (a lost index task, a store that was down) get
+    an index task; the waiting rows are the gauge."""
+    try:
+        pending = cpu.vectors.pending_rows()
+        metrics.VECTORS_PENDING.set(pending)
+        if pending:
+            ctx.send(flow.INDEX_VECTORS_TASK, [{}])
+    except TransientError as exc:
+        log.warning("vector index sweep skipped: %s", exc)
 
 
 def _collect(ctx: JobContext, cpu: CpuProfile) -> None:

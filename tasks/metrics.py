@@ -126,6 +126,15 @@ MESSAGES_RESTORED = Counter(
     "quarry_broker_messages_restored_total",
     "Messages given back to their queues because the worker holding them died (lease ran out).",
 )
+VECTORS_INDEXED = Counter(
+    "quarry_vectors_indexed_total",
+    "Chunk rows the vector index task added to the HNSW index after their job (0021).",
+)
+VECTORS_PENDING = Gauge(
+    "quarry_vectors_pending",
+    "Chunk rows with a vector not in the HNSW index yet (searched exactly), at the last sweep.",
+    multiprocess_mode="mostrecent",
+)
 JOBS_RECOVERED = Counter(
     "quarry_jobs_recovered_total",
     "Stalled jobs (no message held by the broker, no progress) the sweeper sent on or failed.",
@@ -199,7 +208,15 @@ OWNERS: Final[dict[str, frozenset[str]]] = {
         MODEL_STATE,
         MODEL_SWITCHES,
     ),
-    **_owned(frozenset({CPU}), WRITTEN, WEBHOOK_DELIVERIES, MESSAGES_RESTORED, JOBS_RECOVERED),
+    **_owned(
+        frozenset({CPU}),
+        WRITTEN,
+        WEBHOOK_DELIVERIES,
+        MESSAGES_RESTORED,
+        JOBS_RECOVERED,
+        VECTORS_INDEXED,
+        VECTORS_PENDING,
+    ),
     **_owned(frozenset({CPU, EMBED}), BREAKER_STATE, DEAD_LETTERS, TASKS, TASK_SECONDS),
     **_owned(frozenset({API, CPU, EMBED}), JOBS, JOB_SECONDS, JOB_FILES, JOB_CHUNKS),
     **_owned(frozenset({API}), SEARCH_SECONDS, SEARCHES),

@@ -62,6 +62,20 @@ class StoreFields(BaseModel):
         le=1000,
         description="Retries of a write on a transient error before it goes to the dead letters.",
     )
+    vector_index_batch_rows: int = Field(
+        128,
+        ge=1,
+        le=100_000,
+        description="Rows one transaction of the vector index task adds to the HNSW index "
+        "(rows the write stage wrote wait for it, searched exactly meanwhile).",
+    )
+    vector_index_step_s: float = Field(
+        2.0,
+        gt=0,
+        le=600,
+        description="Longest run of one vector index task before it hands the rest to the "
+        "next (other write-queue tasks go between).",
+    )
     delete_batch_rows: int = Field(
         5000,
         ge=1,

@@ -110,6 +110,17 @@ class VectorStore(Protocol):
         transaction (a version chunked again by a newer chunker, CHUNKER_VERSION)."""
         ...
 
+    def index_pending(self, limit: int) -> int:
+        """Add up to ``limit`` rows, of any tenant, that were written since to the
+        approximate nearest-neighbour index; how many. A row waiting for it is already
+        searchable (exactly); this only moves the index's cost off the job's path. A
+        store without such an index has nothing waiting: 0."""
+        ...
+
+    def pending_rows(self) -> int:
+        """How many rows wait for :meth:`index_pending`."""
+        ...
+
     def delete_files(self, repo: RepoRef, paths: Sequence[str]) -> int:
         """Delete every chunk of every version of ``paths``; returns rows deleted."""
         ...

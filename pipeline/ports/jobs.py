@@ -322,7 +322,12 @@ class JobBoard(Protocol):
         ...
 
     def throttle(self, job_id: str, marker: str, interval_s: float) -> bool:
-        """True at most once per ``interval_s`` per marker (progress flushes)."""
+        """True at most once per ``interval_s`` per marker (progress flushes); also a
+        lease that lasts ``interval_s`` unless :meth:`release` ends it first."""
+        ...
+
+    def release(self, job_id: str, marker: str) -> None:
+        """End ``marker``'s interval now: the next :meth:`throttle` of it is True."""
         ...
 
     def cancel(self, job_id: str) -> None: ...

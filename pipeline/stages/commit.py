@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 
+from pipeline import flow
 from pipeline.jobs import NOT_PUBLISHED, JobStatus, Stage
 from pipeline.ports import GraphStore, VectorStore
 from pipeline.stages.graph import writes_graph
@@ -87,6 +88,8 @@ def commit_job(
         )
     finish(ctx, job, JobStatus.DONE, message)
     ctx.board.clear(job_id)
+    # The job's rows go into the HNSW index now, off its path (pipeline.stages.vector_index).
+    ctx.send(flow.INDEX_VECTORS_TASK, [{}])
     log.info(
         "job %s %s %s@%s to ref %s: %d files, %d deleted",
         job_id,

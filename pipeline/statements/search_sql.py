@@ -17,7 +17,10 @@ The vector retriever has two plans:
   ``ef`` rows pass those conditions (at most ``hnsw.max_scan_tuples`` tuples), so other
   tenants' rows no longer use up the candidates; without them (``off``, and pgvector
   0.6) they do, and a caller that gets fewer than it asked for tries a larger ``ef``,
-  then ``exact``. Rows of older file versions still use up candidates in both.
+  then ``exact``. Rows of older file versions still use up candidates in both. The
+  index holds the rows with ``indexed`` (migration 0021); the rows a job wrote since,
+  which the vector index task has not added yet, are compared exactly in the same
+  statement, so a row is found the moment its job is done.
 
 The full-text retriever reads the impact-ordered postings and term statistics of
 migration 0020 (:func:`lexical_stats`, :func:`lexical_seed`, :func:`lexical_rest`): the
@@ -183,23 +186,33 @@ def vector_hnsw(
     holds only the repository id beside its vectors: the filters apply after the scan."""
     where, params = _filters(filters)
     if storage == LEGACY_STORAGE:
+        # The index holds the rows with ``indexed`` (migration 0021); the rows written
+        # since (a few: INDEX_PENDING adds them after their job) are compared exactly.
         near = f"""
-    SELECT c.repository_id, c.id, c.file_sha256,
-           c.embedding <=> %(vector)s AS distance
+    (SELECT c.repository_id, c.id, c.file_sha256, c.embedding <=> %(vector)s AS distance
     FROM chunks c
-    WHERE c.repository_id = ANY(%(repo_ids)s::bigint[]) AND c.model_id = %(model_id)s{where}
-    ORDER BY c.embedding <=> %(vector)s"""
+    WHERE c.repository_id = ANY(%(repo_ids)s::bigint[]) AND c.model_id = %(model_id)s
+      AND c.indexed AND c.embedding IS NOT NULL{where}
+    ORDER BY c.embedding <=> %(vector)s
+    LIMIT %(ef)s)
+    UNION ALL
+    (SELECT c.repository_id, c.id, c.file_sha256, c.embedding <=> %(vector)s AS distance
+    FROM chunks c
+    WHERE c.repository_id = ANY(%(repo_ids)s::bigint[]) AND c.model_id = %(model_id)s
+      AND NOT c.indexed AND c.embedding IS NOT NULL{where}
+    ORDER BY 4
+    LIMIT %(ef)s)"""
         after = ""
     else:
         near = f"""
     SELECT v.repository_id, v.id, v.file_sha256, v.embedding <=> %(vector)s AS distance
     FROM {check_storage(storage)} v
-    WHERE v.repository_id = ANY(%(repo_ids)s::bigint[])
-    ORDER BY v.embedding <=> %(vector)s"""
+    WHERE v.repository_id = ANY(%(repo_ids)s::bigint[]) AND v.embedding IS NOT NULL
+    ORDER BY v.embedding <=> %(vector)s
+    LIMIT %(ef)s"""
         after = f"\nWHERE true{where}"
     text = f"""
 WITH near AS MATERIALIZED ({near}
-    LIMIT %(ef)s
 )
 SELECT {HIT_COLUMNS}, 1 - n.distance AS score
 FROM near n

@@ -97,15 +97,17 @@ COPY quarry_chunk_staging (
 # A replayed row that changes nothing is skipped by the WHERE, so a retried batch leaves
 # no dead tuples and no new HNSW/GIN entries behind; rowcount is the rows really written.
 # Rows go in key order, so two batches that overlap lock their rows in the same order
-# instead of deadlocking.
+# instead of deadlocking. A row written with a vector is not yet in the HNSW index
+# (``indexed`` false, migration 0021): INDEX_PENDING adds it after the job, and search
+# scans such rows exactly meanwhile.
 MERGE_CHUNKS = """
 INSERT INTO chunks AS c (
     repository_id, id, path, file_sha256, start_line, end_line, start_byte, end_byte,
-    symbol, kind, language, content, content_sha256, model_id, embedding, tsv
+    symbol, kind, language, content, content_sha256, model_id, embedding, tsv, indexed
 )
 SELECT %(repository_id)s::bigint, id, path, file_sha256, start_line, end_line, start_byte,
        end_byte, symbol, kind, language, content, content_sha256, model_id, embedding,
-       to_tsvector('simple', lexical)
+       to_tsvector('simple', lexical), embedding IS NULL
 FROM quarry_chunk_staging
 ORDER BY file_sha256, id
 ON CONFLICT (repository_id, file_sha256, id) DO UPDATE SET
@@ -121,7 +123,8 @@ ON CONFLICT (repository_id, file_sha256, id) DO UPDATE SET
     content_sha256 = EXCLUDED.content_sha256,
     model_id = EXCLUDED.model_id,
     embedding = EXCLUDED.embedding,
-    tsv = EXCLUDED.tsv
+    tsv = EXCLUDED.tsv,
+    indexed = EXCLUDED.indexed
 WHERE (c.path, c.start_line, c.end_line, c.start_byte, c.end_byte, c.symbol, c.kind,
        c.language, c.content, c.content_sha256, c.model_id, c.embedding, c.tsv)
       IS DISTINCT FROM
@@ -130,6 +133,22 @@ WHERE (c.path, c.start_line, c.end_line, c.start_byte, c.end_byte, c.symbol, c.k
        EXCLUDED.content, EXCLUDED.content_sha256, EXCLUDED.model_id, EXCLUDED.embedding,
        EXCLUDED.tsv)
 """
+
+# Up to ``limit`` rows not yet in the HNSW index go in, oldest first; rows another
+# transaction holds (a write, another batch of this) are left to the next batch.
+INDEX_PENDING = """
+WITH picked AS (
+    SELECT repository_id, file_sha256, id FROM chunks
+    WHERE NOT indexed
+    ORDER BY repository_id, seq
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE chunks AS c SET indexed = true
+FROM picked AS p
+WHERE c.repository_id = p.repository_id AND c.file_sha256 = p.file_sha256 AND c.id = p.id
+"""
+PENDING_ROWS = "SELECT count(*) FROM chunks WHERE NOT indexed"
 
 CACHE_STAGING_COLUMNS: tuple[str, ...] = ("content_sha256", "embedding")
 CACHE_STAGING_TYPES: tuple[str, ...] = ("text", "vector")

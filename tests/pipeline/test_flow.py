@@ -58,6 +58,7 @@ def test_the_registered_tasks_are_the_graphs_and_nothing_else() -> None:
     assert registered == {s.task for s in flow.STAGES} | {
         flow.SWEEP_TASK,
         flow.DELETE_REPO_TASK,
+        flow.INDEX_VECTORS_TASK,
         flow.MODEL_BACKFILL_TASK,
         flow.MODEL_RETIRE_TASK,
     }

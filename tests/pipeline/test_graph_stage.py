@@ -191,7 +191,10 @@ def test_a_redelivered_batch_or_plan_does_nothing_twice() -> None:
     assert h.take(flow.COMMIT) == [{"job_id": JOB}]  # the commit again: idempotent
     assert h.graph.node_ids(REPO) > nodes
     assert commit_job(h.ctx, JOB, vectors=_NoVectors(), graph=h.graph) is JobStatus.DONE
+    # The job's rows go into the vector index after it is done (0021): one step sent.
+    assert [task for task, _ in h.sent] == [flow.INDEX_VECTORS_TASK]
     assert commit_job(h.ctx, JOB, vectors=_NoVectors(), graph=h.graph) is None
+    assert [task for task, _ in h.sent] == [flow.INDEX_VECTORS_TASK]
     assert h.snapshots.staged_paths(JOB) == []
 
 

@@ -63,7 +63,10 @@ def test_merge_is_one_insert_select_keyed_by_file_version_with_tsvector_in_sql()
     assert "to_tsvector('simple', lexical)" in text
     inserted = _listed(text, "INSERT INTO chunks AS c")
     staged = [c for c in sql.CHUNK_STAGING_COLUMNS if c != "lexical"]
-    assert inserted == ["repository_id", *staged, "tsv"]
+    assert inserted == ["repository_id", *staged, "tsv", "indexed"]
+    assert "to_tsvector('simple', lexical), embedding IS NULL FROM" in text, (
+        "a row with a vector waits for the HNSW index (0021); one without has none to wait"
+    )
     updated = re.findall(r"(\w+) = EXCLUDED\.\1", text)
     assert updated == [c for c in inserted if c not in ("repository_id", "id", "file_sha256")]
     assert "IS DISTINCT FROM" in text, "a replay that changes nothing must not rewrite rows"

@@ -75,6 +75,10 @@ class InMemoryJobBoard:
             self._throttle[(job_id, marker)] = now + interval_s
             return True
 
+    def release(self, job_id: str, marker: str) -> None:
+        with self._lock:
+            self._throttle.pop((job_id, marker), None)
+
     def cancel(self, job_id: str) -> None:
         with self._lock:
             self._cancelled.add(job_id)

@@ -16,6 +16,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
+from pipeline.errors import InvalidInputError
 from pipeline.models import RepoRef, StoredChunk
 from pipeline.statements import sql
 
@@ -30,6 +31,9 @@ class InMemoryVectorStore:
     def __init__(self, *, dimension: int = 384) -> None:
         self._dimension = dimension
         self._repos: dict[RepoRef, dict[_Key, sql.ChunkRow]] = {}
+        # Rows written with a vector and not yet "indexed", oldest first, as the real
+        # store's chunks.indexed (migration 0021); a deleted row is skipped when met.
+        self._pending: dict[tuple[RepoRef, _Key], None] = {}
         self._lock = threading.Lock()
 
     @property
@@ -62,6 +66,9 @@ class InMemoryVectorStore:
                 if old is None or not _same(old, row):
                     stored[key] = row  # its vector is a copy (sql.check_vector)
                     written += 1
+                    self._pending.pop((repo, key), None)
+                    if row[_EMBEDDING] is not None:
+                        self._pending[(repo, key)] = None
             if whole_versions:
                 versions = {(row[1], row[2]) for row in rows}
                 staged = {(row[2], row[0]) for row in rows}
@@ -70,6 +77,22 @@ class InMemoryVectorStore:
                 ]:
                     del stored[key]
             return written
+
+    def index_pending(self, limit: int) -> int:
+        if limit < 1:
+            raise InvalidInputError(f"limit: expected at least 1, got {limit}")
+        with self._lock:
+            done = 0
+            for repo, key in list(self._pending):
+                if done == limit:
+                    break
+                del self._pending[(repo, key)]
+                done += key in self._repos.get(repo, {})
+            return done
+
+    def pending_rows(self) -> int:
+        with self._lock:
+            return sum(key in self._repos.get(repo, {}) for repo, key in self._pending)
 
     def delete_files(self, repo: RepoRef, paths: Sequence[str]) -> int:
         sql.check_repo(repo)

@@ -152,6 +152,10 @@ class RedisJobBoard:
                 self._client.set(self._key(job_id, f"throttle:{marker}"), 1, nx=True, px=px)
             )
 
+    def release(self, job_id: str, marker: str) -> None:
+        with _redis_errors("release"):
+            self._client.delete(self._key(job_id, f"throttle:{marker}"))
+
     def cancel(self, job_id: str) -> None:
         with _redis_errors("cancel"):
             self._client.set(self._key(job_id, "cancel"), 1, ex=self._ttl_s)

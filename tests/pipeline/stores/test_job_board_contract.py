@@ -69,6 +69,16 @@ def test_throttle_allows_once_per_interval(board: JobBoard, job_id: str) -> None
     assert board.throttle(job_id, "other", 30.0) is True
 
 
+def test_release_ends_a_throttle_interval_of_that_marker_only(board: JobBoard, job_id: str) -> None:
+    assert board.throttle(job_id, "lease", 30.0) is True
+    assert board.throttle(job_id, "other", 30.0) is True
+    board.release(job_id, "lease")
+    board.release(job_id, "never-set")  # nothing to end: no error
+    assert board.throttle(job_id, "lease", 30.0) is True
+    assert board.throttle(job_id, "lease", 30.0) is False
+    assert board.throttle(job_id, "other", 30.0) is False
+
+
 def test_cancel_flag(board: JobBoard, job_id: str) -> None:
     assert board.cancelled(job_id) is False
     board.cancel(job_id)

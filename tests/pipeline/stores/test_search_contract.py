@@ -1,10 +1,12 @@
 """One contract for the search index: the fake, and PostgreSQL with each vector plan.
 
-``postgres-exact`` is the plan of a small table; ``postgres-hnsw`` forces the HNSW plan
-(``exact_max_rows=0``) with a tiny ``ef_search`` and pgvector 0.8's iterative index scan
-(the default ``relaxed_order``); ``postgres-hnsw-noniterative`` the same without it, so
-that its retry (a larger ``ef``, then exact) is exercised too. Every test writes its own
-tenant.
+``postgres-exact`` is the plan of a small table; ``postgres-hnsw-indexed`` forces the
+HNSW plan (``exact_max_rows=-1``) with a tiny ``ef_search`` and pgvector 0.8's iterative
+index scan (the default ``relaxed_order``), every row written put into the index at once
+(``index_pending``, migration 0021); ``postgres-hnsw-noniterative`` the same without the
+iterative scan, so that its retry (a larger ``ef``, then exact) is exercised too;
+``postgres-hnsw`` the HNSW plan with the rows as a job leaves them, not yet in the index
+(found by the exact scan of the rows that wait for it). Every test writes its own tenant.
 """
 
 from __future__ import annotations
@@ -39,10 +41,24 @@ MODEL = "model-a"
 
 
 class Backend:
-    def __init__(self, index: SearchIndex, vectors: VectorStore, snapshots: SnapshotStore) -> None:
+    def __init__(
+        self,
+        index: SearchIndex,
+        vectors: VectorStore,
+        snapshots: SnapshotStore,
+        *,
+        index_at_once: bool = False,
+    ) -> None:
         self.index = index
         self.vectors = vectors
         self.snapshots = snapshots
+        self.index_at_once = index_at_once
+
+
+def drain(vectors: VectorStore) -> None:
+    """Every row waiting for the vector index goes in (other tests' rows too)."""
+    while vectors.index_pending(10_000):
+        pass
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +69,15 @@ def pg_dsn(request: pytest.FixtureRequest) -> Iterator[str]:
         yield dsn
 
 
-@pytest.fixture(params=["memory", "postgres-exact", "postgres-hnsw", "postgres-hnsw-noniterative"])
+@pytest.fixture(
+    params=[
+        "memory",
+        "postgres-exact",
+        "postgres-hnsw",
+        "postgres-hnsw-indexed",
+        "postgres-hnsw-noniterative",
+    ]
+)
 def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
     if request.param == "memory":
         vectors = InMemoryVectorStore(dimension=DIM)
@@ -63,7 +87,9 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
     dsn = request.getfixturevalue("pg_dsn")
     options: dict[str, object] = {}
     if request.param.startswith("postgres-hnsw"):
-        options = {"exact_max_rows": 0, "ef_search": 2}
+        # -1, not 0: the plan is exact while the table's row estimate (reltuples, -1 or
+        # 0 for a table never analysed, read as 0) is at most exact_max_rows.
+        options = {"exact_max_rows": -1, "ef_search": 2}
     if request.param == "postgres-hnsw-noniterative":
         options["iterative_scan"] = "off"
     with (
@@ -71,7 +97,7 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
         PgVectorStore(dsn, dimension=DIM) as vs,
         PgSnapshotStore(dsn) as snaps,
     ):
-        yield Backend(index, vs, snaps)
+        yield Backend(index, vs, snaps, index_at_once=request.param != "postgres-hnsw")
 
 
 @pytest.fixture
@@ -106,6 +132,8 @@ def stored(
 def publish(backend: Backend, repo: RepoRef, commit: str, chunks: list[StoredChunk]) -> None:
     backend.vectors.ensure_repository(repo)
     backend.vectors.upsert_chunks(repo, chunks)
+    if backend.index_at_once:
+        drain(backend.vectors)
     versions = {c.chunk.path: FileVersion(c.chunk.path, c.file_sha256, c.chunk.language, 10)
                 for c in chunks}  # fmt: skip
     snapshot = backend.snapshots.begin(repo, commit, list(versions.values()))
@@ -155,6 +183,27 @@ def test_vector_hits_come_nearest_first_with_cosine_scores(backend: Backend, ten
         "function",
     )
     assert first.content.startswith("def open_pool")
+
+
+def test_rows_in_the_vector_index_and_rows_waiting_for_it_rank_together(
+    backend: Backend, tenant: str
+) -> None:
+    """Half the rows in the HNSW index, half written after (0021): one ranking, nearest
+    first, whatever side each row is on; the same once all are in."""
+    repo = RepoRef(tenant, "app")
+    backend.vectors.ensure_repository(repo)
+    near = [stored(f"n{i}.py", "v1", i, f"def n{i}(): pass", unit(5, 0.1 * i)) for i in range(6)]
+    backend.vectors.upsert_chunks(repo, near[0::2])
+    drain(backend.vectors)
+    publish(backend, repo, "c1", near)  # the odd ones wait (unless indexed at once)
+    expected = [f"n{i}.py" for i in range(6)]
+    assert paths(backend.index.vector_hits(ask(tenant), unit(5), MODEL, 6)) == expected
+    assert paths(backend.index.vector_hits(ask(tenant), unit(5), MODEL, 3)) == expected[:3]
+    drain(backend.vectors)
+    assert backend.vectors.pending_rows() == 0
+    assert paths(backend.index.vector_hits(ask(tenant), unit(5), MODEL, 6)) == expected
+    if isinstance(backend.index, PgSearchIndex) and backend.index.plans["exact"] == 0:
+        assert backend.index.plans["hnsw"] >= 3, "the HNSW plan answered each search"
 
 
 def test_vector_hits_read_only_the_model_asked_for(backend: Backend, tenant: str) -> None:

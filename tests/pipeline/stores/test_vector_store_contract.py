@@ -286,6 +286,40 @@ def test_a_chunk_without_an_embedding_is_stored_and_can_get_one_later(
     assert got is not None and np.allclose(got, _vector(3))
 
 
+def _drain(store: VectorStore) -> None:
+    """Every row that waits for the vector index goes in (other tests' rows too)."""
+    while store.index_pending(10_000):
+        pass
+
+
+def test_written_rows_wait_for_the_vector_index_until_index_pending_takes_them(
+    backend: Backend, repo: RepoRef
+) -> None:
+    store = backend.store
+    _drain(store)
+    assert store.pending_rows() == 0
+    batch = _file("a.py", "sa", 3)
+    bare = _sc(_chunk("b.py", 1), "sb", "", None)
+    assert store.upsert_chunks(repo, [*batch, bare]) == 4
+    assert store.pending_rows() == 3, "a row without a vector has nothing to wait for"
+    assert store.index_pending(2) == 2
+    assert store.pending_rows() == 1
+    assert store.index_pending(2) == 1
+    assert store.index_pending(2) == 0
+    assert store.pending_rows() == 0
+    # A replay changes nothing, so nothing waits again; a changed vector waits again.
+    assert store.upsert_chunks(repo, batch) == 0
+    assert store.pending_rows() == 0
+    assert store.upsert_chunks(repo, [_stored("a.py", 2, "sa", seed=77)]) == 1
+    assert store.pending_rows() == 1
+    # A waiting row that is deleted no longer waits.
+    store.delete_files(repo, ["a.py"])
+    assert store.pending_rows() == 0
+    assert store.index_pending(5) == 0
+    with pytest.raises(InvalidInputError, match="limit: expected at least 1, got 0"):
+        store.index_pending(0)
+
+
 def test_duplicate_keys_in_one_batch_are_written_once_the_last_winning(
     backend: Backend, repo: RepoRef
 ) -> None:
