@@ -129,6 +129,26 @@ def overhead_runs(watch: Watch, scratch: Path, runs: int) -> list[dict[str, Any]
     return results
 
 
+def index_caught_up(watch: Watch, timeout_s: float = 300.0) -> float:
+    """Wait until no chunk row waits for the HNSW index (migration 0021: the vector index
+    task adds a job's rows after it is done); the ms waited. Each measured job then
+    starts on a quiet stack, and the wait is the deferred index work of the job before."""
+    started = time.perf_counter()
+    while watch.pg.execute("SELECT count(*) FROM chunks WHERE NOT indexed").fetchone()[0]:
+        if time.perf_counter() - started > timeout_s:
+            raise TimeoutError(f"rows still wait for the vector index after {timeout_s} s")
+        time.sleep(0.02)
+    return round((time.perf_counter() - started) * 1000, 1)
+
+
+def follow_quiet(watch: Watch, tree: Path, repo: str, timeout_s: float) -> dict[str, Any]:
+    """:func:`follow_job`, then the wait for its rows to reach the vector index
+    (``index_after_ms``, from the end of the job's follow-up)."""
+    result = follow_job(watch, tree, repo, timeout_s=timeout_s)
+    result["index_after_ms"] = index_caught_up(watch)
+    return result
+
+
 def change_runs(watch: Watch, tree: Path, repo: str, runs: int, seed: int) -> list[dict[str, Any]]:
     """Append a function to another file of the indexed tree each run (first: warm-up);
     the files (of 1 KB or more) are drawn with ``seed``."""
@@ -138,7 +158,7 @@ def change_runs(watch: Watch, tree: Path, repo: str, runs: int, seed: int) -> li
     for i, path in enumerate(picks):
         with path.open("a") as handle:
             handle.write(f"\n\ndef quarry_bench_probe_{seed}_{i}(value):\n    return value * 2\n")
-        result = follow_job(watch, tree, repo, timeout_s=300)
+        result = follow_quiet(watch, tree, repo, timeout_s=300)
         result["path"] = path.relative_to(tree).as_posix()
         result["path_bytes"] = path.stat().st_size
         results.append(result)
@@ -288,7 +308,7 @@ def cached_runs(watch: Watch, tree: Path, runs: int) -> list[dict[str, Any]]:
     """``tree`` as a NEW repository each run (the first is a warm-up): every chunk is in
     the embedding cache (the base repository indexed it before)."""
     return [
-        follow_job(watch, tree, f"cached-{uuid.uuid4().hex[:12]}", timeout_s=120)
+        follow_quiet(watch, tree, f"cached-{uuid.uuid4().hex[:12]}", timeout_s=120)
         for _ in range(runs + 1)
     ]
 
@@ -307,7 +327,7 @@ def cold_small_runs(
             "DELETE FROM embedding_cache WHERE model_id = %s AND content_sha256 = ANY(%s)",
             (model_id, sorted(hashes)),
         )
-        result = follow_job(watch, tree, f"cold-{uuid.uuid4().hex[:12]}", timeout_s=600)
+        result = follow_quiet(watch, tree, f"cold-{uuid.uuid4().hex[:12]}", timeout_s=600)
         device_ms = sum(f["device_ms"] for f in result["flushes"])
         result["device_ms"] = round(device_ms, 1)
         result["events_ms"]["fixed"] = round(result["events_ms"]["done"] - device_ms, 1)
@@ -360,7 +380,7 @@ def measure_small(args: argparse.Namespace) -> dict[str, Any]:
                         "tasks": task_totals(run),
                     }
             watch = Watch(api, client, pg, logs, args.poll_ms / 1000, args.api_poll_ms / 1000)
-            series = {}
+            series: dict[str, Any] = {"index_wait_before_ms": index_caught_up(watch)}
             wanted = set(args.series.split(","))
             if "change" in wanted:
                 seed = int(time.time())
