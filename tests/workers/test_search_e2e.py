@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 import uuid
 from typing import Any
 from xml.etree import ElementTree
 
 import httpx
+import psycopg
 import pytest
 
 from config.endpoints import Endpoints
@@ -171,6 +173,47 @@ def test_a_tenant_never_sees_another_tenants_code(
     assert graph.status_code == 404
     anonymous = httpx.get(f"{endpoints.api_url}/v1/search", params={"q": "match_file"})
     assert anonymous.status_code == 401
+
+
+def _waiting_rows(endpoints: Endpoints, repo: str) -> int:
+    with psycopg.connect(endpoints.postgres_dsn) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM chunks c JOIN repositories r ON r.id = c.repository_id"
+            " WHERE r.name = %s AND NOT c.indexed",
+            (repo,),
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _until_indexed(endpoints: Endpoints, repo: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while _waiting_rows(endpoints, repo):
+        assert time.monotonic() < deadline, "rows still wait for the vector index"
+        time.sleep(0.2)
+
+
+def test_a_jobs_rows_reach_the_vector_index_after_it_and_search_answers_the_same(
+    api: httpx.Client, indexed: str, endpoints: Endpoints
+) -> None:
+    """Migration 0021 on the real workers: the commit's index task adds the job's rows;
+    rows that wait again (as if that task were lost) are searched exactly meanwhile,
+    and the sweep (every second here) starts the task that adds them."""
+    _until_indexed(endpoints, indexed)
+    question = {"q": "check whether a file path matches the patterns", "repo": indexed,
+                "k": 10, "mode": "vector"}  # fmt: skip
+    before = [(r["path"], r["start_line"]) for r in search(api, **question).json()["results"]]
+    assert before
+    with psycopg.connect(endpoints.postgres_dsn) as conn:
+        conn.execute(
+            "UPDATE chunks c SET indexed = false FROM repositories r"
+            " WHERE r.id = c.repository_id AND r.name = %s AND c.embedding IS NOT NULL",
+            (indexed,),
+        )
+    assert _waiting_rows(endpoints, indexed) > 0
+    waiting = [(r["path"], r["start_line"]) for r in search(api, **question).json()["results"]]
+    _until_indexed(endpoints, indexed)
+    after = [(r["path"], r["start_line"]) for r in search(api, **question).json()["results"]]
+    assert waiting == before == after
 
 
 def test_the_cli_prints_results_and_the_same_json(
