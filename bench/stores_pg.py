@@ -2,7 +2,7 @@
 
 Usage: .venv/bin/python bench/stores_pg.py --corpus bench/corpora/django-5.2.19
        [--vectors bow|random] [--batch-size 2000] [--writers 1] [--limit N]
-       [--without-hnsw] [--update] [--dsn ADMIN_DSN] [--json]
+       [--without-hnsw] [--update] [--defer-index] [--dsn ADMIN_DSN] [--json]
 
 Chunks: ``pipeline.analysis.analyze.analyze_file`` on the corpus's Python files with the exact
 WordPiece counter, as the pipeline chunks them (not timed). Vectors (the model is not
@@ -120,11 +120,20 @@ def timed_copy(dsn: str, rows: Sequence[sql.ChunkRow]) -> float:
 
 
 def timed_upserts(
-    store: PgVectorStore, repo: RepoRef, batches: Sequence[Sequence[StoredChunk]], writers: int
+    store: PgVectorStore,
+    repo: RepoRef,
+    batches: Sequence[Sequence[StoredChunk]],
+    writers: int,
+    *,
+    defer_index: bool = False,
 ) -> tuple[float, int]:
     started = time.perf_counter()
+
+    def upsert(batch: Sequence[StoredChunk]) -> int:
+        return store.upsert_chunks(repo, batch, defer_index=defer_index)
+
     with ThreadPoolExecutor(writers) as pool:
-        written = sum(pool.map(lambda batch: store.upsert_chunks(repo, batch), batches))
+        written = sum(pool.map(upsert, batches))
     return time.perf_counter() - started, written
 
 
@@ -137,6 +146,11 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="at most this many chunks")
     parser.add_argument("--without-hnsw", action="store_true", help="drop the HNSW index")
     parser.add_argument("--update", action="store_true", help="also time a full rewrite")
+    parser.add_argument(
+        "--defer-index",
+        action="store_true",
+        help="write as a small job's write does: rows wait for the vector index task (0021)",
+    )
     parser.add_argument("--dsn", help="admin DSN of a running server (default: start one)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -170,7 +184,9 @@ def main() -> None:
         if args.update:
             phases.append(("update", stored_batches(chunks, make(2), args.batch_size)))
         for name, phase in phases:
-            elapsed, written = timed_upserts(store, repo, phase, args.writers)
+            elapsed, written = timed_upserts(
+                store, repo, phase, args.writers, defer_index=args.defer_index
+            )
             figures[f"{name}_s"] = round(elapsed, 2)
             figures[f"{name}_per_s"] = round(total / elapsed)
             figures[f"{name}_written"] = written
@@ -197,6 +213,7 @@ def main() -> None:
         "batch_size": args.batch_size,
         "writers": args.writers,
         "hnsw": not args.without_hnsw,
+        "defer_index": args.defer_index,
         **figures,
         "postgres": server[0] if server else "?",
         "pgvector": pgvector[0] if pgvector else "?",

@@ -26,6 +26,7 @@ from pipeline.stages.deletion import resume_deletions
 from pipeline.stages.indexing import JobContext
 from pipeline.stages.ingest import IngestOptions, IngestOutcome, ingest, ingest_more, job_workdir
 from pipeline.stages.recovery import sweep
+from pipeline.stages.vector_index import offer_start
 from tasks import metrics
 from tasks.base import JobTask, StageTask
 from tasks.context import CpuProfile, cpu_profile, job_resources
@@ -168,7 +169,7 @@ def _index_vectors(ctx: JobContext, cpu: CpuProfile) -> None:
         pending = cpu.vectors.pending_rows()
         metrics.VECTORS_PENDING.set(pending)
         if pending:
-            ctx.send(flow.INDEX_VECTORS_TASK, [{}])
+            offer_start(ctx)
     except TransientError as exc:
         log.warning("vector index sweep skipped: %s", exc)
 

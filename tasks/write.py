@@ -47,7 +47,12 @@ def write_chunks(
         if messages is not None and not isinstance(messages, list):
             raise InvalidInputError("messages: expected a list")
         batch = [message] if messages is None else messages
-        written = write_files(resources.jobs, cpu.vectors, batch)
+        written = write_files(
+            resources.jobs,
+            cpu.vectors,
+            batch,
+            defer_index_max_files=resources.settings.vector_index_defer_max_files,
+        )
         metrics.WRITTEN.labels("postgres", "chunks").inc(written)
         return written
 

@@ -139,6 +139,7 @@ def job_context(
     closers: Closers | None = None,
     breaker: CircuitBreaker | None = None,
     on_finish: OnFinish | None = None,
+    offer: Send | None = None,
 ) -> JobContext:
     """Jobs and snapshots (PostgreSQL; behind ``breaker`` if given, built on first use),
     the job board and ``send``, the admission-checked sender every stage hands work on
@@ -153,7 +154,12 @@ def job_context(
         jobs = behind_breaker(lambda: PgJobStore(dsn), breaker, behind)
         snapshots = behind_breaker(lambda: PgSnapshotStore(dsn), breaker, behind)
     return JobContext(
-        jobs=jobs, snapshots=snapshots, board=job_board(client), send=send, on_finish=on_finish
+        jobs=jobs,
+        snapshots=snapshots,
+        board=job_board(client),
+        send=send,
+        on_finish=on_finish,
+        offer=offer,
     )
 
 

@@ -58,6 +58,7 @@ def build_resources(
             endpoints,
             redis,
             send=client.sender(timeout_s=settings.queue_wait_s),
+            offer=client.sender(timeout_s=0),
             closers=closers,
             breaker=breakers["postgres"],
             on_finish=recording.record_job,

@@ -62,6 +62,15 @@ class StoreFields(BaseModel):
         le=1000,
         description="Retries of a write on a transient error before it goes to the dead letters.",
     )
+    vector_index_defer_max_files: int = Field(
+        200,
+        ge=0,
+        le=1_000_000,
+        description="Jobs of at most this many files to index write their rows out of the "
+        "HNSW index, and the vector index task adds them after the job (a small job is done "
+        "sooner; search scans such rows exactly meanwhile); larger jobs pay the index in their "
+        "writes. 0: never.",
+    )
     vector_index_batch_rows: int = Field(
         128,
         ge=1,

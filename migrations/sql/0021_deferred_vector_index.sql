@@ -4,10 +4,10 @@
 -- for a file version of 17 rows in a 43k-row index (bench/results/jobs.md).
 --
 -- chunks.indexed says whether a row is in the HNSW index, which is now partial (WHERE
--- indexed). The write stage's upsert writes its rows with indexed false; they are found
--- meanwhile by an exact scan of the few rows not yet indexed (chunks_vectors_pending),
--- beside the index scan (pipeline/statements/search_sql.py), so a row is searchable the
--- moment its job is done, with the same results. The store's index_pending sets
+-- indexed). The write stage's upsert writes a small job's rows with indexed false; they
+-- are found meanwhile by an exact scan of the rows not yet indexed
+-- (chunks_vectors_pending), beside the index scan (pipeline/statements/search_sql.py),
+-- so a row is searchable the moment its job is done. The store's index_pending sets
 -- indexed, a bounded batch at a time, on the write queue after each commit and from the
 -- sweeper (tasks/vectors.py); the HNSW insert happens there, off the job's path.
 --
@@ -22,11 +22,14 @@ CREATE INDEX IF NOT EXISTS chunks_vectors_pending ON chunks (repository_id, seq)
 -- added and the index built beforehand with CREATE INDEX CONCURRENTLY and swapped in,
 -- README "Upgrading"): the rebuild locks the table for its whole build, as 0018's did
 -- (~17 min at 1M rows).
+-- A database whose legacy vectors were retired by a model switch has no such index (the
+-- switch dropped it on purpose): nothing is built there.
 DO $$
 BEGIN
-    IF NOT EXISTS (
-        SELECT 1 FROM pg_indexes
-        WHERE indexname = 'chunks_embedding_hnsw' AND indexdef LIKE '% WHERE indexed'
+    IF to_regclass('chunks_embedding_hnsw') IS NOT NULL AND NOT EXISTS (
+        SELECT 1 FROM pg_index AS i
+        WHERE i.indexrelid = to_regclass('chunks_embedding_hnsw') AND i.indisvalid
+          AND pg_get_indexdef(i.indexrelid) LIKE '% WHERE indexed'
     ) THEN
         DROP INDEX IF EXISTS chunks_embedding_hnsw;
         CREATE INDEX chunks_embedding_hnsw ON chunks

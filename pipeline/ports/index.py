@@ -101,13 +101,20 @@ class VectorStore(Protocol):
         ...
 
     def upsert_chunks(
-        self, repo: RepoRef, chunks: Sequence[StoredChunk], *, whole_versions: bool = False
+        self,
+        repo: RepoRef,
+        chunks: Sequence[StoredChunk],
+        *,
+        whole_versions: bool = False,
+        defer_index: bool = False,
     ) -> int:
         """Insert or update ``chunks``; returns how many rows were written.
 
         ``whole_versions``: ``chunks`` are all the chunks of their file versions (path,
         file sha256), so rows of those versions with other ids go, in the same
-        transaction (a version chunked again by a newer chunker, CHUNKER_VERSION)."""
+        transaction (a version chunked again by a newer chunker, CHUNKER_VERSION).
+        ``defer_index``: the rows written with a vector wait for :meth:`index_pending`
+        instead of entering the approximate index in this write (searchable either way)."""
         ...
 
     def index_pending(self, limit: int) -> int:

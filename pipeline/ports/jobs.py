@@ -322,12 +322,16 @@ class JobBoard(Protocol):
         ...
 
     def throttle(self, job_id: str, marker: str, interval_s: float) -> bool:
-        """True at most once per ``interval_s`` per marker (progress flushes); also a
-        lease that lasts ``interval_s`` unless :meth:`release` ends it first."""
+        """True at most once per ``interval_s`` per marker (progress flushes)."""
         ...
 
-    def release(self, job_id: str, marker: str) -> None:
-        """End ``marker``'s interval now: the next :meth:`throttle` of it is True."""
+    def lease(self, job_id: str, marker: str, holder: str, ttl_s: float) -> bool:
+        """Take ``marker``'s lease for ``holder`` for ``ttl_s`` when it is free or
+        already ``holder``'s (renewed); False while another holder's lease lasts."""
+        ...
+
+    def release_lease(self, job_id: str, marker: str, holder: str) -> None:
+        """End ``marker``'s lease if ``holder`` holds it (another holder's stays)."""
         ...
 
     def cancel(self, job_id: str) -> None: ...

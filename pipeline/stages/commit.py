@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import logging
 
-from pipeline import flow
 from pipeline.jobs import NOT_PUBLISHED, JobStatus, Stage
 from pipeline.ports import GraphStore, VectorStore
 from pipeline.stages.graph import writes_graph
 from pipeline.stages.indexing import JobContext, finish, flush_progress, public_counters
+from pipeline.stages.vector_index import offer_start
 
 log = logging.getLogger("quarry.jobs")
 
@@ -89,7 +89,7 @@ def commit_job(
     finish(ctx, job, JobStatus.DONE, message)
     ctx.board.clear(job_id)
     # The job's rows go into the HNSW index now, off its path (pipeline.stages.vector_index).
-    ctx.send(flow.INDEX_VECTORS_TASK, [{}])
+    offer_start(ctx)
     log.info(
         "job %s %s %s@%s to ref %s: %d files, %d deleted",
         job_id,

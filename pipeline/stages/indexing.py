@@ -56,6 +56,9 @@ class JobContext:
     send: Send
     clock: Callable[[], float] = field(default=time.time)
     on_finish: OnFinish | None = None
+    # A send that never waits for room: a full queue raises QueueFullError at once
+    # (for work that may be dropped and is offered again later); None: ``send``.
+    offer: Send | None = None
 
 
 def public_counters(raw: Mapping[str, int]) -> dict[str, int]:

@@ -22,6 +22,7 @@ from pipeline.messages import decode_file_chunks, decode_more_vectors, decode_ve
 from pipeline.models import RepoRef, StoredChunk
 from pipeline.ports import VectorStore
 from pipeline.stages.indexing import JobContext, record_error, settle
+from pipeline.stages.vector_index import defers_index
 
 
 def write_file(ctx: JobContext | None, store: VectorStore, message: object) -> int:
@@ -33,10 +34,18 @@ def write_file(ctx: JobContext | None, store: VectorStore, message: object) -> i
     return write_files(ctx, store, [message])
 
 
-def write_files(ctx: JobContext | None, store: VectorStore, messages: Sequence[object]) -> int:
+def write_files(
+    ctx: JobContext | None,
+    store: VectorStore,
+    messages: Sequence[object],
+    *,
+    defer_index_max_files: int = 0,
+) -> int:
     """Upsert the chunks of several file versions (one message each), one upsert per
     repository, and settle each job's files at once; the rows written. A malformed
-    message fails the whole write (PermanentError) before anything is written."""
+    message fails the whole write (PermanentError) before anything is written. The rows
+    of jobs of at most ``defer_index_max_files`` files wait for the vector index task
+    (pipeline.stages.vector_index); those of larger jobs enter the index here."""
     if not messages:
         raise InvalidInputError("messages: expected at least one file's message")
     rows: dict[RepoRef, list[StoredChunk]] = {}
@@ -64,10 +73,18 @@ def write_files(ctx: JobContext | None, store: VectorStore, messages: Sequence[o
             )
             for index, (chunk, vector) in enumerate(zip(batch.chunks, vectors, strict=True))
         )
+    defer = (
+        ctx is not None
+        and bool(paths)
+        and all(
+            defers_index(ctx.board.counters(job_id).get("files.todo"), defer_index_max_files)
+            for job_id in paths
+        )
+    )
     written = 0
     for repo, repo_rows in rows.items():
         store.ensure_repository(repo)
-        written += store.upsert_chunks(repo, repo_rows, whole_versions=True)
+        written += store.upsert_chunks(repo, repo_rows, whole_versions=True, defer_index=defer)
     if ctx is not None:
         for job_id, job_paths in paths.items():
             settle(ctx, job_id, "files.written", job_paths)

@@ -18,9 +18,10 @@ The vector retriever has two plans:
   tenants' rows no longer use up the candidates; without them (``off``, and pgvector
   0.6) they do, and a caller that gets fewer than it asked for tries a larger ``ef``,
   then ``exact``. Rows of older file versions still use up candidates in both. The
-  index holds the rows with ``indexed`` (migration 0021); the rows a job wrote since,
-  which the vector index task has not added yet, are compared exactly in the same
-  statement, so a row is found the moment its job is done.
+  index holds the rows with ``indexed`` (migration 0021); the rows a small job wrote
+  since, which the vector index task has not added yet, are compared exactly in the
+  same statement, so a row is found the moment its job is done; whether to retry is
+  decided on what the index scan found alone.
 
 The full-text retriever reads the impact-ordered postings and term statistics of
 migration 0020 (:func:`lexical_stats`, :func:`lexical_seed`, :func:`lexical_rest`): the
@@ -183,21 +184,27 @@ def vector_hnsw(
     and the filters (the conditions an iterative index scan applies as it goes), then
     the snapshot's file versions; re-sorted by distance (a ``relaxed_order`` scan may
     return them slightly out of order). A model in a table of its own (``storage``)
-    holds only the repository id beside its vectors: the filters apply after the scan."""
+    holds only the repository id beside its vectors: the filters apply after the scan.
+    Columns: HIT_COLUMNS, score, and ``from_index``: how many rows in scope the index
+    scan gave (beside the waiting rows), which decides whether a larger ``ef`` is needed."""
     where, params = _filters(filters)
     if storage == LEGACY_STORAGE:
-        # The index holds the rows with ``indexed`` (migration 0021); the rows written
-        # since (a few: INDEX_PENDING adds them after their job) are compared exactly.
+        # The index holds the rows with ``indexed`` (migration 0021); the rows small jobs
+        # wrote since (INDEX_PENDING adds them after their job) are compared exactly.
+        # The waiting rows are read within the snapshots (an exact top ``ef`` of what the
+        # request may see), so that rows of a job still running take no place there.
         near = f"""
-    (SELECT c.repository_id, c.id, c.file_sha256, c.embedding <=> %(vector)s AS distance
+    (SELECT c.repository_id, c.id, c.file_sha256, c.embedding <=> %(vector)s AS distance,
+            false AS waiting
     FROM chunks c
     WHERE c.repository_id = ANY(%(repo_ids)s::bigint[]) AND c.model_id = %(model_id)s
       AND c.indexed AND c.embedding IS NOT NULL{where}
     ORDER BY c.embedding <=> %(vector)s
     LIMIT %(ef)s)
     UNION ALL
-    (SELECT c.repository_id, c.id, c.file_sha256, c.embedding <=> %(vector)s AS distance
-    FROM chunks c
+    (SELECT c.repository_id, c.id, c.file_sha256, c.embedding <=> %(vector)s AS distance,
+            true AS waiting
+    FROM chunks c{_SCOPE_JOIN}
     WHERE c.repository_id = ANY(%(repo_ids)s::bigint[]) AND c.model_id = %(model_id)s
       AND NOT c.indexed AND c.embedding IS NOT NULL{where}
     ORDER BY 4
@@ -205,7 +212,8 @@ def vector_hnsw(
         after = ""
     else:
         near = f"""
-    SELECT v.repository_id, v.id, v.file_sha256, v.embedding <=> %(vector)s AS distance
+    SELECT v.repository_id, v.id, v.file_sha256, v.embedding <=> %(vector)s AS distance,
+           false AS waiting
     FROM {check_storage(storage)} v
     WHERE v.repository_id = ANY(%(repo_ids)s::bigint[]) AND v.embedding IS NOT NULL
     ORDER BY v.embedding <=> %(vector)s
@@ -214,7 +222,8 @@ def vector_hnsw(
     text = f"""
 WITH near AS MATERIALIZED ({near}
 )
-SELECT {HIT_COLUMNS}, 1 - n.distance AS score
+SELECT {HIT_COLUMNS}, 1 - n.distance AS score,
+       count(*) FILTER (WHERE NOT n.waiting) OVER () AS from_index
 FROM near n
 JOIN chunks c ON c.repository_id = n.repository_id AND c.file_sha256 = n.file_sha256
      AND c.id = n.id{_SCOPE_JOIN}{after}

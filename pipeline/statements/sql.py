@@ -97,9 +97,9 @@ COPY quarry_chunk_staging (
 # A replayed row that changes nothing is skipped by the WHERE, so a retried batch leaves
 # no dead tuples and no new HNSW/GIN entries behind; rowcount is the rows really written.
 # Rows go in key order, so two batches that overlap lock their rows in the same order
-# instead of deadlocking. A row written with a vector is not yet in the HNSW index
-# (``indexed`` false, migration 0021): INDEX_PENDING adds it after the job, and search
-# scans such rows exactly meanwhile.
+# instead of deadlocking. With ``defer``, a row written with a vector is not yet in the
+# HNSW index (``indexed`` false, migration 0021): INDEX_PENDING adds it after the job,
+# and search scans such rows exactly meanwhile.
 MERGE_CHUNKS = """
 INSERT INTO chunks AS c (
     repository_id, id, path, file_sha256, start_line, end_line, start_byte, end_byte,
@@ -107,7 +107,7 @@ INSERT INTO chunks AS c (
 )
 SELECT %(repository_id)s::bigint, id, path, file_sha256, start_line, end_line, start_byte,
        end_byte, symbol, kind, language, content, content_sha256, model_id, embedding,
-       to_tsvector('simple', lexical), embedding IS NULL
+       to_tsvector('simple', lexical), embedding IS NULL OR NOT %(defer)s::boolean
 FROM quarry_chunk_staging
 ORDER BY file_sha256, id
 ON CONFLICT (repository_id, file_sha256, id) DO UPDATE SET
@@ -193,8 +193,10 @@ def repository_id(repo: RepoRef) -> Query:
     )
 
 
-def merge_chunks(repo_id: int) -> Query:
-    return Query(MERGE_CHUNKS, {"repository_id": repo_id})
+def merge_chunks(repo_id: int, *, defer_index: bool = False) -> Query:
+    """The staged rows merged into ``chunks``; ``defer_index``: rows with a vector wait
+    for INDEX_PENDING (``indexed`` false) instead of entering the HNSW index now."""
+    return Query(MERGE_CHUNKS, {"repository_id": repo_id, "defer": defer_index})
 
 
 def delete_other_chunks_of_staged_versions(repo_id: int) -> Query:

@@ -55,7 +55,8 @@ def test_staging_table_copy_and_row_share_one_column_order() -> None:
 
 def test_merge_is_one_insert_select_keyed_by_file_version_with_tsvector_in_sql() -> None:
     merge = sql.merge_chunks(7)
-    assert merge.params == {"repository_id": 7}
+    assert merge.params == {"repository_id": 7, "defer": False}
+    assert sql.merge_chunks(7, defer_index=True).params == {"repository_id": 7, "defer": True}
     text = " ".join(merge.text.split())
     assert text.startswith("INSERT INTO chunks AS c (")
     assert "FROM quarry_chunk_staging ORDER BY file_sha256, id" in text, "same lock order"
@@ -64,8 +65,9 @@ def test_merge_is_one_insert_select_keyed_by_file_version_with_tsvector_in_sql()
     inserted = _listed(text, "INSERT INTO chunks AS c")
     staged = [c for c in sql.CHUNK_STAGING_COLUMNS if c != "lexical"]
     assert inserted == ["repository_id", *staged, "tsv", "indexed"]
-    assert "to_tsvector('simple', lexical), embedding IS NULL FROM" in text, (
-        "a row with a vector waits for the HNSW index (0021); one without has none to wait"
+    assert "lexical), embedding IS NULL OR NOT %(defer)s::boolean FROM" in text, (
+        "a deferred row with a vector waits for the HNSW index (0021); one without a"
+        " vector, or not deferred, has none to wait for"
     )
     updated = re.findall(r"(\w+) = EXCLUDED\.\1", text)
     assert updated == [c for c in inserted if c not in ("repository_id", "id", "file_sha256")]

@@ -9,7 +9,7 @@ from pipeline.adapters.fakes.job_board import InMemoryJobBoard
 from pipeline.adapters.fakes.vector_store import InMemoryVectorStore
 from pipeline.errors import StoreUnavailableError
 from pipeline.models import Chunk, ChunkKind, RepoRef, Span, StoredChunk
-from pipeline.stages.vector_index import VECTORS_LEASE, index_step
+from pipeline.stages.vector_index import VECTORS_LEASE, defers_index, index_step
 
 REPO = RepoRef("t1", "app")
 
@@ -22,7 +22,7 @@ def _store(rows: int) -> InMemoryVectorStore:
         StoredChunk(Chunk(f"a.py#{n}", "a.py", "python", Span(n + 1, n + 1, 0, 1), f"f{n}",
                           ChunkKind.FUNCTION, f"h{n}", 1, "x"), "sha", "m", vector)
         for n in range(rows)
-    ])  # fmt: skip
+    ], defer_index=True)  # fmt: skip
     return store
 
 
@@ -37,31 +37,51 @@ class Clock:
         return self.now
 
 
+def _free(board: InMemoryJobBoard) -> bool:
+    key, marker = VECTORS_LEASE
+    free = board.lease(key, marker, "probe", 1.0)
+    board.release_lease(key, marker, "probe")
+    return free
+
+
 def test_a_step_drains_what_waits_and_releases_the_lease() -> None:
     store, board, sent = _store(10), InMemoryJobBoard(), []
-    step = index_step(store, board, lambda: sent.append(1), chained=False, batch_rows=4,
-                      budget_s=60)  # fmt: skip
+    step = index_step(store, board, sent.append, holder=None, batch_rows=4, budget_s=60)
     assert (step.added, step.ran, step.handed_on) == (10, True, False)
     assert store.pending_rows() == 0 and sent == []
-    assert board.throttle(*VECTORS_LEASE, 1.0), "the lease was released"
+    assert _free(board), "the lease was released"
 
 
-def test_a_step_past_its_budget_hands_on_and_keeps_the_lease_for_the_next() -> None:
+def test_one_chain_at_a_time_hands_on_with_its_lease() -> None:
     store, board, sent = _store(10), InMemoryJobBoard(), []
-    step = index_step(store, board, lambda: sent.append(1), chained=False, batch_rows=4,
-                      budget_s=1.0, clock=Clock(0.6))  # fmt: skip
+    step = index_step(store, board, sent.append, holder=None, batch_rows=4, budget_s=1.0,
+                      clock=Clock(0.6))  # fmt: skip
     assert (step.added, step.handed_on) == (8, True), "two full batches, then the budget"
-    assert sent == [1] and store.pending_rows() == 2
-    # Another start (a commit, the sweep) finds the lease held: the chain drains it.
-    other = index_step(store, board, lambda: sent.append(2), chained=False, batch_rows=4,
-                       budget_s=60)  # fmt: skip
+    (chain,) = sent
+    assert store.pending_rows() == 2
+    # Another start (a commit's, the sweep's) finds the lease held: the chain drains.
+    other = index_step(store, board, sent.append, holder=None, batch_rows=4, budget_s=60)
     assert (other.ran, other.added) == (False, 0) and store.pending_rows() == 2
-    # The step the chain sent holds the lease already.
-    last = index_step(store, board, lambda: sent.append(3), chained=True, batch_rows=4,
-                      budget_s=60)  # fmt: skip
+    # The step the chain sent renews its own lease and ends the chain.
+    last = index_step(store, board, sent.append, holder=chain, batch_rows=4, budget_s=60)
     assert (last.ran, last.added, last.handed_on) == (True, 2, False)
-    assert sent == [1] and store.pending_rows() == 0
-    assert board.throttle(*VECTORS_LEASE, 1.0), "the chain's end released the lease"
+    assert sent == [chain] and store.pending_rows() == 0
+    assert _free(board), "the chain's end released the lease"
+
+
+def test_a_chain_whose_lease_was_taken_over_stops_and_leaves_the_new_one_alone() -> None:
+    """A step lost long enough for the lease to run out: a new chain starts; the old
+    chain's next step (delivered late) neither runs nor releases the new one's lease."""
+    clock = Clock(0.0)
+    store, board, sent = _store(10), InMemoryJobBoard(clock=clock), []
+    first = index_step(store, board, sent.append, holder=None, batch_rows=4, budget_s=1.0,
+                       clock=Clock(0.6))  # fmt: skip
+    assert first.handed_on
+    clock.now += 1000  # the lease (2 budgets + 30 s) ran out
+    board.lease(*VECTORS_LEASE, "new-chain", 60.0)
+    late = index_step(store, board, sent.append, holder=sent[0], batch_rows=4, budget_s=60)
+    assert (late.ran, late.added) == (False, 0)
+    assert not board.lease(*VECTORS_LEASE, "someone-else", 60.0), "the new chain keeps it"
 
 
 class FailingStore(InMemoryVectorStore):
@@ -69,8 +89,16 @@ class FailingStore(InMemoryVectorStore):
         raise StoreUnavailableError("postgres", "connection refused")
 
 
-def test_a_store_that_is_down_releases_the_lease_so_the_sweep_starts_again() -> None:
+def test_a_store_that_is_down_releases_the_lease_so_the_next_start_runs() -> None:
     board = InMemoryJobBoard()
     with pytest.raises(StoreUnavailableError):
-        index_step(FailingStore(), board, lambda: None, chained=False, batch_rows=4, budget_s=1)
-    assert board.throttle(*VECTORS_LEASE, 1.0)
+        index_step(FailingStore(), board, lambda _: None, holder=None, batch_rows=4, budget_s=1)
+    assert _free(board)
+
+
+@pytest.mark.parametrize(
+    ("todo", "max_files", "defers"),
+    [(1, 200, True), (200, 200, True), (201, 200, False), (None, 200, False), (1, 0, False)],
+)
+def test_only_small_jobs_defer_their_index(todo: int | None, max_files: int, defers: bool) -> None:
+    assert defers_index(todo, max_files) is defers

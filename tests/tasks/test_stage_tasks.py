@@ -71,11 +71,15 @@ class FlakyStore(InMemoryVectorStore):
             raise StoreUnavailableError("postgres", "connection refused")
         super().ensure_repository(repo)
 
-    def upsert_chunks(self, repo: RepoRef, chunks: Any, *, whole_versions: bool = False) -> int:
+    def upsert_chunks(
+        self, repo: RepoRef, chunks: Any, *, whole_versions: bool = False, defer_index: bool = False
+    ) -> int:
         if self.failures > 0:
             self.failures -= 1
             raise StoreUnavailableError("postgres", "connection refused")
-        return super().upsert_chunks(repo, chunks, whole_versions=whole_versions)
+        return super().upsert_chunks(
+            repo, chunks, whole_versions=whole_versions, defer_index=defer_index
+        )
 
 
 @dataclass
@@ -320,6 +324,32 @@ def test_one_flush_hands_a_jobs_files_to_one_write_that_settles_them_together() 
     assert board.members("j1", "files.written") == {v.path for v in versions}
     write_chunks.run(**payload)  # delivered again: the same rows
     assert len(f.store.chunk_keys(REPO)) == 5 * len(chunks)
+
+
+@pytest.mark.parametrize(("todo", "waits"), [(3, True), (200, True), (201, False), (None, False)])
+def test_a_small_jobs_rows_wait_for_the_vector_index_and_a_large_jobs_do_not(
+    todo: int | None, waits: bool
+) -> None:
+    """QUARRY_VECTOR_INDEX_DEFER_MAX_FILES (200): a job of at most that many files to
+    do leaves its rows to the vector index task; a larger one, or one whose count is
+    unknown, pays the index in its writes (migration 0021)."""
+    board = InMemoryJobBoard()
+    if todo is not None:
+        board.set_counters("j1", {"files.todo": todo})
+    sent: list[Mapping[str, Any]] = []
+
+    def send(name: str, kwargs_list: Sequence[Mapping[str, Any]]) -> None:
+        sent.extend(kwargs for kwargs in kwargs_list if name == WRITE_CHUNKS_TASK)
+
+    ctx = JobContext(InMemoryJobStore(), InMemorySnapshotStore(), board, send)
+    f = _install(InMemoryVectorStore(), jobs=ctx)
+    chunks = _analysis().chunks
+    version = FileVersion("pkg/m.py", "ab" * 32, "python", FILE.size_bytes)
+    message = encode_file_chunks(FileChunks("j1", REPO, version, chunks))
+    embed_chunks.run([FakeRequest("r1", {"message": message})])
+    (write,) = sent
+    assert write_chunks.run(**json.loads(json.dumps(write))) == len(chunks)
+    assert f.store.pending_rows() == (len(chunks) if waits else 0)
 
 
 def test_a_malformed_file_in_a_multi_file_write_fails_the_write_and_its_files() -> None:

@@ -24,6 +24,7 @@ class InMemoryJobBoard:
         self._sets: dict[str, dict[str, set[str]]] = {}
         self._errors: dict[str, list[JobError]] = {}
         self._throttle: dict[tuple[str, str], float] = {}
+        self._leases: dict[tuple[str, str], tuple[str, float]] = {}  # (holder, until)
         self._cancelled: set[str] = set()
         self._waits: dict[str, dict[str, StoreWait]] = {}
         self._clock = clock
@@ -75,9 +76,20 @@ class InMemoryJobBoard:
             self._throttle[(job_id, marker)] = now + interval_s
             return True
 
-    def release(self, job_id: str, marker: str) -> None:
+    def lease(self, job_id: str, marker: str, holder: str, ttl_s: float) -> bool:
+        now = self._clock()
         with self._lock:
-            self._throttle.pop((job_id, marker), None)
+            held = self._leases.get((job_id, marker))
+            if held is not None and held[1] > now and held[0] != holder:
+                return False
+            self._leases[(job_id, marker)] = (holder, now + ttl_s)
+            return True
+
+    def release_lease(self, job_id: str, marker: str, holder: str) -> None:
+        with self._lock:
+            held = self._leases.get((job_id, marker))
+            if held is not None and held[0] == holder:
+                del self._leases[(job_id, marker)]
 
     def cancel(self, job_id: str) -> None:
         with self._lock:

@@ -49,7 +49,12 @@ class InMemoryVectorStore:
             self._repos.setdefault(repo, {})
 
     def upsert_chunks(
-        self, repo: RepoRef, chunks: Sequence[StoredChunk], *, whole_versions: bool = False
+        self,
+        repo: RepoRef,
+        chunks: Sequence[StoredChunk],
+        *,
+        whole_versions: bool = False,
+        defer_index: bool = False,
     ) -> int:
         sql.check_repo(repo)
         rows = sql.chunk_rows(chunks, self._dimension)
@@ -67,7 +72,7 @@ class InMemoryVectorStore:
                     stored[key] = row  # its vector is a copy (sql.check_vector)
                     written += 1
                     self._pending.pop((repo, key), None)
-                    if row[_EMBEDDING] is not None:
+                    if defer_index and row[_EMBEDDING] is not None:
                         self._pending[(repo, key)] = None
             if whole_versions:
                 versions = {(row[1], row[2]) for row in rows}

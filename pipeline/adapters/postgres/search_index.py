@@ -138,11 +138,15 @@ class PgSearchIndex(PooledStore):
                             ef=ef,
                             storage=storage,
                         )
-                        hits = _hits(conn, query)
-                    if len(hits) >= limit or ef >= search_sql.HNSW_MAX_EF:
+                        rows = conn.execute(query.text, query.params).fetchall()
+                    hits = [_hit(row[:-1]) for row in rows]
+                    # Enough only when the index scan alone gave ``limit`` rows in scope:
+                    # rows waiting for the index (0021) must not hide a starved scan.
+                    from_index = int(rows[0][-1]) if rows else 0
+                    if from_index >= limit or ef >= search_sql.HNSW_MAX_EF:
                         break
                     ef = min(search_sql.HNSW_MAX_EF, ef * 4)
-                if len(hits) >= limit:
+                if from_index >= limit:
                     return hits
             self.plans["exact"] += 1
             query = search_sql.vector_exact(
@@ -269,22 +273,22 @@ def lexical_plan(conn: psycopg.Connection[Any], scoped: Scope, words: str) -> tu
 
 
 def _hits(conn: psycopg.Connection[Any], query: Query) -> list[Hit]:
-    hits = []
-    for row in conn.execute(query.text, query.params):
-        repo, chunk_id, path, start, end, symbol, kind, language, content, body_bytes, score = row
-        hits.append(
-            Hit(
-                repo=str(repo),
-                chunk_id=str(chunk_id),
-                path=str(path),
-                start_line=int(start),
-                end_line=int(end),
-                symbol=str(symbol),
-                kind=str(kind),
-                language=str(language),
-                content=str(content),
-                score=float(score),
-                body_bytes=int(body_bytes),
-            )
-        )
-    return hits
+    return [_hit(row) for row in conn.execute(query.text, query.params)]
+
+
+def _hit(row: Sequence[Any]) -> Hit:
+    """A Hit of a row of HIT_COLUMNS and score."""
+    repo, chunk_id, path, start, end, symbol, kind, language, content, body_bytes, score = row
+    return Hit(
+        repo=str(repo),
+        chunk_id=str(chunk_id),
+        path=str(path),
+        start_line=int(start),
+        end_line=int(end),
+        symbol=str(symbol),
+        kind=str(kind),
+        language=str(language),
+        content=str(content),
+        score=float(score),
+        body_bytes=int(body_bytes),
+    )

@@ -71,7 +71,12 @@ class PgVectorStore(PooledStore):
             raise sql.unknown_repository(repo)
 
     def upsert_chunks(
-        self, repo: RepoRef, chunks: Sequence[StoredChunk], *, whole_versions: bool = False
+        self,
+        repo: RepoRef,
+        chunks: Sequence[StoredChunk],
+        *,
+        whole_versions: bool = False,
+        defer_index: bool = False,
     ) -> int:
         sql.check_repo(repo)
         sql.chunk_rows(chunks, None)  # the input checked before any of it is written
@@ -87,7 +92,7 @@ class PgVectorStore(PooledStore):
                 conn.execute(sql.CREATE_CHUNK_STAGING)
                 with conn.cursor() as cur:
                     copy_rows(cur, sql.COPY_CHUNK_STAGING, sql.CHUNK_STAGING_TYPES, rows)
-                    merge = sql.merge_chunks(repo_id)
+                    merge = sql.merge_chunks(repo_id, defer_index=defer_index)
                     cur.execute(merge.text, merge.params)
                     written: int = cur.rowcount
                     if whole_versions:

@@ -47,6 +47,20 @@ if counted then redis.call('EXPIRE', KEYS[4], ARGV[1]) end
 return added
 """
 
+# A lease: taken when free, renewed by its holder, refused to anyone else.
+_LEASE = """
+local held = redis.call('GET', KEYS[1])
+if held == false or held == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"""
+_UNLEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
 
 @contextmanager
 def _redis_errors(what: str) -> Iterator[None]:
@@ -81,6 +95,8 @@ class RedisJobBoard:
         self._client = client
         self._ttl_s = ttl_s
         self._mark_script = client.register_script(_MARK)
+        self._lease_script = client.register_script(_LEASE)
+        self._unlease_script = client.register_script(_UNLEASE)
 
     def _key(self, job_id: str, part: str) -> str:
         return f"quarry:job:{job_id}:{part}"
@@ -152,9 +168,15 @@ class RedisJobBoard:
                 self._client.set(self._key(job_id, f"throttle:{marker}"), 1, nx=True, px=px)
             )
 
-    def release(self, job_id: str, marker: str) -> None:
-        with _redis_errors("release"):
-            self._client.delete(self._key(job_id, f"throttle:{marker}"))
+    def lease(self, job_id: str, marker: str, holder: str, ttl_s: float) -> bool:
+        px = max(1, int(ttl_s * 1000))
+        with _redis_errors("lease"):
+            key = self._key(job_id, f"lease:{marker}")
+            return bool(self._lease_script(keys=[key], args=[holder, px]))
+
+    def release_lease(self, job_id: str, marker: str, holder: str) -> None:
+        with _redis_errors("release_lease"):
+            self._unlease_script(keys=[self._key(job_id, f"lease:{marker}")], args=[holder])
 
     def cancel(self, job_id: str) -> None:
         with _redis_errors("cancel"):

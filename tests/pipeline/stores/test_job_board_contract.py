@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -69,14 +70,17 @@ def test_throttle_allows_once_per_interval(board: JobBoard, job_id: str) -> None
     assert board.throttle(job_id, "other", 30.0) is True
 
 
-def test_release_ends_a_throttle_interval_of_that_marker_only(board: JobBoard, job_id: str) -> None:
-    assert board.throttle(job_id, "lease", 30.0) is True
-    assert board.throttle(job_id, "other", 30.0) is True
-    board.release(job_id, "lease")
-    board.release(job_id, "never-set")  # nothing to end: no error
-    assert board.throttle(job_id, "lease", 30.0) is True
-    assert board.throttle(job_id, "lease", 30.0) is False
-    assert board.throttle(job_id, "other", 30.0) is False
+def test_a_lease_is_its_holders_until_released_or_expired(board: JobBoard, job_id: str) -> None:
+    assert board.lease(job_id, "index", "a", 30.0) is True
+    assert board.lease(job_id, "index", "b", 30.0) is False, "another holder waits"
+    assert board.lease(job_id, "index", "a", 30.0) is True, "the holder renews"
+    assert board.lease(job_id, "other", "b", 30.0) is True, "markers are apart"
+    board.release_lease(job_id, "index", "b")  # not b's: stays a's
+    assert board.lease(job_id, "index", "b", 30.0) is False
+    board.release_lease(job_id, "index", "a")
+    assert board.lease(job_id, "index", "b", 0.05) is True
+    time.sleep(0.1)
+    assert board.lease(job_id, "index", "a", 30.0) is True, "an expired lease is free"
 
 
 def test_cancel_flag(board: JobBoard, job_id: str) -> None:

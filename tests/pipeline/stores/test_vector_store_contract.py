@@ -300,7 +300,9 @@ def test_written_rows_wait_for_the_vector_index_until_index_pending_takes_them(
     assert store.pending_rows() == 0
     batch = _file("a.py", "sa", 3)
     bare = _sc(_chunk("b.py", 1), "sb", "", None)
-    assert store.upsert_chunks(repo, [*batch, bare]) == 4
+    assert store.upsert_chunks(repo, _file("c.py", "sc", 2)) == 2
+    assert store.pending_rows() == 0, "without defer_index a write enters the index itself"
+    assert store.upsert_chunks(repo, [*batch, bare], defer_index=True) == 4
     assert store.pending_rows() == 3, "a row without a vector has nothing to wait for"
     assert store.index_pending(2) == 2
     assert store.pending_rows() == 1
@@ -308,9 +310,9 @@ def test_written_rows_wait_for_the_vector_index_until_index_pending_takes_them(
     assert store.index_pending(2) == 0
     assert store.pending_rows() == 0
     # A replay changes nothing, so nothing waits again; a changed vector waits again.
-    assert store.upsert_chunks(repo, batch) == 0
+    assert store.upsert_chunks(repo, batch, defer_index=True) == 0
     assert store.pending_rows() == 0
-    assert store.upsert_chunks(repo, [_stored("a.py", 2, "sa", seed=77)]) == 1
+    assert store.upsert_chunks(repo, [_stored("a.py", 2, "sa", seed=77)], defer_index=True) == 1
     assert store.pending_rows() == 1
     # A waiting row that is deleted no longer waits.
     store.delete_files(repo, ["a.py"])
