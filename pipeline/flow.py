@@ -211,10 +211,10 @@ SWEEP_TASK: Final = queues.SWEEP_JOBS_TASK
 # sweep sends it again when a deletion stalls. Transient errors are retried as STAGE's;
 # a permanent one fails the deletion.
 DELETE_REPO_TASK: Final = queues.DELETE_REPO_TASK
-# Not a stage of a job either: the rows the write stage wrote go into the HNSW index
-# (migration 0021) a bounded batch at a time, on the write queue; the commit sends it
-# after each job, the sweep when rows still wait (tasks/vectors.py). Until then, search
-# finds them by an exact scan: a job is done without waiting for the index.
+# Not a stage of a job either: the rows a small job wrote go into the HNSW index
+# (migration 0021) a bounded batch at a time, on the write queue; the commit offers a
+# start after each job, the sweep while rows still wait (pipeline/stages/vector_index.py).
+# Until then, search finds them by an exact scan: the job is done without the index.
 INDEX_VECTORS_TASK: Final = queues.INDEX_VECTORS_TASK
 # A model switch's backfill steps and the old model's drop (tasks/models.py).
 MODEL_BACKFILL_TASK: Final = queues.MODEL_BACKFILL_TASK

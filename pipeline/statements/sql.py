@@ -370,6 +370,12 @@ def cache_rows(
     ]
 
 
+def check_limit(limit: int) -> None:
+    """A batch size of at least one row (InvalidInputError naming it otherwise)."""
+    if limit < 1:
+        raise InvalidInputError(f"limit: expected at least 1, got {limit}")
+
+
 def check_texts(what: str, values: Iterable[str], *, allow_empty: bool = True) -> None:
     """Refuse a key the database cannot hold (NUL byte, lone surrogate), naming it."""
     for value in values:

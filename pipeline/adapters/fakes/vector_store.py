@@ -16,7 +16,6 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.errors import InvalidInputError
 from pipeline.models import RepoRef, StoredChunk
 from pipeline.statements import sql
 
@@ -84,8 +83,7 @@ class InMemoryVectorStore:
             return written
 
     def index_pending(self, limit: int) -> int:
-        if limit < 1:
-            raise InvalidInputError(f"limit: expected at least 1, got {limit}")
+        sql.check_limit(limit)
         with self._lock:
             done = 0
             for repo, key in list(self._pending):

@@ -115,13 +115,12 @@ class PgVectorStore(PooledStore):
         """Up to ``limit`` rows that the write stage wrote out of the HNSW index go in
         (migration 0021), in one transaction; how many. Rows a concurrent transaction
         holds are skipped, so two callers never wait on each other."""
-        if limit < 1:
-            raise InvalidInputError(f"limit: expected at least 1, got {limit}")
+        sql.check_limit(limit)
         with self._transaction() as conn:
             return conn.execute(sql.INDEX_PENDING, {"limit": limit}).rowcount
 
     def pending_rows(self) -> int:
-        """How many rows with a vector are not in the HNSW index yet (all tenants)."""
+        """How many rows wait for :meth:`index_pending` (``indexed`` false; all tenants)."""
         with self._transaction() as conn:
             row = conn.execute(sql.PENDING_ROWS).fetchone()
         return int(row[0]) if row else 0
