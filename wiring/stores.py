@@ -110,6 +110,7 @@ def breakers(
             fail_max=settings.breaker_fail_max,
             reset_timeout_s=settings.breaker_reset_timeout_s,
             on_state_change=on_state_change,
+            refresh_s=settings.breaker_refresh_s,
         )
         for store in STORES
     }

@@ -47,6 +47,14 @@ class StoreFields(BaseModel):
     breaker_reset_timeout_s: float = Field(
         30.0, gt=0, le=3600, description="How long an open breaker refuses calls before a trial."
     )
+    breaker_refresh_s: float = Field(
+        0.5,
+        ge=0,
+        le=60,
+        description="After a store call that succeeded through the breaker's shared state in "
+        "Redis, how long a worker process calls that store with no Redis round trip (another "
+        "process's open breaker is seen at most this late; 0: read Redis on every call).",
+    )
     graph_batch_size: int = Field(
         500, ge=1, le=100_000, description="Rows per UNWIND batch in graph writes."
     )

@@ -125,6 +125,11 @@ class _SharedStorage(pybreaker.CircuitRedisStorage):
             log.warning("breaker %s: Redis answers again; using the shared state", self._store)
         return result
 
+    @property
+    def answering(self) -> bool:
+        """Whether the last command reached Redis (not the process-local copy)."""
+        return self._retry_at is None
+
     def _write(self, op: Callable[[], object]) -> None:
         self._io(op, _nothing)
 
@@ -343,6 +348,17 @@ class RedisCircuitBreaker(StoreBreaker):
     that once, and tries Redis again every ``redis_retry_interval_s``. Give the client
     short socket timeouts and few retries (redis-py's default retries take about 5 s
     to give up on a refused connection), since that wait is added to the store call.
+
+    A call that goes through the shared state costs three Redis round trips (the state,
+    read twice, and the reset of the failure count). For ``refresh_s`` after a call that
+    succeeded that way, the breaker is known closed with no failure counted, and calls
+    run the store at once, with no round trip: a store call of a job costs what the store
+    costs. What that changes: a breaker another process opened is seen here at most
+    ``refresh_s`` late (the calls in between reach the store; one that fails transiently
+    is counted through the shared state, which refuses it if open), and a success here
+    resets another process's failures at most ``refresh_s`` late. Any transient failure
+    ends the window, so this process's own failures count as before. ``refresh_s`` 0:
+    every call goes through the shared state.
     """
 
     def __init__(
@@ -354,8 +370,12 @@ class RedisCircuitBreaker(StoreBreaker):
         reset_timeout_s: float = 30.0,
         on_state_change: Callable[[str, str], None] | None = None,
         redis_retry_interval_s: float = 5.0,
+        refresh_s: float = 0.5,
     ) -> None:
+        if refresh_s < 0:
+            raise ValueError(f"refresh_s must be >= 0 (store {store!r})")
         storage = _SharedStorage(store, client, retry_interval_s=redis_retry_interval_s)
+        self._shared_storage = storage
         super().__init__(
             store,
             storage,
@@ -363,3 +383,47 @@ class RedisCircuitBreaker(StoreBreaker):
             reset_timeout_s=reset_timeout_s,
             on_state_change=on_state_change,
         )
+        self._refresh_s = refresh_s
+        self._closed_until = 0.0  # monotonic: known closed with no failure until then
+        self.shared_calls = 0  # calls that went through the shared state (tests read it)
+
+    def call(self, fn: Callable[[], T]) -> T:
+        if time.monotonic() < self._closed_until:
+            try:
+                return fn()
+            except TransientError as exc:
+                # Counted as the shared state counts it: the count grows, the breaker
+                # may open (BreakerOpenError), or it was opened elsewhere meanwhile.
+                self._closed_until = 0.0
+                self._shared_call(_raising(exc))
+                raise  # not reached: the shared call raises exc or BreakerOpenError
+        return self._shared_call(fn)
+
+    def _shared_call(self, fn: Callable[[], T]) -> T:
+        self.shared_calls += 1
+        started = time.monotonic()
+        try:
+            result = super().call(fn)
+        except BaseException:
+            self._closed_until = 0.0
+            raise
+        # It ran, so the breaker was closed (or a trial closed it) and the success reset
+        # the shared failure count; unless Redis did not answer (then the state was this
+        # process's copy, and the next call looks again).
+        if self._refresh_s > 0 and self._shared_storage.answering:
+            self._closed_until = started + self._refresh_s
+        return result
+
+    @property
+    def state(self) -> str:
+        state = super().state
+        if state != CLOSED:
+            self._closed_until = 0.0
+        return state
+
+
+def _raising(exc: BaseException) -> Callable[[], None]:
+    def again() -> None:
+        raise exc
+
+    return again

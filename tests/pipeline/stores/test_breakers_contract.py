@@ -419,3 +419,82 @@ def test_breaker_returns_to_the_shared_state_when_redis_answers_again(
     messages = [r.getMessage() for r in caplog.records]
     assert sum("Redis unreachable" in m for m in messages) == 1
     assert sum("Redis answers again" in m for m in messages) == 1
+
+
+# --- Redis only: calls inside the window after a success skip the shared state ---------
+
+
+class _CountingRedis(redis.Redis):  # type: ignore[type-arg]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.commands = 0
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        self.commands += 1
+        return super().execute_command(*args, **options)
+
+
+def test_after_a_success_calls_make_no_redis_round_trip_and_failures_still_count(
+    endpoints: Endpoints, store: str
+) -> None:
+    client = _CountingRedis.from_url(endpoints.redis_url)
+    try:
+        breaker = RedisCircuitBreaker(
+            store, client, fail_max=3, reset_timeout_s=RESET_S, refresh_s=60.0
+        )
+        work = Counter()
+        assert breaker.call(work) == "ok"
+        first = client.commands
+        assert first >= 1
+        for _ in range(50):
+            assert breaker.call(work) == "ok"
+        assert work.calls == 51
+        assert client.commands == first  # 50 calls, not one command
+        assert breaker.shared_calls == 1
+        # A transient failure inside the window is counted through the shared state,
+        # and consecutive failures open the breaker as ever.
+        for _ in range(2):
+            with pytest.raises(StoreUnavailableError):
+                breaker.call(_unavailable)
+        assert int(client.get(f"{breaker_namespace(store)}:pybreaker:fail_counter") or 0) == 2
+        with pytest.raises(BreakerOpenError):
+            breaker.call(_unavailable)
+        assert breaker.state == "open"
+        with pytest.raises(BreakerOpenError):
+            breaker.call(work)
+        assert work.calls == 51
+    finally:
+        client.delete(*client.scan_iter(f"{breaker_namespace(store)}:*"))
+        client.close()
+
+
+def test_a_breaker_opened_by_another_process_is_seen_within_refresh_s(
+    redis_client: redis.Redis[Any], store: str
+) -> None:
+    refresh_s = 0.4
+    fast = RedisCircuitBreaker(
+        store, redis_client, fail_max=1, reset_timeout_s=30.0, refresh_s=refresh_s
+    )
+    other = RedisCircuitBreaker(store, redis_client, fail_max=1, reset_timeout_s=30.0)
+    assert fast.call(Counter()) == "ok"
+    _trip(other, fail_max=1)
+    # Inside the window a failing call is counted through the shared state: refused as
+    # open, not reported as one more store failure.
+    with pytest.raises(BreakerOpenError):
+        fast.call(_unavailable)
+    time.sleep(refresh_s + 0.05)
+    work = Counter()
+    with pytest.raises(BreakerOpenError):
+        fast.call(work)
+    assert work.calls == 0
+
+
+def test_refresh_s_zero_reads_the_shared_state_on_every_call(
+    redis_client: redis.Redis[Any], store: str
+) -> None:
+    breaker = RedisCircuitBreaker(store, redis_client, fail_max=1, refresh_s=0)
+    for _ in range(3):
+        assert breaker.call(Counter()) == "ok"
+    assert breaker.shared_calls == 3
+    with pytest.raises(ValueError, match="refresh_s"):
+        RedisCircuitBreaker(store, redis_client, refresh_s=-1)
