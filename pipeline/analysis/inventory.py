@@ -81,11 +81,19 @@ class VersionCache:
         return len(self._entries)
 
     def version(
-        self, root: str, rel: str, max_file_bytes: int, *, check_content: bool
+        self,
+        root: str,
+        rel: str,
+        max_file_bytes: int,
+        *,
+        check_content: bool,
+        st: os.stat_result | None = None,
     ) -> FileVersion | SkippedFile:
+        """The file's version; ``st``: its stat, if the caller just read it (the listing)."""
         path = os.path.join(root, rel)
         try:
-            st = os.stat(path)
+            if st is None:
+                st = os.stat(path)
         except OSError:
             key = None
         else:
@@ -133,11 +141,13 @@ def take_inventory(
     """The versions of the files under ``root`` that selection keeps, and every skip;
     with ``cache``, a file whose stat it knows is not read again."""
     root = root.resolve()
-    selection = select_files(root, max_file_bytes=max_file_bytes, check_content=False)
+    stats: dict[str, os.stat_result] | None = {} if cache is not None else None
+    selection = select_files(root, max_file_bytes=max_file_bytes, check_content=False, stats=stats)
 
     def version(rel: str) -> FileVersion | SkippedFile:
         if cache is not None:
-            return cache.version(str(root), rel, max_file_bytes, check_content=check_content)
+            st = None if stats is None else stats.get(rel)
+            return cache.version(str(root), rel, max_file_bytes, check_content=check_content, st=st)
         return _file_version(str(root), rel, max_file_bytes, check_content=check_content)
 
     if workers > 1 and len(selection.files) >= _PARALLEL_FROM_FILES:

@@ -19,6 +19,7 @@ import os
 import re
 import stat
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,8 +116,12 @@ def select_files(
     *,
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
     check_content: bool = True,
+    stats: dict[str, os.stat_result] | None = None,
 ) -> Selection:
-    """Repo-relative POSIX paths under ``root`` worth indexing, sorted, plus every skip."""
+    """Repo-relative POSIX paths under ``root`` worth indexing, sorted, plus every skip.
+    With ``stats``, each selected file's stat (as the walk read it) is put there by path,
+    so that a caller keyed by stat (pipeline.analysis.inventory.VersionCache) need not
+    stat each file again."""
     root = root.resolve()
     files: list[str] = []
     skipped: list[SkippedFile] = []
@@ -124,12 +129,13 @@ def select_files(
     stack: list[tuple[Path, str, list[_IgnoreLevel]]] = [(root, "", root_levels)]
     while stack:
         directory, rel_dir, levels = stack.pop()
-        levels = levels + _directory_levels(directory, rel_dir)
         try:
             entries = sorted(os.scandir(directory), key=lambda e: e.name)
         except OSError as exc:
             skipped.append(SkippedFile(rel_dir or ".", SkipReason.UNREADABLE, str(exc)))
             continue
+        present = [e.name for e in entries if e.name in _IGNORE_FILES]
+        levels = levels + _directory_levels(directory, rel_dir, present)
         subdirs: list[tuple[Path, str, list[_IgnoreLevel]]] = []
         for entry in entries:
             rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
@@ -142,6 +148,8 @@ def select_files(
                 subdirs.append((Path(entry.path), rel, levels))
             elif result == "file":
                 files.append(rel)
+                if stats is not None:
+                    stats[rel] = entry.stat(follow_symlinks=True)  # cached by the entry
         stack.extend(reversed(subdirs))
     return Selection(tuple(sorted(files)), tuple(skipped))
 
@@ -217,7 +225,9 @@ def _classify_directory(
 ) -> SkippedFile | str:
     if entry.name in VCS_DIRS:
         return "vcs"  # the repository's own metadata: not a file of it, nor a skip
-    if entry.name in DEFAULT_EXCLUDED_DIRS or (Path(entry.path) / "pyvenv.cfg").exists():
+    if entry.name in DEFAULT_EXCLUDED_DIRS or os.path.exists(
+        os.path.join(entry.path, "pyvenv.cfg")
+    ):
         return SkippedFile(rel + "/", SkipReason.DEFAULT_EXCLUDED, entry.name)
     if _ignored(rel + "/", levels):
         return SkippedFile(rel + "/", SkipReason.IGNORED)
@@ -293,9 +303,15 @@ def _root_levels(root: Path) -> list[_IgnoreLevel]:
     return [] if spec is None else [_IgnoreLevel("", spec)]
 
 
-def _directory_levels(directory: Path, rel_dir: str) -> list[_IgnoreLevel]:
+_IGNORE_FILES = (".gitignore", ".quarryignore")
+
+
+def _directory_levels(directory: Path, rel_dir: str, names: Sequence[str]) -> list[_IgnoreLevel]:
+    """The ignore files among ``names`` (those the directory lists) as levels, in order."""
     levels: list[_IgnoreLevel] = []
-    for name in (".gitignore", ".quarryignore"):
+    for name in _IGNORE_FILES:
+        if name not in names:
+            continue
         candidate = directory / name
         if candidate.is_file():
             spec = _read_spec(candidate)

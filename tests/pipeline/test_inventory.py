@@ -244,3 +244,28 @@ def test_version_cache_is_bounded(tmp_path: Path) -> None:
     cache = VersionCache(racy_s=0, max_entries=3)
     take_inventory(tmp_path, cache=cache)
     assert len(cache) == 3
+
+
+def test_a_cached_inventory_stats_each_file_once_in_the_walk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The version cache is keyed by the stat the listing already read: a folder indexed
+    again costs one stat per file, not two (issue 22: a one-file change's tree walk)."""
+    names = {"a.py": "x = 1\n", "pkg/b.py": "y = 2\n", "pkg/.gitignore": "skip.py\n"}
+    _write(tmp_path, {**names, "pkg/skip.py": "s = 1\n"})
+    cache = VersionCache(racy_s=0)
+    first = take_inventory(tmp_path, cache=cache)
+    stat_calls: list[str] = []
+    real_stat = os.stat
+
+    def counting(path: object, *args: object, **kwargs: object) -> os.stat_result:
+        stat_calls.append(os.fspath(path))  # type: ignore[arg-type]
+        return real_stat(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "stat", counting)
+    again = take_inventory(tmp_path, cache=cache)
+    paths = [f.path for f in again.files]
+    assert again == first and "pkg/skip.py" not in paths and "pkg/b.py" in paths
+    assert cache.hits == len(paths)
+    root = str(tmp_path.resolve())
+    assert not [p for p in stat_calls if p in (f"{root}/a.py", f"{root}/pkg/b.py")]
