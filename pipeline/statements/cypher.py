@@ -60,11 +60,13 @@ __all__ = [
     "Checker",
     "GraphRows",
     "PriorEdge",
+    "PriorState",
     "Relation",
     "Replacement",
     "Row",
     "Statement",
     "batches",
+    "changed_rows",
     "chunk_ids",
     "chunk_keys",
     "chunk_node_id",
@@ -163,21 +165,71 @@ EDGE_TARGETS = {"DEFINES": "Symbol", "HAS_CHUNK": "Chunk"} | {
 }
 
 
+# With each prior edge: its line, and the properties of the node it points at when that
+# node is one the file writes (a symbol it defines, a chunk): what :func:`changed_rows`
+# compares the new rows with.
+_PRIOR_DETAIL = (
+    "r.line AS line, CASE WHEN type(r) IN ['DEFINES', 'HAS_CHUNK'] THEN properties(t) END AS props"
+)
+
+
 def prior_edges(file_ids: list[str]) -> Statement:
-    """Rows (label, source, type, target) of the edges out of the files and their symbols.
+    """Rows (label, source, type, target, line, props) of the edges out of the files and
+    their symbols.
 
     Every existing file gives at least one row (type null when it has no edge).
     """
     return (
         "UNWIND $ids AS id MATCH (f:File {id: id}) OPTIONAL MATCH (f)-[r]->(t) "
-        "RETURN 'File' AS label, f.id AS source, type(r) AS type, t.id AS target "
+        "RETURN 'File' AS label, f.id AS source, type(r) AS type, t.id AS target, "
+        f"{_PRIOR_DETAIL} "
         "UNION ALL UNWIND $ids AS id MATCH (:File {id: id})-[:DEFINES]->(s:Symbol)-[r]->(t) "
-        "RETURN 'Symbol' AS label, s.id AS source, type(r) AS type, t.id AS target",
+        "RETURN 'Symbol' AS label, s.id AS source, type(r) AS type, t.id AS target, "
+        f"{_PRIOR_DETAIL}",
         {"ids": file_ids},
     )
 
 
 PriorEdge = tuple[str, str, str, str]  # type, source label, source id, target id
+# (type, source id, target id) -> (the edge's line, the target's properties or None)
+PriorState = dict[tuple[str, str, str], tuple[Any, dict[str, Any] | None]]
+
+
+def changed_rows(rows: GraphRows, prior: PriorState) -> GraphRows:
+    """The rows of a write less those the graph already holds as they are: a symbol the
+    file defines with the same properties, an edge with the same line, a chunk with the
+    same properties and owner. MERGE with SET of equal values changes nothing, but the
+    server still writes each such node and edge (on ArcadeDB, most of a one-file
+    change's graph write, where most of the file is unchanged). Files are always written
+    (their version changed, or the write is a replay that must restore them)."""
+
+    def same(props: dict[str, Any] | None, new: dict[str, Any]) -> bool:
+        return props is not None and all(props.get(k) == v for k, v in new.items())
+
+    def held(key: tuple[str, str, str], new_props: dict[str, Any]) -> bool:
+        found = prior.get(key)
+        return found is not None and same(found[1], new_props)
+
+    return GraphRows(
+        rows.repository,
+        files=rows.files,
+        symbols=[r for r in rows.symbols if not held(("DEFINES", r["file"], r["id"]), r["props"])],
+        chunks={
+            owner: [
+                r for r in chunk_rows if not held(("HAS_CHUNK", r["owner"], r["id"]), r["props"])
+            ]
+            for owner, chunk_rows in rows.chunks.items()
+        },
+        edges={
+            kind: [
+                r
+                for r in edge_rows
+                if (found := prior.get((kind, r["source"], r["target"]))) is None
+                or found[0] != r["line"]
+            ]
+            for kind, edge_rows in rows.edges.items()
+        },
+    )
 
 
 @dataclass(slots=True)

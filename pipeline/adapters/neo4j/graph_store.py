@@ -5,8 +5,11 @@ ids) in managed write transactions. Unresolved edges (``resolved=False``) are sk
 a bare callee name or an external module is not a node of the repository.
 A ``write_files`` or ``delete_files`` call runs one transaction per ``batch_size`` files
 (each statement UNWINDs at most ``batch_size`` rows): read the edges out of the files
-and their symbols, delete the chunks and edges the new rows lack (all of them for a
-delete), MERGE the new nodes and edges, then drop symbols no file defines any more and
+and their symbols (with the edges' lines and the properties of the symbols and chunks the
+files own), delete the chunks and edges the new rows lack (all of them for a delete),
+MERGE the new nodes and edges that the graph does not already hold as they are
+(:func:`~pipeline.statements.cypher.changed_rows`: a one-file change sends the few rows
+it changed, not the whole file's), then drop symbols no file defines any more and
 placeholders nothing points at. Deleting only what changed keeps a replay or a small
 edit cheap: on ArcadeDB, deletes cost far more at commit than MERGEs that find a match.
 The transaction is idempotent, so the driver's retries (transient errors) and ours (a
@@ -50,6 +53,8 @@ class Neo4jGraphStore:
         self._driver = driver
         self._database = database
         self._batch_size = batch_size
+        # Node and edge rows sent to MERGE, less those the graph held unchanged (tests).
+        self.rows_sent = 0
 
     def close(self) -> None:
         self._driver.close()
@@ -149,9 +154,11 @@ class Neo4jGraphStore:
     # Transactions.
 
     def _write_tx(self, tx: neo4j.ManagedTransaction, rows: cypher.GraphRows) -> None:
-        plan = self._replacement(tx, rows.file_ids, rows)
+        plan, prior = self._replacement(tx, rows.file_ids, rows)
         self._remove_stale(tx, plan)
         _run(tx, cypher.merge_repository(rows))
+        rows = cypher.changed_rows(rows, prior)
+        self.rows_sent += rows.count()
         key = rows.repository["repo"]
         for batch in self._batches(rows.files):
             _run(tx, cypher.merge_files(key, batch))
@@ -166,7 +173,7 @@ class Neo4jGraphStore:
         self._clean_up(tx, plan)
 
     def _delete_tx(self, tx: neo4j.ManagedTransaction, file_ids: list[str]) -> int:
-        plan = self._replacement(tx, file_ids, None)
+        plan, _ = self._replacement(tx, file_ids, None)
         removed = self._remove_stale(tx, plan)
         for batch in self._batches(plan.files):
             removed += _count(tx, cypher.delete_file_nodes(batch))
@@ -174,8 +181,9 @@ class Neo4jGraphStore:
 
     def _replacement(
         self, tx: neo4j.ManagedTransaction, file_ids: list[str], new: cypher.GraphRows | None
-    ) -> cypher.Replacement:
+    ) -> tuple[cypher.Replacement, cypher.PriorState]:
         prior: list[cypher.PriorEdge] = []
+        state: cypher.PriorState = {}
         existing: list[str] = []
         for batch in self._batches(file_ids):
             for r in _run(tx, cypher.prior_edges(batch)):
@@ -183,7 +191,12 @@ class Neo4jGraphStore:
                     existing.append(str(r["source"]))
                 if r["type"] is not None:
                     prior.append((r["type"], r["label"], r["source"], r["target"]))
-        return cypher.replacement(prior, existing, new)
+                    props = r["props"]
+                    state[(r["type"], r["source"], r["target"])] = (
+                        r["line"],
+                        None if props is None else dict(props),
+                    )
+        return cypher.replacement(prior, existing, new), state
 
     def _remove_stale(self, tx: neo4j.ManagedTransaction, plan: cypher.Replacement) -> int:
         """Old chunks and edges the new rows lack; returns the chunks deleted."""

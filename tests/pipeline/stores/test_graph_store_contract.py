@@ -413,3 +413,64 @@ def test_symbol_links_are_the_edges_into_and_out_of_the_symbols(
     }
     assert store.symbol_links(repo, ["no.such.symbol"]) == []
     assert store.symbol_links(RepoRef(repo.tenant, "other"), ["shop.base.helper"]) == []
+
+
+def _properties(store: GraphStoreUnderTest, repo: RepoRef) -> dict[str, dict[str, Any]]:
+    """Every node's properties, by id relative to the repository."""
+    found = {}
+    for node_id in store.node_ids(repo):
+        node = store.node(node_id)
+        assert node is not None
+        props = {k: v for k, v in node[1].items() if k not in ("id", "repo")}
+        found[node_id.removeprefix(repo.key)] = props
+    del found[""]  # the repository's own node, which names it
+    return found
+
+
+def test_a_rewrite_that_moves_lines_ends_with_the_properties_of_a_fresh_write(
+    store: GraphStoreUnderTest, repo: RepoRef
+) -> None:
+    """Only rows the graph does not hold as they are are sent again: a symbol whose lines
+    moved, and every chunk of a new file version, must still be written."""
+    fresh = RepoRef(repo.tenant, "fresh")
+    moved = {**SOURCES, "shop/base.py": "import os\n\n\n" + SOURCES["shop/base.py"]}
+    store.write_files(repo, file_graphs(SOURCES))
+    store.write_files(repo, file_graphs(moved, only={"shop/base.py"}))
+    store.write_files(fresh, file_graphs(moved))
+    assert _properties(store, repo) == _properties(store, fresh)
+    assert _relative(repo, snapshot(store, repo)) == _relative(fresh, snapshot(store, fresh))
+
+
+def _edge_lines(driver: neo4j.Driver, database: str, repo: RepoRef) -> set[tuple[Any, ...]]:
+    query = (
+        "MATCH (s {repo: $repo})-[r]->(t) WHERE r.line IS NOT NULL "
+        "RETURN type(r) AS type, s.id AS source, t.id AS target, r.line AS line"
+    )
+    with driver.session(database=database) as session:
+        records = session.execute_read(lambda tx: list(tx.run(query, repo=repo.key)))
+    return {
+        (
+            r["type"],
+            r["source"].removeprefix(repo.key),
+            r["target"].removeprefix(repo.key),
+            r["line"],
+        )
+        for r in records
+    }
+
+
+def test_the_graph_server_is_sent_only_what_changed_and_edge_lines_follow(
+    graph_database: tuple[neo4j.Driver, str], repo: RepoRef
+) -> None:
+    driver, database = graph_database
+    store = Neo4jGraphStore(driver, database, batch_size=4)
+    graphs = file_graphs(SOURCES)
+    store.write_files(repo, graphs)
+    store.rows_sent = 0
+    store.write_files(repo, graphs)  # a replay: the graph holds every row but the files'
+    assert store.rows_sent == 2 * len(graphs)
+    moved = {**SOURCES, "shop/app.py": "import os\n\n\n" + SOURCES["shop/app.py"]}
+    store.write_files(repo, file_graphs(moved, only={"shop/app.py"}))
+    fresh = RepoRef(repo.tenant, "fresh")
+    store.write_files(fresh, file_graphs(moved))
+    assert _edge_lines(driver, database, repo) == _edge_lines(driver, database, fresh)
