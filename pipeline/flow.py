@@ -16,6 +16,8 @@ stage of this table (``CHUNK.task``), never a task-name string of their own.
                         │  ▲ a large job: INGEST_MORE sends the next bounded slice, when
                         │  ┆ the job's files in flight leave room (fair sharing: settling
                         │  ┆ files in CHUNK or WRITE release it, see RELEASES)
+                        │          │ files the embedding cache holds whole go to WRITE
+                        │          │ with those vectors, skipping EMBED
                         │          │ files with no chunks,       │ shared device batches
                         │          │ skipped or failed settle    ▼
                         │          └──────────────┐           WRITE (one file's rows)
@@ -114,7 +116,8 @@ CHUNK: Final = Stage(
     task=queues.CHUNK_FILES_TASK,
     queue=queues.CHUNK,
     consumes="job_id, repo, root, snapshot_id, files: a batch of one job's file versions",
-    sends=("embed", "graph"),
+    # write: the files whose every chunk the embedding cache holds (skipping embed)
+    sends=("embed", "write", "graph"),
     retry=Retry.STAGE,
     fails=FailsWith.FILES,
     use_case="pipeline.stages.chunk.chunk_files",

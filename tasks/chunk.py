@@ -17,6 +17,7 @@ from pipeline.errors import InvalidInputError
 from pipeline.messages import decode_file, decode_repo
 from pipeline.sources.blobs import blob_reader
 from pipeline.stages.chunk import RepoPathsCache, chunk_files, fail_batch
+from tasks import recording
 from tasks.base import StageTask
 from tasks.context import cpu_profile, job_resources
 
@@ -53,7 +54,7 @@ def chunk_files_task(
         if not isinstance(files, list):
             raise InvalidInputError("files: expected a list")
         versions = [decode_file(f, f"files[{i}]") for i, f in enumerate(files)]
-        chunk_files(
+        served = chunk_files(
             ctx,
             job_id,
             decode_repo(repo),
@@ -62,7 +63,9 @@ def chunk_files_task(
             options=cpu.chunking,
             counter=cpu.counter,
             repo_paths=lambda: _REPO_PATHS.get(ctx, snapshot_id),
+            cached=cpu.cached,
         )
+        recording.record_cached_route(served)
         return len(versions)
 
     return self.guarded({**payload, "files": files}, attempt, run)

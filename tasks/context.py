@@ -32,6 +32,7 @@ from pipeline.ports import (
     WebhookSender,
 )
 from pipeline.stages.backfill import LiveModels
+from pipeline.stages.embed import CacheLookup
 from pipeline.stages.embedding import EmbeddingService
 from pipeline.stages.indexing import JobContext
 
@@ -52,6 +53,9 @@ class CpuProfile:
     webhooks: WebhookSender
     webhook_keys: WebhookKeyStore
     quotas: QuotaStore | None = None  # the ingest's files-per-day charge (pipeline.quotas)
+    # The chunk stage's look into the embedding cache (pipeline.stages.backfill
+    # .CachedVectors); None: every file goes through the embed stage.
+    cached: CacheLookup | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -71,6 +71,14 @@ def record_embed(outcome: EmbedOutcome, device: str) -> None:
 
 
 @never_raises
+def record_cached_route(chunks: int) -> None:
+    """Chunks the chunk stage sent to the write stage with cached vectors (cache hits
+    that no embed flush saw)."""
+    if chunks:
+        m.EMBED_CHUNKS.labels("cached").inc(chunks)
+
+
+@never_raises
 def record_device(device: str, model_id: str) -> None:
     m.EMBED_DEVICE.labels(device, model_id).set(1)
 

@@ -17,10 +17,11 @@ Must not import: api/, cli/, drivers, pipeline.adapters (wiring/ names them).
 
 from __future__ import annotations
 
-from config.endpoints import resolve_endpoints
+from config.endpoints import Endpoints, resolve_endpoints
 from config.settings import QuarrySettings
 from pipeline.analysis.chunking import ChunkingOptions
 from pipeline.ports import CircuitBreaker, Embedder
+from pipeline.stages.backfill import CachedVectors
 from tasks import recording
 from tasks.app import celery_app
 from tasks.client import TaskClient
@@ -105,8 +106,22 @@ def build_resources(
                 lambda: stores.webhook_key_store(endpoints), postgres, closers
             ),
             quotas=stores.behind_breaker(lambda: stores.quota_store(endpoints), postgres, closers),
+            cached=_cached_vectors(settings, endpoints, postgres, closers),
         )
     return resources
+
+
+def _cached_vectors(
+    settings: QuarrySettings, endpoints: Endpoints, breaker: CircuitBreaker, closers: Closers
+) -> CachedVectors | None:
+    """The chunk stage's look into the embedding cache (``embed_skip_cached``)."""
+    if not settings.embed_skip_cached:
+        return None
+    return CachedVectors(
+        stores.behind_breaker(lambda: stores.model_registry(endpoints), breaker, closers),
+        stores.behind_breaker(lambda: stores.embedding_cache(endpoints), breaker, closers),
+        refresh_s=settings.model_registry_refresh_s,
+    )
 
 
 def _breakers(settings: QuarrySettings, redis: object) -> dict[str, CircuitBreaker]:

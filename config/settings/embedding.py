@@ -66,6 +66,12 @@ class EmbeddingFields(BaseModel):
         le=300,
         description="How often the API and the embed workers read the active model.",
     )
+    embed_skip_cached: bool = Field(
+        True,
+        description="The chunk stage sends a file whose every chunk the embedding cache "
+        "holds for the active model straight to the write stage, with those vectors "
+        "(false: every file goes through the embed stage).",
+    )
     embed_device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="Embedding device; `auto` takes CUDA when present, else the CPU."
     )

@@ -27,7 +27,8 @@ from typing import Any, Protocol
 
 from pipeline.embedding_models import ModelSpec, RegisteredModel, check_loaded
 from pipeline.errors import ConflictError, TransientError
-from pipeline.stages.embedding import EmbeddingService
+from pipeline.ports import EmbeddingCache
+from pipeline.stages.embedding import EmbeddingService, Vector
 
 log = logging.getLogger("quarry.models")
 Key = tuple[int, str, str]
@@ -117,6 +118,41 @@ class LiveModels:
             except Exception as exc:  # noqa: BLE001 (the backfill's own task reports it and cancels)
                 log.warning("model %s does not load here, not embedded: %s", model.model_id, exc)
         return primary, extra
+
+
+class CachedVectors:
+    """The chunk stage's look into the embedding cache (pipeline.stages.embed
+    .write_cached): the active model's id and its cached vectors among the hashes asked.
+
+    None, so that the embed stage sees the files as before, when the registry has no
+    active model yet (the embed stage registers it), when another model is live (a
+    backfill: the embed stage embeds for it too), or when the registry or the cache does
+    not answer. The registry is read at most every ``refresh_s``, as the embed stage's
+    :class:`LiveModels` reads it."""
+
+    def __init__(
+        self, registry: ModelRegistry, cache: EmbeddingCache, *, refresh_s: float = 2.0
+    ) -> None:
+        self._registry = registry
+        self._cache = cache
+        self._refresh_s = refresh_s
+        self._live: list[RegisteredModel] | None = None
+        self._read_at = -1e9
+
+    def __call__(self, hashes: Sequence[str]) -> tuple[str, Mapping[str, Vector]] | None:
+        now = time.monotonic()
+        try:
+            if self._live is None or now - self._read_at >= self._refresh_s:
+                self._live, self._read_at = self._registry.live(), now
+            if len(self._live) != 1 or self._live[0].state != "active":
+                return None
+            model_id = self._live[0].model_id
+            return model_id, self._cache.get_many(model_id, hashes)
+        except TransientError as exc:
+            log.info(
+                "embedding cache or registry unavailable, files go to the embed stage: %s", exc
+            )
+            return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,9 @@ put them, so any host can run this stage), check that they are the version the i
 listed (a file edited since is a failed file, with the reason), analyse it (content
 checks, one parse, chunks and graph), then
 
-* send its chunks to the embed queue (one message per file version);
+* send its chunks to the embed queue (one message per file version), or, when the
+  embedding cache holds every chunk of the file for the active model, straight to the
+  write queue with those vectors (grouped per job, as the embed stage groups them);
 * keep its graph extraction for the job's graph stage (pipeline.stages.graph), which
   resolves calls across files once every file is known, and its symbols by version;
 * settle the files that end here: skipped on content, no chunks (written: the graph
@@ -29,6 +31,7 @@ from pipeline.analysis.tokens import TokenCounter
 from pipeline.messages import FileChunks, encode_file_chunks
 from pipeline.models import FileGraph, FileVersion, RepoRef, SkippedFile
 from pipeline.sources.blobs import Reader
+from pipeline.stages.embed import CacheLookup, write_cached
 from pipeline.stages.graph import kept_symbols, pack_graph
 from pipeline.stages.indexing import JobContext, record_error, settle
 
@@ -76,13 +79,17 @@ def chunk_files(
     options: ChunkingOptions,
     counter: TokenCounter,
     repo_paths: Callable[[], RepoPaths | None],
-) -> None:
+    cached: CacheLookup | None = None,
+) -> int:
     """Chunk ``files``, their bytes given by ``read`` (the blob store in the pipeline:
-    pipeline.sources.blobs); see the module docstring."""
+    pipeline.sources.blobs); see the module docstring. With ``cached``, files whose
+    every chunk the embedding cache holds go to the write stage at once (pipeline.stages
+    .embed.write_cached); returns the chunks served that way."""
     if ctx.board.cancelled(job_id):
-        return
+        return 0
     paths = repo_paths()
-    messages: list[dict[str, object]] = []
+    batches: list[FileChunks] = []
+    served = 0
     graphs: dict[str, FileGraph] = {}
     chunk_counts: dict[str, int] = {}
     skipped: dict[str, list[str]] = {}
@@ -108,7 +115,7 @@ def chunk_files(
         graph = FileGraph(file, result.extraction, tuple((c.chunk_id, c.symbol) for c in chunks))
         graphs[file.path] = graph
         if chunks:
-            messages.append(encode_file_chunks(FileChunks(job_id, repo, file, chunks)))
+            batches.append(FileChunks(job_id, repo, file, chunks))
             chunk_counts[file.path] = len(chunks)
         else:
             empty.append(file.path)
@@ -125,11 +132,17 @@ def chunk_files(
         chunked,
         {p: {"chunks.total": chunk_counts.get(p, 0), "bytes.processed": sizes[p]} for p in chunked},
     )
-    if messages:
-        ctx.send(flow.EMBED.task, [{"message": m} for m in messages])
+    if cached is not None and batches:
+        route = write_cached(ctx, batches, cached)
+        if route.outgoing is not None:
+            ctx.send(flow.WRITE.task, list(route.outgoing.messages))
+        batches, served = route.to_embed, route.chunks
+    if batches:
+        ctx.send(flow.EMBED.task, [{"message": encode_file_chunks(b)} for b in batches])
     for reason, reason_paths in skipped.items():
         count = {p: {f"skipped.{reason}": 1} for p in reason_paths}
         ctx.board.mark(job_id, f"skipped_paths.{reason}", reason_paths, count)
         settle(ctx, job_id, "files.skipped_content", reason_paths)
     settle(ctx, job_id, "files.written", empty)
     settle(ctx, job_id, "files.failed", failed)
+    return served

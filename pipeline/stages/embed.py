@@ -18,14 +18,14 @@ Must not import: celery, tasks/, workers/, api/, cli/, or any driver.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from pipeline import flow
 from pipeline.errors import PermanentError, TransientError
 from pipeline.messages import FileChunks, decode_file_chunks, encode_file_chunks, encode_vectors
-from pipeline.stages.embedding import EmbeddingService, EmbedOutcome
+from pipeline.stages.embedding import EmbeddingService, EmbedOutcome, Vector
 from pipeline.stages.indexing import JobContext
 
 K = TypeVar("K")
@@ -86,34 +86,99 @@ def embed_messages(
         return result
     others = _embed_extra(extra, items)
     result.outcome = outcome
-    groups: dict[str, list[dict[str, object]]] = {}
-    sizes: dict[str, int] = {}
-    writes: list[dict[str, object]] = []
+    writes = _WriteGroups()
     for _item, batch in pending:
-        vectors = [outcome.vectors.get(c.content_hash) for c in batch.chunks]
-        message = encode_file_chunks(batch)
-        message["model_id"] = service.model_id
-        message["vectors"] = encode_vectors(vectors)
+        message = write_message(batch, service.model_id, outcome.vectors)
         if others:
             message["more_vectors"] = {
                 model_id: encode_vectors([got.vectors.get(c.content_hash) for c in batch.chunks])
                 for model_id, got in others
             }
-        if batch.job_id:
-            group = groups.setdefault(batch.job_id, [])
-            if group and sizes[batch.job_id] + len(batch.chunks) > WRITE_CHUNKS:
-                writes.append({"messages": group})
-                group = groups[batch.job_id] = []
-                sizes[batch.job_id] = 0
-            group.append(message)
-            sizes[batch.job_id] = sizes.get(batch.job_id, 0) + len(batch.chunks)
-        else:
-            writes.append({"message": message})
+        writes.add(batch, message)
         if batch.job_id and ctx is not None:
             _count_embedded(ctx, batch, outcome.cached_hashes)
-    writes.extend({"messages": group} for group in groups.values() if group)
-    result.outgoing = flow.Outgoing(flow.WRITE, tuple(writes))
+    result.outgoing = flow.Outgoing(flow.WRITE, writes.messages())
     return result
+
+
+def write_message(
+    batch: FileChunks, model_id: str, vectors: Mapping[str, Vector]
+) -> dict[str, object]:
+    """A file's WRITE message body: its chunks, the model id, their vectors in order."""
+    message = encode_file_chunks(batch)
+    message["model_id"] = model_id
+    message["vectors"] = encode_vectors([vectors.get(c.content_hash) for c in batch.chunks])
+    return message
+
+
+class _WriteGroups:
+    """WRITE messages: one per job of the files added (at most ``WRITE_CHUNKS`` chunks
+    each), so that a job of many small files is written in a few tasks; a file of no
+    job gets its own."""
+
+    def __init__(self) -> None:
+        self._groups: dict[str, list[dict[str, object]]] = {}
+        self._sizes: dict[str, int] = {}
+        self._writes: list[dict[str, object]] = []
+
+    def add(self, batch: FileChunks, message: dict[str, object]) -> None:
+        if not batch.job_id:
+            self._writes.append({"message": message})
+            return
+        group = self._groups.setdefault(batch.job_id, [])
+        if group and self._sizes[batch.job_id] + len(batch.chunks) > WRITE_CHUNKS:
+            self._writes.append({"messages": group})
+            group = self._groups[batch.job_id] = []
+            self._sizes[batch.job_id] = 0
+        group.append(message)
+        self._sizes[batch.job_id] = self._sizes.get(batch.job_id, 0) + len(batch.chunks)
+
+    def messages(self) -> tuple[dict[str, object], ...]:
+        grouped: list[dict[str, object]] = [{"messages": g} for g in self._groups.values() if g]
+        return (*self._writes, *grouped)
+
+
+# The active model's id and the vectors the embedding cache holds for it among the
+# hashes asked, or None when the embed stage must see the files (pipeline.stages.backfill
+# .CachedVectors: a model being backfilled, the registry or the cache unavailable).
+CacheLookup = Callable[[Sequence[str]], tuple[str, Mapping[str, Vector]] | None]
+
+
+@dataclass(slots=True)
+class CachedRoute:
+    """What :func:`write_cached` did: the WRITE messages of the files the cache held
+    whole, the files left for the embed stage, and the chunks served from the cache."""
+
+    outgoing: flow.Outgoing | None
+    to_embed: list[FileChunks]
+    chunks: int = 0
+
+
+def write_cached(
+    ctx: JobContext, batches: Sequence[FileChunks], lookup: CacheLookup
+) -> CachedRoute:
+    """The files whose every chunk the embedding cache holds for the active model, as
+    WRITE messages with those vectors: they skip the embed stage (a queue hop, a device
+    flush and its timers) and reach the write stage as the embed stage would have sent
+    them, counted as cached. A file with any chunk the cache lacks goes to the embed
+    stage whole, as before; so does every file when ``lookup`` says no (None)."""
+    hashes = list(dict.fromkeys(c.content_hash for b in batches for c in b.chunks))
+    found = lookup(hashes) if hashes else None
+    if found is None:
+        return CachedRoute(None, list(batches))
+    model_id, vectors = found
+    writes = _WriteGroups()
+    rest: list[FileChunks] = []
+    served = 0
+    for batch in batches:
+        if not batch.chunks or any(c.content_hash not in vectors for c in batch.chunks):
+            rest.append(batch)
+            continue
+        writes.add(batch, write_message(batch, model_id, vectors))
+        served += len(batch.chunks)
+        _count_embedded(ctx, batch, frozenset(c.content_hash for c in batch.chunks))
+    outgoing = writes.messages()
+    return CachedRoute(flow.Outgoing(flow.WRITE, outgoing) if outgoing else None, rest, served)
 
 
 def _embed_extra(
