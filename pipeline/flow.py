@@ -27,8 +27,8 @@ stage of this table (``CHUNK.task``), never a task-name string of their own.
                                                  ▼
                                               GRAPH_FILES (resolve and write a batch; then
                                                  │ the next, one after another)
-                                                 │ the batch that leaves none waiting
-                                                 ▼
+                                                 │ the batch that leaves none waiting runs
+                                                 ▼ the commit in its own task
                                               COMMIT (publish, finish)
                                                  │
                                                  ▼
@@ -159,6 +159,8 @@ GRAPH_FILES: Final = Stage(
     task=queues.GRAPH_FILES_TASK,
     queue=queues.WRITE,
     consumes="job_id: its next graph_task_files waiting file graphs are the batch",
+    # commit: the batch that leaves none waiting runs it in the same task (the COMMIT
+    # task is what the plan sends when no graph waits, and what tests and tools send)
     sends=("graph-files", "commit"),
     retry=Retry.STAGE,
     fails=FailsWith.JOB,

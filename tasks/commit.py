@@ -20,11 +20,14 @@ from tasks.context import cpu_profile, job_resources
 def commit_job_task(self: StageTask, job_id: str, attempt: int = 0) -> str | None:
     """Make the job's snapshot searchable (its graph is written)."""
 
-    def run() -> str:
-        resources, ctx = job_resources()
-        cpu = cpu_profile()[1]
-        status = commit_job(ctx, job_id, vectors=cpu.vectors, graph=cpu.graph)
-        shutil.rmtree(job_workdir(resources.settings.data_dir, job_id), ignore_errors=True)
-        return status.value if status else "skipped"
+    return self.guarded({"job_id": job_id}, attempt, lambda: commit_here(job_id))
 
-    return self.guarded({"job_id": job_id}, attempt, run)
+
+def commit_here(job_id: str) -> str:
+    """Commit the job in this task (the COMMIT task's work; the graph-files task that
+    wrote the job's last batch runs it too), then drop its scratch folder."""
+    resources, ctx = job_resources()
+    cpu = cpu_profile()[1]
+    status = commit_job(ctx, job_id, vectors=cpu.vectors, graph=cpu.graph)
+    shutil.rmtree(job_workdir(resources.settings.data_dir, job_id), ignore_errors=True)
+    return status.value if status else "skipped"

@@ -11,6 +11,7 @@ from celery import shared_task
 from pipeline import flow
 from pipeline.stages.graph import plan_graph, write_graph_files
 from tasks.base import JobTask, StageTask
+from tasks.commit import commit_here
 from tasks.context import cpu_profile, job_resources
 
 
@@ -31,6 +32,12 @@ def write_graph_files_task(self: StageTask, job_id: str, attempt: int = 0) -> in
     def run() -> int:
         resources, ctx = job_resources()
         batch = resources.settings.graph_task_files
-        return write_graph_files(ctx, job_id, graph=cpu_profile()[1].graph, batch_files=batch)
+        return write_graph_files(
+            ctx,
+            job_id,
+            graph=cpu_profile()[1].graph,
+            batch_files=batch,
+            commit=lambda: commit_here(job_id),
+        )
 
     return self.guarded({"job_id": job_id}, attempt, run)

@@ -12,8 +12,8 @@ The chunk stage keeps each file's graph extraction in the snapshot store (waitin
    (``symbol_candidates``: bounded per name, however common the name), resolves them
    exactly as resolving against every symbol of the commit would
    (pipeline.analysis.resolution), writes them to the graph and marks them done by
-   deleting their waiting rows; then it sends the next batch, or the commit when none
-   is left.
+   deleting their waiting rows; then it sends the next batch, or, when none is left,
+   runs the commit itself (the worker's task passes it; pipeline.stages.commit).
 
 One job's batches run one after another, as its graph writes always did: two writes of
 one repository at once made ArcadeDB fail with BrokenChunkChainException (both append
@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from pipeline import flow
 from pipeline.analysis.resolution import resolve_against, wanted
@@ -75,15 +75,25 @@ def plan_graph(ctx: JobContext, job_id: str) -> int:
     return 1
 
 
-def write_graph_files(ctx: JobContext, job_id: str, *, graph: GraphStore, batch_files: int) -> int:
+def write_graph_files(
+    ctx: JobContext,
+    job_id: str,
+    *,
+    graph: GraphStore,
+    batch_files: int,
+    commit: Callable[[], object] | None = None,
+) -> int:
     """Resolve and write the first ``batch_files`` waiting graphs of the job; how many.
-    Then the next batch is sent, or the commit when none waits."""
+    Then the next batch is sent, or, when none waits, the commit: run here by ``commit``
+    when given (the task that wrote the last batch commits, one queue hop and task
+    fewer; the commit is idempotent, so a retry of this task after a failed commit
+    finds no graph waiting and commits again), else sent as its own task."""
     job = _live(ctx, job_id)
     if job is None or job.snapshot_id is None:
         return 0
     if not writes_graph(ctx, job):  # overtaken since its plan: the graph keeps the ref's
         ctx.snapshots.drop_staged(job_id)
-        ctx.send(flow.COMMIT.task, [{"job_id": job_id}])
+        _commit(ctx, job_id, commit)
         return 0
     paths = ctx.snapshots.staged_paths(job_id, "", batch_files)
     packed = ctx.snapshots.staged_graphs(job_id, paths)
@@ -95,8 +105,15 @@ def write_graph_files(ctx: JobContext, job_id: str, *, graph: GraphStore, batch_
     if ctx.snapshots.any_staged(job_id):
         ctx.send(flow.GRAPH_FILES.task, [{"job_id": job_id}])
     else:
-        ctx.send(flow.COMMIT.task, [{"job_id": job_id}])
+        _commit(ctx, job_id, commit)
     return len(graphs)
+
+
+def _commit(ctx: JobContext, job_id: str, commit: Callable[[], object] | None) -> None:
+    if commit is None:
+        ctx.send(flow.COMMIT.task, [{"job_id": job_id}])
+    else:
+        commit()
 
 
 def resolve_batch(

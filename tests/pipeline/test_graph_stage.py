@@ -16,6 +16,7 @@ from pipeline.adapters.fakes.job_board import InMemoryJobBoard
 from pipeline.adapters.fakes.job_store import InMemoryJobStore
 from pipeline.adapters.fakes.snapshot_store import InMemorySnapshotStore
 from pipeline.analysis.resolution import resolve_across_files
+from pipeline.errors import StoreUnavailableError
 from pipeline.jobs import JobRequest, JobSource, JobStatus, SourceKind, Stage
 from pipeline.models import (
     Edge,
@@ -243,3 +244,29 @@ def test_a_waiting_graph_round_trips_compressed() -> None:
 class _NoVectors:
     def retain_versions(self, repo: RepoRef, current: Mapping[str, str]) -> int:
         return 0
+
+
+def test_the_task_that_writes_the_last_batch_runs_the_commit_it_is_given() -> None:
+    """The worker passes the commit to the graph-files task: the last batch commits in
+    the same task (no COMMIT message); a failed commit fails the task, and its retry
+    finds no graph waiting and commits again."""
+    h = Harness()
+    h.job(_repository(5, files=10))
+    plan_graph(h.ctx, JOB)
+    h.take(flow.GRAPH_FILES)
+    committed: list[JobStatus | None] = []
+    down = [True]
+
+    def commit() -> None:
+        if down[0]:
+            raise StoreUnavailableError("postgres", "connection refused")
+        committed.append(commit_job(h.ctx, JOB, vectors=_NoVectors(), graph=h.graph))
+
+    assert write_graph_files(h.ctx, JOB, graph=h.graph, batch_files=6, commit=commit) == 6
+    assert committed == [] and h.take(flow.GRAPH_FILES) == [{"job_id": JOB}]
+    with pytest.raises(StoreUnavailableError):
+        write_graph_files(h.ctx, JOB, graph=h.graph, batch_files=6, commit=commit)
+    down[0] = False
+    assert write_graph_files(h.ctx, JOB, graph=h.graph, batch_files=6, commit=commit) == 0
+    assert committed == [JobStatus.DONE]
+    assert h.take(flow.COMMIT) == [] and h.jobs.get(JOB).status is JobStatus.DONE  # type: ignore[union-attr]
