@@ -90,13 +90,18 @@ def test_flower_counts_every_embed_message_of_a_job(
     worker = node_name("embed")
     marker = uuid.uuid4().hex
     (tree / "flower_probe.py").write_text(f"def probe_{marker}():\n    return 1\n")
+    # A line of new content in every file: a file whose every chunk the embedding cache
+    # already holds would go from the chunk stage straight to the write stage.
+    for path in tree.rglob("*.py"):
+        with path.open("a") as handle:
+            handle.write(f"\n# {marker}\n")
     repo = f"flower-{marker[:8]}"
     before = _worker_counts(endpoints, worker)
 
     job_id = enqueue(api, source=str(tree), repo=repo)
     assert wait(api, job_id)["status"] == "done"
-    # A new repository: every file with chunks went through the embed queue, one message
-    # per file (pipeline/stages/chunk.py).
+    # New content in every file: every file with chunks went through the embed queue, one
+    # message per file (pipeline/stages/chunk.py).
     messages = len({path for path, _ in searchable_chunks(endpoints, repo)})
     assert messages > 1
 
