@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from config.endpoints import Endpoints
 from config.queues import ALL_QUEUES, EMBED_CHUNKS_TASK, SWEEP_JOBS_TASK
 from config.settings import QuarrySettings
-from tests.workers.jobs_api import enqueue, searchable_chunks, wait
+from tests.workers.jobs_api import enqueue, new_content, searchable_chunks, wait
 from workers.main import node_name
 
 pytestmark = pytest.mark.timeout(120)
@@ -90,11 +90,7 @@ def test_flower_counts_every_embed_message_of_a_job(
     worker = node_name("embed")
     marker = uuid.uuid4().hex
     (tree / "flower_probe.py").write_text(f"def probe_{marker}():\n    return 1\n")
-    # A line of new content in every file: a file whose every chunk the embedding cache
-    # already holds would go from the chunk stage straight to the write stage.
-    for path in tree.rglob("*.py"):
-        with path.open("a") as handle:
-            handle.write(f"\n# {marker}\n")
+    new_content(tree, marker)
     repo = f"flower-{marker[:8]}"
     before = _worker_counts(endpoints, worker)
 
@@ -125,6 +121,36 @@ def test_flower_counts_every_embed_message_of_a_job(
     assert {t["worker"] for t in seen.values()} == {worker}
     for event in ("task-received", "task-started", "task-succeeded"):
         assert after.get(event, 0) - before.get(event, 0) >= messages, (event, before, after)
+
+
+def test_a_copy_of_known_content_skips_the_embed_queue_on_the_real_workers(
+    api: httpx.Client, tree: Path, endpoints: Endpoints
+) -> None:
+    """The chunk stage's cache-first route on the real stack: the second repository of
+    the same content is written from the embedding cache, and no message of its job
+    reaches the embed queue (Flower's task list, which shows the first job's)."""
+    marker = uuid.uuid4().hex
+    new_content(tree, marker)
+    jobs = []
+    for name in ("first", "copy"):
+        job_id = enqueue(api, source=str(tree), repo=f"cached-{name}-{marker[:8]}")
+        final = wait(api, job_id)
+        assert final["status"] == "done", final
+        jobs.append((job_id, final))
+
+    def embed_tasks(job_id: str) -> int:
+        return sum(
+            job_id in str(t.get("kwargs")) for t in _tasks(endpoints, EMBED_CHUNKS_TASK).values()
+        )
+
+    (first, _), (copy, copied) = jobs
+    deadline = time.monotonic() + 30
+    while embed_tasks(first) == 0 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert embed_tasks(first) > 0  # Flower shows the events: the first job embedded
+    assert embed_tasks(copy) == 0
+    chunks = copied["chunks"]
+    assert chunks["cached"] == chunks["total"] > 0 and chunks["embedded"] == 0, chunks
 
 
 def test_housekeeping_sweeps_run_but_stay_out_of_flowers_task_list(

@@ -26,7 +26,7 @@ from devstack.oracle import assert_stores_match
 from devstack.stack import Stack
 from pipeline.adapters.redis.in_flight import job_ids_in
 from pipeline.models import RepoRef
-from tests.workers.jobs_api import enqueue, wait
+from tests.workers.jobs_api import enqueue, new_content, wait
 from workers.main import node_name
 
 
@@ -51,6 +51,7 @@ def test_a_job_whose_messages_were_lost_is_sent_on_and_completes_exactly(
     endpoints: Endpoints,
 ) -> None:
     repo = f"lost-{profile}-{uuid.uuid4().hex[:8]}"
+    new_content(tree, repo)  # every file goes through the embed queue
     node = node_name(profile)
     app.control.cancel_consumer(queue, destination=[node], reply=True, timeout=5)
     try:
