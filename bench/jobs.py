@@ -4,7 +4,7 @@ Usage: .venv/bin/python bench/jobs.py [--corpus bench/corpora/django-5.2.19]
        [--limit-files 1000] [--runs 5] [--busy-cores 0] [--poll-ms 2] [--api-poll-ms 10]
        [--json]
        .venv/bin/python bench/jobs.py --small-jobs --work-dir /work/stacks/x/run
-       --corpus DJANGO_SDIST --small-corpus ITSDANGEROUS_SDIST [--runs 5] [--json]
+       --corpus DJANGO_SDIST --small-corpus ITSDANGEROUS_SDIST [--runs 5] [--seed N] [--json]
 
 Starts a private stack (``quarry dev up``: Redis, PostgreSQL, the graph server, the
 ``cpu`` and ``embed`` workers with the real model, the API, Flower) in a mode-711 folder
@@ -383,7 +383,7 @@ def measure_small(args: argparse.Namespace) -> dict[str, Any]:
             series: dict[str, Any] = {"index_wait_before_ms": index_caught_up(watch)}
             wanted = set(args.series.split(","))
             if "change" in wanted:
-                seed = int(time.time())
+                seed = args.seed if args.seed is not None else int(time.time())
                 change = change_runs(watch, whole, "whole", args.runs, seed)
                 series["change"] = summarise(change, CHANGE_FIGURES)
             if "cached" in wanted:
@@ -549,6 +549,9 @@ def main() -> None:
     parser.add_argument("--small-corpus", type=Path, help="--small-jobs: the cold job's tree")
     parser.add_argument("--cached-files", type=int, default=40)
     parser.add_argument("--series", default="change,cached,cold_small")
+    parser.add_argument(
+        "--seed", type=int, help="--small-jobs: draws the changed files (default: the clock)"
+    )
     args = parser.parse_args()
     # `kill` (SIGTERM) ends the run through its finally blocks: the stack goes down.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
