@@ -35,6 +35,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from pipeline import flow
 from pipeline.analysis.resolution import resolve_against, wanted
+from pipeline.errors import TransientError
 from pipeline.jobs import Job, Stage
 from pipeline.messages import decode_file_graph, encode_file_graph
 from pipeline.models import FileGraph, RepoRef, Span, Symbol, SymbolKind
@@ -86,8 +87,8 @@ def write_graph_files(
     """Resolve and write the first ``batch_files`` waiting graphs of the job; how many.
     Then the next batch is sent, or, when none waits, the commit: run here by ``commit``
     when given (the task that wrote the last batch commits, one queue hop and task
-    fewer; the commit is idempotent, so a retry of this task after a failed commit
-    finds no graph waiting and commits again), else sent as its own task."""
+    fewer), else, or when it fails transiently, sent as its own task (the commit is
+    idempotent)."""
     job = _live(ctx, job_id)
     if job is None or job.snapshot_id is None:
         return 0
@@ -110,10 +111,15 @@ def write_graph_files(
 
 
 def _commit(ctx: JobContext, job_id: str, commit: Callable[[], object] | None) -> None:
-    if commit is None:
-        ctx.send(flow.COMMIT.task, [{"job_id": job_id}])
-    else:
-        commit()
+    """The commit, here when given; one that fails transiently is sent as its own COMMIT
+    task, which retries with its own attempts (not those this task has used up)."""
+    if commit is not None:
+        try:
+            commit()
+            return
+        except TransientError as exc:
+            log.info("job %s: commit failed here (%s), sent as its own task", job_id, exc)
+    ctx.send(flow.COMMIT.task, [{"job_id": job_id}])
 
 
 def resolve_batch(

@@ -27,6 +27,7 @@ Must not import: celery, tasks/, workers/, api/, cli/, or any driver.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -203,12 +204,27 @@ def changed_rows(rows: GraphRows, prior: PriorState) -> GraphRows:
     change's graph write, where most of the file is unchanged). Files are always written
     (their version changed, or the write is a replay that must restore them)."""
 
+    # A node or edge that several rows of the write set (a qualified name two files of
+    # the batch define: one node, whose last row wins) is always sent whole: skipping
+    # the row that matches the graph would let an earlier row win instead.
+    nodes = Counter(r["id"] for r in rows.symbols)
+    nodes.update(r["id"] for chunk_rows in rows.chunks.values() for r in chunk_rows)
+    edges = Counter(
+        (kind, r["source"], r["target"])
+        for kind, edge_rows in rows.edges.items()
+        for r in edge_rows
+    )
+
     def same(props: dict[str, Any] | None, new: dict[str, Any]) -> bool:
         return props is not None and all(props.get(k) == v for k, v in new.items())
 
     def held(key: tuple[str, str, str], new_props: dict[str, Any]) -> bool:
         found = prior.get(key)
-        return found is not None and same(found[1], new_props)
+        return nodes[key[2]] == 1 and found is not None and same(found[1], new_props)
+
+    def edge_held(key: tuple[str, str, str], line: Any) -> bool:
+        found = prior.get(key)
+        return edges[key] == 1 and found is not None and found[0] == line
 
     return GraphRows(
         rows.repository,
@@ -222,10 +238,7 @@ def changed_rows(rows: GraphRows, prior: PriorState) -> GraphRows:
         },
         edges={
             kind: [
-                r
-                for r in edge_rows
-                if (found := prior.get((kind, r["source"], r["target"]))) is None
-                or found[0] != r["line"]
+                r for r in edge_rows if not edge_held((kind, r["source"], r["target"]), r["line"])
             ]
             for kind, edge_rows in rows.edges.items()
         },

@@ -14,7 +14,9 @@ saw) and passed to ``on_state_change(store, state)``; an observer that raises is
 and ignored. A change made by another process is noticed when this instance next reads
 the state (``state`` or ``call``); a process that does not look between two changes
 never observes the first. Pybreaker runs calls through one instance one at a time (it
-holds its lock for the call): build one breaker per worker process, after the fork.
+holds its lock for the call), except the Redis breaker's calls inside its window after a
+success (:class:`RedisCircuitBreaker`), which take no lock: build one breaker per worker
+process, after the fork.
 
 Must not import: celery, tasks, workers, api, cli.
 """
@@ -356,9 +358,11 @@ class RedisCircuitBreaker(StoreBreaker):
     costs. What that changes: a breaker another process opened is seen here at most
     ``refresh_s`` late (the calls in between reach the store; one that fails transiently
     is counted through the shared state, which refuses it if open), and a success here
-    resets another process's failures at most ``refresh_s`` late. Any transient failure
-    ends the window, so this process's own failures count as before. ``refresh_s`` 0:
-    every call goes through the shared state.
+    resets another process's failures at most ``refresh_s`` late (a process failing fast
+    may reach ``fail_max`` before the others' successes reset its count). Any transient
+    failure ends the window, so this process's own failures count as before. The window
+    is at most half of ``reset_timeout_s``. ``refresh_s`` 0: every call goes through the
+    shared state.
     """
 
     def __init__(
@@ -383,7 +387,9 @@ class RedisCircuitBreaker(StoreBreaker):
             reset_timeout_s=reset_timeout_s,
             on_state_change=on_state_change,
         )
-        self._refresh_s = refresh_s
+        # Never trusted for half an open period or more: a breaker another process opened
+        # is seen here well before it lets a trial through.
+        self._refresh_s = min(refresh_s, reset_timeout_s / 2)
         self._closed_until = 0.0  # monotonic: known closed with no failure until then
         self.shared_calls = 0  # calls that went through the shared state (tests read it)
 

@@ -474,3 +474,26 @@ def test_the_graph_server_is_sent_only_what_changed_and_edge_lines_follow(
     fresh = RepoRef(repo.tenant, "fresh")
     store.write_files(fresh, file_graphs(moved))
     assert _edge_lines(driver, database, repo) == _edge_lines(driver, database, fresh)
+
+
+def test_a_name_two_files_of_a_write_define_keeps_the_last_ones_properties_on_a_replay(
+    store: GraphStoreUnderTest, repo: RepoRef
+) -> None:
+    """``shop/base.py`` and its stub ``shop/base.pyi`` both define ``shop.base.Base``: one
+    node, whose properties the last file of the write sets. A replay (the graph already
+    holds every row) must end the same, not with the earlier file's row."""
+    fresh = RepoRef(repo.tenant, "fresh")
+    both = {**SOURCES, "shop/base.pyi": "\n\n\nclass Base:\n    def size(self) -> int: ...\n"}
+    graphs = file_graphs(both)
+    shared = sym(repo, "shop.base.Base")
+    paths = [
+        g.file.path
+        for g in graphs
+        if any(s.qualified_name == "shop.base.Base" for s in g.extraction.symbols)
+    ]
+    assert sorted(paths) == ["shop/base.py", "shop/base.pyi"]
+    store.write_files(fresh, graphs)
+    store.write_files(repo, graphs)
+    store.write_files(repo, graphs)  # the replay
+    assert _properties(store, repo) == _properties(store, fresh)
+    assert _path(store, shared) == _path(store, sym(fresh, "shop.base.Base"))
