@@ -50,8 +50,8 @@ from pipeline.models import RepoRef
 from pipeline.sources.blobs import blob_reader
 from pipeline.stages.chunk import RepoPathsCache, chunk_files
 from pipeline.stages.commit import commit_job
-from pipeline.stages.graph import plan_graph, write_graph_files
-from pipeline.stages.indexing import JobContext, settle
+from pipeline.stages.graph import write_graph_files
+from pipeline.stages.indexing import JobContext, plan_graph, settle
 from pipeline.stages.ingest import IngestOptions, ingest, ingest_more
 from wiring import models, stores
 

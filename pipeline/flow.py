@@ -21,8 +21,8 @@ stage of this table (``CHUNK.task``), never a task-name string of their own.
                         │          │ files with no chunks,       │ shared device batches
                         │          │ skipped or failed settle    ▼
                         │          └──────────────┐           WRITE (one file's rows)
-                        │ nothing changed         ▼              │ the last file settled
-                        └───────────────────▶ GRAPH ◀────────────┘
+                        │ nothing changed         ▼              │ the last file settled:
+                        └───────────────────▶ GRAPH ◀────────────┘ its task plans the graph
                                                  │ the first batch of waiting file graphs
                                                  ▼
                                               GRAPH_FILES (resolve and write a batch; then
@@ -144,6 +144,9 @@ WRITE: Final = Stage(
 )
 # Bounded at any repository size: each batch takes the next waiting graphs and looks up
 # only the symbols its files' calls name; one job's batches run one after another.
+# The plan runs in the task that settles the job's last file (pipeline.stages.indexing
+# .maybe_start_graph), one hop fewer; this task is what the sweeper sends to recover a
+# job that stalled before its graph stage.
 GRAPH: Final = Stage(
     name="graph",
     task=queues.GRAPH_PLAN_TASK,
@@ -152,7 +155,7 @@ GRAPH: Final = Stage(
     sends=("graph-files", "commit"),  # the first batch, or the commit when none waits
     retry=Retry.STAGE,
     fails=FailsWith.JOB,
-    use_case="pipeline.stages.graph.plan_graph",
+    use_case="pipeline.stages.indexing.plan_graph",
 )
 GRAPH_FILES: Final = Stage(
     name="graph-files",

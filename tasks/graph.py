@@ -9,7 +9,8 @@ from __future__ import annotations
 from celery import shared_task
 
 from pipeline import flow
-from pipeline.stages.graph import plan_graph, write_graph_files
+from pipeline.stages.graph import write_graph_files
+from pipeline.stages.indexing import plan_graph
 from tasks.base import JobTask, StageTask
 from tasks.commit import commit_here
 from tasks.context import cpu_profile, job_resources

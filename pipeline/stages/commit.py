@@ -25,8 +25,13 @@ import logging
 
 from pipeline.jobs import NOT_PUBLISHED, JobStatus, Stage
 from pipeline.ports import GraphStore, VectorStore
-from pipeline.stages.graph import writes_graph
-from pipeline.stages.indexing import JobContext, finish, flush_progress, public_counters
+from pipeline.stages.indexing import (
+    JobContext,
+    finish,
+    flush_progress,
+    public_counters,
+    writes_graph,
+)
 from pipeline.stages.vector_index import offer_start
 
 log = logging.getLogger("quarry.jobs")

@@ -36,11 +36,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pipeline import flow
 from pipeline.analysis.resolution import resolve_against, wanted
 from pipeline.errors import TransientError
-from pipeline.jobs import Job, Stage
 from pipeline.messages import decode_file_graph, encode_file_graph
 from pipeline.models import FileGraph, RepoRef, Span, Symbol, SymbolKind
 from pipeline.ports import GraphStore
-from pipeline.stages.indexing import JobContext, public_counters
+from pipeline.stages.indexing import JobContext, running_job, writes_graph
 
 log = logging.getLogger("quarry.jobs")
 _NO_SPAN = Span(1, 1, 0, 0)
@@ -56,26 +55,6 @@ def unpack_graph(data: bytes) -> FileGraph:
     return decode_file_graph(json.loads(zlib.decompress(data)))[2]
 
 
-def plan_graph(ctx: JobContext, job_id: str) -> int:
-    """Start the job's graph batches (or send its commit when none waits); the number of
-    messages sent to the graph-files stage (0 or 1)."""
-    job = _live(ctx, job_id)
-    if job is None:
-        return 0
-    if public_counters(ctx.board.counters(job_id)).get("files.failed", 0):
-        ctx.send(flow.COMMIT.task, [{"job_id": job_id}])  # which fails the job, naming them
-        return 0
-    ctx.jobs.set_stage(job_id, Stage.GRAPH)
-    if not writes_graph(ctx, job):
-        ctx.snapshots.drop_staged(job_id)  # the graph follows the default ref only
-    if not ctx.snapshots.any_staged(job_id):
-        ctx.send(flow.COMMIT.task, [{"job_id": job_id}])
-        return 0
-    ctx.send(flow.GRAPH_FILES.task, [{"job_id": job_id}])
-    log.info("job %s: graph stage started", job_id)
-    return 1
-
-
 def write_graph_files(
     ctx: JobContext,
     job_id: str,
@@ -89,7 +68,7 @@ def write_graph_files(
     when given (the task that wrote the last batch commits, one queue hop and task
     fewer), else, or when it fails transiently, sent as its own task (the commit is
     idempotent)."""
-    job = _live(ctx, job_id)
+    job = running_job(ctx, job_id)
     if job is None or job.snapshot_id is None:
         return 0
     if not writes_graph(ctx, job):  # overtaken since its plan: the graph keeps the ref's
@@ -155,20 +134,3 @@ def kept_symbols(
         ]
         for g in graphs.values()
     }
-
-
-def writes_graph(ctx: JobContext, job: Job) -> bool:
-    """Whether the job's graph goes to the graph store: the graph follows the repository's
-    default ref only (pipeline/refs.py); a job of another ref writes none, and neither
-    does one that a job created after it has overtaken (it will not publish, and the
-    graph must keep the commit the ref holds)."""
-    if job.ref_name != ctx.snapshots.default_ref(job.repo):
-        return False
-    return ctx.snapshots.published_seq(job.repo, job.ref_name) <= job.seq
-
-
-def _live(ctx: JobContext, job_id: str) -> Job | None:
-    job = ctx.jobs.get(job_id)
-    if job is None or job.status.terminal or ctx.board.cancelled(job_id):
-        return None
-    return job

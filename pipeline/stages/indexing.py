@@ -6,8 +6,8 @@ and the rules that keep a job's numbers exact under redelivery:
 * per-file events are *marks* (sets of paths), so a task delivered twice never counts a
   file twice; ``files.settled`` holds every file that reached its end (written, failed,
   or skipped by a content check), and the job's graph stage (then its commit) is
-  enqueued by whoever settles the last file, at least once (see
-  :func:`maybe_start_graph`);
+  started by whoever settles the last file, at least once (see
+  :func:`maybe_start_graph`, which runs :func:`plan_graph` in that task);
 * counters live in Redis while the job runs and are flushed to the job record at most
   once a second, and always when the job finishes;
 * finishing is first-caller-wins, and sends the job's webhook event when it has a
@@ -27,7 +27,7 @@ from typing import Any
 
 from pipeline import flow
 from pipeline.errors import TransientError
-from pipeline.jobs import Job, JobError, JobStatus, StoreWait, merge_counters
+from pipeline.jobs import Job, JobError, JobStatus, Stage, StoreWait, merge_counters
 from pipeline.ports import JobBoard, JobStore, SnapshotStore
 from pipeline.stages import window
 
@@ -123,19 +123,60 @@ def settle(ctx: JobContext, job_id: str, counter: str, paths: Sequence[str]) -> 
 
 
 def maybe_start_graph(ctx: JobContext, job_id: str, counters: Mapping[str, int]) -> bool:
-    """Enqueue the job's graph stage (which ends with its commit) once every file to do
-    has settled.
+    """Start the job's graph stage (which ends with its commit) once every file to do has
+    settled: the task that settles the last file runs the graph plan itself
+    (:func:`plan_graph`, a few store calls that send the first graph batch, or the
+    commit), one queue hop and task fewer than sending it; the GRAPH task is what the
+    sweeper sends to recover a job that stalled there.
 
-    At least once, and rarely more: it is marked sent only after it was sent, so a task
-    killed in between sends it again when it is delivered again; two tasks settling the
-    last files at the same moment may both send it. The graph plan is idempotent (it
-    sends only the graphs still waiting) and skips a job that has ended."""
+    At least once, and rarely more: it is marked started only after the plan ran, so a
+    task killed in between runs it again when it is delivered again; two tasks settling
+    the last files at the same moment may both run it. The plan is idempotent (it sends
+    only the graphs still waiting) and skips a job that has ended."""
     todo = counters.get("files.todo")
     if todo is None or counters.get(SETTLED, 0) < todo or counters.get(GRAPH_SENT, 0):
         return False
-    ctx.send(flow.GRAPH.task, [{"job_id": job_id}])
+    plan_graph(ctx, job_id)
     ctx.board.mark(job_id, GRAPH_SENT, ["1"])
     return True
+
+
+def plan_graph(ctx: JobContext, job_id: str) -> int:
+    """Start the job's graph batches (or send its commit when none waits); the number of
+    messages sent to the graph-files stage (0 or 1). See pipeline.stages.graph."""
+    job = running_job(ctx, job_id)
+    if job is None:
+        return 0
+    if public_counters(ctx.board.counters(job_id)).get("files.failed", 0):
+        ctx.send(flow.COMMIT.task, [{"job_id": job_id}])  # which fails the job, naming them
+        return 0
+    ctx.jobs.set_stage(job_id, Stage.GRAPH)
+    if not writes_graph(ctx, job):
+        ctx.snapshots.drop_staged(job_id)  # the graph follows the default ref only
+    if not ctx.snapshots.any_staged(job_id):
+        ctx.send(flow.COMMIT.task, [{"job_id": job_id}])
+        return 0
+    ctx.send(flow.GRAPH_FILES.task, [{"job_id": job_id}])
+    log.info("job %s: graph stage started", job_id)
+    return 1
+
+
+def writes_graph(ctx: JobContext, job: Job) -> bool:
+    """Whether the job's graph goes to the graph store: the graph follows the repository's
+    default ref only (pipeline/refs.py); a job of another ref writes none, and neither
+    does one that a job created after it has overtaken (it will not publish, and the
+    graph must keep the commit the ref holds)."""
+    if job.ref_name != ctx.snapshots.default_ref(job.repo):
+        return False
+    return ctx.snapshots.published_seq(job.repo, job.ref_name) <= job.seq
+
+
+def running_job(ctx: JobContext, job_id: str) -> Job | None:
+    """The job, unless it is unknown, ended or cancelled."""
+    job = ctx.jobs.get(job_id)
+    if job is None or job.status.terminal or ctx.board.cancelled(job_id):
+        return None
+    return job
 
 
 def finish(ctx: JobContext, job: Job, status: JobStatus, message: str = "") -> bool:

@@ -33,12 +33,11 @@ from pipeline.stages.commit import commit_job
 from pipeline.stages.graph import (
     kept_symbols,
     pack_graph,
-    plan_graph,
     resolve_batch,
     unpack_graph,
     write_graph_files,
 )
-from pipeline.stages.indexing import JobContext
+from pipeline.stages.indexing import JobContext, plan_graph
 
 REPO = RepoRef("t1", "shop")
 JOB = "00000000-0000-4000-8000-000000000001"

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from pipeline import flow
 from pipeline.adapters.fakes.job_board import InMemoryJobBoard
 from pipeline.adapters.fakes.job_store import InMemoryJobStore
 from pipeline.adapters.fakes.snapshot_store import InMemorySnapshotStore
@@ -101,3 +102,25 @@ def test_the_commit_is_sent_again_by_a_redelivered_task_until_it_was_sent() -> N
     settle(ctx, job_id, "files.written", ["b.py"])  # once sent, not again
     assert sent == [job_id]
     assert ctx.board.counters(job_id)["files.written"] == 2
+
+
+def test_the_task_that_settles_the_last_file_runs_the_graph_plan_itself() -> None:
+    """No GRAPH message: the settling task plans, sending the first graph batch (or the
+    commit when no graph waits); the job is in its graph stage."""
+    sent: list[tuple[str, dict[str, Any]]] = []
+
+    def send(task: str, kwargs: Sequence[Mapping[str, Any]]) -> None:
+        sent.extend((task, dict(k)) for k in kwargs)
+
+    ctx = JobContext(
+        InMemoryJobStore(), InMemorySnapshotStore(), InMemoryJobBoard(), send, clock=Clock(1.0)
+    )
+    job_id = _running_job(ctx)
+    ctx.snapshots.stage_graphs(job_id, {"a.py": b"graph"})
+    ctx.board.set_counters(job_id, {"files.todo": 2})
+    settle(ctx, job_id, "files.written", ["a.py"])
+    assert sent == []
+    settle(ctx, job_id, "files.written", ["b.py"])
+    assert sent == [(flow.GRAPH_FILES.task, {"job_id": job_id})]
+    job = ctx.jobs.get(job_id)
+    assert job is not None and job.stage is Stage.GRAPH

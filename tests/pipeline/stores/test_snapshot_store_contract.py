@@ -36,8 +36,7 @@ from pipeline.models import Chunk, ChunkKind, FileVersion, RepoRef, Span, Stored
 from pipeline.ports import JobStore, SnapshotStore, VectorStore
 from pipeline.stages import ingest as ingest_stage
 from pipeline.stages.commit import commit_job
-from pipeline.stages.graph import writes_graph
-from pipeline.stages.indexing import JobContext, finish
+from pipeline.stages.indexing import JobContext, finish, writes_graph
 from pipeline.stages.ingest import IngestOptions, IngestOutcome, ingest, superseded
 from pipeline.stages.ref_deletion import delete_ref
 from tests.databases import fresh_pg_database
