@@ -5,8 +5,10 @@ The chunk stage keeps each file's graph extraction in the snapshot store (waitin
 ``SnapshotStore.stage_graphs``) and each file version's symbols by name
 (``put_symbols``). Once every file of the job has settled:
 
-1. :func:`plan_graph` (one small task) starts the job's batches, or sends the commit at
-   once when no graph waits (or files failed: the commit fails the job);
+1. the graph plan (:func:`pipeline.stages.indexing.plan_graph`, run by the task that
+   settles the job's last file, or by the GRAPH task the sweeper sends to recover a
+   stalled job) starts the job's batches, or sends the commit at once when no graph
+   waits (or files failed: the commit fails the job);
 2. each :func:`write_graph_files` takes the first ``batch_files`` waiting graphs, looks up
    only the candidates of the names their unresolved calls and bases use
    (``symbol_candidates``: bounded per name, however common the name), resolves them
