@@ -17,7 +17,7 @@ Must not import: api/, cli/, drivers, pipeline.adapters (wiring/ names them).
 
 from __future__ import annotations
 
-from config.endpoints import Endpoints, resolve_endpoints
+from config.endpoints import resolve_endpoints
 from config.settings import QuarrySettings
 from pipeline.analysis.chunking import ChunkingOptions
 from pipeline.ports import CircuitBreaker, Embedder
@@ -66,18 +66,17 @@ def build_resources(
         ),
         webhook_secret=endpoints.webhook_secret,
     )
+    postgres = breakers["postgres"]
+    # Built on first use, once per process: the embed stage embeds through them, and the
+    # chunk stage looks into them (pipeline.stages.backfill.CachedVectors); the profile
+    # "all" does both.
+    cache = stores.behind_breaker(lambda: stores.embedding_cache(endpoints), postgres, closers)
+    registry = stores.behind_breaker(lambda: stores.model_registry(endpoints), postgres, closers)
     if profile in ("embed", "all"):
-        cache = stores.behind_breaker(
-            lambda: stores.embedding_cache(endpoints), breakers["postgres"], closers
-        )
         model = embedder or build_embedder(settings)
         service = models.embedding_service(settings, model, cache)
-        registry = stores.behind_breaker(
-            lambda: stores.model_registry(endpoints), breakers["postgres"], closers
-        )
         resources.embed = EmbedProfile(service, models.live_models(settings, service, registry))
     if profile in ("cpu", "all"):
-        postgres = breakers["postgres"]
         uploads = stores.behind_breaker(lambda: stores.upload_store(endpoints), postgres, closers)
         credentials = stores.behind_breaker(
             lambda: stores.credential_store(endpoints), postgres, closers
@@ -106,22 +105,13 @@ def build_resources(
                 lambda: stores.webhook_key_store(endpoints), postgres, closers
             ),
             quotas=stores.behind_breaker(lambda: stores.quota_store(endpoints), postgres, closers),
-            cached=_cached_vectors(settings, endpoints, postgres, closers),
+            cached=(
+                CachedVectors(registry, cache, refresh_s=settings.model_registry_refresh_s)
+                if settings.embed_skip_cached
+                else None
+            ),
         )
     return resources
-
-
-def _cached_vectors(
-    settings: QuarrySettings, endpoints: Endpoints, breaker: CircuitBreaker, closers: Closers
-) -> CachedVectors | None:
-    """The chunk stage's look into the embedding cache (``embed_skip_cached``)."""
-    if not settings.embed_skip_cached:
-        return None
-    return CachedVectors(
-        stores.behind_breaker(lambda: stores.model_registry(endpoints), breaker, closers),
-        stores.behind_breaker(lambda: stores.embedding_cache(endpoints), breaker, closers),
-        refresh_s=settings.model_registry_refresh_s,
-    )
 
 
 def _breakers(settings: QuarrySettings, redis: object) -> dict[str, CircuitBreaker]:
