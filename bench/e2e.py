@@ -34,7 +34,9 @@ Out = Annotated[Path | None, typer.Option(help="Also write the result JSON to th
 Limit = Annotated[int | None, typer.Option(help="Only the first N selected files.")]
 Backend = Annotated[
     str,
-    typer.Option(help="Quarry's embed backend: auto (the default), torch, onnx-fp32 or onnx-int8."),
+    typer.Option(
+        help="Quarry's embed backend: auto (default), torch, onnx-fp32, onnx-int8(-smooth)."
+    ),
 ]
 Threads = Annotated[int, typer.Option(help="Embed torch threads, raw encode too (0: all cores).")]
 CpuWorkers = Annotated[int, typer.Option(help="Processes of the cpu worker (chunk, write).")]

@@ -32,7 +32,7 @@ from bench.e2e_run import (
 )
 from bench.e2e_stack import private_stack
 from bench.machine import cpu_model
-from pipeline.adapters.models.onnx_export import Precision
+from pipeline.adapters.models.onnx_export import BACKEND_PRECISION, Precision
 
 PACKAGES = ("celery", "redis", "psycopg", "torch", "sentence-transformers", "onnxruntime")
 
@@ -102,7 +102,7 @@ def run_cold(
         result = base_result(prepared, corpus, backend, threads)
         if backend.startswith("onnx-"):
             # The pipeline against the raw encode of its own embedder (issue 22).
-            precision: Precision = "int8" if backend == "onnx-int8" else "fp32"
+            precision: Precision = BACKEND_PRECISION[backend]
             result["raw_own_s"] = round(raw_onnx_s(prepared, threads, 16, precision), 2)
             result["raw_own_cpu"] = prepared.raw_own_cpu
             if precision == "int8":  # the names of the results before onnx-fp32

@@ -1,4 +1,4 @@
-"""CPU raw encode of the three embed backends, on the same texts, in one process.
+"""CPU raw encode of the four embed backends, on the same texts, in one process.
 
 Usage: python -m bench.embed_backends --corpus bench/corpora/requests-2.32.3
        [--chunks 384] [--threads 2] [--rounds 3] [--batch-tokens 16384] [--json]
@@ -7,8 +7,9 @@ Chunks a corpus's files as the pipeline does (``analyze_file``, the model's own 
 counter, headers on), plans the batches as the embed stage does (``plan_batches``: longest
 first, ``--batch-tokens`` padded tokens, the CPU default), and embeds them with each
 backend's own adapter at the same thread count: ``torch`` (``SentenceTransformerEmbedder``,
-fp32), ``onnx-fp32`` and ``onnx-int8`` (``OnnxEmbedder``). Rounds alternate the backends
-so that load from other jobs on the shared machine hits each; the best round of each is
+fp32), ``onnx-fp32``, ``onnx-int8`` and ``onnx-int8-smooth`` (``OnnxEmbedder``). Rounds
+alternate the backends so that load from other jobs on the shared machine hits each; the
+best round of each is
 reported, with chunks per CPU-second (process CPU time) as a figure less bent by that
 load, and the cosine of each backend's vectors to torch's.
 """
@@ -35,7 +36,7 @@ from pipeline.analysis.selection import select_files
 from pipeline.stages.batching import plan_batches
 
 Vectors = npt.NDArray[np.float32]
-BACKENDS = ("torch", "onnx-fp32", "onnx-int8")
+BACKENDS = ("torch", "onnx-fp32", "onnx-int8", "onnx-int8-smooth")
 
 
 def corpus_texts(corpus: Path, limit: int) -> list[str]:
@@ -92,6 +93,9 @@ def main() -> None:
         ),
         "onnx-int8": OnnxEmbedder(
             model_path, args.cache_dir, precision="int8", threads=args.threads
+        ),
+        "onnx-int8-smooth": OnnxEmbedder(
+            model_path, args.cache_dir, precision="int8-smooth", threads=args.threads
         ),
     }
     load_s = {}

@@ -48,7 +48,7 @@ BackendOption = Annotated[
     str | None,
     typer.Option(
         "--backend",
-        help="auto, torch, onnx-fp32 or onnx-int8; unset: QUARRY_EMBED_BACKEND.",
+        help="auto, torch, onnx-fp32, onnx-int8 or onnx-int8-smooth; unset: QUARRY_EMBED_BACKEND.",
     ),
 ]
 

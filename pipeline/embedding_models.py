@@ -2,9 +2,10 @@
 
 The index is versioned by embedding model (issue 21 item 5). Each registered model has
 a ``model_id`` (what every vector and cache key carries: the model's name, with
-``+onnx-int8`` for that backend), the ``name`` the workers load it by (the bundled
-model's name or a folder's path), its ``backend``, ``dimension``, ``fingerprint`` (the
-weights' digest: its revision), the ``storage`` that holds its vectors and a ``state``:
+``+onnx-int8`` or ``+onnx-int8-smooth`` for those backends), the ``name`` the workers
+load it by (the bundled model's name or a folder's path), its ``backend``,
+``dimension``, ``fingerprint`` (the weights' digest: its revision), the ``storage`` that
+holds its vectors and a ``state``:
 
 * ``active``: search reads its vectors and embeds queries with it; index jobs embed with it;
 * ``backfilling``: a backfill is embedding every chunk with it; index jobs embed with it
@@ -30,7 +31,7 @@ from pipeline.errors import ConflictError, InvalidInputError
 ModelState = Literal["active", "backfilling", "retired"]
 # As embed_backend takes them: auto, torch and onnx-fp32 give the same vectors (one model
 # id), each worker resolving auto where it runs (onnx-fp32 on a CPU, torch on CUDA).
-BACKENDS = ("auto", "torch", "onnx-fp32", "onnx-int8")
+BACKENDS = ("auto", "torch", "onnx-fp32", "onnx-int8", "onnx-int8-smooth")
 LEGACY_STORAGE = "chunks"  # chunks.embedding, vector(384): the first model's
 LEGACY_DIMENSION = 384
 _STORAGE = re.compile(r"chunks|chunk_vectors_[0-9]{1,9}")

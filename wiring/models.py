@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from config.settings import QuarrySettings
+from pipeline.adapters.models.onnx_export import BACKEND_PRECISION, MODEL_ID_SUFFIX
 from pipeline.adapters.models.torch_embedder import (
     BUNDLED_MODEL,
     SentenceTransformerEmbedder,
@@ -99,10 +100,10 @@ def embedder(settings: QuarrySettings) -> Embedder:
     model_id = model_id_for(settings.embed_model)
     threads = torch_threads(settings)
     backend = resolved_backend(settings)
-    if backend in ("onnx-int8", "onnx-fp32"):
+    if backend in BACKEND_PRECISION:
         from pipeline.adapters.models.onnx_embedder import OnnxEmbedder
 
-        precision: Precision = "int8" if backend == "onnx-int8" else "fp32"
+        precision: Precision = BACKEND_PRECISION[backend]
         onnx = OnnxEmbedder(
             path,
             onnx_export_dir(settings, precision),
@@ -132,7 +133,8 @@ def settings_for(settings: QuarrySettings, name: str, backend: str) -> QuarrySet
 def configured_model_id(settings: QuarrySettings) -> str:
     """The model id the settings' model and backend give its vectors (no model loaded)."""
     base = model_id_for(settings.embed_model)
-    return f"{base}+onnx-int8" if settings.embed_backend == "onnx-int8" else base
+    precision = BACKEND_PRECISION.get(settings.embed_backend)
+    return base if precision is None else base + MODEL_ID_SUFFIX[precision]
 
 
 def model_spec(settings: QuarrySettings, model: Embedder) -> ModelSpec:

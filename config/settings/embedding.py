@@ -26,14 +26,16 @@ class EmbeddingFields(BaseModel):
             " sentence-transformers model folder."
         ),
     )
-    embed_backend: Literal["auto", "torch", "onnx-fp32", "onnx-int8"] = Field(
+    embed_backend: Literal["auto", "torch", "onnx-fp32", "onnx-int8", "onnx-int8-smooth"] = Field(
         "auto",
         description=(
             "`auto` (torch on CUDA when the embed device is CUDA, else `onnx-fp32`), `torch`"
             " (CUDA fp16 or CPU fp32), `onnx-fp32` (CPU: the model exported to ONNX,"
             " onnxruntime's fused kernels; the torch fp32 vectors, same model id) or"
             " `onnx-int8` (CPU: the export quantised to int8; its vectors carry another"
-            " model id: moving an index to it is a `quarry model switch`)."
+            " model id: moving an index to it is a `quarry model switch`) or"
+            " `onnx-int8-smooth` (CPU: SmoothQuant-scaled int8 with the feed-forward"
+            " down-projections kept fp32; closer to fp32 than `onnx-int8`; its own model id)."
         ),
     )
     model_backfill_batch_rows: int = Field(

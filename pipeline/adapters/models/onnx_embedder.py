@@ -1,8 +1,9 @@
 """The ONNX embedder: a sentence-transformers BERT model run by onnxruntime on the CPU.
 
-Two precisions of one export (pipeline.adapters.models.onnx_export makes and caches the file):
-``int8`` (dynamic int8 quantisation: its own vector space, ``<model>+onnx-int8``) and
-``fp32`` (the same function as the torch fp32 model, so its vectors carry the model's
+Three precisions of one export (pipeline.adapters.models.onnx_export makes and caches the
+file): ``int8`` (dynamic int8 quantisation: its own vector space, ``<model>+onnx-int8``),
+``int8-smooth`` (SmoothQuant, int8 where it keeps the vectors: ``<model>+onnx-int8-smooth``)
+and ``fp32`` (the same function as the torch fp32 model, so its vectors carry the model's
 own id and can be compared with vectors the torch path stored). Owns the onnxruntime
 session, the tokenizer (the folder's ``tokenizer.json``), mean pooling, L2
 normalisation, and the translation of onnxruntime errors. Importing it imports neither
@@ -28,6 +29,7 @@ from pipeline.adapters.models.heap import give_back_freed_memory
 from pipeline.adapters.models.onnx_export import (
     EXPORT_RECIPE,
     EXPORT_RECIPES,
+    MODEL_ID_SUFFIX,
     Precision,
     cache_file,
     check_modules,
@@ -86,7 +88,8 @@ class _Runner(NamedTuple):
 class OnnxEmbedder:
     """An :class:`~pipeline.ports.Embedder` over the ONNX export of a model folder.
 
-    ``precision`` picks the export: ``int8`` (model id ``<base>+onnx-int8``) or ``fp32``
+    ``precision`` picks the export: ``int8`` (model id ``<base>+onnx-int8``), ``int8-smooth``
+    (``<base>+onnx-int8-smooth``) or ``fp32``
     (model id ``<base>``: the torch fp32 function, so its vectors compare with the torch
     path's). The export is made once into ``cache_dir`` (named by the recipe and the
     model's fingerprint) and reused by every later process. ``load()`` makes the export
@@ -126,7 +129,7 @@ class OnnxEmbedder:
         self._cache_dir = cache_dir
         self._threads = threads
         self._precision: Precision = precision
-        self._model_id = f"{base_model_id}+onnx-int8" if precision == "int8" else base_model_id
+        self._model_id = base_model_id + MODEL_ID_SUFFIX[precision]
         self._base_id = base_model_id
         self._dimension = int(config["hidden_size"])
         window = int(config.get("max_position_embeddings", 512))

@@ -3,7 +3,9 @@
 Owns reading and checking the model folder (only Transformer, mean Pooling, Normalize
 are computed by the ONNX embedder), the export recipes per precision (torch's
 TorchScript exporter, onnxruntime's BERT fusions, then for ``int8`` dynamic int8
-quantisation with per-channel weights; every recipe then stores the weights beside the
+quantisation with per-channel weights, for ``int8-smooth`` the same after SmoothQuant
+scaling with the down-projections kept fp32 (pipeline.adapters.models.smoothquant);
+every recipe then stores the weights beside the
 graph, as external data, which onnxruntime maps instead of copying), the word-embedding
 table kept out of the graph (the graph takes ``inputs_embeds``; the embedder reads the
 rows of a batch's token ids from :func:`words_file`, so the table's 45 MiB never enter
@@ -29,13 +31,35 @@ from typing import Any, Literal
 
 from pipeline.errors import ConfigError
 
-Precision = Literal["int8", "fp32"]
+Precision = Literal["int8", "int8-smooth", "fp32"]
+
+
+def _calibration_digest() -> str:
+    from pipeline.adapters.models.smoothquant import calibration_digest
+
+    return calibration_digest()
+
 
 # Part of the cache key: changing how a file is made must not reuse an old file.
 EXPORT_RECIPES: dict[Precision, str] = {
     "int8": "torchscript-opset17+bert-fusion+qint8-per-channel-matmul-attention"
     "+external-data+words-apart/v3",
+    "int8-smooth": "torchscript-opset17+bert-fusion+smoothquant-a0.5-ln-matmuls"
+    f"+calibration-{_calibration_digest()[:16]}+fp32-down-proj"
+    "+qint8-per-channel-matmul-attention+external-data+words-apart/v1",
     "fp32": "torchscript-opset17+bert-fusion+fp32+external-data+words-apart/v3",
+}
+# The backends that run an export, and the suffix each precision adds to the model id
+# (fp32 computes the torch function: the model's own id).
+BACKEND_PRECISION: dict[str, Precision] = {
+    "onnx-int8": "int8",
+    "onnx-int8-smooth": "int8-smooth",
+    "onnx-fp32": "fp32",
+}
+MODEL_ID_SUFFIX: dict[Precision, str] = {
+    "int8": "+onnx-int8",
+    "int8-smooth": "+onnx-int8-smooth",
+    "fp32": "",
 }
 EXPORT_RECIPE = EXPORT_RECIPES["int8"]
 _WEIGHT_FILES = ("config.json", "model.safetensors", "pytorch_model.bin")
@@ -144,6 +168,8 @@ def export_onnx(model_path: Path, out_file: Path, precision: Precision) -> None:
     """Export the model folder by the recipe of ``precision`` (see :data:`EXPORT_RECIPES`)."""
     if precision == "int8":
         export_int8_onnx(model_path, out_file)
+    elif precision == "int8-smooth":
+        export_int8_smooth_onnx(model_path, out_file)
     else:
         export_fp32_onnx(model_path, out_file)
     store_weights_apart(out_file)
@@ -218,6 +244,19 @@ def export_int8_onnx(
             # Fused ops are in the com.microsoft domain, where shape inference gives no type.
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
         )
+
+
+def export_int8_smooth_onnx(model_path: Path, out_file: Path) -> None:
+    """Export, fuse, then the ``int8-smooth`` recipe (pipeline.adapters.models.smoothquant):
+    SmoothQuant scales from the shipped calibration chunks, int8 except the feed-forward
+    down-projections."""
+    from pipeline.adapters.models.smoothquant import smooth_int8
+
+    with tempfile.TemporaryDirectory(dir=out_file.parent, prefix=".fp32-") as tmp:
+        fp32_file = Path(tmp) / "fp32.onnx"
+        export_fp32_onnx(model_path, fp32_file)
+        smooth_int8(fp32_file, out_file, model_path)
+        os.replace(words_file(fp32_file), words_file(out_file))
 
 
 def _fuse_bert(model_path: Path, onnx_file: Path) -> None:

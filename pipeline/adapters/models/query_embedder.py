@@ -27,7 +27,7 @@ from pathlib import Path
 
 from config.settings import QuarrySettings
 from pipeline.adapters.models.onnx_embedder import OnnxEmbedder
-from pipeline.adapters.models.onnx_export import Precision
+from pipeline.adapters.models.onnx_export import BACKEND_PRECISION, Precision
 from pipeline.adapters.models.torch_embedder import model_id_for, resolve_model_path
 from pipeline.errors import ConfigError
 
@@ -39,8 +39,7 @@ QUERY_EMBED_THREADS = 1
 
 # ``auto`` runs torch (CUDA) or onnx-fp32 (CPU): both store the fp32 function's vectors.
 _PRECISION_OF_BACKEND: dict[str, Precision] = {
-    "onnx-int8": "int8",
-    "onnx-fp32": "fp32",
+    **BACKEND_PRECISION,
     "torch": "fp32",
     "auto": "fp32",
 }

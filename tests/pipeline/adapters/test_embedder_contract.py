@@ -24,7 +24,9 @@ CODE = [
 ]
 
 
-@pytest.fixture(scope="module", params=["memory", "torch", "onnx-int8", "onnx-fp32"])
+@pytest.fixture(
+    scope="module", params=["memory", "torch", "onnx-int8", "onnx-int8-smooth", "onnx-fp32"]
+)
 def embedder(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Embedder]:
@@ -38,11 +40,11 @@ def embedder(
         yield onnx
         onnx.unload()
         return
-    if request.param == "onnx-fp32":
+    if request.param in ("onnx-fp32", "onnx-int8-smooth"):
         fp32 = OnnxEmbedder(
             resolve_model_path(BUNDLED_MODEL),
             tmp_path_factory.mktemp("onnx-models"),
-            precision="fp32",
+            precision="fp32" if request.param == "onnx-fp32" else "int8-smooth",
         )
         yield fp32
         fp32.unload()

@@ -38,6 +38,7 @@ from pipeline.adapters.models.torch_embedder import (
 )
 from pipeline.errors import ConfigError, ModelNotExportedError
 from tests.pipeline.adapters.stdlib_chunks import stdlib_chunks
+from wiring.models import configured_model_id
 
 # The module's one export takes 5-30 s (torch import included) on a 2-core machine.
 pytestmark = pytest.mark.timeout(180)
@@ -111,6 +112,18 @@ def test_the_onnx_int8_backend_gets_the_workers_int8_model_id(settings: QuarrySe
     worker = OnnxInt8Embedder(MODEL, settings.data_dir / "models", base_model_id=BUNDLED_MODEL)
     assert query.model_id == worker.model_id == "all-MiniLM-L6-v2+onnx-int8"
     assert (query.precision, query.device) == ("int8", "cpu (onnxruntime int8)")
+    assert not query.loaded
+
+
+def test_the_onnx_int8_smooth_backend_gets_the_workers_model_id(settings: QuarrySettings) -> None:
+    smooth_settings = settings.model_copy(update={"embed_backend": "onnx-int8-smooth"})
+    query = query_embedder_from(smooth_settings)
+    worker = OnnxEmbedder(
+        MODEL, settings.data_dir / "models", precision="int8-smooth", base_model_id=BUNDLED_MODEL
+    )
+    assert query.model_id == worker.model_id == "all-MiniLM-L6-v2+onnx-int8-smooth"
+    assert query.export_file() == worker.export_file()
+    assert configured_model_id(smooth_settings) == query.model_id
     assert not query.loaded
 
 

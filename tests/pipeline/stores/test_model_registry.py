@@ -319,7 +319,7 @@ def test_a_file_sent_twice_in_one_grouped_write_stages_its_side_rows_once(
 def test_a_switch_takes_every_backend_the_workers_take_and_names_a_bad_one() -> None:
     from pipeline.embedding_models import check_backend
 
-    for backend in ("auto", "torch", "onnx-fp32", "onnx-int8"):
+    for backend in ("auto", "torch", "onnx-fp32", "onnx-int8", "onnx-int8-smooth"):
         assert check_backend(backend) == backend
     with pytest.raises(InvalidInputError, match=r"backend 'cuda' is not one of auto, torch"):
         check_backend("cuda")

@@ -1,0 +1,223 @@
+"""The ``int8-smooth`` export: SmoothQuant scales, then int8 where it keeps the vectors.
+
+Dynamic int8 quantisation (``int8``) quantises each matmul's input with one scale for the
+whole batch. BERT's layer-norm outputs carry a few channels 5-15x larger than the rest,
+so that one scale leaves the other channels few levels: cosine to the fp32 vectors
+~0.994, and hybrid Recall@10 more than a point lower on 4 of the 13 evaluation sets
+(bench/results/embed_int8_quality.md). This recipe, on the fused fp32 graph:
+
+1. **Calibrates** on :data:`CALIBRATION_FILE` (a fixed set of code chunks shipped with
+   Quarry, so every host computes the same export): the largest magnitude of each input
+   channel of every matmul.
+2. **Smooths** each matmul fed by a layer norm (the fused ``Attention``'s Q/K/V and the
+   feed-forward up-projection): ``x @ W = (x / s) @ (s * W)`` with
+   ``s = max|x|^alpha / max|W|^(1 - alpha)`` per input channel (SmoothQuant, Xiao et al.
+   2023), as a ``Mul`` before the matmul and ``s`` folded into its weights. A ``Mul`` and
+   not the layer norm's own weights: in a post-norm BERT the norm's output is also the
+   residual stream. ``s`` is rounded to a power of 2^(1/4), so tiny float differences
+   between hosts' calibration runs give the same export.
+3. **Keeps fp32** the feed-forward down-projections (the matmuls fed by a GELU): their
+   input's outlier channels reach 5-16x the median one, and smoothing cannot move them
+   into weights without spoiling those. Every other matmul is quantised as ``int8`` does.
+
+For all-MiniLM-L6-v2 that is 12 smoothed int8 matmuls, 6 plain int8 ones (the attention
+outputs) and 6 fp32 down-projections: cosine to the fp32 vectors ~0.999 (``int8``:
+0.994). The figures, and the choices (alpha, which matmuls stay fp32) made on the tuning
+half of the evaluation sets: bench/results/embed_int8_quality.md.
+
+Must not import: celery, tasks, workers, api, cli.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+ALPHA = 0.5
+CALIBRATION_FILE = Path(__file__).with_name("calibration_texts.json.gz")
+_CALIBRATION_BATCH = 16
+_LAYER_NORMS = {"LayerNormalization", "SkipLayerNormalization"}
+_ACTIVATIONS = {"Gelu", "BiasGelu", "FastGelu"}
+_SCALE_RANGE = (1e-2, 1e2)
+_ROUNDING = 4  # s is rounded to a power of 2 ** (1 / _ROUNDING)
+
+Floats = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True, slots=True)
+class SmoothPlan:
+    """What the recipe did to a graph: the matmuls smoothed and those kept fp32."""
+
+    smoothed: tuple[str, ...]
+    kept_fp32: tuple[str, ...]
+
+
+def calibration_texts(path: Path = CALIBRATION_FILE) -> list[str]:
+    """The calibration chunks (a gzip'd JSON list of strings)."""
+    texts = json.loads(gzip.decompress(path.read_bytes()).decode("utf-8"))
+    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+        raise ValueError(f"{path}: not a non-empty JSON list of strings")
+    return texts
+
+
+def calibration_digest(path: Path = CALIBRATION_FILE) -> str:
+    """sha256 of the calibration file: part of the recipe, so a new file is a new export."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def round_scales(s: Floats) -> Floats:
+    """``s`` clipped to a sane range and rounded to a power of 2 ** (1/4)."""
+    clipped = np.clip(s.astype(np.float64), *_SCALE_RANGE)
+    rounded = np.exp2(np.round(np.log2(clipped) * _ROUNDING) / _ROUNDING)
+    return rounded.astype(np.float32)
+
+
+def smoothing_scales(act_max: Floats, weight: Floats, alpha: float = ALPHA) -> Floats:
+    """SmoothQuant's per-input-channel ``s`` for a matmul ``x @ weight`` (weight: in x out)."""
+    a = np.maximum(act_max.astype(np.float64), 1e-5)
+    w = np.maximum(np.abs(weight.astype(np.float64)).max(axis=1), 1e-5)
+    return round_scales((a**alpha / w ** (1 - alpha)).astype(np.float32))
+
+
+def smooth_graph(model: Any, act_max: dict[str, Floats]) -> SmoothPlan:
+    """Apply the recipe's steps 2 and 3 to the onnx ``model`` in place; the plan."""
+    from onnx import helper, numpy_helper
+
+    producer = {out: node for node in model.graph.node for out in node.output}
+    inits = {i.name: i for i in model.graph.initializer}
+    smoothed: list[str] = []
+    kept: list[str] = []
+    muls: dict[str, Any] = {}
+    for node in model.graph.node:
+        if node.op_type not in ("Attention", "MatMul") or node.input[1] not in inits:
+            continue
+        source = producer.get(node.input[0])
+        kind = source.op_type if source is not None else ""
+        if kind in _ACTIVATIONS:
+            kept.append(node.name)
+            continue
+        stats = act_max.get(node.input[0])
+        if kind not in _LAYER_NORMS or stats is None:
+            continue
+        weight = numpy_helper.to_array(inits[node.input[1]]).astype(np.float32)
+        s = smoothing_scales(stats, weight)
+        name = node.input[1]
+        inits[name].CopyFrom(numpy_helper.from_array(weight * s[:, None], name))
+        inverse = f"quarry_smooth_inv_{len(smoothed)}"
+        model.graph.initializer.append(numpy_helper.from_array(1.0 / s, inverse))
+        scaled = f"{node.input[0]}_smoothed_{len(smoothed)}"
+        muls[node.name] = helper.make_node(
+            "Mul", [node.input[0], inverse], [scaled], name=f"QuarrySmooth_{len(smoothed)}"
+        )
+        node.input[0] = scaled
+        smoothed.append(node.name)
+    # Each Mul goes just before the node it feeds, which keeps the graph in topological order.
+    ordered: list[Any] = []
+    for node in model.graph.node:
+        if node.name in muls:
+            ordered.append(muls[node.name])
+        ordered.append(node)
+    del model.graph.node[:]
+    model.graph.node.extend(ordered)
+    return SmoothPlan(tuple(smoothed), tuple(kept))
+
+
+def matmul_inputs(model: Any) -> list[str]:
+    """The activation input of every Attention and MatMul with constant weights that a
+    layer norm feeds (the ones :func:`smooth_graph` smooths)."""
+    inits = {i.name for i in model.graph.initializer}
+    producer = {out: node.op_type for node in model.graph.node for out in node.output}
+    return sorted(
+        {
+            n.input[0]
+            for n in model.graph.node
+            if n.op_type in ("Attention", "MatMul")
+            and n.input[1] in inits
+            and producer.get(n.input[0]) in _LAYER_NORMS
+        }
+    )
+
+
+def calibrate(
+    fp32_file: Path, words: Path, model_path: Path, texts: Sequence[str], tensors: Iterable[str]
+) -> dict[str, Floats]:
+    """Per-channel max |value| of each of ``tensors`` over ``texts`` run through the
+    fp32 graph ``fp32_file`` (its word table ``words``; the tokenizer of ``model_path``)."""
+    import onnx
+    import onnxruntime as ort
+    from tokenizers import Tokenizer
+
+    from pipeline.adapters.models.word_table import WordTable
+
+    names = list(tensors)
+    model = onnx.load(str(fp32_file))
+    for name in names:
+        output = onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None)
+        model.graph.output.append(output)
+    config = json.loads((model_path / "config.json").read_text("utf-8"))
+    window = int(config.get("max_position_embeddings", 512))
+    st_file = model_path / "sentence_bert_config.json"
+    if st_file.is_file():
+        st_config = json.loads(st_file.read_text("utf-8"))
+        window = min(window, int(st_config.get("max_seq_length", window)))
+    tokenizer = Tokenizer.from_file(str(model_path / "tokenizer.json"))
+    tokenizer.enable_truncation(max_length=window)
+    tokenizer.enable_padding()
+    table = WordTable(words, rows=int(config["vocab_size"]), width=int(config["hidden_size"]))
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    with tempfile.TemporaryDirectory(prefix="quarry-calibrate-") as tmp:
+        augmented = Path(tmp) / "calibrate.onnx"
+        onnx.save_model(model, str(augmented))
+        session = ort.InferenceSession(str(augmented), options, providers=["CPUExecutionProvider"])
+        wanted = {i.name for i in session.get_inputs()}
+        found: dict[str, Floats] = {}
+        for start in range(0, len(texts), _CALIBRATION_BATCH):
+            encodings = tokenizer.encode_batch(list(texts[start : start + _CALIBRATION_BATCH]))
+            ids = np.array([e.ids for e in encodings], dtype=np.int64)
+            columns = {
+                "inputs_embeds": table.vectors(ids),
+                "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
+                "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
+            }
+            outputs = session.run(names, {k: v for k, v in columns.items() if k in wanted})
+            for name, value in zip(names, outputs, strict=True):
+                peak = np.abs(value).reshape(-1, value.shape[-1]).max(axis=0).astype(np.float32)
+                found[name] = peak if name not in found else np.maximum(found[name], peak)
+    return found
+
+
+def smooth_int8(fp32_file: Path, out_file: Path, model_path: Path) -> SmoothPlan:
+    """The ``int8-smooth`` export of the fused fp32 graph ``fp32_file`` (whose word table
+    is beside it) into ``out_file`` (the graph only; the caller moves the word table)."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from pipeline.adapters.models.onnx_export import words_file
+
+    model = onnx.load(str(fp32_file))
+    act_max = calibrate(
+        fp32_file, words_file(fp32_file), model_path, calibration_texts(), matmul_inputs(model)
+    )
+    plan = smooth_graph(model, act_max)
+    smoothed_file = fp32_file.with_name("smoothed.onnx")
+    onnx.save_model(model, str(smoothed_file))
+    quantize_dynamic(
+        smoothed_file,
+        out_file,
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        op_types_to_quantize=["MatMul", "Attention"],
+        nodes_to_exclude=list(plan.kept_fp32),
+        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+    )
+    return plan
