@@ -330,8 +330,10 @@ def bench_load(
 ) -> None:
     """N concurrent search clients against the real API, then the same while a larger
     repository is indexed; latencies, throughput, errors and health probes as JSON."""
-    if backend not in ("torch", "onnx-int8"):
-        raise typer.BadParameter(f"--backend: torch or onnx-int8, got {backend!r}")
+    if backend not in ("torch", "onnx-int8", "onnx-int8-smooth"):
+        raise typer.BadParameter(
+            f"--backend: torch, onnx-int8 or onnx-int8-smooth, got {backend!r}"
+        )
     if token_file is not None:
         token = [*(token or []), *token_file.read_text(encoding="utf-8").split()]
     if token and api is None:

@@ -24,28 +24,22 @@ import json
 import os
 import tempfile
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
+from pipeline.adapters.models.smoothquant import RECIPE as SMOOTH_RECIPE
 from pipeline.errors import ConfigError
 
 Precision = Literal["int8", "int8-smooth", "fp32"]
-
-
-def _calibration_digest() -> str:
-    from pipeline.adapters.models.smoothquant import calibration_digest
-
-    return calibration_digest()
 
 
 # Part of the cache key: changing how a file is made must not reuse an old file.
 EXPORT_RECIPES: dict[Precision, str] = {
     "int8": "torchscript-opset17+bert-fusion+qint8-per-channel-matmul-attention"
     "+external-data+words-apart/v3",
-    "int8-smooth": "torchscript-opset17+bert-fusion+smoothquant-a0.5-ln-matmuls"
-    f"+calibration-{_calibration_digest()[:16]}+fp32-down-proj"
+    "int8-smooth": f"torchscript-opset17+bert-fusion+{SMOOTH_RECIPE}"
     "+qint8-per-channel-matmul-attention+external-data+words-apart/v1",
     "fp32": "torchscript-opset17+bert-fusion+fp32+external-data+words-apart/v3",
 }
@@ -226,24 +220,32 @@ def export_int8_onnx(
     ``fuse`` and ``per_channel`` exist for the benchmark's ablations; the defaults are the
     recipe named by :data:`EXPORT_RECIPE`.
     """
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
     with tempfile.TemporaryDirectory(dir=out_file.parent, prefix=".fp32-") as tmp:
         fp32_file = Path(tmp) / "fp32.onnx"
         export_fp32_onnx(model_path, fp32_file, fuse=fuse)
         os.replace(words_file(fp32_file), words_file(out_file))
-        quantize_dynamic(
-            fp32_file,
-            out_file,
-            weight_type=QuantType.QInt8,
-            # Per-tensor weights cost ~0.05 of cosine to fp32 on code; per-channel ~0.005.
-            per_channel=per_channel,
-            # Embedding lookups stay fp32: they cost nothing and quantising them lowers cosine.
-            op_types_to_quantize=["MatMul", "Attention"],
-            # Fused ops are in the com.microsoft domain, where shape inference gives no type.
-            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-        )
+        quantize_int8(fp32_file, out_file, per_channel=per_channel)
+
+
+def quantize_int8(
+    fp32_file: Path, out_file: Path, *, per_channel: bool = True, keep_fp32: Sequence[str] = ()
+) -> None:
+    """Dynamic int8 quantisation of the fused graph's matmuls, but the nodes ``keep_fp32``."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(
+        fp32_file,
+        out_file,
+        weight_type=QuantType.QInt8,
+        # Per-tensor weights cost ~0.05 of cosine to fp32 on code; per-channel ~0.005.
+        per_channel=per_channel,
+        # Embedding lookups stay fp32: they cost nothing and quantising them lowers cosine.
+        op_types_to_quantize=["MatMul", "Attention"],
+        nodes_to_exclude=list(keep_fp32),
+        # Fused ops are in the com.microsoft domain, where shape inference gives no type.
+        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+    )
 
 
 def export_int8_smooth_onnx(model_path: Path, out_file: Path) -> None:

@@ -1,7 +1,8 @@
 """The query embedder of the API process: vectors in the space the workers store, no torch.
 
 Owns the choice of the ONNX embedder whose vectors match the chunks' (the workers'
-``embed_backend``): ``onnx-int8`` -> the int8 export (model id ``<model>+onnx-int8``);
+``embed_backend``): ``onnx-int8`` -> the int8 export (model id ``<model>+onnx-int8``),
+``onnx-int8-smooth`` -> the smoothed int8 export (``<model>+onnx-int8-smooth``);
 ``torch``, ``onnx-fp32`` and ``auto`` -> the fp32 export, which computes the torch fp32
 function (model id ``<model>``). The export lives in ``query_model_dir`` (unset:
 ``data_dir/models``, the workers' export cache) and is made by

@@ -3,19 +3,20 @@
 Dynamic int8 quantisation (``int8``) quantises each matmul's input with one scale for the
 whole batch. BERT's layer-norm outputs carry a few channels 5-15x larger than the rest,
 so that one scale leaves the other channels few levels: cosine to the fp32 vectors
-~0.994, and hybrid Recall@10 more than a point lower on 4 of the 13 evaluation sets
+~0.994, and hybrid Recall@10 more than a point lower on 5 of the 13 evaluation sets
 (bench/results/embed_int8_quality.md). This recipe, on the fused fp32 graph:
 
 1. **Calibrates** on :data:`CALIBRATION_FILE` (a fixed set of code chunks shipped with
-   Quarry, so every host computes the same export): the largest magnitude of each input
-   channel of every matmul.
+   Quarry and pinned by :data:`CALIBRATION_SHA256`; one thread, fixed batches): the
+   largest magnitude of each input channel of the matmuls a layer norm feeds.
 2. **Smooths** each matmul fed by a layer norm (the fused ``Attention``'s Q/K/V and the
    feed-forward up-projection): ``x @ W = (x / s) @ (s * W)`` with
    ``s = max|x|^alpha / max|W|^(1 - alpha)`` per input channel (SmoothQuant, Xiao et al.
    2023), as a ``Mul`` before the matmul and ``s`` folded into its weights. A ``Mul`` and
    not the layer norm's own weights: in a post-norm BERT the norm's output is also the
-   residual stream. ``s`` is rounded to a power of 2^(1/4), so tiny float differences
-   between hosts' calibration runs give the same export.
+   residual stream. ``s`` is rounded to a power of 2^(1/4), so that tiny float
+   differences between two hosts' calibration runs almost always give the same export
+   (a maximum within ~1e-6 of a rounding edge could still round the other way there).
 3. **Keeps fp32** the feed-forward down-projections (the matmuls fed by a GELU): their
    input's outlier channels reach 5-16x the median one, and smoothing cannot move them
    into weights without spoiling those. Every other matmul is quantised as ``int8`` does.
@@ -44,11 +45,19 @@ import numpy.typing as npt
 
 ALPHA = 0.5
 CALIBRATION_FILE = Path(__file__).with_name("calibration_texts.json.gz")
+# The file's digest, pinned: a remade file is a new recipe (a new export and cache key),
+# never new vectors under an old one. bench/calibration_texts.py remakes the file.
+CALIBRATION_SHA256 = "cc8357f669950e4a1a9d22f6ecbf560f75dc10fea24247ce1aac88cb199f0cff"
 _CALIBRATION_BATCH = 16
 _LAYER_NORMS = {"LayerNormalization", "SkipLayerNormalization"}
 _ACTIVATIONS = {"Gelu", "BiasGelu", "FastGelu"}
 _SCALE_RANGE = (1e-2, 1e2)
 _ROUNDING = 4  # s is rounded to a power of 2 ** (1 / _ROUNDING)
+# Everything above that shapes the export, for the export's cache key.
+RECIPE = (
+    f"smoothquant-a{ALPHA}-ln-matmuls-round{_ROUNDING}-clip{_SCALE_RANGE[0]}:{_SCALE_RANGE[1]}"
+    f"+calibration-{CALIBRATION_SHA256[:16]}-batch{_CALIBRATION_BATCH}-1thread+fp32-down-proj"
+)
 
 Floats = npt.NDArray[np.float32]
 
@@ -61,17 +70,15 @@ class SmoothPlan:
     kept_fp32: tuple[str, ...]
 
 
-def calibration_texts(path: Path = CALIBRATION_FILE) -> list[str]:
-    """The calibration chunks (a gzip'd JSON list of strings)."""
-    texts = json.loads(gzip.decompress(path.read_bytes()).decode("utf-8"))
+def calibration_texts(path: Path = CALIBRATION_FILE, sha256: str = CALIBRATION_SHA256) -> list[str]:
+    """The calibration chunks (a gzip'd JSON list of strings), checked against ``sha256``."""
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise ValueError(f"{path}: not the calibration file this recipe names (sha256 {sha256})")
+    texts = json.loads(gzip.decompress(data).decode("utf-8"))
     if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
         raise ValueError(f"{path}: not a non-empty JSON list of strings")
     return texts
-
-
-def calibration_digest(path: Path = CALIBRATION_FILE) -> str:
-    """sha256 of the calibration file: part of the recipe, so a new file is a new export."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def round_scales(s: Floats) -> Floats:
@@ -92,8 +99,13 @@ def smooth_graph(model: Any, act_max: dict[str, Floats]) -> SmoothPlan:
     """Apply the recipe's steps 2 and 3 to the onnx ``model`` in place; the plan."""
     from onnx import helper, numpy_helper
 
-    producer = {out: node for node in model.graph.node for out in node.output}
+    # A node's first output only: SkipLayerNormalization's later outputs are not normed.
+    producer = {node.output[0]: node for node in model.graph.node if node.output}
     inits = {i.name: i for i in model.graph.initializer}
+    uses: dict[str, int] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            uses[name] = uses.get(name, 0) + 1
     smoothed: list[str] = []
     kept: list[str] = []
     muls: dict[str, Any] = {}
@@ -108,6 +120,11 @@ def smooth_graph(model: Any, act_max: dict[str, Floats]) -> SmoothPlan:
         stats = act_max.get(node.input[0])
         if kind not in _LAYER_NORMS or stats is None:
             continue
+        if uses.get(node.input[1], 0) > 1:
+            # Scaling a shared weight in place would change its other consumers too.
+            raise ValueError(f"{node.name}: its weight {node.input[1]} feeds other nodes too")
+        if not np.all(np.isfinite(stats)):
+            raise ValueError(f"{node.name}: calibration gave a non-finite activation maximum")
         weight = numpy_helper.to_array(inits[node.input[1]]).astype(np.float32)
         s = smoothing_scales(stats, weight)
         name = node.input[1]
@@ -135,7 +152,7 @@ def matmul_inputs(model: Any) -> list[str]:
     """The activation input of every Attention and MatMul with constant weights that a
     layer norm feeds (the ones :func:`smooth_graph` smooths)."""
     inits = {i.name for i in model.graph.initializer}
-    producer = {out: node.op_type for node in model.graph.node for out in node.output}
+    producer = {node.output[0]: node.op_type for node in model.graph.node if node.output}
     return sorted(
         {
             n.input[0]
@@ -166,15 +183,24 @@ def calibrate(
     config = json.loads((model_path / "config.json").read_text("utf-8"))
     window = int(config.get("max_position_embeddings", 512))
     st_file = model_path / "sentence_bert_config.json"
+    st_config: dict[str, Any] = {}
     if st_file.is_file():
         st_config = json.loads(st_file.read_text("utf-8"))
         window = min(window, int(st_config.get("max_seq_length", window)))
     tokenizer = Tokenizer.from_file(str(model_path / "tokenizer.json"))
+    padding = tokenizer.padding or {}
+    tokenizer.no_padding()
     tokenizer.enable_truncation(max_length=window)
-    tokenizer.enable_padding()
+    pad_keys = ("pad_id", "pad_type_id", "pad_token")
+    tokenizer.enable_padding(**{k: padding[k] for k in pad_keys if k in padding})
+    lower = bool(st_config.get("do_lower_case", False)) if st_file.is_file() else False
     table = WordTable(words, rows=int(config["vocab_size"]), width=int(config["hidden_size"]))
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    # One thread, in order: the same sums in the same order on every host.
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     with tempfile.TemporaryDirectory(prefix="quarry-calibrate-") as tmp:
         augmented = Path(tmp) / "calibrate.onnx"
         onnx.save_model(model, str(augmented))
@@ -182,7 +208,8 @@ def calibrate(
         wanted = {i.name for i in session.get_inputs()}
         found: dict[str, Floats] = {}
         for start in range(0, len(texts), _CALIBRATION_BATCH):
-            encodings = tokenizer.encode_batch(list(texts[start : start + _CALIBRATION_BATCH]))
+            batch = list(texts[start : start + _CALIBRATION_BATCH])
+            encodings = tokenizer.encode_batch([t.lower() for t in batch] if lower else batch)
             ids = np.array([e.ids for e in encodings], dtype=np.int64)
             columns = {
                 "inputs_embeds": table.vectors(ids),
@@ -200,24 +227,22 @@ def smooth_int8(fp32_file: Path, out_file: Path, model_path: Path) -> SmoothPlan
     """The ``int8-smooth`` export of the fused fp32 graph ``fp32_file`` (whose word table
     is beside it) into ``out_file`` (the graph only; the caller moves the word table)."""
     import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from pipeline.adapters.models.onnx_export import words_file
+    from pipeline.adapters.models.onnx_export import quantize_int8, words_file
 
     model = onnx.load(str(fp32_file))
     act_max = calibrate(
         fp32_file, words_file(fp32_file), model_path, calibration_texts(), matmul_inputs(model)
     )
     plan = smooth_graph(model, act_max)
+    if not plan.smoothed or not plan.kept_fp32:
+        # An unfused graph (not a BERT model) has neither pattern: that would be plain int8
+        # under this recipe's name.
+        raise ValueError(
+            f"the int8-smooth recipe found {len(plan.smoothed)} layer-norm-fed matmuls and "
+            f"{len(plan.kept_fp32)} down-projections in {model_path}: it needs a BERT model"
+        )
     smoothed_file = fp32_file.with_name("smoothed.onnx")
     onnx.save_model(model, str(smoothed_file))
-    quantize_dynamic(
-        smoothed_file,
-        out_file,
-        weight_type=QuantType.QInt8,
-        per_channel=True,
-        op_types_to_quantize=["MatMul", "Attention"],
-        nodes_to_exclude=list(plan.kept_fp32),
-        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-    )
+    quantize_int8(smoothed_file, out_file, keep_fp32=plan.kept_fp32)
     return plan

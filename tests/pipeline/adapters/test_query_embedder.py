@@ -60,13 +60,6 @@ QUERIES = [
 
 
 @pytest.fixture(scope="module")
-def offline() -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("HF_HUB_OFFLINE", "1")
-        yield
-
-
-@pytest.fixture(scope="module")
 def settings(tmp_path_factory: pytest.TempPathFactory) -> QuarrySettings:
     return load_settings(env={}, data_dir=tmp_path_factory.mktemp("quarry-data"))
 

@@ -8,9 +8,11 @@ the real export of the bundled model once for the module.
 
 from __future__ import annotations
 
+import fnmatch
 import gzip
+import hashlib
 import json
-from collections.abc import Iterator
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,7 @@ from pipeline.adapters.models.onnx_embedder import OnnxEmbedder, OnnxInt8Embedde
 from pipeline.adapters.models.onnx_export import EXPORT_RECIPES, cache_file
 from pipeline.adapters.models.smoothquant import (
     CALIBRATION_FILE,
-    calibration_digest,
+    CALIBRATION_SHA256,
     calibration_texts,
     matmul_inputs,
     round_scales,
@@ -133,22 +135,49 @@ def test_only_layer_norm_fed_matmuls_are_calibrated_and_smoothed_and_only_gelu_f
     assert smooth_graph(_graph("Gelu"), {}).smoothed == ()
 
 
-def test_the_calibration_file_is_a_fixed_list_of_code_chunks_named_by_the_recipe() -> None:
+def test_the_shipped_calibration_file_is_the_one_the_recipe_pins() -> None:
+    assert hashlib.sha256(CALIBRATION_FILE.read_bytes()).hexdigest() == CALIBRATION_SHA256
+    assert CALIBRATION_SHA256[:16] in EXPORT_RECIPES["int8-smooth"]
     texts = calibration_texts()
     assert len(texts) == 256
     assert all(t.strip() for t in texts)
-    assert calibration_digest()[:16] in EXPORT_RECIPES["int8-smooth"]
-    # Its bytes do not depend on when it was written (gzip mtime 0): the digest is stable.
+    # Its bytes do not depend on when it was written (gzip mtime 0).
     assert gzip.decompress(CALIBRATION_FILE.read_bytes()) == json.dumps(
         texts, ensure_ascii=False, indent=0
     ).encode("utf-8")
 
 
-def test_a_calibration_file_that_is_not_a_list_of_texts_is_refused(tmp_path: Path) -> None:
+def test_the_calibration_file_ships_in_the_package() -> None:
+    data = tomllib.loads((Path(__file__).parents[3] / "pyproject.toml").read_text("utf-8"))
+    patterns = data["tool"]["setuptools"]["package-data"]["*"]
+    assert any(fnmatch.fnmatch(CALIBRATION_FILE.name, p) for p in patterns)
+
+
+def test_another_calibration_file_or_one_that_is_not_a_list_of_texts_is_refused(
+    tmp_path: Path,
+) -> None:
     bad = tmp_path / "calibration.json.gz"
     bad.write_bytes(gzip.compress(b'{"a": 1}'))
-    with pytest.raises(ValueError, match=str(bad)):
+    with pytest.raises(ValueError, match="not the calibration file"):
         calibration_texts(bad)
+    digest = hashlib.sha256(bad.read_bytes()).hexdigest()
+    with pytest.raises(ValueError, match="not a non-empty JSON list"):
+        calibration_texts(bad, sha256=digest)
+
+
+def test_a_weight_shared_by_two_matmuls_is_refused_not_scaled_twice() -> None:
+    model = _graph("Gelu")
+    # A second consumer of w1 beside the layer-norm-fed one.
+    model.graph.node.append(helper.make_node("MatMul", ["n", "w1"], ["h2"], name="twin"))
+    with pytest.raises(ValueError, match="w1 feeds other nodes"):
+        smooth_graph(model, _stats())
+
+
+def test_a_non_finite_calibration_maximum_is_refused() -> None:
+    stats = _stats()
+    stats["n"][0] = np.nan
+    with pytest.raises(ValueError, match="non-finite"):
+        smooth_graph(_graph("Gelu"), stats)
 
 
 def test_the_smooth_export_has_its_own_cache_file_and_model_id(tmp_path: Path) -> None:
@@ -158,13 +187,6 @@ def test_the_smooth_export_has_its_own_cache_file_and_model_id(tmp_path: Path) -
     smooth = OnnxEmbedder(MODEL, tmp_path, precision="int8-smooth", base_model_id="m")
     assert smooth.model_id == "m+onnx-int8-smooth"
     assert smooth.device == "cpu (onnxruntime int8-smooth)"
-
-
-@pytest.fixture(scope="module")
-def offline() -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("HF_HUB_OFFLINE", "1")
-        yield
 
 
 @pytest.fixture(scope="module")
