@@ -252,12 +252,17 @@ def export_int8_smooth_onnx(model_path: Path, out_file: Path) -> None:
     """Export, fuse, then the ``int8-smooth`` recipe (pipeline.adapters.models.smoothquant):
     SmoothQuant scales from the shipped calibration chunks, int8 except the feed-forward
     down-projections."""
-    from pipeline.adapters.models.smoothquant import smooth_int8
+    import onnx
+
+    from pipeline.adapters.models.smoothquant import smoothed_model
 
     with tempfile.TemporaryDirectory(dir=out_file.parent, prefix=".fp32-") as tmp:
         fp32_file = Path(tmp) / "fp32.onnx"
         export_fp32_onnx(model_path, fp32_file)
-        smooth_int8(fp32_file, out_file, model_path)
+        model, plan = smoothed_model(fp32_file, words_file(fp32_file), model_path)
+        smoothed_file = Path(tmp) / "smoothed.onnx"
+        onnx.save_model(model, str(smoothed_file))
+        quantize_int8(smoothed_file, out_file, keep_fp32=plan.kept_fp32)
         os.replace(words_file(fp32_file), words_file(out_file))
 
 

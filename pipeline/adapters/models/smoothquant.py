@@ -223,17 +223,13 @@ def calibrate(
     return found
 
 
-def smooth_int8(fp32_file: Path, out_file: Path, model_path: Path) -> SmoothPlan:
-    """The ``int8-smooth`` export of the fused fp32 graph ``fp32_file`` (whose word table
-    is beside it) into ``out_file`` (the graph only; the caller moves the word table)."""
+def smoothed_model(fp32_file: Path, words: Path, model_path: Path) -> tuple[Any, SmoothPlan]:
+    """The fused fp32 graph ``fp32_file`` (its word table ``words``) calibrated and
+    smoothed, with the plan: which matmuls the caller quantises and which it keeps fp32."""
     import onnx
 
-    from pipeline.adapters.models.onnx_export import quantize_int8, words_file
-
     model = onnx.load(str(fp32_file))
-    act_max = calibrate(
-        fp32_file, words_file(fp32_file), model_path, calibration_texts(), matmul_inputs(model)
-    )
+    act_max = calibrate(fp32_file, words, model_path, calibration_texts(), matmul_inputs(model))
     plan = smooth_graph(model, act_max)
     if not plan.smoothed or not plan.kept_fp32:
         # An unfused graph (not a BERT model) has neither pattern: that would be plain int8
@@ -242,7 +238,4 @@ def smooth_int8(fp32_file: Path, out_file: Path, model_path: Path) -> SmoothPlan
             f"the int8-smooth recipe found {len(plan.smoothed)} layer-norm-fed matmuls and "
             f"{len(plan.kept_fp32)} down-projections in {model_path}: it needs a BERT model"
         )
-    smoothed_file = fp32_file.with_name("smoothed.onnx")
-    onnx.save_model(model, str(smoothed_file))
-    quantize_int8(smoothed_file, out_file, keep_fp32=plan.kept_fp32)
-    return plan
+    return model, plan
