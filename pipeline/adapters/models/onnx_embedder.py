@@ -26,6 +26,12 @@ import numpy.typing as npt
 from tokenizers import Tokenizer
 
 from pipeline.adapters.models.heap import give_back_freed_memory
+from pipeline.adapters.models.model_inputs import (
+    load_tokenizer,
+    model_feed,
+    prepared,
+    window_and_case,
+)
 from pipeline.adapters.models.onnx_export import (
     EXPORT_RECIPE,
     EXPORT_RECIPES,
@@ -132,9 +138,7 @@ class OnnxEmbedder:
         self._model_id = base_model_id + MODEL_ID_SUFFIX[precision]
         self._base_id = base_model_id
         self._dimension = int(config["hidden_size"])
-        window = int(config.get("max_position_embeddings", 512))
-        self._max_tokens = min(int(st_config.get("max_seq_length", window)), window)
-        self._lower_case = bool(st_config.get("do_lower_case", False))
+        self._max_tokens, self._lower_case = window_and_case(config, st_config)
         self._exporting = exporting
         self._export_hint = export_hint
         self._idle_unload_s = idle_unload_s
@@ -184,22 +188,15 @@ class OnnxEmbedder:
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         if self._counter is None:
             self._counter = self._make_tokenizer(truncate=False)
-        encodings = self._counter.encode_batch(self._prepare(texts))
+        encodings = self._counter.encode_batch(prepared(texts, self._lower_case))
         return [len(e.ids) for e in encodings]
 
     def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         if not texts:
             return np.zeros((0, self._dimension), dtype=np.float32)
         session = self._ensure_loaded()
-        encodings = self._tokenizer.encode_batch(self._prepare(texts))
-        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
-        ids = np.array([e.ids for e in encodings], dtype=np.int64)
-        columns = {
-            "inputs_embeds": session.words.vectors(ids),
-            "attention_mask": mask,
-            "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
-        }
-        feed = {name: columns[name] for name in session.input_names}
+        encodings = self._tokenizer.encode_batch(prepared(texts, self._lower_case))
+        feed, mask = model_feed(encodings, session.words, session.input_names)
         hidden = self._run(session.session, feed, len(texts))
         self._touch()
         return mean_pool_normalise(hidden, mask)
@@ -327,25 +324,13 @@ class OnnxEmbedder:
         return hidden
 
     def _make_tokenizer(self, *, truncate: bool) -> Tokenizer:
-        path = self._path / "tokenizer.json"
         try:
-            tokenizer = Tokenizer.from_file(str(path))
+            return load_tokenizer(self._path, self._max_tokens if truncate else None)
         except Exception as exc:  # tokenizers raises a bare Exception
             raise ConfigError(
-                f"embedding model file {path} does not load: {one_line(exc)}"
+                f"embedding model file {self._path / 'tokenizer.json'} does not load: "
+                f"{one_line(exc)}"
             ) from exc
-        padding = tokenizer.padding or {}
-        tokenizer.no_padding()
-        tokenizer.no_truncation()
-        if truncate:
-            # sentence-transformers truncates at max_seq_length and pads to the batch's longest.
-            tokenizer.enable_truncation(max_length=self._max_tokens)
-            pad_keys = ("pad_id", "pad_type_id", "pad_token")
-            tokenizer.enable_padding(**{k: padding[k] for k in pad_keys if k in padding})
-        return tokenizer
-
-    def _prepare(self, texts: Sequence[str]) -> list[str]:
-        return [t.lower() for t in texts] if self._lower_case else list(texts)
 
 
 class OnnxInt8Embedder(OnnxEmbedder):

@@ -165,35 +165,33 @@ def matmul_inputs(model: Any) -> list[str]:
 
 
 def calibrate(
-    fp32_file: Path, words: Path, model_path: Path, texts: Sequence[str], tensors: Iterable[str]
+    fp32: Any, words: Path, model_path: Path, texts: Sequence[str], tensors: Iterable[str]
 ) -> dict[str, Floats]:
     """Per-channel max |value| of each of ``tensors`` over ``texts`` run through the
-    fp32 graph ``fp32_file`` (its word table ``words``; the tokenizer of ``model_path``)."""
+    fp32 onnx model ``fp32`` (left as it is; its word table ``words``; the tokenizer of
+    ``model_path``)."""
     import onnx
     import onnxruntime as ort
-    from tokenizers import Tokenizer
 
+    from pipeline.adapters.models.model_inputs import (
+        load_tokenizer,
+        model_feed,
+        prepared,
+        window_and_case,
+    )
     from pipeline.adapters.models.word_table import WordTable
 
     names = list(tensors)
-    model = onnx.load(str(fp32_file))
+    model = onnx.ModelProto()
+    model.CopyFrom(fp32)
     for name in names:
         output = onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None)
         model.graph.output.append(output)
     config = json.loads((model_path / "config.json").read_text("utf-8"))
-    window = int(config.get("max_position_embeddings", 512))
     st_file = model_path / "sentence_bert_config.json"
-    st_config: dict[str, Any] = {}
-    if st_file.is_file():
-        st_config = json.loads(st_file.read_text("utf-8"))
-        window = min(window, int(st_config.get("max_seq_length", window)))
-    tokenizer = Tokenizer.from_file(str(model_path / "tokenizer.json"))
-    padding = tokenizer.padding or {}
-    tokenizer.no_padding()
-    tokenizer.enable_truncation(max_length=window)
-    pad_keys = ("pad_id", "pad_type_id", "pad_token")
-    tokenizer.enable_padding(**{k: padding[k] for k in pad_keys if k in padding})
-    lower = bool(st_config.get("do_lower_case", False)) if st_file.is_file() else False
+    st_config = json.loads(st_file.read_text("utf-8")) if st_file.is_file() else {}
+    window, lower_case = window_and_case(config, st_config)
+    tokenizer = load_tokenizer(model_path, window)
     table = WordTable(words, rows=int(config["vocab_size"]), width=int(config["hidden_size"]))
     options = ort.SessionOptions()
     options.log_severity_level = 3
@@ -205,18 +203,12 @@ def calibrate(
         augmented = Path(tmp) / "calibrate.onnx"
         onnx.save_model(model, str(augmented))
         session = ort.InferenceSession(str(augmented), options, providers=["CPUExecutionProvider"])
-        wanted = {i.name for i in session.get_inputs()}
+        inputs = [i.name for i in session.get_inputs()]
         found: dict[str, Floats] = {}
         for start in range(0, len(texts), _CALIBRATION_BATCH):
-            batch = list(texts[start : start + _CALIBRATION_BATCH])
-            encodings = tokenizer.encode_batch([t.lower() for t in batch] if lower else batch)
-            ids = np.array([e.ids for e in encodings], dtype=np.int64)
-            columns = {
-                "inputs_embeds": table.vectors(ids),
-                "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
-                "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
-            }
-            outputs = session.run(names, {k: v for k, v in columns.items() if k in wanted})
+            batch = prepared(texts[start : start + _CALIBRATION_BATCH], lower_case)
+            feed, _ = model_feed(tokenizer.encode_batch(batch), table, inputs)
+            outputs = session.run(names, feed)
             for name, value in zip(names, outputs, strict=True):
                 peak = np.abs(value).reshape(-1, value.shape[-1]).max(axis=0).astype(np.float32)
                 found[name] = peak if name not in found else np.maximum(found[name], peak)
@@ -229,7 +221,7 @@ def smoothed_model(fp32_file: Path, words: Path, model_path: Path) -> tuple[Any,
     import onnx
 
     model = onnx.load(str(fp32_file))
-    act_max = calibrate(fp32_file, words, model_path, calibration_texts(), matmul_inputs(model))
+    act_max = calibrate(model, words, model_path, calibration_texts(), matmul_inputs(model))
     plan = smooth_graph(model, act_max)
     if not plan.smoothed or not plan.kept_fp32:
         # An unfused graph (not a BERT model) has neither pattern: that would be plain int8
