@@ -13,7 +13,7 @@ Must not import: workers/, cli/, torch, celery.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
@@ -33,7 +33,13 @@ _bearer = HTTPBearer(
 )
 
 
-def state_of(request: Request) -> ApiState:
+async def state_of(request: Request) -> ApiState:
+    """The app's state (async, as every dependency here: a sync one costs a hop through
+    the thread pool, which a burst of searches fills; bench/results/search.md, Load)."""
+    return _state(request)
+
+
+def _state(request: Request) -> ApiState:
     state: ApiState = request.app.state.quarry
     return state
 
@@ -43,21 +49,26 @@ def _refuse(request: Request, status: int, detail: str, header: str) -> HTTPExce
     return HTTPException(status, detail, headers={"WWW-Authenticate": header})
 
 
-def caller(
+async def caller(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> TokenGrant:
-    """The caller's token: tenant, id and scopes; 401 without a valid token."""
+    """The caller's token: tenant, id and scopes; 401 without a valid token. A token this
+    process answered for lately is checked on the event loop; else the token store is
+    asked from the thread pool."""
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
         raise _refuse(request, 401, "missing bearer token", 'Bearer realm="quarry"')
-    found = state_of(request).grant_for(credentials.credentials)
+    state = _state(request)
+    kept, found = state.kept_grant(credentials.credentials)
+    if not kept:
+        found = await run_in_threadpool(state.grant_for, credentials.credentials)
     if found is None:
         raise _refuse(request, 401, "invalid or revoked token", 'Bearer error="invalid_token"')
     return found
 
 
-def _scope_check(scope: Scope) -> Callable[..., TokenGrant]:
-    def check(request: Request, grant: Annotated[TokenGrant, Depends(caller)]) -> TokenGrant:
+def _scope_check(scope: Scope) -> Callable[..., Awaitable[TokenGrant]]:
+    async def check(request: Request, grant: Annotated[TokenGrant, Depends(caller)]) -> TokenGrant:
         audit.note(request, tenant=grant.tenant, token_id=grant.token_id, scope=scope)
         if not grant.allows(scope):
             held = ", ".join(s for s in SCOPES if s in grant.scopes)
@@ -74,17 +85,17 @@ def _scope_check(scope: Scope) -> Callable[..., TokenGrant]:
     return check
 
 
-_CHECKS: dict[str, Callable[..., TokenGrant]] = {s: _scope_check(s) for s in SCOPES}
+_CHECKS: dict[str, Callable[..., Awaitable[TokenGrant]]] = {s: _scope_check(s) for s in SCOPES}
 
 
-def scoped(scope: Scope) -> Callable[..., TokenGrant]:
+def scoped(scope: Scope) -> Callable[..., Awaitable[TokenGrant]]:
     """The dependency that lets a token with ``scope`` through (one function per scope,
     so that :func:`route_scopes` can read a route's scope back)."""
     return _CHECKS[scope]
 
 
-def _tenant_of(scope: Scope) -> Callable[..., str]:
-    def tenant(grant: TokenGrant) -> str:
+def _tenant_of(scope: Scope) -> Callable[..., Awaitable[str]]:
+    async def tenant(grant: TokenGrant) -> str:
         return grant.tenant
 
     # Set as objects: a string annotation (this module's __future__ import) could not
@@ -124,9 +135,9 @@ async def authorize(request: Request) -> TokenGrant:
     exception handler that runs before them): the same HTTPException without a valid
     token, or with one that lacks the route's scope."""
     credentials = await _bearer(request)
-    grant = await run_in_threadpool(caller, request, credentials)
+    grant = await caller(request, credentials)
     for scope in sorted(route_scopes(request.scope.get("route"))):
-        grant = _CHECKS[scope](request, grant)
+        grant = await _CHECKS[scope](request, grant)
     return grant
 
 
@@ -136,7 +147,7 @@ async def bearer_tenant(request: Request) -> str | None:
     say more to a caller with a token."""
     try:
         credentials = await _bearer(request)
-        grant = await run_in_threadpool(caller, request, credentials)
+        grant = await caller(request, credentials)
     except (HTTPException, StoreUnavailableError):
         return None
     return grant.tenant

@@ -13,13 +13,15 @@ import time
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
+from starlette.concurrency import run_in_threadpool
 
 from api.auth import ReadTenant, State
 from api.graph_svg import render_svg
+from api.search_slots import SearchBusyError
 from pipeline.errors import InvalidInputError, NotFoundError
 from pipeline.models import RepoRef
 from pipeline.refs import index_ref_name
-from pipeline.search.query import SearchFilters, SearchRequest
+from pipeline.search.query import SearchFilters, SearchRequest, check_request
 from pipeline.search.searcher import ref_divergence, symbol_graph
 from tasks import recording
 
@@ -38,8 +40,18 @@ def _listed(value: str | None, name: str) -> tuple[str, ...]:
     return parts
 
 
-@router.get("/v1/search")
-def search(
+BUSY: dict[int | str, dict[str, Any]] = {
+    429: {
+        "description": "The tenant's searches in this API process are at their bound: its"
+        " line of waiting searches is full, or this one waited `search_tenant_wait_s`"
+        " (the body names the tenant and the bound): retry after Retry-After.",
+        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+    }
+}
+
+
+@router.get("/v1/search", responses=BUSY)
+async def search(
     *,
     tenant: ReadTenant,
     state: State,
@@ -72,27 +84,38 @@ def search(
     with path, lines, symbol, kind, language, fused score, snippet and the retrievers
     that found it; with ``expand``, its graph neighbours. Each repository is read at its
     default ref, or ``ref``, or ``commit`` (404 when a named repository has no such ref
-    or no ref holds the commit)."""
+    or no ref holds the commit). A few searches of one tenant run at once in each API
+    process, more wait in line; past that line, or after waiting too long: 429 with
+    Retry-After."""
     started = time.perf_counter()
     try:
-        request = SearchRequest(
-            tenant=tenant,
-            query=q,
-            repos=_listed(repo, "repo"),
-            filters=SearchFilters(
-                languages=_listed(lang, "lang"),
-                path_glob=path or "",
-                kinds=_listed(kind, "kind"),
-            ),
-            k=k,
-            mode=mode,
-            expand=_listed(expand, "expand"),
-            ref=index_ref_name(ref) if ref else None,
-            commit=commit or None,
-        )
-        response = state.searcher.search(request)
+        request = check_request(
+            SearchRequest(
+                tenant=tenant,
+                query=q,
+                repos=_listed(repo, "repo"),
+                filters=SearchFilters(
+                    languages=_listed(lang, "lang"),
+                    path_glob=path or "",
+                    kinds=_listed(kind, "kind"),
+                ),
+                k=k,
+                mode=mode,
+                expand=_listed(expand, "expand"),
+                ref=index_ref_name(ref) if ref else None,
+                commit=commit or None,
+            )
+        )  # bad input is refused before it takes a slot
+        # A slot of the tenant's share first (waiting on the event loop, holding no
+        # thread), then the search itself in the thread pool: it blocks on stores.
+        async with state.search_slots.slot(tenant) as waited_s:
+            recording.record_search_queue(waited_s)
+            response = await run_in_threadpool(lambda: state.searcher.search(request))
     except InvalidInputError:
         recording.record_bad_search(mode)
+        raise
+    except SearchBusyError:
+        recording.record_busy_search(mode)
         raise
     recording.record_search(mode, response.timings_s, time.perf_counter() - started)
     return response.as_json()

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from api.search_slots import TenantSlots
 from config.endpoints import Endpoints
 from config.settings import QuarrySettings
 from pipeline.credentials.vault import CredentialVault
@@ -206,6 +207,20 @@ class ApiState:
 
         return self._once(f"searcher:{embedder.model_id}", build)
 
+    @property
+    def search_slots(self) -> TenantSlots:
+        """Each tenant's share of this process's searches (``search_tenant_*``); used on
+        the event loop only."""
+        s = self.settings
+        return self._once(
+            "search_slots",
+            lambda: TenantSlots(
+                concurrency=s.search_tenant_concurrency,
+                waiting=s.search_tenant_waiting,
+                wait_s=s.search_tenant_wait_s,
+            ),
+        )
+
     def warm(self) -> None:
         """Load the query embedder now (a background thread at start-up calls this, so
         that the first search does not wait for the model's export and load)."""
@@ -276,15 +291,23 @@ class ApiState:
         with self._lock:
             self._quotas_seen.pop(tenant, None)
 
+    def kept_grant(self, token: str) -> tuple[bool, TokenGrant | None]:
+        """``(True, answer)`` when :meth:`grant_for` answered for this token within
+        TOKEN_CACHE_S seconds (no I/O: safe on the event loop), else ``(False, None)``."""
+        seen = self._tokens_seen.get(token_digest(token))
+        if seen is not None and time.monotonic() - seen[1] < TOKEN_CACHE_S:
+            return True, seen[0]
+        return False, None
+
     def grant_for(self, token: str) -> TokenGrant | None:
         """The tenant, id and scopes of a token; answers are kept for TOKEN_CACHE_S
         seconds (a revocation made elsewhere takes at most that long to apply here),
         under the token's digest: this process keeps no clear token."""
+        kept, grant = self.kept_grant(token)
+        if kept:
+            return grant
         now = time.monotonic()
         key = token_digest(token)
-        seen = self._tokens_seen.get(key)
-        if seen is not None and now - seen[1] < TOKEN_CACHE_S:
-            return seen[0]
         revocations = self._revocations
         grant = self.tokens.identify(token)
         with self._lock:

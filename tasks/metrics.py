@@ -162,14 +162,16 @@ JOB_CHUNKS = Histogram(
 _SEARCH_SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 SEARCH_SECONDS = Histogram(
     "quarry_search_seconds",
-    "Time of one search step: embed (the query), vector, lexical, fuse, graph, total, and"
-    " model_load (the API's query model opened: first query, or first after idle).",
+    "Time of one search step: embed (the query), vector, lexical, fuse, graph, total,"
+    " model_load (the API's query model opened: first query, or first after idle) and"
+    " queue (waiting in its tenant's line for a slot: search_tenant_concurrency).",
     ["step"],
     buckets=_SEARCH_SECONDS,
 )
 SEARCHES = Counter(
     "quarry_searches_total",
-    "Searches answered, by mode and outcome (ok, bad_request).",
+    "Searches answered, by mode and outcome (ok, bad_request, busy: refused with 429, its"
+    " tenant's line full or its wait over).",
     ["mode", "outcome"],
 )
 

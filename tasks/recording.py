@@ -160,8 +160,22 @@ def record_query_model_load(seconds: float) -> None:
     m.SEARCH_SECONDS.labels("model_load").observe(seconds)
 
 
+def _mode_label(mode: str) -> str:
+    return mode if mode in ("hybrid", "vector", "lexical") else "other"
+
+
 @never_raises
 def record_bad_search(mode: str) -> None:
-    m.SEARCHES.labels(
-        mode if mode in ("hybrid", "vector", "lexical") else "other", "bad_request"
-    ).inc()
+    m.SEARCHES.labels(_mode_label(mode), "bad_request").inc()
+
+
+@never_raises
+def record_search_queue(seconds: float) -> None:
+    """A search waited ``seconds`` in its tenant's line before it ran (0: it did not)."""
+    m.SEARCH_SECONDS.labels("queue").observe(seconds)
+
+
+@never_raises
+def record_busy_search(mode: str) -> None:
+    """A search refused with 429: its tenant's line was full or its wait ran out."""
+    m.SEARCHES.labels(_mode_label(mode), "busy").inc()

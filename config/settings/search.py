@@ -158,6 +158,27 @@ class SearchFields(BaseModel):
         description="A chunk in a test, mock, example, vendored or generated path has its "
         "fused score scaled by 1 - this; 0: off.",
     )
+    search_tenant_concurrency: int = Field(
+        4,
+        ge=0,
+        le=10_000,
+        description="Searches of one tenant that run at once in one API process; more wait "
+        "in that tenant's own line (on the event loop, holding no thread or connection), so "
+        "one tenant's burst cannot take every tenant's share. 0: no bound.",
+    )
+    search_tenant_waiting: int = Field(
+        32,
+        ge=0,
+        le=100_000,
+        description="Searches of one tenant that may wait for a slot in one API process; one "
+        "more is refused at once with 429 and Retry-After naming the tenant's bound.",
+    )
+    search_tenant_wait_s: float = Field(
+        10.0,
+        gt=0,
+        le=600,
+        description="Longest a search waits in its tenant's line before a 429.",
+    )
     query_embed_threads: int = Field(
         1, ge=1, le=64, description="Threads of the API's query embedder (onnxruntime)."
     )

@@ -1,0 +1,148 @@
+"""Each tenant's share of this API process's searches: a few run at once, a bounded line
+waits in order, and past that the search is refused at once (429 with Retry-After).
+
+Why: every tenant's searches share one process's thread pool and a handful of
+PostgreSQL connections. Without a share, one tenant's 64 clients made every tenant's
+P95 7 s (bench/results/search.md, Load); with it, that tenant's extra searches wait in
+its own line, on the event loop (holding no thread, no connection), and other tenants'
+searches go ahead of them.
+
+:class:`TenantSlots` holds, per tenant with searches in flight, how many run and the
+line of those waiting (first come, first served: a slot that frees is handed to the
+first of the line). A tenant with nothing in flight holds no entry, so hundreds of
+tenants cost nothing. The limits are per process: N API processes let a tenant run N
+times as many (``docker-compose.yml`` runs one).
+
+Runs on the one event loop of the app (uvicorn's): its counts are read and changed
+between awaits only, so no lock is needed.
+
+Must not import: workers/, cli/, torch, celery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from pipeline.errors import QueueFullError, TransientError
+
+RETRY_AFTER_S = 1.0
+
+
+class SearchBusyError(QueueFullError):
+    """A tenant's searches in this process are at their bound: ``running`` run and
+    ``waiting`` wait (or the wait ran out). Mapped to 429 with Retry-After."""
+
+    def __init__(self, tenant: str, running: int, waiting: int, why: str) -> None:
+        TransientError.__init__(
+            self,
+            f"tenant {tenant!r} has too many searches in flight in this API process: {why}"
+            f" ({running} running, {waiting} waiting)",
+        )
+        self.queue = "search"
+        self.depth = self.bound = running + waiting
+        self.retry_after_s = RETRY_AFTER_S
+        self.tenant = tenant
+
+
+@dataclass
+class _Line:
+    running: int = 0
+    waiting: deque[asyncio.Future[None]] = field(default_factory=deque)
+
+
+@dataclass
+class TenantSlots:
+    """``concurrency`` searches of one tenant at once (0: no bound, nothing is counted),
+    up to ``waiting`` more in line, each for at most ``wait_s``."""
+
+    concurrency: int
+    waiting: int
+    wait_s: float
+    _lines: dict[str, _Line] = field(default_factory=dict)
+
+    def running(self, tenant: str) -> int:
+        line = self._lines.get(tenant)
+        return line.running if line else 0
+
+    def queued(self, tenant: str) -> int:
+        line = self._lines.get(tenant)
+        return len(line.waiting) if line else 0
+
+    @property
+    def tenants(self) -> int:
+        """Tenants with a search running or waiting."""
+        return len(self._lines)
+
+    @contextlib.asynccontextmanager
+    async def slot(self, tenant: str) -> AsyncIterator[float]:
+        """Hold one of the tenant's slots for the body; yields the seconds it waited.
+        SearchBusyError when the line is full or the wait passes ``wait_s``."""
+        if self.concurrency <= 0:
+            yield 0.0
+            return
+        waited_s = await self._acquire(tenant)
+        try:
+            yield waited_s
+        finally:
+            self._release(tenant)
+
+    async def _acquire(self, tenant: str) -> float:
+        line = self._lines.setdefault(tenant, _Line())
+        if line.running < self.concurrency and not line.waiting:
+            line.running += 1
+            return 0.0
+        if len(line.waiting) >= self.waiting:
+            raise SearchBusyError(
+                tenant,
+                line.running,
+                len(line.waiting),
+                f"its line is full (search_tenant_concurrency {self.concurrency},"
+                f" search_tenant_waiting {self.waiting})",
+            )
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        line.waiting.append(turn)
+        begun = time.monotonic()
+        try:
+            # asyncio.timeout, not wait_for: 3.11's wait_for swallows a cancellation
+            # that comes as the slot is handed over, and runs the search anyway.
+            async with asyncio.timeout(self.wait_s):
+                await turn
+        except BaseException as exc:
+            # Timed out or cancelled (the client went away). If the slot was handed over
+            # in the meantime, pass it on; else leave the line.
+            if turn.done() and not turn.cancelled():
+                self._release(tenant)
+            else:
+                turn.cancel()
+                with contextlib.suppress(ValueError):
+                    line.waiting.remove(turn)
+                self._forget_if_idle(tenant)
+            if isinstance(exc, TimeoutError):
+                raise SearchBusyError(
+                    tenant,
+                    line.running,
+                    len(line.waiting),
+                    f"no slot freed within search_tenant_wait_s ({self.wait_s:g} s)",
+                ) from None
+            raise
+        return time.monotonic() - begun
+
+    def _release(self, tenant: str) -> None:
+        line = self._lines[tenant]
+        while line.waiting:
+            turn = line.waiting.popleft()
+            if not turn.done():
+                turn.set_result(None)  # the slot passes to the first in line
+                return
+        line.running -= 1
+        self._forget_if_idle(tenant)
+
+    def _forget_if_idle(self, tenant: str) -> None:
+        line = self._lines.get(tenant)
+        if line is not None and line.running <= 0 and not line.waiting:
+            del self._lines[tenant]

@@ -1,0 +1,116 @@
+"""A tenant's share of the API's searches, through the app on the session stack's
+PostgreSQL (tokens) with the searcher held open by the test: while one tenant's searches
+fill its slot and its line, its next search is refused at once (429, Retry-After, the
+body naming the tenant and the bound) and counted; another tenant's search answers; the
+held searches answer when they are let go; bad input never takes a slot."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
+
+from api.state import ApiState
+from devstack.stack import Stack
+from pipeline.adapters.postgres.token_store import PgTokenStore
+from pipeline.search.query import SearchRequest
+from pipeline.search.searcher import SearchResponse
+from tests.api.idle import idle_api
+
+IDLE_DB = 13  # no worker of the session stack reads this database
+
+
+class HeldSearcher:
+    """Answers every search with no results; a search of ``held_tenant`` first waits
+    until ``release`` is set, and says it started by ``started``."""
+
+    def __init__(self, held_tenant: str) -> None:
+        self.held_tenant = held_tenant
+        self.release = threading.Event()
+        self.started = threading.Semaphore(0)
+        self.ran: list[str] = []
+
+    def search(self, request: SearchRequest) -> SearchResponse:
+        self.ran.append(request.tenant)
+        if request.tenant == self.held_tenant:
+            self.started.release()
+            assert self.release.wait(30), "the test never let the held search go"
+        return SearchResponse(request, [], {"embed": 0.0})
+
+
+@pytest.fixture(scope="module")
+def api(stack: Stack) -> Iterator[TestClient]:
+    overrides: dict[str, Any] = {
+        "search_tenant_concurrency": 1,
+        "search_tenant_waiting": 1,
+        "search_tenant_wait_s": 30.0,
+    }
+    with idle_api(stack, db=IDLE_DB, queue_bound_ingest=1000, **overrides) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def tokens(stack: Stack) -> Iterator[PgTokenStore]:
+    from config.endpoints import resolve_endpoints
+
+    with PgTokenStore(resolve_endpoints(stack.settings).postgres_dsn) as store:
+        yield store
+
+
+def auth(tokens: PgTokenStore, tenant: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {tokens.create(tenant, 'search share', ['read'])}"}
+
+
+def busy_count() -> float:
+    labels = {"mode": "hybrid", "outcome": "busy"}
+    return REGISTRY.get_sample_value("quarry_searches_total", labels) or 0.0
+
+
+def test_a_tenant_past_its_share_gets_429_while_another_tenant_is_answered(
+    api: TestClient, tokens: PgTokenStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flood, quiet = f"flood-{uuid.uuid4().hex[:6]}", f"quiet-{uuid.uuid4().hex[:6]}"
+    flood_auth, quiet_auth = auth(tokens, flood), auth(tokens, quiet)
+    searcher = HeldSearcher(flood)
+    monkeypatch.setattr(ApiState, "searcher", property(lambda _self: searcher))
+    busy_before = busy_count()
+
+    def get(headers: dict[str, str]) -> httpx.Response:
+        return api.get("/v1/search", params={"q": "parse the header"}, headers=headers)
+
+    with ThreadPoolExecutor(2) as pool:
+        running: Future[httpx.Response] = pool.submit(get, flood_auth)
+        assert searcher.started.acquire(timeout=10), "the first search never started"
+        waiting = pool.submit(get, flood_auth)
+        deadline = time.monotonic() + 10
+        while api.app.state.quarry.search_slots.queued(flood) < 1:  # type: ignore[attr-defined]
+            assert time.monotonic() < deadline, "the second search never joined the line"
+            time.sleep(0.01)
+
+        refused = get(flood_auth)
+        assert refused.status_code == 429
+        assert refused.headers["Retry-After"] == "1"
+        detail = refused.json()["detail"]
+        assert repr(flood) in detail and "search_tenant_concurrency 1" in detail
+        assert busy_count() == busy_before + 1
+
+        answered = get(quiet_auth)  # the flood's slot and line are full; this is another tenant
+        assert answered.status_code == 200, answered.text
+        assert answered.json()["results"] == []
+
+        bad = api.get("/v1/search", params={"q": "x", "k": 0}, headers=flood_auth)
+        assert bad.status_code == 422  # checked before any slot: not a 429
+
+        searcher.release.set()
+        assert running.result(timeout=30).status_code == 200
+        assert waiting.result(timeout=30).status_code == 200
+    assert searcher.ran.count(flood) == 2  # the refused search never reached the searcher
+    assert api.app.state.quarry.search_slots.tenants == 0  # type: ignore[attr-defined]

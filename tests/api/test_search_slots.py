@@ -1,0 +1,184 @@
+"""Each tenant's share of an API process's searches (api/search_slots.py): at most
+``concurrency`` run, the rest wait in the tenant's own line in arrival order, a full line
+or a wait past ``wait_s`` is refused naming the tenant, another tenant never waits for
+this one's line, and no slot leaks when a waiter times out or its client goes away."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from api.search_slots import SearchBusyError, TenantSlots
+from pipeline.errors import QueueFullError
+
+
+def run(body: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(asyncio.wait_for(body(), timeout=10))
+
+
+async def hold(slots: TenantSlots, tenant: str, release: asyncio.Event, log: list[str]) -> None:
+    async with slots.slot(tenant):
+        log.append(f"{tenant} in")
+        await release.wait()
+    log.append(f"{tenant} out")
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+def test_a_tenant_runs_at_most_its_concurrency_and_the_rest_wait_in_order() -> None:
+    async def body() -> None:
+        slots = TenantSlots(concurrency=2, waiting=10, wait_s=5)
+        gates = [asyncio.Event() for _ in range(4)]
+        log: list[str] = []
+        tasks = []
+        for n, gate in enumerate(gates):
+            tasks.append(asyncio.create_task(hold(slots, "a", gate, log)))
+            await settle()
+            tasks[-1].set_name(str(n))
+        assert slots.running("a") == 2 and slots.queued("a") == 2
+        assert log == ["a in", "a in"]
+        gates[0].set()
+        await settle()
+        # The freed slot went to the first of the line, not to a newcomer.
+        assert slots.running("a") == 2 and slots.queued("a") == 1
+        late = asyncio.Event()
+        newcomer = asyncio.create_task(hold(slots, "a", late, log))
+        await settle()
+        assert slots.queued("a") == 2  # behind the one that was already waiting
+        for gate in (*gates, late):
+            gate.set()
+        await asyncio.gather(*tasks, newcomer)
+        assert slots.tenants == 0  # nothing kept for an idle tenant
+
+    run(body)
+
+
+def test_another_tenant_never_waits_for_a_busy_tenants_line() -> None:
+    async def body() -> None:
+        slots = TenantSlots(concurrency=1, waiting=5, wait_s=5)
+        gate = asyncio.Event()
+        log: list[str] = []
+        busy = [asyncio.create_task(hold(slots, "flood", gate, log)) for _ in range(4)]
+        await settle()
+        assert slots.running("flood") == 1 and slots.queued("flood") == 3
+        other = asyncio.Event()
+        other.set()
+        await asyncio.wait_for(hold(slots, "quiet", other, log), timeout=1)
+        assert "quiet out" in log
+        gate.set()
+        await asyncio.gather(*busy)
+
+    run(body)
+
+
+def test_a_full_line_is_refused_at_once_naming_the_tenant_and_the_bound() -> None:
+    async def body() -> None:
+        slots = TenantSlots(concurrency=1, waiting=1, wait_s=5)
+        gate = asyncio.Event()
+        log: list[str] = []
+        first = asyncio.create_task(hold(slots, "acme", gate, log))
+        second = asyncio.create_task(hold(slots, "acme", gate, log))
+        await settle()
+        with pytest.raises(SearchBusyError) as refused:
+            async with slots.slot("acme"):
+                raise AssertionError("a third search of acme ran")
+        message = str(refused.value)
+        assert "'acme'" in message and "search_tenant_concurrency 1" in message
+        assert "search_tenant_waiting 1" in message
+        assert isinstance(refused.value, QueueFullError)  # the API's 429 with Retry-After
+        assert refused.value.retry_after_s >= 1
+        gate.set()
+        await asyncio.gather(first, second)
+        assert log.count("acme out") == 2
+        assert slots.tenants == 0
+
+    run(body)
+
+
+def test_a_wait_past_wait_s_is_refused_and_leaves_no_slot_behind() -> None:
+    async def body() -> None:
+        slots = TenantSlots(concurrency=1, waiting=5, wait_s=0.05)
+        gate = asyncio.Event()
+        log: list[str] = []
+        holder = asyncio.create_task(hold(slots, "a", gate, log))
+        await settle()
+        with pytest.raises(SearchBusyError, match="search_tenant_wait_s"):
+            async with slots.slot("a"):
+                raise AssertionError("ran without a slot")
+        assert slots.queued("a") == 0 and slots.running("a") == 1
+        gate.set()
+        await holder
+        assert slots.tenants == 0
+        async with slots.slot("a"):  # the slot is free again
+            assert slots.running("a") == 1
+
+    run(body)
+
+
+def test_a_waiter_whose_client_went_away_leaves_the_line_and_the_next_one_runs() -> None:
+    async def body() -> None:
+        slots = TenantSlots(concurrency=1, waiting=5, wait_s=5)
+        gate = asyncio.Event()
+        log: list[str] = []
+        holder = asyncio.create_task(hold(slots, "a", gate, log))
+        await settle()
+        gone = asyncio.create_task(hold(slots, "a", asyncio.Event(), log))
+        after = asyncio.Event()
+        after.set()
+        next_one = asyncio.create_task(hold(slots, "a", after, log))
+        await settle()
+        assert slots.queued("a") == 2
+        gone.cancel()
+        await settle()
+        assert slots.queued("a") == 1
+        gate.set()
+        await asyncio.gather(holder, next_one)
+        assert gone.cancelled()
+        assert log == ["a in", "a out", "a in", "a out"]
+        assert slots.tenants == 0
+
+    run(body)
+
+
+def test_a_slot_handed_over_as_its_waiter_was_cancelled_passes_on() -> None:
+    async def body() -> None:
+        slots = TenantSlots(concurrency=1, waiting=5, wait_s=5)
+        gate = asyncio.Event()
+        log: list[str] = []
+        holder = asyncio.create_task(hold(slots, "a", gate, log))
+        await settle()
+        waiter = asyncio.create_task(hold(slots, "a", asyncio.Event(), log))
+        after = asyncio.Event()
+        after.set()
+        third = asyncio.create_task(hold(slots, "a", after, log))
+        await settle()
+        gate.set()
+        await asyncio.sleep(0)  # the holder leaves and hands its slot to the waiter ...
+        assert log == ["a in", "a out"] and slots.running("a") == 1
+        waiter.cancel()  # ... which is cancelled before it runs: the slot goes to the third
+        await asyncio.gather(holder, third)
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        assert log == ["a in", "a out", "a in", "a out"]
+        assert slots.tenants == 0
+
+    run(body)
+
+
+def test_concurrency_zero_bounds_nothing() -> None:
+    async def body() -> None:
+        slots = TenantSlots(concurrency=0, waiting=0, wait_s=1)
+        gate = asyncio.Event()
+        log: list[str] = []
+        many = [asyncio.create_task(hold(slots, "a", gate, log)) for _ in range(50)]
+        await settle()
+        assert log.count("a in") == 50 and slots.tenants == 0
+        gate.set()
+        await asyncio.gather(*many)
+
+    run(body)
