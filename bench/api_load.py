@@ -42,8 +42,15 @@ import typer
 
 from bench import load_corpora as lc
 from bench.e2e_stack import worker_work
-from bench.load_clients import HealthProber, Sample, run_clients, search_step_seconds, step_means_ms
-from bench.load_mix import TenantCorpus, build_mix, errors_by_kind, latency_summary
+from bench.load_clients import (
+    HealthProber,
+    Sample,
+    run_clients,
+    run_groups,
+    search_step_seconds,
+    step_means_ms,
+)
+from bench.load_mix import LoadQuery, TenantCorpus, build_mix, errors_by_kind, latency_summary
 from bench.machine import cpu_model
 from bench.row_bytes import chunk_row_bytes, repository_rows
 
@@ -70,11 +77,18 @@ class Plan:
     timeout_s: float
     probe_interval_s: float
     idle_s: float
+    flood_clients: int = 0  # 0: no quiet/flood phases
+    quiet_clients: int = 4
+    write: bool = True
 
 
 @contextmanager
 def _target(
-    api: str | None, given: Sequence[str], tenants: Sequence[str], backend: str
+    api: str | None,
+    given: Sequence[str],
+    tenants: Sequence[str],
+    backend: str,
+    stack_settings: Mapping[str, Any],
 ) -> Iterator[Target]:
     if api is not None:
         if len(given) != len(tenants):
@@ -84,7 +98,7 @@ def _target(
     from bench.e2e_stack import private_stack
     from config.endpoints import resolve_endpoints
 
-    with private_stack(embed_backend=backend) as stack:
+    with private_stack(embed_backend=backend, **stack_settings) as stack:
         dsn = resolve_endpoints(stack.settings).postgres_dsn
         tokens = {tenant: lc.issue_token(dsn, tenant) for tenant in tenants}
         yield Target(str(stack.api.base_url).rstrip("/"), tokens, stack.data_dir, dsn)
@@ -109,14 +123,37 @@ def _searches(samples: Sequence[Sample], elapsed_s: float) -> dict[str, Any]:
         "throughput_rps": round(len(ok) / elapsed_s, 1) if elapsed_s else None,
         "latency": latency_summary([s.latency_s for s in ok]),
         "by_kind": {k: latency_summary([s.latency_s for s in ok if s.kind == k]) for k in kinds},
+        "by_tenant": by_tenant(samples, elapsed_s),
         "errors": errors_by_kind(s.outcome for s in samples),
         "error_rate": round(1 - len(ok) / len(samples), 4) if samples else None,
     }
 
 
+def by_tenant(samples: Sequence[Sample], elapsed_s: float) -> dict[str, Any]:
+    """Per tenant: its answered searches' latency and throughput, and its errors (a
+    flooding tenant's 429s are its own)."""
+    out = {}
+    for tenant in sorted({s.tenant for s in samples}):
+        mine = [s for s in samples if s.tenant == tenant]
+        ok = [s.latency_s for s in mine if s.outcome == "ok"]
+        out[tenant] = {
+            "latency": latency_summary(ok),
+            "throughput_rps": round(len(ok) / elapsed_s, 1) if elapsed_s else None,
+            "errors": errors_by_kind(s.outcome for s in mine),
+        }
+    return out
+
+
 def _phase(
-    name: str, target: Target, plan: Plan, clients: int, mix: Sequence[Any]
+    name: str,
+    target: Target,
+    plan: Plan,
+    clients: int,
+    mix: Sequence[Any],
+    groups: Sequence[tuple[Sequence[LoadQuery], int]] = (),
 ) -> dict[str, Any]:
+    """One phase: ``clients`` over the whole mix, or ``groups`` (each its own mix and
+    clients) when given, or only the probes."""
     probe = None
     if target.data_dir is not None:
         from bench.e2e_proc import StackProbe
@@ -128,12 +165,13 @@ def _phase(
     load_before = os.getloadavg()[0]
     client_cpu = time.process_time()
     prober = HealthProber(target.api_url, interval_s=plan.probe_interval_s).start()
-    if clients:
-        samples, elapsed_s = run_clients(
+    groups = list(groups) or ([(mix, clients)] if clients else [])
+    clients = sum(n for _, n in groups)
+    if groups:
+        samples, elapsed_s = run_groups(
             target.api_url,
             target.tokens,
-            mix,
-            clients=clients,
+            groups,
             duration_s=plan.duration_s,
             timeout_s=plan.timeout_s,
         )
@@ -210,7 +248,9 @@ def run_load(
     cache: Path,
     seed: int,
     mix_size: int,
+    stack_settings: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
+    stack_settings = dict(stack_settings or {})
     folders = [lc.fetch_sdist(spec, cache) for spec in corpora]
     writer_folder = lc.fetch_sdist(writer, cache)
     tenants = [f"load-{chr(ord('a') + n)}" for n in range(len(folders))]
@@ -228,10 +268,11 @@ def run_load(
         "backend": backend,
         "mix": {"size": len(mix), "distinct_queries": len({q.params for q in mix}), "seed": seed},
         "plan": plan.__dict__,
+        "stack_settings": stack_settings,
     }
     try:
         with (
-            _target(api, tokens, tenants, backend) as target,
+            _target(api, tokens, tenants, backend, stack_settings) as target,
             httpx.Client(base_url=target.api_url, timeout=60) as http,
         ):
             indexed = {}
@@ -254,14 +295,34 @@ def run_load(
             )
             phases = [_phase("idle", target, plan, 0, mix)]
             phases += [_phase(f"clients-{n}", target, plan, n, mix) for n in plan.clients]
-            source = lc.scratch_copy(writer_folder, scratch)
-            phases.append(_write_phase(target, plan, mix, http, source, writer_folder.name))
+            phases += _flood_phases(target, plan, mix, tenants[0])
+            if plan.write:
+                source = lc.scratch_copy(writer_folder, scratch)
+                phases.append(_write_phase(target, plan, mix, http, source, writer_folder.name))
             result["phases"] = phases
             if target.postgres_dsn is not None:  # what the rows written so far weigh
                 result["row_bytes"] = chunk_row_bytes(target.postgres_dsn)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return result
+
+
+def _flood_phases(
+    target: Target, plan: Plan, mix: Sequence[LoadQuery], flooder: str
+) -> list[dict[str, Any]]:
+    """``quiet``: the other tenants' ``quiet_clients`` alone; ``flood``: the same while
+    ``flooder`` sends ``flood_clients`` at once (what one tenant's burst costs the rest)."""
+    if not plan.flood_clients:
+        return []
+    others = [q for q in mix if q.tenant != flooder]
+    own = [q for q in mix if q.tenant == flooder]
+    if not others or not own:
+        raise ValueError("the flood phases need at least two tenants in the mix")
+    quiet = (others, plan.quiet_clients)
+    return [
+        _phase("quiet", target, plan, 0, mix, [quiet]),
+        _phase("flood", target, plan, 0, mix, [quiet, (own, plan.flood_clients)]),
+    ]
 
 
 def _api_process(target: Target) -> dict[str, Any]:
@@ -327,6 +388,22 @@ def bench_load(
     seed: Annotated[int, typer.Option()] = 7,
     mix_size: Annotated[int, typer.Option(min=1, help="Requests in the mix (cycled).")] = 2000,
     out: Annotated[Path | None, typer.Option(help="Also write the JSON here.")] = None,
+    flood_clients: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Add a 'quiet' phase (the other tenants' --quiet-clients) and a 'flood'"
+            " phase (the same while the first tenant sends this many at once). 0: neither.",
+        ),
+    ] = 0,
+    quiet_clients: Annotated[int, typer.Option(min=1, help="See --flood-clients.")] = 4,
+    write: Annotated[bool, typer.Option(help="Run the 'write' phase.")] = True,
+    search_tenant_concurrency: Annotated[
+        int | None,
+        typer.Option(
+            min=0, help="The private stack's search_tenant_concurrency (0: no per-tenant bound)."
+        ),
+    ] = None,
 ) -> None:
     """N concurrent search clients against the real API, then the same while a larger
     repository is indexed; latencies, throughput, errors and health probes as JSON."""
@@ -338,7 +415,24 @@ def bench_load(
         token = [*(token or []), *token_file.read_text(encoding="utf-8").split()]
     if token and api is None:
         raise typer.BadParameter("--token: only with --api (a private stack issues its own)")
-    plan = Plan(_ints(clients), write_clients, duration_s, timeout_s, probe_interval_s, 5.0)
+    if search_tenant_concurrency is not None and api is not None:
+        raise typer.BadParameter("--search-tenant-concurrency: only for a private stack")
+    plan = Plan(
+        _ints(clients),
+        write_clients,
+        duration_s,
+        timeout_s,
+        probe_interval_s,
+        5.0,
+        flood_clients=flood_clients,
+        quiet_clients=quiet_clients,
+        write=write,
+    )
+    stack_settings = (
+        {}
+        if search_tenant_concurrency is None
+        else {"search_tenant_concurrency": search_tenant_concurrency}
+    )
     load_before = os.getloadavg()
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     result = run_load(
@@ -351,6 +445,7 @@ def bench_load(
         cache=cache,
         seed=seed,
         mix_size=mix_size,
+        stack_settings=stack_settings,
     )
     result.update(
         command=" ".join(["quarry", "bench", "load", *redacted(sys.argv[3:])]),

@@ -81,20 +81,23 @@ async def _client(
 async def _run(
     api_url: str,
     tokens: Mapping[str, str],
-    mix: Sequence[LoadQuery],
-    clients: int,
+    groups: Sequence[tuple[Sequence[LoadQuery], int]],
     duration_s: float,
     timeout_s: float,
 ) -> tuple[list[Sample], float]:
+    clients = sum(n for _, n in groups)
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     out: list[Sample] = []
     async with httpx.AsyncClient(base_url=api_url, timeout=timeout_s, limits=limits) as http:
         started = time.perf_counter()
         deadline = started + duration_s
-        step = max(1, len(mix) // clients)
-        await asyncio.gather(
-            *(_client(http, tokens, mix, n * step, started, deadline, out) for n in range(clients))
-        )
+        runs = []
+        for mix, count in groups:
+            step = max(1, len(mix) // count)
+            runs += [
+                _client(http, tokens, mix, n * step, started, deadline, out) for n in range(count)
+            ]
+        await asyncio.gather(*runs)
         return out, time.perf_counter() - started
 
 
@@ -109,9 +112,23 @@ def run_clients(
 ) -> tuple[list[Sample], float]:
     """``clients`` closed-loop searchers for ``duration_s`` (a request begun before the
     end is waited for): every request, and the seconds from the first to the last answer."""
-    if clients < 1 or not mix:
-        raise ValueError(f"clients: at least 1 and a non-empty mix, got {clients}, {len(mix)}")
-    return asyncio.run(_run(api_url, tokens, mix, clients, duration_s, timeout_s))
+    return run_groups(api_url, tokens, [(mix, clients)], duration_s=duration_s, timeout_s=timeout_s)
+
+
+def run_groups(
+    api_url: str,
+    tokens: Mapping[str, str],
+    groups: Sequence[tuple[Sequence[LoadQuery], int]],
+    *,
+    duration_s: float,
+    timeout_s: float,
+) -> tuple[list[Sample], float]:
+    """:func:`run_clients` for several groups at once, each ``(mix, clients)``: one
+    tenant's flood beside the others' steady clients."""
+    for mix, clients in groups:
+        if clients < 1 or not mix:
+            raise ValueError(f"clients: at least 1 and a non-empty mix, got {clients}, {len(mix)}")
+    return asyncio.run(_run(api_url, tokens, groups, duration_s, timeout_s))
 
 
 @dataclass

@@ -7,10 +7,11 @@ from collections import Counter
 
 import pytest
 
-from bench.api_load import redacted
-from bench.load_clients import parse_step_seconds, step_means_ms
+from bench.api_load import by_tenant, redacted
+from bench.load_clients import Sample, parse_step_seconds, run_groups, step_means_ms
 from bench.load_mix import (
     Documented,
+    LoadQuery,
     TenantCorpus,
     build_mix,
     errors_by_kind,
@@ -173,3 +174,30 @@ def test_step_seconds_read_from_a_metrics_page() -> None:
 def test_recorded_command_line_keeps_no_token() -> None:
     argv = ["--api", "http://h:1", "--token", "qk_secret1", "--token=qk_secret2", "--seed", "3"]
     assert redacted(argv) == ["--api", "http://h:1", "--token", "***", "--token=***", "--seed", "3"]
+
+
+def test_by_tenant_keeps_each_tenants_latency_and_errors_apart() -> None:
+    samples = [
+        Sample("natural", "load-a", 0.0, 0.010, "ok"),
+        Sample("natural", "load-a", 0.1, 0.030, "ok"),
+        Sample("natural", "load-a", 0.2, 0.001, "http_429"),
+        Sample("identifier", "load-b", 0.0, 0.020, "ok"),
+    ]
+    found = by_tenant(samples, elapsed_s=2.0)
+    assert found["load-a"]["latency"]["count"] == 2
+    assert found["load-a"]["latency"]["max_ms"] == 30.0  # the refused one is not a latency
+    assert found["load-a"]["errors"] == {"http_429": 1}
+    assert found["load-a"]["throughput_rps"] == 1.0
+    assert found["load-b"] == {
+        "latency": latency_summary([0.020]),
+        "throughput_rps": 0.5,
+        "errors": {},
+    }
+
+
+def test_run_groups_refuses_an_empty_group_naming_it() -> None:
+    mix = [LoadQuery("load-a", "natural", (("q", "x"),))]
+    with pytest.raises(ValueError, match="at least 1"):
+        run_groups(
+            "http://127.0.0.1:9", {"load-a": "t"}, [(mix, 1), (mix, 0)], duration_s=1, timeout_s=1
+        )
