@@ -92,7 +92,13 @@ class QuotaHeadersMiddleware:
                 accepted = isinstance(notes, dict) and notes.get("token_id") is not None
                 tenant = notes.get("tenant") if accepted and isinstance(notes, dict) else None
                 if isinstance(tenant, str):
-                    extra = await run_in_threadpool(self._headers, tenant)
+                    # A status read lately is at hand; else the store is asked from the
+                    # thread pool, never on the event loop.
+                    kept = self.state.kept_quota_status(tenant)
+                    if kept is not None:
+                        extra = kept.headers()
+                    else:
+                        extra = await run_in_threadpool(self._headers, tenant)
                     if extra:
                         headers = list(message.get("headers", []))
                         headers += [(k.lower().encode(), v.encode()) for k, v in extra.items()]

@@ -67,6 +67,18 @@ class ApiState:
     _revocations: int = 0  # revocations through this process: a lookup across one is not kept
     _quotas_seen: dict[str, tuple[QuotaStatus, float]] = field(default_factory=dict)
     _model_seen: tuple[tuple[str, str], float] | None = None
+    # Each tenant's share of this process's searches (``search_tenant_*``). Built here,
+    # not by _once: the event loop reads it, and must never wait on the lock that a
+    # thread holds while it builds a store.
+    search_slots: TenantSlots = field(init=False)
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        self.search_slots = TenantSlots(
+            concurrency=s.search_tenant_concurrency,
+            waiting=s.search_tenant_waiting,
+            wait_s=s.search_tenant_wait_s,
+        )
 
     def _once(self, name: str, build: Callable[[], T]) -> T:
         with self._lock:
@@ -207,20 +219,6 @@ class ApiState:
 
         return self._once(f"searcher:{embedder.model_id}", build)
 
-    @property
-    def search_slots(self) -> TenantSlots:
-        """Each tenant's share of this process's searches (``search_tenant_*``); used on
-        the event loop only."""
-        s = self.settings
-        return self._once(
-            "search_slots",
-            lambda: TenantSlots(
-                concurrency=s.search_tenant_concurrency,
-                waiting=s.search_tenant_waiting,
-                wait_s=s.search_tenant_wait_s,
-            ),
-        )
-
     def warm(self) -> None:
         """Load the query embedder now (a background thread at start-up calls this, so
         that the first search does not wait for the model's export and load)."""
@@ -272,14 +270,22 @@ class ApiState:
     def quotas(self) -> QuotaStore:
         return self._once("quotas", lambda: stores.quota_store(self.endpoints))
 
+    def kept_quota_status(self, tenant: str) -> QuotaStatus | None:
+        """The status :meth:`quota_status` read within ``quota_status_cache_s``, else
+        None (no I/O: safe on the event loop)."""
+        seen = self._quotas_seen.get(tenant)
+        if seen is not None and time.monotonic() - seen[1] < self.settings.quota_status_cache_s:
+            return seen[0]
+        return None
+
     def quota_status(self, tenant: str, *, fresh: bool = False) -> QuotaStatus:
         """The tenant's quotas and usage (pipeline.quotas), kept for
         ``quota_status_cache_s`` unless ``fresh``: one query per tenant and interval,
         not one per request."""
+        kept = None if fresh else self.kept_quota_status(tenant)
+        if kept is not None:
+            return kept
         now = time.monotonic()
-        seen = self._quotas_seen.get(tenant)
-        if not fresh and seen is not None and now - seen[1] < self.settings.quota_status_cache_s:
-            return seen[0]
         status = self.quotas.status(tenant, default_limits(self.settings))
         with self._lock:
             if len(self._quotas_seen) > 10_000:
