@@ -309,14 +309,31 @@ def _bm25_params(plan: Plan) -> dict[str, Any]:
     }
 
 
+def _in_scope(source: str, where: str, extra: str = "", more: str = "") -> str:
+    """``source``'s rows (a CTE of ``seq``) each read from ``chunks`` by its ``seq`` and
+    kept when in scope and passing ``where`` (columns: HIT_COLUMNS, then ``extra``;
+    ``more``: lateral joins after the scope's). One row at a time, by index (OFFSET 0
+    keeps the planner from flattening it): joined as a set, the planner estimated one
+    row on each side (the scope's arrays, a HAVING) and scanned every row of the scope
+    once per candidate, 0.9 s for 3,663 rows in 13 repositories."""
+    return f"""{source}, LATERAL (
+    SELECT {HIT_COLUMNS}{extra}
+    FROM chunks c{_SCOPE_JOIN}{more}
+    WHERE c.seq = {source}.seq{where}
+    OFFSET 0
+) AS hit"""
+
+
+_HIT_ORDER = "hit.path, hit.start_line, hit.repo, hit.id"
+
+
 def _scored(source: str, where: str = "") -> str:
     """The best ``%(limit)s`` rows in scope of ``source`` (a CTE of ``seq``), passing
     ``where``, scored exactly from their tsvectors (columns: HIT_COLUMNS, score)."""
     return f"""
-SELECT {HIT_COLUMNS}, bm.score
-FROM {source} JOIN chunks c ON c.seq = {source}.seq{_SCOPE_JOIN},{_EXACT_SCORE}
-WHERE true{where}
-ORDER BY bm.score DESC, c.path, c.start_line, s.repo, c.id
+SELECT hit.*
+FROM {_in_scope(source, where, ", bm.score", "," + _EXACT_SCORE)}
+ORDER BY hit.score DESC, {_HIT_ORDER}
 LIMIT %(limit)s"""
 
 
@@ -425,10 +442,9 @@ exact AS (
     FROM found JOIN chunks c ON c.seq = found.seq,{_EXACT_SCORE}
     WHERE (SELECT rows FROM kept) <= %(many)s AND bm.score >= %(floor)s
 )
-SELECT {HIT_COLUMNS}, exact.score
-FROM exact JOIN chunks c ON c.seq = exact.seq{_SCOPE_JOIN}
-WHERE true{where}
-ORDER BY exact.score DESC, c.path, c.start_line, s.repo, c.id
+SELECT hit.*, exact.score
+FROM {_in_scope("exact", where)}
+ORDER BY exact.score DESC, {_HIT_ORDER}
 LIMIT %(limit)s"""
     needed = theta * (1.0 - bm25.MARGIN) - sum(caps) - plan.not_essential_bound(theta)
     params |= _scope_params(scoped) | _bm25_params(plan)
