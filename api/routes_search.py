@@ -42,8 +42,8 @@ def _listed(value: str | None, name: str) -> tuple[str, ...]:
 
 BUSY: dict[int | str, dict[str, Any]] = {
     429: {
-        "description": "The tenant's searches in this API process are at their bound: its"
-        " line of waiting searches is full, or this one waited `search_tenant_wait_s`"
+        "description": "The tenant's searches and graph reads in this API process are at"
+        " their bound: its line of waiting ones is full, or this one waited `search_tenant_wait_s`"
         " (the body names the tenant and the bound): retry after Retry-After.",
         "headers": {"Retry-After": {"schema": {"type": "integer"}}},
     }
@@ -121,8 +121,8 @@ async def search(
     return response.as_json()
 
 
-@router.get("/v1/graph/symbol", response_model=None)
-def graph_symbol(
+@router.get("/v1/graph/symbol", response_model=None, responses=BUSY)
+async def graph_symbol(
     *,
     tenant: ReadTenant,
     state: State,
@@ -142,12 +142,19 @@ def graph_symbol(
     name): callers, callees, containers, members, bases and subclasses, as
     ``{"nodes": [...], "edges": [...]}``; ``format=svg`` draws it. The code graph follows
     each repository's default ref: asked for another ``ref``, the answer says so
-    (``graph_ref``) and lists the files where that ref differs (``differs``)."""
+    (``graph_ref``) and lists the files where that ref differs (``differs``). It takes
+    a place in the tenant's share as a search does (429 past it)."""
     repository = RepoRef(tenant, repo)
-    if state.searcher_index.missing_repositories(tenant, [repo]):
-        raise NotFoundError(f"repo: no repository named {repo!r}")
-    divergence = ref_divergence(state.jobs.snapshots, repository, index_ref_name(ref))
-    found = symbol_graph(state.graph, repository, name) | divergence
+    ref_name = index_ref_name(ref)
+
+    def read() -> dict[str, Any]:
+        if state.searcher_index.missing_repositories(tenant, [repo]):
+            raise NotFoundError(f"repo: no repository named {repo!r}")
+        divergence = ref_divergence(state.jobs.snapshots, repository, ref_name)
+        return symbol_graph(state.graph, repository, name) | divergence
+
+    async with state.search_slots.slot(tenant):
+        found = await run_in_threadpool(read)
     if format == "svg":
         return Response(render_svg(found), media_type="image/svg+xml")
     return found

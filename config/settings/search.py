@@ -162,9 +162,9 @@ class SearchFields(BaseModel):
         4,
         ge=0,
         le=10_000,
-        description="Searches of one tenant that run at once in one API process; more wait "
-        "in that tenant's own line (on the event loop, holding no thread or connection), so "
-        "one tenant's burst cannot take every tenant's share. 0: no bound.",
+        description="Searches (and graph reads) of one tenant that run at once in one API "
+        "process; more wait in that tenant's own line (on the event loop, holding no thread "
+        "or connection), so one tenant's burst cannot take every tenant's share. 0: no bound.",
     )
     search_tenant_waiting: int = Field(
         32,

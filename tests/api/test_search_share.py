@@ -2,7 +2,8 @@
 PostgreSQL (tokens) with the searcher held open by the test: while one tenant's searches
 fill its slot and its line, its next search is refused at once (429, Retry-After, the
 body naming the tenant and the bound) and counted; another tenant's search answers; the
-held searches answer when they are let go; bad input never takes a slot."""
+held searches answer when they are let go; a graph read shares the same places; bad
+input never takes a slot."""
 
 from __future__ import annotations
 
@@ -101,6 +102,9 @@ def test_a_tenant_past_its_share_gets_429_while_another_tenant_is_answered(
         detail = refused.json()["detail"]
         assert repr(flood) in detail and "search_tenant_concurrency 1" in detail
         assert busy_count() == busy_before + 1
+        graph = api.get("/v1/graph/symbol", params={"repo": "any", "name": "f"}, headers=flood_auth)
+        assert graph.status_code == 429  # graph reads share the tenant's places
+        assert repr(flood) in graph.json()["detail"]
 
         answered = get(quiet_auth)  # the flood's slot and line are full; this is another tenant
         assert answered.status_code == 200, answered.text
