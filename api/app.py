@@ -149,7 +149,9 @@ def create_app(settings: QuarrySettings | None = None) -> FastAPI:
 
 def _error_handlers(app: FastAPI) -> None:
     @app.exception_handler(QueueFullError)
-    def queue_full(_request: Request, exc: QueueFullError) -> JSONResponse:
+    async def queue_full(_request: Request, exc: QueueFullError) -> JSONResponse:
+        # async: a sync handler takes a thread-pool hop, and a tenant past its search
+        # share must not take threads from the others with its refusals.
         retry_after = max(1, math.ceil(exc.retry_after_s))
         return JSONResponse(
             {"detail": f"{exc}; retry after {retry_after} s", "retry_after_s": retry_after},

@@ -13,16 +13,18 @@ import time
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
+from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import ReadTenant, State
 from api.graph_svg import render_svg
 from api.search_slots import SearchBusyError
+from api.state import ApiState
 from pipeline.errors import InvalidInputError, NotFoundError
 from pipeline.models import RepoRef
 from pipeline.refs import index_ref_name
 from pipeline.search.query import SearchFilters, SearchRequest, check_request
-from pipeline.search.searcher import ref_divergence, symbol_graph
+from pipeline.search.searcher import SearchResponse, ref_divergence, symbol_graph
 from tasks import recording
 
 router = APIRouter(tags=["search"])
@@ -50,7 +52,7 @@ BUSY: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.get("/v1/search", responses=BUSY)
+@router.get("/v1/search", responses=BUSY, response_model=None)
 async def search(
     *,
     tenant: ReadTenant,
@@ -79,7 +81,7 @@ async def search(
             " when a ref still holds it.",
         ),
     ] = None,
-) -> dict[str, Any]:
+) -> JSONResponse:
     """Hybrid search of the tenant's searchable snapshots: ``{"results": [...]}``, each
     with path, lines, symbol, kind, language, fused score, snippet and the retrievers
     that found it; with ``expand``, its graph neighbours. Each repository is read at its
@@ -110,7 +112,7 @@ async def search(
         # thread), then the search itself in the thread pool: it blocks on stores.
         async with state.search_slots.slot(tenant) as waited_s:
             recording.record_search_queue(waited_s)
-            response = await run_in_threadpool(lambda: state.searcher.search(request))
+            response, body = await run_in_threadpool(_searched, state, request)
     except InvalidInputError:
         recording.record_bad_search(mode)
         raise
@@ -118,7 +120,14 @@ async def search(
         recording.record_busy_search(mode)
         raise
     recording.record_search(mode, response.timings_s, time.perf_counter() - started)
-    return response.as_json()
+    return body
+
+
+def _searched(state: ApiState, request: SearchRequest) -> tuple[SearchResponse, JSONResponse]:
+    """The search and its answer, rendered, in a worker thread (the JSON of k 1,000
+    results with their content is milliseconds of work the event loop should not do)."""
+    response = state.searcher.search(request)
+    return response, JSONResponse(response.as_json())
 
 
 @router.get("/v1/graph/symbol", response_model=None, responses=BUSY)
@@ -156,5 +165,6 @@ async def graph_symbol(
     async with state.search_slots.slot(tenant):
         found = await run_in_threadpool(read)
     if format == "svg":
-        return Response(render_svg(found), media_type="image/svg+xml")
+        svg = await run_in_threadpool(render_svg, found)
+        return Response(svg, media_type="image/svg+xml")
     return found

@@ -113,8 +113,9 @@ class TenantSlots:
             async with asyncio.timeout(self.wait_s):
                 await turn
         except BaseException as exc:
-            # Timed out or cancelled (the client went away). If the slot was handed over
-            # in the meantime, pass it on; else leave the line.
+            # Timed out, or the task was cancelled (a shutdown; uvicorn does not cancel a
+            # request whose client went away: that search waits and runs). If the slot
+            # was handed over in the meantime, pass it on; else leave the line.
             if turn.done() and not turn.cancelled():
                 self._release(tenant)
             else:

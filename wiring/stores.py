@@ -265,6 +265,7 @@ def search_index(settings: QuarrySettings, endpoints: Endpoints) -> PgSearchInde
         lexical_seed=settings.search_lexical_seed,
         max_lexical_matches=settings.search_max_lexical_matches,
         lexical_budget_ms=settings.search_lexical_budget_ms,
+        pool_size=settings.search_pool_size,
     )
 
 

@@ -166,6 +166,15 @@ class SearchFields(BaseModel):
         "process; more wait in that tenant's own line (on the event loop, holding no thread "
         "or connection), so one tenant's burst cannot take every tenant's share. 0: no bound.",
     )
+    search_pool_size: int = Field(
+        4,
+        ge=2,
+        le=1000,
+        description="PostgreSQL connections of an API process's search (a hybrid search "
+        "holds two at once, one per retriever), shared by every tenant in arrival order: "
+        "below twice search_tenant_concurrency (the defaults are), one tenant's running "
+        "searches can hold them all (bench/results/search.md, One tenant's burst).",
+    )
     search_tenant_waiting: int = Field(
         32,
         ge=0,

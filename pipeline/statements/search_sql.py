@@ -318,10 +318,23 @@ def _in_scope(source: str, where: str, extra: str = "", more: str = "") -> str:
     once per candidate, 0.9 s for 3,663 rows in 13 repositories."""
     return f"""{source}, LATERAL (
     SELECT {HIT_COLUMNS}{extra}
-    FROM chunks c{_SCOPE_JOIN}{more}
+    FROM chunks c{_SCOPE_OF_ROW}{more}
     WHERE c.seq = {source}.seq{where}
     OFFSET 0
 ) AS hit"""
+
+
+# The scope of one chunk row, as _SCOPE_JOIN's but found by the row's repository's place
+# in the arrays (array_position) rather than by joining them: a search over R
+# repositories would otherwise build R rows for each candidate.
+_SCOPE_OF_ROW = """
+CROSS JOIN LATERAL (
+    SELECT (%(snapshot_ids)s::bigint[])[pos.i] AS snapshot_id, (%(names)s::text[])[pos.i] AS repo
+    FROM (SELECT array_position(%(repo_ids)s::bigint[], c.repository_id) AS i) AS pos
+    WHERE pos.i IS NOT NULL
+) AS s
+JOIN files f ON f.snapshot_id = s.snapshot_id AND f.repository_id = c.repository_id
+     AND f.path = c.path AND f.content_sha256 = c.file_sha256"""
 
 
 _HIT_ORDER = "hit.path, hit.start_line, hit.repo, hit.id"

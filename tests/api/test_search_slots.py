@@ -18,11 +18,13 @@ def run(body: Callable[[], Awaitable[None]]) -> None:
     asyncio.run(asyncio.wait_for(body(), timeout=10))
 
 
-async def hold(slots: TenantSlots, tenant: str, release: asyncio.Event, log: list[str]) -> None:
+async def hold(
+    slots: TenantSlots, tenant: str, release: asyncio.Event, log: list[str], name: str = ""
+) -> None:
     async with slots.slot(tenant):
-        log.append(f"{tenant} in")
+        log.append(f"{tenant}{name} in")
         await release.wait()
-    log.append(f"{tenant} out")
+    log.append(f"{tenant}{name} out")
 
 
 async def settle() -> None:
@@ -33,25 +35,33 @@ async def settle() -> None:
 def test_a_tenant_runs_at_most_its_concurrency_and_the_rest_wait_in_order() -> None:
     async def body() -> None:
         slots = TenantSlots(concurrency=2, waiting=10, wait_s=5)
-        gates = [asyncio.Event() for _ in range(4)]
+        gates = [asyncio.Event() for _ in range(5)]
         log: list[str] = []
         tasks = []
         for n, gate in enumerate(gates):
-            tasks.append(asyncio.create_task(hold(slots, "a", gate, log)))
+            tasks.append(asyncio.create_task(hold(slots, "a", gate, log, str(n))))
             await settle()
-            tasks[-1].set_name(str(n))
-        assert slots.running("a") == 2 and slots.queued("a") == 2
-        assert log == ["a in", "a in"]
+        assert slots.running("a") == 2 and slots.queued("a") == 3
+        assert log == ["a0 in", "a1 in"]
         gates[0].set()
         await settle()
-        # The freed slot went to the first of the line, not to a newcomer.
-        assert slots.running("a") == 2 and slots.queued("a") == 1
+        # The freed slot went to the first of the line (2), not to a later one.
+        assert log == ["a0 in", "a1 in", "a0 out", "a2 in"]
         late = asyncio.Event()
-        newcomer = asyncio.create_task(hold(slots, "a", late, log))
+        newcomer = asyncio.create_task(hold(slots, "a", late, log, "9"))
         await settle()
-        assert slots.queued("a") == 2  # behind the one that was already waiting
-        for gate in (*gates, late):
-            gate.set()
+        assert slots.queued("a") == 3  # 3, 4 and the newcomer, in that order
+        gates[1].set()
+        await settle()
+        assert log[-2:] == ["a1 out", "a3 in"]
+        gates[2].set()
+        await settle()
+        assert log[-2:] == ["a2 out", "a4 in"]
+        late.set()
+        gates[3].set()
+        await settle()
+        assert log[-3:] == ["a3 out", "a9 in", "a9 out"]  # the newcomer ran last
+        gates[4].set()
         await asyncio.gather(*tasks, newcomer)
         assert slots.tenants == 0  # nothing kept for an idle tenant
 
