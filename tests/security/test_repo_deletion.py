@@ -37,6 +37,9 @@ SHARED = (
 )
 
 
+LATE_FILES = 150
+
+
 def _sql(endpoints: Endpoints, text: str, *params: Any) -> list[tuple[Any, ...]]:
     with connect(endpoints.postgres_dsn) as conn:
         return [tuple(r) for r in conn.execute(text, params).fetchall()]
@@ -134,7 +137,11 @@ def test_a_deleted_repository_leaves_every_store_and_shared_content_stays(
     assert api_a.get(f"/v1/repos/{gone}").status_code == 200
 
     # A job of the repository in progress: the deletion is refused, naming the job.
-    (gone_root / "late.py").write_text("def late_addition():\n    return 1\n", encoding="utf-8")
+    # Enough new files that the job is still running when the deletion asks: a job of
+    # one changed file can reach `done` before the next request (issue 22 made it fast).
+    for n in range(LATE_FILES):
+        body = f"def late_addition_{n}(value):\n    return value * {n} + {n * n}\n"
+        (gone_root / f"late_{n}.py").write_text(body, encoding="utf-8")
     busy_job = enqueue(api_a, source=str(gone_root), repo=gone)
     busy = api_a.delete(f"/v1/repos/{gone}")
     assert busy.status_code == 409, busy.text
@@ -158,7 +165,7 @@ def test_a_deleted_repository_leaves_every_store_and_shared_content_stays(
     counters = status["counters"]
     for counter in ("chunks", "files", "graph_nodes", "jobs", "snapshots", "repository"):
         assert counters.get(counter, 0) > 0, (counter, counters)
-    assert counters["blobs"] == len(unique_blobs) + 1  # late.py's content too
+    assert counters["blobs"] == len(unique_blobs) + LATE_FILES  # the late files' too
     assert counters["cache_rows"] >= len(cached)
 
     # Gone from every store.
