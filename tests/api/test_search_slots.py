@@ -1,7 +1,7 @@
 """Each tenant's share of an API process's searches (api/search_slots.py): at most
 ``concurrency`` run, the rest wait in the tenant's own line in arrival order, a full line
 or a wait past ``wait_s`` is refused naming the tenant, another tenant never waits for
-this one's line, and no slot leaks when a waiter times out or its client goes away."""
+this one's line, and no slot leaks when a waiter times out or is cancelled."""
 
 from __future__ import annotations
 
@@ -130,18 +130,29 @@ def test_a_wait_past_wait_s_is_refused_and_leaves_no_slot_behind() -> None:
     run(body)
 
 
-def test_a_waiter_whose_client_went_away_leaves_the_line_and_the_next_one_runs() -> None:
+Search = asyncio.Task[None]
+Line = tuple[asyncio.Event, list[str], Search, Search, Search]
+
+
+async def line_of_three(slots: TenantSlots) -> Line:
+    """One search of tenant ``a`` holds its only slot until ``gate`` is set; behind it
+    wait one that would hold its slot for ever, then one that leaves at once."""
+    gate = asyncio.Event()
+    log: list[str] = []
+    holder = asyncio.create_task(hold(slots, "a", gate, log))
+    await settle()
+    second = asyncio.create_task(hold(slots, "a", asyncio.Event(), log))
+    after = asyncio.Event()
+    after.set()
+    third = asyncio.create_task(hold(slots, "a", after, log))
+    await settle()
+    return gate, log, holder, second, third
+
+
+def test_a_cancelled_waiter_leaves_the_line_and_the_next_one_runs() -> None:
     async def body() -> None:
         slots = TenantSlots(concurrency=1, waiting=5, wait_s=5)
-        gate = asyncio.Event()
-        log: list[str] = []
-        holder = asyncio.create_task(hold(slots, "a", gate, log))
-        await settle()
-        gone = asyncio.create_task(hold(slots, "a", asyncio.Event(), log))
-        after = asyncio.Event()
-        after.set()
-        next_one = asyncio.create_task(hold(slots, "a", after, log))
-        await settle()
+        gate, log, holder, gone, next_one = await line_of_three(slots)
         assert slots.queued("a") == 2
         gone.cancel()
         await settle()
@@ -158,15 +169,7 @@ def test_a_waiter_whose_client_went_away_leaves_the_line_and_the_next_one_runs()
 def test_a_slot_handed_over_as_its_waiter_was_cancelled_passes_on() -> None:
     async def body() -> None:
         slots = TenantSlots(concurrency=1, waiting=5, wait_s=5)
-        gate = asyncio.Event()
-        log: list[str] = []
-        holder = asyncio.create_task(hold(slots, "a", gate, log))
-        await settle()
-        waiter = asyncio.create_task(hold(slots, "a", asyncio.Event(), log))
-        after = asyncio.Event()
-        after.set()
-        third = asyncio.create_task(hold(slots, "a", after, log))
-        await settle()
+        gate, log, holder, waiter, third = await line_of_three(slots)
         gate.set()
         await asyncio.sleep(0)  # the holder leaves and hands its slot to the waiter ...
         assert log == ["a in", "a out"] and slots.running("a") == 1
