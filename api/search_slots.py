@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from pipeline.errors import QueueFullError, TransientError
+from pipeline.errors import QueueFullError
 
 RETRY_AFTER_S = 1.0
 
@@ -38,14 +38,14 @@ class SearchBusyError(QueueFullError):
     ``waiting`` wait (or the wait ran out). Mapped to 429 with Retry-After."""
 
     def __init__(self, tenant: str, running: int, waiting: int, why: str) -> None:
-        TransientError.__init__(
-            self,
+        super().__init__(
+            "search",
+            running + waiting,
+            running + waiting,
+            RETRY_AFTER_S,
             f"tenant {tenant!r} has too many searches in flight in this API process: {why}"
             f" ({running} running, {waiting} waiting)",
         )
-        self.queue = "search"
-        self.depth = self.bound = running + waiting
-        self.retry_after_s = RETRY_AFTER_S
         self.tenant = tenant
 
 

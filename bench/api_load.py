@@ -45,7 +45,6 @@ from bench.e2e_stack import worker_work
 from bench.load_clients import (
     HealthProber,
     Sample,
-    run_clients,
     run_groups,
     search_step_seconds,
     step_means_ms,
@@ -285,11 +284,10 @@ def run_load(
                 indexed[corpus.repo] = {"files": status["files"], "chunks": status["chunks"]}
             result["indexed"] = indexed
             result["api"] = _api_process(target)
-            run_clients(  # warm-up, not recorded: the query model and connections warm
+            run_groups(  # warm-up, not recorded: the query model and connections warm
                 target.api_url,
                 target.tokens,
-                mix,
-                clients=4,
+                [(mix, 4)],
                 duration_s=5,
                 timeout_s=plan.timeout_s,
             )

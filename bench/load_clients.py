@@ -101,20 +101,6 @@ async def _run(
         return out, time.perf_counter() - started
 
 
-def run_clients(
-    api_url: str,
-    tokens: Mapping[str, str],
-    mix: Sequence[LoadQuery],
-    *,
-    clients: int,
-    duration_s: float,
-    timeout_s: float,
-) -> tuple[list[Sample], float]:
-    """``clients`` closed-loop searchers for ``duration_s`` (a request begun before the
-    end is waited for): every request, and the seconds from the first to the last answer."""
-    return run_groups(api_url, tokens, [(mix, clients)], duration_s=duration_s, timeout_s=timeout_s)
-
-
 def run_groups(
     api_url: str,
     tokens: Mapping[str, str],
@@ -123,8 +109,10 @@ def run_groups(
     duration_s: float,
     timeout_s: float,
 ) -> tuple[list[Sample], float]:
-    """:func:`run_clients` for several groups at once, each ``(mix, clients)``: one
-    tenant's flood beside the others' steady clients."""
+    """Closed-loop searchers for ``duration_s`` (a request begun before the end is
+    waited for), in groups of ``(mix, clients)`` at once (one tenant's flood beside the
+    others' steady clients): every request, and the seconds from the first to the last
+    answer."""
     for mix, clients in groups:
         if clients < 1 or not mix:
             raise ValueError(f"clients: at least 1 and a non-empty mix, got {clients}, {len(mix)}")

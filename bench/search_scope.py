@@ -105,8 +105,10 @@ def main() -> None:
         ]
         chunks = len(texts)
     queries = draw_queries(texts, args.queries, args.seed)
-    index = stores.search_index(settings, endpoints)
-    index._lexical_budget_ms = 0  # always exact: the answers compare across commits
+    # No budget: always exact, so that the answers compare across commits.
+    index = stores.search_index(
+        settings.model_copy(update={"search_lexical_budget_ms": 0}), endpoints
+    )
     embedder = models.query_embedder(settings)
     vectors = [embed_query(embedder, None, q) for q in queries]
     model_id = embedder.model_id

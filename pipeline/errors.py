@@ -83,8 +83,10 @@ class WebhookDeliveryError(TransientError):
 class QueueFullError(TransientError):
     """Admission refused: the queue is at its bound."""
 
-    def __init__(self, queue: str, depth: int, bound: int, retry_after_s: float) -> None:
-        super().__init__(f"queue {queue!r} is full ({depth}/{bound})")
+    def __init__(
+        self, queue: str, depth: int, bound: int, retry_after_s: float, message: str = ""
+    ) -> None:
+        super().__init__(message or f"queue {queue!r} is full ({depth}/{bound})")
         self.queue = queue
         self.depth = depth
         self.bound = bound

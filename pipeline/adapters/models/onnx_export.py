@@ -220,11 +220,19 @@ def export_int8_onnx(
     ``fuse`` and ``per_channel`` exist for the benchmark's ablations; the defaults are the
     recipe named by :data:`EXPORT_RECIPE`.
     """
+    with _fp32_export(model_path, out_file, fuse=fuse) as fp32_file:
+        quantize_int8(fp32_file, out_file, per_channel=per_channel)
+
+
+@contextmanager
+def _fp32_export(model_path: Path, out_file: Path, *, fuse: bool = True) -> Iterator[Path]:
+    """The fp32 export that a quantised recipe starts from, in a scratch folder beside
+    ``out_file``; once the recipe has written ``out_file``, its word table moves there."""
     with tempfile.TemporaryDirectory(dir=out_file.parent, prefix=".fp32-") as tmp:
         fp32_file = Path(tmp) / "fp32.onnx"
         export_fp32_onnx(model_path, fp32_file, fuse=fuse)
+        yield fp32_file
         os.replace(words_file(fp32_file), words_file(out_file))
-        quantize_int8(fp32_file, out_file, per_channel=per_channel)
 
 
 def quantize_int8(
@@ -256,14 +264,11 @@ def export_int8_smooth_onnx(model_path: Path, out_file: Path) -> None:
 
     from pipeline.adapters.models.smoothquant import smoothed_model
 
-    with tempfile.TemporaryDirectory(dir=out_file.parent, prefix=".fp32-") as tmp:
-        fp32_file = Path(tmp) / "fp32.onnx"
-        export_fp32_onnx(model_path, fp32_file)
+    with _fp32_export(model_path, out_file) as fp32_file:
         model, plan = smoothed_model(fp32_file, words_file(fp32_file), model_path)
-        smoothed_file = Path(tmp) / "smoothed.onnx"
+        smoothed_file = fp32_file.with_name("smoothed.onnx")
         onnx.save_model(model, str(smoothed_file))
         quantize_int8(smoothed_file, out_file, keep_fp32=plan.kept_fp32)
-        os.replace(words_file(fp32_file), words_file(out_file))
 
 
 def _fuse_bert(model_path: Path, onnx_file: Path) -> None:
