@@ -5,6 +5,7 @@ its environment as for ``quarry dev``):
 
     python -m bench.ranking_replay dump SET_ID... [--out DIR]   # retrieve once
     python -m bench.ranking_replay replay SET_ID... [--out DIR] # every variant, a table
+    python -m bench.ranking_replay replay SET_ID... --around-defaults  # re-tune for a model
 
 ``dump`` builds each set's queries as ``quarry eval`` does (``cli.evaluation``), then asks
 the stack's index, in this process, what the API's ``Searcher`` asks it for a hybrid
@@ -82,6 +83,37 @@ def _variants() -> dict[str, Ranking]:
     return out
 
 
+def _around_defaults() -> dict[str, Ranking]:
+    """Today's defaults (``config.settings``), each fusion knob moved alone, and the pairs
+    that moved together matter: to re-tune the ranking for another model's vectors
+    (``bench/results/eval.md``, "Fusion for the trained model")."""
+    from api.state import ranking_from
+    from config.settings import QuarrySettings
+
+    base = ranking_from(QuarrySettings())
+    out: dict[str, Ranking] = {"defaults": base, "rrf fusion": replace(base, fusion="rrf")}
+    for vector in (0.8, 1.2, 1.5, 2.0, 2.5):
+        out[f"vector weight {vector}"] = replace(base, weight_vector=vector)
+    for lexical in (0.6, 0.8):
+        out[f"lexical weight {lexical}"] = replace(base, weight_lexical=lexical)
+    for vector in (0.8, 1.5, 2.0):
+        out[f"identifier vector weight {vector}"] = replace(base, identifier_weight_vector=vector)
+    for boost in (0.0, 0.1, 0.3):
+        out[f"file boost {boost}"] = replace(base, file_boost=boost)
+    for boost in (0.05, 0.1):
+        out[f"name boost {boost}"] = replace(base, name_boost=boost)
+    for boost in (0.1, 0.3):
+        out[f"symbol words boost {boost}"] = replace(base, symbol_words_boost=boost)
+    for penalty in (0.3, 0.5):
+        out[f"path penalty {penalty}"] = replace(base, path_penalty=penalty)
+    for vector in (1.2, 1.5, 2.0):
+        for boost in (0.1, 0.3):
+            out[f"vector weight {vector} + file boost {boost}"] = replace(
+                base, weight_vector=vector, file_boost=boost
+            )
+    return out
+
+
 def dump(ids: list[str], out: Path, limit: int) -> None:
     from cli.console import settings
     from config.endpoints import resolve_endpoints
@@ -130,12 +162,14 @@ def figures(data: dict[str, Any], ranking: Ranking) -> dict[str, float]:
     return score(data["queries"], hits)
 
 
-def replay(ids: list[str], out: Path, only: list[str] | None = None) -> None:
+def replay(
+    ids: list[str], out: Path, only: list[str] | None = None, *, around_defaults: bool = False
+) -> None:
     sets = {}
     for set_id in ids:
         with (out / f"{set_id}.pickle").open("rb") as f:
             sets[set_id] = pickle.load(f)  # our own dump
-    variants = _variants()
+    variants = _around_defaults() if around_defaults else _variants()
     short = [i.rsplit("-", 1)[0] for i in ids]
     print("| variant | " + " | ".join(short) + " | pooled R@10 | pooled MRR@10 | lines |")
     print("|---|" + "---:|" * (len(ids) + 3))
@@ -164,13 +198,18 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--only", nargs="*")
     parser.add_argument(
+        "--around-defaults",
+        action="store_true",
+        help="replay today's settings and each knob moved from them (re-tune for a model)",
+    )
+    parser.add_argument(
         "--limit", type=int, default=candidates_for(K), help="hits per retriever (dump)"
     )
     args = parser.parse_args()
     if args.command == "dump":
         dump(args.ids, args.out, args.limit)
     else:
-        replay(args.ids, args.out, args.only)
+        replay(args.ids, args.out, args.only, around_defaults=args.around_defaults)
 
 
 if __name__ == "__main__":
