@@ -12,13 +12,13 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import ReadTenant, State
 from api.graph_svg import render_svg
-from api.search_slots import SearchBusyError
+from api.search_slots import CLIENT_GONE_STATUS, ClientGoneError, SearchBusyError, until_gone
 from api.state import ApiState
 from pipeline.errors import InvalidInputError, NotFoundError
 from pipeline.models import RepoRef
@@ -57,6 +57,7 @@ async def search(
     *,
     tenant: ReadTenant,
     state: State,
+    http: Request,
     q: Annotated[str, Query(description="What to look for: words, identifiers, a question.")],
     repo: Annotated[str | None, Query(description="Repositories, comma-separated.")] = None,
     lang: Annotated[str | None, Query(description="Languages, comma-separated.")] = None,
@@ -81,14 +82,14 @@ async def search(
             " when a ref still holds it.",
         ),
     ] = None,
-) -> JSONResponse:
+) -> Response:
     """Hybrid search of the tenant's searchable snapshots: ``{"results": [...]}``, each
     with path, lines, symbol, kind, language, fused score, snippet and the retrievers
     that found it; with ``expand``, its graph neighbours. Each repository is read at its
     default ref, or ``ref``, or ``commit`` (404 when a named repository has no such ref
     or no ref holds the commit). A few searches of one tenant run at once in each API
     process, more wait in line; past that line, or after waiting too long: 429 with
-    Retry-After."""
+    Retry-After. A search whose client leaves while it waits leaves the line."""
     started = time.perf_counter()
     try:
         request = check_request(
@@ -108,19 +109,28 @@ async def search(
                 commit=commit or None,
             )
         )  # bad input is refused before it takes a slot
-        # A slot of the tenant's share first (waiting on the event loop, holding no
-        # thread), then the search itself in the thread pool: it blocks on stores.
-        async with state.search_slots.slot(tenant) as waited_s:
-            recording.record_search_queue(waited_s)
-            response, body = await run_in_threadpool(_searched, state, request)
+        response, body = await until_gone(http.receive, _in_share(state, tenant, request))
     except InvalidInputError:
         recording.record_bad_search(mode)
         raise
     except SearchBusyError:
         recording.record_busy_search(mode)
         raise
+    except ClientGoneError:
+        recording.record_gone_search(mode)
+        return Response(status_code=CLIENT_GONE_STATUS)
     recording.record_search(mode, response.timings_s, time.perf_counter() - started)
     return body
+
+
+async def _in_share(
+    state: ApiState, tenant: str, request: SearchRequest
+) -> tuple[SearchResponse, JSONResponse]:
+    """A slot of the tenant's share first (waiting on the event loop, holding no thread),
+    then the search itself in the thread pool: it blocks on stores."""
+    async with state.search_slots.slot(tenant) as waited_s:
+        recording.record_search_queue(waited_s)
+        return await run_in_threadpool(_searched, state, request)
 
 
 def _searched(state: ApiState, request: SearchRequest) -> tuple[SearchResponse, JSONResponse]:
@@ -135,6 +145,7 @@ async def graph_symbol(
     *,
     tenant: ReadTenant,
     state: State,
+    http: Request,
     repo: Annotated[str, Query(min_length=1, max_length=200)],
     name: Annotated[str, Query(min_length=1, max_length=1000, description="Qualified or short.")],
     format: Annotated[Literal["json", "svg"], Query()] = "json",
@@ -152,7 +163,8 @@ async def graph_symbol(
     ``{"nodes": [...], "edges": [...]}``; ``format=svg`` draws it. The code graph follows
     each repository's default ref: asked for another ``ref``, the answer says so
     (``graph_ref``) and lists the files where that ref differs (``differs``). It takes
-    a place in the tenant's share as a search does (429 past it)."""
+    a place in the tenant's share as a search does (429 past it; it leaves the line if
+    its client leaves)."""
     repository = RepoRef(tenant, repo)
     ref_name = index_ref_name(ref)
 
@@ -162,8 +174,14 @@ async def graph_symbol(
         divergence = ref_divergence(state.jobs.snapshots, repository, ref_name)
         return symbol_graph(state.graph, repository, name) | divergence
 
-    async with state.search_slots.slot(tenant):
-        found = await run_in_threadpool(read)
+    async def in_share() -> dict[str, Any]:
+        async with state.search_slots.slot(tenant):
+            return await run_in_threadpool(read)
+
+    try:
+        found = await until_gone(http.receive, in_share())
+    except ClientGoneError:
+        return Response(status_code=CLIENT_GONE_STATUS)
     if format == "svg":
         svg = await run_in_threadpool(render_svg, found)
         return Response(svg, media_type="image/svg+xml")

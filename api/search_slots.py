@@ -16,6 +16,11 @@ times as many (``docker-compose.yml`` runs one).
 Runs on the one event loop of the app (uvicorn's): its counts are read and changed
 between awaits only, so no lock is needed.
 
+:func:`until_gone` runs a search's wait and work for as long as its client is there:
+uvicorn does not cancel a request whose client went away, so without it a search whose
+client gave up (a timeout, a retry) kept its place in line and ran for nobody, and under
+a sustained burst a tenant's whole share could go to searches nobody would read.
+
 Must not import: workers/, cli/, torch, celery.
 """
 
@@ -25,12 +30,19 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from starlette.types import Receive
 
 from pipeline.errors import QueueFullError
 
 RETRY_AFTER_S = 1.0
+# What a request whose client left is answered (nginx's "client closed request"): no one
+# reads it, but the access and audit logs say what happened.
+CLIENT_GONE_STATUS = 499
+T = TypeVar("T")
 
 
 class SearchBusyError(QueueFullError):
@@ -47,6 +59,47 @@ class SearchBusyError(QueueFullError):
             f" ({running} running, {waiting} waiting)",
         )
         self.tenant = tenant
+
+
+class ClientGoneError(Exception):
+    """The client of a search went away before its answer: its wait or work was
+    cancelled (:func:`until_gone`)."""
+
+
+async def until_gone(receive: Receive, work: Coroutine[Any, Any, T]) -> T:
+    """``work``'s result, unless the request's client disconnects first (ASGI
+    ``http.disconnect`` on ``receive``): then ``work`` is cancelled and ClientGoneError
+    raised. A search waiting for a slot leaves its tenant's line at once (the slot it was
+    being handed passes on); one already in the thread pool cannot be stopped there, so
+    the cancel takes effect when its thread returns, and its answer is dropped.
+
+    For requests without a body (GET): ``receive`` then only ever yields the empty body
+    and, when the connection ends, the disconnect."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(receive))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:  # this request's own task (a shutdown)
+        task.cancel()
+        watcher.cancel()
+        raise
+    if task.done():  # done, even if the client left at the same moment: its answer
+        watcher.cancel()
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(Exception):  # the client is gone: nobody reads how it ended
+        try:
+            await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # this request's own task is being cancelled too
+    raise ClientGoneError
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 @dataclass
@@ -113,9 +166,9 @@ class TenantSlots:
             async with asyncio.timeout(self.wait_s):
                 await turn
         except BaseException as exc:
-            # Timed out, or the task was cancelled (a shutdown; uvicorn does not cancel a
-            # request whose client went away: that search waits and runs). If the slot
-            # was handed over in the meantime, pass it on; else leave the line.
+            # Timed out, or the task was cancelled (its client went away: until_gone; or
+            # a shutdown). If the slot was handed over in the meantime, pass it on; else
+            # leave the line.
             if turn.done() and not turn.cancelled():
                 self._release(tenant)
             else:

@@ -171,7 +171,7 @@ SEARCH_SECONDS = Histogram(
 SEARCHES = Counter(
     "quarry_searches_total",
     "Searches answered, by mode and outcome (ok, bad_request, busy: refused with 429, its"
-    " tenant's line full or its wait over).",
+    " tenant's line full or its wait over; gone: its client left before the answer).",
     ["mode", "outcome"],
 )
 

@@ -176,6 +176,12 @@ def record_search_queue(seconds: float) -> None:
 
 
 @never_raises
+def record_gone_search(mode: str) -> None:
+    """A search whose client went away before its answer (api.search_slots.until_gone)."""
+    m.SEARCHES.labels(_mode_label(mode), "gone").inc()
+
+
+@never_raises
 def record_busy_search(mode: str) -> None:
     """A search refused with 429: its tenant's line was full or its wait ran out."""
     m.SEARCHES.labels(_mode_label(mode), "busy").inc()

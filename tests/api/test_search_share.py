@@ -3,10 +3,12 @@ PostgreSQL (tokens) with the searcher held open by the test: while one tenant's 
 fill its slot and its line, its next search is refused at once (429, Retry-After, the
 body naming the tenant and the bound) and counted; another tenant's search answers; the
 held searches answer when they are let go; a graph read shares the same places; bad
-input never takes a slot."""
+input never takes a slot; a search whose client hangs up while it waits leaves the line
+and never runs (served by uvicorn: only a real connection can hang up)."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 import uuid
@@ -24,7 +26,7 @@ from devstack.stack import Stack
 from pipeline.adapters.postgres.token_store import PgTokenStore
 from pipeline.search.query import SearchRequest
 from pipeline.search.searcher import SearchResponse
-from tests.api.idle import idle_api
+from tests.api.idle import idle_api, served_api
 
 IDLE_DB = 13  # no worker of the session stack reads this database
 
@@ -70,8 +72,8 @@ def auth(tokens: PgTokenStore, tenant: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {tokens.create(tenant, 'search share', ['read'])}"}
 
 
-def busy_count() -> float:
-    labels = {"mode": "hybrid", "outcome": "busy"}
+def busy_count(outcome: str = "busy") -> float:
+    labels = {"mode": "hybrid", "outcome": outcome}
     return REGISTRY.get_sample_value("quarry_searches_total", labels) or 0.0
 
 
@@ -118,3 +120,50 @@ def test_a_tenant_past_its_share_gets_429_while_another_tenant_is_answered(
         assert waiting.result(timeout=30).status_code == 200
     assert searcher.ran.count(flood) == 2  # the refused search never reached the searcher
     assert api.app.state.quarry.search_slots.tenants == 0  # type: ignore[attr-defined]
+
+
+def test_a_search_whose_client_hangs_up_while_waiting_leaves_the_line_and_never_runs(
+    stack: Stack, tokens: PgTokenStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tenant = f"gone-{uuid.uuid4().hex[:6]}"
+    headers = auth(tokens, tenant)
+    searcher = HeldSearcher(tenant)
+    monkeypatch.setattr(ApiState, "searcher", property(lambda _self: searcher))
+    gone_before = busy_count("gone")
+    overrides: dict[str, Any] = {
+        "search_tenant_concurrency": 1,
+        "search_tenant_waiting": 4,
+        "search_tenant_wait_s": 30.0,
+    }
+    with (
+        served_api(stack, db=IDLE_DB, queue_bound_ingest=1000, **overrides) as (url, app),
+        httpx.Client(base_url=url, headers=headers, timeout=30) as client,
+        ThreadPoolExecutor(1) as pool,
+    ):
+        slots = app.state.quarry.search_slots
+        running = pool.submit(client.get, "/v1/search", params={"q": "parse the header"})
+        assert searcher.started.acquire(timeout=10), "the first search never started"
+
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as hangs_up:
+            hangs_up.sendall(
+                b"GET /v1/search?q=parse+the+body HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                + f"Authorization: {headers['Authorization']}\r\n\r\n".encode()
+            )
+            wait_for(lambda: slots.queued(tenant) == 1, "the second search never joined the line")
+        # The socket is closed: the search leaves the line while the first still runs.
+        wait_for(lambda: slots.queued(tenant) == 0, "the search of a gone client stayed in line")
+        assert slots.running(tenant) == 1
+        assert busy_count("gone") == gone_before + 1
+
+        searcher.release.set()
+        assert running.result(timeout=30).status_code == 200
+        wait_for(lambda: slots.tenants == 0, "the tenant's slot was not given back")
+    assert searcher.ran == [tenant]  # the gone client's search never reached the searcher
+
+
+def wait_for(condition: Any, failure: str, timeout_s: float = 10) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, failure
+        time.sleep(0.01)

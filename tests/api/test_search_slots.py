@@ -1,7 +1,8 @@
 """Each tenant's share of an API process's searches (api/search_slots.py): at most
 ``concurrency`` run, the rest wait in the tenant's own line in arrival order, a full line
 or a wait past ``wait_s`` is refused naming the tenant, another tenant never waits for
-this one's line, and no slot leaks when a waiter times out or is cancelled."""
+this one's line, and no slot leaks when a waiter times out or is cancelled; a search
+whose client disconnects leaves the line (until_gone)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from api.search_slots import SearchBusyError, TenantSlots
+from api.search_slots import ClientGoneError, SearchBusyError, TenantSlots, until_gone
 from pipeline.errors import QueueFullError
 
 
@@ -193,5 +194,100 @@ def test_concurrency_zero_bounds_nothing() -> None:
         assert log.count("a in") == 50 and slots.tenants == 0
         gate.set()
         await asyncio.gather(*many)
+
+    run(body)
+
+
+class Connection:
+    """An ASGI ``receive`` of a GET: the empty body, then the disconnect once ``leave``
+    is set."""
+
+    def __init__(self) -> None:
+        self.leave = asyncio.Event()
+        self.sent_body = False
+
+    async def receive(self) -> dict[str, object]:
+        if not self.sent_body:
+            self.sent_body = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await self.leave.wait()
+        return {"type": "http.disconnect"}
+
+
+def test_a_waiter_whose_client_disconnects_leaves_the_line_and_never_runs() -> None:
+    async def body() -> None:
+        slots = TenantSlots(concurrency=1, waiting=5, wait_s=5)
+        gate = asyncio.Event()
+        log: list[str] = []
+        holder = asyncio.create_task(hold(slots, "a", gate, log, "0"))
+        await settle()
+        client = Connection()
+        waiter = asyncio.create_task(until_gone(client.receive, hold(slots, "a", gate, log, "1")))
+        await settle()
+        assert slots.queued("a") == 1
+        client.leave.set()
+        with pytest.raises(ClientGoneError):
+            await waiter
+        assert slots.queued("a") == 0  # left the line at once, the holder still running
+        assert log == ["a0 in"]
+        gate.set()
+        await holder
+        assert log == ["a0 in", "a0 out"]  # the gone search never took the slot
+        assert slots.tenants == 0
+
+    run(body)
+
+
+def test_work_that_ends_first_answers_and_stops_watching_the_client() -> None:
+    async def body() -> None:
+        client = Connection()
+        tasks_before = len(asyncio.all_tasks())
+
+        async def work() -> str:
+            await settle()
+            return "answer"
+
+        assert await until_gone(client.receive, work()) == "answer"
+        await settle()
+        assert len(asyncio.all_tasks()) == tasks_before  # nothing is left listening
+        client.leave.set()
+
+        async def refused() -> None:
+            raise SearchBusyError("a", 1, 1, "its line is full")
+
+        with pytest.raises(SearchBusyError):  # the work's own error, not a gone client
+            await until_gone(Connection().receive, refused())
+
+    run(body)
+
+
+def test_work_that_cannot_be_stopped_is_waited_for_then_dropped() -> None:
+    """A search already in the thread pool: its cancel waits for the thread (anyio
+    shields it), then the client's leaving is what the caller hears."""
+
+    async def body() -> None:
+        client = Connection()
+        finished: list[str] = []
+
+        async def shielded() -> str:
+            inner = asyncio.ensure_future(asyncio.sleep(0.05))
+            await asyncio.shield(inner)  # cancelled: the shield's inner sleep goes on
+            finished.append("ran")
+            return "answer"
+
+        async def ends_after_thread() -> str:
+            try:
+                return await shielded()
+            except asyncio.CancelledError:
+                await asyncio.sleep(0.05)  # as a thread-pool call returns only when done
+                finished.append("thread done")
+                raise
+
+        going = asyncio.create_task(until_gone(client.receive, ends_after_thread()))
+        await settle()
+        client.leave.set()
+        with pytest.raises(ClientGoneError):
+            await going
+        assert finished == ["thread done"]
 
     run(body)
