@@ -9,6 +9,7 @@ Must not import: workers/, cli/, torch, celery.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Annotated, Any, Literal
 
@@ -20,7 +21,7 @@ from api.auth import ReadTenant, State
 from api.graph_svg import render_svg
 from api.search_slots import CLIENT_GONE_STATUS, ClientGoneError, SearchBusyError, until_gone
 from api.state import ApiState
-from pipeline.errors import InvalidInputError, NotFoundError
+from pipeline.errors import InvalidInputError, NotFoundError, PipelineError
 from pipeline.models import RepoRef
 from pipeline.refs import index_ref_name
 from pipeline.search.query import SearchFilters, SearchRequest, check_request
@@ -28,6 +29,7 @@ from pipeline.search.searcher import SearchResponse, ref_divergence, symbol_grap
 from tasks import recording
 
 router = APIRouter(tags=["search"])
+log = logging.getLogger("quarry.api")
 
 Text = Annotated[str | None, Query(max_length=10_000)]
 
@@ -128,9 +130,24 @@ async def _in_share(
 ) -> tuple[SearchResponse, JSONResponse]:
     """A slot of the tenant's share first (waiting on the event loop, holding no thread),
     then the search itself in the thread pool: it blocks on stores."""
-    async with state.search_slots.slot(tenant) as waited_s:
+    async with state.search_slots.slot(tenant, await _share(state, tenant)) as waited_s:
         recording.record_search_queue(waited_s)
         return await run_in_threadpool(_searched, state, request)
+
+
+async def _share(state: ApiState, tenant: str) -> int:
+    """How many of the tenant's searches run at once here: its quota's
+    ``search_concurrency`` (an operator's, else the setting's), from the status this
+    process read lately, else read from the thread pool; the setting's when the quota
+    store cannot answer (a search does not fail on it)."""
+    status = state.kept_quota_status(tenant)
+    if status is None:
+        try:
+            status = await run_in_threadpool(state.quota_status, tenant)
+        except PipelineError as exc:
+            log.warning("search share of tenant %r: quota unread (%s), the default", tenant, exc)
+            return state.settings.search_tenant_concurrency
+    return status.limits.search_concurrency
 
 
 def _searched(state: ApiState, request: SearchRequest) -> tuple[SearchResponse, JSONResponse]:
@@ -175,7 +192,7 @@ async def graph_symbol(
         return symbol_graph(state.graph, repository, name) | divergence
 
     async def in_share() -> dict[str, Any]:
-        async with state.search_slots.slot(tenant):
+        async with state.search_slots.slot(tenant, await _share(state, tenant)):
             return await run_in_threadpool(read)
 
     try:

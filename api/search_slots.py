@@ -104,6 +104,7 @@ async def _disconnected(receive: Receive) -> None:
 
 @dataclass
 class _Line:
+    limit: int  # the tenant's concurrency as its latest search asked
     running: int = 0
     waiting: deque[asyncio.Future[None]] = field(default_factory=deque)
 
@@ -111,7 +112,10 @@ class _Line:
 @dataclass
 class TenantSlots:
     """``concurrency`` searches of one tenant at once (0: no bound, nothing is counted),
-    up to ``waiting`` more in line, each for at most ``wait_s``."""
+    up to ``waiting`` more in line, each for at most ``wait_s``. A search may bring its
+    tenant's own concurrency (an operator's quota, ``search_concurrency``): the line
+    follows the latest one asked, starting waiters at once when it rose and letting
+    running searches end before handing a slot on when it fell."""
 
     concurrency: int
     waiting: int
@@ -132,21 +136,25 @@ class TenantSlots:
         return len(self._lines)
 
     @contextlib.asynccontextmanager
-    async def slot(self, tenant: str) -> AsyncIterator[float]:
+    async def slot(self, tenant: str, concurrency: int | None = None) -> AsyncIterator[float]:
         """Hold one of the tenant's slots for the body; yields the seconds it waited.
+        ``concurrency``: the tenant's own bound (None: ``self.concurrency``; 0: none).
         SearchBusyError when the line is full or the wait passes ``wait_s``."""
-        if self.concurrency <= 0:
+        limit = self.concurrency if concurrency is None else concurrency
+        if limit <= 0:
             yield 0.0
             return
-        waited_s = await self._acquire(tenant)
+        waited_s = await self._acquire(tenant, limit)
         try:
             yield waited_s
         finally:
             self._release(tenant)
 
-    async def _acquire(self, tenant: str) -> float:
-        line = self._lines.setdefault(tenant, _Line())
-        if line.running < self.concurrency and not line.waiting:
+    async def _acquire(self, tenant: str, limit: int) -> float:
+        line = self._lines.setdefault(tenant, _Line(limit))
+        line.limit = limit
+        self._hand_over(line)  # a limit that rose starts waiters at once
+        if line.running < line.limit and not line.waiting:
             line.running += 1
             return 0.0
         if len(line.waiting) >= self.waiting:
@@ -154,7 +162,7 @@ class TenantSlots:
                 tenant,
                 line.running,
                 len(line.waiting),
-                f"its line is full (search_tenant_concurrency {self.concurrency},"
+                f"its line is full (search_concurrency {line.limit},"
                 f" search_tenant_waiting {self.waiting})",
             )
         turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -188,13 +196,18 @@ class TenantSlots:
 
     def _release(self, tenant: str) -> None:
         line = self._lines[tenant]
-        while line.waiting:
+        line.running -= 1
+        self._hand_over(line)
+        self._forget_if_idle(tenant)
+
+    @staticmethod
+    def _hand_over(line: _Line) -> None:
+        """Free slots go to the first in line (a waiter already gone is skipped)."""
+        while line.waiting and line.running < line.limit:
             turn = line.waiting.popleft()
             if not turn.done():
-                turn.set_result(None)  # the slot passes to the first in line
-                return
-        line.running -= 1
-        self._forget_if_idle(tenant)
+                turn.set_result(None)
+                line.running += 1
 
     def _forget_if_idle(self, tenant: str) -> None:
         line = self._lines.get(tenant)

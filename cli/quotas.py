@@ -48,7 +48,8 @@ def show(
     tenant: Annotated[str, typer.Option(help="The tenant.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """The tenant's quotas: limit (set, or the default), used and remaining."""
+    """The tenant's quotas: limit (set, or the default), used and remaining; and its
+    search concurrency (a share of each API process, nothing used up)."""
     guarded(lambda: check_tenant(tenant))
     store = _store()
     try:
@@ -56,7 +57,8 @@ def show(
         overrides = guarded(lambda: store.overrides(tenant))
     finally:
         store.close()
-    shown = status.public()
+    shown: dict[str, dict[str, int | bool]] = dict(status.public())
+    shown[SEARCH_CONCURRENCY] = {"limit": status.limits.search_concurrency}
     for name, figures in shown.items():
         figures["set"] = overrides.get(name) is not None
     if as_json:
@@ -67,12 +69,19 @@ def show(
         table.add_column(column)
     for name, figures in shown.items():
         limit = f"{figures['limit']}" + ("" if figures["set"] else " (default)")
-        table.add_row(name, limit, str(figures["used"]), str(figures["remaining"]))
+        if name == SEARCH_CONCURRENCY and not figures["limit"]:
+            limit = "no bound" + ("" if figures["set"] else " (default)")
+        used, left = (str(figures[k]) if k in figures else "-" for k in ("used", "remaining"))
+        table.add_row(name, limit, used, left)
     out.print(table)
+
+
+SEARCH_CONCURRENCY = "search_concurrency"
 
 
 @quota_app.command("set")
 def set_(
+    *,
     tenant: Annotated[str, typer.Option(help="The tenant.")],
     concurrent_jobs: Annotated[
         int | None, typer.Option(min=0, help="Jobs queued or running at once.")
@@ -83,17 +92,27 @@ def set_(
     stored_chunks: Annotated[
         int | None, typer.Option(min=0, help="Chunks its repositories may hold.")
     ] = None,
+    search_concurrency: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Its searches and graph reads running at once in each API process (more wait"
+            " in its line); 0: no bound.",
+        ),
+    ] = None,
     default: Annotated[
         list[str] | None,
         typer.Option(
             "--default",
-            help=f"Unset a limit: the default applies ({', '.join(q.value for q in Quota)});"
-            " repeat it for more.",
+            help="Unset a limit: the default applies"
+            f" ({', '.join([*(q.value for q in Quota), SEARCH_CONCURRENCY])}); repeat it for"
+            " more.",
         ),
     ] = None,
 ) -> None:
     """Set limits of TENANT (the others keep theirs). Applies to new jobs at once; the
-    X-Quota-Remaining headers follow within quota_status_cache_s."""
+    X-Quota-Remaining headers and the search concurrency follow within
+    quota_status_cache_s."""
     guarded(lambda: check_tenant(tenant))
     changes: dict[str, int | None] = {
         name: value
@@ -101,6 +120,7 @@ def set_(
             ("concurrent_jobs", concurrent_jobs),
             ("files_per_day", files_per_day),
             ("stored_chunks", stored_chunks),
+            (SEARCH_CONCURRENCY, search_concurrency),
         )
         if value is not None
     }

@@ -20,6 +20,11 @@ route writes them.
 Every authenticated answer carries what is left of each (``X-Quota-Remaining-...``
 headers, from a status each API process keeps for a few seconds per tenant).
 
+One more limit is not a budget that is used up: ``search_concurrency``, the tenant's
+share of each API process's searches and graph reads (api/search_slots.py: how many run
+at once; the line and the wait are the settings'). Its default is
+``QUARRY_SEARCH_TENANT_CONCURRENCY``; 0 lifts the bound, as the setting's 0 does.
+
 Must not import: celery, tasks/, workers/, api/, cli/, or any driver.
 """
 
@@ -53,6 +58,7 @@ class QuotaLimits:
     concurrent_jobs: int
     files_per_day: int
     stored_chunks: int
+    search_concurrency: int = 0  # not a Quota: a share, nothing is used up (0: no bound)
 
     def merged(self, overrides: Mapping[str, int | None]) -> QuotaLimits:
         """These limits with a tenant's overrides laid over them (None: the default)."""
@@ -69,6 +75,7 @@ def default_limits(settings: QuarrySettings) -> QuotaLimits:
         concurrent_jobs=settings.quota_concurrent_jobs,
         files_per_day=settings.quota_files_per_day,
         stored_chunks=settings.quota_stored_chunks,
+        search_concurrency=settings.search_tenant_concurrency,
     )
 
 
@@ -109,9 +116,16 @@ def check_limit_values(changes: Mapping[str, int | None]) -> dict[str, int | Non
     for name, value in changes.items():
         if name not in known:
             raise InvalidInputError(f"quota {name!r}: not one of {', '.join(sorted(known))}")
-        if value is not None and (isinstance(value, bool) or value < 0 or value > 2**62):
-            raise InvalidInputError(f"quota {name}: {value!r} is not a count >= 0")
+        most = _INTEGER_MAX if name in _INTEGER_LIMITS else 2**62
+        if value is not None and (isinstance(value, bool) or value < 0 or value > most):
+            raise InvalidInputError(f"quota {name}: {value!r} is not a count from 0 to {most}")
     return dict(changes)
+
+
+# The limits stored as PostgreSQL integer (migrations/sql/0017, 0023): a larger value is
+# refused here, naming the limit, rather than by the server.
+_INTEGER_LIMITS = frozenset({"concurrent_jobs", "search_concurrency"})
+_INTEGER_MAX = 2**31 - 1
 
 
 def seconds_to_midnight_utc(now: datetime | None = None) -> float:

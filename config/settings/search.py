@@ -164,7 +164,8 @@ class SearchFields(BaseModel):
         le=10_000,
         description="Searches (and graph reads) of one tenant that run at once in one API "
         "process; more wait in that tenant's own line (on the event loop, holding no thread "
-        "or connection), so one tenant's burst cannot take every tenant's share. 0: no bound.",
+        "or connection), so one tenant's burst cannot take every tenant's share. 0: no bound. "
+        "One tenant's own: quarry quota set --search-concurrency N.",
     )
     search_pool_size: int = Field(
         4,

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 from pipeline.statements.sql import Query
 
-LIMIT_COLUMNS = ("concurrent_jobs", "files_per_day", "stored_chunks")
+LIMIT_COLUMNS = ("concurrent_jobs", "files_per_day", "stored_chunks", "search_concurrency")
 KEEP_DAYS = 7  # charges older than this are removed when the tenant is charged again
 
 
@@ -27,7 +27,7 @@ SELECT
     WHERE tenant_id = %(tenant)s AND day = (now() AT TIME ZONE 'UTC')::date),
   (SELECT count(*) FROM chunks
     WHERE repository_id IN (SELECT id FROM repositories WHERE tenant_id = %(tenant)s)),
-  q.concurrent_jobs, q.files_per_day, q.stored_chunks
+  q.concurrent_jobs, q.files_per_day, q.stored_chunks, q.search_concurrency
 FROM (SELECT 1) AS one
 LEFT JOIN tenant_quotas AS q ON q.tenant_id = %(tenant)s
 """,
@@ -79,7 +79,7 @@ def forget_old(tenant: str) -> Query:
 
 def overrides(tenant: str) -> Query:
     return Query(
-        "SELECT concurrent_jobs, files_per_day, stored_chunks"
+        "SELECT concurrent_jobs, files_per_day, stored_chunks, search_concurrency"
         " FROM tenant_quotas WHERE tenant_id = %(tenant)s",
         {"tenant": tenant},
     )
@@ -96,8 +96,10 @@ def upsert(tenant: str, changes: Mapping[str, int | None]) -> Query:
         params[f"set_{column}"] = column in changes
     return Query(
         """
-INSERT INTO tenant_quotas (tenant_id, concurrent_jobs, files_per_day, stored_chunks)
-VALUES (%(tenant)s, %(concurrent_jobs)s, %(files_per_day)s, %(stored_chunks)s)
+INSERT INTO tenant_quotas
+  (tenant_id, concurrent_jobs, files_per_day, stored_chunks, search_concurrency)
+VALUES (%(tenant)s, %(concurrent_jobs)s, %(files_per_day)s, %(stored_chunks)s,
+  %(search_concurrency)s)
 ON CONFLICT (tenant_id) DO UPDATE SET
   concurrent_jobs = CASE WHEN %(set_concurrent_jobs)s
     THEN EXCLUDED.concurrent_jobs ELSE tenant_quotas.concurrent_jobs END,
@@ -105,6 +107,8 @@ ON CONFLICT (tenant_id) DO UPDATE SET
     THEN EXCLUDED.files_per_day ELSE tenant_quotas.files_per_day END,
   stored_chunks = CASE WHEN %(set_stored_chunks)s
     THEN EXCLUDED.stored_chunks ELSE tenant_quotas.stored_chunks END,
+  search_concurrency = CASE WHEN %(set_search_concurrency)s
+    THEN EXCLUDED.search_concurrency ELSE tenant_quotas.search_concurrency END,
   updated_at = now()
 """,
         params,

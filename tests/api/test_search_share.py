@@ -3,7 +3,8 @@ PostgreSQL (tokens) with the searcher held open by the test: while one tenant's 
 fill its slot and its line, its next search is refused at once (429, Retry-After, the
 body naming the tenant and the bound) and counted; another tenant's search answers; the
 held searches answer when they are let go; a graph read shares the same places; bad
-input never takes a slot; a search whose client hangs up while it waits leaves the line
+input never takes a slot; a tenant an operator gave its own search concurrency runs that
+many; a search whose client hangs up while it waits leaves the line
 and never runs (served by uvicorn: only a real connection can hang up)."""
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from prometheus_client import REGISTRY
 
 from api.state import ApiState
 from devstack.stack import Stack
+from pipeline.adapters.postgres.quota_store import PgQuotaStore
 from pipeline.adapters.postgres.token_store import PgTokenStore
 from pipeline.search.query import SearchRequest
 from pipeline.search.searcher import SearchResponse
@@ -102,7 +104,7 @@ def test_a_tenant_past_its_share_gets_429_while_another_tenant_is_answered(
         assert refused.status_code == 429
         assert refused.headers["Retry-After"] == "1"
         detail = refused.json()["detail"]
-        assert repr(flood) in detail and "search_tenant_concurrency 1" in detail
+        assert repr(flood) in detail and "search_concurrency 1" in detail
         assert busy_count() == busy_before + 1
         graph = api.get("/v1/graph/symbol", params={"repo": "any", "name": "f"}, headers=flood_auth)
         assert graph.status_code == 429  # graph reads share the tenant's places
@@ -120,6 +122,36 @@ def test_a_tenant_past_its_share_gets_429_while_another_tenant_is_answered(
         assert waiting.result(timeout=30).status_code == 200
     assert searcher.ran.count(flood) == 2  # the refused search never reached the searcher
     assert api.app.state.quarry.search_slots.tenants == 0  # type: ignore[attr-defined]
+
+
+def test_a_tenant_with_its_own_search_concurrency_runs_that_many(
+    api: TestClient, stack: Stack, tokens: PgTokenStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from config.endpoints import resolve_endpoints
+
+    big = f"big-{uuid.uuid4().hex[:6]}"
+    headers = auth(tokens, big)
+    with PgQuotaStore(resolve_endpoints(stack.settings).postgres_dsn, pool_size=1) as quotas:
+        quotas.set_limits(big, {"search_concurrency": 2})  # the settings say 1
+    searcher = HeldSearcher(big)
+    monkeypatch.setattr(ApiState, "searcher", property(lambda _self: searcher))
+    slots = api.app.state.quarry.search_slots  # type: ignore[attr-defined]
+
+    def get() -> httpx.Response:
+        return api.get("/v1/search", params={"q": "parse the header"}, headers=headers)
+
+    with ThreadPoolExecutor(3) as pool:
+        answers = [pool.submit(get) for _ in range(3)]
+        for _ in range(2):
+            assert searcher.started.acquire(timeout=10), "two searches did not run at once"
+        wait_for(lambda: slots.queued(big) == 1, "the third search did not wait")
+        assert slots.running(big) == 2
+        refused = get()  # its line (search_tenant_waiting 1) is full
+        assert refused.status_code == 429
+        assert "search_concurrency 2" in refused.json()["detail"]
+        searcher.release.set()
+        assert [a.result(timeout=30).status_code for a in answers] == [200, 200, 200]
+    assert searcher.ran.count(big) == 3
 
 
 def test_a_search_whose_client_hangs_up_while_waiting_leaves_the_line_and_never_runs(

@@ -99,7 +99,7 @@ def test_a_full_line_is_refused_at_once_naming_the_tenant_and_the_bound() -> Non
             async with slots.slot("acme"):
                 raise AssertionError("a third search of acme ran")
         message = str(refused.value)
-        assert "'acme'" in message and "search_tenant_concurrency 1" in message
+        assert "'acme'" in message and "search_concurrency 1" in message
         assert "search_tenant_waiting 1" in message
         assert isinstance(refused.value, QueueFullError)  # the API's 429 with Retry-After
         assert refused.value.retry_after_s >= 1
@@ -289,5 +289,42 @@ def test_work_that_cannot_be_stopped_is_waited_for_then_dropped() -> None:
         with pytest.raises(ClientGoneError):
             await going
         assert finished == ["thread done"]
+
+    run(body)
+
+
+def test_a_tenants_own_concurrency_bounds_its_line_and_a_change_applies_at_once() -> None:
+    async def body() -> None:
+        slots = TenantSlots(concurrency=1, waiting=10, wait_s=5)
+        gates = [asyncio.Event() for _ in range(5)]
+        log: list[str] = []
+
+        async def search(n: int, concurrency: int | None) -> None:
+            async with slots.slot("big", concurrency):
+                log.append(f"{n} in")
+                await gates[n].wait()
+
+        tasks = [asyncio.create_task(search(n, 2)) for n in range(3)]
+        await settle()
+        assert (slots.running("big"), slots.queued("big")) == (2, 1)  # its own 2, not 1
+        tasks.append(asyncio.create_task(search(3, 3)))  # the operator raised it to 3
+        await settle()
+        assert log == ["0 in", "1 in", "2 in"] and slots.queued("big") == 1
+        tasks.append(asyncio.create_task(search(4, 1)))  # ... then lowered it to 1
+        await settle()
+        assert (slots.running("big"), slots.queued("big")) == (3, 2)
+        gates[0].set()
+        gates[1].set()
+        await settle()
+        assert (slots.running("big"), slots.queued("big")) == (1, 2)  # none handed on
+        gates[2].set()
+        await settle()
+        assert log[-1] == "3 in" and slots.running("big") == 1  # one at a time now
+        gates[3].set()
+        gates[4].set()
+        await asyncio.gather(*tasks)
+        assert log == ["0 in", "1 in", "2 in", "3 in", "4 in"] and slots.tenants == 0
+        async with slots.slot("free", 0):  # 0: no bound for this tenant, nothing counted
+            assert slots.tenants == 0
 
     run(body)

@@ -62,10 +62,31 @@ def test_set_show_and_unset_a_tenants_quotas(
     assert _show(env, tenant)["concurrent_jobs"]["limit"] == 3  # the other one kept
 
 
+def test_a_tenants_search_concurrency_is_set_shown_and_unset(
+    env: dict[str, str], stack: Stack
+) -> None:
+    tenant = f"cli-quota-{uuid.uuid4().hex[:8]}"
+    default = stack.settings.search_tenant_concurrency
+    assert _show(env, tenant)["search_concurrency"] == {"limit": default, "set": False}
+    made = run_quarry("quota", "set", "--tenant", tenant, "--search-concurrency", "16", env=env)
+    assert made.returncode == 0, made.stderr
+    assert "search_concurrency=16" in made.stdout
+    assert _show(env, tenant)["search_concurrency"] == {"limit": 16, "set": True}
+    table = run_quarry("quota", "show", "--tenant", tenant, env=env)
+    assert table.returncode == 0 and "search_concurrency" in table.stdout, table.stderr
+    unset = run_quarry(
+        "quota", "set", "--tenant", tenant, "--default", "search_concurrency", env=env
+    )
+    assert unset.returncode == 0, unset.stderr
+    assert _show(env, tenant)["search_concurrency"] == {"limit": default, "set": False}
+
+
 @pytest.mark.parametrize(
     ("args", "said"),
     [
         (["--concurrent-jobs", "-1"], "concurrent-jobs"),
+        (["--search-concurrency", "-1"], "search-concurrency"),
+        (["--search-concurrency", str(2**31)], "search_concurrency"),
         (["--default", "disk"], "disk"),
         ([], "nothing to set"),
         (["--files-per-day", "5", "--default", "files_per_day"], "pick one"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 
 import psycopg
 import pytest
@@ -67,7 +68,7 @@ def test_a_new_tenant_has_the_defaults_and_nothing_used(quotas: QuotaStore, tena
         Quota.STORED_CHUNKS: 1000,
     }
     assert quotas.overrides(tenant) == dict.fromkeys(
-        ("concurrent_jobs", "files_per_day", "stored_chunks")
+        ("concurrent_jobs", "files_per_day", "stored_chunks", "search_concurrency")
     )
 
 
@@ -132,9 +133,35 @@ def test_limits_are_set_per_tenant_and_unset_back_to_the_default(
     assert quotas.overrides(other)["concurrent_jobs"] is None  # another tenant's untouched
 
 
+def test_a_tenants_search_concurrency_is_set_kept_beside_the_others_and_unset(
+    quotas: QuotaStore, tenant: str
+) -> None:
+    assert quotas.status(tenant, DEFAULTS).limits.search_concurrency == 0  # DEFAULTS'
+    assert quotas.set_limits(tenant, {"search_concurrency": 12})["search_concurrency"] == 12
+    quotas.set_limits(tenant, {"files_per_day": 7})
+    limits = quotas.status(tenant, replace(DEFAULTS, search_concurrency=4)).limits
+    assert (limits.search_concurrency, limits.files_per_day) == (12, 7)
+    quotas.set_limits(tenant, {"search_concurrency": 0})  # 0 is a value: no bound
+    assert quotas.status(tenant, replace(DEFAULTS, search_concurrency=4)).limits == replace(
+        DEFAULTS, files_per_day=7, search_concurrency=0
+    )
+    quotas.set_limits(tenant, {"search_concurrency": None})
+    assert quotas.status(tenant, replace(DEFAULTS, search_concurrency=4)).limits == replace(
+        DEFAULTS, files_per_day=7, search_concurrency=4
+    )
+
+
 @pytest.mark.parametrize(
     "changes",
-    [{"files_per_day": -1}, {"disk": 5}, {"concurrent_jobs": True}, {"stored_chunks": 2**63}],
+    [
+        {"files_per_day": -1},
+        {"disk": 5},
+        {"concurrent_jobs": True},
+        {"stored_chunks": 2**63},
+        {"search_concurrency": -1},
+        {"search_concurrency": 2**31},  # past the integer column: named here, not by the server
+        {"concurrent_jobs": 2**31},
+    ],
 )
 def test_a_bad_limit_is_refused_naming_it(
     quotas: QuotaStore, tenant: str, changes: dict[str, int]
