@@ -9,6 +9,7 @@ Must not import: workers/, cli/, torch, celery.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Annotated, Any, Literal
@@ -19,7 +20,13 @@ from starlette.concurrency import run_in_threadpool
 
 from api.auth import ReadTenant, State
 from api.graph_svg import render_svg
-from api.search_slots import CLIENT_GONE_STATUS, ClientGoneError, SearchBusyError, until_gone
+from api.search_slots import (
+    CLIENT_GONE_STATUS,
+    ClientGoneError,
+    SearchBusyError,
+    in_thread,
+    until_gone,
+)
 from api.state import ApiState
 from pipeline.errors import InvalidInputError, NotFoundError, PipelineError
 from pipeline.models import RepoRef
@@ -130,24 +137,46 @@ async def _in_share(
 ) -> tuple[SearchResponse, JSONResponse]:
     """A slot of the tenant's share first (waiting on the event loop, holding no thread),
     then the search itself in the thread pool: it blocks on stores."""
-    async with state.search_slots.slot(tenant, await _share(state, tenant)) as waited_s:
+    async with state.search_slots.slot(tenant, await tenant_share(state, tenant)) as waited_s:
         recording.record_search_queue(waited_s)
-        return await run_in_threadpool(_searched, state, request)
+        return await in_thread(_searched, state, request)
 
 
-async def _share(state: ApiState, tenant: str) -> int:
+async def tenant_share(state: ApiState, tenant: str) -> int:
     """How many of the tenant's searches run at once here: its quota's
     ``search_concurrency`` (an operator's, else the setting's), from the status this
-    process read lately, else read from the thread pool; the setting's when the quota
-    store cannot answer (a search does not fail on it)."""
+    process read lately, else read from the thread pool, once for all the tenant's
+    searches that ask meanwhile. When the store cannot answer, the last status read,
+    however old (a tenant cut to 1 stays at 1), else the setting's: a search does not
+    fail on it."""
     status = state.kept_quota_status(tenant)
-    if status is None:
-        try:
-            status = await run_in_threadpool(state.quota_status, tenant)
-        except PipelineError as exc:
-            log.warning("search share of tenant %r: quota unread (%s), the default", tenant, exc)
-            return state.settings.search_tenant_concurrency
-    return status.limits.search_concurrency
+    if status is not None:
+        return status.limits.search_concurrency
+    reading = state.share_reads.get(tenant)
+    if reading is None:
+        reading = asyncio.ensure_future(run_in_threadpool(state.quota_status, tenant))
+        state.share_reads[tenant] = reading
+        reading.add_done_callback(lambda done: _read_done(state, tenant, done))
+    try:
+        return (await asyncio.shield(reading)).limits.search_concurrency
+    except PipelineError as exc:
+        last = state.last_quota_status(tenant)
+        log.warning(
+            "search share of tenant %r: quota status unread (%s), %s",
+            tenant,
+            exc,
+            "its last one" if last else "the default",
+        )
+        if last is not None:
+            return last.limits.search_concurrency
+        return state.settings.search_tenant_concurrency
+
+
+def _read_done(state: ApiState, tenant: str, done: asyncio.Future[Any]) -> None:
+    if state.share_reads.get(tenant) is done:
+        del state.share_reads[tenant]
+    if not done.cancelled():
+        done.exception()  # retrieved: every search that waited on it has its answer
 
 
 def _searched(state: ApiState, request: SearchRequest) -> tuple[SearchResponse, JSONResponse]:
@@ -192,8 +221,8 @@ async def graph_symbol(
         return symbol_graph(state.graph, repository, name) | divergence
 
     async def in_share() -> dict[str, Any]:
-        async with state.search_slots.slot(tenant, await _share(state, tenant)):
-            return await run_in_threadpool(read)
+        async with state.search_slots.slot(tenant, await tenant_share(state, tenant)):
+            return await in_thread(read)
 
     try:
         found = await until_gone(http.receive, in_share())

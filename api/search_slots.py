@@ -28,17 +28,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import sys
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive
 
 from pipeline.errors import QueueFullError
 
 RETRY_AFTER_S = 1.0
+UNBOUNDED = sys.maxsize
+log = logging.getLogger("quarry.api")
 # What a request whose client left is answered (nginx's "client closed request"): no one
 # reads it, but the access and audit logs say what happened.
 CLIENT_GONE_STATUS = 499
@@ -70,15 +75,19 @@ async def until_gone(receive: Receive, work: Coroutine[Any, Any, T]) -> T:
     """``work``'s result, unless the request's client disconnects first (ASGI
     ``http.disconnect`` on ``receive``): then ``work`` is cancelled and ClientGoneError
     raised. A search waiting for a slot leaves its tenant's line at once (the slot it was
-    being handed passes on); one already in the thread pool cannot be stopped there, so
-    the cancel takes effect when its thread returns, and its answer is dropped.
+    being handed passes on); one already in the thread pool runs to its end there
+    (:func:`in_thread` holds its slot until then), and its answer is dropped.
 
-    For requests without a body (GET): ``receive`` then only ever yields the empty body
-    and, when the connection ends, the disconnect."""
+    For requests without a body (GET): ``receive`` then yields the empty body and, when
+    the connection ends, the disconnect. A request that brings a body is not watched
+    (:func:`_disconnected`); nor is one whose ``receive`` fails (logged)."""
     task = asyncio.ensure_future(work)
     watcher = asyncio.ensure_future(_disconnected(receive))
     try:
         await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        if not task.done() and watcher.exception() is not None:
+            log.warning("client of a search not watched: %s", watcher.exception())
+            await task  # the work alone, as if nobody watched
     except asyncio.CancelledError:  # this request's own task (a shutdown)
         task.cancel()
         watcher.cancel()
@@ -98,8 +107,31 @@ async def until_gone(receive: Receive, work: Coroutine[Any, Any, T]) -> T:
 
 
 async def _disconnected(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
+    """Returns when the client disconnects. A body (a GET that brings one) is not read
+    on: uvicorn's flow control then holds the client back, and nothing is watched."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        if message.get("body") or message.get("more_body"):
+            await asyncio.get_running_loop().create_future()  # until cancelled
+
+
+async def in_thread(func: Callable[..., T], *args: Any) -> T:
+    """``func(*args)`` in the thread pool, its cancellation held until the thread
+    returns: a thread cannot be stopped, so a slot held around it is held until the
+    work really ends (asyncio's cancel of ``run_in_threadpool`` returns at once and
+    leaves the thread running). Cancelled, it waits for the thread, then re-raises."""
+    future = asyncio.ensure_future(run_in_threadpool(func, *args))
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        while not future.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(future)
+        if not future.cancelled():
+            future.exception()  # retrieved: the caller is gone, not the failure
+        raise
 
 
 @dataclass
@@ -141,7 +173,11 @@ class TenantSlots:
         ``concurrency``: the tenant's own bound (None: ``self.concurrency``; 0: none).
         SearchBusyError when the line is full or the wait passes ``wait_s``."""
         limit = self.concurrency if concurrency is None else concurrency
-        if limit <= 0:
+        if limit <= 0:  # no bound: those waiting under an older bound go at once too
+            line = self._lines.get(tenant)
+            if line is not None:
+                line.limit = UNBOUNDED
+                self._hand_over(line)
             yield 0.0
             return
         waited_s = await self._acquire(tenant, limit)

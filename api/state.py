@@ -8,6 +8,7 @@ pipeline.adapters (wiring/ names them).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -66,6 +67,9 @@ class ApiState:
     _tokens_seen: dict[bytes, tuple[TokenGrant | None, float]] = field(default_factory=dict)
     _revocations: int = 0  # revocations through this process: a lookup across one is not kept
     _quotas_seen: dict[str, tuple[QuotaStatus, float]] = field(default_factory=dict)
+    # A tenant's quota status being read for its search share (api.routes_search): one
+    # read per tenant at a time, however many of its searches wait for it (event loop).
+    share_reads: dict[str, asyncio.Future[QuotaStatus]] = field(default_factory=dict)
     _model_seen: tuple[tuple[str, str], float] | None = None
     # Each tenant's share of this process's searches (``search_tenant_*``). Built here,
     # not by _once: the event loop reads it, and must never wait on the lock that a
@@ -292,6 +296,12 @@ class ApiState:
                 self._quotas_seen.clear()
             self._quotas_seen[tenant] = (status, now)
         return status
+
+    def last_quota_status(self, tenant: str) -> QuotaStatus | None:
+        """The last status :meth:`quota_status` read, however old (no I/O): what a
+        search's share falls back on when the store cannot answer."""
+        seen = self._quotas_seen.get(tenant)
+        return seen[0] if seen is not None else None
 
     def forget_quota_status(self, tenant: str) -> None:
         with self._lock:

@@ -194,6 +194,31 @@ def test_a_search_whose_client_hangs_up_while_waiting_leaves_the_line_and_never_
     assert searcher.ran == [tenant]  # the gone client's search never reached the searcher
 
 
+def test_a_running_search_whose_client_hangs_up_keeps_its_slot_until_it_ends(
+    stack: Stack, tokens: PgTokenStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its thread cannot be stopped: were its slot given back when its client left, a
+    tenant could hang up and send again for any number of searches at once."""
+    tenant = f"gone-{uuid.uuid4().hex[:6]}"
+    headers = auth(tokens, tenant)
+    searcher = HeldSearcher(tenant)
+    monkeypatch.setattr(ApiState, "searcher", property(lambda _self: searcher))
+    overrides: dict[str, Any] = {"search_tenant_concurrency": 1, "search_tenant_wait_s": 30.0}
+    with served_api(stack, db=IDLE_DB, queue_bound_ingest=1000, **overrides) as (url, app):
+        slots = app.state.quarry.search_slots
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as hangs_up:
+            hangs_up.sendall(
+                b"GET /v1/search?q=parse+the+body HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                + f"Authorization: {headers['Authorization']}\r\n\r\n".encode()
+            )
+            assert searcher.started.acquire(timeout=10), "the search never started"
+        time.sleep(0.3)  # the socket is closed; the search still runs in its thread
+        assert slots.running(tenant) == 1
+        searcher.release.set()
+        wait_for(lambda: slots.tenants == 0, "the slot was not given back when it ended")
+
+
 def wait_for(condition: Any, failure: str, timeout_s: float = 10) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():

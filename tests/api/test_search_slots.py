@@ -7,12 +7,17 @@ whose client disconnects leaves the line (until_gone)."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 
-from api.search_slots import ClientGoneError, SearchBusyError, TenantSlots, until_gone
-from pipeline.errors import QueueFullError
+from api.routes_search import tenant_share
+from api.search_slots import ClientGoneError, SearchBusyError, TenantSlots, in_thread, until_gone
+from config.settings import QuarrySettings
+from pipeline.errors import QueueFullError, StoreUnavailableError
+from pipeline.quotas import QuotaLimits, QuotaStatus, QuotaUsage
 
 
 def run(body: Callable[[], Awaitable[None]]) -> None:
@@ -261,34 +266,136 @@ def test_work_that_ends_first_answers_and_stops_watching_the_client() -> None:
     run(body)
 
 
-def test_work_that_cannot_be_stopped_is_waited_for_then_dropped() -> None:
-    """A search already in the thread pool: its cancel waits for the thread (anyio
-    shields it), then the client's leaving is what the caller hears."""
+def test_a_search_running_in_a_thread_holds_its_slot_until_the_thread_ends() -> None:
+    """A thread cannot be stopped: a search whose client leaves while it runs keeps its
+    slot until its thread returns (else a tenant could hang up and send again for any
+    number of searches at once), then the client's leaving is what the caller hears."""
 
     async def body() -> None:
+        slots = TenantSlots(concurrency=1, waiting=5, wait_s=5)
+        release = threading.Event()
         client = Connection()
-        finished: list[str] = []
 
-        async def shielded() -> str:
-            inner = asyncio.ensure_future(asyncio.sleep(0.05))
-            await asyncio.shield(inner)  # cancelled: the shield's inner sleep goes on
-            finished.append("ran")
-            return "answer"
+        async def search() -> bool:
+            async with slots.slot("a"):
+                return await in_thread(release.wait, 10)
 
-        async def ends_after_thread() -> str:
-            try:
-                return await shielded()
-            except asyncio.CancelledError:
-                await asyncio.sleep(0.05)  # as a thread-pool call returns only when done
-                finished.append("thread done")
-                raise
-
-        going = asyncio.create_task(until_gone(client.receive, ends_after_thread()))
-        await settle()
+        going = asyncio.create_task(until_gone(client.receive, search()))
+        while slots.running("a") != 1:
+            await asyncio.sleep(0.01)
         client.leave.set()
+        await asyncio.sleep(0.2)
+        assert not going.done() and slots.running("a") == 1  # the thread still runs
+        release.set()
         with pytest.raises(ClientGoneError):
             await going
-        assert finished == ["thread done"]
+        assert slots.tenants == 0
+
+    run(body)
+
+
+def test_a_bound_lifted_to_zero_starts_those_waiting_at_once() -> None:
+    async def body() -> None:
+        slots = TenantSlots(concurrency=1, waiting=5, wait_s=5)
+        gate = asyncio.Event()
+        log: list[str] = []
+        holder = asyncio.create_task(hold(slots, "a", gate, log, "0"))
+        await settle()
+        waiter = asyncio.create_task(hold(slots, "a", gate, log, "1"))
+        await settle()
+        assert log == ["a0 in"] and slots.queued("a") == 1
+        async with slots.slot("a", 0):  # the operator lifted the tenant's bound
+            await settle()
+            assert log == ["a0 in", "a1 in"] and slots.queued("a") == 0
+        gate.set()
+        await asyncio.gather(holder, waiter)
+        assert slots.tenants == 0
+
+    run(body)
+
+
+def test_a_client_that_cannot_be_watched_leaves_the_work_alone() -> None:
+    """``receive`` failing, or a request that brings a body (its body is not read on, so
+    its client is held back by flow control): the work runs and answers."""
+
+    async def body() -> None:
+        async def work() -> str:
+            await asyncio.sleep(0.05)
+            return "answer"
+
+        async def broken() -> dict[str, object]:
+            raise RuntimeError("receive failed")
+
+        assert await until_gone(broken, work()) == "answer"
+        calls: list[str] = []
+        client = Connection()
+
+        async def with_body() -> dict[str, object]:
+            calls.append("receive")
+            if len(calls) == 1:
+                return {"type": "http.request", "body": b"junk", "more_body": True}
+            return await client.receive()
+
+        client.sent_body = True
+        client.leave.set()  # would say "gone" at once, were it asked
+        assert await until_gone(with_body, work()) == "answer"
+        assert calls == ["receive"]
+
+    run(body)
+
+
+class ShareState:
+    """What tenant_share reads of the API's state: no status kept, a store read that
+    waits for ``go`` (or fails), and the last status read."""
+
+    def __init__(self, fails: bool, last: int | None) -> None:
+        self.settings = QuarrySettings(search_tenant_concurrency=4)
+        self.share_reads: dict[str, asyncio.Future[QuotaStatus]] = {}
+        self.go = threading.Event()
+        self.fails = fails
+        self.last = last
+        self.reads = 0
+
+    def kept_quota_status(self, _tenant: str) -> None:
+        return None
+
+    def _status(self, tenant: str, concurrency: int) -> QuotaStatus:
+        return QuotaStatus(
+            tenant, QuotaLimits(1, 1, 1, search_concurrency=concurrency), QuotaUsage(0, 0, 0)
+        )
+
+    def quota_status(self, tenant: str) -> QuotaStatus:
+        self.reads += 1
+        assert self.go.wait(10)
+        if self.fails:
+            raise StoreUnavailableError("postgres", "down")
+        return self._status(tenant, 7)
+
+    def last_quota_status(self, tenant: str) -> QuotaStatus | None:
+        return None if self.last is None else self._status(tenant, self.last)
+
+
+def test_a_tenants_share_is_read_once_for_its_waiting_searches() -> None:
+    async def body() -> None:
+        state: Any = ShareState(fails=False, last=None)
+        asking = [asyncio.create_task(tenant_share(state, "a")) for _ in range(5)]
+        await asyncio.sleep(0.05)
+        state.go.set()
+        assert await asyncio.gather(*asking) == [7] * 5
+        assert state.reads == 1 and state.share_reads == {}
+
+    run(body)
+
+
+@pytest.mark.parametrize(("last", "share"), [(1, 1), (None, 4)])
+def test_a_share_unread_is_the_last_one_read_else_the_default(last: int | None, share: int) -> None:
+    """A tenant cut to 1 stays at 1 while the store cannot answer (flooding it with
+    searches until reads time out must not raise its share to the default)."""
+
+    async def body() -> None:
+        state: Any = ShareState(fails=True, last=last)
+        state.go.set()
+        assert await tenant_share(state, "a") == share
 
     run(body)
 

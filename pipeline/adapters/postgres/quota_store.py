@@ -26,8 +26,8 @@ class PgQuotaStore(PgStore):
     def __init__(self, dsn: str, *, pool_size: int = 2, timeout_s: float = 5.0) -> None:
         self._pool = open_checked_pool(
             dsn,
-            table="quota_charges",
-            column="files",
+            table="tenant_quotas",
+            column="search_concurrency",  # the newest column (migrations/sql/0023)
             pool_size=pool_size,
             timeout_s=timeout_s,
             name="quarry-quota-store",
