@@ -19,6 +19,8 @@ from config.settings import QuarrySettings
 from pipeline.errors import QueueFullError, StoreUnavailableError
 from pipeline.quotas import QuotaLimits, QuotaStatus, QuotaUsage
 
+Search = asyncio.Task[None]
+
 
 def run(body: Callable[[], Awaitable[None]]) -> None:
     asyncio.run(asyncio.wait_for(body(), timeout=10))
@@ -36,6 +38,15 @@ async def hold(
 async def settle() -> None:
     for _ in range(5):
         await asyncio.sleep(0)
+
+
+async def holding(slots: TenantSlots, name: str = "") -> tuple[asyncio.Event, list[str], Search]:
+    """One search of tenant ``a`` holding a slot until ``gate`` is set; its log."""
+    gate = asyncio.Event()
+    log: list[str] = []
+    holder = asyncio.create_task(hold(slots, "a", gate, log, name))
+    await settle()
+    return gate, log, holder
 
 
 def test_a_tenant_runs_at_most_its_concurrency_and_the_rest_wait_in_order() -> None:
@@ -119,10 +130,7 @@ def test_a_full_line_is_refused_at_once_naming_the_tenant_and_the_bound() -> Non
 def test_a_wait_past_wait_s_is_refused_and_leaves_no_slot_behind() -> None:
     async def body() -> None:
         slots = TenantSlots(concurrency=1, waiting=5, wait_s=0.05)
-        gate = asyncio.Event()
-        log: list[str] = []
-        holder = asyncio.create_task(hold(slots, "a", gate, log))
-        await settle()
+        gate, _log, holder = await holding(slots)
         with pytest.raises(SearchBusyError, match="search_tenant_wait_s"):
             async with slots.slot("a"):
                 raise AssertionError("ran without a slot")
@@ -136,17 +144,13 @@ def test_a_wait_past_wait_s_is_refused_and_leaves_no_slot_behind() -> None:
     run(body)
 
 
-Search = asyncio.Task[None]
 Line = tuple[asyncio.Event, list[str], Search, Search, Search]
 
 
 async def line_of_three(slots: TenantSlots) -> Line:
     """One search of tenant ``a`` holds its only slot until ``gate`` is set; behind it
     wait one that would hold its slot for ever, then one that leaves at once."""
-    gate = asyncio.Event()
-    log: list[str] = []
-    holder = asyncio.create_task(hold(slots, "a", gate, log))
-    await settle()
+    gate, log, holder = await holding(slots)
     second = asyncio.create_task(hold(slots, "a", asyncio.Event(), log))
     after = asyncio.Event()
     after.set()
@@ -222,10 +226,7 @@ class Connection:
 def test_a_waiter_whose_client_disconnects_leaves_the_line_and_never_runs() -> None:
     async def body() -> None:
         slots = TenantSlots(concurrency=1, waiting=5, wait_s=5)
-        gate = asyncio.Event()
-        log: list[str] = []
-        holder = asyncio.create_task(hold(slots, "a", gate, log, "0"))
-        await settle()
+        gate, log, holder = await holding(slots, "0")
         client = Connection()
         waiter = asyncio.create_task(until_gone(client.receive, hold(slots, "a", gate, log, "1")))
         await settle()
@@ -297,10 +298,7 @@ def test_a_search_running_in_a_thread_holds_its_slot_until_the_thread_ends() -> 
 def test_a_bound_lifted_to_zero_starts_those_waiting_at_once() -> None:
     async def body() -> None:
         slots = TenantSlots(concurrency=1, waiting=5, wait_s=5)
-        gate = asyncio.Event()
-        log: list[str] = []
-        holder = asyncio.create_task(hold(slots, "a", gate, log, "0"))
-        await settle()
+        gate, log, holder = await holding(slots, "0")
         waiter = asyncio.create_task(hold(slots, "a", gate, log, "1"))
         await settle()
         assert log == ["a0 in"] and slots.queued("a") == 1
