@@ -48,8 +48,12 @@ def train(
     ] = None,
     epochs: Annotated[int, typer.Option(min=1, max=20)] = 1,
     batch_size: Annotated[int, typer.Option(min=2, max=1024)] = 32,
-    learning_rate: Annotated[float, typer.Option(min=1e-7, max=1e-2)] = 2e-5,
-    max_seq_length: Annotated[int, typer.Option(min=32, max=512)] = 256,
+    # The defaults of pipeline.adapters.models.trainer.TrainOptions (not imported here:
+    # it loads torch).
+    learning_rate: Annotated[float, typer.Option(min=1e-7, max=1e-2)] = 5e-5,
+    max_seq_length: Annotated[
+        int, typer.Option(min=32, max=512, help="Word-pieces of each text kept in training.")
+    ] = 128,
     max_pairs_per_source: Annotated[
         int | None, typer.Option(min=2, help="Keep at most this many pairs of each folder.")
     ] = None,
