@@ -15,7 +15,6 @@ import math
 from typing import Any
 
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -93,12 +92,9 @@ class QuotaHeadersMiddleware:
                 tenant = notes.get("tenant") if accepted and isinstance(notes, dict) else None
                 if isinstance(tenant, str):
                     # A status read lately is at hand; else the store is asked from the
-                    # thread pool, never on the event loop.
-                    kept = self.state.kept_quota_status(tenant)
-                    if kept is not None:
-                        extra = kept.headers()
-                    else:
-                        extra = await run_in_threadpool(self._headers, tenant)
+                    # thread pool (never on the event loop), once for the tenant's
+                    # requests that ask meanwhile.
+                    extra = await self._headers(tenant)
                     if extra:
                         headers = list(message.get("headers", []))
                         headers += [(k.lower().encode(), v.encode()) for k, v in extra.items()]
@@ -107,9 +103,9 @@ class QuotaHeadersMiddleware:
 
         await self.app(scope, receive, answer)
 
-    def _headers(self, tenant: str) -> dict[str, str]:
+    async def _headers(self, tenant: str) -> dict[str, str]:
         try:
-            return self.state.quota_status(tenant).headers()
+            return (await self.state.quota_status_soon(tenant)).headers()
         except PipelineError as exc:  # an observer: the answer goes out without them
             log.warning("quota headers of tenant %r left out: %s", tenant, exc)
             return {}

@@ -9,7 +9,6 @@ Must not import: workers/, cli/, torch, celery.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import Annotated, Any, Literal
@@ -144,21 +143,12 @@ async def _in_share(
 
 async def tenant_share(state: ApiState, tenant: str) -> int:
     """How many of the tenant's searches run at once here: its quota's
-    ``search_concurrency`` (an operator's, else the setting's), from the status this
-    process read lately, else read from the thread pool, once for all the tenant's
-    searches that ask meanwhile. When the store cannot answer, the last status read,
-    however old (a tenant cut to 1 stays at 1), else the setting's: a search does not
-    fail on it."""
-    status = state.kept_quota_status(tenant)
-    if status is not None:
-        return status.limits.search_concurrency
-    reading = state.share_reads.get(tenant)
-    if reading is None:
-        reading = asyncio.ensure_future(run_in_threadpool(state.quota_status, tenant))
-        state.share_reads[tenant] = reading
-        reading.add_done_callback(lambda done: _read_done(state, tenant, done))
+    ``search_concurrency`` (an operator's, else the setting's), from its quota status
+    (:meth:`ApiState.quota_status_soon`). When the store cannot answer, the last status
+    read, however old (a tenant cut to 1 stays at 1), else the setting's: a search does
+    not fail on it."""
     try:
-        return (await asyncio.shield(reading)).limits.search_concurrency
+        return (await state.quota_status_soon(tenant)).limits.search_concurrency
     except PipelineError as exc:
         last = state.last_quota_status(tenant)
         log.warning(
@@ -170,13 +160,6 @@ async def tenant_share(state: ApiState, tenant: str) -> int:
         if last is not None:
             return last.limits.search_concurrency
         return state.settings.search_tenant_concurrency
-
-
-def _read_done(state: ApiState, tenant: str, done: asyncio.Future[Any]) -> None:
-    if state.share_reads.get(tenant) is done:
-        del state.share_reads[tenant]
-    if not done.cancelled():
-        done.exception()  # retrieved: every search that waited on it has its answer
 
 
 def _searched(state: ApiState, request: SearchRequest) -> tuple[SearchResponse, JSONResponse]:

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from starlette.concurrency import run_in_threadpool
+
 from api.search_slots import TenantSlots
 from config.endpoints import Endpoints
 from config.settings import QuarrySettings
@@ -67,9 +69,9 @@ class ApiState:
     _tokens_seen: dict[bytes, tuple[TokenGrant | None, float]] = field(default_factory=dict)
     _revocations: int = 0  # revocations through this process: a lookup across one is not kept
     _quotas_seen: dict[str, tuple[QuotaStatus, float]] = field(default_factory=dict)
-    # A tenant's quota status being read for its search share (api.routes_search): one
-    # read per tenant at a time, however many of its searches wait for it (event loop).
-    share_reads: dict[str, asyncio.Future[QuotaStatus]] = field(default_factory=dict)
+    # A tenant's quota status being read from the event loop (quota_status_soon): one
+    # read per tenant at a time, however many of its requests wait for it.
+    _quota_reads: dict[str, asyncio.Future[QuotaStatus]] = field(default_factory=dict)
     _model_seen: tuple[tuple[str, str], float] | None = None
     # Each tenant's share of this process's searches (``search_tenant_*``). Built here,
     # not by _once: the event loop reads it, and must never wait on the lock that a
@@ -296,6 +298,27 @@ class ApiState:
                 self._quotas_seen.clear()
             self._quotas_seen[tenant] = (status, now)
         return status
+
+    async def quota_status_soon(self, tenant: str) -> QuotaStatus:
+        """:meth:`quota_status` from the event loop: the status kept, else one read in the
+        thread pool per tenant at a time, shared by every request of the tenant that asks
+        meanwhile (a burst after the status expired costs one read, not one each: the
+        status counts the tenant's chunks). Raises what the read raises."""
+        kept = self.kept_quota_status(tenant)
+        if kept is not None:
+            return kept
+        reading = self._quota_reads.get(tenant)
+        if reading is None:
+            reading = asyncio.ensure_future(run_in_threadpool(self.quota_status, tenant))
+            self._quota_reads[tenant] = reading
+            reading.add_done_callback(lambda done: self._quota_read_done(tenant, done))
+        return await asyncio.shield(reading)  # a request cancelled leaves it to the others
+
+    def _quota_read_done(self, tenant: str, done: asyncio.Future[QuotaStatus]) -> None:
+        if self._quota_reads.get(tenant) is done:
+            del self._quota_reads[tenant]
+        if not done.cancelled():
+            done.exception()  # retrieved: those that waited on it have had it
 
     def last_quota_status(self, tenant: str) -> QuotaStatus | None:
         """The last status :meth:`quota_status` read, however old (no I/O): what a

@@ -8,14 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
+from api.audit import NOTES
+from api.quotas import QuotaHeadersMiddleware
 from api.routes_search import tenant_share
 from api.search_slots import ClientGoneError, SearchBusyError, TenantSlots, in_thread, until_gone
-from config.settings import QuarrySettings
+from api.state import ApiState
+from config.endpoints import resolve_endpoints
+from config.settings import load_settings
 from pipeline.errors import QueueFullError, StoreUnavailableError
 from pipeline.quotas import QuotaLimits, QuotaStatus, QuotaUsage
 
@@ -342,58 +348,63 @@ def test_a_client_that_cannot_be_watched_leaves_the_work_alone() -> None:
     run(body)
 
 
-class ShareState:
-    """What tenant_share reads of the API's state: no status kept, a store read that
-    waits for ``go`` (or fails), and the last status read."""
+class SlowQuotas:
+    """A quota store whose status waits for ``go``, then answers a search concurrency of
+    7 (or fails); it counts its reads."""
 
-    def __init__(self, fails: bool, last: int | None) -> None:
-        self.settings = QuarrySettings(search_tenant_concurrency=4)
-        self.share_reads: dict[str, asyncio.Future[QuotaStatus]] = {}
+    def __init__(self, fails: bool) -> None:
         self.go = threading.Event()
         self.fails = fails
-        self.last = last
         self.reads = 0
 
-    def kept_quota_status(self, _tenant: str) -> None:
-        return None
-
-    def _status(self, tenant: str, concurrency: int) -> QuotaStatus:
-        return QuotaStatus(
-            tenant, QuotaLimits(1, 1, 1, search_concurrency=concurrency), QuotaUsage(0, 0, 0)
-        )
-
-    def quota_status(self, tenant: str) -> QuotaStatus:
+    def status(self, tenant: str, defaults: QuotaLimits) -> QuotaStatus:
         self.reads += 1
         assert self.go.wait(10)
         if self.fails:
             raise StoreUnavailableError("postgres", "down")
-        return self._status(tenant, 7)
-
-    def last_quota_status(self, tenant: str) -> QuotaStatus | None:
-        return None if self.last is None else self._status(tenant, self.last)
+        return QuotaStatus(tenant, replace(defaults, search_concurrency=7), QuotaUsage(0, 0, 0))
 
 
-def test_a_tenants_share_is_read_once_for_its_waiting_searches() -> None:
+def share_state(quotas: SlowQuotas) -> ApiState:
+    settings = load_settings(env={"QUARRY_SEARCH_TENANT_CONCURRENCY": "4"})
+    state = ApiState(settings, resolve_endpoints(settings))
+    state._built["quotas"] = quotas
+    return state
+
+
+def test_a_tenants_status_is_read_once_for_its_waiting_requests() -> None:
+    """Its searches' shares and its answers' quota headers alike (quota_status_soon)."""
+
     async def body() -> None:
-        state: Any = ShareState(fails=False, last=None)
+        quotas = SlowQuotas(fails=False)
+        state = share_state(quotas)
         asking = [asyncio.create_task(tenant_share(state, "a")) for _ in range(5)]
+        headers = asyncio.create_task(state.quota_status_soon("a"))
         await asyncio.sleep(0.05)
-        state.go.set()
+        quotas.go.set()
         assert await asyncio.gather(*asking) == [7] * 5
-        assert state.reads == 1 and state.share_reads == {}
+        assert (await headers).limits.search_concurrency == 7
+        assert quotas.reads == 1
+        assert await tenant_share(state, "a") == 7 and quotas.reads == 1  # kept now
 
     run(body)
 
 
-@pytest.mark.parametrize(("last", "share"), [(1, 1), (None, 4)])
-def test_a_share_unread_is_the_last_one_read_else_the_default(last: int | None, share: int) -> None:
-    """A tenant cut to 1 stays at 1 while the store cannot answer (flooding it with
-    searches until reads time out must not raise its share to the default)."""
+def test_a_share_unread_is_the_last_one_read_else_the_default() -> None:
+    """A tenant cut to 7 stays at 7 while the store cannot answer (flooding it with
+    searches until reads time out must not bring its share to the default, 4)."""
 
     async def body() -> None:
-        state: Any = ShareState(fails=True, last=last)
-        state.go.set()
-        assert await tenant_share(state, "a") == share
+        quotas = SlowQuotas(fails=False)
+        state = share_state(quotas)
+        quotas.go.set()
+        assert await tenant_share(state, "a") == 7
+        quotas.fails = True
+        kept, _ = state._quotas_seen["a"]
+        state._quotas_seen["a"] = (kept, time.monotonic() - 3600)  # expired ...
+        assert state.kept_quota_status("a") is None
+        assert await tenant_share(state, "a") == 7  # ... the last one read stands
+        assert await tenant_share(state, "b") == 4  # none read: the setting's
 
     run(body)
 
@@ -431,5 +442,43 @@ def test_a_tenants_own_concurrency_bounds_its_line_and_a_change_applies_at_once(
         assert log == ["0 in", "1 in", "2 in", "3 in", "4 in"] and slots.tenants == 0
         async with slots.slot("free", 0):  # 0: no bound for this tenant, nothing counted
             assert slots.tenants == 0
+
+    run(body)
+
+
+def test_a_burst_of_answers_reads_the_tenants_quota_status_once() -> None:
+    """The quota headers of five answers to one tenant, its status expired: one read,
+    and every answer carries the headers."""
+
+    async def body() -> None:
+        quotas = SlowQuotas(fails=False)
+        state = share_state(quotas)
+
+        async def app(scope: dict[str, Any], _receive: Any, send: Any) -> None:
+            scope[NOTES] = {"token_id": "tk_0123456789abcdef", "tenant": "a"}
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+
+        middleware = QuotaHeadersMiddleware(app, state)
+        sent: list[dict[str, Any]] = []
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b""}
+
+        answers = [
+            asyncio.create_task(middleware({"type": "http"}, receive, send)) for _ in range(5)
+        ]
+        await asyncio.sleep(0.05)
+        quotas.go.set()
+        await asyncio.gather(*answers)
+        assert quotas.reads == 1
+        starts = [m for m in sent if m["type"] == "http.response.start"]
+        assert len(starts) == 5
+        assert all(
+            any(k == b"x-quota-remaining-concurrent-jobs" for k, _ in m["headers"]) for m in starts
+        )
 
     run(body)
