@@ -143,7 +143,8 @@ class _Line:
 
 @dataclass
 class TenantSlots:
-    """``concurrency`` searches of one tenant at once (0: no bound, nothing is counted),
+    """``concurrency`` searches of one tenant at once (0: no bound; still counted, so a
+    bound set again later counts the searches already running),
     up to ``waiting`` more in line, each for at most ``wait_s``. A search may bring its
     tenant's own concurrency (an operator's quota, ``search_concurrency``): the line
     follows the latest one asked, starting waiters at once when it rose and letting
@@ -173,14 +174,8 @@ class TenantSlots:
         ``concurrency``: the tenant's own bound (None: ``self.concurrency``; 0: none).
         SearchBusyError when the line is full or the wait passes ``wait_s``."""
         limit = self.concurrency if concurrency is None else concurrency
-        if limit <= 0:  # no bound: those waiting under an older bound go at once too
-            line = self._lines.get(tenant)
-            if line is not None:
-                line.limit = UNBOUNDED
-                self._hand_over(line)
-            yield 0.0
-            return
-        waited_s = await self._acquire(tenant, limit)
+        # No bound: never waits, and those waiting under an older bound go at once.
+        waited_s = await self._acquire(tenant, limit if limit > 0 else UNBOUNDED)
         try:
             yield waited_s
         finally:

@@ -199,16 +199,21 @@ def test_a_slot_handed_over_as_its_waiter_was_cancelled_passes_on() -> None:
     run(body)
 
 
-def test_concurrency_zero_bounds_nothing() -> None:
+def test_concurrency_zero_bounds_nothing_but_counts_what_runs() -> None:
     async def body() -> None:
         slots = TenantSlots(concurrency=0, waiting=0, wait_s=1)
         gate = asyncio.Event()
         log: list[str] = []
         many = [asyncio.create_task(hold(slots, "a", gate, log)) for _ in range(50)]
         await settle()
-        assert log.count("a in") == 50 and slots.tenants == 0
+        assert log.count("a in") == 50 and slots.running("a") == 50
+        # A bound set again (the tenant's quota, 10) counts those already running.
+        with pytest.raises(SearchBusyError, match="search_concurrency 10"):
+            async with slots.slot("a", 10):  # 50 run, no place in line (waiting 0)
+                pass
         gate.set()
         await asyncio.gather(*many)
+        assert slots.tenants == 0
 
     run(body)
 
@@ -440,8 +445,9 @@ def test_a_tenants_own_concurrency_bounds_its_line_and_a_change_applies_at_once(
         gates[4].set()
         await asyncio.gather(*tasks)
         assert log == ["0 in", "1 in", "2 in", "3 in", "4 in"] and slots.tenants == 0
-        async with slots.slot("free", 0):  # 0: no bound for this tenant, nothing counted
-            assert slots.tenants == 0
+        async with slots.slot("free", 0):  # 0: no bound for this tenant, still counted
+            assert slots.running("free") == 1
+        assert slots.tenants == 0
 
     run(body)
 
