@@ -25,6 +25,9 @@ from pipeline.quotas import Quota, check_limit_values, default_limits
 if TYPE_CHECKING:
     from pipeline.adapters.postgres.quota_store import PgQuotaStore
 
+# Not a Quota (nothing is used up): the tenant's search share, shown and set beside them.
+SEARCH_CONCURRENCY = "search_concurrency"
+
 quota_app = typer.Typer(
     help="Tenant quotas (operator commands, over PostgreSQL).", no_args_is_help=True
 )
@@ -74,9 +77,6 @@ def show(
         used, left = (str(figures[k]) if k in figures else "-" for k in ("used", "remaining"))
         table.add_row(name, limit, used, left)
     out.print(table)
-
-
-SEARCH_CONCURRENCY = "search_concurrency"
 
 
 @quota_app.command("set")

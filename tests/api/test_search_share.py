@@ -29,6 +29,7 @@ from pipeline.adapters.postgres.token_store import PgTokenStore
 from pipeline.search.query import SearchRequest
 from pipeline.search.searcher import SearchResponse
 from tests.api.idle import idle_api, served_api
+from tests.workers.jobs_api import until
 
 IDLE_DB = 13  # no worker of the session stack reads this database
 
@@ -95,10 +96,8 @@ def test_a_tenant_past_its_share_gets_429_while_another_tenant_is_answered(
         running: Future[httpx.Response] = pool.submit(get, flood_auth)
         assert searcher.started.acquire(timeout=10), "the first search never started"
         waiting = pool.submit(get, flood_auth)
-        deadline = time.monotonic() + 10
-        while api.app.state.quarry.search_slots.queued(flood) < 1:  # type: ignore[attr-defined]
-            assert time.monotonic() < deadline, "the second search never joined the line"
-            time.sleep(0.01)
+        slots = api.app.state.quarry.search_slots  # type: ignore[attr-defined]
+        until(lambda: slots.queued(flood) >= 1, 10, "the second search to join the line")
 
         refused = get(flood_auth)
         assert refused.status_code == 429
@@ -144,7 +143,7 @@ def test_a_tenant_with_its_own_search_concurrency_runs_that_many(
         answers = [pool.submit(get) for _ in range(3)]
         for _ in range(2):
             assert searcher.started.acquire(timeout=10), "two searches did not run at once"
-        wait_for(lambda: slots.queued(big) == 1, "the third search did not wait")
+        until(lambda: slots.queued(big) == 1, 10, "the third search to wait")
         assert slots.running(big) == 2
         refused = get()  # its line (search_tenant_waiting 1) is full
         assert refused.status_code == 429
@@ -182,15 +181,15 @@ def test_a_search_whose_client_hangs_up_while_waiting_leaves_the_line_and_never_
                 b"GET /v1/search?q=parse+the+body HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                 + f"Authorization: {headers['Authorization']}\r\n\r\n".encode()
             )
-            wait_for(lambda: slots.queued(tenant) == 1, "the second search never joined the line")
+            until(lambda: slots.queued(tenant) == 1, 10, "the second search to join the line")
         # The socket is closed: the search leaves the line while the first still runs.
-        wait_for(lambda: slots.queued(tenant) == 0, "the search of a gone client stayed in line")
+        until(lambda: slots.queued(tenant) == 0, 10, "the gone client's search to leave the line")
         assert slots.running(tenant) == 1
         assert busy_count("gone") == gone_before + 1
 
         searcher.release.set()
         assert running.result(timeout=30).status_code == 200
-        wait_for(lambda: slots.tenants == 0, "the tenant's slot was not given back")
+        until(lambda: slots.tenants == 0, 10, "the tenant's slot to be given back")
     assert searcher.ran == [tenant]  # the gone client's search never reached the searcher
 
 
@@ -216,11 +215,4 @@ def test_a_running_search_whose_client_hangs_up_keeps_its_slot_until_it_ends(
         time.sleep(0.3)  # the socket is closed; the search still runs in its thread
         assert slots.running(tenant) == 1
         searcher.release.set()
-        wait_for(lambda: slots.tenants == 0, "the slot was not given back when it ended")
-
-
-def wait_for(condition: Any, failure: str, timeout_s: float = 10) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, failure
-        time.sleep(0.01)
+        until(lambda: slots.tenants == 0, 10, "the slot to be given back when the search ended")
